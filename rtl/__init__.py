@@ -1,0 +1,1 @@
+"""Amaranth RTL of the TinyLPU tile (imported as ``tinylpu.rtl``)."""

@@ -1,0 +1,106 @@
+"""MATVEC address generator: the blocks x chunks hardware loop that streams SRAM reads."""
+
+__all__ = ["Token", "token_layout", "MatvecAgu"]
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from tinylpu.isa import MatvecArgs
+from tinylpu.numerics import MULT_BITS, SHIFT_MAX
+
+
+def token_layout(cfg):
+    """What travels down the pipeline with every SRAM read of a MATVEC."""
+    return data.StructLayout({
+        "valid": 1,
+        "first": 1,                                 # first chunk of a row block
+        "last": 1,                                  # last chunk: the block's result is written
+        "y_bank": 2,
+        "y_word": 16,
+        "y_group": range(max(cfg.lanes // cfg.rows, 2)),   # lanes y_group*R .. +R-1
+        "mult": signed(MULT_BITS),
+        "shift": range(SHIFT_MAX + 1),
+    })
+
+
+Token = token_layout
+
+
+class MatvecAgu(wiring.Component):
+    """Walks a MATVEC: one read per cycle, chunk by chunk within row blocks.
+
+    In the cycle ``issue`` is high (with ``args``) it emits read 0 combinationally; it then
+    emits one read per cycle, ``busy`` high, until the read with ``final``. Read j
+    (block b = j // n_chunks, chunk k = j % n_chunks) drives ``w_addr = w_base + j``,
+    ``x_addr = x_addr + k`` on bank ``x_bank``, and ``token`` (first = k == 0,
+    last = k == n_chunks - 1, the y word and lane group of block b).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "issue": In(1),
+            "args": In(MatvecArgs),
+            "busy": Out(1),              # a read is pending for this cycle from a prior issue
+            "final": Out(1),             # this cycle's read is the instruction's last
+            "w_addr": Out(16),
+            "x_bank": Out(2),
+            "x_addr": Out(16),
+            "token": Out(token_layout(cfg)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        groups = cfg.lanes // cfg.rows
+        tok = self.token
+        # registered state of the read pending for the next cycle
+        w_addr, x_base, chunk = Signal(16), Signal(16), Signal(12)
+        nc_m1, blocks_left = Signal(12), Signal(16)
+        st = Signal(token_layout(cfg))
+        x_bank = Signal(2)
+
+        cur_chunk, cur_nc_m1, cur_blocks = Signal(12), Signal(12), Signal(16)
+        a = self.args
+        with m.If(self.issue):
+            m.d.comb += [
+                cur_chunk.eq(0), cur_nc_m1.eq(a.n_chunks - 1), cur_blocks.eq(a.n_blocks),
+                self.w_addr.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
+                tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr), tok.y_group.eq(0),
+                tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift),
+            ]
+        with m.Else():
+            m.d.comb += [
+                cur_chunk.eq(chunk), cur_nc_m1.eq(nc_m1), cur_blocks.eq(blocks_left),
+                self.w_addr.eq(w_addr), self.x_bank.eq(x_bank), self.x_addr.eq(x_base + chunk),
+                tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
+                tok.mult.eq(st.mult), tok.shift.eq(st.shift),
+            ]
+        m.d.comb += [
+            tok.valid.eq(self.issue | self.busy),
+            tok.first.eq(cur_chunk == 0),
+            tok.last.eq(cur_chunk == cur_nc_m1),
+            self.final.eq(tok.valid & tok.last & (cur_blocks == 1)),
+        ]
+        with m.If(tok.valid & ~self.final):
+            m.d.sync += [
+                self.busy.eq(1), w_addr.eq(self.w_addr + 1), nc_m1.eq(cur_nc_m1),
+                x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
+                st.y_bank.eq(tok.y_bank),
+            ]
+            with m.If(self.issue):
+                m.d.sync += x_base.eq(a.x_addr)
+            with m.If(tok.last):
+                last_group = tok.y_group == groups - 1
+                m.d.sync += [
+                    chunk.eq(0), blocks_left.eq(cur_blocks - 1),
+                    st.y_group.eq(Mux(last_group, 0, tok.y_group + 1)),
+                    st.y_word.eq(tok.y_word + last_group),
+                ]
+            with m.Else():
+                m.d.sync += [chunk.eq(cur_chunk + 1), blocks_left.eq(cur_blocks),
+                             st.y_group.eq(tok.y_group), st.y_word.eq(tok.y_word)]
+        with m.Else():
+            m.d.sync += self.busy.eq(0)
+        return m

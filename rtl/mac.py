@@ -1,0 +1,60 @@
+"""The vector MAC array: ``rows`` dot products of ``lanes`` int8 pairs per cycle."""
+
+__all__ = ["MacArray"]
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+
+def _tree_sum(values):
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+class MacArray(wiring.Component):
+    """``rows`` x ``lanes`` multiply-accumulate array.
+
+    Each cycle with ``valid``, row r forms ``sum_l w[r][l] * x[l]`` and adds it to its
+    accumulator (``first``: start from zero instead). Accumulators are ``acc_bits`` wide and
+    wrap. A cycle with ``valid & last`` closes a row block.
+
+    Timing: inputs in cycle n; products registered at the end of n; row sums added at the end
+    of n+1; for a ``last`` input, ``result`` holds the block's sums with ``result_valid`` in
+    cycle n+2. Throughput: one input per cycle, no bubbles between blocks.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        db, L, R = cfg.data_bits, cfg.lanes, cfg.rows
+        super().__init__({
+            "w": In(data.ArrayLayout(data.ArrayLayout(signed(db), L), R)),
+            "x": In(data.ArrayLayout(signed(db), L)),
+            "valid": In(1), "first": In(1), "last": In(1),
+            "result": Out(data.ArrayLayout(signed(cfg.acc_bits), R)),
+            "result_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        db = cfg.data_bits
+        prod = [[Signal(signed(2 * db), name=f"p{r}_{l}") for l in range(cfg.lanes)]
+                for r in range(cfg.rows)]
+        valid, first, last = Signal(), Signal(), Signal()
+        m.d.sync += [valid.eq(self.valid), first.eq(self.first), last.eq(self.last)]
+        for r in range(cfg.rows):
+            for l in range(cfg.lanes):
+                m.d.sync += prod[r][l].eq(self.w[r][l] * self.x[l])
+        acc = [Signal(signed(cfg.acc_bits), name=f"acc{r}") for r in range(cfg.rows)]
+        m.d.sync += self.result_valid.eq(valid & last)
+        for r in range(cfg.rows):
+            total = Signal(signed(cfg.acc_bits), name=f"sum{r}")
+            m.d.comb += total.eq(_tree_sum(prod[r]) + (acc[r] & ~first.replicate(cfg.acc_bits)))
+            with m.If(valid):
+                m.d.sync += acc[r].eq(total)
+                with m.If(last):
+                    m.d.sync += self.result[r].eq(total)
+        return m

@@ -1,0 +1,119 @@
+"""The TinyLPU tile: sequencer, AGU, router with its SRAM banks, MAC array, requantizer and
+host interface, and the pipeline that joins them."""
+
+__all__ = ["Tile", "generate_verilog", "PIPELINE"]
+
+import pathlib
+
+from amaranth.back import verilog
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tinylpu import isa
+
+from .agu import MatvecAgu, token_layout
+from .host import HostInterface
+from .mac import MacArray
+from .requant import Requantizer
+from .router import Router
+from .sequencer import Sequencer
+
+# Stage registers of a MATVEC token after its read in cycle c (see tinylpu.isa.LAT_*).
+PIPELINE = ("s1: SRAM data (c+1)", "s2: products (c+2)", "s3: block result (c+3)",
+            "s4: requantized, written (c+4)")
+assert len(PIPELINE) == isa.LAT_WRITE
+
+
+class Tile(wiring.Component):
+    """One TinyLPU tile.
+
+    Ports: ``host_in`` / ``host_out``, 32-bit streams carrying the protocol of
+    :mod:`tinylpu.host`; ``running`` (high from the cycle after a RUN's start until done),
+    for waveform viewers and testbenches.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "host_in": In(stream.Signature(32)),
+            "host_out": Out(stream.Signature(32)),
+            "running": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        m.submodules.host = hif = HostInterface(cfg)
+        m.submodules.seq = seq = Sequencer(cfg)
+        m.submodules.agu = agu = MatvecAgu(cfg)
+        m.submodules.router = rt = Router(cfg)
+        m.submodules.mac = mac = MacArray(cfg)
+        m.submodules.requant = rq = Requantizer(cfg)
+        wiring.connect(m, wiring.flipped(self.host_in), hif.i)
+        wiring.connect(m, hif.o, wiring.flipped(self.host_out))
+
+        # host interface <-> router and sequencer
+        m.d.comb += [
+            rt.h_ren.eq(hif.ren), rt.h_wen.eq(hif.wen), rt.h_target.eq(hif.target),
+            rt.h_addr.eq(hif.addr), rt.h_wdata.eq(hif.wdata), hif.rdata.eq(rt.h_rdata),
+            hif.valid_target.eq(rt.h_valid_target),
+            seq.start.eq(hif.start), seq.start_pc.eq(hif.start_pc),
+            hif.done.eq(seq.done), hif.cycles.eq(seq.cycles),
+            self.running.eq(seq.running),
+            rt.tile_owns.eq(seq.running | hif.start),
+        ]
+        # sequencer <-> instruction memory, AGU
+        m.d.comb += [
+            rt.i_en.eq(seq.running | hif.start), rt.i_addr.eq(seq.imem_addr),
+            seq.imem_data.eq(rt.i_data),
+            agu.issue.eq(seq.issue_matvec), agu.args.eq(seq.matvec),
+            seq.agu_busy.eq(agu.busy), seq.agu_final.eq(agu.final),
+        ]
+        # cycle c: the AGU's reads
+        t0 = agu.token
+        m.d.comb += [
+            rt.w_en.eq(t0.valid), rt.w_addr.eq(agu.w_addr),
+            rt.x_en.eq(t0.valid), rt.x_bank.eq(agu.x_bank), rt.x_addr.eq(agu.x_addr),
+        ]
+        stages = [Signal(token_layout(cfg), name=f"s{i + 1}") for i in range(isa.LAT_WRITE)]
+        m.d.sync += stages[0].eq(t0)
+        for prev, cur in zip(stages, stages[1:]):
+            m.d.sync += cur.eq(prev)
+        s1, s2, s3, s4 = stages
+        # c+1: SRAM data into the MAC array; c+3: block result into the requantizer
+        m.d.comb += [
+            mac.w.eq(rt.w_data), mac.x.eq(rt.x_data),
+            mac.valid.eq(s1.valid), mac.first.eq(s1.first), mac.last.eq(s1.last),
+            rq.acc.eq(mac.result), rq.mult.eq(s3.mult), rq.shift.eq(s3.shift),
+        ]
+        # c+4: the requantized block goes to its activation bank
+        m.d.comb += [
+            rt.y_en.eq(s4.valid & s4.last), rt.y_bank.eq(s4.y_bank), rt.y_word.eq(s4.y_word),
+            rt.y_group.eq(s4.y_group), rt.y_data.eq(rq.y),
+        ]
+        for i, stage in enumerate(stages):
+            m.d.comb += rt.inflight[i].eq(stage)
+        m.d.comb += seq.pipe_empty.eq(~agu.busy & ~Cat(*(s.valid for s in stages)).any())
+
+        # sticky schedule-checker flags of the current run
+        conflict, hazard = Signal(), Signal()
+        with m.If(hif.start):
+            m.d.sync += [conflict.eq(0), hazard.eq(0)]
+        with m.Else():
+            with m.If(rt.conflict):
+                m.d.sync += conflict.eq(1)
+            with m.If(rt.hazard & seq.running):
+                m.d.sync += hazard.eq(1)
+        m.d.comb += hif.flags.eq(Cat(conflict, hazard))
+        return m
+
+
+def generate_verilog(cfg, path=None):
+    """Verilog of a tile of configuration ``cfg``; written to ``path`` if given."""
+    text = verilog.convert(Tile(cfg), name="tinylpu_tile", emit_src=False)
+    if path is not None:
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return text

@@ -1,0 +1,133 @@
+"""One configuration object for RTL elaboration, the compiler and the golden model."""
+
+__all__ = ["Config", "ConfigError", "DEFAULT"]
+
+import dataclasses
+import pathlib
+
+
+class ConfigError(ValueError):
+    """An invalid tile configuration; the message names the field and the limit."""
+
+
+def _is_pow2(n):
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Parameters of one TinyLPU tile.
+
+    Parameters
+    ----------
+    lanes : int
+        Vector width in elements. One SRAM word holds ``lanes`` elements; the MAC array
+        consumes one word of activations per cycle.
+    rows : int
+        MAC rows. Each row owns one weight bank and computes one output per row block;
+        the array does ``rows * lanes`` multiply-accumulates per cycle.
+    wdepth : int
+        Words per weight bank (power of two).
+    act_banks : int
+        Activation banks. Each has one read and one write port.
+    adepth : int
+        Words per activation bank (power of two).
+    pdepth : int
+        Instruction memory depth in instructions (power of two).
+    data_bits : int
+        Width of weights and activations (signed).
+    acc_bits : int
+        Width of the MAC accumulators (signed, wraps on overflow).
+    """
+
+    lanes: int = 16
+    rows: int = 4
+    wdepth: int = 1024
+    act_banks: int = 2
+    adepth: int = 256
+    pdepth: int = 64
+    data_bits: int = 8
+    acc_bits: int = 32
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{field.name} must be an integer, not {value!r}")
+        self._check_range("lanes", 1, 64)
+        self._check_range("rows", 1, 64)
+        if self.lanes % self.rows:
+            raise ConfigError(
+                f"lanes ({self.lanes}) must be a multiple of rows ({self.rows}): a row block's "
+                f"results are written into one activation word")
+        if self.act_banks not in (1, 2, 4):
+            raise ConfigError(f"act_banks must be 1, 2 or 4, not {self.act_banks}")
+        self._check_range("data_bits", 2, 8)
+        self._check_range("acc_bits", 2 * self.data_bits, 40)
+        for name, hi in (("wdepth", 65536), ("adepth", 65536), ("pdepth", 4096)):
+            self._check_range(name, 2, hi)
+            if not _is_pow2(getattr(self, name)):
+                raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
+
+    def _check_range(self, name, lo, hi):
+        value = getattr(self, name)
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} must be in [{lo}, {hi}], not {value}")
+
+    # Derived quantities -------------------------------------------------------------------
+
+    @property
+    def macs(self):
+        """MAC units in the array."""
+        return self.rows * self.lanes
+
+    @property
+    def word_bits(self):
+        """Bits in one SRAM word (``lanes`` elements)."""
+        return self.lanes * self.data_bits
+
+    @property
+    def beats_per_word(self):
+        """32-bit host-stream beats that carry one SRAM word."""
+        return -(-self.word_bits // 32)
+
+    @property
+    def weight_bytes(self):
+        return self.rows * self.wdepth * self.word_bits // 8
+
+    @property
+    def act_bytes(self):
+        return self.act_banks * self.adepth * self.word_bits // 8
+
+    @property
+    def ident(self):
+        """Short name of this configuration; names its build directory."""
+        name = (f"l{self.lanes}r{self.rows}-w{self.wdepth}-a{self.act_banks}x{self.adepth}"
+                f"-p{self.pdepth}")
+        if (self.data_bits, self.acc_bits) != (8, 32):
+            name += f"-d{self.data_bits}c{self.acc_bits}"
+        return name
+
+    def build_dir(self, root="build"):
+        return pathlib.Path(root) / self.ident
+
+    @classmethod
+    def parse(cls, text):
+        """Build a config from ``"lanes=16,rows=4"`` style text (for CLIs and Makefiles)."""
+        kwargs = {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in names:
+                raise ConfigError(
+                    f"bad config item {item!r}: expected name=value with name one of "
+                    f"{', '.join(sorted(names))}")
+            try:
+                kwargs[key] = int(value, 0)
+            except ValueError:
+                raise ConfigError(f"config item {key} must be an integer, not {value.strip()!r}")
+        return cls(**kwargs)
+
+
+DEFAULT = Config()

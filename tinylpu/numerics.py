@@ -1,0 +1,68 @@
+"""Integer semantics shared by the golden model and the compiler: the one definition.
+
+Requantization of an accumulator ``acc`` with multiplier ``M`` (int16) and shift ``S`` (0..63):
+
+    y = saturate(floor((acc * M + 2**(S-1)) / 2**S))      (S > 0: round half up)
+    y = saturate(acc * M)                                  (S = 0)
+
+where ``saturate`` clamps to the signed ``data_bits`` range. In hardware the product is
+``acc_bits + 16`` bits wide, the rounding constant is added, and the sum is shifted right
+arithmetically, so no intermediate value is ever truncated.
+"""
+
+__all__ = ["wrap", "requantize", "quantize_multiplier", "gemv_reference", "MULT_BITS",
+           "SHIFT_MAX"]
+
+import math
+
+import numpy as np
+
+MULT_BITS = 16
+SHIFT_MAX = 63
+
+
+def wrap(values, bits):
+    """Two's-complement wrap of integers to ``bits`` bits (what a ``bits``-wide register does)."""
+    values = np.asarray(values, dtype=np.int64)
+    half = np.int64(1) << np.int64(bits - 1)
+    return ((values + half) & ((half << 1) - 1)) - half
+
+
+def requantize(acc, mult, shift, bits=8):
+    """Requantize int accumulators to signed ``bits``-bit integers (see module docstring)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    prod = acc * np.int64(mult)
+    if shift:
+        prod = (prod + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(prod, lo, hi)
+
+
+def quantize_multiplier(scale):
+    """Return ``(M, S)`` with ``M * 2**-S`` closest to ``scale`` and M a positive int16.
+
+    Raises ``ValueError`` for a scale that is not finite and positive or not representable
+    (below ``2**-(SHIFT_MAX)`` or at least ``2**15``).
+    """
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"requantization scale must be a finite positive number, not {scale!r}")
+    mant, exp = math.frexp(scale)            # scale = mant * 2**exp, 0.5 <= mant < 1
+    shift = (MULT_BITS - 1) - exp            # M = mant * 2**15 -> 16384..32767
+    mult = round(mant * (1 << (MULT_BITS - 1)))
+    if mult == 1 << (MULT_BITS - 1):
+        mult //= 2
+        shift -= 1
+    while shift > SHIFT_MAX and mult > 1:    # very small scales: give up mantissa bits
+        mult = (mult + 1) // 2
+        shift -= 1
+    if shift < 0:
+        raise ValueError(f"requantization scale {scale} is too large (limit {2**15 - 1})")
+    if shift > SHIFT_MAX:
+        raise ValueError(f"requantization scale {scale} is too small (limit 2**-{SHIFT_MAX})")
+    return mult, shift
+
+
+def gemv_reference(W, x, mult, shift, *, data_bits=8, acc_bits=32):
+    """Plain NumPy of the GEMV math: ``requantize(W @ x)`` with ``acc_bits`` accumulators."""
+    acc = wrap(np.asarray(W, dtype=np.int64) @ np.asarray(x, dtype=np.int64), acc_bits)
+    return requantize(acc, mult, shift, data_bits)
