@@ -77,7 +77,8 @@ class GoldenTile:
             i += 2
             if cmd == host.CMD_RUN:
                 self.last_run = self.run(address)
-                out += [self.last_run.status, self.last_run.cycles & 0xffffffff]
+                self.last_run_at = len(out)      # where its status beat is in the response
+                out +=  [self.last_run.status, self.last_run.cycles & 0xffffffff]
                 continue
             if cmd not in (host.CMD_WRITE, host.CMD_READ):
                 self.bad_command = True

