@@ -16,8 +16,9 @@ class Sequencer(wiring.Component):
     next cycle. An instruction issues in the cycle it appears on ``imem_data``; the sequencer
     fetches its successor in the instruction's last cycle (MATVEC: the AGU's ``final`` read;
     WAIT n: its n-th cycle; LOOP: its only cycle), so the successor issues the cycle after.
-    HALT stops issue; ``done`` rises once ``pipe_empty`` and stays until the next ``start``.
-    ``cycles`` counts from the start cycle (= 1) to the first ``done`` cycle, exclusive.
+    HALT stops issue; ``done`` is high for one cycle, the first with ``pipe_empty`` after
+    HALT, and ``running`` falls at its end. ``cycles`` counts from the start cycle to the
+    ``done`` cycle, exclusive (the start cycle counts as 1), and holds until the next start.
     """
 
     def __init__(self, cfg):

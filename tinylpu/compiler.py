@@ -201,8 +201,11 @@ def _layer_quant(W, cfg, scale, mult, shift):
         raise CompileError(str(error)) from None
 
 
-def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None):
+def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None, repeat=1):
     """Compile ``x_{i+1} = requant_i(W_i x_i)`` for a list of int matrices.
+
+    ``repeat > 1`` wraps the program in a hardware LOOP that runs it ``repeat`` times
+    (benchmarks use it for long runs; :func:`analyze` rejects a loop whose iterations race).
 
     Weights of layer i follow those of layer i-1 in every weight bank; activations alternate
     between the two halves of the activation space (banks 0 and 1, or the two halves of bank
@@ -265,6 +268,12 @@ def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None):
             raise CompileError(f"layer {i}: {error}") from None
         x_place = Placement(y_bank, y_addr, y_words)
         w_base += nb * nc
+    body = asm.instrs
+    if repeat > 1:
+        if len(body) > 255:
+            raise CompileError(f"a repeated program body has at most 255 instructions, "
+                               f"not {len(body)}")
+        asm.instrs = [isa.loop(repeat, len(body))] + body
     asm.halt()
     program = asm.words()
     x_words = np.zeros((first_x.words, L), dtype=np.int64)
@@ -275,11 +284,12 @@ def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None):
                 out=Ws[-1].shape[0], schedule=analyze(program, cfg), layers=layers)
 
 
-def compile_gemv(W, x, cfg, *, scale=None, mult=None, shift=None):
+def compile_gemv(W, x, cfg, *, scale=None, mult=None, shift=None, repeat=1):
     """Compile ``y = requant(W @ x)`` for int8 ``W [out, in]`` and ``x [in]``.
 
     The requantization is ``(M, S)`` = (``mult``, ``shift``) if given, else the int16
     multiplier nearest ``scale`` (:func:`tinylpu.numerics.quantize_multiplier`), else a scale
     that maps the largest possible accumulator of this ``W`` onto the int8 range.
     """
-    return compile_chain([W], x, cfg, scales=[scale], mults=[mult], shifts=[shift])
+    return compile_chain([W], x, cfg, scales=[scale], mults=[mult], shifts=[shift],
+                         repeat=repeat)

@@ -75,6 +75,8 @@ def pack_words(cfg, target, words):
     if target == TARGET_PROG:
         ints = [int(w) for w in words]
         width = INSTR_BITS
+        if any(not 0 <= w < 1 << INSTR_BITS for w in ints):
+            raise HostError(f"program words must be in [0, 2**{INSTR_BITS})")
     else:
         arr = np.asarray(words, dtype=np.int64).reshape(-1, cfg.lanes)
         lo, hi = -(1 << (cfg.data_bits - 1)), (1 << (cfg.data_bits - 1)) - 1

@@ -112,8 +112,32 @@ def halt():
     return {"op": Opcode.HALT, "args": {"wait": {"cycles": 0}}}
 
 
+_ARGS = {Opcode.MATVEC: ("matvec", MatvecArgs), Opcode.WAIT: ("wait", WaitArgs),
+         Opcode.LOOP: ("loop", LoopArgs), Opcode.HALT: ("wait", WaitArgs)}
+
+
 def encode(instr):
-    """Encode an instruction dict (as made by :func:`matvec` etc.) into an integer."""
+    """Encode an instruction dict (as made by :func:`matvec` etc.) into an integer.
+
+    Raises :class:`IsaError` for an unknown opcode, a missing or unknown operand, or an
+    operand that does not fit its field.
+    """
+    try:
+        op = Opcode(instr["op"])
+        (name, struct), = instr["args"].items()
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise IsaError(f"not an instruction: {instr!r}")
+    if name != _ARGS[op][0]:
+        raise IsaError(f"{op.name} takes '{_ARGS[op][0]}' operands, not '{name}'")
+    layout = data.Layout.cast(_ARGS[op][1])
+    given, fields = set(instr["args"][name]), {field for field, _ in layout}
+    if given != fields and op != Opcode.HALT:
+        raise IsaError(f"{op.name} operands must be {sorted(fields)}, not {sorted(given)}")
+    for field, value in instr["args"][name].items():
+        if field not in fields:
+            raise IsaError(f"{op.name} has no operand {field!r}")
+        shape = Shape.cast(layout[field].shape)
+        _check(f"{op.name} {field}", value, shape.width, 0, shape.signed)
     return INSTR_LAYOUT.const(instr).as_value().value
 
 
@@ -122,7 +146,8 @@ def decode(word):
     if not 0 <= word < (1 << INSTR_BITS):
         raise IsaError(f"instruction word must fit in {INSTR_BITS} bits, not {word:#x}")
     if word >> INSTR_LAYOUT.size:
-        raise IsaError(f"instruction word {word:#x} has bits set above bit {INSTR_LAYOUT.size}")
+        raise IsaError(f"instruction word {word:#x} has bits set above bit "
+                       f"{INSTR_LAYOUT.size - 1}")
     view = INSTR_LAYOUT.from_bits(word)
     try:
         op = Opcode(view.op)
@@ -152,7 +177,13 @@ def execution_order(program, start_pc=0, limit=1 << 24):
     """
     depth = len(program)
     pc, loop_start, loop_end, repeats = start_pc % depth, 0, 0, 0
+    seen = set()
     for _ in range(limit):
+        if not repeats:
+            if (pc, loop_start, loop_end) in seen:
+                raise IsaError(f"program never reaches HALT: pc {pc} repeats with no loop "
+                               f"count left")
+            seen.add((pc, loop_start, loop_end))
         instr = decode(program[pc])
         yield pc, instr
         if instr["op"] == Opcode.HALT:

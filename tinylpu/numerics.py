@@ -42,7 +42,8 @@ def quantize_multiplier(scale):
     """Return ``(M, S)`` with ``M * 2**-S`` closest to ``scale`` and M a positive int16.
 
     Raises ``ValueError`` for a scale that is not finite and positive or not representable
-    (below ``2**-(SHIFT_MAX)`` or at least ``2**15``).
+    (rounding to 0 at the largest shift, i.e. below ``2**-(SHIFT_MAX+1)``, or at least
+    ``2**15``).
     """
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"requantization scale must be a finite positive number, not {scale!r}")
@@ -52,13 +53,14 @@ def quantize_multiplier(scale):
     if mult == 1 << (MULT_BITS - 1):
         mult //= 2
         shift -= 1
-    while shift > SHIFT_MAX and mult > 1:    # very small scales: give up mantissa bits
-        mult = (mult + 1) // 2
-        shift -= 1
+    if shift > SHIFT_MAX:                    # very small scales: fewer mantissa bits
+        shift = SHIFT_MAX
+        mult = round(math.ldexp(scale, SHIFT_MAX))
+        if mult == 0:
+            raise ValueError(f"requantization scale {scale} is too small "
+                             f"(limit 2**-{SHIFT_MAX + 1})")
     if shift < 0:
         raise ValueError(f"requantization scale {scale} is too large (limit {2**15 - 1})")
-    if shift > SHIFT_MAX:
-        raise ValueError(f"requantization scale {scale} is too small (limit 2**-{SHIFT_MAX})")
     return mult, shift
 
 

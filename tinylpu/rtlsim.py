@@ -74,9 +74,23 @@ def build(cfg, sim, *, waves=False, root=None):
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
                       "--x-initial", "fast"] + (["--trace-fst", "--trace-structs"] if waves else [])
     build_dir = vfile.parent / (sim + ("-waves" if waves else ""))
-    runner.build(sources=[vfile], hdl_toplevel=TOP, build_dir=build_dir, build_args=build_args,
-                 waves=waves, timescale=("1ns", "1ps"), always=(sim == "icarus"))
+    build_dir.mkdir(parents=True, exist_ok=True)
+    log = build_dir / "build.log"
+    try:
+        runner.build(sources=[vfile], hdl_toplevel=TOP, build_dir=build_dir,
+                     build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
+                     always=(sim == "icarus"), log_file=log)
+    except Exception as error:   # the runner raises CalledProcessError and friends
+        raise SimError(f"{sim} build of {vfile} failed ({error}); log: {log}\n"
+                       + _tail(log)) from None
     return runner
+
+
+def _tail(path, lines=15):
+    try:
+        return "\n".join(pathlib.Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run"):
@@ -98,14 +112,18 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run"):
         results_file.unlink()
     if str(TB_DIR) not in sys.path:
         sys.path.insert(0, str(TB_DIR))
-    xml = runner.test(test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
-                      extra_env={"TINYLPU_CASES": str(cases_file),
-                                 "TINYLPU_MEASURED": str(results_file)},
-                      waves=waves)
+    log = work / "sim.log"
+    try:
+        xml = runner.test(test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
+                          extra_env={"TINYLPU_CASES": str(cases_file),
+                                     "TINYLPU_MEASURED": str(results_file)},
+                          waves=waves, log_file=log)
+    except Exception as error:
+        raise SimError(f"{sim} simulation failed ({error}); log: {log}\n" + _tail(log)) from None
     from cocotb_tools.check_results import get_results
     total, failed = get_results(xml)
     measured = json.loads(results_file.read_text()) if results_file.exists() else []
     if total == 0 or failed:
-        raise SimError(f"{sim}: {failed} of {total} cocotb tests failed (log above; "
-                       f"results in {xml})")
+        raise SimError(f"{sim}: {failed} of {total} cocotb tests failed; log: {log}\n"
+                       + _tail(log, 40))
     return measured

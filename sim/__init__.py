@@ -1,0 +1,1 @@
+"""Simulation drivers behind `make sim`, `make waves` and `make bench` (``tinylpu.sim``)."""

