@@ -31,22 +31,22 @@ SIGNAL_GROUPS = [
 
 def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
     from tinylpu.rtl.agu import token_layout
-    from tinylpu.rtlsim import run_streams, verilog_path
+    from tinylpu.rtlsim import fst_path, run_streams
     rng = np.random.default_rng(seed)
     rows, cols = shape
     W, x = rng.integers(-128, 128, (rows, cols)), rng.integers(-128, 128, cols)
     case = gemv_case(f"waves {rows}x{cols}", GoldenTile(cfg), [W], x)
-    run_streams(cfg, "icarus", [case], waves=True, name="waves")
-    fst = verilog_path(cfg).parent / "icarus-waves" / "tinylpu_tile.fst"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dest = out_dir / "tinylpu.fst"
-    shutil.copyfile(fst, dest)
     widths = dict(pc=max((cfg.pdepth - 1).bit_length(), 1) - 1,
                   tok=token_layout(cfg).size - 1, word=cfg.word_bits - 1,
                   acc=cfg.acc_bits - 1, prod=cfg.acc_bits + 16 - 1,
                   y=cfg.rows * cfg.data_bits - 1)
     groups = [(name, [f"tinylpu_tile.{s.format(**widths)}" for s in signals])
               for name, signals in SIGNAL_GROUPS]
+    run_streams(cfg, "icarus", [case], waves=True, name="waves",
+                signals=[s for _, names in groups for s in names])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / "tinylpu.fst"
+    shutil.copyfile(fst_path(cfg, "icarus"), dest)
     gtkw = write_gtkw(out_dir / "tinylpu.gtkw", dest, groups)
     out(f"wrote {dest} ({dest.stat().st_size} bytes) and {gtkw}")
     out(f"view with: gtkwave {gtkw}")

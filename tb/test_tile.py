@@ -23,3 +23,19 @@ def test_rtl_matches_golden(sim, cfg):
     for case, m in zip(cases, measured):
         assert m["response"] == case["expected"], case["name"]
         assert m["cycles"] == m["ext_cycles"] == case["cycles"], case["name"]
+
+
+def test_harness_reports_a_wrong_expectation():
+    """The comparison can fail: a flipped bit and a wrong prediction are both reported."""
+    import numpy as np
+
+    from tinylpu.cases import gemv_case
+    from tinylpu.rtlsim import SimError
+
+    cfg = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=16)
+    case = gemv_case("3x3 ones", GoldenTile(cfg), [np.ones((3, 3), int)], np.ones(3, int))
+    case["expected"][2] ^= 1
+    case["cycles"] += 1
+    with pytest.raises(SimError, match=r"(?s)differs from golden at beats \[2\].*"
+                                       r"predicted 8 cycles, tile counted 7"):
+        run_streams(cfg, "icarus", [case], name="negative")

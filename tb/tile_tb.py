@@ -74,12 +74,29 @@ class TB:
             self.runs.append((round((t1 - t0) / CLOCK_NS), wall1 - wall0))
 
 
+def _missing_signals(dut, names):
+    """Names (``tinylpu_tile.seq.pc[5:0]``) that do not resolve to a handle of the design."""
+    missing = []
+    for name in names:
+        handle = dut
+        for part in name.split("[")[0].split(".")[1:]:
+            try:
+                handle = handle._id(part, extended=False)
+            except (AttributeError, KeyError):
+                missing.append(name)
+                break
+    return missing
+
+
 @cocotb.test()
 async def replay_cases(dut):
     """Every case's responses equal the golden model's; its RUN's cycles equal the
     compiler's prediction, as reported by the tile and as counted outside it."""
     with open(os.environ["TINYLPU_CASES"]) as f:
         cases = json.load(f)
+    if os.environ.get("TINYLPU_SIGNALS"):   # the waveform save file's signals must exist
+        missing = _missing_signals(dut, os.environ["TINYLPU_SIGNALS"].split())
+        assert not missing, f"signals not in the design: {missing}"
     tb = TB(dut)
     await tb.reset()
     measured, failures = [], []

@@ -5,7 +5,8 @@ test module (``tb/tile_tb.py``) replays host streams given in a JSON file and wr
 measured to another; :func:`run_streams` hides that plumbing.
 """
 
-__all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "build", "run_streams"]
+__all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "fst_path", "build",
+           "run_streams"]
 
 import json
 import os
@@ -61,6 +62,11 @@ def write_verilog(cfg, root=None):
     return path
 
 
+def fst_path(cfg, sim, root=None):
+    """Where a run with ``waves=True`` leaves its FST."""
+    return verilog_path(cfg, root).parent / f"{sim}-waves" / f"{TOP}.fst"
+
+
 def build(cfg, sim, *, waves=False, root=None):
     """Build the simulation of ``cfg`` for ``sim``; returns the cocotb runner."""
     from cocotb_tools.runner import get_runner
@@ -75,15 +81,29 @@ def build(cfg, sim, *, waves=False, root=None):
                       "--x-initial", "fast"] + (["--trace-fst", "--trace-structs"] if waves else [])
     build_dir = vfile.parent / (sim + ("-waves" if waves else ""))
     build_dir.mkdir(parents=True, exist_ok=True)
+    sources, defines = [vfile], {}
+    if waves and sim == "icarus":
+        sources.append(TB_DIR / "waves_dump.v")
+        build_args += ["-s", "tinylpu_waves"]
+        defines["TINYLPU_FST"] = f'"{fst_path(cfg, sim, root)}"'
     log = build_dir / "build.log"
     try:
-        runner.build(sources=[vfile], hdl_toplevel=TOP, build_dir=build_dir,
-                     build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
+        runner.build(sources=sources, hdl_toplevel=TOP, build_dir=build_dir,
+                     build_args=build_args, defines=defines,
+                     waves=waves and sim == "verilator", timescale=("1ns", "1ps"),
                      always=(sim == "icarus"), log_file=log)
     except Exception as error:   # the runner raises CalledProcessError and friends
         raise SimError(f"{sim} build of {vfile} failed ({error}); log: {log}\n"
                        + _tail(log)) from None
     return runner
+
+
+def _failure_lines(log):
+    """The assertion lines of a failed cocotb run, else the log's tail."""
+    text = pathlib.Path(log).read_text(errors="replace") if pathlib.Path(log).exists() else ""
+    lines = [l.strip() for l in text.splitlines()
+             if "AssertionError" in l or "differs" in l or "predicted" in l or "not in the" in l]
+    return "\n".join(lines[:20]) or _tail(log)
 
 
 def _tail(path, lines=15):
@@ -93,7 +113,7 @@ def _tail(path, lines=15):
         return ""
 
 
-def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run"):
+def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=()):
     """Replay host streams on the RTL.
 
     ``cases`` is a list of dicts with ``name``, ``stream`` (host beats), ``expected``
@@ -101,6 +121,7 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run"):
     status beat in the response). Returns the list
     of measurements the testbench wrote (one dict per case: ``response``, ``cycles``,
     ``ext_cycles`` counted from the ``running`` output, ``wall`` seconds of the run).
+    ``signals``: hierarchical names that must exist in the design (checked before the run).
     Raises :class:`SimError` if the testbench reported a failure.
     """
     runner = build(cfg, sim, waves=waves, root=root)
@@ -114,16 +135,22 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run"):
         sys.path.insert(0, str(TB_DIR))
     log = work / "sim.log"
     try:
-        xml = runner.test(test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
-                          extra_env={"TINYLPU_CASES": str(cases_file),
-                                     "TINYLPU_MEASURED": str(results_file)},
-                          waves=waves, log_file=log)
-    except Exception as error:
-        raise SimError(f"{sim} simulation failed ({error}); log: {log}\n" + _tail(log)) from None
+        runner.test(test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
+                    extra_env={"TINYLPU_CASES": str(cases_file),
+                               "TINYLPU_MEASURED": str(results_file),
+                               "TINYLPU_SIGNALS": " ".join(signals)},
+                    waves=waves,   # Icarus: only selects vvp's -fst; our module dumps
+                    log_file=log)
+    except (Exception, SystemExit) as error:   # the runner exits when a test fails
+        raise SimError(f"{sim} simulation failed ({error!r}); log: {log}\n"
+                       + _failure_lines(log)) from None
     from cocotb_tools.check_results import get_results
-    total, failed = get_results(xml)
-    measured = json.loads(results_file.read_text()) if results_file.exists() else []
+    total, failed = get_results(work / "results.xml")
     if total == 0 or failed:
         raise SimError(f"{sim}: {failed} of {total} cocotb tests failed; log: {log}\n"
-                       + _tail(log, 40))
+                       + _failure_lines(log))
+    measured = json.loads(results_file.read_text()) if results_file.exists() else []
+    if len(measured) != len(cases):
+        raise SimError(f"{sim}: the testbench measured {len(measured)} of {len(cases)} cases; "
+                       f"log: {log}\n" + _failure_lines(log))
     return measured

