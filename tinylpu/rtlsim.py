@@ -135,17 +135,17 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=
         sys.path.insert(0, str(TB_DIR))
     log = work / "sim.log"
     try:
-        runner.test(test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
-                    extra_env={"TINYLPU_CASES": str(cases_file),
-                               "TINYLPU_MEASURED": str(results_file),
-                               "TINYLPU_SIGNALS": " ".join(signals)},
-                    waves=waves,   # Icarus: only selects vvp's -fst; our module dumps
-                    log_file=log)
+        xml = runner.test(test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
+                          extra_env={"TINYLPU_CASES": str(cases_file),
+                                     "TINYLPU_MEASURED": str(results_file),
+                                     "TINYLPU_SIGNALS": " ".join(signals)},
+                          waves=waves,   # Icarus: only selects vvp's -fst; our module dumps
+                          log_file=log)
     except (Exception, SystemExit) as error:   # the runner exits when a test fails
         raise SimError(f"{sim} simulation failed ({error!r}); log: {log}\n"
                        + _failure_lines(log)) from None
     from cocotb_tools.check_results import get_results
-    total, failed = get_results(work / "results.xml")
+    total, failed = get_results(xml)
     if total == 0 or failed:
         raise SimError(f"{sim}: {failed} of {total} cocotb tests failed; log: {log}\n"
                        + _failure_lines(log))
