@@ -3,7 +3,7 @@
 __all__ = ["MacArray"]
 
 from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 
@@ -28,12 +28,13 @@ class MacArray(wiring.Component):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        db, L, R = cfg.data_bits, cfg.lanes, cfg.rows
+        # One port per row (not one R*L-element view): simulators re-evaluate every slice of a
+        # vector when any bit of it changes, so a single 2048-bit port costs O((R*L)^2).
         super().__init__({
-            "w": In(data.ArrayLayout(data.ArrayLayout(signed(db), L), R)),
-            "x": In(data.ArrayLayout(signed(db), L)),
+            "w": In(cfg.word_bits).array(cfg.rows),     # row r: lanes of W, lane l at bits 8l
+            "x": In(cfg.word_bits),
             "valid": In(1), "first": In(1), "last": In(1),
-            "result": Out(data.ArrayLayout(signed(cfg.acc_bits), R)),
+            "result": Out(signed(cfg.acc_bits)).array(cfg.rows),
             "result_valid": Out(1),
         })
 
@@ -41,20 +42,20 @@ class MacArray(wiring.Component):
         cfg = self.cfg
         m = Module()
         db = cfg.data_bits
-        prod = [[Signal(signed(2 * db), name=f"p{r}_{l}") for l in range(cfg.lanes)]
-                for r in range(cfg.rows)]
+        lane = lambda word, l: word[l * db:(l + 1) * db].as_signed()
         valid, first, last = Signal(), Signal(), Signal()
         m.d.sync += [valid.eq(self.valid), first.eq(self.first), last.eq(self.last)]
-        for r in range(cfg.rows):
-            for l in range(cfg.lanes):
-                m.d.sync += prod[r][l].eq(self.w[r][l] * self.x[l])
-        acc = [Signal(signed(cfg.acc_bits), name=f"acc{r}") for r in range(cfg.rows)]
         m.d.sync += self.result_valid.eq(valid & last)
         for r in range(cfg.rows):
+            prod = [Signal(signed(2 * db), name=f"p{r}_{l}", reset_less=True)
+                    for l in range(cfg.lanes)]
+            m.d.sync += [prod[l].eq(lane(self.w[r], l) * lane(self.x, l))
+                         for l in range(cfg.lanes)]
+            acc = Signal(signed(cfg.acc_bits), name=f"acc{r}")
             total = Signal(signed(cfg.acc_bits), name=f"sum{r}")
-            m.d.comb += total.eq(_tree_sum(prod[r]) + (acc[r] & ~first.replicate(cfg.acc_bits)))
+            m.d.comb += total.eq(_tree_sum(prod) + (acc & ~first.replicate(cfg.acc_bits)))
             with m.If(valid):
-                m.d.sync += acc[r].eq(total)
+                m.d.sync += acc.eq(total)
                 with m.If(last):
                     m.d.sync += self.result[r].eq(total)
         return m

@@ -3,7 +3,7 @@
 __all__ = ["Requantizer"]
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
@@ -19,10 +19,10 @@ class Requantizer(wiring.Component):
     def __init__(self, cfg):
         self.cfg = cfg
         super().__init__({
-            "acc": In(data.ArrayLayout(signed(cfg.acc_bits), cfg.rows)),
+            "acc": In(signed(cfg.acc_bits)).array(cfg.rows),
             "mult": In(signed(MULT_BITS)),
             "shift": In(range(SHIFT_MAX + 1)),
-            "y": Out(data.ArrayLayout(signed(cfg.data_bits), cfg.rows)),
+            "y": Out(signed(cfg.data_bits)).array(cfg.rows),
         })
 
     def elaborate(self, platform):
@@ -36,7 +36,7 @@ class Requantizer(wiring.Component):
         m.d.comb += half.eq((Const(1, SHIFT_MAX + 1) << shift)[1:])
         hi, lo = (1 << (cfg.data_bits - 1)) - 1, -(1 << (cfg.data_bits - 1))
         for r in range(cfg.rows):
-            prod = Signal(signed(pbits), name=f"prod{r}")
+            prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
             m.d.sync += prod.eq(self.acc[r] * self.mult)
             rounded = Signal(signed(max(pbits, SHIFT_MAX) + 2), name=f"rounded{r}")
             m.d.comb += rounded.eq((prod + half) >> shift)

@@ -42,10 +42,10 @@ class Router(wiring.Component):
             "tile_owns": In(1),
             # schedule side
             "w_en": In(1), "w_addr": In(16),
-            "w_data": Out(data.ArrayLayout(data.ArrayLayout(db, L), R)),
+            "w_data": Out(cfg.word_bits).array(R),        # one port per weight bank
             "x_en": In(1), "x_bank": In(2), "x_addr": In(16), "x_data": Out(cfg.word_bits),
             "y_en": In(1), "y_bank": In(2), "y_word": In(16), "y_group": In(8),
-            "y_data": In(data.ArrayLayout(db, R)),
+            "y_data": In(db).array(R),
             "inflight": In(data.ArrayLayout(token_layout(cfg), 4)),
             "i_en": In(1), "i_addr": In(16), "i_data": Out(INSTR_BITS),
             # host side
@@ -94,7 +94,7 @@ class Router(wiring.Component):
         # activation banks: x reads and y writes of the schedule, or host reads and writes
         x_bank_q = Signal(2)
         m.d.sync += x_bank_q.eq(self.x_bank)
-        word = Cat(*([self.y_data.as_value()] * groups))
+        word = Cat(*([Cat(*self.y_data)] * groups))
         mask = Cat(*[(self.y_group == g).replicate(R) for g in range(groups)])
         for a, bank in enumerate(abanks):
             x_rd = self.x_en & (self.x_bank[:bank_bits] == a)

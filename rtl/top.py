@@ -82,15 +82,18 @@ class Tile(wiring.Component):
             m.d.sync += cur.eq(prev)
         s1, s2, s3, s4 = stages
         # c+1: SRAM data into the MAC array; c+3: block result into the requantizer
+        m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
+        m.d.comb += [rq.acc[r].eq(mac.result[r]) for r in range(cfg.rows)]
+        m.d.comb += [rt.y_data[r].eq(rq.y[r]) for r in range(cfg.rows)]
         m.d.comb += [
-            mac.w.eq(rt.w_data), mac.x.eq(rt.x_data),
+            mac.x.eq(rt.x_data),
             mac.valid.eq(s1.valid), mac.first.eq(s1.first), mac.last.eq(s1.last),
-            rq.acc.eq(mac.result), rq.mult.eq(s3.mult), rq.shift.eq(s3.shift),
+            rq.mult.eq(s3.mult), rq.shift.eq(s3.shift),
         ]
         # c+4: the requantized block goes to its activation bank
         m.d.comb += [
             rt.y_en.eq(s4.valid & s4.last), rt.y_bank.eq(s4.y_bank), rt.y_word.eq(s4.y_word),
-            rt.y_group.eq(s4.y_group), rt.y_data.eq(rq.y),
+            rt.y_group.eq(s4.y_group),
         ]
         for i, stage in enumerate(stages):
             m.d.comb += rt.inflight[i].eq(stage)

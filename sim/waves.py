@@ -25,7 +25,7 @@ SIGNAL_GROUPS = [
                 "router.y_group[7:0]", "router.conflict", "router.hazard"]),
     ("MAC array", ["mac.valid", "mac.first", "mac.last", "mac.acc0[{acc}:0]",
                    "mac.result_valid"]),
-    ("Requantizer", ["requant.prod0[{prod}:0]", "requant.y[{y}:0]"]),
+    ("Requantizer", ["requant.prod0[{prod}:0]", "requant.y__0[{y}:0]"]),
 ]
 
 
@@ -39,7 +39,7 @@ def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
     widths = dict(pc=max((cfg.pdepth - 1).bit_length(), 1) - 1,
                   tok=token_layout(cfg).size - 1, word=cfg.word_bits - 1,
                   acc=cfg.acc_bits - 1, prod=cfg.acc_bits + 16 - 1,
-                  y=cfg.rows * cfg.data_bits - 1)
+                  y=cfg.data_bits - 1)
     groups = [(name, [f"tinylpu_tile.{s.format(**widths)}" for s in signals])
               for name, signals in SIGNAL_GROUPS]
     run_streams(cfg, "icarus", [case], waves=True, name="waves",

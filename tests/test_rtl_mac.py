@@ -31,6 +31,12 @@ def _expected(cfg, W, x):
     return [int(v) for v in wrap(np.einsum("krl,kl->r", W, x), cfg.acc_bits)]
 
 
+def _word(cfg, lanes):
+    """Pack lane values into one SRAM word (lane l at bits data_bits*l)."""
+    mask = (1 << cfg.data_bits) - 1
+    return sum((int(v) & mask) << (l * cfg.data_bits) for l, v in enumerate(lanes))
+
+
 def _simulate(cfg, blocks, gaps=()):
     """Feed ``blocks`` back to back (a cycle with valid=0 and garbage data before the chunk
     indices in ``gaps``, counted over all chunks); return (last-input cycles, trace)."""
@@ -46,10 +52,11 @@ def _simulate(cfg, blocks, gaps=()):
             ctx.set(dut.valid, valid)
             ctx.set(dut.first, first)
             ctx.set(dut.last, last)
-            ctx.set(dut.w, W)
-            ctx.set(dut.x, x)
+            for r in range(cfg.rows):
+                ctx.set(dut.w[r], _word(cfg, W[r]))
+            ctx.set(dut.x, _word(cfg, x))
             trace.append((int(ctx.get(dut.result_valid)),
-                          [int(v) for v in ctx.get(dut.result)]))
+                          [int(ctx.get(dut.result[r])) for r in range(cfg.rows)]))
             await ctx.tick()
             cycle += 1
 

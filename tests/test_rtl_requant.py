@@ -23,16 +23,18 @@ def _simulate(cfg, cases):
 
     async def bench(ctx):
         for acc, mult, shift in cases:
-            ctx.set(dut.acc, [int(a) for a in acc])
+            for r, a in enumerate(acc):
+                ctx.set(dut.acc[r], int(a))
             ctx.set(dut.mult, int(mult))
             ctx.set(dut.shift, int(shift))
-            ys.append([int(v) for v in ctx.get(dut.y)])
+            ys.append([int(ctx.get(v)) for v in dut.y])
             await ctx.tick()
         # inputs change after the edge: y must not (it is registered)
-        ctx.set(dut.acc, [0] * cfg.rows)
+        for r in range(cfg.rows):
+            ctx.set(dut.acc[r], 0)
         ctx.set(dut.mult, 0)
         ctx.set(dut.shift, 0)
-        ys.append([int(v) for v in ctx.get(dut.y)])
+        ys.append([int(ctx.get(v)) for v in dut.y])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

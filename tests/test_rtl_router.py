@@ -163,8 +163,7 @@ def test_schedule_reads_have_one_cycle_latency():
             ctx.set(dut.x_addr, x)
             ctx.set(dut.i_addr, i)
             await ctx.tick()
-            wd = ctx.get(dut.w_data)
-            got.append(([_pack(cfg, [int(v) for v in wd[r]]) for r in range(cfg.rows)],
+            got.append(([ctx.get(dut.w_data[r]) for r in range(cfg.rows)],
                         ctx.get(dut.x_data), ctx.get(dut.i_data)))
             assert ctx.get(dut.conflict) == 0 and ctx.get(dut.hazard) == 0
 
@@ -194,7 +193,7 @@ def test_y_write_touches_only_its_lane_group(cfg):
             ctx.set(dut.y_bank, bank)
             ctx.set(dut.y_word, word)
             ctx.set(dut.y_group, g)
-            ctx.set(dut.y_data, values)
+            [ctx.set(dut.y_data[r], v) for r, v in enumerate(values)]
             ctx.set(dut.h_wen, 0)
             await ctx.tick()
             ctx.set(dut.y_en, 0)
@@ -228,7 +227,7 @@ def test_y_write_lands_at_end_of_cycle_and_x_read_sees_old_word():
         ctx.set(dut.y_bank, 1)
         ctx.set(dut.y_word, 2)
         ctx.set(dut.y_group, 1)
-        ctx.set(dut.y_data, [100, 101])
+        [ctx.set(dut.y_data[r], v) for r, v in enumerate([100, 101])]
         ctx.set(dut.x_en, 1)
         ctx.set(dut.x_bank, 1)
         ctx.set(dut.x_addr, 2)
