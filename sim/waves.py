@@ -2,6 +2,7 @@
 
 __all__ = ["make_waves", "SIGNAL_GROUPS"]
 
+import math
 import shutil
 
 import numpy as np
@@ -47,7 +48,11 @@ def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
     out_dir.mkdir(parents=True, exist_ok=True)
     dest = out_dir / "tinylpu.fst"
     shutil.copyfile(fst_path(cfg, "icarus"), dest)
-    gtkw = write_gtkw(out_dir / "tinylpu.gtkw", dest, groups)
+    # open on the whole simulation: about one host beat or tile cycle per 10 ns clock, 1 ps
+    # time unit, across the ~900 pixels of the wave pane (GTKWave: 200 px per 2**-zoom units)
+    span_ps = (len(case["stream"]) + len(case["expected"]) + case["cycles"] + 20) * 10_000
+    gtkw = write_gtkw(out_dir / "tinylpu.gtkw", dest, groups,
+                      zoom=-math.log2(span_ps * 200 / 900))
     out(f"wrote {dest} ({dest.stat().st_size} bytes) and {gtkw}")
     out(f"view with: gtkwave {gtkw}")
     return dest, gtkw

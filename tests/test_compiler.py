@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+from pyref import requant_int8
 import pytest
 
 from tinylpu import host, isa
@@ -16,13 +17,7 @@ SMALL = Config(lanes=8, rows=2, wdepth=256, act_banks=1, adepth=64)
 
 
 def _requant(acc, mult, shift):
-    out = []
-    for a in acc.tolist():
-        p = a * mult
-        if shift:
-            p = (p + (1 << (shift - 1))) >> shift
-        out.append(max(-128, min(127, p)))
-    return np.array(out, dtype=np.int64)
+    return np.array(requant_int8(acc, mult, shift), dtype=np.int64)
 
 
 def _chain_reference(Ws, x, quant):

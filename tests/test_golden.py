@@ -1,6 +1,7 @@
 """The golden model against independent NumPy math, its timing and its host protocol."""
 
 import numpy as np
+from pyref import requant_int8
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -14,15 +15,6 @@ SMALL = Config(lanes=8, rows=2, wdepth=256, act_banks=1, adepth=64)
 CONFIGS = [DEFAULT, SMALL]
 
 
-def requant_int8(acc, mult, shift):
-    """Independent reference: round half up, saturate to int8, in Python ints."""
-    out = []
-    for a in acc.tolist():
-        p = a * mult
-        if shift:
-            p = (p + (1 << (shift - 1))) >> shift
-        out.append(max(-128, min(127, p)))
-    return out
 
 
 @st.composite
