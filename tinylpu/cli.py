@@ -91,6 +91,29 @@ def cmd_bench(args):
     return 0
 
 
+def cmd_quality(args):
+    import time
+
+    from .intmodel import quantize
+    from .model import load_checkpoint, load_tokenizer
+    from .quality import PROMPTS, calibration_sequences, evaluate, report_table
+    model = load_checkpoint(args.model)
+    tok = load_tokenizer(args.tokenizer, model.config.vocab_size)
+    t0 = time.perf_counter()
+    qm = quantize(model, calibration_sequences(model, tok, args.positions))
+    print(f"integer model of {args.model}: int8 weights (per-row scales), int16 activations; "
+          f"formats (fractional bits) {qm.fmt}")
+    reports = []
+    for text in args.prompt or PROMPTS:
+        report = evaluate(model, qm, tok.encode(text) if text else [1], args.positions)
+        report.prompt = text
+        reports.append(report)
+    print(report_table(reports))
+    print(f"({time.perf_counter() - t0:.1f} s; teacher-forced: the float model's greedy "
+          f"sequence fed to both; free-running: tokens equal to the float greedy run)")
+    return 0
+
+
 def _sims(text):
     sims = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in sims if s not in ("icarus", "verilator")]
@@ -130,6 +153,15 @@ def build_parser():
     p.add_argument("--sims", type=_sims, default=("icarus", "verilator"),
                    help="comma-separated simulators (default icarus,verilator)")
     p.add_argument("-o", "--output", type=pathlib.Path, default=pathlib.Path("build/bench"))
+    p = sub.add_parser("quality", help="integer decoder vs the float reference: teacher-forced "
+                                        "top-1 agreement and free-running match",
+                       description="integer decoder vs the float reference (llama2.c)")
+    p.add_argument("--model", type=pathlib.Path, required=True, help="llama2.c checkpoint")
+    p.add_argument("--tokenizer", type=pathlib.Path, required=True, help="llama2.c tokenizer")
+    p.add_argument("--positions", type=int, default=256, help="positions per prompt")
+    p.add_argument("--prompt", action="append",
+                   help="a prompt (repeatable; default: a fixed set, BOS only first)")
+    p.set_defaults(func=cmd_quality)
     return parser
 
 
@@ -137,13 +169,14 @@ def main(argv=None):
     from .compiler import CompileError
     from .host import HostError
     from .isa import IsaError
+    from .model import ModelError
     from .rtlsim import SimError
     from .synth import SynthError
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CompileError, HostError, IsaError, SimError, SynthError,
+    except (ConfigError, CompileError, HostError, IsaError, ModelError, SimError, SynthError,
             OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
