@@ -1,6 +1,6 @@
 """MATVEC address generator: the blocks x chunks hardware loop that streams SRAM reads."""
 
-__all__ = ["Token", "token_layout", "MatvecAgu"]
+__all__ = ["token_layout", "MatvecAgu"]
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
@@ -22,9 +22,6 @@ def token_layout(cfg):
         "mult": signed(MULT_BITS),
         "shift": range(SHIFT_MAX + 1),
     })
-
-
-Token = token_layout
 
 
 class MatvecAgu(wiring.Component):

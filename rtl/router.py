@@ -36,7 +36,7 @@ class Router(wiring.Component):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        R, L, db = cfg.rows, cfg.lanes, cfg.data_bits
+        R, db = cfg.rows, cfg.data_bits
         self.host_bits = max(cfg.word_bits, INSTR_BITS)
         super().__init__({
             "tile_owns": In(1),

@@ -33,7 +33,6 @@ class Sequencer(wiring.Component):
         })
 
     def elaborate(self, platform):
-        cfg = self.cfg
         m = Module()
         instr = INSTR_LAYOUT(self.imem_data[:INSTR_LAYOUT.size])
         pc = Signal.like(self.imem_addr)

@@ -1,16 +1,14 @@
 """The integer decoder: its primitives, its agreement with the float reference."""
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tinylpu import intmodel
 from tinylpu.intmodel import IntDecoder, isqrt, mulshr, norm_recip, quantize
 from tinylpu.model import load_checkpoint, load_tokenizer, synthetic_model
 from tinylpu.quality import calibration_sequences, evaluate
-from tinylpu.reference import FloatDecoder, generate_greedy
+from tinylpu.reference import generate_greedy
 
 MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 NEEDS_MODEL = pytest.mark.skipif(

@@ -15,7 +15,6 @@ and :func:`tinylpu.isa.duration`.
 """
 
 import numpy as np
-import pytest
 from amaranth.lib import data
 from amaranth.sim import Simulator
 

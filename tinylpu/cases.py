@@ -1,6 +1,6 @@
 """Test and benchmark cases: host streams with the golden model's expected responses."""
 
-__all__ = ["Case", "gemv_case", "program_case", "standard_cases"]
+__all__ = ["gemv_case", "program_case", "standard_cases"]
 
 import numpy as np
 
@@ -15,9 +15,6 @@ def _case(name, stream, golden, predicted):
                              f"compiler predicted {predicted}")
     return {"name": name, "stream": stream, "expected": expected, "cycles": predicted,
             "run_at": golden.last_run_at}
-
-
-Case = dict
 
 
 def gemv_case(name, golden, Ws, x, **quant):

@@ -10,7 +10,6 @@ a read of a word whose write is still in flight, or a port used twice in one cyc
 __all__ = ["CompileError", "ScheduleError", "Schedule", "analyze", "Assembler", "Placement",
            "Gemv", "compile_gemv", "compile_chain"]
 
-import collections
 import dataclasses
 
 import numpy as np

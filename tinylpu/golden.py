@@ -43,10 +43,10 @@ class GoldenTile:
 
     def _memory(self, target):
         cfg = self.cfg
-        if TARGET_W <= target < TARGET_W + cfg.rows:
-            return self.wmem[target - TARGET_W]
-        if TARGET_A <= target < TARGET_A + cfg.act_banks:
-            return self.amem[target - TARGET_A]
+        if host.TARGET_WBANK <= target < host.TARGET_WBANK + cfg.rows:
+            return self.wmem[target - host.TARGET_WBANK]
+        if host.TARGET_ABANK <= target < host.TARGET_ABANK + cfg.act_banks:
+            return self.amem[target - host.TARGET_ABANK]
         raise host.HostError(f"target {target:#x} does not exist in config {cfg.ident}")
 
     def write(self, target, address, words):
@@ -153,6 +153,3 @@ class GoldenTile:
         except isa.IsaError as error:
             raise GoldenError(str(error)) from None
 
-
-TARGET_W = host.TARGET_WBANK
-TARGET_A = host.TARGET_ABANK

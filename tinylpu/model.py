@@ -169,17 +169,22 @@ def _rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     return (np.cos(angles).astype(np.float32).ravel(), np.sin(angles).astype(np.float32).ravel())
 
 
+def _read(path, kind):
+    """The bytes of a model input file, or a ModelError naming the file and the problem."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such {kind} file") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a directory, not a {kind} file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read {kind}: {exc.strerror or exc}") from None
+
+
 def load_checkpoint(path) -> FloatModel:
     """Read a llama2.c legacy checkpoint; raise ModelError naming the file on any problem."""
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{name}: no such checkpoint file") from None
-    except IsADirectoryError:
-        raise ModelError(f"{name}: is a directory, not a checkpoint file") from None
-    except OSError as exc:
-        raise ModelError(f"{name}: cannot read checkpoint: {exc.strerror or exc}") from None
+    data = _read(path, "checkpoint")
     if len(data) < HEADER_BYTES:
         raise ModelError(f"{name}: file is {len(data)} bytes, shorter than the "
                          f"{HEADER_BYTES}-byte header")
@@ -329,14 +334,7 @@ class Tokenizer:
 def load_tokenizer(path, vocab_size: int) -> Tokenizer:
     """Read a llama2.c tokenizer file holding exactly ``vocab_size`` tokens."""
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{name}: no such tokenizer file") from None
-    except IsADirectoryError:
-        raise ModelError(f"{name}: is a directory, not a tokenizer file") from None
-    except OSError as exc:
-        raise ModelError(f"{name}: cannot read tokenizer: {exc.strerror or exc}") from None
+    data = _read(path, "tokenizer")
     if vocab_size <= 0:
         raise ModelError(f"{name}: vocab_size must be positive, got {vocab_size}")
     if len(data) < 4:
