@@ -3,10 +3,8 @@
 __all__ = ["ScalarOp", "ScalarUnit", "latency", "ISQRT_LATENCY", "RECIP_LATENCY",
            "RECIP_BITS"]
 
-import enum
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 RECIP_BITS = 15     # the RECIP mantissa m: 2**14 <= m < 2**15
