@@ -1,6 +1,6 @@
 """Test and benchmark cases: host streams with the golden model's expected responses."""
 
-__all__ = ["gemv_case", "program_case", "standard_cases"]
+__all__ = ["gemv_case", "program_case", "random_program_case", "standard_cases"]
 
 import numpy as np
 
@@ -95,3 +95,35 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
                                mults=[int(rng.integers(-(1 << 15), 1 << 15))],
                                shifts=[int(rng.integers(0, 24))]))
     return cases
+
+
+def random_program_case(name, golden, rng, n_instr=8):
+    """A random program over random memory contents: MATVECs at random addresses and banks
+    (overlapping, racing and wrapping ones included), WAITs and a LOOP, then HALT; after the
+    run every activation word is read back. Status flags and cycles come from the golden
+    model: the RTL must agree on all of it."""
+    cfg = golden.cfg
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    depth = min(cfg.adepth, 16)
+    body = []
+    for _ in range(n_instr):
+        kind = rng.choice(["mv", "mv", "mv", "wait"])
+        if kind == "wait":
+            body.append(isa.wait(int(rng.integers(1, 6))))
+        else:
+            body.append(isa.matvec(
+                w_base=int(rng.integers(0, cfg.wdepth)), x_bank=int(rng.integers(0, 4)),
+                x_addr=int(rng.integers(0, depth)), y_bank=int(rng.integers(0, 4)),
+                y_addr=int(rng.integers(0, depth)), n_blocks=int(rng.integers(1, 4)),
+                n_chunks=int(rng.integers(1, 4)), q_mult=int(rng.integers(-(1 << 15), 1 << 15)),
+                q_shift=int(rng.integers(0, 20))))
+    start = int(rng.integers(0, len(body)))
+    span = int(rng.integers(1, len(body) - start + 1))
+    program = (body[:start] + [isa.loop(int(rng.integers(1, 4)), span)] + body[start:]
+               + [isa.halt()])
+    loads = [(host.TARGET_WBANK + r, 0, rng.integers(lo, hi, (cfg.wdepth, cfg.lanes)))
+             for r in range(cfg.rows)]
+    loads += [(host.TARGET_ABANK + a, 0, rng.integers(lo, hi, (depth, cfg.lanes)))
+              for a in range(cfg.act_banks)]
+    reads = [(host.TARGET_ABANK + a, 0, depth) for a in range(cfg.act_banks)]
+    return program_case(name, golden, program, loads, reads)
