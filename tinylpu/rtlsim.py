@@ -5,8 +5,8 @@ test module (``tb/tile_tb.py``) replays host streams given in a JSON file and wr
 measured to another; :func:`run_streams` hides that plumbing.
 """
 
-__all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "fst_path", "build",
-           "run_streams"]
+__all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "write_verilog", "lint",
+           "fst_path", "build", "run_streams"]
 
 import json
 import os
@@ -60,6 +60,20 @@ def write_verilog(cfg, root=None):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return path
+
+
+def lint(path, top=TOP):
+    """``verilator --lint-only -Wall`` with the waivers of ``rtl/lint.vlt``: the warning and
+    error lines (empty when clean)."""
+    import subprocess
+    prepare_env("verilator")
+    cmd = ["verilator", "--lint-only", "-Wall", str(ROOT / "rtl" / "lint.vlt"), str(path),
+           "--top-module", top]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("%")]
+    if proc.returncode and not lines:
+        lines = [f"%Error: verilator exited with {proc.returncode}: {proc.stderr.strip()[-300:]}"]
+    return lines
 
 
 def fst_path(cfg, sim, root=None):
