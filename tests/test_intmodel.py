@@ -141,3 +141,16 @@ def test_stories260k_formats_have_headroom(stories):
     # |x| <= 12 in the study: the residual format keeps it in range with a bit to spare
     assert 12 * 2 ** f.x < 2 ** 15
     assert f.logits <= 27 and all(8 <= g <= 13 for g in f.gain)
+
+
+def test_footprint_counts_every_tensor(synthetic):
+    model, qm = synthetic
+    cfg = model.config
+    sizes = qm.footprint(positions=10)
+    L, d, h, kv = cfg.n_layers, cfg.dim, cfg.hidden_dim, cfg.kv_dim
+    per_layer = 2 * d * d + 2 * kv * d + 3 * h * d
+    assert sizes["weights (int8)"] == cfg.vocab_size * d + L * per_layer     # shared classifier
+    rows = 2 * cfg.vocab_size + L * (d + kv + kv + d + h + h + d)
+    assert sizes["multipliers and gains (int16)"] == 2 * (rows + (2 * L + 1) * d)
+    assert sizes["KV cache, 10 positions (int16)"] == 2 * 2 * L * 10 * kv
+    assert sizes["tables (int16)"] == 2 * (2 * cfg.seq_len * cfg.head_size // 2 + 256 + 257)

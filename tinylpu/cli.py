@@ -103,6 +103,9 @@ def cmd_quality(args):
         report.prompt = text
         reports.append(report)
     print(report_table(reports))
+    sizes = qm.footprint()
+    print("on-chip footprint: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in sizes.items())
+          + f"; total {sum(sizes.values()) / 1024:.1f} KiB")
     print(f"({time.perf_counter() - t0:.1f} s; teacher-forced: the float model's greedy "
           f"sequence fed to both; free-running: tokens equal to the float greedy run)")
     return 0

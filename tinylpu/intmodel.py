@@ -136,6 +136,24 @@ class QModel:
     silu_table: np.ndarray    # int16 [257]: silu over the h1 range, in h1's format
     eps: int                  # RMSNorm epsilon in the squared x format, times dim
 
+    def footprint(self, positions=None):
+        """Bytes of on-chip storage by kind: int8 weights, int16 per-row multipliers and
+        RMSNorm gains, int16 tables (RoPE, exp, SiLU), and the int16 KV cache for
+        ``positions`` (default ``seq_len``)."""
+        cfg = self.config
+        positions = cfg.seq_len if positions is None else positions
+        mats = [m for layer in self.layers
+                for m in (layer.wq, layer.wk, layer.wv, layer.wo, layer.w1, layer.w3, layer.w2)]
+        shared = self.cls.w is self.emb or np.array_equal(self.cls.w, self.emb)
+        weights = self.emb.size + sum(m.w.size for m in mats) + (0 if shared else self.cls.w.size)
+        rows = len(self.emb_mult) + sum(len(m.mult) for m in mats) + len(self.cls.mult)
+        gains = sum(l.att_gain.size + l.ffn_gain.size for l in self.layers) + self.final_gain.size
+        tables = self.rope_cos.size + self.rope_sin.size + self.exp_table.size \
+            + self.silu_table.size
+        kv = 2 * cfg.n_layers * positions * cfg.kv_dim
+        return {"weights (int8)": weights, "multipliers and gains (int16)": 2 * (rows + gains),
+                "tables (int16)": 2 * tables, f"KV cache, {positions} positions (int16)": 2 * kv}
+
 
 def _quantize_rows(w):
     """int8 symmetric per-row: ``w ~ q * scale[:, None]``."""
