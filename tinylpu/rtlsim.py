@@ -8,6 +8,7 @@ measured to another; :func:`run_streams` hides that plumbing.
 __all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "write_verilog", "lint",
            "fst_path", "build", "run_streams"]
 
+import functools
 import json
 import os
 import pathlib
@@ -51,11 +52,17 @@ def verilog_path(cfg, root=None):
     return cfg.build_dir(root or ROOT / "build") / f"{TOP}.v"
 
 
-def write_verilog(cfg, root=None):
-    """Generate the Verilog of ``cfg``; the file is rewritten only when its text changes."""
+@functools.lru_cache(maxsize=None)
+def _verilog_text(cfg):
     from tinylpu.rtl.top import generate_verilog
+    return generate_verilog(cfg)
+
+
+def write_verilog(cfg, root=None):
+    """Generate the Verilog of ``cfg`` (elaborated once per process and config); the file is
+    rewritten only when its text changes."""
     path = verilog_path(cfg, root)
-    text = generate_verilog(cfg)
+    text = _verilog_text(cfg)
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
