@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 
 SIMULATORS = ("icarus", "verilator")
@@ -72,7 +73,6 @@ def write_verilog(cfg, root=None):
 def lint(path, top=TOP):
     """``verilator --lint-only -Wall`` with the waivers of ``rtl/lint.vlt``: the warning and
     error lines (empty when clean)."""
-    import subprocess
     prepare_env("verilator")
     cmd = ["verilator", "--lint-only", "-Wall", str(ROOT / "rtl" / "lint.vlt"), str(path),
            "--top-module", top]
