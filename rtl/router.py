@@ -20,11 +20,7 @@ from tinylpu.host import TARGET_ABANK, TARGET_PROG, TARGET_WBANK
 from tinylpu.isa import INSTR_BITS
 
 from .agu import token_layout
-from .sram import Bank
-
-
-def _abits(depth):
-    return max((depth - 1).bit_length(), 1)
+from .sram import Bank, addr_bits
 
 
 class Router(wiring.Component):
@@ -72,7 +68,7 @@ class Router(wiring.Component):
         m.submodules.imem = imem
 
         bank_bits = (cfg.act_banks - 1).bit_length()
-        aw = _abits(cfg.adepth)
+        aw = addr_bits(cfg.adepth)
         t = self.h_target
         is_w = [t == TARGET_WBANK + r for r in range(R)]
         is_a = [t == TARGET_ABANK + a for a in range(cfg.act_banks)]

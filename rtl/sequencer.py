@@ -8,6 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from tinylpu.isa import INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode
 
+from .sram import addr_bits
+
 
 class Sequencer(wiring.Component):
     """Fetches and issues instructions with no bubbles.
@@ -23,7 +25,7 @@ class Sequencer(wiring.Component):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        abits = max((cfg.pdepth - 1).bit_length(), 1)
+        abits = addr_bits(cfg.pdepth)
         super().__init__({
             "start": In(1), "start_pc": In(abits),
             "imem_addr": Out(abits), "imem_ren": Out(1), "imem_data": In(INSTR_BITS),

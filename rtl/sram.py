@@ -1,10 +1,15 @@
 """One SRAM bank: one synchronous read port and one write port, inferred as block RAM."""
 
-__all__ = ["Bank"]
+__all__ = ["Bank", "addr_bits"]
 
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
+
+
+def addr_bits(depth):
+    """Address bits of a ``depth``-word memory (at least 1)."""
+    return max((depth - 1).bit_length(), 1)
 
 
 class Bank(wiring.Component):
@@ -28,7 +33,7 @@ class Bank(wiring.Component):
         self.width, self.depth = width, depth
         self.granularity = granularity or width
         assert width % self.granularity == 0
-        abits = max((depth - 1).bit_length(), 1)
+        abits = addr_bits(depth)
         super().__init__({
             "raddr": In(abits), "ren": In(1), "rdata": Out(width),
             "waddr": In(abits), "wen": In(width // self.granularity), "wdata": In(width),

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from tinylpu.cases import gemv_case
+from tinylpu.cases import compiled_case
 from tinylpu.golden import GoldenTile
 from tinylpu.compiler import compile_gemv
 
@@ -36,8 +36,8 @@ def run_gemv(cfg, sim, shape, seed=0, out=print):
     lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
     W, x = rng.integers(lo, hi, (rows, cols)), rng.integers(lo, hi, cols)
     golden = GoldenTile(cfg)
-    case = gemv_case(f"gemv {rows}x{cols}", golden, [W], x)
     g = compile_gemv(W, x, cfg)
+    case = compiled_case(f"gemv {rows}x{cols}", golden, g, [W], x)
     y_ref = g.reference([W], x)
     y_gold = g.result(case["expected"])
     mult, shift = g.layers[0]

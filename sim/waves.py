@@ -32,12 +32,13 @@ SIGNAL_GROUPS = [
 
 def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
     from tinylpu.rtl.agu import token_layout
+    from tinylpu.rtl.sram import addr_bits
     from tinylpu.rtlsim import fst_path, run_streams
     rng = np.random.default_rng(seed)
     rows, cols = shape
     W, x = rng.integers(-128, 128, (rows, cols)), rng.integers(-128, 128, cols)
     case = gemv_case(f"waves {rows}x{cols}", GoldenTile(cfg), [W], x)
-    widths = dict(pc=max((cfg.pdepth - 1).bit_length(), 1) - 1,
+    widths = dict(pc=addr_bits(cfg.pdepth) - 1,
                   tok=token_layout(cfg).size - 1, word=cfg.word_bits - 1,
                   acc=cfg.acc_bits - 1, prod=cfg.acc_bits + 16 - 1,
                   y=cfg.data_bits - 1)

@@ -1,6 +1,6 @@
 """Test and benchmark cases: host streams with the golden model's expected responses."""
 
-__all__ = ["gemv_case", "program_case", "random_program_case", "standard_cases"]
+__all__ = ["gemv_case", "compiled_case", "program_case", "random_program_case", "standard_cases"]
 
 import numpy as np
 
@@ -20,7 +20,11 @@ def _case(name, stream, golden, predicted):
 def gemv_case(name, golden, Ws, x, **quant):
     """Compile a GEMV (one W) or chain (several); check the golden model against plain NumPy;
     return the case with the golden model's responses (``golden`` keeps its memory state)."""
-    g = compile_chain(Ws, x, golden.cfg, **quant)
+    return compiled_case(name, golden, compile_chain(Ws, x, golden.cfg, **quant), Ws, x)
+
+
+def compiled_case(name, golden, g, Ws, x):
+    """The case of an already compiled :class:`tinylpu.compiler.Gemv` of ``Ws`` and ``x``."""
     case = _case(name, g.host_stream(), golden, g.schedule.cycles)
     np.testing.assert_array_equal(g.result(case["expected"]), g.reference(Ws, x),
                                   err_msg=f"{name}: golden model != NumPy reference")

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from . import host, isa
-from .numerics import quantize_multiplier, requantize, wrap
+from .numerics import gemv_reference, quantize_multiplier
 
 
 class CompileError(ValueError):
@@ -167,9 +167,8 @@ class Gemv:
     def reference(self, Ws, x):
         """Plain NumPy of the same math (see :func:`tinylpu.numerics.gemv_reference`)."""
         for W, (mult, shift) in zip(Ws, self.layers):
-            acc = wrap(np.asarray(W, dtype=np.int64) @ np.asarray(x, dtype=np.int64),
-                       self.cfg.acc_bits)
-            x = requantize(acc, mult, shift, self.cfg.data_bits)
+            x = gemv_reference(W, x, mult, shift, data_bits=self.cfg.data_bits,
+                               acc_bits=self.cfg.acc_bits)
         return x
 
 

@@ -164,15 +164,21 @@ def _quantize_rows(w):
     return q, scale
 
 
-def _qmatrix(w, f_in, f_out, bits=16):
-    q, scale = _quantize_rows(w)
-    # real y_r = acc_r * scale_r * 2**-f_in; stored y = y_r * 2**f_out
-    factor = scale * 2.0 ** (f_out - f_in)
+def _multipliers(factor):
+    """int16 multipliers and one shift with ``mult * 2**-shift ~ factor`` (per element)."""
+    factor = np.asarray(factor, dtype=np.float64)
     shift = MULT_FRAC_MAX - 1 - math.ceil(math.log2(factor.max()))
     shift = max(0, min(62, shift))
     mult = np.round(factor * 2.0 ** shift).astype(np.int64)
     if mult.max() >= 1 << 15:
         raise ValueError("requantization multiplier does not fit int16")
+    return mult, shift
+
+
+def _qmatrix(w, f_in, f_out, bits=16):
+    q, scale = _quantize_rows(w)
+    # real y_r = acc_r * scale_r * 2**-f_in; stored y = y_r * 2**f_out
+    mult, shift = _multipliers(scale * 2.0 ** (f_out - f_in))
     return QMatrix(q, mult, shift, bits)
 
 
@@ -219,9 +225,7 @@ def quantize(model, calibration, headroom=2.0):
             w1=_qmatrix(model.w1[l], fmt.xn, fmt.h1), w3=_qmatrix(model.w3[l], fmt.xn, fmt.h3),
             w2=_qmatrix(model.w2[l], fmt.g, fmt.x)))
     emb_q, emb_scale = _quantize_rows(model.tok_emb)
-    emb_factor = emb_scale * 2.0 ** fmt.x
-    emb_shift = MULT_FRAC_MAX - 1 - math.ceil(math.log2(emb_factor.max()))
-    emb_mult = np.round(emb_factor * 2.0 ** emb_shift).astype(np.int64)
+    emb_mult, emb_shift = _multipliers(emb_scale * 2.0 ** fmt.x)
     cls = _qmatrix(model.wcls, fmt.xn, fmt.logits, bits=32)
 
     hs = cfg.head_size
@@ -231,12 +235,8 @@ def quantize(model, calibration, headroom=2.0):
     rope_cos = np.round(np.cos(angle) * 2 ** ROPE_FRAC).astype(np.int64)
     rope_sin = np.round(np.sin(angle) * 2 ** ROPE_FRAC).astype(np.int64)
     # scores: (q . k) * 2**-(fq+fk) / sqrt(hs) in units of 1/16
-    att_mult, att_shift = [], []
-    factor = 2.0 ** (EXP_STEP_BITS - fmt.q - fmt.k) / math.sqrt(hs)
-    shift = MULT_FRAC_MAX - 1 - math.ceil(math.log2(factor))
-    for _ in range(L):
-        att_mult.append(int(round(factor * 2.0 ** shift)))
-        att_shift.append(shift)
+    mult, shift = _multipliers([2.0 ** (EXP_STEP_BITS - fmt.q - fmt.k) / math.sqrt(hs)])
+    att_mult, att_shift = [int(mult[0])] * L, [shift] * L
     exp_table = np.round(2 ** EXP_FRAC * np.exp(-np.arange(EXP_SIZE) / 2 ** EXP_STEP_BITS))
     lo = -2.0 ** (15 - fmt.h1)
     grid = lo + np.arange(SILU_POINTS + 1) * (-2 * lo / SILU_POINTS)

@@ -91,6 +91,8 @@ def fst_path(cfg, sim, root=None):
 def build(cfg, sim, *, waves=False, root=None):
     """Build the simulation of ``cfg`` for ``sim``; returns the cocotb runner."""
     from cocotb_tools.runner import get_runner
+    if waves and sim != "icarus":
+        raise SimError("waveforms are written by Icarus runs (make waves), not by " + sim)
     prepare_env(sim)
     vfile = write_verilog(cfg, root)
     runner = get_runner(sim)
@@ -99,11 +101,11 @@ def build(cfg, sim, *, waves=False, root=None):
     build_args = ["-g2005"]
     if sim == "verilator":
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
-                      "--x-initial", "fast"] + (["--trace-fst", "--trace-structs"] if waves else [])
+                      "--x-initial", "fast"]
     build_dir = vfile.parent / (sim + ("-waves" if waves else ""))
     build_dir.mkdir(parents=True, exist_ok=True)
     sources, defines = [vfile], {}
-    if waves and sim == "icarus":
+    if waves:
         sources.append(TB_DIR / "waves_dump.v")
         build_args += ["-s", "tinylpu_waves"]
         defines["TINYLPU_FST"] = f'"{fst_path(cfg, sim, root)}"'
@@ -111,7 +113,7 @@ def build(cfg, sim, *, waves=False, root=None):
     try:
         runner.build(sources=sources, hdl_toplevel=TOP, build_dir=build_dir,
                      build_args=build_args, defines=defines,
-                     waves=waves and sim == "verilator", timescale=("1ns", "1ps"),
+                     waves=False, timescale=("1ns", "1ps"),
                      always=(sim == "icarus"), log_file=log)
     except Exception as error:   # the runner raises CalledProcessError and friends
         raise SimError(f"{sim} build of {vfile} failed ({error}); log: {log}\n"
