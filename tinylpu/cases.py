@@ -78,7 +78,7 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
     x_words = rng.integers(lo, hi, (4, L))
     mv = lambda **kw: isa.matvec(**{**dict(w_base=0, x_bank=0, x_addr=0, y_bank=1 % cfg.act_banks,
                                             y_addr=8, n_blocks=1, n_chunks=1, q_mult=1,
-                                            q_shift=6), **kw})
+                                            q_shift=6, y_bits=cfg.data_bits), **kw})
     loads = [(host.TARGET_WBANK + r, 0, w_words) for r in range(R)]
     loads.append((host.TARGET_ABANK, 0, x_words))
     cases.append(program_case("loop 3x (wait 2, matvec 2x2)", golden,
@@ -120,7 +120,8 @@ def random_program_case(name, golden, rng, n_instr=8):
                 x_addr=int(rng.integers(0, depth)), y_bank=int(rng.integers(0, 4)),
                 y_addr=int(rng.integers(0, depth)), n_blocks=int(rng.integers(1, 4)),
                 n_chunks=int(rng.integers(1, 4)), q_mult=int(rng.integers(-(1 << 15), 1 << 15)),
-                q_shift=int(rng.integers(0, 20))))
+                q_shift=int(rng.integers(0, 20)),
+                y_bits=int(rng.choice([cfg.data_bits, 16, 32]))))
     start = int(rng.integers(0, len(body)))
     span = int(rng.integers(1, len(body) - start + 1))
     program = (body[:start] + [isa.loop(int(rng.integers(1, 4)), span)] + body[start:]

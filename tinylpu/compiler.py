@@ -93,6 +93,7 @@ class Assembler:
             if not 0 <= args[bank] < cfg.act_banks:
                 raise CompileError(f"{bank} {args[bank]} does not exist "
                                    f"(config has {cfg.act_banks} activation banks)")
+        args.setdefault("y_bits", cfg.data_bits)
         instr = isa.matvec(**args)
         nb, nc = args["n_blocks"], args["n_chunks"]
         # word x_addr+k is first read at t+k; it must be read after its last write landed

@@ -1,9 +1,14 @@
 """One configuration object for RTL elaboration, the compiler and the golden model."""
 
-__all__ = ["Config", "ConfigError", "DEFAULT"]
+__all__ = ["Config", "ConfigError", "DEFAULT", "ACT_BITS", "X_BITS", "ELEM_ADDR_BITS"]
 
 import dataclasses
 import pathlib
+
+
+ACT_BITS = 32          # bits per activation-bank lane
+X_BITS = 16            # MAC activation operand: the low bits of a lane, signed
+ELEM_ADDR_BITS = 18    # vector-unit element addresses within one activation bank
 
 
 class ConfigError(ValueError):
@@ -35,9 +40,16 @@ class Config:
     pdepth : int
         Instruction memory depth in instructions (power of two).
     data_bits : int
-        Width of weights and activations (signed).
+        Width of the weights (signed), and the saturation width of GEMV outputs.
     acc_bits : int
         Width of the MAC accumulators (signed, wraps on overflow).
+    tdepth : int
+        Entries of the token memory (prompt and generated ids; power of two): the most
+        positions one GENERATE can run.
+
+    Activation banks hold ``ACT_BITS`` (32) bits per lane: int16 activations, int32
+    accumulators and scores, and the vector unit's packed scales all fit a lane. The MAC
+    array multiplies a weight by the low ``X_BITS`` (16) bits of an activation lane.
     """
 
     lanes: int = 16
@@ -48,6 +60,7 @@ class Config:
     pdepth: int = 64
     data_bits: int = 8
     acc_bits: int = 32
+    tdepth: int = 512
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -56,6 +69,11 @@ class Config:
                 raise ConfigError(f"{field.name} must be an integer, not {value!r}")
         self._check_range("lanes", 1, 64)
         self._check_range("rows", 1, 64)
+        for name in ("lanes", "rows"):
+            if not _is_pow2(getattr(self, name)):
+                raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}: "
+                                  f"the vector unit splits element addresses into word and lane "
+                                  f"with bit slices")
         if self.lanes % self.rows:
             raise ConfigError(
                 f"lanes ({self.lanes}) must be a multiple of rows ({self.rows}): a row block's "
@@ -64,10 +82,16 @@ class Config:
             raise ConfigError(f"act_banks must be 1, 2 or 4, not {self.act_banks}")
         self._check_range("data_bits", 2, 8)
         self._check_range("acc_bits", 2 * self.data_bits, 40)
-        for name, hi in (("wdepth", 65536), ("adepth", 65536), ("pdepth", 4096)):
+        for name, hi in (("wdepth", 65536), ("adepth", 65536), ("pdepth", 4096),
+                         ("tdepth", 65536)):
             self._check_range(name, 2, hi)
             if not _is_pow2(getattr(self, name)):
                 raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
+        if self.adepth * self.lanes > 1 << ELEM_ADDR_BITS:
+            raise ConfigError(
+                f"adepth * lanes ({self.adepth} * {self.lanes}) must be at most "
+                f"2**{ELEM_ADDR_BITS}: the vector unit's element addresses are "
+                f"{ELEM_ADDR_BITS} bits")
 
     def _check_range(self, name, lo, hi):
         value = getattr(self, name)
@@ -83,8 +107,13 @@ class Config:
 
     @property
     def word_bits(self):
-        """Bits in one SRAM word (``lanes`` elements)."""
+        """Bits in one weight-bank word (``lanes`` weights)."""
         return self.lanes * self.data_bits
+
+    @property
+    def act_word_bits(self):
+        """Bits in one activation-bank word (``lanes`` 32-bit lanes)."""
+        return self.lanes * ACT_BITS
 
     @property
     def beats_per_word(self):
@@ -97,7 +126,7 @@ class Config:
 
     @property
     def act_bytes(self):
-        return self.act_banks * self.adepth * self.word_bits // 8
+        return self.act_banks * self.adepth * self.act_word_bits // 8
 
     @property
     def ident(self):
@@ -106,6 +135,8 @@ class Config:
                 f"-p{self.pdepth}")
         if (self.data_bits, self.acc_bits) != (8, 32):
             name += f"-d{self.data_bits}c{self.acc_bits}"
+        if self.tdepth != 512:
+            name += f"-t{self.tdepth}"
         return name
 
     def build_dir(self, root="build"):

@@ -10,10 +10,12 @@ status words leaving the RTL must equal the ones leaving this model, bit for bit
 __all__ = ["GoldenTile", "RunResult", "GoldenError"]
 
 import dataclasses
+import math
 
 import numpy as np
 
 from . import host, isa
+from .config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
 from .numerics import requantize, wrap
 
 
@@ -29,6 +31,10 @@ class RunResult:
     instructions: int      # instructions issued, HALT included
 
 
+def _sext(values, bits):
+    return wrap(values, bits)
+
+
 class GoldenTile:
     """Memories and execution of one tile of configuration ``cfg``."""
 
@@ -37,7 +43,11 @@ class GoldenTile:
         self.wmem = np.zeros((cfg.rows, cfg.wdepth, cfg.lanes), dtype=np.int64)
         self.amem = np.zeros((cfg.act_banks, cfg.adepth, cfg.lanes), dtype=np.int64)
         self.pmem = [0] * cfg.pdepth
+        self.table = np.zeros(isa.TABLE_DEPTH, dtype=np.int64)
+        self.tmem = np.zeros(cfg.tdepth, dtype=np.int64)
+        self.next_token = 0
         self.bad_command = False
+        self.emitted = []          # (id, cycle) of the last GENERATE
 
     # Memory access by host target ---------------------------------------------------------
 
@@ -47,6 +57,10 @@ class GoldenTile:
             return self.wmem[target - host.TARGET_WBANK]
         if host.TARGET_ABANK <= target < host.TARGET_ABANK + cfg.act_banks:
             return self.amem[target - host.TARGET_ABANK]
+        if target == host.TARGET_TABLE:
+            return self.table.reshape(-1, 1)
+        if target == host.TARGET_TOKENS:
+            return self.tmem.reshape(-1, 1)
         raise host.HostError(f"target {target:#x} does not exist in config {cfg.ident}")
 
     def write(self, target, address, words):
@@ -55,7 +69,7 @@ class GoldenTile:
                 self.pmem[(address + i) % self.cfg.pdepth] = int(word)
             return
         mem = self._memory(target)
-        words = np.asarray(words, dtype=np.int64).reshape(-1, self.cfg.lanes)
+        words = np.asarray(words, dtype=np.int64).reshape(-1, mem.shape[1])
         rows = (address + np.arange(len(words))) % len(mem)
         mem[rows] = words
 
@@ -75,10 +89,18 @@ class GoldenTile:
             word0, address = beats[i], beats[i + 1]
             cmd, target, count = word0 & 0xff, (word0 >> 8) & 0xff, word0 >> 16
             i += 2
-            if cmd == host.CMD_RUN:
-                self.last_run = self.run(address)
+            if cmd == host.CMD_GENERATE and (count == 0 or address == 0):
+                self.bad_command = True          # GENERATE needs a prompt and a step
+                continue
+            if cmd in (host.CMD_RUN, host.CMD_GENERATE):
+                if cmd == host.CMD_RUN:
+                    self.last_run = self.run(address)
+                else:
+                    self.last_run = self.run(0, n_prompt=count, steps=address)
+                    for token, cycle in self.emitted:
+                        out += [token, cycle & 0xffffffff]
                 self.last_run_at = len(out)      # where its status beat is in the response
-                out +=  [self.last_run.status, self.last_run.cycles & 0xffffffff]
+                out += [self.last_run.status, self.last_run.cycles & 0xffffffff]
                 continue
             if cmd not in (host.CMD_WRITE, host.CMD_READ):
                 self.bad_command = True
@@ -103,53 +125,280 @@ class GoldenTile:
 
     # Execution ----------------------------------------------------------------------------
 
-    def run(self, start_pc=0, max_instructions=1 << 20):
+    def run(self, start_pc=0, max_instructions=1 << 24, *, n_prompt=0, steps=0):
+        """Execute from ``start_pc`` until HALT. With ``steps`` (GENERATE), NEXT runs the
+        token loop over positions ``0 .. n_prompt + steps - 2``."""
         cfg = self.cfg
         R, L = cfg.rows, cfg.lanes
-        pending = []       # (cycle the write lands at the end of, bank, word, lane, values)
-        hazards = []
+        generate = steps > 0
+        n_end = n_prompt + steps - 1
+        st = _RunState()
+        self.emitted = []
+        pos = 0
         t = 1              # cycle 0 fetches the first instruction
-        last_write = -1
         issued = 0
 
-        def land_before(cycle):
-            while pending and pending[0][0] < cycle:
-                _, bank, word, lane, values = pending.pop(0)
-                self.amem[bank, word, lane:lane + R] = values
+        jump = {}
+
+        def next_step(pc):
+            """NEXT issued in cycle t: emit, record, advance pos; returns the loop decision."""
+            nonlocal pos
+            st.land_before(t, self)
+            if st.pending_next():
+                raise GoldenError(f"NEXT at pc {pc} (cycle {t}) issues before the argmax "
+                                  f"result lands")
+            p1 = pos + 1
+            if generate and p1 >= n_prompt:
+                self.emitted.append((int(self.next_token), t))
+                self.tmem[p1 % cfg.tdepth] = self.next_token
+            pos = p1
+            jump[pc] = generate and p1 < n_end
 
         try:
-            for pc, instr in isa.execution_order(self.pmem, start_pc, max_instructions):
+            for pc, instr in isa.execution_order(self.pmem, start_pc, max_instructions,
+                                                 on_next=lambda pc, _: jump.pop(pc)):
                 issued += 1
                 op = instr["op"]
                 if op == isa.Opcode.HALT:
-                    land_before(float("inf"))
+                    st.land_before(float("inf"), self)
                     status = host.STATUS_DONE
-                    if hazards:
+                    if st.conflict:
+                        status |= host.STATUS_PORT_CONFLICT
+                    if st.hazards:
                         status |= host.STATUS_RAW_HAZARD
                     if self.bad_command:
                         status |= host.STATUS_BAD_COMMAND
                         self.bad_command = False
-                    return RunResult(max(t + 1, last_write + 1), status, hazards, issued)
+                    return RunResult(max(t + 1, st.last_write + 1), status, st.hazards, issued)
                 if op == isa.Opcode.MATVEC:
-                    a = instr["args"]["matvec"]
-                    nb, nc = isa.matvec_dims(a)
-                    for b in range(nb):
-                        acc = np.zeros(R, dtype=np.int64)
-                        for k in range(nc):
-                            c = t + b * nc + k
-                            land_before(c)
-                            bank, word = a["x_bank"] % cfg.act_banks, (a["x_addr"] + k) % cfg.adepth
-                            if any(p[1] == bank and p[2] == word for p in pending):
-                                hazards.append((c, bank, word))
-                            x = self.amem[bank, word]
-                            w = self.wmem[:, (a["w_base"] + b * nc + k) % cfg.wdepth]
-                            acc = wrap(acc + w @ x, cfg.acc_bits)
-                        y = requantize(acc, a["q_mult"], a["q_shift"], cfg.data_bits)
-                        last_write = t + b * nc + nc - 1 + isa.LAT_WRITE
-                        word = (a["y_addr"] + (b * R) // L) % cfg.adepth
-                        pending.append((last_write, a["y_bank"] % cfg.act_banks, word,
-                                        (b * R) % L, y))
-                t += isa.duration(instr)
+                    self._matvec(instr["args"]["matvec"], t, st)
+                elif op == isa.Opcode.VOP:
+                    tok = int(self.tmem[pos % cfg.tdepth])
+                    self._vop(instr["args"]["vop"], t, pos, tok, st, pc)
+                duration = isa.duration(instr, pos)
+                if op == isa.Opcode.NEXT:
+                    next_step(pc)
+                t += duration
         except isa.IsaError as error:
             raise GoldenError(str(error)) from None
 
+    def _matvec(self, a, t, st):
+        cfg = self.cfg
+        R, L = cfg.rows, cfg.lanes
+        nb, nc = isa.matvec_dims(a)
+        bank = a["x_bank"] % cfg.act_banks
+        for b in range(nb):
+            acc = np.zeros(R, dtype=np.int64)
+            for k in range(nc):
+                c = t + b * nc + k
+                st.land_before(c, self)
+                word = (a["x_addr"] + k) % cfg.adepth
+                st.check_read(c, bank, word, None, "MATVEC")
+                x = _sext(self.amem[bank, word], X_BITS)
+                w = self.wmem[:, (a["w_base"] + b * nc + k) % cfg.wdepth]
+                acc = wrap(acc + w @ x, cfg.acc_bits)
+            y = requantize(acc, a["q_mult"], a["q_shift"], a["y_bits"] or 64)
+            cycle = t + b * nc + nc - 1 + isa.LAT_WRITE
+            word = (a["y_addr"] + (b * R) // L) % cfg.adepth
+            st.push(cycle, "mac", a["y_bank"] % cfg.act_banks, word,
+                    (b * R) % L + np.arange(R), wrap(y, ACT_BITS))
+
+    def _vop(self, a, t, pos, tok, st, pc):
+        """One VOP, vectorized: every read sees memory as of its own cycle, which the
+        schedule rules make equal to memory as of the first read (checked)."""
+        cfg = self.cfg
+        R, L = cfg.rows, cfg.lanes
+        lr, ll = R.bit_length() - 1, L.bit_length() - 1
+        S, N = isa.vop_dims(a, pos)
+        j = np.arange(S, dtype=np.int64)[:, None]
+        k = np.arange(N, dtype=np.int64)[None, :]
+        cycles = t + j * N + k                              # read cycle of element (j, k)
+        st.land_before(t, self)
+        emask = (1 << ELEM_ADDR_BITS) - 1
+
+        def index(op):
+            return {isa.Index.NONE.value: 0, isa.Index.POS.value: pos,
+                    isa.Index.TOK.value: tok}.get(op["index"], 0)
+
+        def act_read(op, bank, what):
+            e = (op["base"] + index(op) * op["istride"] + j * op["js"] + k * op["ks"]) & emask
+            e = np.broadcast_to(e, (S, N))
+            word, lane = (e >> ll) % cfg.adepth, e & (L - 1)
+            st.check_read_block(np.broadcast_to(cycles, (S, N)), bank, word, lane, what, pc)
+            return self.amem[bank][word, lane], (bank, word, lane)
+
+        A_op, B_op, C_op = a["a"], a["b"], a["c"]
+        if A_op["space"] == isa.Space.WROW.value:
+            row = index(A_op)
+            i = np.broadcast_to(j * A_op["js"] + k * A_op["ks"], (S, N))
+            word = (A_op["base"] + (row >> lr) * A_op["istride"] + (i >> ll)) % cfg.wdepth
+            A = self.wmem[row & (R - 1)][word, i & (L - 1)]
+            a_bank = None
+        else:
+            a_bank = A_op["bank"] % cfg.act_banks
+            A, _ = act_read(A_op, a_bank, "A")
+        mode = isa.BMode(B_op["mode"])
+        exp = 0
+        if mode == isa.BMode.IMM:
+            B = np.full((S, N), _sext(B_op["base"] & 0xffff, 16), dtype=np.int64)
+        elif mode == isa.BMode.SQUARE:
+            B = A
+        else:
+            b_bank = B_op["bank"] % cfg.act_banks
+            if a_bank == b_bank:
+                st.conflict = True
+            B, _ = act_read(B_op, b_bank, "B")
+            if mode == isa.BMode.SCALE:
+                exp = (B[:, -1] >> 16) & 63
+                B = B & 0xffff
+        B16 = _sext(B & 0xffff, 16)
+        g = isa.GFunc(a["g"])
+        if g == isa.GFunc.MUL:
+            G = A * B16
+        elif g == isa.GFunc.ADD:
+            G = A + B
+        elif g == isa.GFunc.EXP:
+            G = _sext(self.table[isa.EXP_TABLE + np.clip(B - A, 0, isa.EXP_SIZE - 1)], 16)
+        elif g == isa.GFunc.SILU:
+            u = (A + (1 << 15)) & 0xffff
+            idx, frac = u >> 8, u & 255
+            t0 = _sext(self.table[isa.SILU_TABLE + idx], 16)
+            t1 = _sext(self.table[isa.SILU_TABLE + idx + 1], 16)
+            G = t0 + (((t1 - t0) * frac + 128) >> 8)
+        else:
+            G = A
+        red = isa.Reduce(a["red"])
+        if red == isa.Reduce.SUM:
+            Rv = wrap(a["init"] + G.sum(axis=1), isa.SCALAR_WIDTH)
+        elif red == isa.Reduce.MAX:
+            Rv = G.max(axis=1)
+        else:
+            Rv = G.argmax(axis=1)
+        out = isa.OutFunc(a["out"])
+        if red == isa.Reduce.ARGMAX:
+            Y = Rv
+        elif out == isa.OutFunc.MULSHR:
+            shift = np.clip(a["shift"] + exp, 0, 63)
+            prod = Rv * np.int64(a["mult"])
+            rnd = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+            Y = sat_bits((prod + rnd) >> shift, a["sat"] or 64)
+        else:
+            Y = np.array([_scale(int(v) & ((1 << isa.SCALAR_WIDTH) - 1),
+                                 out == isa.OutFunc.RSQRT) for v in Rv], dtype=np.int64)
+        lat = isa.vop_latency(a)
+        e = (C_op["base"] + index(C_op) * C_op["istride"] + np.arange(S) * C_op["js"]) & emask
+        c_bank = C_op["bank"] % cfg.act_banks
+        land = t + np.arange(S) * N + N - 1 + lat
+        words, lanes = (e >> ll) % cfg.adepth, e & (L - 1)
+        # a write must not land before a later read of the same element by this VOP
+        if a_bank == c_bank or (mode in (isa.BMode.MEM, isa.BMode.SCALE)
+                                and B_op["bank"] % cfg.act_banks == c_bank):
+            st.check_self_overlap(pc, c_bank, words, lanes, land, self._reads_of(
+                a, A_op, B_op, a_bank, c_bank, pos, tok, S, N, cycles))
+        for jj in range(S):
+            st.push(int(land[jj]), "vu", c_bank, int(words[jj]), np.array([lanes[jj]]),
+                    np.array([wrap(Y[jj], ACT_BITS)]))
+        if red == isa.Reduce.ARGMAX:
+            st.push_next(int(land[-1]), int(Y[-1]))
+
+    def _reads_of(self, a, A_op, B_op, a_bank, c_bank, pos, tok, S, N, cycles):
+        """(word, lane, cycle) arrays of this VOP's reads of bank ``c_bank``."""
+        cfg = self.cfg
+        ll = cfg.lanes.bit_length() - 1
+        emask = (1 << ELEM_ADDR_BITS) - 1
+        j = np.arange(S, dtype=np.int64)[:, None]
+        k = np.arange(N, dtype=np.int64)[None, :]
+        idx = {0: 0, 1: pos, 2: tok}
+        out = []
+        for op, bank in ((A_op, a_bank), (B_op, B_op["bank"] % cfg.act_banks)):
+            if bank != c_bank or op is B_op and B_op["mode"] not in (0, 3):
+                continue
+            if op is A_op and A_op["space"] != isa.Space.ACT.value:
+                continue
+            e = (op["base"] + idx.get(op["index"], 0) * op["istride"] + j * op["js"]
+                 + k * op["ks"]) & emask
+            e = np.broadcast_to(e, (S, N)).ravel()
+            out.append(((e >> ll) % cfg.adepth, e & (cfg.lanes - 1),
+                        np.broadcast_to(cycles, (S, N)).ravel()))
+        return out
+
+
+def sat_bits(values, bits):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(values, lo, hi)
+
+
+def _scale(v, sqrt_first):
+    """The scalar unit: a packed scale ``exponent << 16 | mantissa`` of 1/v (or 1/isqrt(v));
+    v = 0 gives mantissa 0x7fff, exponent 0 (the RTL's defined result)."""
+    if sqrt_first:
+        v = math.isqrt(v)
+    if v == 0:
+        return 0x7fff
+    b = v.bit_length()
+    return (b << 16) | (((1 << (b + 14)) - 1) // v)
+
+
+class _RunState:
+    """Writes in flight and the schedule checks of one run."""
+
+    def __init__(self):
+        self.pending = []          # (cycle, unit, bank, word, lanes, values), by landing cycle
+        self.next_pending = []     # (cycle, token)
+        self.write_banks = {}      # cycle -> banks written
+        self.hazards = []
+        self.conflict = False
+        self.last_write = -1
+
+    def push(self, cycle, unit, bank, word, lanes, values):
+        banks = self.write_banks.setdefault(cycle, set())
+        if bank in banks:
+            self.conflict = True
+        banks.add(bank)
+        self.pending.append((cycle, unit, bank, word, lanes, values))
+        self.pending.sort(key=lambda p: p[0])
+        self.last_write = max(self.last_write, cycle)
+
+    def push_next(self, cycle, token):
+        self.next_pending.append((cycle, token))
+        self.last_write = max(self.last_write, cycle)
+
+    def pending_next(self):
+        return bool(self.next_pending)
+
+    def land_before(self, cycle, tile):
+        while self.pending and self.pending[0][0] < cycle:
+            _, _, bank, word, lanes, values = self.pending.pop(0)
+            tile.amem[bank, word, lanes] = values
+        while self.next_pending and self.next_pending[0][0] < cycle:
+            tile.next_token = self.next_pending.pop(0)[1]
+
+    def check_read(self, cycle, bank, word, lane, what):
+        """A MATVEC read: a MATVEC write in flight is the RTL-flagged hazard; a vector-unit
+        write in flight is a schedule error."""
+        for p in self.pending:
+            if p[2] == bank and p[3] == word:
+                if p[1] == "mac":
+                    self.hazards.append((cycle, bank, word))
+                    return
+                raise GoldenError(f"{what} read of bank {bank} word {word} in cycle {cycle} "
+                                  f"while a vector-unit write to it is in flight")
+
+    def check_read_block(self, cycles, bank, words, lanes, what, pc):
+        for p in self.pending:
+            if p[2] != bank:
+                continue
+            hit = (words == p[3]) & np.isin(lanes, p[4]) & (cycles <= p[0])
+            if hit.any():
+                raise GoldenError(f"VOP at pc {pc} reads {what} from bank {bank} word {p[3]} "
+                                  f"before its pending write lands (cycle {p[0]})")
+
+    def check_self_overlap(self, pc, bank, words, lanes, land, reads):
+        written = {}
+        for w, l, c in zip(words.tolist(), lanes.tolist(), land.tolist()):
+            written.setdefault((w, l), c)
+        for rw, rl, rc in reads:
+            for w, l, c in zip(rw.tolist(), rl.tolist(), rc.tolist()):
+                if (w, l) in written and c > written[(w, l)]:
+                    raise GoldenError(f"VOP at pc {pc} reads bank {bank} word {w} lane {l} in "
+                                      f"cycle {c}, after its own write landed")

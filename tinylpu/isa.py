@@ -5,19 +5,29 @@ below; nothing else encodes or decodes an instruction. docs/isa.md describes the
 
 An instruction is ``INSTR_BITS`` wide: a 4-bit opcode, then the operands of that opcode
 (a union). Unused high bits are zero.
+
+Two units execute instructions, one instruction at a time, in program order: the MAC array
+(MATVEC) and the vector unit (VOP). An instruction holds the issue slot for its
+:func:`duration`; its pipeline drains while later instructions issue. The compiler keeps
+dependent instructions apart with WAIT (see docs/isa.md, "Timing").
 """
 
 __all__ = [
     "INSTR_BITS", "Opcode", "MatvecArgs", "WaitArgs", "LoopArgs", "Instr", "INSTR_LAYOUT",
     "LAT_READ", "LAT_MUL", "LAT_ACC", "LAT_REQ", "LAT_WRITE", "DRAIN",
     "encode", "decode", "matvec", "wait", "loop", "halt", "IsaError", "execution_order",
-    "duration", "matvec_dims",
+    "duration", "matvec_dims", "VopArgs", "NextArgs", "Space", "Index", "BMode", "GFunc",
+    "Reduce", "OutFunc", "vop", "next_", "LAT_V", "vop_latency", "vop_dims", "V_STAGES",
+    "SCALAR_WIDTH", "ISQRT_LAT", "RECIP_LAT", "NEXT_CYCLES", "TABLE_DEPTH", "EXP_TABLE",
+    "SILU_TABLE", "EXP_SIZE",
 ]
 
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
-INSTR_BITS = 128
+from .config import ELEM_ADDR_BITS
+
+INSTR_BITS = 288
 
 # Pipeline latencies of a MATVEC token, in cycles after the SRAM read is issued in cycle c.
 LAT_READ = 1     # weights and activations leave the SRAM read ports in c+1
@@ -32,11 +42,126 @@ class IsaError(ValueError):
     """An operand that does not fit its field."""
 
 
+# Vector unit: an element read in cycle c is processed by these stages; a MULSHR result is
+# written (lands) at the end of cycle c + LAT_V.
+V_STAGES = ("c: addresses, SRAM reads", "c+1: operand A, B registered",
+            "c+2: product / sum / table address", "c+3: table data, interpolation product",
+            "c+4: G (the element's value)", "c+5: reduction accumulator",
+            "c+6: R * mult", "c+7: round, shift, saturate, write")
+LAT_V = len(V_STAGES) - 1            # = 7
+SCALAR_WIDTH = 48                     # vector-unit accumulators and the scalar unit's operand
+ISQRT_LAT = (SCALAR_WIDTH + 1) // 2 + 1   # rtl.scalar latency of ISQRT at width 48 (= 25)
+RECIP_LAT = 15 + 1                        # of RECIP (= 16)
+NEXT_CYCLES = 2
+TABLE_DEPTH = 1024                    # vector-unit table memory, int16 entries
+EXP_TABLE = 0                         # exp table: entries 0..255
+EXP_SIZE = 256
+SILU_TABLE = 256                      # SiLU table: entries 256..512 (257 points)
+
+
 class Opcode(enum.Enum, shape=4):
     HALT = 0     # stop issuing; done once every write in flight has landed
     WAIT = 1     # issue nothing for `cycles` cycles
     LOOP = 2     # repeat the next `body` instructions `count` times (zero overhead)
     MATVEC = 3   # y = requant(W x), streamed through the MAC array
+    VOP = 4      # vector unit: S segments of N elements, one element per cycle
+    NEXT = 5     # token step: emit/record the argmax, pos += 1, loop back while positions remain
+
+
+class Space(enum.Enum, shape=1):
+    ACT = 0      # an activation bank, addressed by element
+    WROW = 1     # a row of a MATVEC-layout weight matrix (int8), e.g. the embedding
+
+
+class Index(enum.Enum, shape=2):
+    NONE = 0
+    POS = 1      # the position register
+    TOK = 2      # the current token (token memory at pos)
+
+
+class BMode(enum.Enum, shape=2):
+    MEM = 0      # B is read from memory like A
+    IMM = 1      # B is the constant sext(base[15:0])
+    SQUARE = 2   # B = A (one read serves both)
+    SCALE = 3    # B is read from memory as a packed scale: mantissa [15:0], exponent [21:16]
+
+
+class GFunc(enum.Enum, shape=3):
+    MUL = 0      # G = A * sext16(B)
+    ADD = 1      # G = A + B
+    EXP = 2      # G = table[EXP_TABLE + clamp(B - A, 0, 255)]
+    SILU = 3     # G = interpolated table[SILU_TABLE ..] at A + 2**15 (see docs/isa.md)
+    PASS = 4     # G = A
+
+
+class Reduce(enum.Enum, shape=2):
+    SUM = 0      # R = init + sum of G over the segment (N = 1: init + G)
+    MAX = 1      # R = max of G
+    ARGMAX = 2   # R = the first k with the largest G; also sets the next-token register
+
+
+class OutFunc(enum.Enum, shape=2):
+    MULSHR = 0   # y = sat((R * mult + 2**(s-1)) >> s, sat), s = clamp(shift (+ exponent), 0, 63)
+    RSQRT = 1    # y = scale(norm_recip(isqrt(R))): the scalar unit; S must be 1
+    RECIP = 2    # y = scale(norm_recip(R))
+
+
+class AOperand(data.Struct):
+    space: Space
+    bank: 2
+    base: ELEM_ADDR_BITS   # ACT: element address; WROW: word address of the matrix
+    index: Index
+    istride: 12            # ACT: elements per index step; WROW: words per R rows (n_chunks)
+    js: 12                 # per segment
+    ks: 12                 # per element of a segment
+
+
+class BOperand(data.Struct):
+    mode: BMode
+    bank: 2
+    base: ELEM_ADDR_BITS
+    index: Index
+    istride: 12
+    js: 12
+    ks: 12
+
+
+class COperand(data.Struct):
+    bank: 2
+    base: ELEM_ADDR_BITS
+    index: Index
+    istride: 12
+    js: 12
+
+
+class VopArgs(data.Struct):
+    """Operands of VOP: for segment j < S and element k < N, with ``idx`` the register the
+    operand's ``index`` names,
+
+        A(j, k) = a[a.base + idx*a.istride + j*a.js + k*a.ks]         (ACT space)
+        B(j, k) likewise (or per ``b.mode``)
+        G(j, k) = gfunc(A, B);  R(j) = reduce over k;  c[c.base + idx*c.istride + j*c.js] = out(R)
+
+    ``s_pos`` / ``n_pos``: S / N is ``pos + 1`` instead of the field.
+    """
+    g: GFunc
+    red: Reduce
+    out: OutFunc
+    s: 16
+    n: 16
+    s_pos: 1
+    n_pos: 1
+    a: AOperand
+    b: BOperand
+    c: COperand
+    mult: signed(16)
+    shift: signed(7)
+    sat: 6                 # saturation width of MULSHR (1..63; 0 counts as 64)
+    init: signed(24)       # accumulator start of Reduce.SUM
+
+
+class NextArgs(data.Struct):
+    target: 16             # pc to continue at while positions remain
 
 
 class MatvecArgs(data.Struct):
@@ -56,6 +181,7 @@ class MatvecArgs(data.Struct):
     n_chunks: 12     # activation words per row, >= 1
     q_mult: signed(16)
     q_shift: 6
+    y_bits: 6        # results saturate to y_bits signed bits (2..32)
 
 
 class WaitArgs(data.Struct):
@@ -69,7 +195,8 @@ class LoopArgs(data.Struct):
 
 class Instr(data.Struct):
     op: Opcode
-    args: data.UnionLayout({"matvec": MatvecArgs, "wait": WaitArgs, "loop": LoopArgs})
+    args: data.UnionLayout({"matvec": MatvecArgs, "wait": WaitArgs, "loop": LoopArgs,
+                            "vop": VopArgs, "next": NextArgs})
 
 
 INSTR_LAYOUT = data.Layout.cast(Instr)
@@ -85,16 +212,63 @@ def _check(name, value, bits, lo=0, is_signed=False):
         raise IsaError(f"{name} must be an integer in [{lo_lim}, {hi_lim}], not {value!r}")
 
 
-def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult, q_shift):
+def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult, q_shift,
+           y_bits=8):
     """The operand dict of a MATVEC, range-checked."""
     args = dict(w_base=w_base, x_bank=x_bank, x_addr=x_addr, y_bank=y_bank, y_addr=y_addr,
-                n_blocks=n_blocks, n_chunks=n_chunks, q_mult=q_mult, q_shift=q_shift)
+                n_blocks=n_blocks, n_chunks=n_chunks, q_mult=q_mult, q_shift=q_shift,
+                y_bits=y_bits)
     layout = data.Layout.cast(MatvecArgs)
     for name, field in layout:
         shape = Shape.cast(field.shape)
-        lo = 1 if name in ("n_blocks", "n_chunks") else 0
+        lo = 1 if name in ("n_blocks", "n_chunks") else 2 if name == "y_bits" else 0
         _check(f"MATVEC {name}", args[name], shape.width, lo, shape.signed)
+    if y_bits > 32:
+        raise IsaError(f"MATVEC y_bits must be in [2, 32], not {y_bits}")
     return {"op": Opcode.MATVEC, "args": {"matvec": args}}
+
+
+def _operand(kind, fields, given):
+    out = {}
+    for name, value in given.items():
+        if name not in fields:
+            raise IsaError(f"VOP operand {kind} has no field {name!r}")
+        out[name] = value.value if isinstance(value, enum.Enum) else value
+    return {name: out.get(name, 0) for name in fields}
+
+
+def vop(*, g=GFunc.MUL, red=Reduce.SUM, out=OutFunc.MULSHR, s=1, n=1, s_pos=False,
+        n_pos=False, a, b=None, c, mult=1, shift=0, sat=16, init=0):
+    """The operand dict of a VOP, range-checked. ``a``, ``b``, ``c`` are dicts of operand
+    fields (missing fields are 0; ``b=None`` is the immediate 0)."""
+    b = {"mode": BMode.IMM} if b is None else b
+    ops = {}
+    for kind, struct, given in (("a", AOperand, a), ("b", BOperand, b), ("c", COperand, c)):
+        fields = [name for name, _ in data.Layout.cast(struct)]
+        ops[kind] = _operand(kind, fields, given)
+    args = dict(g=GFunc(g).value, red=Reduce(red).value, out=OutFunc(out).value, s=s, n=n,
+                s_pos=int(bool(s_pos)), n_pos=int(bool(n_pos)), mult=mult, shift=shift,
+                sat=sat, init=init, **ops)
+    instr = {"op": Opcode.VOP, "args": {"vop": args}}
+    encode(instr)                      # field ranges
+    if not s_pos and s < 1 or not n_pos and n < 1:
+        raise IsaError(f"VOP needs S >= 1 and N >= 1, not S={s}, N={n}")
+    if not 1 <= sat <= 63:
+        raise IsaError(f"VOP sat must be in [1, 63], not {sat}")
+    if args["out"] != OutFunc.MULSHR.value and (s_pos or s != 1):
+        raise IsaError("VOP RSQRT/RECIP (scalar unit) needs exactly one segment (S = 1)")
+    bmode = BMode(ops["b"]["mode"])
+    if (bmode in (BMode.MEM, BMode.SCALE) and ops["a"]["space"] == Space.ACT.value
+            and ops["a"]["bank"] == ops["b"]["bank"]):
+        raise IsaError(f"VOP reads A and B from the same activation bank "
+                       f"{ops['a']['bank']}: each bank has one read port")
+    return instr
+
+
+def next_(target):
+    """NEXT: the token step; while positions remain, continue at ``target``."""
+    _check("NEXT target", target, 16)
+    return {"op": Opcode.NEXT, "args": {"next": {"target": target}}}
 
 
 def wait(cycles):
@@ -113,7 +287,43 @@ def halt():
 
 
 _ARGS = {Opcode.MATVEC: ("matvec", MatvecArgs), Opcode.WAIT: ("wait", WaitArgs),
-         Opcode.LOOP: ("loop", LoopArgs), Opcode.HALT: ("wait", WaitArgs)}
+         Opcode.LOOP: ("loop", LoopArgs), Opcode.HALT: ("wait", WaitArgs),
+         Opcode.VOP: ("vop", VopArgs), Opcode.NEXT: ("next", NextArgs)}
+
+
+def _check_fields(where, layout, values, partial=False):
+    given, fields = set(values), {field for field, _ in layout}
+    if given - fields:
+        raise IsaError(f"{where} has no operand {sorted(given - fields)[0]!r}")
+    if given != fields and not partial:
+        raise IsaError(f"{where} operands must be {sorted(fields)}, not {sorted(given)}")
+    for field, value in values.items():
+        shape = layout[field].shape
+        if isinstance(shape, data.Layout) or isinstance(shape, type) and \
+                issubclass(shape, data.Struct):
+            if not isinstance(value, dict):
+                raise IsaError(f"{where} {field} must be a dict of fields, not {value!r}")
+            _check_fields(f"{where} {field}", data.Layout.cast(shape), value)
+            continue
+        if isinstance(value, enum.Enum):
+            value = value.value
+        shape = Shape.cast(shape)
+        _check(f"{where} {field}", value, shape.width, 0, shape.signed)
+
+
+def _to_dict(layout, view):
+    out = {}
+    for name, field in layout:
+        value = getattr(view, name)
+        shape = field.shape
+        if isinstance(shape, data.Layout) or isinstance(shape, type) and \
+                issubclass(shape, data.Struct):
+            out[name] = _to_dict(data.Layout.cast(shape), value)
+        elif isinstance(value, enum.Enum) or hasattr(value, "value") and not isinstance(value, int):
+            out[name] = int(value.value)
+        else:
+            out[name] = int(value)
+    return out
 
 
 def encode(instr):
@@ -130,14 +340,7 @@ def encode(instr):
     if name != _ARGS[op][0]:
         raise IsaError(f"{op.name} takes '{_ARGS[op][0]}' operands, not '{name}'")
     layout = data.Layout.cast(_ARGS[op][1])
-    given, fields = set(instr["args"][name]), {field for field, _ in layout}
-    if given != fields and op != Opcode.HALT:
-        raise IsaError(f"{op.name} operands must be {sorted(fields)}, not {sorted(given)}")
-    for field, value in instr["args"][name].items():
-        if field not in fields:
-            raise IsaError(f"{op.name} has no operand {field!r}")
-        shape = Shape.cast(layout[field].shape)
-        _check(f"{op.name} {field}", value, shape.width, 0, shape.signed)
+    _check_fields(op.name, layout, instr["args"][name], partial=op == Opcode.HALT)
     return INSTR_LAYOUT.const(instr).as_value().value
 
 
@@ -153,10 +356,10 @@ def decode(word):
         op = Opcode(view.op)
     except ValueError:
         raise IsaError(f"instruction word {word:#x} has unknown opcode {word & 0xf}")
-    if op == Opcode.MATVEC:
-        args = data.Layout.cast(MatvecArgs)
-        fields = {name: int(getattr(view.args.matvec, name)) for name, _ in args}
-        return {"op": op, "args": {"matvec": fields}}
+    if op in (Opcode.MATVEC, Opcode.VOP, Opcode.NEXT):
+        name, struct = _ARGS[op]
+        fields = _to_dict(data.Layout.cast(struct), getattr(view.args, name))
+        return {"op": op, "args": {name: fields}}
     if op == Opcode.WAIT:
         return {"op": op, "args": {"wait": {"cycles": int(view.args.wait.cycles)}}}
     if op == Opcode.LOOP:
@@ -165,7 +368,7 @@ def decode(word):
     return halt()
 
 
-def execution_order(program, start_pc=0, limit=1 << 24):
+def execution_order(program, start_pc=0, limit=1 << 24, on_next=None):
     """Yield ``(pc, instr)`` in the order the sequencer issues them, HALT included.
 
     ``program`` is a list of instruction words (ints). Sequencing rules, as the RTL does them:
@@ -173,7 +376,8 @@ def execution_order(program, start_pc=0, limit=1 << 24):
     repeats remain (the repeat counter drops by one), else ``pc + 1`` modulo the memory
     depth. A LOOP at pc sets ``loop_start = pc + 1``, ``loop_end = pc + body`` and
     ``count - 1`` repeats after computing its own next pc. One loop level: a LOOP inside a
-    loop body replaces the outer loop.
+    loop body replaces the outer loop. NEXT continues at its target when ``on_next(pc,
+    instr)`` returns true (the token loop; without ``on_next`` it falls through).
     """
     depth = len(program)
     pc, loop_start, loop_end, repeats = start_pc % depth, 0, 0, 0
@@ -192,6 +396,9 @@ def execution_order(program, start_pc=0, limit=1 << 24):
             next_pc, repeats = loop_start, repeats - 1
         else:
             next_pc = (pc + 1) % depth
+        if instr["op"] == Opcode.NEXT and on_next is not None and on_next(pc, instr):
+            next_pc = instr["args"]["next"]["target"] % depth
+            seen.clear()
         if instr["op"] == Opcode.LOOP:
             args = instr["args"]["loop"]
             loop_start, loop_end = (pc + 1) % depth, (pc + max(args["body"], 1)) % depth
@@ -206,9 +413,32 @@ def matvec_dims(args):
     return args["n_blocks"] or 1 << 16, args["n_chunks"] or 1 << 12
 
 
-def duration(instr):
-    """Cycles an instruction occupies the issue slot (HALT: 1)."""
+def vop_dims(args, pos=0):
+    """``(S, N)`` of VOP operands at position ``pos``; a zero field counts as 2**16."""
+    s = pos + 1 if args["s_pos"] else args["s"] or 1 << 16
+    n = pos + 1 if args["n_pos"] else args["n"] or 1 << 16
+    return s, n
+
+
+def vop_latency(args):
+    """Cycles from the read of a segment's last element to the end of the cycle its result
+    lands in."""
+    out = OutFunc(args["out"])
+    if out == OutFunc.RSQRT:
+        return LAT_V - 1 + ISQRT_LAT + RECIP_LAT
+    if out == OutFunc.RECIP:
+        return LAT_V - 1 + RECIP_LAT
+    return LAT_V
+
+
+def duration(instr, pos=0):
+    """Cycles an instruction occupies the issue slot at position ``pos`` (HALT: 1)."""
     op = instr["op"]
+    if op == Opcode.VOP:
+        s, n = vop_dims(instr["args"]["vop"], pos)
+        return s * n
+    if op == Opcode.NEXT:
+        return NEXT_CYCLES
     if op == Opcode.MATVEC:
         n_blocks, n_chunks = matvec_dims(instr["args"]["matvec"])
         return n_blocks * n_chunks

@@ -1,0 +1,513 @@
+"""The decoder compiler: a quantized Llama-style model (:class:`tinylpu.intmodel.QModel`)
+becomes one tile program that runs the whole token loop on-chip.
+
+Placement. Weights go to the weight banks in MATVEC layout (the embedding is the classifier's
+matrix when they are shared, and its rows are read by the vector unit with ``Space.WROW``
+indexed by the token). Activation bank 0 and bank 1 hold the KV cache (K in bank 0, V in
+bank 1, ``positions`` rows each), the RoPE table, per-row requantization multipliers, RMSNorm
+gains and the working vectors. Each vector's bank is fixed so that no vector-unit instruction
+reads both operands from one bank (one read port per bank). The exp and SiLU tables go to the
+vector unit's table memory.
+
+Program. One pass over the layers per position (:func:`compile_decoder`), ending in ARGMAX and
+NEXT, which loops back to pc 0 while positions remain. Dependent instructions are kept apart
+by WAITs computed from the fixed latencies (docs/isa.md, "Timing"); durations that grow with
+the position (attention over ``pos + 1`` keys) only widen the gaps, so WAITs computed at
+position 0 hold at every position. The per-position cycle count is therefore a closed form,
+``a + b * (pos + 1)``, which :meth:`DecoderProgram.step_cycles` gives before any run.
+"""
+
+__all__ = ["DecoderProgram", "compile_decoder", "config_for", "GenerateResult"]
+
+import dataclasses
+import math
+
+import numpy as np
+
+from . import host, isa
+from .compiler import CompileError
+from .config import Config, ELEM_ADDR_BITS
+from .intmodel import EXP_SIZE, PROB_FRAC, ROPE_FRAC, UNIT_FRAC
+
+A = isa.Space.ACT.value
+MEM, IMM, SQUARE, SCALE = (isa.BMode.MEM, isa.BMode.IMM, isa.BMode.SQUARE, isa.BMode.SCALE)
+POS, TOK = isa.Index.POS.value, isa.Index.TOK.value
+
+
+@dataclasses.dataclass
+class _Buf:
+    name: str
+    bank: int
+    base: int          # element address (word aligned)
+    size: int          # elements
+
+
+class _Layout:
+    """Word-aligned element allocation in the activation banks and the weight banks."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.next = [0] * cfg.act_banks
+        self.bufs = {}
+        self.init = {}                    # name -> int array placed at the buffer
+        self.wnext = 0
+        self.weights = np.zeros((cfg.rows, 0, cfg.lanes), dtype=np.int64)
+        self.wblocks = []                 # (word, array [R, words, L])
+        self.wmats = {}                   # id(matrix) -> (w_base, n_blocks, n_chunks)
+
+    def alloc(self, name, bank, size, init=None):
+        L = self.cfg.lanes
+        words = -(-max(size, 1) // L)
+        buf = _Buf(name, bank, self.next[bank] * L, size)
+        self.next[bank] += words
+        self.bufs[name] = buf
+        if init is not None:
+            self.init[name] = np.asarray(init, dtype=np.int64).reshape(-1)
+        return buf
+
+    def matrix(self, w):
+        """Place int8 matrix ``w [out, in]`` in MATVEC layout; the same array is placed once."""
+        key = id(w)
+        if key in self.wmats:
+            return self.wmats[key]
+        cfg = self.cfg
+        R, L = cfg.rows, cfg.lanes
+        out, inp = w.shape
+        nb, nc = -(-out // R), -(-inp // L)
+        pad = np.zeros((nb * R, nc * L), dtype=np.int64)
+        pad[:out, :inp] = w
+        # word w_base + b*nc + k of bank r: row b*R + r, elements k*L .. k*L + L-1
+        block = pad.reshape(nb, R, nc, L).transpose(1, 0, 2, 3).reshape(R, nb * nc, L)
+        self.wblocks.append((self.wnext, block))
+        self.wmats[key] = (self.wnext, nb, nc)
+        self.wnext += nb * nc
+        return self.wmats[key]
+
+    def act_words(self, bank):
+        return self.next[bank]
+
+
+@dataclasses.dataclass
+class _Issued:
+    end: int                 # issue slot free (at position 0)
+    lat: int                 # last write lands at end - 1 + lat
+    first: int               # first write lands at or after issue + first
+    writes: list             # (bank, lo, hi) element regions
+    wbanks: set
+
+
+class _Asm:
+    """Emits instructions and WAITs: a read of a region written by an instruction in flight
+    waits until its last write has landed; a write to a bank another instruction in flight
+    still writes waits until that one's writes are done (no two writes share a port cycle,
+    and writes to one element land in program order)."""
+
+    def __init__(self, cfg, positions, vocab):
+        self.cfg = cfg
+        self.P = positions
+        self.vocab = vocab
+        self.instrs = []
+        self.t = 1
+        self.inflight = []
+
+    def _region(self, op, S, N, ks=True):
+        """(bank, lo, hi) of an ACT operand over all positions (linear, non-negative strides)."""
+        idx_max = {0: 0, POS: self.P - 1, TOK: self.vocab - 1}[op.get("index", 0)]
+        lo = op.get("base", 0)
+        hi = lo + idx_max * op.get("istride", 0) + (S - 1) * op.get("js", 0) \
+            + ((N - 1) * op.get("ks", 0) if ks else 0)
+        return (op["bank"], lo, hi)
+
+    def _wait_for(self, reads, writes, wbanks, first):
+        need = self.t
+        for inf in self.inflight:
+            last = inf.end - 1 + inf.lat
+            if any(_overlap(r, w) for r in reads for w in inf.writes) or \
+                    any(_overlap(r, w) for r in writes for w in inf.writes):
+                need = max(need, last + 1)
+            if wbanks & inf.wbanks:
+                need = max(need, last + 1 - first)
+        if need > self.t:
+            self._emit(isa.wait(need - self.t))
+
+    def _emit(self, instr, issued=None):
+        self.instrs.append(instr)
+        self.t += isa.duration(instr, 0)
+        if issued is not None:
+            issued.end = self.t
+            self.inflight.append(issued)
+        self.inflight = [i for i in self.inflight if i.end - 1 + i.lat >= self.t]
+
+    def vop(self, **kw):
+        instr = isa.vop(**kw)
+        a = instr["args"]["vop"]
+        Smax, Nmax = isa.vop_dims(a, self.P - 1)
+        reads, a_op, b_op = [], kw["a"], kw.get("b") or {"mode": IMM}
+        if a_op.get("space", A) == A:
+            reads.append(self._region(a_op, Smax, Nmax))
+        if isa.BMode(b_op.get("mode", MEM)) in (MEM, SCALE):
+            reads.append(self._region(b_op, Smax, Nmax))
+        if kw.get("red") == isa.Reduce.ARGMAX:
+            reads.append(("next",))
+        c = self._region(kw["c"], Smax, 1, ks=False)
+        writes = [c] + ([("next",)] if kw.get("red") == isa.Reduce.ARGMAX else [])
+        lat = isa.vop_latency(a)
+        self._wait_for(reads, writes, {c[0]}, lat)
+        self._emit(instr, _Issued(0, lat, lat, writes, {c[0]}))
+
+    def matvec(self, *, w, nb, nc, x, y):
+        cfg = self.cfg
+        L = cfg.lanes
+        instr = isa.matvec(w_base=w, x_bank=x.bank, x_addr=x.base // L, y_bank=y.bank,
+                           y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_mult=1, q_shift=0,
+                           y_bits=32)
+        reads = [(x.bank, x.base, x.base + nc * L - 1)]
+        ywords = -(-nb * cfg.rows // L)
+        writes = [(y.bank, y.base, y.base + ywords * L - 1)]
+        self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE)
+        self._emit(instr, _Issued(0, isa.LAT_WRITE, isa.LAT_WRITE, writes, {y.bank}))
+
+    def next_(self, target):
+        # NEXT reads the argmax register; the loop head must also find nothing in flight
+        need = max([self.t] + [i.end - 1 + i.lat + 1 for i in self.inflight])
+        if need > self.t:
+            self._emit(isa.wait(need - self.t))
+        self._emit(isa.next_(target))
+
+    def halt(self):
+        self._emit(isa.halt())
+
+
+def _overlap(r, w):
+    if r[0] == "next" or w[0] == "next":
+        return r[0] == w[0]
+    return r[0] == w[0] and r[1] <= w[2] and w[1] <= r[2]
+
+
+@dataclasses.dataclass
+class GenerateResult:
+    tokens: list            # generated ids
+    stamps: list            # cycle of the NEXT that emitted each id
+    status: int
+    cycles: int
+
+
+@dataclasses.dataclass
+class DecoderProgram:
+    """A compiled decoder: program, memory images and the cycle model."""
+    cfg: Config
+    qm: object
+    positions: int
+    program: list            # instruction words
+    weights: list            # (word, array [R, words, L])
+    act_init: list           # (bank, element base, int array)
+    table: np.ndarray        # TABLE_DEPTH int16
+    bufs: dict               # name -> _Buf
+    body_fixed: int          # cycles of one position: body_fixed + body_per_pos * (pos + 1)
+    body_per_pos: int
+    macs_issued: int         # MAC-array multiply-accumulates per position (incl. padding)
+    macs_useful: int         # of the model's matrices
+
+    # Cycle model --------------------------------------------------------------------------
+
+    def step_cycles(self, pos):
+        """Cycles from the start of position ``pos`` (first instruction issue) to the start
+        of position ``pos + 1``: the NEXT at its end included."""
+        return self.body_fixed + self.body_per_pos * (pos + 1)
+
+    def predict(self, n_prompt, steps):
+        """``(stamps, cycles)`` of a GENERATE: the issue cycle of each emitting NEXT and the
+        run's total cycle count (start cycle 0; the first instruction issues in cycle 1)."""
+        self.check_request(n_prompt, steps)
+        t, stamps = 1, []
+        for pos in range(n_prompt + steps - 1):
+            t += self.step_cycles(pos)
+            if pos + 1 >= n_prompt:
+                stamps.append(t - isa.NEXT_CYCLES)
+        return stamps, t + 1          # HALT issues at t; done in the following cycle
+
+    def check_request(self, n_prompt, steps):
+        if n_prompt < 1:
+            raise CompileError("the prompt needs at least one token (e.g. BOS = 1)")
+        if steps < 1:
+            raise CompileError(f"steps must be at least 1, not {steps}")
+        total = n_prompt + steps - 1
+        if total > self.positions:
+            raise CompileError(
+                f"prompt ({n_prompt} tokens) + steps ({steps}) needs {total} positions; the "
+                f"program has a KV cache of {self.positions} positions (--positions)")
+        if total >= self.cfg.tdepth:
+            raise CompileError(f"prompt + steps needs {total + 1} token-memory entries; the "
+                               f"config has tdepth={self.cfg.tdepth}")
+
+    # Host streams -------------------------------------------------------------------------
+
+    def load_stream(self):
+        """Host beats that load weights, constants, tables and the program."""
+        cfg = self.cfg
+        beats = []
+        for word, block in self.weights:
+            for r in range(cfg.rows):
+                for i in range(0, block.shape[1], 256):
+                    beats += host.write_cmd(cfg, host.TARGET_WBANK + r, word + i,
+                                            block[r, i:i + 256])
+        L = cfg.lanes
+        for bank, base, values in self.act_init:
+            words = np.zeros((-(-len(values) // L), L), dtype=np.int64)
+            words.reshape(-1)[:len(values)] = values
+            for i in range(0, len(words), 256):
+                beats += host.write_cmd(cfg, host.TARGET_ABANK + bank, base // L + i,
+                                        words[i:i + 256])
+        beats += host.write_cmd(cfg, host.TARGET_TABLE, 0, self.table)
+        for i in range(0, len(self.program), 256):
+            beats += host.write_cmd(cfg, host.TARGET_PROG, i, self.program[i:i + 256])
+        return beats
+
+    def generate_stream(self, prompt, steps):
+        """Host beats of one request: the prompt into the token memory, then GENERATE."""
+        self.check_request(len(prompt), steps)
+        vocab = self.qm.config.vocab_size
+        bad = [t for t in prompt if not 0 <= int(t) < vocab]
+        if bad:
+            raise CompileError(f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})")
+        return (host.write_cmd(self.cfg, host.TARGET_TOKENS, 0, np.asarray(prompt))
+                + host.generate_cmd(len(prompt), steps))
+
+    def parse(self, response, steps):
+        """Split the response of :meth:`generate_stream` into a :class:`GenerateResult`."""
+        if len(response) != 2 * steps + 2:
+            raise ValueError(f"expected {2 * steps + 2} response beats, got {len(response)}")
+        return GenerateResult([int(b) for b in response[0:2 * steps:2]],
+                              [int(b) for b in response[1:2 * steps:2]],
+                              int(response[-2]), int(response[-1]))
+
+    def read_stream(self, name):
+        """Host beats that read buffer ``name`` back (e.g. ``"logits"``)."""
+        buf, L = self.bufs[name], self.cfg.lanes
+        return host.read_cmd(self.cfg, host.TARGET_ABANK + buf.bank, buf.base // L,
+                             -(-buf.size // L))
+
+    def read_values(self, name, response):
+        buf = self.bufs[name]
+        words = host.unpack_words(self.cfg, host.TARGET_ABANK + buf.bank, response)
+        return words.reshape(-1)[:buf.size]
+
+    def footprint(self):
+        """Words used per memory, against the config's depth."""
+        cfg = self.cfg
+        used = {"weight words (per bank)": (max((w + b.shape[1] for w, b in self.weights),
+                                                default=0), cfg.wdepth),
+                "program": (len(self.program), cfg.pdepth)}
+        for bank in range(2):
+            hi = max((b.base + b.size for b in self.bufs.values() if b.bank == bank), default=0)
+            used[f"activation bank {bank} words"] = (-(-hi // cfg.lanes), cfg.adepth)
+        return used
+
+
+def config_for(qm, positions=None, **overrides):
+    """The smallest power-of-two config (default lanes/rows) that holds ``qm``."""
+    positions = positions or qm.config.seq_len
+    base = Config(**overrides) if overrides else Config()
+    big = dataclasses.replace(base, wdepth=65536, adepth=min(65536, (1 << ELEM_ADDR_BITS)
+                                                             // base.lanes),
+                              pdepth=4096, tdepth=65536)
+    prog = compile_decoder(qm, big, positions, check=False)
+    need = {name: _pow2(used) for name, (used, _) in
+            (("wdepth", prog.footprint()["weight words (per bank)"]),
+             ("pdepth", prog.footprint()["program"]))}
+    need["adepth"] = _pow2(max(prog.footprint()[f"activation bank {b} words"][0]
+                               for b in range(2)))
+    need["tdepth"] = _pow2(positions + 1)
+    for key in need:
+        if key in overrides:
+            need[key] = overrides[key]
+    return dataclasses.replace(base, **need)
+
+
+def _pow2(n):
+    return 1 << max(1, (max(n, 1) - 1).bit_length())
+
+
+def compile_decoder(qm, cfg, positions=None, check=True):
+    """Compile ``qm`` for a tile of config ``cfg`` with a KV cache of ``positions``."""
+    mc = qm.config
+    positions = positions or mc.seq_len
+    if cfg.act_banks < 2:
+        raise CompileError(f"the decoder needs 2 activation banks, the config has "
+                           f"{cfg.act_banks} (act_banks)")
+    if not 1 <= positions <= mc.seq_len:
+        raise CompileError(f"positions must be in [1, {mc.seq_len}] (the model's seq_len), "
+                           f"not {positions}")
+    if mc.head_size % 2:
+        raise CompileError(f"RoPE needs an even head size, not {mc.head_size}")
+    P, L = positions, cfg.lanes
+    dim, kv, hid, hs = mc.dim, mc.kv_dim, mc.hidden_dim, mc.head_size
+    fmt = qm.fmt
+    lay = _Layout(cfg)
+    LN = mc.n_layers
+
+    # ---- placement -------------------------------------------------------------------------
+    # bank 1 holds what the vector unit reads as A next to a bank-0 B operand; see the module
+    # docstring. Constants carry their initial values.
+    K = [lay.alloc(f"k{l}", 0, P * kv) for l in range(LN)]
+    Vc = [lay.alloc(f"v{l}", 1, P * kv) for l in range(LN)]
+    rope = np.zeros((P, hs // 2, 4), dtype=np.int64)
+    rope[:, :, 0] = qm.rope_cos[:P]
+    rope[:, :, 1] = -qm.rope_sin[:P]
+    rope[:, :, 2] = qm.rope_sin[:P]
+    rope[:, :, 3] = qm.rope_cos[:P]
+    rope_buf = lay.alloc("rope", 0, rope.size, rope)
+    emb_mult = lay.alloc("emb_mult", 0, len(qm.emb_mult), qm.emb_mult)
+    mults, gains = [], []
+    for l, layer in enumerate(qm.layers):
+        mults.append({n: lay.alloc(f"m_{n}{l}", 0, len(getattr(layer, n).mult),
+                                   getattr(layer, n).mult)
+                      for n in ("wq", "wk", "wv", "wo", "w1", "w3", "w2")})
+        gains.append((lay.alloc(f"g_att{l}", 0, dim, layer.att_gain),
+                      lay.alloc(f"g_ffn{l}", 0, dim, layer.ffn_gain)))
+    final_gain = lay.alloc("g_final", 0, dim, qm.final_gain)
+    cls_mult = lay.alloc("m_cls", 0, len(qm.cls.mult), qm.cls.mult)
+    width = max(dim, hid, mc.vocab_size)
+    b0 = {n: lay.alloc(n, 0, size) for n, size in
+          (("scale", 1), ("tmp", max(dim, hid)), ("mx", 1), ("ps", 1), ("p", P), ("h3", hid),
+           ("arg", 1))}
+    b1 = {n: lay.alloc(n, 1, size) for n, size in
+          (("x", dim), ("u", dim), ("xn", dim), ("acc", width), ("qt", dim), ("kt", kv),
+           ("q", dim), ("scores", P), ("e", P), ("att", dim), ("h1", hid), ("sg", hid),
+           ("g", hid), ("logits", mc.vocab_size))}
+    buf = {**b0, **b1}
+
+    # weights: the classifier first, so a shared embedding is the same placement
+    cls_w = lay.matrix(qm.cls.w)
+    shared = qm.cls.w is qm.emb or np.array_equal(qm.cls.w, qm.emb)
+    emb_w = cls_w if shared else lay.matrix(qm.emb)
+    wmat = [{n: lay.matrix(getattr(layer, n).w) for n in
+             ("wq", "wk", "wv", "wo", "w1", "w3", "w2")} for layer in qm.layers]
+
+    # ---- program ---------------------------------------------------------------------------
+    asm = _Asm(cfg, P, mc.vocab_size)
+
+    def act(b, off=0, **kw):
+        return {"space": A, "bank": b.bank, "base": b.base + off, **kw}
+
+    def bop(b, mode=MEM, off=0, **kw):
+        return {"mode": mode, "bank": b.bank, "base": b.base + off, **kw}
+
+    def cop(b, off=0, **kw):
+        return {"bank": b.bank, "base": b.base + off, **kw}
+
+    def check_shift(name, s):
+        if s < 0:
+            raise CompileError(f"{name}: the format change needs a left shift ({s}); the "
+                               f"vector unit only shifts right")
+        return s
+
+    def matvec(mat, x, y):
+        w, nb, nc = mat
+        asm.matvec(w=w, nb=nb, nc=nc, x=x, y=y)
+
+    def requant(qmat, mult_buf, n, dst, **cdst):
+        asm.vop(s=n, a=act(buf["acc"], js=1), b=bop(mult_buf, js=1),
+                c=cdst.pop("c", None) or cop(dst, js=1), shift=qmat.shift, sat=qmat.bits)
+
+    def rmsnorm(gain_buf, gain_frac):
+        if not -(1 << 23) <= qm.eps < 1 << 23:
+            raise CompileError(f"RMSNorm epsilon {qm.eps} does not fit the 24-bit init field")
+        asm.vop(n=dim, a=act(buf["x"], ks=1), b={"mode": SQUARE}, c=cop(buf["scale"]),
+                out=isa.OutFunc.RSQRT, init=qm.eps, sat=32)
+        asm.vop(s=dim, a=act(buf["x"], js=1), b=bop(buf["scale"], SCALE),
+                c=cop(buf["u"], js=1), shift=14 - UNIT_FRAC, sat=16)
+        asm.vop(s=dim, a=act(buf["u"], js=1), b=bop(gain_buf, js=1), c=cop(buf["xn"], js=1),
+                shift=check_shift("RMSNorm gain", UNIT_FRAC + gain_frac - fmt.xn), sat=16)
+
+    def rope_op(src, n_heads, dst_buf, dst_index=None, dst_stride=0):
+        for h in range(n_heads):
+            for par in range(2):
+                c = cop(dst_buf, h * hs + par, js=2)
+                if dst_index is not None:
+                    c.update(index=dst_index, istride=dst_stride)
+                asm.vop(s=hs // 2, n=2, a=act(src, h * hs, js=2, ks=1),
+                        b=bop(rope_buf, off=2 * par, index=POS, istride=2 * hs, js=4, ks=1),
+                        c=c, shift=ROPE_FRAC, sat=16)
+
+    # embedding: x = mulshr(emb[tok], emb_mult[tok], emb_shift)
+    asm.vop(s=dim, a={"space": isa.Space.WROW.value, "base": emb_w[0], "index": TOK,
+                      "istride": emb_w[2], "js": 1},
+            b=bop(emb_mult, index=TOK, istride=1), c=cop(buf["x"], js=1),
+            shift=qm.emb_shift, sat=16)
+    att_acc_frac = PROB_FRAC
+    for l, layer in enumerate(qm.layers):
+        m, wm = mults[l], wmat[l]
+        rmsnorm(gains[l][0], fmt.gain[l])
+        matvec(wm["wq"], buf["xn"], buf["acc"])
+        requant(layer.wq, m["wq"], dim, buf["qt"])
+        matvec(wm["wk"], buf["xn"], buf["acc"])
+        requant(layer.wk, m["wk"], kv, buf["kt"])
+        matvec(wm["wv"], buf["xn"], buf["acc"])
+        requant(layer.wv, m["wv"], kv, None, c=cop(Vc[l], index=POS, istride=kv, js=1))
+        rope_op(buf["qt"], mc.n_heads, buf["q"])
+        rope_op(buf["kt"], mc.n_kv_heads, K[l], dst_index=POS, dst_stride=kv)
+        for h in range(mc.n_heads):
+            kvh = h // mc.kv_mul
+            asm.vop(s_pos=True, n=hs, a=act(buf["q"], h * hs, ks=1),
+                    b=bop(K[l], off=kvh * hs, js=kv, ks=1), c=cop(buf["scores"], js=1),
+                    mult=qm.att_mult[l], shift=qm.att_shift[l], sat=32)
+            asm.vop(n_pos=True, g=isa.GFunc.PASS, red=isa.Reduce.MAX,
+                    a=act(buf["scores"], ks=1), c=cop(buf["mx"]), sat=32)
+            asm.vop(s_pos=True, g=isa.GFunc.EXP, a=act(buf["scores"], js=1),
+                    b=bop(buf["mx"]), c=cop(buf["e"], js=1), sat=32)
+            asm.vop(n_pos=True, a=act(buf["e"], ks=1), b={"mode": IMM, "base": 1},
+                    c=cop(buf["ps"]), out=isa.OutFunc.RECIP, sat=32)
+            asm.vop(s_pos=True, a=act(buf["e"], js=1), b=bop(buf["ps"], SCALE),
+                    c=cop(buf["p"], js=1), shift=14 - PROB_FRAC, sat=16)
+            asm.vop(s=hs, n_pos=True, a=act(buf["p"], ks=1),
+                    b=bop(Vc[l], off=kvh * hs, js=1, ks=kv), c=cop(buf["att"], h * hs, js=1),
+                    shift=att_acc_frac, sat=16)
+        matvec(wm["wo"], buf["att"], buf["acc"])
+        requant(layer.wo, m["wo"], dim, buf["tmp"])
+        asm.vop(s=dim, g=isa.GFunc.ADD, a=act(buf["x"], js=1), b=bop(buf["tmp"], js=1),
+                c=cop(buf["x"], js=1), sat=16)
+        rmsnorm(gains[l][1], fmt.gain[LN + l])
+        matvec(wm["w1"], buf["xn"], buf["acc"])
+        requant(layer.w1, m["w1"], hid, buf["h1"])
+        asm.vop(s=hid, g=isa.GFunc.SILU, a=act(buf["h1"], js=1), c=cop(buf["sg"], js=1),
+                sat=16)
+        matvec(wm["w3"], buf["xn"], buf["acc"])
+        requant(layer.w3, m["w3"], hid, buf["h3"])
+        asm.vop(s=hid, a=act(buf["sg"], js=1), b=bop(buf["h3"], js=1), c=cop(buf["g"], js=1),
+                shift=check_shift("SwiGLU product", fmt.h1 + fmt.h3 - fmt.g), sat=16)
+        matvec(wm["w2"], buf["g"], buf["acc"])
+        requant(layer.w2, m["w2"], dim, buf["tmp"])
+        asm.vop(s=dim, g=isa.GFunc.ADD, a=act(buf["x"], js=1), b=bop(buf["tmp"], js=1),
+                c=cop(buf["x"], js=1), sat=16)
+    rmsnorm(final_gain, fmt.gain[-1])
+    matvec(cls_w, buf["xn"], buf["acc"])
+    requant(qm.cls, cls_mult, mc.vocab_size, buf["logits"])
+    asm.vop(n=mc.vocab_size, g=isa.GFunc.PASS, red=isa.Reduce.ARGMAX,
+            a=act(buf["logits"], ks=1), c=cop(buf["arg"]), sat=32)
+    asm.next_(0)
+    asm.halt()
+
+    # ---- cycle model, sizes ----------------------------------------------------------------
+    body = asm.instrs[:-1]                       # up to and including NEXT
+    d0 = sum(isa.duration(i, 0) for i in body)
+    d1 = sum(isa.duration(i, 1) for i in body)
+    per_pos = d1 - d0
+    fixed = d0 - per_pos
+    macs_issued = sum(isa.duration(i) * cfg.macs for i in body if i["op"] == isa.Opcode.MATVEC)
+    mats = [qm.cls.w] + [getattr(layer, n).w for layer in qm.layers
+                         for n in ("wq", "wk", "wv", "wo", "w1", "w3", "w2")]
+    macs_useful = sum(w.size for w in mats)
+    table = np.zeros(isa.TABLE_DEPTH, dtype=np.int64)
+    table[isa.EXP_TABLE:isa.EXP_TABLE + EXP_SIZE] = qm.exp_table
+    table[isa.SILU_TABLE:isa.SILU_TABLE + len(qm.silu_table)] = qm.silu_table
+    act_init = [(lay.bufs[n].bank, lay.bufs[n].base, v) for n, v in lay.init.items()]
+    prog = DecoderProgram(cfg, qm, P, [isa.encode(i) for i in asm.instrs], lay.wblocks,
+                          act_init, table, lay.bufs, fixed, per_pos, macs_issued, macs_useful)
+    if check:
+        problems = [f"{name}: needs {used}, the config has {avail}"
+                    for name, (used, avail) in prog.footprint().items() if used > avail]
+        if problems:
+            raise CompileError(f"the model does not fit config {cfg.ident}: "
+                               + "; ".join(problems))
+    return prog
