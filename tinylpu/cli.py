@@ -111,6 +111,83 @@ def cmd_quality(args):
     return 0
 
 
+def cmd_generate(args):
+    import time
+
+    from .generate import generate, measured_steps, parse_prompt, prepare
+    from .host import STATUS_DONE
+    out = sys.stdout
+    t0 = time.perf_counter()
+    config = args.config_text and Config.parse(args.config_text)
+    prep = prepare(args.model, args.tokenizer, args.positions, config)
+    prog, tok = prep.program, prep.tokenizer
+    prompt = parse_prompt(args.prompt, tok, prep.model.config.vocab_size)
+    prog.check_request(len(prompt), args.steps)
+    stamps, _ = prog.predict(len(prompt), args.steps)
+    mc = prep.model.config
+    print(f"# {args.model}: dim {mc.dim}, {mc.n_layers} layers, vocab {mc.vocab_size}; "
+          f"tile {prog.cfg.ident}, KV cache {prog.positions} positions; "
+          f"{len(prog.program)} instructions; sim {args.sim} "
+          f"(prepared in {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    print(f"# predicted: {prog.step_cycles(0)} cycles at position 0, "
+          f"+{prog.body_per_pos} per position", file=sys.stderr)
+    show_progress = sys.stderr.isatty()
+    state = {"n": 0, "prev": prompt[-1], "t0": time.perf_counter()}
+    if tok is not None:
+        shown = prompt[1:] if prompt[0] == 1 else prompt
+        out.write(tok.decode_all(shown).decode("utf-8", "replace"))
+    else:
+        out.write(",".join(str(i) for i in prompt))
+    out.flush()
+
+    def on_token(token, cycle):
+        n = state["n"]
+        if tok is not None:
+            out.write(tok.decode(state["prev"], token).decode("utf-8", "replace"))
+        else:
+            out.write(f",{token}")
+        out.flush()
+        state["prev"], state["n"] = token, n + 1
+        if show_progress:
+            el = time.perf_counter() - state["t0"]
+            sys.stderr.write(f"\r\x1b[K# {n + 1}/{args.steps} tokens, cycle {cycle:,}, "
+                             f"{el:.1f} s\r")
+            sys.stderr.flush()
+
+    run = generate(prep, prompt, args.steps, args.sim, on_token=on_token, waves=args.waves)
+    out.write("\n")
+    if show_progress:
+        sys.stderr.write("\x1b[K")
+    ok = run.status == STATUS_DONE and run.stamps == stamps
+    steps = measured_steps(prog, len(prompt), run.stamps)
+    per_tok = [c for _, c in steps]
+    print(f"# {len(run.tokens)} tokens, {run.cycles:,} cycles; status {run.status:#x}; "
+          f"emission cycles {'==' if run.stamps == stamps else '!='} compiler prediction",
+          file=sys.stderr)
+    if per_tok:
+        print(f"# cycles/token measured: {per_tok[0]:,} (pos {steps[0][0]}) .. {per_tok[-1]:,} "
+              f"(pos {steps[-1][0]}); {run.seconds:.1f} s wall, "
+              f"{len(run.tokens) / run.seconds:.2f} tokens/s, "
+              f"{run.cycles / run.seconds:,.0f} cycles/s", file=sys.stderr)
+    if args.waves and args.sim == "icarus":
+        print(f"# waves: {args.waves}", file=sys.stderr)
+    if not ok:
+        print("tinylpu generate: error: the run's status or emission cycles differ from the "
+              "prediction", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
 def _sims(text):
     sims = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in sims if s not in ("icarus", "verilator")]
@@ -159,6 +236,22 @@ def build_parser():
     p.add_argument("--prompt", action="append",
                    help="a prompt (repeatable; default: a fixed set, BOS only first)")
     p.set_defaults(func=cmd_quality)
+    p = sub.add_parser("generate", help="generate tokens with the decoder on the tile (RTL "
+                                         "simulation or the golden model)",
+                       description="compile a llama2.c model for the tile and generate "
+                                   "greedily: the tile runs prefill and generation itself")
+    p.add_argument("--model", type=pathlib.Path, required=True, help="llama2.c checkpoint")
+    p.add_argument("--tokenizer", type=pathlib.Path,
+                   help="llama2.c tokenizer: the prompt is text (else comma-separated ids)")
+    p.add_argument("--prompt", help='text, or ids like "1,403,261" (default: BOS alone)')
+    p.add_argument("--steps", type=_positive, default=32, help="tokens to generate")
+    p.add_argument("--sim", choices=("verilator", "icarus", "golden"), default="verilator")
+    p.add_argument("--positions", type=_positive,
+                   help="KV-cache positions to compile for (default: the model's seq_len)")
+    p.add_argument("--config", dest="config_text", default="",
+                   help="tile parameters name=value,... (default: the smallest that fits)")
+    p.add_argument("--waves", type=pathlib.Path, help="write an FST waveform (icarus only)")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -48,6 +48,7 @@ class GoldenTile:
         self.next_token = 0
         self.bad_command = False
         self.emitted = []          # (id, cycle) of the last GENERATE
+        self.on_emit = None        # called with (id, cycle) as NEXT emits (streaming)
 
     # Memory access by host target ---------------------------------------------------------
 
@@ -150,6 +151,8 @@ class GoldenTile:
             p1 = pos + 1
             if generate and p1 >= n_prompt:
                 self.emitted.append((int(self.next_token), t))
+                if self.on_emit is not None:
+                    self.on_emit(int(self.next_token), t)
                 self.tmem[p1 % cfg.tdepth] = self.next_token
             pos = p1
             jump[pc] = generate and p1 < n_end

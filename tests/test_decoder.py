@@ -1,0 +1,156 @@
+"""The decoder compiler on the golden tile: bit-exact with the integer spec, cycle-exact with
+its own prediction, and clear errors for what does not fit."""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+import pytest
+
+from tinylpu import host
+from tinylpu.cli import main
+from tinylpu.compiler import CompileError
+from tinylpu.config import Config
+from tinylpu.decoder import compile_decoder, config_for
+from tinylpu.golden import GoldenTile
+from tinylpu.intmodel import IntDecoder, quantize
+from tinylpu.model import save_checkpoint, synthetic_model
+
+MODELS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "models"
+
+
+def _qmodel(seed=1, shared=True, seq_len=32, **kw):
+    m = synthetic_model(seed=seed, seq_len=seq_len, shared=shared, **kw)
+    rng = np.random.default_rng(seed)
+    calib = [list(rng.integers(0, m.config.vocab_size, seq_len)) for _ in range(2)]
+    return m, quantize(m, calib)
+
+
+def _spec_run(qm, prompt, steps):
+    """Greedy generation and the last logits by the integer spec (IntDecoder)."""
+    dec, toks, out, logits = IntDecoder(qm), list(prompt), [], None
+    for pos in range(len(prompt) + steps - 1):
+        logits = dec.forward(toks[pos], pos)
+        if pos + 1 >= len(prompt):
+            toks.append(IntDecoder.argmax(logits))
+            out.append(toks[-1])
+    return out, logits
+
+
+def _golden(prog):
+    tile = GoldenTile(prog.cfg)
+    assert tile.host(prog.load_stream()) == []
+    return tile
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_synthetic_tokens_logits_and_cycles(shared):
+    _, qm = _qmodel(seed=3, shared=shared)
+    prog = compile_decoder(qm, config_for(qm, 32), 32)
+    tile = _golden(prog)
+    prompt, steps = [1, 7, 30], 10
+    result = prog.parse(tile.host(prog.generate_stream(prompt, steps)), steps)
+    tokens, logits = _spec_run(qm, prompt, steps)
+    assert result.tokens == tokens
+    assert result.status == host.STATUS_DONE
+    stamps, cycles = prog.predict(len(prompt), steps)
+    assert result.stamps == stamps and result.cycles == cycles
+    # every value the host can read back: the last position's logits, the token memory
+    got = prog.read_values("logits", tile.host(prog.read_stream("logits")))
+    np.testing.assert_array_equal(got, logits)
+    assert tile.tmem[:len(prompt) + steps].tolist() == prompt + tokens
+
+
+def test_cycles_grow_linearly_with_position():
+    _, qm = _qmodel()
+    prog = compile_decoder(qm, config_for(qm, 32), 32)
+    tile = _golden(prog)
+    result = prog.parse(tile.host(prog.generate_stream([1], 20)), 20)
+    steps = np.diff(result.stamps)
+    assert (steps == [prog.step_cycles(p) for p in range(1, 20)]).all()
+    assert (np.diff(steps) == prog.body_per_pos).all() and prog.body_per_pos > 0
+
+
+def test_two_requests_reuse_the_loaded_program():
+    _, qm = _qmodel(seed=5)
+    prog = compile_decoder(qm, config_for(qm, 32), 32)
+    tile = _golden(prog)
+    for prompt in ([1], [1, 2, 3, 4]):
+        result = prog.parse(tile.host(prog.generate_stream(prompt, 6)), 6)
+        assert result.tokens == _spec_run(qm, prompt, 6)[0]
+
+
+def test_model_too_big_names_needed_and_available():
+    _, qm = _qmodel()
+    with pytest.raises(CompileError, match=r"weight words \(per bank\): needs 320, the config "
+                                           r"has 64"):
+        compile_decoder(qm, Config(wdepth=64, adepth=256, pdepth=256), 32)
+    with pytest.raises(CompileError, match=r"activation bank 0 words: needs \d+, the config "
+                                           r"has 16"):
+        compile_decoder(qm, Config(wdepth=512, adepth=16, pdepth=256), 32)
+    with pytest.raises(CompileError, match="program: needs 240, the config has 64"):
+        compile_decoder(qm, Config(wdepth=512, adepth=256, pdepth=64), 32)
+    with pytest.raises(CompileError, match="needs 2 activation banks"):
+        compile_decoder(qm, Config(act_banks=1), 32)
+    with pytest.raises(CompileError, match=r"positions must be in \[1, 32\]"):
+        compile_decoder(qm, config_for(qm, 32), 33)
+
+
+def test_requests_beyond_the_kv_cache_or_vocabulary_are_refused():
+    _, qm = _qmodel()
+    prog = compile_decoder(qm, config_for(qm, 16), 16)
+    with pytest.raises(CompileError, match="needs 17 positions; the program has a KV cache "
+                                           "of 16"):
+        prog.generate_stream([1, 2], 16)
+    with pytest.raises(CompileError, match="token id 64 is outside"):
+        prog.generate_stream([1, 64], 2)
+    with pytest.raises(CompileError, match="at least one token"):
+        prog.predict(0, 3)
+
+
+def test_cli_generate_golden_with_ids(tmp_path, capsys):
+    m, _ = _qmodel()
+    path = tmp_path / "m.bin"
+    save_checkpoint(m, path)
+    assert main(["generate", "--model", str(path), "--prompt", "1,5", "--steps", "4",
+                 "--sim", "golden", "--positions", "16"]) == 0
+    out = capsys.readouterr()
+    ids = [int(i) for i in out.out.strip().split(",")]
+    assert ids[:2] == [1, 5] and len(ids) == 6
+    assert "emission cycles == compiler prediction" in out.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prompt", "1,x"], "must be comma-separated token ids"),
+    (["--prompt", "1,999"], "token id 999 is outside the vocabulary"),
+    (["--steps", "40", "--positions", "16"], "needs 40 positions; the program has a KV cache of 16"),
+    (["--config", "lanes=3"], "lanes must be a power of two"),
+    (["--config", "wdepth=64"], "the config has 64"),
+])
+def test_cli_generate_errors(tmp_path, capsys, argv, message):
+    m, _ = _qmodel()
+    path = tmp_path / "m.bin"
+    save_checkpoint(m, path)
+    assert main(["generate", "--model", str(path), "--sim", "golden"] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_generate_missing_model(capsys):
+    assert main(["generate", "--model", "/nonexistent.bin", "--sim", "golden"]) == 2
+    assert "nonexistent.bin" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (MODELS / "stories260K.bin").exists(),
+                    reason="../shared/models/stories260K.bin is not present")
+def test_stories260k_golden_tile_matches_llama2c_from_bos():
+    from tinylpu.generate import prepare
+    prep = prepare(MODELS / "stories260K.bin", MODELS / "tok512.bin")
+    prog = prep.program
+    tile = _golden(prog)
+    steps = 32
+    result = prog.parse(tile.host(prog.generate_stream([1], steps)), steps)
+    text = (MODELS / "README.md").read_text().split("256 steps:")[1].split()
+    assert result.tokens == [int(t) for t in text[:steps]]
+    assert result.tokens == _spec_run(prep.qm, [1], steps)[0]
+    assert (result.stamps, result.cycles) == prog.predict(1, steps)

@@ -1,0 +1,110 @@
+"""Token generation on the tile: model in, tokens out, on the golden model or the RTL.
+
+:func:`prepare` reads a llama2.c checkpoint (and tokenizer), quantizes it
+(:mod:`tinylpu.intmodel`) and compiles it (:mod:`tinylpu.decoder`); :func:`generate` loads
+the tile, sends the prompt and the step count once and streams the ids the tile emits, each
+with the cycle the tile emitted it in.
+"""
+
+__all__ = ["Prepared", "prepare", "parse_prompt", "generate", "SIM_CHOICES"]
+
+import dataclasses
+import time
+
+import numpy as np
+
+from .compiler import CompileError
+from .decoder import compile_decoder, config_for
+from .intmodel import quantize
+from .model import BOS, ModelError, load_checkpoint, load_tokenizer
+
+SIM_CHOICES = ("golden", "verilator", "icarus")
+
+
+@dataclasses.dataclass
+class Prepared:
+    model: object
+    tokenizer: object          # None when ids are given
+    qm: object
+    program: object            # tinylpu.decoder.DecoderProgram
+
+
+def calibration(model, tokenizer, length=256):
+    """Token sequences whose float activations fix the integer formats."""
+    from .quality import calibration_sequences
+    from .reference import generate_greedy
+    length = min(length, model.config.seq_len)
+    if tokenizer is not None:
+        return calibration_sequences(model, tokenizer, length)
+    return [generate_greedy(model, [BOS], length, stop_on_bos=False)[:length]]
+
+
+def prepare(model_path, tokenizer_path=None, positions=None, config=None, model=None):
+    """Load, quantize and compile. ``config=None`` picks the smallest config that fits."""
+    model = model or load_checkpoint(model_path)
+    tokenizer = None
+    if tokenizer_path is not None:
+        tokenizer = load_tokenizer(tokenizer_path, model.config.vocab_size)
+    positions = positions or model.config.seq_len
+    if not 1 <= positions <= model.config.seq_len:
+        raise CompileError(f"--positions must be in [1, {model.config.seq_len}] (the model's "
+                           f"seq_len), not {positions}")
+    qm = quantize(model, calibration(model, tokenizer))
+    cfg = config or config_for(qm, positions)
+    return Prepared(model, tokenizer, qm, compile_decoder(qm, cfg, positions))
+
+
+def parse_prompt(text, tokenizer, vocab_size):
+    """Text (with a tokenizer) or comma-separated ids; BOS is prepended to text. No prompt:
+    BOS alone."""
+    if text is None:
+        return [BOS]
+    if tokenizer is not None:
+        return tokenizer.encode(text)
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ModelError(f"--prompt {text!r}: without --tokenizer the prompt must be "
+                         f"comma-separated token ids, e.g. 1,403,261")
+    if not ids:
+        raise ModelError("--prompt is empty: give at least one token id (1 is BOS)")
+    bad = [i for i in ids if not 0 <= i < vocab_size]
+    if bad:
+        raise ModelError(f"--prompt: token id {bad[0]} is outside the vocabulary "
+                         f"(0..{vocab_size - 1})")
+    return ids
+
+
+@dataclasses.dataclass
+class Run:
+    tokens: list
+    stamps: list
+    status: int
+    cycles: int
+    seconds: float            # wall time of the generation request (loading excluded)
+
+
+def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None):
+    """Run one GENERATE request; ``on_token(id, cycle)`` is called as ids arrive."""
+    prog = prep.program
+    request = prog.generate_stream(prompt, steps)
+    if sim == "golden":
+        from .golden import GoldenTile
+        tile = GoldenTile(prog.cfg)
+        tile.host(prog.load_stream())
+        tile.on_emit = on_token
+        t0 = time.perf_counter()
+        response = tile.host(request)
+        seconds = time.perf_counter() - t0
+    else:
+        from .rtlsim import run_generate
+        response, seconds = run_generate(prog.cfg, sim, prog.load_stream(), request,
+                                         n_emit=steps, on_beat_pair=on_token, waves=waves)
+    result = prog.parse(response, steps)
+    return Run(result.tokens, result.stamps, result.status, result.cycles, seconds)
+
+
+def measured_steps(prog, n_prompt, stamps):
+    """``(pos, cycles)`` of each emitted token after the first: the difference of two
+    consecutive emission cycles is the cycles of one whole position."""
+    return [(n_prompt - 1 + i, stamps[i] - stamps[i - 1]) for i in range(1, len(stamps))]
