@@ -391,10 +391,10 @@ class _RunState:
         for p in self.pending:
             if p[2] != bank:
                 continue
-            hit = (words == p[3]) & np.isin(lanes, p[4]) & (cycles <= p[0])
+            hit = (words == p[3]) & np.isin(lanes, p[4])
             if hit.any():
                 raise GoldenError(f"VOP at pc {pc} reads {what} from bank {bank} word {p[3]} "
-                                  f"before its pending write lands (cycle {p[0]})")
+                                  f"while a write to it is in flight (lands in cycle {p[0]})")
 
     def check_self_overlap(self, pc, bank, words, lanes, land, reads):
         written = {}

@@ -257,6 +257,8 @@ def vop(*, g=GFunc.MUL, red=Reduce.SUM, out=OutFunc.MULSHR, s=1, n=1, s_pos=Fals
         raise IsaError(f"VOP sat must be in [1, 63], not {sat}")
     if args["out"] != OutFunc.MULSHR.value and (s_pos or s != 1):
         raise IsaError("VOP RSQRT/RECIP (scalar unit) needs exactly one segment (S = 1)")
+    if args["red"] == Reduce.ARGMAX.value and args["out"] != OutFunc.MULSHR.value:
+        raise IsaError("VOP ARGMAX writes the index: out must be MULSHR")
     bmode = BMode(ops["b"]["mode"])
     if (bmode in (BMode.MEM, BMode.SCALE) and ops["a"]["space"] == Space.ACT.value
             and ops["a"]["bank"] == ops["b"]["bank"]):
