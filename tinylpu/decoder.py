@@ -125,7 +125,7 @@ class _Asm:
             if any(_overlap(r, w) for r in reads for w in inf.writes) or \
                     any(_overlap(r, w) for r in writes for w in inf.writes):
                 need = max(need, last + 1)
-            if wbanks & inf.wbanks:
+            if wbanks & inf.wbanks:         # banks' write ports, the vector unit's port
                 need = max(need, last + 1 - first)
         if need > self.t:
             self._emit(isa.wait(need - self.t))
@@ -152,8 +152,9 @@ class _Asm:
         c = self._region(kw["c"], Smax, 1, ks=False)
         writes = [c] + ([("next",)] if kw.get("red") == isa.Reduce.ARGMAX else [])
         lat = isa.vop_latency(a)
-        self._wait_for(reads, writes, {c[0]}, lat)
-        self._emit(instr, _Issued(0, lat, lat, writes, {c[0]}))
+        ports = {c[0], "vu"}         # the scalar unit is covered: its result uses the port
+        self._wait_for(reads, writes, ports, lat)
+        self._emit(instr, _Issued(0, lat, lat, writes, ports))
 
     def matvec(self, *, w, nb, nc, x, y):
         cfg = self.cfg

@@ -289,6 +289,9 @@ class GoldenTile:
             Y = np.array([_scale(int(v) & ((1 << isa.SCALAR_WIDTH) - 1),
                                  out == isa.OutFunc.RSQRT) for v in Rv], dtype=np.int64)
         lat = isa.vop_latency(a)
+        if out != isa.OutFunc.MULSHR:
+            done = t + N - 1 + lat
+            st.scalar(done - lat + isa.LAT_V - 1, done)
         e = (C_op["base"] + index(C_op) * C_op["istride"] + np.arange(S) * C_op["js"]) & emask
         c_bank = C_op["bank"] % cfg.act_banks
         land = t + np.arange(S) * N + N - 1 + lat
@@ -352,12 +355,27 @@ class _RunState:
         self.hazards = []
         self.conflict = False
         self.last_write = -1
+        self.vu_writes = set()     # cycles with a vector-unit write (one write port)
+        self.scalar_done = -1      # the scalar unit's done cycle of its latest operation
+
+    def scalar(self, start, done):
+        """The bit-serial scalar unit takes a new operand no earlier than the previous
+        operation's done cycle."""
+        if start < self.scalar_done:
+            raise GoldenError(f"scalar unit started in cycle {start} while busy until cycle "
+                              f"{self.scalar_done}")
+        self.scalar_done = done
 
     def push(self, cycle, unit, bank, word, lanes, values):
         banks = self.write_banks.setdefault(cycle, set())
         if bank in banks:
             self.conflict = True
         banks.add(bank)
+        if unit == "vu":
+            if cycle in self.vu_writes:
+                raise GoldenError(f"two vector-unit writes land in cycle {cycle}: the unit "
+                                  f"has one write port")
+            self.vu_writes.add(cycle)
         self.pending.append((cycle, unit, bank, word, lanes, values))
         self.pending.sort(key=lambda p: p[0])
         self.last_write = max(self.last_write, cycle)

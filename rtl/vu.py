@@ -1,0 +1,441 @@
+"""The vector unit: element-serial VOPs (:class:`tinylpu.isa.VopArgs`), one element per cycle.
+
+The exact semantics are those of :meth:`tinylpu.golden.GoldenTile._vop`; the stage names
+are :data:`tinylpu.isa.V_STAGES`.
+"""
+
+__all__ = ["VectorUnit", "STAGES"]
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from tinylpu import isa
+from tinylpu.isa import BMode, GFunc, Index, OutFunc, Reduce, Space, VopArgs
+
+from .scalar import ScalarOp, ScalarUnit
+
+ACC_BITS = isa.SCALAR_WIDTH      # reduction accumulator (wraps) and scalar-unit operand: 48
+G_BITS = 48                      # an element's value G: A * sext16(B) needs 48 bits
+PROD_BITS = 64                   # R * mult, and (R * mult + round) wraps at 64 bits (as golden)
+TABLE_HALF = isa.TABLE_DEPTH // 2
+
+# Stage registers after the read of element (j, k) in cycle c: si holds in cycle c+i.
+STAGES = ("s1: element control; SRAM words on a_data/b_data/w_data (c+1)",
+          "s2: A, B, SCALE exponent (c+2)",
+          "s3: A*sext16(B) / A+B / A; table words on the table ports (c+3)",
+          "s4: t0, (t1 - t0) * frac (c+4)",
+          "s5: G (c+5)",
+          "s6: segment result R in the accumulator (c+6)",
+          "s7: R * mult, s (c+7)")
+assert len(STAGES) == isa.LAT_V
+
+
+def _log2(n):
+    return n.bit_length() - 1
+
+
+def _stage_fields(cfg):
+    """(name, shape, first stage, last stage) of what travels down the element pipeline.
+    Stage i holds the fields with first <= i <= last (stage 0 is the read cycle)."""
+    ll, lr = _log2(cfg.lanes), _log2(cfg.rows)
+    ew = 16 + ll
+    return [
+        ("valid", 1, 1, 7),          # s1..s5: an element; s6, s7: a segment result
+        ("first", 1, 1, 5),          # k == 0
+        ("last", 1, 1, 5),           # k == N - 1
+        ("final", 1, 1, 7),          # last element of the instruction (sets next_token)
+        ("g", GFunc, 1, 4),
+        ("bmode", BMode, 1, 1),
+        ("space", Space, 1, 1),
+        ("w_bank", max(lr, 1), 1, 1),
+        ("a_lane", max(ll, 1), 1, 1),
+        ("b_lane", max(ll, 1), 1, 1),
+        ("imm", signed(16), 1, 1),
+        ("red", Reduce, 1, 7),
+        ("out", OutFunc, 1, 6),
+        ("init", signed(24), 1, 5),
+        ("mult", signed(16), 1, 6),
+        ("shift", signed(7), 1, 6),
+        ("sat", 6, 1, 7),
+        ("c_bank", 2, 1, 7),
+        ("c_e", ew, 1, 7),           # element address of the result (mod 2**ew)
+        # values computed on the way
+        ("a", signed(32), 2, 2),
+        ("b", signed(32), 2, 2),
+        ("exp", 6, 2, 6),            # SCALE exponent B[21:16] (else 0)
+        ("val", signed(G_BITS), 3, 4),
+        ("frac", 8, 3, 3),
+        ("odd", 1, 3, 3),            # table address of t0 is odd
+        ("t0", signed(16), 4, 4),
+        ("dp", signed(26), 4, 4),    # (t1 - t0) * frac
+        ("gv", signed(G_BITS), 5, 5),
+        ("prod", signed(PROD_BITS), 7, 7),
+        ("sh", range(64), 7, 7),
+        ("idx", 16, 7, 7),
+    ]
+
+
+def _lane(word, lane, width, ll):
+    """Lane ``lane`` (``width`` bits) of ``word``."""
+    if ll == 0:
+        return word[:width]
+    return word.word_select(lane[:ll], width)
+
+
+class VectorUnit(wiring.Component):
+    """Streams a VOP: S segments of N elements, one element read per cycle, no stalls.
+
+    Issue and reads (as :class:`rtl.agu.MatvecAgu`): in the cycle ``issue`` is high (with
+    ``args``, ``pos``, ``tok``, valid in that cycle only) the read of element (0, 0) is
+    emitted combinationally; then one read per cycle with ``busy`` high, element (j, k) in
+    cycle t + j*N + k, until the read with ``final``. A reads use ``a_en/a_bank/a_word``
+    (Space.ACT) or ``w_en/w_word`` (Space.WROW: all R weight banks at one word); B reads
+    (BMode.MEM, SCALE) use ``b_en/b_bank/b_word``. Read data arrives the next cycle on
+    ``a_data``/``b_data``/``w_data``; the unit selects bank and lane.
+
+    Element (j, k) read in cycle c moves through the stage registers (isa.V_STAGES):
+
+    * c: addresses, SRAM reads; the element's control is registered into s1.
+    * c+1: lane select of ``a_data``/``w_data``/``b_data``; A, B (and the SCALE exponent)
+      registered into s2.
+    * c+2: A * sext16(B), A + B, and the table address (EXP: clamp(B - A, 0, 255); SILU:
+      256 + ((A + 2**15) & 0xffff) >> 8) presented to the two table halves (even/odd
+      entries, so t[a] and t[a+1] are read in one cycle); product/sum registered into s3.
+    * c+3: table data; t0 and (t1 - t0) * frac registered into s4.
+    * c+4: G = t0 + (((t1 - t0) * frac + 128) >> 8) (SILU), t0 (EXP), or the s3 value;
+      registered into s5.
+    * c+5: reduction: the 48-bit accumulator (SUM wraps; MAX; ARGMAX keeps the value and the
+      first index of the maximum) updated at the end of c+5. For the segment's last
+      element the result R is valid in c+6 (stage s6).
+    * c+6: R * mult (64-bit) and s = clamp(shift + exponent, 0, 63) registered into s7.
+      RSQRT/RECIP: the scalar unit starts here with R (unsigned 48-bit): ISQRT, then RECIP
+      of the root started in ISQRT's done cycle (c+6+25), or RECIP directly.
+    * c+7 (MULSHR, and ARGMAX with MULSHR): round, shift, saturate; ``c_en`` with the
+      result: the write lands at the end of c+7 = c + isa.LAT_V. RECIP lands at the end of
+      c+6+16, RSQRT of c+6+25+16: the scalar unit's done cycle; = c + isa.vop_latency.
+      ARGMAX with RSQRT/RECIP writes the index at that same (scalar) latency.
+
+    ``next_token`` takes the ARGMAX index at the end of the cycle the write of the
+    instruction's last segment lands. ``idle`` is a function of registers only (it does
+    not see ``issue`` in the same cycle): low from the cycle after an issue until the
+    cycle after the last write (the tile's first idle cycle, as the golden model counts).
+
+    Table host port (use while the tile is idle): ``t_wen/t_waddr/t_wdata`` write one
+    entry at the end of the cycle; ``t_rdata`` holds entry ``t_raddr`` the cycle after
+    ``t_ren``. A host read in a cycle the unit reads the table takes the ports.
+
+    Structural limits the golden model does not check (the compiler's schedule must): one
+    scalar operation at a time (a RSQRT/RECIP result that reaches c+6 while the scalar unit
+    is busy is lost), and one write per cycle (a MULSHR write and a scalar write landing in
+    the same cycle: the MULSHR write wins).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "issue": In(1),
+            "args": In(VopArgs),
+            "pos": In(16),
+            "tok": In(16),
+            "busy": Out(1),
+            "final": Out(1),
+            "idle": Out(1),
+            "a_en": Out(1), "a_bank": Out(2), "a_word": Out(16),
+            "a_data": In(cfg.lanes * 32),
+            "b_en": Out(1), "b_bank": Out(2), "b_word": Out(16),
+            "b_data": In(cfg.lanes * 32),
+            "w_en": Out(1), "w_word": Out(16),
+            "w_data": In(cfg.word_bits).array(cfg.rows),
+            "c_en": Out(1), "c_bank": Out(2), "c_word": Out(16),
+            "c_lane": Out(range(cfg.lanes)), "c_data": Out(32),
+            "next_token": Out(16),
+            "t_wen": In(1), "t_waddr": In(10), "t_wdata": In(16),
+            "t_ren": In(1), "t_raddr": In(10), "t_rdata": Out(16),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        L, R = cfg.lanes, cfg.rows
+        ll, lr = _log2(L), _log2(R)
+        ew = 16 + ll
+        bmask = cfg.act_banks - 1
+        fields = _stage_fields(cfg)
+        st = [None] + [
+            Signal(data.StructLayout({n: s for n, s, lo, hi in fields if lo <= i <= hi}),
+                   name=f"s{i}")
+            for i in range(1, isa.LAT_V + 1)]
+        for i in range(2, isa.LAT_V + 1):
+            for n, _, lo, hi in fields:
+                if lo < i <= hi and n != "valid":
+                    m.d.sync += getattr(st[i], n).eq(getattr(st[i - 1], n))
+
+        # ---- c: issue and address generation ---------------------------------------------
+        cfgl = data.StructLayout({
+            "space": Space, "bmode": BMode, "w_bank": max(lr, 1), "imm": signed(16),
+            "g": GFunc, "red": Reduce, "out": OutFunc, "init": signed(24),
+            "mult": signed(16), "shift": signed(7), "sat": 6,
+            "a_bank": 2, "b_bank": 2, "c_bank": 2,
+            "a_ks": 12, "a_js": 12, "b_ks": 12, "b_js": 12, "c_js": 12,
+            "nm1": 16, "sm1": 16,
+        })
+        a = self.args
+        cur, cfg_q = Signal(cfgl), Signal(cfgl)
+        k_q, j_q = Signal(16), Signal(16)
+        ea_q, sa_q, eb_q, sb_q, ec_q = (Signal(ew, name=n) for n in
+                                        ("ea_q", "sa_q", "eb_q", "sb_q", "ec_q"))
+        k, j, ea, sa, eb, sb, ec = (Signal(16, name="k"), Signal(16, name="j"),
+                                    *(Signal(ew, name=n) for n in ("ea", "sa", "eb", "sb",
+                                                                   "ec")))
+
+        def index(op):
+            return Mux(op.index == Index.POS, self.pos, Mux(op.index == Index.TOK, self.tok, 0))
+
+        ia, ib, ic = index(a.a), index(a.b), index(a.c)
+        wword0 = Signal(16)
+        m.d.comb += wword0.eq(a.a.base + (ia >> lr) * a.a.istride)
+        ea0 = Mux(a.a.space == Space.WROW, Cat(Const(0, ll), wword0),
+                  (a.a.base + ia * a.a.istride)[:ew])
+        eb0 = (a.b.base + ib * a.b.istride)[:ew]
+        ec0 = (a.c.base + ic * a.c.istride)[:ew]
+
+        with m.If(self.issue):
+            m.d.comb += [
+                cur.space.eq(a.a.space), cur.bmode.eq(a.b.mode), cur.w_bank.eq(ia[:lr]),
+                cur.imm.eq(a.b.base[:16]), cur.g.eq(a.g), cur.red.eq(a.red),
+                cur.out.eq(a.out), cur.init.eq(a.init), cur.mult.eq(a.mult),
+                cur.shift.eq(a.shift), cur.sat.eq(a.sat),
+                cur.a_bank.eq(a.a.bank & bmask), cur.b_bank.eq(a.b.bank & bmask),
+                cur.c_bank.eq(a.c.bank & bmask),
+                cur.a_ks.eq(a.a.ks), cur.a_js.eq(a.a.js), cur.b_ks.eq(a.b.ks),
+                cur.b_js.eq(a.b.js), cur.c_js.eq(a.c.js),
+                cur.nm1.eq(Mux(a.n_pos, self.pos, a.n - 1)),
+                cur.sm1.eq(Mux(a.s_pos, self.pos, a.s - 1)),
+                k.eq(0), j.eq(0), ea.eq(ea0), sa.eq(ea0), eb.eq(eb0), sb.eq(eb0), ec.eq(ec0),
+            ]
+            m.d.sync += cfg_q.eq(cur)
+        with m.Else():
+            m.d.comb += [cur.eq(cfg_q), k.eq(k_q), j.eq(j_q), ea.eq(ea_q), sa.eq(sa_q),
+                         eb.eq(eb_q), sb.eq(sb_q), ec.eq(ec_q)]
+
+        valid = Signal()
+        last = Signal()
+        breads = (cur.bmode == BMode.MEM) | (cur.bmode == BMode.SCALE)
+        wrow = cur.space == Space.WROW
+        m.d.comb += [
+            valid.eq(self.issue | self.busy),
+            last.eq(k == cur.nm1),
+            self.final.eq(valid & last & (j == cur.sm1)),
+            self.a_en.eq(valid & ~wrow), self.a_bank.eq(cur.a_bank),
+            self.a_word.eq(ea[ll:] & (cfg.adepth - 1)),
+            self.w_en.eq(valid & wrow), self.w_word.eq(ea[ll:] & (cfg.wdepth - 1)),
+            self.b_en.eq(valid & breads), self.b_bank.eq(cur.b_bank),
+            self.b_word.eq(eb[ll:] & (cfg.adepth - 1)),
+        ]
+        s1 = st[1]
+        m.d.sync += [
+            s1.valid.eq(valid), s1.first.eq(k == 0), s1.last.eq(last),
+            s1.final.eq(self.final), s1.g.eq(cur.g), s1.bmode.eq(cur.bmode),
+            s1.space.eq(cur.space), s1.w_bank.eq(cur.w_bank),
+            s1.a_lane.eq(ea[:max(ll, 1)] if ll else 0), s1.b_lane.eq(eb[:ll] if ll else 0),
+            s1.imm.eq(cur.imm), s1.red.eq(cur.red), s1.out.eq(cur.out),
+            s1.init.eq(cur.init), s1.mult.eq(cur.mult), s1.shift.eq(cur.shift),
+            s1.sat.eq(cur.sat), s1.c_bank.eq(cur.c_bank), s1.c_e.eq(ec),
+        ]
+        with m.If(valid & ~self.final):
+            m.d.sync += self.busy.eq(1)
+            with m.If(last):
+                m.d.sync += [
+                    k_q.eq(0), j_q.eq(j + 1),
+                    ea_q.eq(sa + cur.a_js), sa_q.eq(sa + cur.a_js),
+                    eb_q.eq(sb + cur.b_js), sb_q.eq(sb + cur.b_js),
+                    ec_q.eq(ec + cur.c_js),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    k_q.eq(k + 1), j_q.eq(j),
+                    ea_q.eq(ea + cur.a_ks), sa_q.eq(sa),
+                    eb_q.eq(eb + cur.b_ks), sb_q.eq(sb),
+                    ec_q.eq(ec),
+                ]
+        with m.Else():
+            m.d.sync += self.busy.eq(0)
+
+        # ---- c+1: operands ----------------------------------------------------------------
+        s2 = st[2]
+        a_act = _lane(self.a_data, s1.a_lane, 32, ll).as_signed()
+        wword = self.w_data[0] if lr == 0 else Array(self.w_data)[s1.w_bank[:lr]]
+        a_w = _lane(wword, s1.a_lane, cfg.data_bits, ll).as_signed()
+        a_val = Signal(signed(32))
+        m.d.comb += a_val.eq(Mux(s1.space == Space.WROW, a_w, a_act))
+        b_raw = _lane(self.b_data, s1.b_lane, 32, ll)
+        m.d.sync += [s2.valid.eq(s1.valid), s2.a.eq(a_val), s2.exp.eq(0)]
+        with m.Switch(s1.bmode):
+            with m.Case(BMode.IMM):
+                m.d.sync += s2.b.eq(s1.imm)
+            with m.Case(BMode.SQUARE):
+                m.d.sync += s2.b.eq(a_val)
+            with m.Case(BMode.SCALE):
+                m.d.sync += [s2.b.eq(b_raw[:16]), s2.exp.eq(b_raw[16:22])]
+            with m.Default():
+                m.d.sync += s2.b.eq(b_raw.as_signed())
+
+        # ---- c+2: product / sum / table address --------------------------------------------
+        s3 = st[3]
+        m.submodules.t_even = t_even = memory.Memory(shape=16, depth=TABLE_HALF, init=[])
+        m.submodules.t_odd = t_odd = memory.Memory(shape=16, depth=TABLE_HALF, init=[])
+        rd_e, rd_o = t_even.read_port(), t_odd.read_port()
+        wr_e, wr_o = t_even.write_port(), t_odd.write_port()
+        m.d.comb += [
+            wr_e.addr.eq(self.t_waddr[1:]), wr_e.data.eq(self.t_wdata),
+            wr_e.en.eq(self.t_wen & ~self.t_waddr[0]),
+            wr_o.addr.eq(self.t_waddr[1:]), wr_o.data.eq(self.t_wdata),
+            wr_o.en.eq(self.t_wen & self.t_waddr[0]),
+        ]
+        b16 = s2.b[:16].as_signed()
+        diff = Signal(signed(33))
+        clamped = Signal(8)
+        u = Signal(16)
+        taddr = Signal(10)
+        m.d.comb += [
+            diff.eq(s2.b - s2.a),
+            clamped.eq(Mux(diff < 0, 0, Mux(diff > isa.EXP_SIZE - 1, isa.EXP_SIZE - 1,
+                                             diff[:8]))),
+            u.eq(s2.a[:16] + (1 << 15)),
+            taddr.eq(Mux(s2.g == GFunc.EXP, isa.EXP_TABLE + clamped,
+                         isa.SILU_TABLE + u[8:])),
+        ]
+        taddr_e = (taddr + 1)[1:]          # even entry t[a] or t[a+1]
+        taddr_o = taddr[1:]
+        with m.If(self.t_ren):
+            m.d.comb += [rd_e.addr.eq(self.t_raddr[1:]), rd_o.addr.eq(self.t_raddr[1:])]
+        with m.Else():
+            m.d.comb += [rd_e.addr.eq(taddr_e), rd_o.addr.eq(taddr_o)]
+        m.d.comb += [rd_e.en.eq(self.t_ren | s2.valid), rd_o.en.eq(self.t_ren | s2.valid)]
+        t_sel = Signal()
+        with m.If(self.t_ren):
+            m.d.sync += t_sel.eq(self.t_raddr[0])
+        m.d.comb += self.t_rdata.eq(Mux(t_sel, rd_o.data, rd_e.data))
+
+        m.d.sync += [s3.valid.eq(s2.valid), s3.frac.eq(u[:8]), s3.odd.eq(taddr[0])]
+        with m.Switch(s2.g):
+            with m.Case(GFunc.MUL):
+                m.d.sync += s3.val.eq(s2.a * b16)
+            with m.Case(GFunc.ADD):
+                m.d.sync += s3.val.eq(s2.a + s2.b)
+            with m.Default():
+                m.d.sync += s3.val.eq(s2.a)
+
+        # ---- c+3: table data, interpolation product ----------------------------------------
+        s4 = st[4]
+        te, to = rd_e.data.as_signed(), rd_o.data.as_signed()
+        t0, t1 = Signal(signed(16)), Signal(signed(16))
+        m.d.comb += [t0.eq(Mux(s3.odd, to, te)), t1.eq(Mux(s3.odd, te, to))]
+        m.d.sync += [s4.valid.eq(s3.valid), s4.t0.eq(t0), s4.dp.eq((t1 - t0) * s3.frac)]
+
+        # ---- c+4: G ------------------------------------------------------------------------
+        s5 = st[5]
+        m.d.sync += s5.valid.eq(s4.valid)
+        with m.Switch(s4.g):
+            with m.Case(GFunc.SILU):
+                m.d.sync += s5.gv.eq(s4.t0 + ((s4.dp + 128) >> 8))
+            with m.Case(GFunc.EXP):
+                m.d.sync += s5.gv.eq(s4.t0)
+            with m.Default():
+                m.d.sync += s5.gv.eq(s4.val)
+
+        # ---- c+5: reduction ----------------------------------------------------------------
+        s6 = st[6]
+        acc = Signal(signed(ACC_BITS))        # SUM: the running sum; MAX/ARGMAX: the maximum
+        best = Signal(16)                     # ARGMAX: index of the first maximum
+        kk = Signal(16)                       # index of the element in s5
+        kcur = Mux(s5.first, 0, kk + 1)
+        take = s5.first | (s5.gv > acc)
+        m.d.sync += s6.valid.eq(s5.valid & s5.last)
+        with m.If(s5.valid):
+            m.d.sync += kk.eq(kcur)
+            with m.If(s5.red == Reduce.SUM):
+                m.d.sync += acc.eq(Mux(s5.first, s5.init, acc) + s5.gv)
+            with m.Elif(take):
+                m.d.sync += [acc.eq(s5.gv), best.eq(kcur)]
+
+        # ---- c+6: R * mult; scalar unit start ----------------------------------------------
+        s7 = st[7]
+        sh_raw = Signal(signed(9))
+        m.d.comb += sh_raw.eq(s6.shift + s6.exp)
+        scalar_out = (s6.out == OutFunc.RSQRT) | (s6.out == OutFunc.RECIP)
+        m.d.sync += [
+            s7.valid.eq(s6.valid & ~scalar_out),
+            s7.prod.eq(acc * s6.mult),
+            s7.sh.eq(Mux(sh_raw < 0, 0, Mux(sh_raw > 63, 63, sh_raw[:6]))),
+            s7.idx.eq(best),
+        ]
+
+        m.submodules.scalar = sc = ScalarUnit(isa.SCALAR_WIDTH)
+        sc_phase = Signal(2)          # 0: none, 1: ISQRT running (RECIP follows), 2: RECIP
+        sc_bank, sc_e = Signal(2), Signal(ew)
+        sc_argmax, sc_final, sc_idx = Signal(), Signal(), Signal(16)
+        chain = sc.done & (sc_phase == 1)
+        sc_write = sc.done & (sc_phase == 2)
+        new = s6.valid & scalar_out
+        with m.If(chain):
+            m.d.comb += [sc.start.eq(1), sc.op.eq(ScalarOp.RECIP), sc.operand.eq(sc.result)]
+            m.d.sync += sc_phase.eq(2)
+        with m.Else():
+            m.d.comb += [sc.start.eq(new),
+                         sc.op.eq(Mux(s6.out == OutFunc.RSQRT, ScalarOp.ISQRT, ScalarOp.RECIP)),
+                         sc.operand.eq(acc[:ACC_BITS])]
+            with m.If(sc_write):
+                m.d.sync += sc_phase.eq(0)
+            with m.If(new & ~sc.busy):
+                m.d.sync += [
+                    sc_phase.eq(Mux(s6.out == OutFunc.RSQRT, 1, 2)),
+                    sc_bank.eq(s6.c_bank), sc_e.eq(s6.c_e),
+                    sc_argmax.eq(s6.red == Reduce.ARGMAX), sc_final.eq(s6.final),
+                    sc_idx.eq(best),
+                ]
+
+        # ---- c+7: round, shift, saturate, write --------------------------------------------
+        shm1 = Signal(6)
+        rnd = Signal(PROD_BITS)
+        total = Signal(signed(PROD_BITS))
+        shifted = Signal(signed(PROD_BITS))
+        satm1 = Signal(6)
+        pw = Signal(PROD_BITS)
+        y = Signal(signed(PROD_BITS))
+        m.d.comb += [
+            shm1.eq(s7.sh - 1),
+            rnd.eq(Mux(s7.sh == 0, 0, Const(1, PROD_BITS) << shm1)),
+            total.eq(s7.prod + rnd),
+            shifted.eq(total >> s7.sh),
+            satm1.eq(s7.sat - 1),             # sat 0 = 64 bits: no saturation
+            pw.eq(Const(1, PROD_BITS) << satm1),
+            y.eq(Mux(shifted > pw - 1, pw - 1, Mux(shifted < -pw, -pw, shifted))),
+        ]
+        argmax7 = s7.red == Reduce.ARGMAX
+        scale = Cat(sc.result[:15], Const(0, 1), sc.exponent)
+        with m.If(s7.valid):
+            m.d.comb += [
+                self.c_en.eq(1), self.c_bank.eq(s7.c_bank),
+                self.c_word.eq(s7.c_e[ll:] & (cfg.adepth - 1)),
+                self.c_data.eq(Mux(argmax7, s7.idx, y[:32])),
+            ]
+            if ll:
+                m.d.comb += self.c_lane.eq(s7.c_e[:ll])
+            with m.If(argmax7 & s7.final):
+                m.d.sync += self.next_token.eq(s7.idx)
+        with m.Elif(sc_write):
+            m.d.comb += [
+                self.c_en.eq(1), self.c_bank.eq(sc_bank),
+                self.c_word.eq(sc_e[ll:] & (cfg.adepth - 1)),
+                self.c_data.eq(Mux(sc_argmax, sc_idx, scale)),
+            ]
+            if ll:
+                m.d.comb += self.c_lane.eq(sc_e[:ll])
+            with m.If(sc_argmax & sc_final):
+                m.d.sync += self.next_token.eq(sc_idx)
+
+        m.d.comb += self.idle.eq(~self.busy & ~Cat(*(st[i].valid for i in range(1, 8))).any()
+                                 & (sc_phase == 0))
+        return m
