@@ -7,12 +7,18 @@ CLI    := $(VENV)/bin/tinylpu
 
 # tile parameters as name=value,... over the defaults of tinylpu.Config (e.g. lanes=8,rows=2)
 CONFIG ?=
-# simulator for `make sim`: verilator, icarus or golden
+# simulator for `make sim` and `make sim-gemv`: verilator, icarus or golden
 SIM    ?= verilator
-# GEMV shape for `make sim` (rows x columns)
+# the model `make sim` generates with (llama2.c checkpoint and tokenizer)
+MODELS    ?= ../shared/models
+MODEL     ?= $(MODELS)/stories260K.bin
+TOKENIZER ?= $(MODELS)/tok512.bin
+PROMPT    ?= Once upon a time
+STEPS     ?= 64
+# GEMV shape for `make sim-gemv` (rows x columns)
 SHAPE  ?= 64x64
 
-.PHONY: setup test test-slow verilog lint synth waves sim bench docs clean check-venv
+.PHONY: setup test test-slow verilog lint synth waves sim sim-gemv bench docs clean check-venv
 
 setup:
 	@command -v iverilog >/dev/null 2>&1 || { echo "setup: Icarus Verilog (iverilog) is not installed; install it with 'apt-get install -y iverilog' (as root)"; exit 1; }
@@ -45,6 +51,10 @@ waves: check-venv
 	$(CLI) waves --config "$(CONFIG)"
 
 sim: check-venv
+	@test -f "$(MODEL)" || { echo "sim: model $(MODEL) not found; set MODEL=... (a llama2.c checkpoint) and TOKENIZER=..."; exit 1; }
+	$(CLI) generate --model "$(MODEL)" --tokenizer "$(TOKENIZER)" --prompt "$(PROMPT)" --steps $(STEPS) --sim $(SIM) $(if $(CONFIG),--config "$(CONFIG)")
+
+sim-gemv: check-venv
 	$(CLI) sim --config "$(CONFIG)" --sim $(SIM) --shape $(SHAPE)
 
 bench: check-venv

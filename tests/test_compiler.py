@@ -63,7 +63,7 @@ def test_program_and_memory_layout():
     assert _ops(g.program) == [isa.Opcode.MATVEC, isa.Opcode.HALT]
     assert isa.decode(g.program[0])["args"]["matvec"] == dict(
         w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=2, n_chunks=2,
-        q_mult=3, q_shift=7)
+        q_mult=3, q_shift=7, y_bits=DEFAULT.data_bits)
     assert g.weights.shape == (4, 4, 16)
     for r in range(4):
         for b in range(2):

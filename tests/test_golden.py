@@ -52,7 +52,7 @@ def test_golden_gemv_matches_numpy(problem):
     tile = GoldenTile(cfg)
     response = tile.host(g.host_stream())
     y_words = -(-nb * cfg.rows // cfg.lanes)
-    assert len(response) == 2 + y_words * cfg.beats_per_word
+    assert len(response) == 2 + y_words * host.beats(cfg, host.TARGET_ABANK)
     assert g.result(response).tolist() == expected
     assert response[0] == host.STATUS_DONE
     # cycles: the golden model, the compiler's prediction and the closed form agree
@@ -167,7 +167,31 @@ def test_program_without_halt():
 
 def _targets(cfg):
     return ([host.TARGET_WBANK + r for r in range(cfg.rows)]
-            + [host.TARGET_ABANK + a for a in range(cfg.act_banks)] + [host.TARGET_PROG])
+            + [host.TARGET_ABANK + a for a in range(cfg.act_banks)]
+            + [host.TARGET_PROG, host.TARGET_TABLE, host.TARGET_TOKENS])
+
+
+def _memory_of(tile, target):
+    if target == host.TARGET_TABLE:
+        return tile.table
+    if target == host.TARGET_TOKENS:
+        return tile.tmem
+    return tile.wmem if target < host.TARGET_ABANK else tile.amem
+
+
+def _random_words(cfg, target, rng, n):
+    """Words over the full element range of a target."""
+    if target == host.TARGET_PROG:
+        return [int(v) << 192 | int(u) << 96 | int(w) for v, u, w in
+                zip(rng.integers(0, 2**62, n), rng.integers(0, 2**62, n),
+                    rng.integers(0, 2**62, n))]
+    if target == host.TARGET_TABLE:
+        return rng.integers(-2**15, 2**15, (n, 1))
+    if target == host.TARGET_TOKENS:
+        return rng.integers(0, 2**16, (n, 1))
+    if target >= host.TARGET_ABANK:               # 32-bit activation lanes
+        return rng.integers(-2**31, 2**31, (n, cfg.lanes))
+    return rng.integers(-128, 128, (n, cfg.lanes))
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "small"])
@@ -177,11 +201,7 @@ def test_host_write_read_round_trip(cfg):
         tile = GoldenTile(cfg)
         depth = host.target_depth(cfg, target)
         address, n = depth - 5, 5
-        if target == host.TARGET_PROG:
-            words = [int(v) << 64 | int(u) for v, u in
-                     zip(rng.integers(0, 2**62, n), rng.integers(0, 2**62, n))]
-        else:
-            words = rng.integers(-128, 128, (n, cfg.lanes))
+        words = _random_words(cfg, target, rng, n)
         payload = host.pack_words(cfg, target, words)
         stream = (host.write_cmd(cfg, target, address, words)
                   + host.read_cmd(cfg, target, address, n)
@@ -199,7 +219,7 @@ def test_host_write_read_round_trip(cfg):
             np.testing.assert_array_equal(back, words)
             np.testing.assert_array_equal(tile.read(target, address, n), words)
             # nothing else changed
-            mem = tile.wmem if target < host.TARGET_ABANK else tile.amem
+            mem = _memory_of(tile, target)
             assert int(np.count_nonzero(mem)) == int(np.count_nonzero(words))
         assert tile.bad_command is False
 
@@ -210,7 +230,7 @@ def test_fresh_tile_runs_halt():
     assert tile.host(host.run_cmd(17)) == [host.STATUS_DONE, 2]
 
 
-@pytest.mark.parametrize("cmd", [0, 4, 0x7f, 0xff])
+@pytest.mark.parametrize("cmd", [0, 5, 0x7f, 0xff])
 def test_unknown_command_sets_bad_command_once(cmd):
     tile = GoldenTile(DEFAULT)
     response = tile.host(host.header(cmd, 0, 0, 0) + host.run_cmd(0))
@@ -234,7 +254,54 @@ def test_unknown_targets_set_bad_command_and_keep_the_stream_in_step():
               + host.read_cmd(cfg, host.TARGET_PROG, 0, 1)
               + host.run_cmd(1))
     response = tile.host(stream)
-    assert response == [0] * 8 + [0x31, 0, 0, 0] + \
+    prog_beats = host.beats(cfg, host.TARGET_PROG)
+    assert response == [0] * 8 + [0x31] + [0] * (prog_beats - 1) + \
         [host.STATUS_DONE | host.STATUS_BAD_COMMAND, 2]
     assert int(np.count_nonzero(tile.amem)) == 0
     assert tile.host(host.run_cmd(0)) == [host.STATUS_DONE, 5]    # WAIT 3 @1, HALT @4
+
+
+def test_host_beats_per_word():
+    # activation lanes are 32 bits, one beat each; table and token entries one beat;
+    # instructions INSTR_BITS = 288 bits, nine beats
+    for cfg in CONFIGS:
+        assert host.beats(cfg, host.TARGET_ABANK) == cfg.lanes
+        assert host.beats(cfg, host.TARGET_WBANK) == cfg.lanes * 8 // 32
+        assert host.beats(cfg, host.TARGET_TABLE) == host.beats(cfg, host.TARGET_TOKENS) == 1
+        assert host.beats(cfg, host.TARGET_PROG) == 9
+
+
+def _matvec_tile(weights, x_word, y_bits, y_fill=-7):
+    """DEFAULT config: weight word 0 of row r is weights[r]; activation bank 0 word 0 is
+    x_word; bank 1 word 0 is y_fill in every lane. Runs MATVEC; HALT, returns bank 1 word 0."""
+    cfg = DEFAULT
+    tile = GoldenTile(cfg)
+    for r in range(cfg.rows):
+        tile.write(host.TARGET_WBANK + r, 0, [weights[r]])
+    tile.write(host.TARGET_ABANK, 0, [x_word])
+    tile.write(host.TARGET_ABANK + 1, 0, [[y_fill] * cfg.lanes])
+    program = [_mv(y_bits=y_bits), isa.halt()]
+    tile.write(host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    run = tile.run(0)
+    assert run.status == host.STATUS_DONE and run.cycles == 1 + 5
+    return tile.read(host.TARGET_ABANK + 1, 0, 1)[0].tolist()
+
+
+def test_matvec_multiplies_the_low_16_bits_of_a_lane():
+    eye = np.eye(4, 16, dtype=np.int64)                      # row r picks lane r
+    x = [0x10005, 0x1ffff, 40000, -2**31 + 7] + [0x7fff0000] * 12
+    y = _matvec_tile(eye, x, y_bits=32)
+    # low 16 bits, signed: 5, -1, 40000 - 65536, 7; lanes 4.. of the y word untouched
+    assert y == [5, -1, -25536, 7] + [-7] * 12
+
+
+@pytest.mark.parametrize("y_bits, expected", [
+    (32, [66582544, -67106816, 524272, 0]),       # 127 * 32767 * 16, -128 * 32767 * 16, ...
+    (20, [524287, -524288, 524272, 0]),
+    (16, [32767, -32768, 32767, 0]),
+    (8, [127, -128, 127, 0]),
+    (2, [1, -2, 1, 0]),
+])
+def test_matvec_saturates_to_y_bits(y_bits, expected):
+    weights = [[127] * 16, [-128] * 16, [1] * 16, [0] * 16]
+    assert _matvec_tile(weights, [32767] * 16, y_bits) == expected + [-7] * 12

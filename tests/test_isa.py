@@ -18,13 +18,15 @@ def _field_range(name):
     shape = Shape.cast(MATVEC_LAYOUT[name].shape)
     if shape.signed:
         return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    if name == "y_bits":
+        return 2, 32          # isa.matvec: results saturate to 2..32 signed bits
     lo = 1 if name in ("n_blocks", "n_chunks") else 0
     return lo, (1 << shape.width) - 1
 
 
 def _matvec_fields(**overrides):
     fields = dict(w_base=0, x_bank=0, x_addr=0, y_bank=0, y_addr=0, n_blocks=1, n_chunks=1,
-                  q_mult=1, q_shift=0)
+                  q_mult=1, q_shift=0, y_bits=8)
     fields.update(overrides)
     return fields
 
@@ -36,12 +38,18 @@ matvec_args = st.fixed_dictionaries(
 def test_layout_widths_and_ranges():
     widths = {name: Shape.cast(field.shape).width for name, field in MATVEC_LAYOUT}
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
-                          n_chunks=12, q_mult=16, q_shift=6)
+                          n_chunks=12, q_mult=16, q_shift=6, y_bits=6)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert isa.INSTR_LAYOUT.size == 4 + sum(widths.values()) == 106
-    assert isa.INSTR_BITS == 128
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 108
+    # the union is as wide as its widest member, the VOP operands
+    sizes = {name: data.Layout.cast(s).size for name, s in
+             [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
+              ("vop", isa.VopArgs), ("next", isa.NextArgs)]}
+    assert sizes == dict(matvec=108, wait=16, loop=24, vop=259, next=16)
+    assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
+    assert isa.INSTR_BITS == 288
     assert isa.LAT_WRITE == 4
     assert isa.DRAIN == 5
 
@@ -52,12 +60,16 @@ def test_encodings_by_hand():
     assert isa.encode(isa.wait(0xffff)) == 0xffff1
     assert isa.encode(isa.loop(3, 2)) == 2 | (3 << 4) | (2 << 20)
     fields = dict(w_base=1, x_bank=3, x_addr=2, y_bank=1, y_addr=5, n_blocks=7,
-                  n_chunks=4095, q_mult=-32768, q_shift=63)
+                  n_chunks=4095, q_mult=-32768, q_shift=63, y_bits=32)
     expected = (3 | 1 << 4 | 3 << 20 | 2 << 22 | 1 << 38 | 5 << 40 | 7 << 56 | 4095 << 72
-                | 0x8000 << 84 | 63 << 100)
+                | 0x8000 << 84 | 63 << 100 | 32 << 106)
     assert isa.encode(isa.matvec(**fields)) == expected
     assert isa.encode(isa.matvec(**_matvec_fields(q_mult=-1))) == \
-        3 | 1 << 56 | 1 << 72 | 0xffff << 84
+        3 | 1 << 56 | 1 << 72 | 0xffff << 84 | 8 << 106
+    # y_bits defaults to 8 (int8 results)
+    del fields["y_bits"]
+    assert isa.matvec(**fields)["args"]["matvec"]["y_bits"] == 8
+    assert isa.encode(isa.matvec(**fields)) == expected & ~(63 << 106) | 8 << 106
 
 
 @settings(max_examples=200, deadline=None)
@@ -66,7 +78,7 @@ def test_matvec_round_trip(fields):
     instr = isa.matvec(**fields)
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": fields}}
     word = isa.encode(instr)
-    assert 0 <= word < 1 << 106
+    assert 0 <= word < 1 << 112
     assert word & 0xf == 3
     assert isa.decode(word) == instr
     assert isa.encode(isa.decode(word)) == word
@@ -95,7 +107,7 @@ def test_halt_round_trip():
     assert isa.halt() == {"op": Opcode.HALT, "args": {"wait": {"cycles": 0}}}
 
 
-@pytest.mark.parametrize("name", MATVEC_FIELDS)
+@pytest.mark.parametrize("name", [f for f in MATVEC_FIELDS if f != "y_bits"])
 def test_matvec_out_of_range_names_the_field(name):
     lo, hi = _field_range(name)
     for bad in (lo - 1, hi + 1):
@@ -105,6 +117,23 @@ def test_matvec_out_of_range_names_the_field(name):
             isa.encode(isa.matvec(**_matvec_fields(**{name: bad})))
     with pytest.raises(IsaError, match=f"MATVEC {name} must be an integer"):
         isa.matvec(**_matvec_fields(**{name: 1.0}))
+
+
+def test_matvec_y_bits_range():
+    # the 6-bit field holds 2..63; the assembler accepts 2..32 (a 32-bit activation lane)
+    for bad in (0, 1, 64):
+        with pytest.raises(IsaError, match=re.escape(
+                f"MATVEC y_bits must be an integer in [2, 63], not {bad}")):
+            isa.matvec(**_matvec_fields(y_bits=bad))
+    for bad in (33, 63):
+        with pytest.raises(IsaError, match=re.escape(
+                f"MATVEC y_bits must be in [2, 32], not {bad}")):
+            isa.matvec(**_matvec_fields(y_bits=bad))
+    with pytest.raises(IsaError, match="MATVEC y_bits must be an integer"):
+        isa.matvec(**_matvec_fields(y_bits=8.0))
+    for good in (2, 8, 16, 32):
+        assert isa.decode(isa.encode(isa.matvec(**_matvec_fields(y_bits=good)))) == \
+            isa.matvec(**_matvec_fields(y_bits=good))
 
 
 @pytest.mark.parametrize("make, message", [
@@ -142,25 +171,27 @@ def test_execution_order_rejects_programs_that_never_halt():
 
 
 def test_decode_rejects_bits_above_layout():
-    with pytest.raises(IsaError, match="has bits set above bit 105"):
-        isa.decode(1 << 106 | 0x51)
-    with pytest.raises(IsaError, match="has bits set above bit 105"):
-        isa.decode(1 << 127)
-    with pytest.raises(IsaError, match="must fit in 128 bits"):
-        isa.decode(1 << 128)
-    with pytest.raises(IsaError, match="must fit in 128 bits"):
+    with pytest.raises(IsaError, match="has bits set above bit 262"):
+        isa.decode(1 << 263 | 0x51)
+    with pytest.raises(IsaError, match="has bits set above bit 262"):
+        isa.decode(1 << 287)
+    with pytest.raises(IsaError, match="must fit in 288 bits"):
+        isa.decode(1 << 288)
+    with pytest.raises(IsaError, match="must fit in 288 bits"):
         isa.decode(-1)
+    # the top bit of the layout belongs to the VOP operands (init's sign)
+    assert isa.decode(1 << 262 | 4)["args"]["vop"]["init"] == -(1 << 23)
 
 
 @settings(max_examples=100, deadline=None)
-@given(matvec_args, st.integers(1, (1 << 22) - 1))
+@given(matvec_args, st.integers(1, (1 << 25) - 1))
 def test_decode_rejects_any_high_bits(fields, high):
     word = isa.encode(isa.matvec(**fields))
-    with pytest.raises(IsaError, match="above bit 105"):
-        isa.decode(word | high << 106)
+    with pytest.raises(IsaError, match="above bit 262"):
+        isa.decode(word | high << 263)
 
 
-@pytest.mark.parametrize("op", range(4, 16))
+@pytest.mark.parametrize("op", range(6, 16))
 def test_decode_rejects_unknown_opcode(op):
     with pytest.raises(IsaError, match=f"unknown opcode {op}$"):
         isa.decode(op)
@@ -222,3 +253,137 @@ def test_duration():
     raw = isa.decode(3 | 3 << 56 | 0 << 72)
     assert isa.matvec_dims(raw["args"]["matvec"]) == (3, 4096)
     assert isa.duration(isa.decode(1)) == 1      # WAIT 0 from a raw word occupies one cycle
+
+
+# VOP and NEXT ----------------------------------------------------------------------------
+
+def test_vop_and_next_encodings_by_hand():
+    # field offsets (LSB first) from the layout in isa.py: opcode 4 | g 3 | red 2 | out 2 |
+    # s 16 | n 16 | s_pos | n_pos | a 59 | b 60 | c 46 | mult s16 | shift s7 | sat 6 | init s24
+    instr = isa.vop(g=isa.GFunc.SILU, red=isa.Reduce.MAX, out=isa.OutFunc.RECIP, s=1, n=9,
+                    n_pos=True,
+                    a=dict(space=isa.Space.WROW, bank=2, base=0x3ffff, index=isa.Index.TOK,
+                           istride=0xfff, js=1, ks=2),
+                    b=dict(mode=isa.BMode.SCALE, bank=3, base=5, index=isa.Index.POS,
+                           istride=6, js=7, ks=8),
+                    c=dict(bank=1, base=11, index=isa.Index.POS, istride=12, js=13),
+                    mult=-1, shift=-64, sat=63, init=-2)
+    a = 1 | 2 << 1 | 0x3ffff << 3 | 2 << 21 | 0xfff << 23 | 1 << 35 | 2 << 47
+    b = 3 | 3 << 2 | 5 << 4 | 1 << 22 | 6 << 24 | 7 << 36 | 8 << 48
+    c = 1 | 11 << 2 | 1 << 20 | 12 << 22 | 13 << 34
+    expected = (4 | 3 << 4 | 1 << 7 | 2 << 9 | 1 << 11 | 9 << 27 | 0 << 43 | 1 << 44
+                | a << 45 | b << 104 | c << 164 | 0xffff << 210 | 0x40 << 226 | 63 << 233
+                | 0xfffffe << 239)
+    word = isa.encode(instr)
+    assert word == expected
+    assert isa.decode(word) == instr
+    assert isa.encode(isa.next_(0x1234)) == 5 | 0x1234 << 4
+    assert isa.decode(5 | 0xffff << 4) == isa.next_(0xffff)
+    assert isa.next_(7) == {"op": Opcode.NEXT, "args": {"next": {"target": 7}}}
+
+
+def test_opcodes_4_and_5_decode():
+    assert isa.decode(5)["op"] == Opcode.NEXT
+    assert isa.decode(5 | 0x1234 << 4) == isa.next_(0x1234)
+    raw = isa.decode(4)
+    assert raw["op"] == Opcode.VOP
+    args = raw["args"]["vop"]
+    assert (args["g"], args["red"], args["out"], args["s"], args["n"]) == (0, 0, 0, 0, 0)
+    assert args["a"] == dict(space=0, bank=0, base=0, index=0, istride=0, js=0, ks=0)
+    assert args["c"] == dict(bank=0, base=0, index=0, istride=0, js=0)
+
+
+@pytest.mark.parametrize("word", [4 | 5 << 4, 4 | 3 << 7, 4 | 3 << 9])
+def test_decode_rejects_undefined_vop_codes_with_isa_error(word):
+    with pytest.raises(IsaError):
+        isa.decode(word)
+
+
+vop_operands = st.fixed_dictionaries(dict(
+    g=st.sampled_from(list(isa.GFunc)), red=st.sampled_from(list(isa.Reduce)),
+    s=st.integers(1, 0xffff), n=st.integers(1, 0xffff), n_pos=st.booleans(),
+    a=st.fixed_dictionaries(dict(space=st.sampled_from([0, 1]), bank=st.integers(0, 1),
+                                 base=st.integers(0, (1 << 18) - 1), index=st.integers(0, 2),
+                                 istride=st.integers(0, 4095), js=st.integers(0, 4095),
+                                 ks=st.integers(0, 4095))),
+    b=st.fixed_dictionaries(dict(mode=st.sampled_from([1, 2]), bank=st.integers(0, 3),
+                                 base=st.integers(0, (1 << 18) - 1), index=st.integers(0, 2),
+                                 istride=st.integers(0, 4095), js=st.integers(0, 4095),
+                                 ks=st.integers(0, 4095))),
+    c=st.fixed_dictionaries(dict(bank=st.integers(0, 3), base=st.integers(0, (1 << 18) - 1),
+                                 index=st.integers(0, 2), istride=st.integers(0, 4095),
+                                 js=st.integers(0, 4095))),
+    mult=st.integers(-(1 << 15), (1 << 15) - 1), shift=st.integers(-64, 63),
+    sat=st.integers(1, 63), init=st.integers(-(1 << 23), (1 << 23) - 1)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(vop_operands)
+def test_vop_round_trip(fields):
+    instr = isa.vop(**fields)
+    word = isa.encode(instr)
+    assert 0 <= word < 1 << 263
+    assert word & 0xf == 4
+    assert isa.decode(word) == instr
+    assert isa.encode(isa.decode(word)) == word
+    args = instr["args"]["vop"]
+    assert args["g"] == fields["g"].value and args["s"] == fields["s"]
+    assert args["a"] == fields["a"] and args["c"] == fields["c"]
+
+
+def test_vop_field_ranges():
+    c = dict(bank=1)
+    for kw, name in [(dict(mult=1 << 15), "mult"), (dict(shift=64), "shift"),
+                     (dict(shift=-65), "shift"), (dict(init=1 << 23), "init"),
+                     (dict(s=1 << 16), "s"), (dict(n=-1), "n")]:
+        with pytest.raises(IsaError, match=f"VOP {name} must be an integer"):
+            isa.vop(a=dict(bank=0), c=c, **kw)
+    with pytest.raises(IsaError, match="VOP a base must be an integer"):
+        isa.vop(a=dict(base=1 << 18), c=c)
+    with pytest.raises(IsaError, match="VOP c js must be an integer"):
+        isa.vop(a={}, c=dict(js=4096))
+    with pytest.raises(IsaError, match="operand a has no field 'mode'"):
+        isa.vop(a=dict(mode=0), c=c)
+    with pytest.raises(IsaError, match=re.escape("NEXT target must be an integer in [0, 65535]")):
+        isa.next_(1 << 16)
+
+
+def test_vop_and_next_duration_and_latency():
+    a, c = dict(bank=0), dict(bank=1)
+    assert isa.duration(isa.vop(s=3, n=5, a=a, c=c)) == 15
+    assert isa.duration(isa.vop(s=3, n=5, a=a, c=c), pos=9) == 15
+    # s_pos / n_pos: S / N is pos + 1
+    assert isa.duration(isa.vop(s=3, n_pos=True, a=a, c=c), pos=4) == 15
+    assert isa.duration(isa.vop(s_pos=True, n=2, a=a, c=c), pos=0) == 2
+    assert isa.duration(isa.vop(s_pos=True, n_pos=True, a=a, c=c), pos=6) == 49
+    assert isa.vop_dims(isa.vop(s=3, n_pos=True, a=a, c=c)["args"]["vop"], 4) == (3, 5)
+    # zero fields of a raw word count as 2**16
+    assert isa.vop_dims(isa.decode(4)["args"]["vop"]) == (65536, 65536)
+    assert isa.duration(isa.decode(4 | 2 << 11)) == 2 * 65536
+    assert isa.duration(isa.next_(0)) == isa.NEXT_CYCLES == 2
+    # stages c .. c+7: MULSHR lands 7 cycles after the element's read; the scalar unit adds
+    # its latency after the reduction (stage c+5): 6 + 25 (isqrt) + 16 (recip)
+    assert isa.LAT_V == 7 and isa.ISQRT_LAT == 25 and isa.RECIP_LAT == 16
+    assert isa.vop_latency(isa.vop(a=a, c=c)["args"]["vop"]) == 7
+    assert isa.vop_latency(isa.vop(out=isa.OutFunc.RECIP, a=a, c=c)["args"]["vop"]) == 22
+    assert isa.vop_latency(isa.vop(out=isa.OutFunc.RSQRT, a=a, c=c)["args"]["vop"]) == 47
+
+
+def test_execution_order_next():
+    program = [isa.wait(1), isa.next_(0), isa.halt()]
+    assert _order(program) == [0, 1, 2]           # no token loop: NEXT falls through
+    calls = []
+
+    def on_next(pc, instr):
+        calls.append((pc, instr["args"]["next"]["target"]))
+        return len(calls) < 3
+
+    assert _order(program, on_next=on_next) == [0, 1, 0, 1, 0, 1, 2]
+    assert calls == [(1, 0)] * 3
+    # the target wraps modulo the program depth: target 5 of a 3-word program is pc 2
+    program = [isa.next_(5), isa.wait(1), isa.halt()]
+    assert _order(program, on_next=lambda pc, instr: True) == [0, 2]
+    # a token loop that never stops is cut off at the instruction limit
+    program = [isa.wait(1), isa.next_(0), isa.halt()]
+    with pytest.raises(IsaError, match="program issued 50 instructions without reaching HALT"):
+        _order(program, on_next=lambda pc, instr: True, limit=50)

@@ -360,7 +360,11 @@ def decode(word):
         raise IsaError(f"instruction word {word:#x} has unknown opcode {word & 0xf}")
     if op in (Opcode.MATVEC, Opcode.VOP, Opcode.NEXT):
         name, struct = _ARGS[op]
-        fields = _to_dict(data.Layout.cast(struct), getattr(view.args, name))
+        try:
+            fields = _to_dict(data.Layout.cast(struct), getattr(view.args, name))
+        except ValueError as error:
+            raise IsaError(f"instruction word {word:#x}: {op.name} has an undefined field "
+                           f"value ({error})") from None
         return {"op": op, "args": {name: fields}}
     if op == Opcode.WAIT:
         return {"op": op, "args": {"wait": {"cycles": int(view.args.wait.cycles)}}}
