@@ -21,6 +21,7 @@ def token_layout(cfg):
         "y_group": range(max(cfg.lanes // cfg.rows, 2)),   # lanes y_group*R .. +R-1
         "mult": signed(MULT_BITS),
         "shift": range(SHIFT_MAX + 1),
+        "y_bits": 6,                                # saturation width of the results
     })
 
 
@@ -31,7 +32,8 @@ class MatvecAgu(wiring.Component):
     emits one read per cycle, ``busy`` high, until the read with ``final``. Read j
     (block b = j // n_chunks, chunk k = j % n_chunks) drives ``w_addr = w_base + j``,
     ``x_addr = x_addr + k`` on bank ``x_bank``, and ``token`` (first = k == 0,
-    last = k == n_chunks - 1, the y word and lane group of block b).
+    last = k == n_chunks - 1, the y word and lane group of block b, and the requantization
+    ``mult``, ``shift`` and ``y_bits``).
     """
 
     def __init__(self, cfg):
@@ -65,14 +67,14 @@ class MatvecAgu(wiring.Component):
                 cur_chunk.eq(0), cur_nc_m1.eq(a.n_chunks - 1), cur_blocks.eq(a.n_blocks),
                 self.w_addr.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
                 tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr), tok.y_group.eq(0),
-                tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift),
+                tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
             ]
         with m.Else():
             m.d.comb += [
                 cur_chunk.eq(chunk), cur_nc_m1.eq(nc_m1), cur_blocks.eq(blocks_left),
                 self.w_addr.eq(w_addr), self.x_bank.eq(x_bank), self.x_addr.eq(x_base + chunk),
                 tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
-                tok.mult.eq(st.mult), tok.shift.eq(st.shift),
+                tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
             ]
         m.d.comb += [
             tok.valid.eq(self.issue | self.busy),
@@ -84,7 +86,7 @@ class MatvecAgu(wiring.Component):
             m.d.sync += [
                 self.busy.eq(1), w_addr.eq(self.w_addr + 1), nc_m1.eq(cur_nc_m1),
                 x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
-                st.y_bank.eq(tok.y_bank),
+                st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
             ]
             with m.If(self.issue):
                 m.d.sync += x_base.eq(a.x_addr)

@@ -2,7 +2,7 @@
 
 __all__ = ["HostInterface"]
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,19 +15,26 @@ class HostInterface(wiring.Component):
 
     Throughput: a WRITE takes one cycle per beat; a READ emits one beat per cycle the host is
     ready, plus two cycles per word to fetch it. The input stream is not ready during a run.
+
+    A GENERATE without a prompt (count 0) or steps (address 0) is a bad command, as in the
+    golden model. While a GENERATE (or any run) runs, the sequencer's emissions
+    (``emit_valid``, ``emit_data``) go out on ``o`` in the cycle they are made; one that
+    finds ``o`` not ready is dropped and sets STATUS_OVERRUN in the run's status.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.buf_bits = max(cfg.word_bits, INSTR_BITS)
+        self.buf_bits = max(cfg.word_bits, cfg.act_word_bits, INSTR_BITS)
         self.buf_beats = -(-self.buf_bits // 32)
         super().__init__({
             "i": In(stream.Signature(32)),
             "o": Out(stream.Signature(32)),
             "ren": Out(1), "wen": Out(1), "target": Out(8), "addr": Out(16),
-            "wdata": Out(self.buf_beats * 32), "rdata": In(max(cfg.word_bits, INSTR_BITS)),
+            "wdata": Out(self.buf_beats * 32), "rdata": In(self.buf_bits),
             "valid_target": In(1),
             "start": Out(1), "start_pc": Out(16),
+            "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
+            "emit_valid": In(1), "emit_data": In(32),
             "done": In(1), "flags": In(2), "cycles": In(32),
         })
 
@@ -38,14 +45,21 @@ class HostInterface(wiring.Component):
         cmd, count = Signal(8), Signal(16)
         beat = Signal(range(n_all + 1))
         buf = Signal(n_all * 32)
-        bad = Signal()
+        bad, overrun = Signal(), Signal()
         status, cycles = Signal(32), Signal(32)
-        is_prog = self.target == proto.TARGET_PROG
-        n_word = -(-cfg.word_bits // 32)
+        # beats per word of the target (an invalid target moves weight-bank words, as the
+        # golden model does)
+        t = self.target
+        valid = self.valid_target
+        is_prog = valid & (t == proto.TARGET_PROG)
+        is_act = valid & (t >= proto.TARGET_ABANK) & (t < proto.TARGET_ABANK + 4)
+        is_one = valid & ((t == proto.TARGET_TABLE) | (t == proto.TARGET_TOKENS))
+        n_w = proto.beats(cfg, proto.TARGET_WBANK)
+        n_a = proto.beats(cfg, proto.TARGET_ABANK)
+        n_p = proto.beats(cfg, proto.TARGET_PROG)
         last_beat = Signal()
-        m.d.comb += last_beat.eq(
-            beat == is_prog.as_unsigned() * (proto.beats(cfg, proto.TARGET_PROG) - n_word)
-            + n_word - 1)
+        m.d.comb += last_beat.eq(beat == Mux(is_prog, n_p - 1, Mux(is_act, n_a - 1,
+                                                                  Mux(is_one, 0, n_w - 1))))
         shifted_in = Cat(buf[32:], self.i.payload)
 
         with m.FSM():
@@ -58,10 +72,20 @@ class HostInterface(wiring.Component):
             with m.State("HDR1"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [self.addr.eq(self.i.payload[:16]), beat.eq(0)]
+                    m.d.sync += [self.addr.eq(self.i.payload[:16]), beat.eq(0),
+                                 self.steps.eq(self.i.payload), self.n_prompt.eq(count)]
                     with m.Switch(cmd):
                         with m.Case(proto.CMD_RUN):
+                            m.d.sync += self.generate.eq(0)
                             m.next = "START"
+                        with m.Case(proto.CMD_GENERATE):
+                            # a prompt and at least one step, else a bad command
+                            with m.If((count == 0) | (self.i.payload == 0)):
+                                m.d.sync += bad.eq(1)
+                                m.next = "HDR0"
+                            with m.Else():
+                                m.d.sync += [self.generate.eq(1), self.addr.eq(0)]
+                                m.next = "START"
                         with m.Case(proto.CMD_WRITE, proto.CMD_READ):
                             with m.If(~self.valid_target):
                                 m.d.sync += bad.eq(1)
@@ -81,9 +105,13 @@ class HostInterface(wiring.Component):
                     with m.If(last_beat):
                         # the word sits in the top beats of the shift register
                         with m.If(is_prog):
-                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - 4)))
+                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_p)))
+                        with m.Elif(is_act):
+                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_a)))
+                        with m.Elif(is_one):
+                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - 1)))
                         with m.Else():
-                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_word)))
+                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_w)))
                         m.d.comb += self.wen.eq(self.valid_target)
                         m.d.sync += [beat.eq(0), self.addr.eq(self.addr + 1),
                                      count.eq(count - 1)]
@@ -108,10 +136,17 @@ class HostInterface(wiring.Component):
                             m.next = "RADDR"
             with m.State("START"):
                 m.d.comb += [self.start.eq(1), self.start_pc.eq(self.addr)]
+                m.d.sync += overrun.eq(0)
                 m.next = "RUNNING"
             with m.State("RUNNING"):
+                # emissions go straight out; one the host is not ready for is lost
+                m.d.comb += [self.o.valid.eq(self.emit_valid), self.o.payload.eq(self.emit_data)]
+                with m.If(self.emit_valid & ~self.o.ready):
+                    m.d.sync += overrun.eq(1)
                 with m.If(self.done):
-                    m.d.sync += [status.eq(Cat(1, self.flags, bad)), cycles.eq(self.cycles)]
+                    m.d.sync += [status.eq(Cat(1, self.flags, bad,
+                                               overrun | (self.emit_valid & ~self.o.ready))),
+                                 cycles.eq(self.cycles)]
                     m.next = "STATUS"
             with m.State("STATUS"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(status)]

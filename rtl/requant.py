@@ -1,19 +1,26 @@
-"""Requantizer: int32 accumulators -> int8, ``saturate((acc * M + 2**(S-1)) >> S)``."""
+"""Requantizer: accumulators -> ``y_bits``-bit results, ``sat((acc * M + 2**(S-1)) >> S)``."""
 
-__all__ = ["Requantizer"]
+__all__ = ["Requantizer", "Y_BITS_FIELD"]
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from tinylpu.config import ACT_BITS
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
+
+Y_BITS_FIELD = 6        # MatvecArgs.y_bits: 0 counts as 64 (no saturation before the lane)
 
 
 class Requantizer(wiring.Component):
     """Requantizes ``rows`` accumulators (see :mod:`tinylpu.numerics` for the exact rule).
 
-    Timing: ``acc``, ``mult`` and ``shift`` in cycle n; the product is registered at the end
-    of n; ``y`` (combinational from that register) is valid in cycle n+1.
+    The result saturates to ``y_bits`` signed bits (a zero ``y_bits`` counts as 64) and is
+    output as a 32-bit activation lane: the low 32 bits of the saturated value, i.e. its sign
+    extension for ``y_bits <= 32`` (as :meth:`tinylpu.golden.GoldenTile._matvec` does).
+
+    Timing: ``acc``, ``mult``, ``shift`` and ``y_bits`` in cycle n; the product is registered
+    at the end of n; ``y`` (combinational from that register) is valid in cycle n+1.
     """
 
     def __init__(self, cfg):
@@ -22,7 +29,8 @@ class Requantizer(wiring.Component):
             "acc": In(signed(cfg.acc_bits)).array(cfg.rows),
             "mult": In(signed(MULT_BITS)),
             "shift": In(range(SHIFT_MAX + 1)),
-            "y": Out(signed(cfg.data_bits)).array(cfg.rows),
+            "y_bits": In(Y_BITS_FIELD),
+            "y": Out(signed(ACT_BITS)).array(cfg.rows),
         })
 
     def elaborate(self, platform):
@@ -34,11 +42,20 @@ class Requantizer(wiring.Component):
         # 2**(shift-1) for shift >= 1, 0 for shift == 0
         half = Signal(SHIFT_MAX)
         m.d.comb += half.eq((Const(1, SHIFT_MAX + 1) << shift)[1:])
-        hi, lo = (1 << (cfg.data_bits - 1)) - 1, -(1 << (cfg.data_bits - 1))
+        # saturation bounds of the registered y_bits: hi = 2**(b-1) - 1, lo = -hi - 1
+        y_bits = Signal(Y_BITS_FIELD)
+        m.d.sync += y_bits.eq(self.y_bits)
+        top = Signal(range(64))                       # b - 1, b = y_bits or 64
+        m.d.comb += top.eq(Mux(y_bits == 0, 63, y_bits - 1))
+        hi = Signal(unsigned(64))
+        m.d.comb += hi.eq((Const(1, 64) << top) - 1)
+        lo = Signal(signed(65))
+        m.d.comb += lo.eq(-hi - 1)
         for r in range(cfg.rows):
             prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
             m.d.sync += prod.eq(self.acc[r] * self.mult)
             rounded = Signal(signed(max(pbits, SHIFT_MAX) + 2), name=f"rounded{r}")
             m.d.comb += rounded.eq((prod + half) >> shift)
+            # truncating the saturated value to the 32-bit lane wraps it, as the golden model
             m.d.comb += self.y[r].eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded)))
         return m

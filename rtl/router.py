@@ -1,49 +1,83 @@
 """The stream router: every SRAM port's mux, set by the program, and the schedule checker.
 
-There is no arbitration. While the tile runs, the schedule owns the SRAM ports: the AGU's
-read streams (weights of all rows, activations ``x`` from the bank the MATVEC names) and the
-requantizer's write stream ``y`` (into the bank and lane group its token names). While the
-tile is idle, the host interface owns them. The checker flags, in the same cycle:
+There is no arbitration. While the tile runs, the schedule owns the SRAM ports:
 
-- ``conflict``: a port asked for by two users in one cycle (host and schedule);
-- ``hazard``: an ``x`` read of a word whose ``y`` write is still in the pipeline (it would
-  read the old value; the compiler inserts WAITs so this never happens).
+- weight banks (one read port each, all read at one word address): the MATVEC AGU's ``w``
+  stream, or the vector unit's ``vw`` reads (a WROW operand);
+- activation banks (one read and one write port each, 32-bit lanes): the read port serves
+  the MATVEC ``x`` stream and the vector unit's ``a`` and ``b`` operand streams; the write
+  port the requantizer's ``y`` stream (a lane group of R lanes) and the vector unit's ``c``
+  results (one lane);
+- the instruction memory (read by the sequencer) and the token memory (read and written by
+  the sequencer's NEXT).
+
+While the tile is idle, the host interface owns them, and the host's table target is routed
+to the vector unit's table port (``t_*``). The checker flags, in the same cycle:
+
+- ``conflict``: a port asked for by two users in one cycle;
+- ``hazard``: an ``x`` read of a word whose ``y`` write is still in the MATVEC pipeline (it
+  would read the old value; the compiler inserts WAITs so this never happens).
+
+Two users of one port in one cycle get the port in a fixed order (read ports: ``x``, ``a``,
+``b``, host; write ports: ``y``, ``c``, host); the others are lost. The run's status reports
+the conflict.
 """
 
 __all__ = ["Router"]
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.host import TARGET_ABANK, TARGET_PROG, TARGET_WBANK
-from tinylpu.isa import INSTR_BITS
+from tinylpu.config import ACT_BITS
+from tinylpu.host import TARGET_ABANK, TARGET_PROG, TARGET_TABLE, TARGET_TOKENS, TARGET_WBANK
+from tinylpu.isa import INSTR_BITS, TABLE_DEPTH
 
 from .agu import token_layout
 from .sram import Bank, addr_bits
 
+TOKEN_BITS = 16       # token-memory entries and table entries
+
+
+def _two_or_more(users):
+    """High when at least two of ``users`` (1-bit values) are high."""
+    pairs = [a & b for i, a in enumerate(users) for b in users[i + 1:]]
+    return Cat(*pairs).any() if pairs else Const(0, 1)
+
 
 class Router(wiring.Component):
-    """Owns the SRAM banks of the tile and routes their ports.
+    """Owns the SRAM banks of the tile (all but the vector unit's table) and routes their ports.
 
-    Timing: read data (``x_data``, ``w_data``, ``i_data``, ``h_rdata``) is valid the cycle
-    after the read request; writes land at the end of the request cycle.
+    Timing: read data (``w_data``, ``x_data``, ``a_data``, ``b_data``, ``i_data``, ``tm_rdata``,
+    ``h_rdata``) is valid the cycle after the read request and holds until the next read of
+    that port; writes land at the end of the request cycle.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        R, db = cfg.rows, cfg.data_bits
-        self.host_bits = max(cfg.word_bits, INSTR_BITS)
+        R, L = cfg.rows, cfg.lanes
+        self.host_bits = max(cfg.word_bits, cfg.act_word_bits, INSTR_BITS)
+        tbits = addr_bits(TABLE_DEPTH)
         super().__init__({
-            "tile_owns": In(1),
-            # schedule side
+            # MATVEC: AGU reads and requantizer writes
             "w_en": In(1), "w_addr": In(16),
             "w_data": Out(cfg.word_bits).array(R),        # one port per weight bank
-            "x_en": In(1), "x_bank": In(2), "x_addr": In(16), "x_data": Out(cfg.word_bits),
+            "x_en": In(1), "x_bank": In(2), "x_addr": In(16), "x_data": Out(cfg.act_word_bits),
             "y_en": In(1), "y_bank": In(2), "y_word": In(16), "y_group": In(8),
-            "y_data": In(db).array(R),
+            "y_data": In(ACT_BITS).array(R),
             "inflight": In(data.ArrayLayout(token_layout(cfg), 4)),
+            # vector unit: operand reads, weight reads, result writes, table port
+            "a_en": In(1), "a_bank": In(2), "a_word": In(16), "a_data": Out(cfg.act_word_bits),
+            "b_en": In(1), "b_bank": In(2), "b_word": In(16), "b_data": Out(cfg.act_word_bits),
+            "vw_en": In(1), "vw_word": In(16),            # data on w_data, as for MATVEC
+            "c_en": In(1), "c_bank": In(2), "c_word": In(16), "c_lane": In(range(L)),
+            "c_data": In(ACT_BITS),
+            "t_wen": Out(1), "t_waddr": Out(tbits), "t_wdata": Out(TOKEN_BITS),
+            "t_ren": Out(1), "t_raddr": Out(tbits), "t_rdata": In(TOKEN_BITS),
+            # sequencer: instruction fetch, token memory
             "i_en": In(1), "i_addr": In(16), "i_data": Out(INSTR_BITS),
+            "tm_ren": In(1), "tm_raddr": In(16), "tm_rdata": Out(TOKEN_BITS),
+            "tm_wen": In(1), "tm_waddr": In(16), "tm_wdata": In(TOKEN_BITS),
             # host side
             "h_ren": In(1), "h_wen": In(1), "h_target": In(8), "h_addr": In(16),
             "h_wdata": In(self.host_bits), "h_rdata": Out(self.host_bits),
@@ -58,68 +92,103 @@ class Router(wiring.Component):
         R, L = cfg.rows, cfg.lanes
         groups = L // R
         wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth) for _ in range(R)]
-        abanks = [Bank(width=cfg.word_bits, depth=cfg.adepth, granularity=cfg.data_bits)
+        abanks = [Bank(width=cfg.act_word_bits, depth=cfg.adepth, granularity=ACT_BITS)
                   for _ in range(cfg.act_banks)]
         imem = Bank(width=INSTR_BITS, depth=cfg.pdepth)
+        tmem = Bank(width=TOKEN_BITS, depth=cfg.tdepth)
         for r, bank in enumerate(wbanks):
             m.submodules[f"wbank{r}"] = bank
         for a, bank in enumerate(abanks):
             m.submodules[f"abank{a}"] = bank
         m.submodules.imem = imem
+        m.submodules.tmem = tmem
 
         bank_bits = (cfg.act_banks - 1).bit_length()
         aw = addr_bits(cfg.adepth)
         t = self.h_target
         is_w = [t == TARGET_WBANK + r for r in range(R)]
         is_a = [t == TARGET_ABANK + a for a in range(cfg.act_banks)]
-        is_i = t == TARGET_PROG
-        m.d.comb += self.h_valid_target.eq(Cat(*is_w, *is_a, is_i).any())
+        is_i, is_t, is_tm = t == TARGET_PROG, t == TARGET_TABLE, t == TARGET_TOKENS
+        m.d.comb += self.h_valid_target.eq(Cat(*is_w, *is_a, is_i, is_t, is_tm).any())
 
         conflicts = []
-        # weight banks: read by the schedule (all rows at once) or the host; written by the host
+        # weight banks: read by MATVEC or the vector unit (all rows at once) or the host;
+        # written by the host
         for r, bank in enumerate(wbanks):
             h_rd = self.h_ren & is_w[r]
-            conflicts.append(self.w_en & h_rd)
+            conflicts.append(_two_or_more([self.w_en, self.vw_en, h_rd]))
             m.d.comb += [
-                bank.ren.eq(self.w_en | h_rd),
-                bank.raddr.eq(Mux(self.tile_owns, self.w_addr, self.h_addr)),
+                bank.ren.eq(self.w_en | self.vw_en | h_rd),
+                bank.raddr.eq(Mux(self.w_en, self.w_addr,
+                                  Mux(self.vw_en, self.vw_word, self.h_addr))),
                 bank.waddr.eq(self.h_addr), bank.wdata.eq(self.h_wdata),
                 bank.wen.eq(self.h_wen & is_w[r]),
                 self.w_data[r].eq(bank.rdata),
             ]
-        # activation banks: x reads and y writes of the schedule, or host reads and writes
-        x_bank_q = Signal(2)
-        m.d.sync += x_bank_q.eq(self.x_bank)
-        word = Cat(*([Cat(*self.y_data)] * groups))
-        mask = Cat(*[(self.y_group == g).replicate(R) for g in range(groups)])
+        # activation banks: x, a, b reads and y, c writes of the schedule, or the host's
+        y_word = Cat(*([Cat(*self.y_data)] * groups))
+        y_mask = Cat(*[(self.y_group == g).replicate(R) for g in range(groups)])
+        c_word = Cat(*([self.c_data] * L))
+        c_mask = Cat(*[self.c_lane == l for l in range(L)])
         for a, bank in enumerate(abanks):
-            x_rd = self.x_en & (self.x_bank[:bank_bits] == a)
-            y_wr = self.y_en & (self.y_bank[:bank_bits] == a)
+            here = lambda en, sel: en & (sel[:bank_bits] == a)
+            x_rd, a_rd, b_rd = (here(self.x_en, self.x_bank), here(self.a_en, self.a_bank),
+                                here(self.b_en, self.b_bank))
+            y_wr, c_wr = here(self.y_en, self.y_bank), here(self.c_en, self.c_bank)
             h_rd, h_wr = self.h_ren & is_a[a], self.h_wen & is_a[a]
-            conflicts += [x_rd & h_rd, y_wr & h_wr]
+            conflicts += [_two_or_more([x_rd, a_rd, b_rd, h_rd]),
+                          _two_or_more([y_wr, c_wr, h_wr])]
             m.d.comb += [
-                bank.ren.eq(x_rd | h_rd),
-                bank.raddr.eq(Mux(self.tile_owns, self.x_addr, self.h_addr)),
+                bank.ren.eq(x_rd | a_rd | b_rd | h_rd),
+                bank.raddr.eq(Mux(x_rd, self.x_addr, Mux(a_rd, self.a_word,
+                                                         Mux(b_rd, self.b_word, self.h_addr)))),
             ]
-            with m.If(self.tile_owns):
-                m.d.comb += [bank.waddr.eq(self.y_word), bank.wdata.eq(word),
-                             bank.wen.eq(mask & y_wr.replicate(L))]
+            with m.If(y_wr):
+                m.d.comb += [bank.waddr.eq(self.y_word), bank.wdata.eq(y_word),
+                             bank.wen.eq(y_mask)]
+            with m.Elif(c_wr):
+                m.d.comb += [bank.waddr.eq(self.c_word), bank.wdata.eq(c_word),
+                             bank.wen.eq(c_mask)]
             with m.Else():
                 m.d.comb += [bank.waddr.eq(self.h_addr), bank.wdata.eq(self.h_wdata),
                              bank.wen.eq(h_wr.replicate(L))]
-        if cfg.act_banks == 1:
-            m.d.comb += self.x_data.eq(abanks[0].rdata)
-        else:
-            m.d.comb += self.x_data.eq(Array([b.rdata for b in abanks])[x_bank_q[:bank_bits]])
+        # read data of x, a, b: from the bank named in the request cycle
+        for en, sel, out in ((self.x_en, self.x_bank, self.x_data),
+                             (self.a_en, self.a_bank, self.a_data),
+                             (self.b_en, self.b_bank, self.b_data)):
+            if cfg.act_banks == 1:
+                m.d.comb += out.eq(abanks[0].rdata)
+                continue
+            sel_q = Signal(bank_bits, name=f"{out.name}_bank")
+            with m.If(en):
+                m.d.sync += sel_q.eq(sel[:bank_bits])
+            m.d.comb += out.eq(Array([b.rdata for b in abanks])[sel_q])
         # instruction memory: read by the sequencer, or the host; written by the host
         h_ird = self.h_ren & is_i
         conflicts.append(self.i_en & h_ird)
         m.d.comb += [
             imem.ren.eq(self.i_en | h_ird),
-            imem.raddr.eq(Mux(self.tile_owns, self.i_addr, self.h_addr)),
+            imem.raddr.eq(Mux(self.i_en, self.i_addr, self.h_addr)),
             imem.waddr.eq(self.h_addr), imem.wdata.eq(self.h_wdata),
             imem.wen.eq(self.h_wen & is_i),
             self.i_data.eq(imem.rdata),
+        ]
+        # token memory: read and written by the sequencer (NEXT) or the host
+        h_trd, h_twr = self.h_ren & is_tm, self.h_wen & is_tm
+        conflicts += [self.tm_ren & h_trd, self.tm_wen & h_twr]
+        m.d.comb += [
+            tmem.ren.eq(self.tm_ren | h_trd),
+            tmem.raddr.eq(Mux(self.tm_ren, self.tm_raddr, self.h_addr)),
+            tmem.wen.eq(self.tm_wen | h_twr),
+            tmem.waddr.eq(Mux(self.tm_wen, self.tm_waddr, self.h_addr)),
+            tmem.wdata.eq(Mux(self.tm_wen, self.tm_wdata, self.h_wdata[:TOKEN_BITS])),
+            self.tm_rdata.eq(tmem.rdata),
+        ]
+        # the vector unit's table: the host's port
+        m.d.comb += [
+            self.t_wen.eq(self.h_wen & is_t), self.t_waddr.eq(self.h_addr),
+            self.t_wdata.eq(self.h_wdata[:TOKEN_BITS]),
+            self.t_ren.eq(self.h_ren & is_t), self.t_raddr.eq(self.h_addr),
         ]
         # host read data: from the target named in the request cycle
         sel = Signal(8)
@@ -134,6 +203,10 @@ class Router(wiring.Component):
                     m.d.comb += self.h_rdata.eq(bank.rdata)
             with m.Case(TARGET_PROG):
                 m.d.comb += self.h_rdata.eq(imem.rdata)
+            with m.Case(TARGET_TABLE):
+                m.d.comb += self.h_rdata.eq(self.t_rdata)
+            with m.Case(TARGET_TOKENS):
+                m.d.comb += self.h_rdata.eq(tmem.rdata)
 
         m.d.comb += self.conflict.eq(Cat(*conflicts).any())
         hits = []
@@ -143,4 +216,3 @@ class Router(wiring.Component):
                         & (tok.y_word[:aw] == self.x_addr[:aw]))
         m.d.comb += self.hazard.eq(self.x_en & Cat(*hits).any())
         return m
-

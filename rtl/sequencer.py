@@ -1,26 +1,47 @@
-"""The instruction sequencer: program counter, one-level hardware loop, WAIT, issue, done."""
+"""The instruction sequencer: program counter, one-level hardware loop, WAIT, issue, the token
+loop (NEXT, GENERATE), done."""
 
-__all__ = ["Sequencer"]
+__all__ = ["Sequencer", "EMIT_CYCLE_OFFSET"]
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode
+from tinylpu.isa import INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, VopArgs
 
 from .sram import addr_bits
+
+# The cycle beat of an emission: NEXT's issue cycle, counted from the start cycle (= cycle 0).
+# In NEXT's second cycle the cycle counter holds issue + 1.
+EMIT_CYCLE_OFFSET = -1
+POS_BITS = 33          # n_prompt (16 bits) + steps (32 bits) - 1 fits
 
 
 class Sequencer(wiring.Component):
     """Fetches and issues instructions with no bubbles.
 
-    ``start`` (one cycle, with ``start_pc``) fetches the first instruction; it issues in the
-    next cycle. An instruction issues in the cycle it appears on ``imem_data``; the sequencer
-    fetches its successor in the instruction's last cycle (MATVEC: the AGU's ``final`` read;
-    WAIT n: its n-th cycle; LOOP: its only cycle), so the successor issues the cycle after.
-    HALT stops issue; ``done`` is high for one cycle, the first with ``pipe_empty`` after
-    HALT, and ``running`` falls at its end. ``cycles`` counts from the start cycle to the
-    ``done`` cycle, exclusive (the start cycle counts as 1), and holds until the next start.
+    ``start`` (one cycle, with ``start_pc``, and for GENERATE ``generate``, ``n_prompt`` and
+    ``steps``) fetches the first instruction; it issues in the next cycle. An instruction
+    issues in the cycle it appears on ``imem_data``; the sequencer fetches its successor in
+    the instruction's last cycle (MATVEC: the AGU's ``final`` read; VOP: the vector unit's
+    ``final`` read; WAIT n: its n-th cycle; NEXT: its second cycle; LOOP: its only cycle), so
+    the successor issues the cycle after. HALT stops issue; ``done`` is high for one cycle, the
+    first with ``pipe_empty`` after HALT, and ``running`` falls at its end. ``cycles`` counts
+    from the start cycle to the ``done`` cycle, exclusive (the start cycle counts as 1), and
+    holds until the next start.
+
+    The token loop. ``pos`` is 0 from the cycle after the start; ``tok`` is the token memory
+    at ``pos`` (read at 0 in the start cycle and at the new ``pos`` in NEXT's second cycle, so
+    it is valid from the first issue cycle on). NEXT (two cycles, the issue cycle c and c+1):
+
+    - in c, when generating (GENERATE with ``steps`` > 0) and ``pos + 1 >= n_prompt``: emit
+      beat 0, ``next_token``, and write it to the token memory at ``pos + 1``; ``pos`` becomes
+      ``pos + 1`` at the end of c (under RUN too);
+    - in c+1, after an emission in c: emit beat 1, the cycle c counted from the start cycle
+      (cycle 0); fetch the successor: NEXT's ``target`` when generating and the new ``pos``
+      is below ``n_prompt + steps - 1``, else as for any instruction (pc + 1 or the loop).
+
+    An emission is one cycle of ``emit_valid`` with ``emit_data``; nothing waits for it.
     """
 
     def __init__(self, cfg):
@@ -28,9 +49,18 @@ class Sequencer(wiring.Component):
         abits = addr_bits(cfg.pdepth)
         super().__init__({
             "start": In(1), "start_pc": In(abits),
+            "generate": In(1), "n_prompt": In(16), "steps": In(32),
             "imem_addr": Out(abits), "imem_ren": Out(1), "imem_data": In(INSTR_BITS),
             "issue_matvec": Out(1), "matvec": Out(MatvecArgs),
-            "agu_busy": In(1), "agu_final": In(1), "pipe_empty": In(1),
+            "issue_vop": Out(1), "vop": Out(VopArgs),
+            "agu_busy": In(1), "agu_final": In(1),
+            "vu_busy": In(1), "vu_final": In(1),
+            "pipe_empty": In(1),
+            # the token loop
+            "next_token": In(16), "pos": Out(16), "tok": Out(16),
+            "tm_ren": Out(1), "tm_raddr": Out(16), "tm_rdata": In(16),
+            "tm_wen": Out(1), "tm_waddr": Out(16), "tm_wdata": Out(16),
+            "emit_valid": Out(1), "emit_data": Out(32),
             "running": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
@@ -42,28 +72,66 @@ class Sequencer(wiring.Component):
         wait_left = Signal(16)
         loop_start, loop_end = Signal.like(pc), Signal.like(pc)
         loop_left = Signal(16)
+        in_next = Signal()             # NEXT's second cycle
+        emitted = Signal()             # ... after an emission in its first
+        pos = Signal(POS_BITS, name="pos_count")     # the position, wide enough for n_end
+        n_prompt, n_end = Signal(16), Signal(POS_BITS)
+        generating = Signal()
 
         issuing = Signal()
-        m.d.comb += issuing.eq(self.running & ~halted & ~self.agu_busy & (wait_left == 0))
+        m.d.comb += issuing.eq(self.running & ~halted & ~self.agu_busy & ~self.vu_busy
+                               & (wait_left == 0) & ~in_next)
         op = instr.op
+        known = Signal()
+        m.d.comb += known.eq((op == Opcode.HALT) | (op == Opcode.WAIT) | (op == Opcode.LOOP)
+                             | (op == Opcode.MATVEC) | (op == Opcode.VOP)
+                             | (op == Opcode.NEXT))
         m.d.comb += [
             self.issue_matvec.eq(issuing & (op == Opcode.MATVEC)),
             self.matvec.eq(instr.args.matvec),
+            self.issue_vop.eq(issuing & (op == Opcode.VOP)),
+            self.vop.eq(instr.args.vop),
         ]
         wait_cycles = instr.args.wait.cycles
         last_cycle = Signal()
         m.d.comb += last_cycle.eq(
-            self.agu_final
+            self.agu_final | self.vu_final | in_next
             | (issuing & (op == Opcode.LOOP))
             | (issuing & (op == Opcode.WAIT) & (wait_cycles <= 1))
+            | (issuing & ~known)                          # not an instruction: one cycle
             | (wait_left == 1))
         with m.If(wait_left != 0):
             m.d.sync += wait_left.eq(wait_left - 1)
         with m.If(issuing & (op == Opcode.WAIT) & (wait_cycles > 1)):
             m.d.sync += wait_left.eq(wait_cycles - 1)
 
+        # NEXT, first cycle: emit and record the token, step the position
+        issue_next = issuing & (op == Opcode.NEXT)
+        pos_1 = Signal(POS_BITS)
+        m.d.comb += pos_1.eq(pos + 1)
+        emit = Signal()
+        m.d.comb += emit.eq(issue_next & generating & (pos_1 >= n_prompt))
+        m.d.sync += [in_next.eq(issue_next), emitted.eq(emit)]
+        with m.If(issue_next):
+            m.d.sync += pos.eq(pos_1)
+        m.d.comb += [
+            self.tm_wen.eq(emit), self.tm_waddr.eq(pos_1), self.tm_wdata.eq(self.next_token),
+            self.emit_valid.eq(emit | (in_next & emitted)),
+            self.emit_data.eq(Mux(in_next, self.cycles + EMIT_CYCLE_OFFSET, self.next_token)),
+        ]
+        # NEXT, second cycle: read the token at the new position; loop back while positions
+        # remain
+        m.d.comb += [
+            self.tm_ren.eq(self.start | in_next),
+            self.tm_raddr.eq(Mux(self.start, 0, pos)),
+            self.tok.eq(self.tm_rdata),
+            self.pos.eq(pos),
+        ]
+        jump = Signal()
+        m.d.comb += jump.eq(in_next & generating & (pos < n_end))
+
         take_loop = (pc == loop_end) & (loop_left != 0)
-        next_pc = Mux(take_loop, loop_start, pc + 1)
+        next_pc = Mux(jump, instr.args.next.target, Mux(take_loop, loop_start, pc + 1))
         m.d.comb += self.imem_ren.eq(1)
         with m.If(self.start):
             m.d.comb += self.imem_addr.eq(self.start_pc)
@@ -88,7 +156,11 @@ class Sequencer(wiring.Component):
         m.d.comb += self.done.eq(self.running & halted & self.pipe_empty)
         with m.If(self.start):
             m.d.sync += [self.running.eq(1), halted.eq(0), self.cycles.eq(1),
-                         wait_left.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0)]
+                         wait_left.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0),
+                         in_next.eq(0), emitted.eq(0), pos.eq(0),
+                         generating.eq(self.generate & (self.steps != 0)),
+                         n_prompt.eq(self.n_prompt),
+                         n_end.eq(self.n_prompt + self.steps - 1)]
         with m.Elif(self.done):
             m.d.sync += self.running.eq(0)
         with m.Elif(self.running):

@@ -1,5 +1,5 @@
-"""The TinyLPU tile: sequencer, AGU, router with its SRAM banks, MAC array, requantizer and
-host interface, and the pipeline that joins them."""
+"""The TinyLPU tile: sequencer, AGU, router with its SRAM banks, MAC array, requantizer,
+vector unit and host interface, and the pipeline that joins them."""
 
 __all__ = ["Tile", "generate_verilog", "PIPELINE"]
 
@@ -18,6 +18,7 @@ from .mac import MacArray
 from .requant import Requantizer
 from .router import Router
 from .sequencer import Sequencer
+from .vu import VectorUnit
 
 # Stage registers of a MATVEC token after its read in cycle c (see tinylpu.isa.LAT_*).
 PIPELINE = ("s1: SRAM data (c+1)", "s2: products (c+2)", "s3: block result (c+3)",
@@ -29,8 +30,8 @@ class Tile(wiring.Component):
     """One TinyLPU tile.
 
     Ports: ``host_in`` / ``host_out``, 32-bit streams carrying the protocol of
-    :mod:`tinylpu.host`; ``running`` (high from the cycle after a RUN's start until done),
-    for waveform viewers and testbenches.
+    :mod:`tinylpu.host`; ``running`` (high from the cycle after a RUN's or GENERATE's start
+    until done), for waveform viewers and testbenches.
     """
 
     def __init__(self, cfg):
@@ -50,6 +51,7 @@ class Tile(wiring.Component):
         m.submodules.router = rt = Router(cfg)
         m.submodules.mac = mac = MacArray(cfg)
         m.submodules.requant = rq = Requantizer(cfg)
+        m.submodules.vu = vu = VectorUnit(cfg)
         wiring.connect(m, wiring.flipped(self.host_in), hif.i)
         wiring.connect(m, hif.o, wiring.flipped(self.host_out))
 
@@ -59,9 +61,11 @@ class Tile(wiring.Component):
             rt.h_addr.eq(hif.addr), rt.h_wdata.eq(hif.wdata), hif.rdata.eq(rt.h_rdata),
             hif.valid_target.eq(rt.h_valid_target),
             seq.start.eq(hif.start), seq.start_pc.eq(hif.start_pc),
+            seq.generate.eq(hif.generate), seq.n_prompt.eq(hif.n_prompt),
+            seq.steps.eq(hif.steps),
             hif.done.eq(seq.done), hif.cycles.eq(seq.cycles),
+            hif.emit_valid.eq(seq.emit_valid), hif.emit_data.eq(seq.emit_data),
             self.running.eq(seq.running),
-            rt.tile_owns.eq(seq.running | hif.start),
         ]
         # sequencer <-> instruction memory, AGU
         m.d.comb += [
@@ -70,6 +74,27 @@ class Tile(wiring.Component):
             agu.issue.eq(seq.issue_matvec), agu.args.eq(seq.matvec),
             seq.agu_busy.eq(agu.busy), seq.agu_final.eq(agu.final),
         ]
+        # sequencer <-> token memory
+        m.d.comb += [
+            rt.tm_ren.eq(seq.tm_ren), rt.tm_raddr.eq(seq.tm_raddr), seq.tm_rdata.eq(rt.tm_rdata),
+            rt.tm_wen.eq(seq.tm_wen), rt.tm_waddr.eq(seq.tm_waddr), rt.tm_wdata.eq(seq.tm_wdata),
+        ]
+        # sequencer <-> vector unit <-> router
+        m.d.comb += [
+            vu.issue.eq(seq.issue_vop), vu.args.eq(seq.vop), vu.pos.eq(seq.pos),
+            vu.tok.eq(seq.tok), seq.vu_busy.eq(vu.busy), seq.vu_final.eq(vu.final),
+            seq.next_token.eq(vu.next_token),
+            rt.a_en.eq(vu.a_en), rt.a_bank.eq(vu.a_bank), rt.a_word.eq(vu.a_word),
+            vu.a_data.eq(rt.a_data),
+            rt.b_en.eq(vu.b_en), rt.b_bank.eq(vu.b_bank), rt.b_word.eq(vu.b_word),
+            vu.b_data.eq(rt.b_data),
+            rt.vw_en.eq(vu.w_en), rt.vw_word.eq(vu.w_word),
+            rt.c_en.eq(vu.c_en), rt.c_bank.eq(vu.c_bank), rt.c_word.eq(vu.c_word),
+            rt.c_lane.eq(vu.c_lane), rt.c_data.eq(vu.c_data),
+            vu.t_wen.eq(rt.t_wen), vu.t_waddr.eq(rt.t_waddr), vu.t_wdata.eq(rt.t_wdata),
+            vu.t_ren.eq(rt.t_ren), vu.t_raddr.eq(rt.t_raddr), rt.t_rdata.eq(vu.t_rdata),
+        ]
+        m.d.comb += [vu.w_data[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
         # cycle c: the AGU's reads
         t0 = agu.token
         m.d.comb += [
@@ -88,7 +113,7 @@ class Tile(wiring.Component):
         m.d.comb += [
             mac.x.eq(rt.x_data),
             mac.valid.eq(s1.valid), mac.first.eq(s1.first), mac.last.eq(s1.last),
-            rq.mult.eq(s3.mult), rq.shift.eq(s3.shift),
+            rq.mult.eq(s3.mult), rq.shift.eq(s3.shift), rq.y_bits.eq(s3.y_bits),
         ]
         # c+4: the requantized block goes to its activation bank
         m.d.comb += [
@@ -97,7 +122,8 @@ class Tile(wiring.Component):
         ]
         for i, stage in enumerate(stages):
             m.d.comb += rt.inflight[i].eq(stage)
-        m.d.comb += seq.pipe_empty.eq(~agu.busy & ~Cat(*(s.valid for s in stages)).any())
+        m.d.comb += seq.pipe_empty.eq(~agu.busy & ~Cat(*(s.valid for s in stages)).any()
+                                      & vu.idle)
 
         # sticky schedule-checker flags of the current run
         conflict, hazard = Signal(), Signal()

@@ -10,23 +10,28 @@ import numpy as np
 from tinylpu.cases import gemv_case
 from tinylpu.golden import GoldenTile
 from tinylpu.gtkw import write_gtkw
+from tinylpu.isa import INSTR_BITS
 
 # (group, [signal path below the top, as Icarus names it in the FST])
 SIGNAL_GROUPS = [
     ("Host interface", ["clk", "rst", "host_in__valid", "host_in__ready",
                         "host_in__payload[31:0]", "host_out__valid", "host_out__ready",
                         "host_out__payload[31:0]", "running"]),
-    ("Sequencer", ["seq.pc[{pc}:0]", "seq.imem_data[127:0]", "seq.issue_matvec", "seq.halted",
-                   "seq.wait_left[15:0]", "seq.loop_left[15:0]", "seq.done",
-                   "seq.cycles[31:0]"]),
+    ("Sequencer", ["seq.pc[{pc}:0]", "seq.imem_data[{instr}:0]", "seq.issue_matvec",
+                   "seq.issue_vop", "seq.halted", "seq.wait_left[15:0]", "seq.loop_left[15:0]",
+                   "seq.done", "seq.cycles[31:0]"]),
+    ("Token loop", ["seq.in_next", "seq.pos_count[32:0]", "seq.generating", "seq.n_end[32:0]",
+                    "seq.emit_valid", "seq.emit_data[31:0]", "vu.next_token[15:0]"]),
     ("Address generator", ["agu.busy", "agu.final", "agu.w_addr[15:0]", "agu.x_bank[1:0]",
                            "agu.x_addr[15:0]", "agu.chunk[11:0]", "agu.blocks_left[15:0]"]),
     ("Pipeline tokens", ["s1[{tok}:0]", "s2[{tok}:0]", "s3[{tok}:0]", "s4[{tok}:0]"]),
-    ("Router", ["router.x_en", "router.x_data[{word}:0]", "router.y_en", "router.y_word[15:0]",
+    ("Router", ["router.x_en", "router.x_data[{act}:0]", "router.y_en", "router.y_word[15:0]",
                 "router.y_group[7:0]", "router.conflict", "router.hazard"]),
     ("MAC array", ["mac.valid", "mac.first", "mac.last", "mac.acc0[{acc}:0]",
                    "mac.result_valid"]),
-    ("Requantizer", ["requant.prod0[{prod}:0]", "requant.y__0[{y}:0]"]),
+    ("Requantizer", ["requant.prod0[{prod}:0]", "requant.y__0[31:0]"]),
+    ("Vector unit", ["vu.busy", "vu.final", "vu.idle", "vu.a_en", "vu.a_word[15:0]", "vu.c_en",
+                     "vu.c_word[15:0]", "vu.c_data[31:0]"]),
 ]
 
 
@@ -38,10 +43,9 @@ def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
     rows, cols = shape
     W, x = rng.integers(-128, 128, (rows, cols)), rng.integers(-128, 128, cols)
     case = gemv_case(f"waves {rows}x{cols}", GoldenTile(cfg), [W], x)
-    widths = dict(pc=addr_bits(cfg.pdepth) - 1,
-                  tok=token_layout(cfg).size - 1, word=cfg.word_bits - 1,
-                  acc=cfg.acc_bits - 1, prod=cfg.acc_bits + 16 - 1,
-                  y=cfg.data_bits - 1)
+    widths = dict(pc=addr_bits(cfg.pdepth) - 1, instr=INSTR_BITS - 1,
+                  tok=token_layout(cfg).size - 1, act=cfg.act_word_bits - 1,
+                  acc=cfg.acc_bits - 1, prod=cfg.acc_bits + 16 - 1)
     groups = [(name, [f"tinylpu_tile.{s.format(**widths)}" for s in signals])
               for name, signals in SIGNAL_GROUPS]
     run_streams(cfg, "icarus", [case], waves=True, name="waves",

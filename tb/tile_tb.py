@@ -4,6 +4,13 @@ The cases come from the JSON file named by ``TINYLPU_CASES`` (written by
 :func:`tinylpu.rtlsim.run_streams`): host beats to send, the golden model's response beats,
 and the compiler's predicted cycle count of the run. Python wakes only per host beat and on
 edges of ``running``; the tile runs free between them.
+
+A GENERATE answers while it runs: each generated id is two beats (the id, then the cycle of
+the NEXT that emitted it, counted from the start cycle = 0), sent in that cycle and the next
+with nobody waiting for the host; the receiver keeps ``host_out.ready`` high from before the
+command until the last expected beat, so none is lost (a lost one would set
+STATUS_OVERRUN). Besides comparing every beat, the testbench checks that each id arrived in
+the very cycle its second beat names.
 """
 
 import json
@@ -48,19 +55,24 @@ class TB:
             await RisingEdge(dut.clk)
         dut.host_in__valid.value = 0
 
-    async def receive(self, count):
+    async def receive(self, count, on_beat=None):
+        """``count`` beats, and the simulation time (ns) each was taken at; ``on_beat(i,
+        beats)`` after beat i arrived."""
         dut = self.dut
-        out = []
+        out, times = [], []
         dut.host_out__ready.value = 1
         while len(out) < count:
             await ReadOnly()
             if dut.host_out__valid.value:
                 out.append(int(dut.host_out__payload.value))
+                times.append(get_sim_time(unit="ns"))
+                if on_beat is not None:
+                    on_beat(len(out) - 1, out)
                 await RisingEdge(dut.clk)
             else:
                 await RisingEdge(dut.host_out__valid)
         dut.host_out__ready.value = 0
-        return out
+        return out, times
 
     async def _watch_runs(self):
         """Cycles of each run, counted from the ``running`` output: it rises at the end of
@@ -71,7 +83,7 @@ class TB:
             t0, wall0 = get_sim_time(unit="ns"), time.perf_counter()
             await FallingEdge(self.dut.running)
             t1, wall1 = get_sim_time(unit="ns"), time.perf_counter()
-            self.runs.append((round((t1 - t0) / CLOCK_NS), wall1 - wall0))
+            self.runs.append((round((t1 - t0) / CLOCK_NS), wall1 - wall0, t0, t1))
 
 
 def _missing_signals(dut, names):
@@ -88,10 +100,23 @@ def _missing_signals(dut, names):
     return missing
 
 
+def _beat_cycles(times, runs):
+    """For each response beat, its cycle counted from the start cycle (= 0) of the run it
+    arrived during (``running`` rises at the end of the start cycle), else None."""
+    out = []
+    for t in times:
+        run = [r for r in runs if r[2] <= t < r[3]]
+        out.append(round((t - run[0][2]) / CLOCK_NS) + 1 if run else None)
+    return out
+
+
 @cocotb.test()
 async def replay_cases(dut):
-    """Every case's responses equal the golden model's; its RUN's cycles equal the
-    compiler's prediction, as reported by the tile and as counted outside it."""
+    """Every case's responses equal the golden model's (cases without ``expected`` only
+    collect ``n_response`` beats); its RUN's or GENERATE's cycles equal the prediction, as
+    reported by the tile and as counted outside it; every id a GENERATE emits arrives in the
+    cycle its stamp names (and, with ``TINYLPU_EMITTED``, is appended to that file as it
+    arrives: ``id cycle`` lines)."""
     with open(os.environ["TINYLPU_CASES"]) as f:
         cases = json.load(f)
     if os.environ.get("TINYLPU_SIGNALS"):   # the waveform save file's signals must exist
@@ -100,25 +125,47 @@ async def replay_cases(dut):
     tb = TB(dut)
     await tb.reset()
     measured, failures = [], []
+    emitted = open(os.environ["TINYLPU_EMITTED"], "a") if os.environ.get("TINYLPU_EMITTED") \
+        else None
     for case in cases:
         runs_before = len(tb.runs)
-        receiver = cocotb.start_soon(tb.receive(len(case["expected"])))
+        emissions = case.get("emissions", 0)
+        first = case["run_at"] - 2 * emissions
+
+        def on_beat(i, beats):      # each (id, stamp) pair as it arrives
+            if emitted and first < i < first + 2 * emissions and (i - first) % 2:
+                emitted.write(f"{beats[i - 1]} {beats[i]}\n")
+                emitted.flush()
+
+        expected = case["expected"]
+        n_response = len(expected) if expected is not None else case["n_response"]
+        receiver = cocotb.start_soon(tb.receive(n_response, on_beat))
         await tb.send(case["stream"])
-        response = await receiver
+        response, times = await receiver
         new_runs = tb.runs[runs_before:]
         entry = {"name": case["name"], "response": response,
                  "cycles": response[case["run_at"] + 1] if case["cycles"] is not None else None,
                  "ext_cycles": new_runs[0][0] if new_runs else None,
-                 "wall": new_runs[0][1] if new_runs else None}
+                 "wall": new_runs[0][1] if new_runs else None,
+                 "beat_cycles": _beat_cycles(times, new_runs)}
         measured.append(entry)
-        if response != case["expected"]:
-            diff = [i for i, (a, b) in enumerate(zip(response, case["expected"])) if a != b]
+        if expected is not None and response != expected:
+            diff = [i for i, (a, b) in enumerate(zip(response, expected)) if a != b]
             failures.append(f"{case['name']}: response differs from golden at beats {diff[:8]}")
+        for k in range(emissions):
+            got = entry["beat_cycles"][first + 2 * k:first + 2 * k + 2]
+            stamp = response[first + 2 * k + 1]
+            if got != [stamp, stamp + 1]:
+                failures.append(f"{case['name']}: id {k} arrived in cycles {got}, its stamp "
+                                f"says {stamp}")
+                break
         if case["cycles"] is not None:
             if entry["cycles"] != case["cycles"] or entry["ext_cycles"] != case["cycles"]:
                 failures.append(f"{case['name']}: predicted {case['cycles']} cycles, tile "
                                 f"counted {entry['cycles']}, running was high for "
                                 f"{entry['ext_cycles']}")
+    if emitted:
+        emitted.close()
     with open(os.environ["TINYLPU_MEASURED"], "w") as f:
         json.dump(measured, f)
     assert not failures, "\n".join(failures)

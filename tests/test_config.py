@@ -6,29 +6,33 @@ import re
 
 import pytest
 
-from tinylpu.config import DEFAULT, Config, ConfigError
+from tinylpu.config import ACT_BITS, DEFAULT, ELEM_ADDR_BITS, X_BITS, Config, ConfigError
 
 
 def test_defaults_are_valid_and_documented():
     cfg = Config()
     assert dataclasses.asdict(cfg) == dict(lanes=16, rows=4, wdepth=1024, act_banks=2,
-                                           adepth=256, pdepth=64, data_bits=8, acc_bits=32)
+                                           adepth=256, pdepth=64, data_bits=8, acc_bits=32,
+                                           tdepth=512)
     assert cfg == DEFAULT
     assert cfg.macs == 64
     assert cfg.word_bits == 128
+    assert cfg.act_word_bits == 16 * ACT_BITS == 512
     assert cfg.beats_per_word == 4
     assert cfg.weight_bytes == 4 * 1024 * 16
-    assert cfg.act_bytes == 2 * 256 * 16
+    assert cfg.act_bytes == 2 * 256 * 16 * 4
+    assert (ACT_BITS, X_BITS) == (32, 16)
 
 
 def test_derived_quantities_of_a_small_config():
-    cfg = Config(lanes=5, rows=1, data_bits=6, acc_bits=16)
-    assert cfg.macs == 5
-    assert cfg.word_bits == 30
+    cfg = Config(lanes=4, rows=1, data_bits=6, acc_bits=16)
+    assert cfg.macs == 4
+    assert cfg.word_bits == 24
+    assert cfg.act_word_bits == 128
     assert cfg.beats_per_word == 1
-    cfg = Config(lanes=12, rows=3)
-    assert cfg.word_bits == 96
-    assert cfg.beats_per_word == 3
+    cfg = Config(lanes=8, rows=2, data_bits=7, acc_bits=20)
+    assert cfg.word_bits == 56
+    assert cfg.beats_per_word == 2
 
 
 def test_config_is_frozen():
@@ -46,7 +50,9 @@ def test_config_error_is_a_value_error():
     (dict(lanes=-16), "lanes must be in [1, 64], not -16"),
     (dict(rows=0), "rows must be in [1, 64], not 0"),
     (dict(lanes=64, rows=65), "rows must be in [1, 64], not 65"),
-    (dict(rows=3), "lanes (16) must be a multiple of rows (3)"),
+    (dict(rows=3), "rows must be a power of two, not 3"),
+    (dict(lanes=12, rows=4), "lanes must be a power of two, not 12"),
+    (dict(lanes=6, rows=3), "lanes must be a power of two, not 6"),
     (dict(lanes=8, rows=16), "lanes (8) must be a multiple of rows (16)"),
     (dict(act_banks=3), "act_banks must be 1, 2 or 4, not 3"),
     (dict(act_banks=0), "act_banks must be 1, 2 or 4, not 0"),
@@ -58,6 +64,11 @@ def test_config_error_is_a_value_error():
     (dict(adepth=0), "adepth must be in [2, 65536], not 0"),
     (dict(pdepth=48), "pdepth must be a power of two, not 48"),
     (dict(pdepth=8192), "pdepth must be in [2, 4096], not 8192"),
+    (dict(tdepth=500), "tdepth must be a power of two, not 500"),
+    (dict(tdepth=1), "tdepth must be in [2, 65536], not 1"),
+    (dict(tdepth=131072), "tdepth must be in [2, 65536], not 131072"),
+    (dict(lanes=64, rows=4, adepth=8192),
+     f"adepth * lanes (8192 * 64) must be at most 2**{ELEM_ADDR_BITS}"),
     (dict(data_bits=1), "data_bits must be in [2, 8], not 1"),
     (dict(data_bits=9), "data_bits must be in [2, 8], not 9"),
     (dict(acc_bits=15), "acc_bits must be in [16, 40], not 15"),
@@ -82,7 +93,9 @@ def test_boundary_values_are_accepted():
     assert Config(act_banks=1).act_banks == 1
     assert Config(act_banks=4).act_banks == 4
     assert Config(wdepth=2, adepth=2, pdepth=2).wdepth == 2
-    assert Config(wdepth=65536, adepth=65536, pdepth=4096).pdepth == 4096
+    assert Config(wdepth=65536, adepth=4096, pdepth=4096, tdepth=65536).pdepth == 4096
+    assert Config(lanes=4, rows=1, adepth=65536).adepth == 65536       # 2**18 elements
+    assert Config(tdepth=2).tdepth == 2
     assert Config(acc_bits=16).acc_bits == 16
     assert Config(acc_bits=40).acc_bits == 40
     assert Config(data_bits=2, acc_bits=4).data_bits == 2
@@ -103,7 +116,8 @@ def test_parse():
     ("lanes=x", "config item lanes must be an integer, not 'x'"),
     ("rows=2.5", "config item rows must be an integer, not '2.5'"),
     ("lanes=", "config item lanes must be an integer, not ''"),
-    ("lanes=10", "lanes (10) must be a multiple of rows (4)"),
+    ("lanes=10", "lanes must be a power of two, not 10"),
+    ("lanes=2", "lanes (2) must be a multiple of rows (4)"),
     ("act_banks=3", "act_banks must be 1, 2 or 4, not 3"),
 ])
 def test_parse_errors(text, message):
@@ -114,7 +128,7 @@ def test_parse_errors(text, message):
 def test_parse_error_lists_the_valid_names():
     with pytest.raises(ConfigError) as info:
         Config.parse("foo=1")
-    assert ("acc_bits, act_banks, adepth, data_bits, lanes, pdepth, rows, wdepth"
+    assert ("acc_bits, act_banks, adepth, data_bits, lanes, pdepth, rows, tdepth, wdepth"
             in str(info.value))
 
 
@@ -124,6 +138,9 @@ def test_ident_values():
         "l8r2-w256-a1x64-p64"
     assert Config(data_bits=6, acc_bits=24).ident == "l16r4-w1024-a2x256-p64-d6c24"
     assert Config(acc_bits=40).ident == "l16r4-w1024-a2x256-p64-d8c40"
+    assert Config(tdepth=64).ident == "l16r4-w1024-a2x256-p64-t64"
+    assert Config(data_bits=6, acc_bits=24, tdepth=1024).ident == \
+        "l16r4-w1024-a2x256-p64-d6c24-t1024"
 
 
 def test_ident_differs_between_configs_and_is_a_directory_name(tmp_path):
@@ -141,6 +158,7 @@ def test_ident_differs_between_configs_and_is_a_directory_name(tmp_path):
         Config(data_bits=7),
         Config(data_bits=7, acc_bits=31),
         Config(acc_bits=24),
+        Config(tdepth=256),
         Config(lanes=1, rows=1, wdepth=2, act_banks=1, adepth=2, pdepth=2, data_bits=2,
                acc_bits=4),
     ]

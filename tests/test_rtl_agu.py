@@ -14,12 +14,12 @@ from tinylpu.config import Config
 from tinylpu.rtl.agu import MatvecAgu
 
 GARBAGE = dict(w_base=0xffff, x_bank=3, x_addr=0xffff, y_bank=3, y_addr=0xffff,
-               n_blocks=0xffff, n_chunks=0xfff, q_mult=-1, q_shift=63)
+               n_blocks=0xffff, n_chunks=0xfff, q_mult=-1, q_shift=63, y_bits=63)
 
 
 def _args(**kw):
     base = dict(w_base=0, x_bank=0, x_addr=0, y_bank=0, y_addr=0, n_blocks=1, n_chunks=1,
-                q_mult=1, q_shift=0)
+                q_mult=1, q_shift=0, y_bits=8)
     base.update(kw)
     return base
 
@@ -30,7 +30,7 @@ def _observe(ctx, dut):
                 w_addr=int(ctx.get(dut.w_addr)), x_bank=int(ctx.get(dut.x_bank)),
                 x_addr=int(ctx.get(dut.x_addr)), first=int(tok.first), last=int(tok.last),
                 y_bank=int(tok.y_bank), y_word=int(tok.y_word), y_group=int(tok.y_group),
-                mult=int(tok.mult), shift=int(tok.shift))
+                mult=int(tok.mult), shift=int(tok.shift), y_bits=int(tok.y_bits))
 
 
 def _simulate(cfg, program, idle_before=2, idle_after=3, max_cycles=1000):
@@ -86,7 +86,7 @@ def _expected_reads(cfg, a):
                         w_addr=a["w_base"] + j, x_bank=a["x_bank"], x_addr=a["x_addr"] + k,
                         first=int(k == 0), last=int(k == nc - 1), y_bank=a["y_bank"],
                         y_word=a["y_addr"] + b // groups, y_group=b % groups,
-                        mult=a["q_mult"], shift=a["q_shift"]))
+                        mult=a["q_mult"], shift=a["q_shift"], y_bits=a["y_bits"]))
     return out
 
 
@@ -102,7 +102,7 @@ def _idle(obs):
 ], ids=["l8r2-6x3", "l4r4-3x2", "l4r2-5x1", "l4r2-1x7"])
 def test_matvec_reads(cfg, nb, nc):
     a = _args(w_base=10, x_bank=1, x_addr=5, y_bank=2, y_addr=9, n_blocks=nb, n_chunks=nc,
-              q_mult=-1234, q_shift=17)
+              q_mult=-1234, q_shift=17, y_bits=19)
     issues, trace = _simulate(cfg, [(0, a)])
     assert issues == [2]
     n = nb * nc
@@ -129,20 +129,22 @@ def test_group_and_word_progression_concrete():
 
 def test_single_read():
     cfg = Config(lanes=4, rows=2, wdepth=64, adepth=16, pdepth=16)
-    a = _args(w_base=7, x_bank=3, x_addr=11, y_bank=1, y_addr=4, q_mult=32767, q_shift=63)
+    a = _args(w_base=7, x_bank=3, x_addr=11, y_bank=1, y_addr=4, q_mult=32767, q_shift=63,
+              y_bits=32)
     issues, trace = _simulate(cfg, [(0, a)])
     assert issues == [2]
     assert trace[2] == dict(valid=1, busy=0, final=1, w_addr=7, x_bank=3, x_addr=11, first=1,
-                            last=1, y_bank=1, y_word=4, y_group=0, mult=32767, shift=63)
+                            last=1, y_bank=1, y_word=4, y_group=0, mult=32767, shift=63,
+                            y_bits=32)
     assert all(_idle(o) for o in trace[:2] + trace[3:])
 
 
 def test_back_to_back_and_later_issues():
     cfg = Config(lanes=4, rows=2, wdepth=64, adepth=16, pdepth=16)
     a1 = _args(w_base=0, x_bank=0, x_addr=2, y_bank=1, y_addr=0, n_blocks=3, n_chunks=2,
-               q_mult=5, q_shift=3)
+               q_mult=5, q_shift=3, y_bits=16)
     a2 = _args(w_base=6, x_bank=1, x_addr=0, y_bank=0, y_addr=8, n_blocks=1, n_chunks=1,
-               q_mult=-7, q_shift=0)
+               q_mult=-7, q_shift=0, y_bits=2)
     a3 = _args(w_base=7, x_bank=2, x_addr=1, y_bank=3, y_addr=2, n_blocks=2, n_chunks=3,
                q_mult=300, q_shift=9)
     # a2 the cycle after a1's final, a3 the cycle after a2's, a1 again after 4 idle cycles

@@ -1,6 +1,9 @@
 """The host interface, tested through the whole ``Tile`` in Amaranth's simulator: response
 beats must equal :meth:`tinylpu.golden.GoldenTile.host` for the same stream, exactly."""
 
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -16,7 +19,7 @@ CONFIGS = [
     Config(lanes=4, rows=2, wdepth=64, act_banks=2, adepth=16, pdepth=8),
     Config(lanes=4, rows=4, wdepth=64, act_banks=1, adepth=16, pdepth=8),    # lanes == rows
     Config(lanes=8, rows=2, wdepth=64, act_banks=4, adepth=16, pdepth=8),    # 2-beat words
-    Config(lanes=6, rows=3, wdepth=64, act_banks=1, adepth=16, pdepth=8,     # 36-bit words
+    Config(lanes=8, rows=4, wdepth=64, act_banks=1, adepth=16, pdepth=8,     # 48-bit words
            data_bits=6, acc_bits=16),
 ]
 
@@ -118,7 +121,8 @@ def test_chain_and_readback_match_golden(cfg):
     got = run_host_stream(Tile(cfg), stream, len(expected))
     assert got == expected
     assert got[0] == host.STATUS_DONE
-    np.testing.assert_array_equal(g.result(got[:2 + g.y.words * cfg.beats_per_word]),
+    y_beats = g.y.words * host.beats(cfg, host.TARGET_ABANK)
+    np.testing.assert_array_equal(g.result(got[:2 + y_beats]),
                                   g.reference(Ws, x))
 
 
@@ -152,7 +156,8 @@ def test_unknown_command_and_invalid_write_set_bad_command():
     got = run_host_stream(Tile(cfg), stream, len(expected))
     assert got == expected
     bad = host.STATUS_DONE | host.STATUS_BAD_COMMAND
-    assert got == [bad, 2, 0, 0, 0, 0, bad, 2, host.STATUS_DONE, 2]
+    assert got == [bad, 2] + [0] * host.beats(cfg, host.TARGET_PROG) + [bad, 2,
+                                                                      host.STATUS_DONE, 2]
 
 
 def _run_with_backpressure(dut, beats, n_response, ready_pattern, valid_pattern=None):
@@ -298,3 +303,166 @@ def test_host_interface_throughput():
     # no input accepted during the run; the next header the cycle after the cycles beat
     assert got["in"][12:] == [29, 30]
     assert out_cycles[8:] == [33, 34]
+
+
+# The decoder's targets and GENERATE -------------------------------------------------------
+
+GEN_CFG = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16)
+
+
+def test_table_tokens_and_32_bit_lanes_round_trip():
+    """Full-range activation lanes, table entries (low 16 bits of a beat, signed) and token
+    ids (unsigned) written and read back as the golden model does; an invalid write to a
+    neighbouring target sets BAD_COMMAND and changes nothing."""
+    cfg = CONFIGS[0]
+    rng = np.random.default_rng(40)
+    acts = rng.integers(-(1 << 31), 1 << 31, (3, cfg.lanes))
+    acts[0, :2] = [-(1 << 31), (1 << 31) - 1]
+    table = rng.integers(-(1 << 15), 1 << 15, (6, 1))
+    ids = rng.integers(0, 1 << 16, (4, 1))
+    stream = host.write_cmd(cfg, host.TARGET_ABANK + 1, 13, acts)
+    stream += host.write_cmd(cfg, host.TARGET_TABLE, 1020, table[:4])
+    stream += host.header(host.CMD_WRITE, host.TARGET_TABLE, 0, 2) + [0xffff8001, 0x12347fff]
+    stream += host.write_cmd(cfg, host.TARGET_TOKENS, cfg.tdepth - 4, ids)
+    stream += host.header(host.CMD_WRITE, host.TARGET_TOKENS + 1, 0, 1) + [5]
+    stream += host.read_cmd(cfg, host.TARGET_ABANK + 1, 13, 3)
+    stream += host.read_cmd(cfg, host.TARGET_TABLE, 1020, 4)
+    stream += host.read_cmd(cfg, host.TARGET_TABLE, 0, 2)
+    stream += host.read_cmd(cfg, host.TARGET_TOKENS, cfg.tdepth - 4, 4)
+    stream += host.run_cmd(0)
+    golden = GoldenTile(cfg)
+    expected = golden.host(stream)
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+    assert got[3 * cfg.lanes + 4:3 * cfg.lanes + 6] == [0x8001, 0x7fff]
+    assert got[-2] == host.STATUS_DONE | host.STATUS_BAD_COMMAND
+
+
+def _generate_case(n_prompt, steps, seed=41):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tb"))
+    from token_loop import token_loop_case
+
+    golden = GoldenTile(GEN_CFG)
+    case = token_loop_case(golden, "gen", np.random.default_rng(seed), n_prompt=n_prompt,
+                           steps=steps)
+    return golden, case
+
+
+def test_generate_matches_golden():
+    golden, case = _generate_case(2, 3)
+    got = run_host_stream(Tile(GEN_CFG), case["stream"], len(case["expected"]))
+    assert got == case["expected"]
+    assert case["emissions"] == 3 and case["run_at"] == 6
+    assert got[case["run_at"]] == host.STATUS_DONE
+    assert [(got[i], got[i + 1]) for i in range(0, 6, 2)] == golden.emitted
+
+
+def test_generate_then_run_and_generate_without_steps():
+    """A second GENERATE reuses the loaded program and starts over at position 0; RUN emits
+    nothing (NEXT only steps pos); a GENERATE without steps or without a prompt is a bad
+    command that starts nothing."""
+    golden, case = _generate_case(1, 2, seed=42)
+    stream = case["stream"] + host.run_cmd(0) + host.header(host.CMD_GENERATE, 0, 0, 1)
+    stream += host.header(host.CMD_GENERATE, 0, 5, 0) + host.generate_cmd(3, 2)
+    stream += host.read_cmd(GEN_CFG, host.TARGET_TOKENS, 0, 5)
+    expected = GoldenTile(GEN_CFG).host(stream)
+    got = run_host_stream(Tile(GEN_CFG), stream, len(expected))
+    assert got == expected
+    tail = expected[len(case["expected"]):]
+    assert tail[0] == host.STATUS_DONE                                   # RUN: no emissions
+    assert tail[6] == host.STATUS_DONE | host.STATUS_BAD_COMMAND        # after 2 ids
+    assert len(tail) == 2 + 2 * 2 + 2 + 5
+
+
+def _run_generate_with_ready(dut, beats, n_response, drop):
+    """Send ``beats``; ``host_out.ready`` is low in the cycles ``drop(cycle)`` names, counted
+    from the start cycle (= 0) of the run in progress, and high otherwise."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    result = {"beats": []}
+
+    async def producer(ctx):
+        await send(ctx, dut.host_in, beats)
+
+    async def consumer(ctx):
+        start = None
+        cycle = 0
+        ctx.set(dut.host_out.ready, 1)
+        while len(result["beats"]) < n_response:
+            assert cycle < 50000
+            running = ctx.get(dut.running)
+            if running and start is None:
+                start = cycle - 1
+            if not running:
+                start = None
+            ready = int(start is None or not drop(cycle - start))
+            ctx.set(dut.host_out.ready, ready)
+            _, _, payload, valid = await ctx.tick().sample(dut.host_out.payload,
+                                                           dut.host_out.valid)
+            if valid and ready:
+                result["beats"].append(payload)
+            cycle += 1
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return result["beats"]
+
+
+def test_emission_the_host_is_not_ready_for_is_dropped_and_flagged():
+    golden, case = _generate_case(2, 3)
+    expected = case["expected"]
+    run_at = case["run_at"]
+    (_, t1), (_, t2) = golden.emitted[:2]
+    # drop the stamp of the first id and the second id itself
+    got = _run_generate_with_ready(Tile(GEN_CFG), case["stream"], len(expected) - 2,
+                                   lambda c: c in (t1 + 1, t2))
+    want = expected[:1] + expected[3:]
+    want[run_at - 2] |= host.STATUS_OVERRUN
+    assert got == want
+    # a later run's status is clean again
+    stream = case["stream"] + host.run_cmd(0)
+    expected = GoldenTile(GEN_CFG).host(stream)
+    got = _run_generate_with_ready(Tile(GEN_CFG), stream, len(expected) - 6,
+                                   lambda c: c in {t for _, t in golden.emitted}
+                                   or c - 1 in {t for _, t in golden.emitted})
+    want = expected[6:]
+    want[0] |= host.STATUS_OVERRUN
+    assert got == want
+    assert got[-2] == host.STATUS_DONE
+
+
+def _vop_same_bank_ab(**kw):
+    """A VOP reading A and B from bank 0 (isa.vop refuses it: one read port per bank)."""
+    instr = isa.vop(b={"mode": isa.BMode.MEM, "bank": 1, "ks": 1}, **kw)
+    instr["args"]["vop"]["b"]["bank"] = 0
+    return instr
+
+
+@pytest.mark.parametrize("what", ["write port", "read port"])
+def test_port_conflicts_between_units_are_flagged(what):
+    """Two users of one activation-bank port in one cycle: a vector-unit result and a MATVEC
+    block landing in bank 1 together, or a VOP reading A and B from one bank. The status
+    carries PORT_CONFLICT as in the golden model (the data of the losing user differs: one
+    port serves one user), and the next run is clean."""
+    cfg = GEN_CFG
+    L = cfg.lanes
+    if what == "write port":
+        program = [isa.vop(g=isa.GFunc.PASS, a={"bank": 0}, c={"bank": 1, "base": 5 * L + 3}),
+                   isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2, n_blocks=1,
+                              n_chunks=3, q_mult=1, q_shift=0, y_bits=16),
+                   isa.halt()]
+    else:
+        program = [_vop_same_bank_ab(g=isa.GFunc.ADD, n=4, a={"bank": 0, "ks": 1},
+                                     c={"bank": 1, "base": 9}), isa.halt()]
+    rng = np.random.default_rng(44)
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-999, 999, (4, L)))
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, L)))
+    stream += host.run_cmd(0) + host.read_cmd(cfg, host.TARGET_ABANK, 0, 4) + host.run_cmd(7)
+    golden = GoldenTile(cfg)
+    expected = golden.host(stream)
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert expected[0] == host.STATUS_DONE | host.STATUS_PORT_CONFLICT
+    assert got == expected

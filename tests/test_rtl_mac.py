@@ -1,7 +1,9 @@
 """Unit tests of rtl/mac.py ``MacArray`` in Amaranth's simulator.
 
 Documented timing: inputs in cycle n; for a ``last`` input, ``result`` holds the block's sums
-with ``result_valid`` in cycle n+2; one input per cycle, no bubbles between blocks.
+with ``result_valid`` in cycle n+2; one input per cycle, no bubbles between blocks. Weights are
+``data_bits`` signed; ``x`` is an activation word of 32-bit lanes whose low 16 bits (signed)
+are the operand: the upper 16 bits of a lane must not matter.
 """
 
 import numpy as np
@@ -15,13 +17,14 @@ SMALL = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16)
 LATENCY = 2
 
 
-def _blocks(rng, cfg, chunks, lo=None, hi=None):
+def _blocks(rng, cfg, chunks, lo=None, hi=None, x_bits=None):
     lo = -(1 << (cfg.data_bits - 1)) if lo is None else lo
     hi = (1 << (cfg.data_bits - 1)) if hi is None else hi
+    xlo, xhi = (lo, hi) if x_bits is None else (-(1 << (x_bits - 1)), 1 << (x_bits - 1))
     out = []
     for nc in chunks:
         W = rng.integers(lo, hi, (nc, cfg.rows, cfg.lanes))
-        x = rng.integers(lo, hi, (nc, cfg.lanes))
+        x = rng.integers(xlo, xhi, (nc, cfg.lanes))
         out.append((W, x))
     return out
 
@@ -32,12 +35,19 @@ def _expected(cfg, W, x):
 
 
 def _word(cfg, lanes):
-    """Pack lane values into one SRAM word (lane l at bits data_bits*l)."""
+    """Pack lane values into one weight word (lane l at bits data_bits*l)."""
     mask = (1 << cfg.data_bits) - 1
     return sum((int(v) & mask) << (l * cfg.data_bits) for l, v in enumerate(lanes))
 
 
-def _simulate(cfg, blocks, gaps=()):
+def _act_word(lanes, junk=0):
+    """Pack x values into one activation word: lane l at bits 32*l, the low 16 bits the value,
+    the high 16 bits ``junk`` (ignored by the MAC)."""
+    return sum(((int(v) & 0xffff) | (junk & 0xffff) << 16) << (32 * l)
+               for l, v in enumerate(lanes))
+
+
+def _simulate(cfg, blocks, gaps=(), junk=0):
     """Feed ``blocks`` back to back (a cycle with valid=0 and garbage data before the chunk
     indices in ``gaps``, counted over all chunks); return (last-input cycles, trace)."""
     dut = MacArray(cfg)
@@ -54,7 +64,7 @@ def _simulate(cfg, blocks, gaps=()):
             ctx.set(dut.last, last)
             for r in range(cfg.rows):
                 ctx.set(dut.w[r], _word(cfg, W[r]))
-            ctx.set(dut.x, _word(cfg, x))
+            ctx.set(dut.x, _act_word(x, junk))
             trace.append((int(ctx.get(dut.result_valid)),
                           [int(ctx.get(dut.result[r])) for r in range(cfg.rows)]))
             await ctx.tick()
@@ -167,3 +177,30 @@ def test_small_acc_bits_concrete_wrap():
     # 4*16384 = 65536 -> 0; 4*-16256 = -65024 -> 512; 2*10000 = 20000 stays
     assert trace[last_cycles[0] + LATENCY][1] == [0, 512]
     assert trace[last_cycles[1] + LATENCY][1] == [20000, 20000]
+
+
+def test_sixteen_bit_activations_and_lane_high_bits_ignored():
+    rng = np.random.default_rng(11)
+    chunks = [3, 1, 2]
+    blocks = _blocks(rng, SMALL, chunks, x_bits=16)
+    last_cycles, trace = _simulate(SMALL, blocks, junk=0xa5c3)
+    _check(SMALL, blocks, last_cycles, trace)
+
+
+def test_sixteen_bit_extremes():
+    cfg = SMALL
+    W = np.full((2, cfg.rows, cfg.lanes), -128)
+    W[:, 1, :] = 127
+    x = np.full((2, cfg.lanes), -32768)
+    x[1, :] = 32767
+    last_cycles, trace = _simulate(cfg, [(W, x)], junk=0xffff)
+    # row 0: 4 * (-128 * -32768 + -128 * 32767) = 512; row 1: 4 * (127 * -32768 + 127 * 32767)
+    assert trace[last_cycles[0] + LATENCY][1] == [512, -508]
+
+
+def test_sixteen_bit_products_wrap_small_accumulators():
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, acc_bits=16)
+    rng = np.random.default_rng(12)
+    blocks = _blocks(rng, cfg, [2, 5, 1], x_bits=16)
+    last_cycles, trace = _simulate(cfg, blocks, junk=0x1234)
+    _check(cfg, blocks, last_cycles, trace)

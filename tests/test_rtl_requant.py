@@ -1,7 +1,8 @@
 """Unit tests of rtl/requant.py ``Requantizer`` in Amaranth's simulator.
 
-Documented timing: ``acc``, ``mult`` and ``shift`` in cycle n; ``y`` valid in cycle n+1.
-Values must equal :func:`tinylpu.numerics.requantize` bit for bit.
+Documented timing: ``acc``, ``mult``, ``shift`` and ``y_bits`` in cycle n; ``y`` valid in
+cycle n+1. Values must equal :func:`tinylpu.numerics.requantize` at ``y_bits`` (0 counts as
+64) bit for bit, wrapped to the 32-bit lane (as the golden model's MATVEC).
 """
 
 import numpy as np
@@ -9,24 +10,27 @@ import pytest
 from amaranth.sim import Simulator
 
 from tinylpu.config import Config
-from tinylpu.numerics import MULT_BITS, SHIFT_MAX, requantize
+from tinylpu.numerics import MULT_BITS, SHIFT_MAX, requantize, wrap
 from tinylpu.rtl.requant import Requantizer
 
 CFG = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16)
 
 
-def _simulate(cfg, cases):
+def _simulate(cfg, cases, y_bits=None):
     """Apply one (acc[rows], mult, shift) per cycle back to back; return y of every cycle,
-    from the first input cycle to one cycle after the last."""
+    from the first input cycle to one cycle after the last. ``y_bits``: one per case (default
+    ``cfg.data_bits``)."""
     dut = Requantizer(cfg)
     ys = []
+    y_bits = y_bits or [cfg.data_bits] * len(cases)
 
     async def bench(ctx):
-        for acc, mult, shift in cases:
+        for (acc, mult, shift), yb in zip(cases, y_bits):
             for r, a in enumerate(acc):
                 ctx.set(dut.acc[r], int(a))
             ctx.set(dut.mult, int(mult))
             ctx.set(dut.shift, int(shift))
+            ctx.set(dut.y_bits, yb)
             ys.append([int(ctx.get(v)) for v in dut.y])
             await ctx.tick()
         # inputs change after the edge: y must not (it is registered)
@@ -34,6 +38,7 @@ def _simulate(cfg, cases):
             ctx.set(dut.acc[r], 0)
         ctx.set(dut.mult, 0)
         ctx.set(dut.shift, 0)
+        ctx.set(dut.y_bits, 3)
         ys.append([int(ctx.get(v)) for v in dut.y])
 
     sim = Simulator(dut)
@@ -43,9 +48,10 @@ def _simulate(cfg, cases):
     return ys
 
 
-def _expected(cfg, cases):
-    return [[int(v) for v in requantize(acc, mult, shift, cfg.data_bits)]
-            for acc, mult, shift in cases]
+def _expected(cfg, cases, y_bits=None):
+    y_bits = y_bits or [cfg.data_bits] * len(cases)
+    return [[int(v) for v in wrap(requantize(acc, mult, shift, yb or 64), 32)]
+            for (acc, mult, shift), yb in zip(cases, y_bits)]
 
 
 def _random_cases(rng, cfg, n):
@@ -66,7 +72,7 @@ def _random_cases(rng, cfg, n):
 
 @pytest.mark.parametrize("cfg", [CFG, Config(lanes=4, rows=4, acc_bits=40, wdepth=16,
                                               adepth=16, pdepth=16),
-                                 Config(lanes=6, rows=3, data_bits=6, acc_bits=16, wdepth=16,
+                                 Config(lanes=8, rows=2, data_bits=6, acc_bits=16, wdepth=16,
                                         adepth=16, pdepth=16)],
                          ids=lambda c: c.ident)
 def test_random_matches_numerics_with_one_cycle_latency(cfg):
@@ -118,3 +124,32 @@ def test_edge_cases():
         [-94, 94], [-128, 127],
         [1, -1], [127, 127], [-128, 127],
     ]
+
+
+@pytest.mark.parametrize("y_bits", [2, 8, 12, 16, 24, 31, 32])
+def test_y_bits_saturation(y_bits):
+    cfg = Config(lanes=4, rows=4, acc_bits=40, wdepth=16, adepth=16, pdepth=16)
+    rng = np.random.default_rng(y_bits)
+    cases = _random_cases(rng, cfg, 40)
+    ys = _simulate(cfg, cases, [y_bits] * len(cases))
+    expected = _expected(cfg, cases, [y_bits] * len(cases))
+    assert ys[1:] == expected
+    flat = [v for row in expected for v in row]
+    lo, hi = -(1 << (y_bits - 1)), (1 << (y_bits - 1)) - 1
+    assert lo in flat and hi in flat and any(lo < v < hi for v in flat)
+
+
+def test_y_bits_changes_every_cycle_and_outside_the_isa_range():
+    """The saturation width travels with each input (back to back, different widths); the
+    encodable values outside 2..32 behave as the golden model: 0 counts as 64, and widths
+    above 32 saturate there and wrap to the 32-bit lane."""
+    cfg = Config(lanes=4, rows=2, acc_bits=40, wdepth=16, adepth=16, pdepth=16)
+    big, small = (1 << 39) - 1, -(1 << 39)
+    cases = [([big, small], 32767, 0), ([big, small], 32767, 0), ([big, small], 32767, 0),
+             ([big, small], 32767, 0), ([big, small], 1, 0), ([5, -6], 1, 0),
+             ([3, -3], 1, 1), ([100000, -100000], 300, 2)]
+    y_bits = [0, 40, 63, 1, 33, 1, 2, 16]
+    ys = _simulate(cfg, cases, y_bits)
+    assert ys[1:] == _expected(cfg, cases, y_bits)
+    assert ys[5] == [-1, 0]          # 2**39 - 1 saturated to 33 bits, wrapped to 32: -1
+    assert ys[4] == [0, -1]          # y_bits 1: [-1, 0]

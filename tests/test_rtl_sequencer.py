@@ -15,6 +15,7 @@ and :func:`tinylpu.isa.duration`.
 """
 
 import numpy as np
+import pytest
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
@@ -41,27 +42,43 @@ def _image(cfg, program, at=0):
     return words
 
 
-def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles=None):
+def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles=None,
+              generate=None, tmem=None, next_token=lambda c: 0, host_ready=None):
     """Run the sequencer; ``starts``: cycles with ``start`` high. ``pipe_low_until``: force
-    ``pipe_empty`` low before that cycle. Returns a per-cycle trace."""
+    ``pipe_empty`` low before that cycle. ``generate``: (n_prompt, steps) of a GENERATE start
+    (else RUN). ``tmem``: the token memory (a list, modelled as a synchronous SRAM; updated in
+    place). ``next_token(cycle)``: the vector unit's next-token register in each cycle.
+    Returns a per-cycle trace."""
     dut = Sequencer(cfg)
     trace = []
+    tmem = tmem if tmem is not None else [0] * cfg.tdepth
 
     async def bench(ctx):
-        imem_data = 0
+        imem_data = tm_rdata = 0
         busy_until = final_at = -1           # AGU: busy in cycles <= busy_until
-        token_cycles = set()
+        vu_busy_until = vu_final_at = -1     # vector unit, likewise
+        token_cycles, vu_cycles = set(), set()
         for c in range(n_cycles):
             ctx.set(dut.start, int(c in starts))
             ctx.set(dut.start_pc, start_pc)
+            ctx.set(dut.generate, int(generate is not None))
+            ctx.set(dut.n_prompt, generate[0] if generate else 0xffff)
+            ctx.set(dut.steps, generate[1] if generate else 0x12345)
             ctx.set(dut.imem_data, imem_data)
+            ctx.set(dut.tm_rdata, tm_rdata)
+            ctx.set(dut.next_token, next_token(c))
             busy = int(c <= busy_until)
             ctx.set(dut.agu_busy, busy)
             ctx.set(dut.agu_final, int(c == final_at))
+            vu_busy = int(c <= vu_busy_until)
+            ctx.set(dut.vu_busy, vu_busy)
+            ctx.set(dut.vu_final, int(c == vu_final_at))
             pipe_empty = not busy and not any(c - k in token_cycles
                                               for k in range(1, PIPE_STAGES + 1))
+            pipe_empty = pipe_empty and not vu_busy and not any(
+                c - k in vu_cycles for k in range(1, isa.LAT_V + 1))
             ctx.set(dut.pipe_empty, int(pipe_empty and c >= pipe_low_until))
-            args = None
+            args = vop = None
             if ctx.get(dut.issue_matvec):
                 view = ctx.get(dut.matvec)
                 args = {name: int(getattr(view, name)) for name in MV_FIELDS}
@@ -69,13 +86,32 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
                 busy_until, final_at = c + d - 1, c + d - 1
                 if d == 1:
                     ctx.set(dut.agu_final, 1)
+            if ctx.get(dut.issue_vop):
+                view = ctx.get(dut.vop)
+                vop = dict(tag=int(view.mult), pos=ctx.get(dut.pos), tok=ctx.get(dut.tok))
+                sv, nv = isa.vop_dims({"s": int(view.s), "n": int(view.n),
+                                       "s_pos": int(view.s_pos), "n_pos": int(view.n_pos)},
+                                      vop["pos"])
+                d = sv * nv
+                vu_busy_until, vu_final_at = c + d - 1, c + d - 1
+                if d == 1:
+                    ctx.set(dut.vu_final, 1)
             if busy or args is not None:
                 token_cycles.add(c)
+            if vu_busy or vop is not None:
+                vu_cycles.add(c)
             addr, ren = ctx.get(dut.imem_addr), ctx.get(dut.imem_ren)
-            trace.append(dict(addr=addr, ren=ren, matvec=args, done=ctx.get(dut.done),
-                              running=ctx.get(dut.running), cycles=ctx.get(dut.cycles)))
+            emit = ctx.get(dut.emit_data) if ctx.get(dut.emit_valid) else None
+            trace.append(dict(addr=addr, ren=ren, matvec=args, vop=vop, emit=emit,
+                              done=ctx.get(dut.done), running=ctx.get(dut.running),
+                              cycles=ctx.get(dut.cycles), pos=ctx.get(dut.pos),
+                              tok=ctx.get(dut.tok)))
             if ren:
                 imem_data = words[addr]
+            if ctx.get(dut.tm_ren):
+                tm_rdata = tmem[ctx.get(dut.tm_raddr) % cfg.tdepth]
+            if ctx.get(dut.tm_wen):
+                tmem[ctx.get(dut.tm_waddr) % cfg.tdepth] = ctx.get(dut.tm_wdata)
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -277,3 +313,149 @@ def test_random_programs_follow_execution_order():
         _check_run(CFG, words)
         checked += 1
         assert order[-1][1]["op"] == isa.Opcode.HALT
+
+
+# The token loop: NEXT, pos, tok, emissions ------------------------------------------------
+
+def vop(tag, s=1, n=1, s_pos=False, n_pos=False):
+    """A VOP told apart from the others by ``mult = tag``; S*N (or pos+1) cycles."""
+    return isa.vop(g=isa.GFunc.PASS, s=s, n=n, s_pos=s_pos, n_pos=n_pos, a={"bank": 0},
+                   c={"bank": 1}, mult=tag)
+
+
+def _token_reference(cfg, words, *, s, generate, tmem, next_token, start_pc=0):
+    """What the sequencer must do, from execution_order and the NEXT rules: issue cycles
+    [(pc, op, t)], VOP issues {t: (tag, pos, tok)}, emissions {cycle: beat}, the token memory
+    afterwards and the done cycle."""
+    n_prompt, steps = generate or (0, 0)
+    gen = steps > 0
+    n_end = n_prompt + steps - 1
+    tm = list(tmem)
+    st = dict(pos=0, t=s + 1, issue=None)
+    emits, vops, order = {}, {}, []
+    last_mv = last_vu = -100
+
+    def on_next(pc, instr):
+        c, p1 = st["issue"], st["pos"] + 1
+        if gen and p1 >= n_prompt:
+            emits[c] = next_token(c)
+            emits[c + 1] = c - s               # NEXT's issue cycle, the start cycle is 0
+            tm[p1 % cfg.tdepth] = next_token(c)
+        st["pos"] = p1
+        return gen and p1 < n_end
+
+    for pc, instr in isa.execution_order(words, start_pc, on_next=on_next):
+        t = st["issue"] = st["t"]
+        d = isa.duration(instr, st["pos"])
+        order.append((pc, instr["op"], t))
+        if instr["op"] == isa.Opcode.VOP:
+            vops[t] = dict(tag=instr["args"]["vop"]["mult"], pos=st["pos"] & 0xffff,
+                           tok=tm[st["pos"] % cfg.tdepth])
+            last_vu = t + d - 1
+        if instr["op"] == isa.Opcode.MATVEC:
+            last_mv = t + d - 1
+        st["t"] = t + d
+    done = max(order[-1][2] + 1, last_mv + PIPE_STAGES + 1, last_vu + isa.LAT_V + 1)
+    return order, vops, emits, tm, done
+
+
+def _check_token_run(cfg, program, *, generate=None, prompt=(), s=2, next_token=None):
+    words = _image(cfg, program)
+    tmem = [0] * cfg.tdepth
+    tmem[:len(prompt)] = prompt
+    next_token = next_token or (lambda c: (1000 + 37 * c) & 0xffff)
+    order, vops, emits, tm, done = _token_reference(cfg, words, s=s, generate=generate,
+                                                    tmem=tmem, next_token=next_token)
+    trace = _simulate(cfg, words, starts=(s,), n_cycles=done + 4, generate=generate,
+                      tmem=tmem, next_token=next_token)
+    assert [trace[t - 1]["addr"] for _, _, t in order] == [pc for pc, _, _ in order]
+    assert {c: e["vop"] for c, e in enumerate(trace) if e["vop"]} == vops
+    assert {c: e["emit"] for c, e in enumerate(trace) if e["emit"] is not None} == emits
+    assert tmem == tm
+    assert [c for c, e in enumerate(trace) if e["done"]] == [done]
+    assert trace[done]["cycles"] == done - s
+    return order, vops, emits, trace
+
+
+def test_next_under_run_steps_pos_and_falls_through():
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, tdepth=16)
+    program = [vop(1, n_pos=True), isa.next_(0), vop(2, s_pos=True), isa.next_(0),
+               vop(3, n=2, n_pos=True), isa.next_(1), isa.halt()]
+    order, vops, emits, trace = _check_token_run(cfg, program, prompt=[7, 8, 9, 10])
+    assert emits == {}
+    # pos 0, 1, 2 at the three VOPs, tok = the token memory there; NEXT takes 2 cycles
+    assert [(v["tag"], v["pos"], v["tok"]) for _, v in sorted(vops.items())] == [
+        (1, 0, 7), (2, 1, 8), (3, 2, 9)]
+    assert [t for *_, t in order] == [3, 4, 6, 8, 10, 13, 15]
+    assert [pc for pc, *_ in order] == list(range(7))
+
+
+def test_generate_emits_records_and_loops_back():
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, tdepth=16)
+    program = [vop(1, n_pos=True), isa.wait(2), vop(2), isa.next_(0), isa.halt()]
+    order, vops, emits, trace = _check_token_run(cfg, program, generate=(3, 4),
+                                                 prompt=[11, 22, 33])
+    # positions 0..5: NEXT issues 6 times and emits from position 3 on: 4 ids, 2 beats each
+    assert sum(op == isa.Opcode.NEXT for _, op, _ in order) == 6
+    assert len(emits) == 8
+    nexts = [t for _, op, t in order if op == isa.Opcode.NEXT]
+    assert [emits[t + 1] for t in nexts[2:]] == [t - 2 for t in nexts[2:]]
+    # the VOPs after a generated position see its id as tok
+    toks = [v["tok"] for _, v in sorted(vops.items()) if v["tag"] == 1]
+    assert toks == [11, 22, 33] + [emits[t] for t in nexts[2:5]]
+
+
+@pytest.mark.parametrize("n_prompt,steps", [(1, 1), (2, 1), (1, 3), (0, 2), (5, 0), (3, 9)])
+def test_generate_counts(n_prompt, steps):
+    """steps ids are emitted (steps = 0: a plain run from pc 0; n_prompt = 0, which the host
+    library refuses, as the rules say: NEXT emits from the first position)."""
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, tdepth=8)
+    program = [vop(1, n_pos=True), vop(2, s=2, s_pos=True), isa.next_(0), isa.wait(1),
+               isa.halt()]
+    _, _, emits, _ = _check_token_run(cfg, program, generate=(n_prompt, steps),
+                                      prompt=[5, 6, 7, 8, 9])
+    if n_prompt:
+        assert len(emits) == 2 * steps
+
+
+def test_token_memory_wraps_at_tdepth():
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, tdepth=4)
+    program = [vop(1), isa.next_(0), isa.halt()]
+    _, vops, emits, _ = _check_token_run(cfg, program, generate=(3, 6), prompt=[1, 2, 3])
+    assert len(emits) == 12
+    assert [v["pos"] for _, v in sorted(vops.items())] == list(range(8))
+
+
+def test_next_inside_a_loop_and_a_nonzero_target():
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, tdepth=16)
+    # NEXT closes the body of LOOP 3: the loop counter drops, then NEXT's target wins
+    program = [isa.wait(1), vop(1), isa.loop(3, 2), vop(2, n_pos=True), isa.next_(1),
+               mv(5), isa.halt()]
+    order, _, emits, _ = _check_token_run(cfg, program, generate=(2, 3), prompt=[4, 5])
+    # the last NEXT falls through into the loop's remaining repeats, whose NEXTs emit too
+    assert len(emits) == 2 * 5
+    assert [pc for pc, *_ in order][-10:] == [1, 2, 3, 4, 3, 4, 3, 4, 5, 6]
+    # under RUN the same program takes the loop
+    order, *_ = _check_token_run(cfg, program, prompt=[4, 5])
+    assert [pc for pc, *_ in order] == [0, 1, 2, 3, 4, 3, 4, 3, 4, 5, 6]
+
+
+def test_emission_beats_follow_next_token_of_the_issue_cycle():
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, tdepth=16)
+    program = [isa.wait(3), isa.next_(0), isa.halt()]
+    _, _, emits, trace = _check_token_run(cfg, program, generate=(1, 2), s=5,
+                                          next_token=lambda c: 40000 + c)
+    # start 5: WAIT 6..8, NEXT 9 (emits at 9, 10), WAIT 11..13, NEXT 14 (15), HALT 16
+    assert emits == {9: 40009, 10: 4, 14: 40014, 15: 9}
+    assert [c for c, e in enumerate(trace) if e["done"]] == [17]
+
+
+def test_restart_reads_token_zero_and_clears_pos():
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, tdepth=16)
+    words = _image(cfg, [vop(1), isa.next_(0), isa.next_(0), vop(2), isa.halt()])
+    tmem = [50 + i for i in range(16)]
+    s2 = 20
+    trace = _simulate(cfg, words, starts=(2, s2), n_cycles=s2 + 12, tmem=tmem)
+    got = [(c, e["vop"]) for c, e in enumerate(trace) if e["vop"]]
+    assert got == [(3, dict(tag=1, pos=0, tok=50)), (8, dict(tag=2, pos=2, tok=52)),
+                   (s2 + 1, dict(tag=1, pos=0, tok=50)), (s2 + 6, dict(tag=2, pos=2, tok=52))]

@@ -164,3 +164,26 @@ def test_rdata_holds_while_ren_low():
 
     _run(dut, bench)
     assert got == [0xbeef] * 5 + [0x0bad]
+
+
+def test_wide_bank_with_32_bit_lanes():
+    """An activation bank: 32-bit write lanes (one lane per enable bit), 8 lanes."""
+    rng = random.Random(2)
+    dut = Bank(width=256, depth=4, granularity=32)
+    assert len(dut.wen) == 8
+    cases = [(rng.randrange(4), rng.getrandbits(256), rng.randrange(256)) for _ in range(10)]
+    got = []
+
+    async def bench(ctx):
+        for addr, value, wen in cases:
+            await _write(ctx, dut, addr, value, wen)
+            got.append(await _read(ctx, dut, addr))
+
+    _run(dut, bench)
+    model = [0] * 4
+    expected = []
+    for addr, value, wen in cases:
+        mask = sum(0xffffffff << (32 * lane) for lane in range(8) if wen >> lane & 1)
+        model[addr] = (model[addr] & ~mask) | (value & mask)
+        expected.append(model[addr])
+    assert got == expected

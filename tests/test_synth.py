@@ -12,9 +12,11 @@ SMALL = Config(lanes=8, rows=2, wdepth=256, act_banks=2, adepth=64, pdepth=32)
 def test_small_tile_synthesizes_for_ice40(tmp_path):
     path = write_verilog(SMALL, root=tmp_path)
     cells = synthesize(path, "tinylpu_tile", "ice40")
-    # every SRAM became iCE40 block RAM: 2 weight banks 256x64 (4 x 4 kbit each),
-    # 2 activation banks 64x64 with byte enables, the 32x128 instruction memory
-    assert cells.get("SB_RAM40_4K", 0) >= 2 * 4 + 2 + 1
+    # every SRAM became iCE40 block RAM (at most 16 bits wide each): 2 weight banks 256x64
+    # (4 each), 2 activation banks 64x256 with 32-bit lane enables (16 each), the 32x288
+    # instruction memory (18), the 512x16 token memory (2), the vector unit's table as two
+    # 512x16 halves (2 each)
+    assert cells.get("SB_RAM40_4K", 0) >= 2 * 4 + 2 * 16 + 18 + 2 + 2 * 2
     assert not any(name.startswith("$") for name in cells), cells
     assert cells["SB_LUT4"] > 0
 

@@ -6,7 +6,7 @@ measured to another; :func:`run_streams` hides that plumbing.
 """
 
 __all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "write_verilog", "lint",
-           "fst_path", "build", "run_streams"]
+           "fst_path", "build", "run_streams", "run_generate"]
 
 import functools
 import json
@@ -15,6 +15,8 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 SIMULATORS = ("icarus", "verilator")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -125,7 +127,8 @@ def _failure_lines(log):
     """The assertion lines of a failed cocotb run, else the log's tail."""
     text = pathlib.Path(log).read_text(errors="replace") if pathlib.Path(log).exists() else ""
     lines = [l.strip() for l in text.splitlines()
-             if "AssertionError" in l or "differs" in l or "predicted" in l or "not in the" in l]
+             if "AssertionError" in l or "differs" in l or "predicted" in l or "not in the" in l
+             or "arrived in" in l]
     return "\n".join(lines[:20]) or _tail(log)
 
 
@@ -136,39 +139,63 @@ def _tail(path, lines=15):
         return ""
 
 
-def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=()):
+def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=(),
+                on_emit=None):
     """Replay host streams on the RTL.
 
     ``cases`` is a list of dicts with ``name``, ``stream`` (host beats), ``expected``
-    (response beats) and ``cycles`` (predicted cycles of its RUN, or None) and ``run_at`` (index of the RUN's
-    status beat in the response). Returns the list
-    of measurements the testbench wrote (one dict per case: ``response``, ``cycles``,
-    ``ext_cycles`` counted from the ``running`` output, ``wall`` seconds of the run).
+    (response beats; or None with ``n_response``, the number of beats to wait for, to
+    compare nothing), ``cycles`` (predicted cycles of its RUN or GENERATE, or None),
+    ``run_at`` (index of the run's status beat in the response) and, for a GENERATE,
+    ``emissions`` (the ids it emits: the ``2 * emissions`` beats before ``run_at``; the
+    testbench checks each arrived in the cycle its stamp names). Returns the list of
+    measurements the testbench wrote (one dict per case: ``response``, ``cycles``,
+    ``ext_cycles`` counted from the ``running`` output, ``wall`` seconds of the run,
+    ``beat_cycles``: per response beat the cycle of the run it arrived in, from its start
+    cycle = 0, or None outside a run).
     ``signals``: hierarchical names that must exist in the design (checked before the run).
+    ``on_emit(id, cycle)``: called in this process for every emitted id of every case, while
+    the simulation runs, as the testbench receives them.
     Raises :class:`SimError` if the testbench reported a failure.
     """
     runner = build(cfg, sim, waves=waves, root=root)
     work = verilog_path(cfg, root).parent / f"{sim}-{name}"
     work.mkdir(parents=True, exist_ok=True)
     cases_file, results_file = work / "cases.json", work / "measured.json"
+    emit_file = work / "emitted.txt"
     cases_file.write_text(json.dumps(cases))
-    if results_file.exists():
-        results_file.unlink()
+    for path in (results_file, emit_file):
+        if path.exists():
+            path.unlink()
     if str(TB_DIR) not in sys.path:
         sys.path.insert(0, str(TB_DIR))
     log = work / "sim.log"
-    try:
-        xml = runner.test(test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
-                          extra_env={"TINYLPU_CASES": str(cases_file),
-                                     "TINYLPU_MEASURED": str(results_file),
-                                     "TINYLPU_SIGNALS": " ".join(signals)},
-                          waves=waves,   # Icarus: only selects vvp's -fst; our module dumps
-                          log_file=log)
-    except (Exception, SystemExit) as error:   # the runner exits when a test fails
-        raise SimError(f"{sim} simulation failed ({error!r}); log: {log}\n"
+    outcome = {}
+
+    def simulate():
+        try:
+            outcome["xml"] = runner.test(
+                test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
+                extra_env={"TINYLPU_CASES": str(cases_file),
+                           "TINYLPU_MEASURED": str(results_file),
+                           "TINYLPU_EMITTED": str(emit_file),
+                           "TINYLPU_SIGNALS": " ".join(signals)},
+                waves=waves,   # Icarus: only selects vvp's -fst; our module dumps
+                log_file=log)
+        except (Exception, SystemExit) as error:   # the runner exits when a test fails
+            outcome["error"] = error
+
+    if on_emit is None:
+        simulate()
+    else:
+        thread = threading.Thread(target=simulate, daemon=True)
+        thread.start()
+        _follow(emit_file, thread, on_emit)
+    if "error" in outcome:
+        raise SimError(f"{sim} simulation failed ({outcome['error']!r}); log: {log}\n"
                        + _failure_lines(log)) from None
     from cocotb_tools.check_results import get_results
-    total, failed = get_results(xml)
+    total, failed = get_results(outcome["xml"])
     if total == 0 or failed:
         raise SimError(f"{sim}: {failed} of {total} cocotb tests failed; log: {log}\n"
                        + _failure_lines(log))
@@ -177,3 +204,47 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=
         raise SimError(f"{sim}: the testbench measured {len(measured)} of {len(cases)} cases; "
                        f"log: {log}\n" + _failure_lines(log))
     return measured
+
+
+def _follow(path, thread, callback, poll=0.05):
+    """Call ``callback(id, cycle)`` for each ``id cycle`` line the testbench appends to
+    ``path`` until ``thread`` (the simulation) ends."""
+    done, pending = 0, ""
+    while True:
+        alive = thread.is_alive()
+        if path.exists():
+            with open(path) as f:
+                f.seek(done)
+                chunk = f.read()
+            done += len(chunk)
+            pending += chunk
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                token, cycle = line.split()
+                callback(int(token), int(cycle))
+        if not alive:
+            return
+        time.sleep(poll)
+
+
+def run_generate(cfg, sim, load, request, *, n_emit, on_beat_pair=None, waves=None, root=None):
+    """Load a tile (``load``: host beats that answer nothing, e.g. a decoder program's
+    :meth:`~tinylpu.decoder.DecoderProgram.load_stream`), then send ``request``, whose last
+    command is a GENERATE emitting ``n_emit`` ids, on the RTL.
+
+    Returns ``(response, seconds)``: the ``2 * n_emit + 2`` response beats (ids with their
+    stamps, status, cycles) and the wall time the tile ran. ``on_beat_pair(id, cycle)`` is
+    called for each id as the simulation emits it. The testbench checks that every id
+    arrived in the cycle its stamp names. ``waves``: a path to copy the run's FST to
+    (Icarus only).
+    """
+    n = 2 * n_emit + 2
+    case = {"name": "generate", "stream": list(load) + list(request), "expected": None,
+            "n_response": n, "cycles": None, "run_at": 2 * n_emit, "emissions": n_emit}
+    (m,) = run_streams(cfg, sim, [case], waves=bool(waves), root=root, name="generate",
+                       on_emit=on_beat_pair)
+    if waves:
+        waves = pathlib.Path(waves)
+        waves.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fst_path(cfg, sim, root), waves)
+    return m["response"], m["wall"]

@@ -1,0 +1,188 @@
+"""A hand-written token loop for the RTL tests: a toy decoder step (VOPs, a MATVEC, NEXT) run
+under GENERATE, as a host-stream case with the golden model's expected response.
+
+Per position (``V`` = 16 ids, ``D`` = lanes, weights in MATVEC layout):
+
+    pc 0  VOP   x = E[tok]                    embedding row (WROW, indexed by TOK) -> bank 0
+    pc 1  VOP   cache[pos] = E[tok] + 3       (ADD, immediate B; C indexed by POS) -> bank 0
+    pc 2  MATVEC logits = Wout x              (int32 results, y_bits = 32) -> bank 1 words 0..
+    pc 3  VOP   score[j] = sum_k cache[j][k]^2 >> 2, j <= pos    (SQUARE, S = pos + 1)
+    pc 4  VOP   ARGMAX over the logits        -> next_token (and bank 0)
+    pc 5  VOP   SiLU (table) of each logit    (element-wise, MULSHR)
+    pc 6  NEXT  0
+    pc 7  HALT
+
+No WAIT is needed: each read comes after the write it depends on has landed, and no two
+writes hit one activation bank in one cycle (the golden model checks both).
+"""
+
+import numpy as np
+
+from tinylpu import host, isa
+from tinylpu.golden import GoldenError
+
+V = 16
+
+
+def _program(cfg):
+    R, L = cfg.rows, cfg.lanes
+    D = L
+    B, G, I, S = isa.BMode, isa.GFunc, isa.Index, isa.Space
+    cache = 4 * L                                 # element address of cache row 0
+    out = 3 * L * 8                               # SiLU outputs
+    return [
+        isa.vop(g=G.PASS, s=D, n=1, a=dict(space=S.WROW, base=0, index=I.TOK, istride=1, js=1),
+                c=dict(bank=0, base=0, js=1), sat=16),
+        isa.vop(g=G.ADD, s=D, n=1, a=dict(space=S.WROW, base=0, index=I.TOK, istride=1, js=1),
+                b=dict(mode=B.IMM, base=3), c=dict(bank=0, base=cache, index=I.POS,
+                                                    istride=D, js=1), sat=16),
+        isa.matvec(w_base=V // R, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=V // R,
+                   n_chunks=1, q_mult=1, q_shift=6, y_bits=32),
+        isa.vop(g=G.MUL, s_pos=True, n=D, a=dict(bank=0, base=cache, js=D, ks=1),
+                b=dict(mode=B.SQUARE), c=dict(bank=1, base=2 * L * 2, js=1), shift=2, sat=24),
+        isa.vop(g=G.PASS, red=isa.Reduce.ARGMAX, s=1, n=V, a=dict(bank=1, base=0, ks=1),
+                c=dict(bank=0, base=L), sat=16),
+        isa.vop(g=G.SILU, s=V, n=1, a=dict(bank=1, base=0, js=1), c=dict(bank=0, base=out, js=1),
+                mult=3, shift=1, sat=16),
+        isa.next_(0),
+        isa.halt(),
+    ]
+
+
+def token_loop_case(golden, name, rng, *, n_prompt, steps):
+    """The case (see :func:`tinylpu.rtlsim.run_streams`) of the toy decoder under GENERATE
+    with random weights, table and prompt; after the run the activation banks and the token
+    memory are read back. ``golden`` keeps its memory state. Also in the case: ``load`` (the
+    stream up to the GENERATE) and ``request`` (the GENERATE), for
+    :func:`tinylpu.rtlsim.run_generate`."""
+    cfg = golden.cfg
+    R, L = cfg.rows, cfg.lanes
+    assert V % R == 0 and cfg.act_banks >= 2 and cfg.adepth >= 32 and cfg.wdepth >= 2 * V // R
+    # positions 0 .. n_prompt + steps - 2: cache rows in words 4 .. (below the SiLU outputs)
+    assert n_prompt + steps <= cfg.tdepth and 4 + n_prompt + steps - 1 <= 3 * 8
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    E, Wout = rng.integers(lo, hi, (V, L)), rng.integers(lo, hi, (V, L))
+    weights = np.concatenate([E.reshape(V // R, R, L), Wout.reshape(V // R, R, L)])
+    program = _program(cfg)
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(R):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, weights[:, r])
+    stream += host.write_cmd(cfg, host.TARGET_TABLE, 0,
+                             rng.integers(-(1 << 15), 1 << 15, (isa.TABLE_DEPTH, 1)))
+    stream += host.write_cmd(cfg, host.TARGET_TOKENS, 0,
+                             rng.integers(0, V, (n_prompt, 1)))
+    load = list(stream)
+    stream += host.generate_cmd(n_prompt, steps)
+    for a in range(cfg.act_banks):
+        stream += host.read_cmd(cfg, host.TARGET_ABANK + a, 0, cfg.adepth)
+    stream += host.read_cmd(cfg, host.TARGET_TOKENS, 0, n_prompt + steps)
+    expected = golden.host(stream)
+    return {"name": name, "stream": stream, "expected": expected,
+            "cycles": golden.last_run.cycles, "run_at": golden.last_run_at,
+            "emissions": len(golden.emitted),
+            "load": load, "request": host.generate_cmd(n_prompt, steps)}
+
+
+def _random_vop(cfg, rng):
+    """A random VOP over small shapes: any G, reduction and output function, any index
+    register, ACT or WROW operands, every B mode."""
+    L = cfg.lanes
+    elems = cfg.adepth * L
+    pick = lambda *xs: xs[int(rng.integers(len(xs)))]
+    red = pick(*isa.Reduce)
+    out = isa.OutFunc.MULSHR if red == isa.Reduce.ARGMAX else pick(isa.OutFunc.MULSHR,
+                                                                      isa.OutFunc.MULSHR,
+                                                                      isa.OutFunc.RSQRT,
+                                                                      isa.OutFunc.RECIP)
+    scalar = out != isa.OutFunc.MULSHR
+    s_pos = not scalar and rng.random() < 0.25
+    n_pos = rng.random() < 0.25
+    a_bank = int(rng.integers(cfg.act_banks))
+    stride = lambda: int(pick(0, 1, 1, 2, 3, L, L + 1))
+    index = lambda: pick(isa.Index.NONE, isa.Index.NONE, isa.Index.POS, isa.Index.TOK)
+    if rng.random() < 0.2:
+        a = dict(space=isa.Space.WROW, base=int(rng.integers(cfg.wdepth)), index=index(),
+                 istride=int(rng.integers(0, 3)), js=stride(), ks=stride())
+    else:
+        a = dict(bank=a_bank, base=int(rng.integers(elems)), index=index(),
+                 istride=stride(), js=stride(), ks=stride())
+    # B from memory needs a second bank (one read port per bank)
+    mode = pick(*isa.BMode) if cfg.act_banks > 1 else pick(isa.BMode.IMM, isa.BMode.SQUARE)
+    b = dict(mode=mode)
+    if mode in (isa.BMode.MEM, isa.BMode.SCALE):
+        b.update(bank=(a_bank + 1) % cfg.act_banks, base=int(rng.integers(elems)),
+                 index=index(), istride=stride(), js=stride(), ks=stride())
+    elif mode == isa.BMode.IMM:
+        b.update(base=int(rng.integers(1 << 16)))
+    c = dict(bank=int(rng.integers(cfg.act_banks)), base=int(rng.integers(elems)),
+             index=index(), istride=stride(), js=int(pick(1, 1, 2, L)))
+    return isa.vop(g=pick(*isa.GFunc), red=red, out=out, s=1 if scalar else int(rng.integers(1, 4)),
+                   n=int(rng.integers(1, 5)), s_pos=s_pos, n_pos=n_pos, a=a, b=b, c=c,
+                   mult=int(rng.integers(-(1 << 15), 1 << 15)), shift=int(rng.integers(-8, 40)),
+                   sat=int(rng.integers(1, 64)), init=int(rng.integers(-(1 << 23), 1 << 23)))
+
+
+def random_token_program_case(golden, name, rng, tries=200):
+    """A random token-loop program under GENERATE: VOPs (with WAITs that mostly, not always,
+    cover their latency), MATVECs (racing ones too: the RAW flag), then NEXT 0 and HALT,
+    over random weights, activations (full 32-bit lanes), table and prompt. Programs the
+    golden model refuses (a schedule error) or that use one port twice in a cycle (the data
+    of the losing user is undefined) are drawn again. Everything is read back."""
+    cfg = golden.cfg
+    L = cfg.lanes
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    for _ in range(tries):
+        body = []
+        for _ in range(int(rng.integers(1, 6))):
+            if rng.random() < 0.65:
+                vop = _random_vop(cfg, rng)
+                body.append(vop)
+                lat = isa.vop_latency(vop["args"]["vop"])
+                body.append(isa.wait(int(rng.integers(1, lat + 4)) if rng.random() < 0.2
+                                     else lat + int(rng.integers(1, 4))))
+            else:
+                body.append(isa.matvec(
+                    w_base=int(rng.integers(cfg.wdepth)), x_bank=int(rng.integers(4)),
+                    x_addr=int(rng.integers(cfg.adepth)), y_bank=int(rng.integers(4)),
+                    y_addr=int(rng.integers(cfg.adepth)), n_blocks=int(rng.integers(1, 4)),
+                    n_chunks=int(rng.integers(1, 3)),
+                    q_mult=int(rng.integers(-(1 << 15), 1 << 15)),
+                    q_shift=int(rng.integers(0, 24)),
+                    y_bits=int(rng.choice([cfg.data_bits, 16, 24, 32]))))
+                if rng.random() < 0.7:
+                    body.append(isa.wait(int(rng.integers(1, 8))))
+        program = body + [isa.next_(0), isa.halt()]
+        if len(program) > cfg.pdepth:
+            continue
+        n_prompt, steps = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+        for r in range(cfg.rows):
+            stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0,
+                                     rng.integers(lo, hi, (cfg.wdepth, L)))
+        for a in range(cfg.act_banks):
+            words = rng.integers(-(1 << 31), 1 << 31, (cfg.adepth, L))
+            small = rng.random((cfg.adepth, L)) < 0.7          # mostly int16-sized values
+            words[small] = rng.integers(-(1 << 15), 1 << 15, int(small.sum()))
+            stream += host.write_cmd(cfg, host.TARGET_ABANK + a, 0, words)
+        stream += host.write_cmd(cfg, host.TARGET_TABLE, 0,
+                                 rng.integers(-(1 << 15), 1 << 15, (isa.TABLE_DEPTH, 1)))
+        stream += host.write_cmd(cfg, host.TARGET_TOKENS, 0,
+                                 rng.integers(0, 4 * cfg.wdepth, (cfg.tdepth, 1)))
+        stream += host.generate_cmd(n_prompt, steps)
+        for a in range(cfg.act_banks):
+            stream += host.read_cmd(cfg, host.TARGET_ABANK + a, 0, cfg.adepth)
+        stream += host.read_cmd(cfg, host.TARGET_TOKENS, 0, cfg.tdepth)
+        saved = (golden.amem.copy(), golden.wmem.copy(), golden.tmem.copy(),
+                 golden.table.copy(), list(golden.pmem), golden.next_token)
+        try:
+            expected = golden.host(stream)
+        except GoldenError:
+            expected = None
+        if expected is None or expected[golden.last_run_at] & host.STATUS_PORT_CONFLICT:
+            (golden.amem, golden.wmem, golden.tmem, golden.table, golden.pmem,
+             golden.next_token) = saved
+            continue
+        return {"name": name, "stream": stream, "expected": expected,
+                "cycles": golden.last_run.cycles, "run_at": golden.last_run_at,
+                "emissions": len(golden.emitted)}
+    raise RuntimeError(f"no valid random token program in {tries} tries")
