@@ -81,7 +81,11 @@ def cmd_waves(args):
 
 def cmd_bench(args):
     from tinylpu.sim.bench import run_bench
-    run_bench(sims=args.sims, out_dir=args.output)
+    from tinylpu.sim.decode_bench import run_decode_bench
+    if args.part in ("all", "gemv"):
+        run_bench(sims=args.sims, out_dir=args.output)
+    if args.part in ("all", "decode"):
+        run_decode_bench(out_dir=args.output, positions=args.positions)
     return 0
 
 
@@ -223,9 +227,13 @@ def build_parser():
                                 "save file")
     p.add_argument("-o", "--output", type=pathlib.Path,
                    help="directory for tinylpu.fst and tinylpu.gtkw (default build/<config>/waves)")
-    p = add("bench", cmd_bench, "GEMV cycles, MAC utilization and simulation speed table")
+    p = add("bench", cmd_bench, "GEMV and decode cycles, MAC utilization and simulation "
+                                "speed tables")
     p.add_argument("--sims", type=_sims, default=("icarus", "verilator"),
-                   help="comma-separated simulators (default icarus,verilator)")
+                   help="comma-separated simulators for the GEMV part (default icarus,verilator)")
+    p.add_argument("--part", choices=("all", "gemv", "decode"), default="all")
+    p.add_argument("--positions", type=_positive, default=256,
+                   help="decode positions measured on Verilator (default 256)")
     p.add_argument("-o", "--output", type=pathlib.Path, default=pathlib.Path("build/bench"))
     p = sub.add_parser("quality", help="integer decoder vs the float reference: teacher-forced "
                                         "top-1 agreement and free-running match",

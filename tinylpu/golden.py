@@ -9,6 +9,7 @@ status words leaving the RTL must equal the ones leaving this model, bit for bit
 
 __all__ = ["GoldenTile", "RunResult", "GoldenError"]
 
+import bisect
 import dataclasses
 import math
 
@@ -376,8 +377,8 @@ class _RunState:
                 raise GoldenError(f"two vector-unit writes land in cycle {cycle}: the unit "
                                   f"has one write port")
             self.vu_writes.add(cycle)
-        self.pending.append((cycle, unit, bank, word, lanes, values))
-        self.pending.sort(key=lambda p: p[0])
+        bisect.insort(self.pending, (cycle, unit, bank, word, lanes, values),
+                      key=lambda p: p[0])
         self.last_write = max(self.last_write, cycle)
 
     def push_next(self, cycle, token):
@@ -415,11 +416,20 @@ class _RunState:
                                   f"while a write to it is in flight (lands in cycle {p[0]})")
 
     def check_self_overlap(self, pc, bank, words, lanes, land, reads):
-        written = {}
-        for w, l, c in zip(words.tolist(), lanes.tolist(), land.tolist()):
-            written.setdefault((w, l), c)
+        """No read of an element after this same VOP's write to it has landed (vectorized)."""
+        keys = words.astype(np.int64) * 4096 + lanes
+        land = np.asarray(land)
+        order = np.lexsort((land, keys))
+        keys, land = keys[order], land[order]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        keys, land = keys[first], land[first]          # earliest landing per element
         for rw, rl, rc in reads:
-            for w, l, c in zip(rw.tolist(), rl.tolist(), rc.tolist()):
-                if (w, l) in written and c > written[(w, l)]:
-                    raise GoldenError(f"VOP at pc {pc} reads bank {bank} word {w} lane {l} in "
-                                      f"cycle {c}, after its own write landed")
+            rk = rw.astype(np.int64) * 4096 + rl
+            at = np.minimum(np.searchsorted(keys, rk), len(keys) - 1)
+            late = (keys[at] == rk) & (rc > land[at])
+            if late.any():
+                n = int(np.argmax(late))
+                raise GoldenError(f"VOP at pc {pc} reads bank {bank} word {int(rw[n])} lane "
+                                  f"{int(rl[n])} in cycle {int(rc[n])}, after its own write "
+                                  f"landed")

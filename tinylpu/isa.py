@@ -22,6 +22,8 @@ __all__ = [
     "SILU_TABLE", "EXP_SIZE",
 ]
 
+import functools
+
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
@@ -347,7 +349,13 @@ def encode(instr):
 
 
 def decode(word):
-    """Decode an integer into an instruction dict of the same shape :func:`encode` takes."""
+    """Decode an integer into an instruction dict of the same shape :func:`encode` takes.
+    Decoded words are cached: treat the dict as read-only."""
+    return _decode(int(word))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _decode(word):
     if not 0 <= word < (1 << INSTR_BITS):
         raise IsaError(f"instruction word must fit in {INSTR_BITS} bits, not {word:#x}")
     if word >> INSTR_LAYOUT.size:
