@@ -19,7 +19,7 @@ A command is a header of two words, then its payload:
   memory at 0..n_prompt-1; the program at pc 0 runs position 0, 1, ... and its NEXT
   instructions emit ``steps`` generated ids, each as two beats: the id and the cycle (from
   the start cycle, which is cycle 0) of the NEXT that emitted it. Then status and cycles as
-  for RUN.
+  for RUN. A GENERATE with n_prompt 0 or steps 0 does not run; it sets BAD_COMMAND.
 
 Commands are accepted only while the tile is idle: the input stream is not ready during a run,
 so the host never touches a bank port the schedule owns.
