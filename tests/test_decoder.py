@@ -126,6 +126,7 @@ def test_cli_generate_golden_with_ids(tmp_path, capsys):
     (["--steps", "40", "--positions", "16"], "needs 40 positions; the program has a KV cache of 16"),
     (["--config", "lanes=3"], "lanes must be a power of two"),
     (["--config", "wdepth=64"], "the config has 64"),
+    (["--waves", "x.fst"], "--waves needs --sim icarus"),
 ])
 def test_cli_generate_errors(tmp_path, capsys, argv, message):
     m, _ = _qmodel()

@@ -121,6 +121,9 @@ def cmd_generate(args):
     from .generate import generate, measured_steps, parse_prompt, prepare
     from .host import STATUS_DONE
     out = sys.stdout
+    if args.waves and args.sim != "icarus":
+        raise ConfigError(f"--waves needs --sim icarus (waveforms come from Icarus runs; "
+                          f"Verilator and the golden model write none), not --sim {args.sim}")
     t0 = time.perf_counter()
     config = args.config_text and Config.parse(args.config_text)
     prep = prepare(args.model, args.tokenizer, args.positions, config)
