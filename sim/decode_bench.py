@@ -17,7 +17,7 @@ MODELS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "models"
 
 
 def _prepare():
-    from tinylpu.generate import Prepared, prepare
+    from tinylpu.generate import prepare
     if (MODELS / "stories260K.bin").exists():
         return "stories260K", prepare(MODELS / "stories260K.bin", MODELS / "tok512.bin")
     from tinylpu.model import synthetic_model

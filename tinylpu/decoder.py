@@ -20,7 +20,6 @@ position 0 hold at every position. The per-position cycle count is therefore a c
 __all__ = ["DecoderProgram", "compile_decoder", "config_for", "GenerateResult"]
 
 import dataclasses
-import math
 
 import numpy as np
 
@@ -341,7 +340,7 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                            f"not {positions}")
     if mc.head_size % 2:
         raise CompileError(f"RoPE needs an even head size, not {mc.head_size}")
-    P, L = positions, cfg.lanes
+    P = positions
     dim, kv, hid, hs = mc.dim, mc.kv_dim, mc.hidden_dim, mc.head_size
     fmt = qm.fmt
     lay = _Layout(cfg)

@@ -11,8 +11,6 @@ __all__ = ["Prepared", "prepare", "parse_prompt", "generate", "SIM_CHOICES"]
 import dataclasses
 import time
 
-import numpy as np
-
 from .compiler import CompileError
 from .decoder import compile_decoder, config_for
 from .intmodel import quantize

@@ -131,7 +131,6 @@ class GoldenTile:
         """Execute from ``start_pc`` until HALT. With ``steps`` (GENERATE), NEXT runs the
         token loop over positions ``0 .. n_prompt + steps - 2``."""
         cfg = self.cfg
-        R, L = cfg.rows, cfg.lanes
         generate = steps > 0
         n_end = n_prompt + steps - 1
         st = _RunState()
