@@ -8,7 +8,7 @@ a read of a word whose write is still in flight, or a port used twice in one cyc
 """
 
 __all__ = ["CompileError", "ScheduleError", "Schedule", "analyze", "Assembler", "Placement",
-           "Gemv", "compile_gemv", "compile_chain"]
+           "Gemv", "compile_gemv", "compile_chain", "weight_blocks"]
 
 import dataclasses
 
@@ -124,6 +124,17 @@ class Assembler:
 
     def words(self):
         return [isa.encode(instr) for instr in self.instrs]
+
+
+def weight_blocks(W, cfg):
+    """``W [out, in]`` in MATVEC layout: ``[rows, n_blocks * n_chunks, lanes]``, zero-padded;
+    word ``b*n_chunks + k`` of bank r is ``W[b*R + r, k*L : k*L + L]``."""
+    R, L = cfg.rows, cfg.lanes
+    out, inp = W.shape
+    nb, nc = -(-out // R), -(-inp // L)
+    padded = np.zeros((nb * R, nc * L), dtype=np.int64)
+    padded[:out, :inp] = W
+    return padded.reshape(nb, R, nc, L).transpose(1, 0, 2, 3).reshape(R, nb * nc, L)
 
 
 @dataclasses.dataclass
@@ -244,9 +255,7 @@ def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None, repeat=1)
         if w_base + nb * nc > cfg.wdepth:
             raise CompileError(f"weights need {w_base + nb * nc} words per weight bank, "
                                f"config has {cfg.wdepth} (wdepth)")
-        padded = np.zeros((nb * R, nc * L), dtype=np.int64)
-        padded[:out, :inp] = W
-        blocks = padded.reshape(nb, R, nc, L).transpose(1, 0, 2, 3).reshape(R, nb * nc, L)
+        blocks = weight_blocks(W, cfg)
         for r in range(R):
             bank_words[r].append(blocks[r])
         x_bank, x_addr = slots[i % 2]

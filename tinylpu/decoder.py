@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from . import host, isa
-from .compiler import CompileError
+from .compiler import CompileError, weight_blocks
 from .config import Config, ELEM_ADDR_BITS
 from .intmodel import EXP_SIZE, PROB_FRAC, ROPE_FRAC, UNIT_FRAC
 
@@ -50,7 +50,6 @@ class _Layout:
         self.bufs = {}
         self.init = {}                    # name -> int array placed at the buffer
         self.wnext = 0
-        self.weights = np.zeros((cfg.rows, 0, cfg.lanes), dtype=np.int64)
         self.wblocks = []                 # (word, array [R, words, L])
         self.wmats = {}                   # id(matrix) -> (w_base, n_blocks, n_chunks)
 
@@ -70,27 +69,19 @@ class _Layout:
         if key in self.wmats:
             return self.wmats[key]
         cfg = self.cfg
-        R, L = cfg.rows, cfg.lanes
         out, inp = w.shape
-        nb, nc = -(-out // R), -(-inp // L)
-        pad = np.zeros((nb * R, nc * L), dtype=np.int64)
-        pad[:out, :inp] = w
-        # word w_base + b*nc + k of bank r: row b*R + r, elements k*L .. k*L + L-1
-        block = pad.reshape(nb, R, nc, L).transpose(1, 0, 2, 3).reshape(R, nb * nc, L)
+        nb, nc = -(-out // cfg.rows), -(-inp // cfg.lanes)
+        block = weight_blocks(w, cfg)
         self.wblocks.append((self.wnext, block))
         self.wmats[key] = (self.wnext, nb, nc)
         self.wnext += nb * nc
         return self.wmats[key]
-
-    def act_words(self, bank):
-        return self.next[bank]
 
 
 @dataclasses.dataclass
 class _Issued:
     end: int                 # issue slot free (at position 0)
     lat: int                 # last write lands at end - 1 + lat
-    first: int               # first write lands at or after issue + first
     writes: list             # (bank, lo, hi) element regions
     wbanks: set
 
@@ -153,7 +144,7 @@ class _Asm:
         lat = isa.vop_latency(a)
         ports = {c[0], "vu"}         # the scalar unit is covered: its result uses the port
         self._wait_for(reads, writes, ports, lat)
-        self._emit(instr, _Issued(0, lat, lat, writes, ports))
+        self._emit(instr, _Issued(0, lat, writes, ports))
 
     def matvec(self, *, w, nb, nc, x, y):
         cfg = self.cfg
@@ -165,7 +156,7 @@ class _Asm:
         ywords = -(-nb * cfg.rows // L)
         writes = [(y.bank, y.base, y.base + ywords * L - 1)]
         self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE)
-        self._emit(instr, _Issued(0, isa.LAT_WRITE, isa.LAT_WRITE, writes, {y.bank}))
+        self._emit(instr, _Issued(0, isa.LAT_WRITE, writes, {y.bank}))
 
     def next_(self, target):
         # NEXT reads the argmax register; the loop head must also find nothing in flight
