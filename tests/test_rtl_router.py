@@ -49,6 +49,12 @@ class _Tile(Elaboratable):
         return m
 
 
+def _set(ctx, dut, **ports):
+    """Drive several of the router's ports in one step."""
+    for name, value in ports.items():
+        ctx.set(getattr(dut, name), value)
+
+
 def _run(dut, bench):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -76,18 +82,13 @@ def _bits(cfg, target):
 
 
 async def h_write(ctx, dut, target, addr, value):
-    ctx.set(dut.h_target, target)
-    ctx.set(dut.h_addr, addr)
-    ctx.set(dut.h_wdata, value)
-    ctx.set(dut.h_wen, 1)
+    _set(ctx, dut, h_target=target, h_addr=addr, h_wdata=value, h_wen=1)
     await ctx.tick()
     ctx.set(dut.h_wen, 0)
 
 
 async def h_read(ctx, dut, target, addr):
-    ctx.set(dut.h_target, target)
-    ctx.set(dut.h_addr, addr)
-    ctx.set(dut.h_ren, 1)
+    _set(ctx, dut, h_target=target, h_addr=addr, h_ren=1)
     await ctx.tick()
     ctx.set(dut.h_ren, 0)
     ctx.set(dut.h_target, 0xff)      # the data belongs to the target of the request cycle
@@ -145,9 +146,7 @@ def test_host_read_latency_and_invalid_target():
         await h_write(ctx, dut, W + 1, 3, 0x1122334455667788)
         await h_write(ctx, dut, A + 0, 3, 0x0102030405060708)
         # request in cycle n: data in n+1, not in n
-        ctx.set(dut.h_target, W + 1)
-        ctx.set(dut.h_addr, 3)
-        ctx.set(dut.h_ren, 1)
+        _set(ctx, dut, h_target=W + 1, h_addr=3, h_ren=1)
         seen["request cycle"] = ctx.get(dut.h_rdata)
         await ctx.tick()
         ctx.set(dut.h_ren, 0)
@@ -210,18 +209,13 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
         ctx.set(dut.tm_ren, 1)
         for unit, w, xa_bank, xa, b_bank, b, i, tm in reads:     # back to back
             mv = unit == "mv"
-            ctx.set(dut.w_en, int(mv))
-            ctx.set(dut.x_en, int(mv))
-            ctx.set(dut.vw_en, int(not mv and w is not None))
-            ctx.set(dut.a_en, int(not mv))
-            ctx.set(dut.b_en, int(not mv and b_bank != xa_bank))
+            _set(ctx, dut,
+                 w_en=int(mv), x_en=int(mv), vw_en=int(not mv and w is not None),
+                 a_en=int(not mv), b_en=int(not mv and b_bank != xa_bank))
             ctx.set(dut.w_addr if mv else dut.vw_word, 0 if w is None else w)
             ctx.set(dut.x_bank if mv else dut.a_bank, xa_bank)
             ctx.set(dut.x_addr if mv else dut.a_word, xa)
-            ctx.set(dut.b_bank, b_bank or 0)
-            ctx.set(dut.b_word, b or 0)
-            ctx.set(dut.i_addr, i)
-            ctx.set(dut.tm_raddr, tm)
+            _set(ctx, dut, b_bank=b_bank or 0, b_word=b or 0, i_addr=i, tm_raddr=tm)
             assert ctx.get(dut.conflict) == 0 and ctx.get(dut.hazard) == 0
             await ctx.tick()
             entry = dict(i=ctx.get(dut.i_data), tm=ctx.get(dut.tm_rdata))
@@ -286,10 +280,7 @@ def test_y_write_touches_only_its_lane_group(cfg):
             for addr in (4, 5, 6):
                 await h_write(ctx, dut, A + a, addr, _pack(cfg, base[a]))
         for bank, word, g, values in writes:
-            ctx.set(dut.y_en, 1)
-            ctx.set(dut.y_bank, bank)
-            ctx.set(dut.y_word, word)
-            ctx.set(dut.y_group, g)
+            _set(ctx, dut, y_en=1, y_bank=bank, y_word=word, y_group=g)
             [ctx.set(dut.y_data[r], v) for r, v in enumerate(values)]
             ctx.set(dut.h_wen, 0)
             await ctx.tick()
@@ -329,11 +320,7 @@ def test_c_write_touches_only_its_lane(cfg):
         for (a, w), lanes in base.items():
             await h_write(ctx, dut, A + a, w, _pack(cfg, lanes))
         for bank, word, lane, value in writes:        # back to back
-            ctx.set(dut.c_en, 1)
-            ctx.set(dut.c_bank, bank)
-            ctx.set(dut.c_word, word)
-            ctx.set(dut.c_lane, lane)
-            ctx.set(dut.c_data, value)
+            _set(ctx, dut, c_en=1, c_bank=bank, c_word=word, c_lane=lane, c_data=value)
             await ctx.tick()
         ctx.set(dut.c_en, 0)
         for a, w in base:
@@ -355,27 +342,16 @@ def test_writes_land_at_end_of_cycle_and_reads_see_the_old_word():
         _clear_schedule(ctx, dut)
         await h_write(ctx, dut, A + 1, 2, _pack(cfg, range(8)))
         # same cycle: y write to bank 1 word 2, group 1, and x read of the same word
-        ctx.set(dut.y_en, 1)
-        ctx.set(dut.y_bank, 1)
-        ctx.set(dut.y_word, 2)
-        ctx.set(dut.y_group, 1)
+        _set(ctx, dut, y_en=1, y_bank=1, y_word=2, y_group=1)
         [ctx.set(dut.y_data[r], v) for r, v in enumerate([100, 101])]
-        ctx.set(dut.x_en, 1)
-        ctx.set(dut.x_bank, 1)
-        ctx.set(dut.x_addr, 2)
+        _set(ctx, dut, x_en=1, x_bank=1, x_addr=2)
         await ctx.tick()
         ctx.set(dut.y_en, 0)
         ctx.set(dut.x_en, 0)
         got.append(_unpack(cfg, ctx.get(dut.x_data)))
         # a c write of lane 7 and an a read of the same word
-        ctx.set(dut.c_en, 1)
-        ctx.set(dut.c_bank, 1)
-        ctx.set(dut.c_word, 2)
-        ctx.set(dut.c_lane, 7)
-        ctx.set(dut.c_data, 0xdeadbeef)
-        ctx.set(dut.a_en, 1)
-        ctx.set(dut.a_bank, 1)
-        ctx.set(dut.a_word, 2)
+        _set(ctx, dut,
+             c_en=1, c_bank=1, c_word=2, c_lane=7, c_data=0xdeadbeef, a_en=1, a_bank=1, a_word=2)
         await ctx.tick()
         ctx.set(dut.c_en, 0)
         got.append(_unpack(cfg, ctx.get(dut.a_data)))
@@ -397,11 +373,7 @@ def test_token_memory_sequencer_ports():
         _clear_schedule(ctx, dut)
         await h_write(ctx, dut, K, 5, 0x1111)
         # the sequencer writes 6 and reads 5 in one cycle, then reads 6 the cycle after
-        ctx.set(dut.tm_wen, 1)
-        ctx.set(dut.tm_waddr, 6)
-        ctx.set(dut.tm_wdata, 0xbeef)
-        ctx.set(dut.tm_ren, 1)
-        ctx.set(dut.tm_raddr, 5)
+        _set(ctx, dut, tm_wen=1, tm_waddr=6, tm_wdata=0xbeef, tm_ren=1, tm_raddr=5)
         await ctx.tick()
         ctx.set(dut.tm_wen, 0)
         got.append(ctx.get(dut.tm_rdata))

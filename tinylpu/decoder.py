@@ -181,6 +181,7 @@ class GenerateResult:
     stamps: list            # cycle of the NEXT that emitted each id
     status: int
     cycles: int
+    seconds: float = 0.0    # wall time of the request, where a run measured it
 
 
 @dataclasses.dataclass

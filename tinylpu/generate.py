@@ -73,17 +73,9 @@ def parse_prompt(text, tokenizer, vocab_size):
     return ids
 
 
-@dataclasses.dataclass
-class Run:
-    tokens: list
-    stamps: list
-    status: int
-    cycles: int
-    seconds: float            # wall time of the generation request (loading excluded)
-
-
 def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None):
-    """Run one GENERATE request; ``on_token(id, cycle)`` is called as ids arrive."""
+    """Run one GENERATE request; ``on_token(id, cycle)`` is called as ids arrive. Returns a
+    :class:`tinylpu.decoder.GenerateResult` with the request's wall time."""
     prog = prep.program
     request = prog.generate_stream(prompt, steps)
     if sim == "golden":
@@ -99,7 +91,7 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None):
         response, seconds = run_generate(prog.cfg, sim, prog.load_stream(), request,
                                          n_emit=steps, on_beat_pair=on_token, waves=waves)
     result = prog.parse(response, steps)
-    return Run(result.tokens, result.stamps, result.status, result.cycles, seconds)
+    return dataclasses.replace(result, seconds=seconds)
 
 
 def measured_steps(prog, n_prompt, stamps):
