@@ -223,12 +223,15 @@ class GoldenTile:
             return {isa.Index.NONE.value: 0, isa.Index.POS.value: pos,
                     isa.Index.TOK.value: tok}.get(op["index"], 0)
 
+        reads = []                                          # (bank, words, lanes)
+
         def act_read(op, bank, what):
             e = (op["base"] + index(op) * op["istride"] + j * op["js"] + k * op["ks"]) & emask
             e = np.broadcast_to(e, (S, N))
             word, lane = (e >> ll) % cfg.adepth, e & (L - 1)
             st.check_read_block(np.broadcast_to(cycles, (S, N)), bank, word, lane, what, pc)
-            return self.amem[bank][word, lane], (bank, word, lane)
+            reads.append((bank, word, lane))
+            return self.amem[bank][word, lane]
 
         A_op, B_op, C_op = a["a"], a["b"], a["c"]
         if A_op["space"] == isa.Space.WROW.value:
@@ -239,7 +242,7 @@ class GoldenTile:
             a_bank = None
         else:
             a_bank = A_op["bank"] % cfg.act_banks
-            A, _ = act_read(A_op, a_bank, "A")
+            A = act_read(A_op, a_bank, "A")
         mode = isa.BMode(B_op["mode"])
         exp = 0
         if mode == isa.BMode.IMM:
@@ -250,7 +253,7 @@ class GoldenTile:
             b_bank = B_op["bank"] % cfg.act_banks
             if a_bank == b_bank:
                 st.conflict = True
-            B, _ = act_read(B_op, b_bank, "B")
+            B = act_read(B_op, b_bank, "B")
             if mode == isa.BMode.SCALE:
                 exp = (B[:, -1] >> 16) & 63
                 B = B & 0xffff
@@ -297,36 +300,16 @@ class GoldenTile:
         land = t + np.arange(S) * N + N - 1 + lat
         words, lanes = (e >> ll) % cfg.adepth, e & (L - 1)
         # a write must not land before a later read of the same element by this VOP
-        if a_bank == c_bank or (mode in (isa.BMode.MEM, isa.BMode.SCALE)
-                                and B_op["bank"] % cfg.act_banks == c_bank):
-            st.check_self_overlap(pc, c_bank, words, lanes, land, self._reads_of(
-                a, A_op, B_op, a_bank, c_bank, pos, tok, S, N, cycles))
+        same = [(w.ravel(), ln.ravel(), np.broadcast_to(cycles, (S, N)).ravel())
+                for bank, w, ln in reads if bank == c_bank]
+        if same:
+            st.check_self_overlap(pc, c_bank, words, lanes, land, same)
         for jj in range(S):
             st.push(int(land[jj]), "vu", c_bank, int(words[jj]), np.array([lanes[jj]]),
                     np.array([wrap(Y[jj], ACT_BITS)]))
         if red == isa.Reduce.ARGMAX:
             st.push_next(int(land[-1]), int(Y[-1]))
 
-    def _reads_of(self, a, A_op, B_op, a_bank, c_bank, pos, tok, S, N, cycles):
-        """(word, lane, cycle) arrays of this VOP's reads of bank ``c_bank``."""
-        cfg = self.cfg
-        ll = cfg.lanes.bit_length() - 1
-        emask = (1 << ELEM_ADDR_BITS) - 1
-        j = np.arange(S, dtype=np.int64)[:, None]
-        k = np.arange(N, dtype=np.int64)[None, :]
-        idx = {0: 0, 1: pos, 2: tok}
-        out = []
-        for op, bank in ((A_op, a_bank), (B_op, B_op["bank"] % cfg.act_banks)):
-            if bank != c_bank or op is B_op and B_op["mode"] not in (0, 3):
-                continue
-            if op is A_op and A_op["space"] != isa.Space.ACT.value:
-                continue
-            e = (op["base"] + idx.get(op["index"], 0) * op["istride"] + j * op["js"]
-                 + k * op["ks"]) & emask
-            e = np.broadcast_to(e, (S, N)).ravel()
-            out.append(((e >> ll) % cfg.adepth, e & (cfg.lanes - 1),
-                        np.broadcast_to(cycles, (S, N)).ravel()))
-        return out
 
 
 def sat_bits(values, bits):
