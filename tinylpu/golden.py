@@ -11,13 +11,13 @@ __all__ = ["GoldenTile", "RunResult", "GoldenError"]
 
 import bisect
 import dataclasses
-import math
 
 import numpy as np
 
 from . import host, isa
 from .config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
-from .numerics import requantize, wrap
+from .intmodel import isqrt, norm_recip
+from .numerics import requantize, saturate, wrap
 
 
 class GoldenError(RuntimeError):
@@ -287,7 +287,7 @@ class GoldenTile:
             shift = np.clip(a["shift"] + exp, 0, 63)
             prod = Rv * np.int64(a["mult"])
             rnd = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-            Y = sat_bits((prod + rnd) >> shift, a["sat"] or 64)
+            Y = saturate((prod + rnd) >> shift, a["sat"] or 64)
         else:
             Y = np.array([_scale(int(v) & ((1 << isa.SCALAR_WIDTH) - 1),
                                  out == isa.OutFunc.RSQRT) for v in Rv], dtype=np.int64)
@@ -312,20 +312,15 @@ class GoldenTile:
 
 
 
-def sat_bits(values, bits):
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return np.clip(values, lo, hi)
-
-
 def _scale(v, sqrt_first):
     """The scalar unit: a packed scale ``exponent << 16 | mantissa`` of 1/v (or 1/isqrt(v));
     v = 0 gives mantissa 0x7fff, exponent 0 (the RTL's defined result)."""
     if sqrt_first:
-        v = math.isqrt(v)
+        v = isqrt(v)
     if v == 0:
         return 0x7fff
-    b = v.bit_length()
-    return (b << 16) | (((1 << (b + 14)) - 1) // v)
+    m, b = norm_recip(v)
+    return (b << 16) | m
 
 
 class _RunState:

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from .numerics import saturate
+
 EXP_STEP_BITS = 4      # softmax scores in units of 1/16 before the exp table
 EXP_FRAC = 14          # exp table values: Q14 (exp(0) = 16384)
 EXP_SIZE = 256         # exp(-255/16) * 2**14 < 0.5: the table covers every non-zero value
@@ -34,9 +36,8 @@ MULT_FRAC_MAX = 15     # requantization multipliers are int16 (|M| < 2**15)
 # The integer operations ----------------------------------------------------------------------
 
 def sat(values, bits=16):
-    """Clamp to the signed ``bits`` range."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return np.clip(values, lo, hi)
+    """Clamp to the signed ``bits`` range (int16 by default)."""
+    return saturate(values, bits)
 
 
 def mulshr(a, b, shift, bits=16):

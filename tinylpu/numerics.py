@@ -10,7 +10,7 @@ where ``saturate`` clamps to the signed ``data_bits`` range. In hardware the pro
 arithmetically, so no intermediate value is ever truncated.
 """
 
-__all__ = ["wrap", "requantize", "quantize_multiplier", "gemv_reference", "MULT_BITS",
+__all__ = ["wrap", "saturate", "requantize", "quantize_multiplier", "gemv_reference", "MULT_BITS",
            "SHIFT_MAX"]
 
 import math
@@ -28,14 +28,19 @@ def wrap(values, bits):
     return ((values + half) & ((half << 1) - 1)) - half
 
 
+def saturate(values, bits):
+    """Clamp integers to the signed ``bits``-bit range."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(values, lo, hi)
+
+
 def requantize(acc, mult, shift, bits=8):
     """Requantize int accumulators to signed ``bits``-bit integers (see module docstring)."""
     acc = np.asarray(acc, dtype=np.int64)
     prod = acc * np.int64(mult)
     if shift:
         prod = (prod + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return np.clip(prod, lo, hi)
+    return saturate(prod, bits)
 
 
 def quantize_multiplier(scale):
