@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import MatvecArgs
+from tinylpu.isa import Epi, Index, MatvecArgs
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
 
@@ -22,18 +22,22 @@ def token_layout(cfg):
         "mult": signed(MULT_BITS),
         "shift": range(SHIFT_MAX + 1),
         "y_bits": 6,                                # saturation width of the results
+        "m_rows": 1,                                # per-row multipliers ...
+        "m_addr": 16,                               # ... from this row-multiplier word
+        "epi": Epi,
     })
 
 
 class MatvecAgu(wiring.Component):
     """Walks a MATVEC: one read per cycle, chunk by chunk within row blocks.
 
-    In the cycle ``issue`` is high (with ``args``) it emits read 0 combinationally; it then
-    emits one read per cycle, ``busy`` high, until the read with ``final``. Read j
-    (block b = j // n_chunks, chunk k = j % n_chunks) drives ``w_addr = w_base + j``,
-    ``x_addr = x_addr + k`` on bank ``x_bank``, and ``token`` (first = k == 0,
-    last = k == n_chunks - 1, the y word and lane group of block b, and the requantization
-    ``mult``, ``shift`` and ``y_bits``).
+    In the cycle ``issue`` is high (with ``args`` and ``pos``) it emits read 0
+    combinationally; it then emits one read per cycle, ``busy`` high, until the read with
+    ``final``. Read j (block b = j // n_chunks, chunk k = j % n_chunks) drives
+    ``w_addr = w_base + j``, ``x_addr = x_addr + k`` on bank ``x_bank``, and ``token``
+    (first = k == 0, last = k == n_chunks - 1, the y word ``y_addr + (pos << y_shift) +
+    (b*R) // L`` (POS index) and lane group of block b, its row-multiplier word
+    ``m_base + b``, and the requantization ``mult``, ``shift``, ``y_bits``, ``epi``).
     """
 
     def __init__(self, cfg):
@@ -41,6 +45,7 @@ class MatvecAgu(wiring.Component):
         super().__init__({
             "issue": In(1),
             "args": In(MatvecArgs),
+            "pos": In(16),
             "busy": Out(1),              # a read is pending for this cycle from a prior issue
             "final": Out(1),             # this cycle's read is the instruction's last
             "w_addr": Out(16),
@@ -62,12 +67,14 @@ class MatvecAgu(wiring.Component):
 
         cur_chunk, cur_nc_m1, cur_blocks = Signal(12), Signal(12), Signal(16)
         a = self.args
+        y_pos = Mux(a.y_index == Index.POS, self.pos << a.y_shift, 0)
         with m.If(self.issue):
             m.d.comb += [
                 cur_chunk.eq(0), cur_nc_m1.eq(a.n_chunks - 1), cur_blocks.eq(a.n_blocks),
                 self.w_addr.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
-                tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr), tok.y_group.eq(0),
+                tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos), tok.y_group.eq(0),
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
+                tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
             ]
         with m.Else():
             m.d.comb += [
@@ -75,6 +82,7 @@ class MatvecAgu(wiring.Component):
                 self.w_addr.eq(w_addr), self.x_bank.eq(x_bank), self.x_addr.eq(x_base + chunk),
                 tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
+                tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
             ]
         m.d.comb += [
             tok.valid.eq(self.issue | self.busy),
@@ -87,6 +95,7 @@ class MatvecAgu(wiring.Component):
                 self.busy.eq(1), w_addr.eq(self.w_addr + 1), nc_m1.eq(cur_nc_m1),
                 x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
+                st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi),
             ]
             with m.If(self.issue):
                 m.d.sync += x_base.eq(a.x_addr)
@@ -96,10 +105,12 @@ class MatvecAgu(wiring.Component):
                     chunk.eq(0), blocks_left.eq(cur_blocks - 1),
                     st.y_group.eq(Mux(last_group, 0, tok.y_group + 1)),
                     st.y_word.eq(tok.y_word + last_group),
+                    st.m_addr.eq(tok.m_addr + 1),
                 ]
             with m.Else():
                 m.d.sync += [chunk.eq(cur_chunk + 1), blocks_left.eq(cur_blocks),
-                             st.y_group.eq(tok.y_group), st.y_word.eq(tok.y_word)]
+                             st.y_group.eq(tok.y_group), st.y_word.eq(tok.y_word),
+                             st.m_addr.eq(tok.m_addr)]
         with m.Else():
             m.d.sync += self.busy.eq(0)
         return m

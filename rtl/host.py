@@ -54,12 +54,14 @@ class HostInterface(wiring.Component):
         is_prog = valid & (t == proto.TARGET_PROG)
         is_act = valid & (t >= proto.TARGET_ABANK) & (t < proto.TARGET_ABANK + 4)
         is_one = valid & ((t == proto.TARGET_TABLE) | (t == proto.TARGET_TOKENS))
+        is_mm = valid & (t == proto.TARGET_MMEM)
         n_w = proto.beats(cfg, proto.TARGET_WBANK)
         n_a = proto.beats(cfg, proto.TARGET_ABANK)
         n_p = proto.beats(cfg, proto.TARGET_PROG)
+        n_m = proto.beats(cfg, proto.TARGET_MMEM)
         last_beat = Signal()
-        m.d.comb += last_beat.eq(beat == Mux(is_prog, n_p - 1, Mux(is_act, n_a - 1,
-                                                                  Mux(is_one, 0, n_w - 1))))
+        m.d.comb += last_beat.eq(beat == Mux(is_prog, n_p - 1, Mux(is_act, n_a - 1, Mux(
+            is_one, 0, Mux(is_mm, n_m - 1, n_w - 1)))))
         shifted_in = Cat(buf[32:], self.i.payload)
 
         with m.FSM():
@@ -110,6 +112,8 @@ class HostInterface(wiring.Component):
                             m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_a)))
                         with m.Elif(is_one):
                             m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - 1)))
+                        with m.Elif(is_mm):
+                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_m)))
                         with m.Else():
                             m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_w)))
                         m.d.comb += self.wen.eq(self.valid_target)

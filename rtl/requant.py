@@ -19,6 +19,8 @@ class Requantizer(wiring.Component):
     output as a 32-bit activation lane: the low 32 bits of the saturated value, i.e. its sign
     extension for ``y_bits <= 32`` (as :meth:`tinylpu.golden.GoldenTile._matvec` does).
 
+    Row r uses multiplier ``mult[r]``.
+
     Timing: ``acc``, ``mult``, ``shift`` and ``y_bits`` in cycle n; the product is registered
     at the end of n; ``y`` (combinational from that register) is valid in cycle n+1.
     """
@@ -27,7 +29,7 @@ class Requantizer(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "acc": In(signed(cfg.acc_bits)).array(cfg.rows),
-            "mult": In(signed(MULT_BITS)),
+            "mult": In(signed(MULT_BITS)).array(cfg.rows),
             "shift": In(range(SHIFT_MAX + 1)),
             "y_bits": In(Y_BITS_FIELD),
             "y": Out(signed(ACT_BITS)).array(cfg.rows),
@@ -53,7 +55,7 @@ class Requantizer(wiring.Component):
         m.d.comb += lo.eq(-hi - 1)
         for r in range(cfg.rows):
             prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
-            m.d.sync += prod.eq(self.acc[r] * self.mult)
+            m.d.sync += prod.eq(self.acc[r] * self.mult[r])
             rounded = Signal(signed(max(pbits, SHIFT_MAX) + 2), name=f"rounded{r}")
             m.d.comb += rounded.eq((prod + half) >> shift)
             # truncating the saturated value to the 32-bit lane wraps it, as the golden model

@@ -8,19 +8,22 @@ There is no arbitration. While the tile runs, the schedule owns the SRAM ports:
   the MATVEC ``x`` stream and the vector unit's ``a`` and ``b`` operand streams; the write
   port the requantizer's ``y`` stream (a lane group of R lanes) and the vector unit's ``c``
   results (one lane);
-- the instruction memory (read by the sequencer) and the token memory (read and written by
-  the sequencer's NEXT).
+- the instruction memory (read by the sequencer), the token memory (read and written by
+  the sequencer's NEXT) and the row-multiplier memory (read by the MATVEC pipeline, ``m``);
+- the MATVEC epilogue's read of a destination word (RESID, ``r``) on the activation banks'
+  read ports.
 
 While the tile is idle, the host interface owns them, and the host's table target is routed
 to the vector unit's table port (``t_*``). The checker flags, in the same cycle:
 
 - ``conflict``: a port asked for by two users in one cycle;
-- ``hazard``: an ``x`` read of a word whose ``y`` write is still in the MATVEC pipeline (it
-  would read the old value; the compiler inserts WAITs so this never happens).
+- ``hazard``: an ``x`` read of a word whose ``y`` write is still in the MATVEC pipeline, or
+  an ``r`` read of lanes another block's write in the pipeline still has to land in (it
+  reads the old value; the compiler inserts WAITs so this never happens).
 
-Two users of one port in one cycle get the port in a fixed order (read ports: ``x``, ``a``,
-``b``, host; write ports: ``y``, ``c``, host); the others are lost. The run's status reports
-the conflict.
+Two users of one port in one cycle get the port in a fixed order (read ports: ``x``, ``r``,
+``a``, ``b``, host; write ports: ``y``, ``c``, host); the others are lost. The run's status
+reports the conflict.
 """
 
 __all__ = ["Router"]
@@ -30,8 +33,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu.config import ACT_BITS
-from tinylpu.host import TARGET_ABANK, TARGET_PROG, TARGET_TABLE, TARGET_TOKENS, TARGET_WBANK
-from tinylpu.isa import INSTR_BITS, TABLE_DEPTH
+from tinylpu.host import (TARGET_ABANK, TARGET_MMEM, TARGET_PROG, TARGET_TABLE, TARGET_TOKENS,
+                          TARGET_WBANK)
+from tinylpu.isa import INSTR_BITS, LAT_RESID_READ, LAT_WRITE, TABLE_DEPTH
+from tinylpu.numerics import MULT_BITS
 
 from .agu import token_layout
 from .sram import Bank, addr_bits
@@ -65,7 +70,11 @@ class Router(wiring.Component):
             "x_en": In(1), "x_bank": In(2), "x_addr": In(16), "x_data": Out(cfg.act_word_bits),
             "y_en": In(1), "y_bank": In(2), "y_word": In(16), "y_group": In(8),
             "y_data": In(ACT_BITS).array(R),
-            "inflight": In(data.ArrayLayout(token_layout(cfg), 4)),
+            "inflight": In(data.ArrayLayout(token_layout(cfg), LAT_WRITE)),
+            # MATVEC: row multipliers, RESID's read of the destination word
+            "m_en": In(1), "m_addr": In(16), "m_data": Out(MULT_BITS * R),
+            "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_group": In(8),
+            "r_data": Out(cfg.act_word_bits),
             # vector unit: operand reads, weight reads, result writes, table port
             "a_en": In(1), "a_bank": In(2), "a_word": In(16), "a_data": Out(cfg.act_word_bits),
             "b_en": In(1), "b_bank": In(2), "b_word": In(16), "b_data": Out(cfg.act_word_bits),
@@ -96,12 +105,14 @@ class Router(wiring.Component):
                   for _ in range(cfg.act_banks)]
         imem = Bank(width=INSTR_BITS, depth=cfg.pdepth)
         tmem = Bank(width=TOKEN_BITS, depth=cfg.tdepth)
+        mmem = Bank(width=MULT_BITS * R, depth=cfg.mdepth)
         for r, bank in enumerate(wbanks):
             m.submodules[f"wbank{r}"] = bank
         for a, bank in enumerate(abanks):
             m.submodules[f"abank{a}"] = bank
         m.submodules.imem = imem
         m.submodules.tmem = tmem
+        m.submodules.mmem = mmem
 
         bank_bits = (cfg.act_banks - 1).bit_length()
         aw = addr_bits(cfg.adepth)
@@ -109,7 +120,8 @@ class Router(wiring.Component):
         is_w = [t == TARGET_WBANK + r for r in range(R)]
         is_a = [t == TARGET_ABANK + a for a in range(cfg.act_banks)]
         is_i, is_t, is_tm = t == TARGET_PROG, t == TARGET_TABLE, t == TARGET_TOKENS
-        m.d.comb += self.h_valid_target.eq(Cat(*is_w, *is_a, is_i, is_t, is_tm).any())
+        is_m = t == TARGET_MMEM
+        m.d.comb += self.h_valid_target.eq(Cat(*is_w, *is_a, is_i, is_t, is_tm, is_m).any())
 
         conflicts = []
         # weight banks: read by MATVEC or the vector unit (all rows at once) or the host;
@@ -132,16 +144,16 @@ class Router(wiring.Component):
         c_mask = Cat(*[self.c_lane == l for l in range(L)])
         for a, bank in enumerate(abanks):
             here = lambda en, sel: en & (sel[:bank_bits] == a)
-            x_rd, a_rd, b_rd = (here(self.x_en, self.x_bank), here(self.a_en, self.a_bank),
-                                here(self.b_en, self.b_bank))
+            x_rd, r_rd, a_rd, b_rd = (here(self.x_en, self.x_bank), here(self.r_en, self.r_bank),
+                                      here(self.a_en, self.a_bank), here(self.b_en, self.b_bank))
             y_wr, c_wr = here(self.y_en, self.y_bank), here(self.c_en, self.c_bank)
             h_rd, h_wr = self.h_ren & is_a[a], self.h_wen & is_a[a]
-            conflicts += [_two_or_more([x_rd, a_rd, b_rd, h_rd]),
+            conflicts += [_two_or_more([x_rd, r_rd, a_rd, b_rd, h_rd]),
                           _two_or_more([y_wr, c_wr, h_wr])]
             m.d.comb += [
-                bank.ren.eq(x_rd | a_rd | b_rd | h_rd),
-                bank.raddr.eq(Mux(x_rd, self.x_addr, Mux(a_rd, self.a_word,
-                                                         Mux(b_rd, self.b_word, self.h_addr)))),
+                bank.ren.eq(x_rd | r_rd | a_rd | b_rd | h_rd),
+                bank.raddr.eq(Mux(x_rd, self.x_addr, Mux(r_rd, self.r_word, Mux(
+                    a_rd, self.a_word, Mux(b_rd, self.b_word, self.h_addr))))),
             ]
             with m.If(y_wr):
                 m.d.comb += [bank.waddr.eq(self.y_word), bank.wdata.eq(y_word),
@@ -154,6 +166,7 @@ class Router(wiring.Component):
                              bank.wen.eq(h_wr.replicate(L))]
         # read data of x, a, b: from the bank named in the request cycle
         for en, sel, out in ((self.x_en, self.x_bank, self.x_data),
+                             (self.r_en, self.r_bank, self.r_data),
                              (self.a_en, self.a_bank, self.a_data),
                              (self.b_en, self.b_bank, self.b_data)):
             if cfg.act_banks == 1:
@@ -184,6 +197,16 @@ class Router(wiring.Component):
             tmem.wdata.eq(Mux(self.tm_wen, self.tm_wdata, self.h_wdata[:TOKEN_BITS])),
             self.tm_rdata.eq(tmem.rdata),
         ]
+        # row-multiplier memory: read by the MATVEC pipeline or the host; written by the host
+        h_mrd = self.h_ren & is_m
+        conflicts.append(self.m_en & h_mrd)
+        m.d.comb += [
+            mmem.ren.eq(self.m_en | h_mrd),
+            mmem.raddr.eq(Mux(self.m_en, self.m_addr, self.h_addr)),
+            mmem.waddr.eq(self.h_addr), mmem.wdata.eq(self.h_wdata),
+            mmem.wen.eq(self.h_wen & is_m),
+            self.m_data.eq(mmem.rdata),
+        ]
         # the vector unit's table: the host's port
         m.d.comb += [
             self.t_wen.eq(self.h_wen & is_t), self.t_waddr.eq(self.h_addr),
@@ -207,12 +230,18 @@ class Router(wiring.Component):
                 m.d.comb += self.h_rdata.eq(self.t_rdata)
             with m.Case(TARGET_TOKENS):
                 m.d.comb += self.h_rdata.eq(tmem.rdata)
+            with m.Case(TARGET_MMEM):
+                m.d.comb += self.h_rdata.eq(mmem.rdata)
 
         m.d.comb += self.conflict.eq(Cat(*conflicts).any())
-        hits = []
-        for tok in self.inflight:
-            hits.append(tok.valid & tok.last
-                        & (tok.y_bank[:bank_bits] == self.x_bank[:bank_bits])
-                        & (tok.y_word[:aw] == self.x_addr[:aw]))
-        m.d.comb += self.hazard.eq(self.x_en & Cat(*hits).any())
+        def writes(tok, bank, word):
+            same_bank = tok.y_bank[:bank_bits] == bank[:bank_bits] if bank_bits else 1
+            return tok.valid & tok.last & same_bank & (tok.y_word[:aw] == word[:aw])
+
+        x_hits = [writes(tok, self.x_bank, self.x_addr) for tok in self.inflight]
+        # the r read comes from the token in stage LAT_RESID_READ; the others are in flight
+        r_hits = [writes(tok, self.r_bank, self.r_word) & (tok.y_group == self.r_group)
+                  for i, tok in enumerate(self.inflight) if i + 1 != LAT_RESID_READ]
+        m.d.comb += self.hazard.eq((self.x_en & Cat(*x_hits).any())
+                                   | (self.r_en & Cat(*r_hits).any()))
         return m

@@ -6,13 +6,14 @@ __all__ = ["Tile", "generate_verilog", "PIPELINE"]
 import pathlib
 
 from amaranth.back import verilog
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu import isa
 
 from .agu import MatvecAgu, token_layout
+from .epilogue import Epilogue
 from .host import HostInterface
 from .mac import MacArray
 from .requant import Requantizer
@@ -20,9 +21,11 @@ from .router import Router
 from .sequencer import Sequencer
 from .vu import VectorUnit
 
-# Stage registers of a MATVEC token after its read in cycle c (see tinylpu.isa.LAT_*).
-PIPELINE = ("s1: SRAM data (c+1)", "s2: products (c+2)", "s3: block result (c+3)",
-            "s4: requantized, written (c+4)")
+# Stage registers of a MATVEC token after its read in cycle c (see tinylpu.isa.MXM_STAGES).
+PIPELINE = ("s1: SRAM data (c+1)", "s2: products; row-multiplier read (c+2)",
+            "s3: block result into the requantizer (c+3)",
+            "s4: requantized; RESID reads the destination (c+4)",
+            "s5: epilogue, written (c+5)")
 assert len(PIPELINE) == isa.LAT_WRITE
 
 
@@ -52,6 +55,7 @@ class Tile(wiring.Component):
         m.submodules.mac = mac = MacArray(cfg)
         m.submodules.requant = rq = Requantizer(cfg)
         m.submodules.vu = vu = VectorUnit(cfg)
+        m.submodules.epi = epi = Epilogue(cfg)
         wiring.connect(m, wiring.flipped(self.host_in), hif.i)
         wiring.connect(m, hif.o, wiring.flipped(self.host_out))
 
@@ -71,7 +75,7 @@ class Tile(wiring.Component):
         m.d.comb += [
             rt.i_en.eq(seq.running | hif.start), rt.i_addr.eq(seq.imem_addr),
             seq.imem_data.eq(rt.i_data),
-            agu.issue.eq(seq.issue_matvec), agu.args.eq(seq.matvec),
+            agu.issue.eq(seq.issue_matvec), agu.args.eq(seq.matvec), agu.pos.eq(seq.pos),
             seq.agu_busy.eq(agu.busy), seq.agu_final.eq(agu.final),
         ]
         # sequencer <-> token memory
@@ -105,20 +109,34 @@ class Tile(wiring.Component):
         m.d.sync += stages[0].eq(t0)
         for prev, cur in zip(stages, stages[1:]):
             m.d.sync += cur.eq(prev)
-        s1, s2, s3, s4 = stages
-        # c+1: SRAM data into the MAC array; c+3: block result into the requantizer
+        s1, s2, s3, s4, s5 = stages
+        # c+1: SRAM data into the MAC array; c+2: a block's row multipliers are read;
+        # c+3: block result into the requantizer
         m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
         m.d.comb += [rq.acc[r].eq(mac.result[r]) for r in range(cfg.rows)]
-        m.d.comb += [rt.y_data[r].eq(rq.y[r]) for r in range(cfg.rows)]
         m.d.comb += [
             mac.x.eq(rt.x_data),
             mac.valid.eq(s1.valid), mac.first.eq(s1.first), mac.last.eq(s1.last),
-            rq.mult.eq(s3.mult), rq.shift.eq(s3.shift), rq.y_bits.eq(s3.y_bits),
+            rt.m_en.eq(s2.valid & s2.last & s2.m_rows), rt.m_addr.eq(s2.m_addr),
+            rq.shift.eq(s3.shift), rq.y_bits.eq(s3.y_bits),
         ]
-        # c+4: the requantized block goes to its activation bank
+        for r in range(cfg.rows):
+            row_mult = rt.m_data[16 * r:16 * (r + 1)].as_signed()
+            m.d.comb += rq.mult[r].eq(Mux(s3.m_rows, row_mult, s3.mult))
+        # c+4: the requantized block into the epilogue; RESID reads the destination word
+        resid4 = s4.valid & s4.last & (s4.epi == isa.Epi.RESID)
         m.d.comb += [
-            rt.y_en.eq(s4.valid & s4.last), rt.y_bank.eq(s4.y_bank), rt.y_word.eq(s4.y_word),
-            rt.y_group.eq(s4.y_group),
+            rt.r_en.eq(resid4), rt.r_bank.eq(s4.y_bank), rt.r_word.eq(s4.y_word),
+            rt.r_group.eq(s4.y_group),
+            epi.epi.eq(s4.epi), epi.y_bits.eq(s4.y_bits), epi.group.eq(s4.y_group),
+            epi.old_word.eq(rt.r_data),
+        ]
+        m.d.comb += [epi.y[r].eq(rq.y[r]) for r in range(cfg.rows)]
+        # c+5: the block's results go to their activation bank
+        m.d.comb += [rt.y_data[r].eq(epi.out[r]) for r in range(cfg.rows)]
+        m.d.comb += [
+            rt.y_en.eq(s5.valid & s5.last), rt.y_bank.eq(s5.y_bank), rt.y_word.eq(s5.y_word),
+            rt.y_group.eq(s5.y_group),
         ]
         for i, stage in enumerate(stages):
             m.d.comb += rt.inflight[i].eq(stage)

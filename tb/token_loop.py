@@ -19,6 +19,7 @@ writes hit one activation bank in one cycle (the golden model checks both).
 import numpy as np
 
 from tinylpu import host, isa
+from tinylpu.cases import random_matvec, restore, snapshot
 from tinylpu.golden import GoldenError
 
 V = 16
@@ -141,14 +142,7 @@ def random_token_program_case(golden, name, rng, tries=200):
                 body.append(isa.wait(int(rng.integers(1, lat + 4)) if rng.random() < 0.2
                                      else lat + int(rng.integers(1, 4))))
             else:
-                body.append(isa.matvec(
-                    w_base=int(rng.integers(cfg.wdepth)), x_bank=int(rng.integers(4)),
-                    x_addr=int(rng.integers(cfg.adepth)), y_bank=int(rng.integers(4)),
-                    y_addr=int(rng.integers(cfg.adepth)), n_blocks=int(rng.integers(1, 4)),
-                    n_chunks=int(rng.integers(1, 3)),
-                    q_mult=int(rng.integers(-(1 << 15), 1 << 15)),
-                    q_shift=int(rng.integers(0, 24)),
-                    y_bits=int(rng.choice([cfg.data_bits, 16, 24, 32]))))
+                body.append(random_matvec(cfg, rng, cfg.adepth))
                 if rng.random() < 0.7:
                     body.append(isa.wait(int(rng.integers(1, 8))))
         program = body + [isa.next_(0), isa.halt()]
@@ -166,21 +160,21 @@ def random_token_program_case(golden, name, rng, tries=200):
             stream += host.write_cmd(cfg, host.TARGET_ABANK + a, 0, words)
         stream += host.write_cmd(cfg, host.TARGET_TABLE, 0,
                                  rng.integers(-(1 << 15), 1 << 15, (isa.TABLE_DEPTH, 1)))
+        stream += host.write_cmd(cfg, host.TARGET_MMEM, 0,
+                                 rng.integers(-(1 << 15), 1 << 15, (cfg.mdepth, cfg.rows)))
         stream += host.write_cmd(cfg, host.TARGET_TOKENS, 0,
                                  rng.integers(0, 4 * cfg.wdepth, (cfg.tdepth, 1)))
         stream += host.generate_cmd(n_prompt, steps)
         for a in range(cfg.act_banks):
             stream += host.read_cmd(cfg, host.TARGET_ABANK + a, 0, cfg.adepth)
         stream += host.read_cmd(cfg, host.TARGET_TOKENS, 0, cfg.tdepth)
-        saved = (golden.amem.copy(), golden.wmem.copy(), golden.tmem.copy(),
-                 golden.table.copy(), list(golden.pmem), golden.next_token)
+        saved = snapshot(golden)
         try:
             expected = golden.host(stream)
         except GoldenError:
             expected = None
         if expected is None or expected[golden.last_run_at] & host.STATUS_PORT_CONFLICT:
-            (golden.amem, golden.wmem, golden.tmem, golden.table, golden.pmem,
-             golden.next_token) = saved
+            restore(golden, saved)
             continue
         return {"name": name, "stream": stream, "expected": expected,
                 "cycles": golden.last_run.cycles, "run_at": golden.last_run_at,

@@ -13,7 +13,7 @@ def test_defaults_are_valid_and_documented():
     cfg = Config()
     assert dataclasses.asdict(cfg) == dict(lanes=16, rows=4, wdepth=1024, act_banks=2,
                                            adepth=256, pdepth=64, data_bits=8, acc_bits=32,
-                                           tdepth=512)
+                                           tdepth=512, mdepth=256)
     assert cfg == DEFAULT
     assert cfg.macs == 64
     assert cfg.word_bits == 128
@@ -67,6 +67,8 @@ def test_config_error_is_a_value_error():
     (dict(tdepth=500), "tdepth must be a power of two, not 500"),
     (dict(tdepth=1), "tdepth must be in [2, 65536], not 1"),
     (dict(tdepth=131072), "tdepth must be in [2, 65536], not 131072"),
+    (dict(mdepth=96), "mdepth must be a power of two, not 96"),
+    (dict(mdepth=1), "mdepth must be in [2, 65536], not 1"),
     (dict(lanes=64, rows=4, adepth=8192),
      f"adepth * lanes (8192 * 64) must be at most 2**{ELEM_ADDR_BITS}"),
     (dict(data_bits=1), "data_bits must be in [2, 8], not 1"),
@@ -128,7 +130,7 @@ def test_parse_errors(text, message):
 def test_parse_error_lists_the_valid_names():
     with pytest.raises(ConfigError) as info:
         Config.parse("foo=1")
-    assert ("acc_bits, act_banks, adepth, data_bits, lanes, pdepth, rows, tdepth, wdepth"
+    assert ("acc_bits, act_banks, adepth, data_bits, lanes, mdepth, pdepth, rows, tdepth, wdepth"
             in str(info.value))
 
 
@@ -139,6 +141,7 @@ def test_ident_values():
     assert Config(data_bits=6, acc_bits=24).ident == "l16r4-w1024-a2x256-p64-d6c24"
     assert Config(acc_bits=40).ident == "l16r4-w1024-a2x256-p64-d8c40"
     assert Config(tdepth=64).ident == "l16r4-w1024-a2x256-p64-t64"
+    assert Config(mdepth=1024).ident == "l16r4-w1024-a2x256-p64-m1024"
     assert Config(data_bits=6, acc_bits=24, tdepth=1024).ident == \
         "l16r4-w1024-a2x256-p64-d6c24-t1024"
 

@@ -56,7 +56,7 @@ def test_golden_gemv_matches_numpy(problem):
     assert g.result(response).tolist() == expected
     assert response[0] == host.STATUS_DONE
     # cycles: the golden model, the compiler's prediction and the closed form agree
-    assert response[1] == tile.last_run.cycles == g.schedule.cycles == nb * nc + 5
+    assert response[1] == tile.last_run.cycles == g.schedule.cycles == nb * nc + isa.DRAIN
     assert tile.last_run.hazards == []
     assert tile.last_run.instructions == 2
 
@@ -99,13 +99,50 @@ def _race_tile(program):
     return tile, response[:2], host.unpack_words(cfg, host.TARGET_ABANK, response[2:])
 
 
+def test_row_multipliers_position_index_and_residual_add():
+    # acc_r = 16 (r + 1) (weights r + 1, x ones); multipliers [1, -2, 3, 4] from MMEM word 3,
+    # shift 1: y = 8 (r + 1) M_r = [8, -32, 72, 128]. NEXT under RUN advances pos to 1, so
+    # y goes to word 2 + (1 << 1) = 4 of bank 1, added to its old lanes, saturating to int16.
+    cfg = DEFAULT
+    program = [isa.next_(0),
+               _mv(m_base=3, q_shift=1, y_bits=16, y_addr=2, y_index=isa.Index.POS, y_shift=1,
+                   epi=isa.Epi.RESID), isa.halt()]
+    old = np.zeros((1, 16), dtype=int)
+    old[0, :4] = [32767, -5, 0, -32768]
+    old[0, 4] = 99                                   # not a lane of the block: untouched
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, np.full((1, 16), r + 1))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, np.ones((1, 16), dtype=int))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK + 1, 4, old)
+    stream += host.write_cmd(cfg, host.TARGET_MMEM, 3, [[1, -2, 3, 4]])
+    stream += host.run_cmd(0) + host.read_cmd(cfg, host.TARGET_ABANK + 1, 4, 1)
+    tile = GoldenTile(cfg)
+    response = tile.host(stream)
+    # NEXT (2 cycles) at 1, MATVEC at 3, its write lands at 3 + LAT_WRITE
+    assert response[:2] == [host.STATUS_DONE, 3 + isa.DRAIN]
+    got = host.unpack_words(cfg, host.TARGET_ABANK, response[2:])[0]
+    assert got[:5].tolist() == [32767, -37, 72, -32640, 99]
+
+
+def test_residual_read_port_conflict():
+    # RESID reads its destination bank LAT_RESID_READ cycles after a block's last read: with
+    # x in the same bank, that read meets the next block's x read
+    program = [_mv(n_blocks=2, n_chunks=4, y_bank=0, y_addr=8, epi=isa.Epi.RESID), isa.halt()]
+    tile, (status, _), _ = _race_tile(program)
+    assert status == host.STATUS_DONE | host.STATUS_PORT_CONFLICT
+    program[0] = _mv(n_blocks=2, n_chunks=4, y_bank=1, y_addr=8, epi=isa.Epi.RESID)
+    assert _race_tile(program)[1][0] == host.STATUS_DONE
+
+
 def test_raw_race_is_flagged():
-    # the second MATVEC reads bank 1 word 0 in cycle 2; the first writes it at the end of 5
+    # the second MATVEC reads bank 1 word 0 in cycle 2; the first writes it at the end of
+    # 1 + LAT_WRITE
     program = [_mv(), _mv(w_base=1, x_bank=1, y_bank=0, y_addr=4, q_shift=2), isa.halt()]
     tile, (status, cycles), (y1, y2) = _race_tile(program)
     assert status == host.STATUS_DONE | host.STATUS_RAW_HAZARD
     assert tile.last_run.hazards == [(2, 1, 0)]
-    assert cycles == 7
+    assert cycles == 2 + isa.DRAIN
     assert y1.tolist() == [16, 32, 48, 64] + [0] * 12
     assert y2.tolist() == [0] * 16          # it read the stale zeros
     with pytest.raises(ScheduleError, match="races its write in flight"):
@@ -113,18 +150,20 @@ def test_raw_race_is_flagged():
 
 
 def test_raw_race_with_wait_is_clean():
-    program = [_mv(), isa.wait(4), _mv(w_base=1, x_bank=1, y_bank=0, y_addr=4, q_shift=2),
+    lat = isa.LAT_WRITE
+    program = [_mv(), isa.wait(lat), _mv(w_base=1, x_bank=1, y_bank=0, y_addr=4, q_shift=2),
                isa.halt()]
     tile, (status, cycles), (y1, y2) = _race_tile(program)
     assert status == host.STATUS_DONE
     assert tile.last_run.hazards == []
-    assert cycles == 11 == analyze([isa.encode(i) for i in program], DEFAULT).cycles
+    assert cycles == 2 + lat + isa.DRAIN == analyze([isa.encode(i) for i in program],
+                                                    DEFAULT).cycles
     assert y2.tolist() == [40] * 4 + [0] * 12       # (16+32+48+64) / 4
     # one cycle less is still a race
-    program[1] = isa.wait(3)
+    program[1] = isa.wait(lat - 1)
     tile, (status, _), _ = _race_tile(program)
     assert status == host.STATUS_DONE | host.STATUS_RAW_HAZARD
-    assert tile.last_run.hazards == [(5, 1, 0)]
+    assert tile.last_run.hazards == [(1 + lat, 1, 0)]
 
 
 def test_same_work_through_compile_chain_has_no_hazard():
@@ -134,11 +173,12 @@ def test_same_work_through_compile_chain_has_no_hazard():
     g = compile_chain([W1, W2], x, DEFAULT, mults=[1, 1], shifts=[0, 2])
     assert [isa.decode(w)["op"] for w in g.program] == \
         [isa.Opcode.MATVEC, isa.Opcode.WAIT, isa.Opcode.MATVEC, isa.Opcode.HALT]
-    assert isa.decode(g.program[1])["args"]["wait"]["cycles"] == 4
+    assert isa.decode(g.program[1])["args"]["wait"]["cycles"] == isa.LAT_WRITE
     tile = GoldenTile(DEFAULT)
     response = tile.host(g.host_stream())
-    assert response[:2] == [host.STATUS_DONE, 11]
-    assert g.schedule.cycles == 11
+    cycles = 2 + isa.LAT_WRITE + isa.DRAIN
+    assert response[:2] == [host.STATUS_DONE, cycles]
+    assert g.schedule.cycles == cycles
     assert tile.last_run.hazards == []
     assert g.result(response).tolist() == [40, 40, 40, 40]
 
@@ -149,8 +189,8 @@ def test_loop_program_timing_matches_analyze():
     tile = GoldenTile(DEFAULT)
     tile.write(host.TARGET_PROG, 0, words)
     run = tile.run(0)
-    # LOOP@1, (WAIT 2 + MATVEC 4) x 3 -> HALT@20, last write lands at 19 + 4 = 23
-    assert run.cycles == 24 == analyze(words, DEFAULT).cycles
+    # LOOP@1, (WAIT 2 + MATVEC 4) x 3 -> HALT@20, last write lands at 19 + LAT_WRITE
+    assert run.cycles == 20 + isa.LAT_WRITE == analyze(words, DEFAULT).cycles
     assert run.instructions == 1 + 3 * 2 + 1
     assert run.status == host.STATUS_DONE
     assert run.hazards == []
@@ -283,7 +323,7 @@ def _matvec_tile(weights, x_word, y_bits, y_fill=-7):
     program = [_mv(y_bits=y_bits), isa.halt()]
     tile.write(host.TARGET_PROG, 0, [isa.encode(i) for i in program])
     run = tile.run(0)
-    assert run.status == host.STATUS_DONE and run.cycles == 1 + 5
+    assert run.status == host.STATUS_DONE and run.cycles == 1 + isa.DRAIN
     return tile.read(host.TARGET_ABANK + 1, 0, 1)[0].tolist()
 
 

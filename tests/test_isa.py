@@ -11,7 +11,9 @@ from tinylpu import isa
 from tinylpu.isa import IsaError, Opcode
 
 MATVEC_LAYOUT = data.Layout.cast(isa.MatvecArgs)
-MATVEC_FIELDS = [name for name, _ in MATVEC_LAYOUT]
+# the integer fields isa.matvec takes as they are (m_base, y_index and epi are mapped)
+MATVEC_FIELDS = [name for name, _ in MATVEC_LAYOUT
+                 if name not in ("m_rows", "m_base", "y_index", "epi")]
 
 
 def _field_range(name):
@@ -26,32 +28,37 @@ def _field_range(name):
 
 def _matvec_fields(**overrides):
     fields = dict(w_base=0, x_bank=0, x_addr=0, y_bank=0, y_addr=0, n_blocks=1, n_chunks=1,
-                  q_mult=1, q_shift=0, y_bits=8)
+                  q_mult=1, q_shift=0, y_bits=8, y_shift=0)
     fields.update(overrides)
     return fields
 
 
 matvec_args = st.fixed_dictionaries(
     {name: st.integers(*_field_range(name)) for name in MATVEC_FIELDS})
+matvec_options = st.fixed_dictionaries(
+    {"m_base": st.none() | st.integers(0, 0xffff),
+     "y_index": st.sampled_from([isa.Index.NONE, isa.Index.POS]),
+     "epi": st.sampled_from(list(isa.Epi))})
 
 
 def test_layout_widths_and_ranges():
     widths = {name: Shape.cast(field.shape).width for name, field in MATVEC_LAYOUT}
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
-                          n_chunks=12, q_mult=16, q_shift=6, y_bits=6)
+                          n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
+                          y_index=2, y_shift=4, epi=2)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 108
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 133
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs)]}
-    assert sizes == dict(matvec=108, wait=16, loop=24, vop=259, next=16)
+    assert sizes == dict(matvec=133, wait=16, loop=24, vop=259, next=16)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
-    assert isa.LAT_WRITE == 4
-    assert isa.DRAIN == 5
+    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 5
+    assert isa.DRAIN == 6
 
 
 def test_encodings_by_hand():
@@ -64,6 +71,10 @@ def test_encodings_by_hand():
     expected = (3 | 1 << 4 | 3 << 20 | 2 << 22 | 1 << 38 | 5 << 40 | 7 << 56 | 4095 << 72
                 | 0x8000 << 84 | 63 << 100 | 32 << 106)
     assert isa.encode(isa.matvec(**fields)) == expected
+    # the S1 fields follow: m_rows, m_base, y_index, y_shift, epi
+    assert isa.encode(isa.matvec(**fields, m_base=0x1234, y_index=isa.Index.POS, y_shift=3,
+                                 epi=isa.Epi.RESID)) == \
+        expected | 1 << 112 | 0x1234 << 113 | 1 << 129 | 3 << 131 | 1 << 135
     assert isa.encode(isa.matvec(**_matvec_fields(q_mult=-1))) == \
         3 | 1 << 56 | 1 << 72 | 0xffff << 84 | 8 << 106
     # y_bits defaults to 8 (int8 results)
@@ -73,12 +84,15 @@ def test_encodings_by_hand():
 
 
 @settings(max_examples=200, deadline=None)
-@given(matvec_args)
-def test_matvec_round_trip(fields):
-    instr = isa.matvec(**fields)
-    assert instr == {"op": Opcode.MATVEC, "args": {"matvec": fields}}
+@given(matvec_args, matvec_options)
+def test_matvec_round_trip(fields, options):
+    instr = isa.matvec(**fields, **options)
+    expected = dict(fields, m_rows=int(options["m_base"] is not None),
+                    m_base=options["m_base"] or 0, y_index=options["y_index"].value,
+                    epi=options["epi"].value)
+    assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
-    assert 0 <= word < 1 << 112
+    assert 0 <= word < 1 << 137
     assert word & 0xf == 3
     assert isa.decode(word) == instr
     assert isa.encode(isa.decode(word)) == word

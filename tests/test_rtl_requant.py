@@ -17,18 +17,18 @@ CFG = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16)
 
 
 def _simulate(cfg, cases, y_bits=None):
-    """Apply one (acc[rows], mult, shift) per cycle back to back; return y of every cycle,
-    from the first input cycle to one cycle after the last. ``y_bits``: one per case (default
-    ``cfg.data_bits``)."""
+    """Apply one (acc[rows], mult, shift) per cycle back to back (``mult`` one for all rows or
+    one per row); return y of every cycle, from the first input cycle to one cycle after the
+    last. ``y_bits``: one per case (default ``cfg.data_bits``)."""
     dut = Requantizer(cfg)
     ys = []
     y_bits = y_bits or [cfg.data_bits] * len(cases)
 
     async def bench(ctx):
         for (acc, mult, shift), yb in zip(cases, y_bits):
-            for r, a in enumerate(acc):
+            for r, (a, mr) in enumerate(zip(acc, np.broadcast_to(mult, len(acc)))):
                 ctx.set(dut.acc[r], int(a))
-            ctx.set(dut.mult, int(mult))
+                ctx.set(dut.mult[r], int(mr))
             ctx.set(dut.shift, int(shift))
             ctx.set(dut.y_bits, yb)
             ys.append([int(ctx.get(v)) for v in dut.y])
@@ -36,7 +36,7 @@ def _simulate(cfg, cases, y_bits=None):
         # inputs change after the edge: y must not (it is registered)
         for r in range(cfg.rows):
             ctx.set(dut.acc[r], 0)
-        ctx.set(dut.mult, 0)
+            ctx.set(dut.mult[r], 0)
         ctx.set(dut.shift, 0)
         ctx.set(dut.y_bits, 3)
         ys.append([int(ctx.get(v)) for v in dut.y])
@@ -50,7 +50,7 @@ def _simulate(cfg, cases, y_bits=None):
 
 def _expected(cfg, cases, y_bits=None):
     y_bits = y_bits or [cfg.data_bits] * len(cases)
-    return [[int(v) for v in wrap(requantize(acc, mult, shift, yb or 64), 32)]
+    return [[int(v) for v in wrap(requantize(acc, np.asarray(mult), shift, yb or 64), 32)]
             for (acc, mult, shift), yb in zip(cases, y_bits)]
 
 
@@ -64,7 +64,9 @@ def _random_cases(rng, cfg, n):
             acc = rng.integers(-amax, amax, cfg.rows)
         else:
             acc = rng.integers(-5000, 5000, cfg.rows)
-        mult = int(rng.integers(-mmax, mmax))
+        # one multiplier for all rows, or one per row (MATVEC's row-multiplier words)
+        mult = (int(rng.integers(-mmax, mmax)) if i % 4 else
+                rng.integers(-mmax, mmax, cfg.rows))
         shift = int(rng.integers(0, SHIFT_MAX + 1)) if i % 3 else int(rng.integers(8, 40))
         cases.append((acc, mult, shift))
     return cases

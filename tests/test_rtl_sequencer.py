@@ -81,7 +81,8 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
             args = vop = None
             if ctx.get(dut.issue_matvec):
                 view = ctx.get(dut.matvec)
-                args = {name: int(getattr(view, name)) for name in MV_FIELDS}
+                args = {name: int(getattr(getattr(view, name), "value", getattr(view, name)))
+                        for name in MV_FIELDS}
                 d = args["n_blocks"] * args["n_chunks"]
                 busy_until, final_at = c + d - 1, c + d - 1
                 if d == 1:
@@ -198,7 +199,7 @@ def test_first_instruction_issues_the_cycle_after_start():
     assert [c for c, e in enumerate(trace) if e["matvec"]] == [4]
     # HALT issues the cycle after the final read (cycle 9); done once the last token drained
     assert [t for _, _, t, _ in order] == [4, 10]
-    assert done == 9 + PIPE_STAGES + 1 == 14
+    assert done == 9 + PIPE_STAGES + 1 == 15
     assert trace[14]["cycles"] == 11
 
 
@@ -252,7 +253,7 @@ def test_start_pc_and_wrap_around():
 
 def test_done_waits_for_pipe_empty():
     words = _image(CFG, [mv(1), isa.halt()])
-    # with the modelled pipe, done would be at 3 + 5 = 8; hold pipe_empty low until 20
+    # with the modelled pipe, done would be at 3 + 6 = 9; hold pipe_empty low until 20
     order, done, trace = _check_run(CFG, words, pipe_low_until=20)
     assert done == 20
     assert trace[20]["cycles"] == 18
@@ -260,15 +261,17 @@ def test_done_waits_for_pipe_empty():
 
 def test_restart_after_done():
     words = _image(CFG, [mv(1, 1, 2), isa.wait(3), isa.halt()])
-    first_done = 2 + 1 + 2 + 3 + 1          # HALT issues at 8, done at 9 (pipe drained)
+    # HALT issues at 8; done once the last token (read at 4) drained
+    first_done = max(2 + 1 + 2 + 3 + 1, 4 + isa.DRAIN)
     s2 = first_done + 3
     trace = _simulate(CFG, words, starts=(2, s2), n_cycles=s2 + 12)
     assert [c for c, e in enumerate(trace) if e["done"]] == [first_done, s2 + first_done - 2]
     assert [c for c, e in enumerate(trace) if e["matvec"]] == [3, s2 + 1]
-    assert trace[first_done]["cycles"] == 7
-    assert trace[s2 + 7]["cycles"] == 7
+    cycles = first_done - 2
+    assert trace[first_done]["cycles"] == cycles
+    assert trace[s2 + cycles]["cycles"] == cycles
     # between the runs the counter holds and running is low
-    assert all(trace[c]["cycles"] == 7 and not trace[c]["running"]
+    assert all(trace[c]["cycles"] == cycles and not trace[c]["running"]
                for c in range(first_done + 1, s2 + 1))
 
 

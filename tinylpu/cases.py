@@ -1,6 +1,7 @@
 """Test and benchmark cases: host streams with the golden model's expected responses."""
 
-__all__ = ["gemv_case", "compiled_case", "program_case", "random_program_case", "standard_cases"]
+__all__ = ["gemv_case", "compiled_case", "program_case", "random_program_case", "random_matvec",
+           "standard_cases", "snapshot", "restore"]
 
 import numpy as np
 
@@ -88,6 +89,17 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
     cases.append(program_case("raw race flagged", golden,
                               [mv(y_bank=0, y_addr=1), mv(x_addr=1, y_addr=9), isa.halt()],
                               loads, [(host.TARGET_ABANK + 1 % cfg.act_banks, 8, 2)]))
+    # row multipliers, then a residual add onto that result (y += W x, saturating to 16 bits)
+    mults = rng.integers(-(1 << 15), 1 << 15, (4, R))
+    other = 1 % cfg.act_banks
+    cases.append(program_case(
+        "row multipliers, residual add", golden,
+        [mv(y_bank=other, n_blocks=3, n_chunks=2, m_base=1, q_shift=4, y_bits=16),
+         isa.wait(isa.LAT_WRITE),
+         mv(w_base=1, y_bank=other, n_blocks=3, m_base=0, q_shift=2, y_bits=16,
+            epi=isa.Epi.RESID), isa.halt()],
+        loads + [(host.TARGET_MMEM, 0, mults)],
+        [(host.TARGET_ABANK + other, 8, 2)]))
     bad = host.header(0x7f, 0, 0, 0) + host.read_cmd(cfg, host.TARGET_PROG, 0, 2)
     bad += host.header(host.CMD_READ, 0x3f, 0, 1) + host.run_cmd(0)
     cases.append(_case("bad commands, program read-back", bad, golden, None))
@@ -101,34 +113,63 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
     return cases
 
 
-def random_program_case(name, golden, rng, n_instr=8):
-    """A random program over random memory contents: MATVECs at random addresses and banks
-    (overlapping, racing and wrapping ones included), WAITs and a LOOP, then HALT; after the
-    run every activation word is read back. Status flags and cycles come from the golden
-    model: the RTL must agree on all of it."""
+def snapshot(golden):
+    """The golden model's memories and registers, to undo a run with :func:`restore`."""
+    return (golden.amem.copy(), golden.wmem.copy(), golden.tmem.copy(), golden.table.copy(),
+            golden.mmem.copy(), list(golden.pmem), golden.next_token)
+
+
+def restore(golden, state):
+    (golden.amem, golden.wmem, golden.tmem, golden.table, golden.mmem, golden.pmem,
+     golden.next_token) = state
+
+
+def random_matvec(cfg, rng, depth):
+    """A MATVEC with random operands at random addresses and banks (overlapping, racing and
+    wrapping ones included): per-row or instruction multipliers, a plain or a residual
+    epilogue, y indexed by the position or not."""
+    resid = rng.random() < 0.3
+    return isa.matvec(
+        w_base=int(rng.integers(0, cfg.wdepth)), x_bank=int(rng.integers(0, 4)),
+        x_addr=int(rng.integers(0, depth)), y_bank=int(rng.integers(0, 4)),
+        y_addr=int(rng.integers(0, depth)), n_blocks=int(rng.integers(1, 4)),
+        n_chunks=int(rng.integers(1, 4)), q_mult=int(rng.integers(-(1 << 15), 1 << 15)),
+        q_shift=int(rng.integers(0, 20)),
+        y_bits=int(rng.choice([16, 16, 32]) if resid else rng.choice([cfg.data_bits, 16, 32])),
+        m_base=int(rng.integers(0, cfg.mdepth)) if rng.random() < 0.4 else None,
+        y_index=isa.Index.POS if rng.random() < 0.3 else isa.Index.NONE,
+        y_shift=int(rng.integers(0, 3)), epi=isa.Epi.RESID if resid else isa.Epi.NONE)
+
+
+def random_program_case(name, golden, rng, n_instr=8, tries=100):
+    """A random program over random memory contents: MATVECs (:func:`random_matvec`), WAITs
+    and a LOOP, then HALT; after the run every activation word is read back. Status flags and
+    cycles come from the golden model: the RTL must agree on all of it. Programs with a port
+    conflict (after which memory contents are undefined) are drawn again."""
     cfg = golden.cfg
     lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
     depth = min(cfg.adepth, 16)
-    body = []
-    for _ in range(n_instr):
-        kind = rng.choice(["mv", "mv", "mv", "wait"])
-        if kind == "wait":
-            body.append(isa.wait(int(rng.integers(1, 6))))
-        else:
-            body.append(isa.matvec(
-                w_base=int(rng.integers(0, cfg.wdepth)), x_bank=int(rng.integers(0, 4)),
-                x_addr=int(rng.integers(0, depth)), y_bank=int(rng.integers(0, 4)),
-                y_addr=int(rng.integers(0, depth)), n_blocks=int(rng.integers(1, 4)),
-                n_chunks=int(rng.integers(1, 4)), q_mult=int(rng.integers(-(1 << 15), 1 << 15)),
-                q_shift=int(rng.integers(0, 20)),
-                y_bits=int(rng.choice([cfg.data_bits, 16, 32]))))
-    start = int(rng.integers(0, len(body)))
-    span = int(rng.integers(1, len(body) - start + 1))
-    program = (body[:start] + [isa.loop(int(rng.integers(1, 4)), span)] + body[start:]
-               + [isa.halt()])
-    loads = [(host.TARGET_WBANK + r, 0, rng.integers(lo, hi, (cfg.wdepth, cfg.lanes)))
-             for r in range(cfg.rows)]
-    loads += [(host.TARGET_ABANK + a, 0, rng.integers(lo, hi, (depth, cfg.lanes)))
-              for a in range(cfg.act_banks)]
-    reads = [(host.TARGET_ABANK + a, 0, depth) for a in range(cfg.act_banks)]
-    return program_case(name, golden, program, loads, reads)
+    for _ in range(tries):
+        body = []
+        for _ in range(n_instr):
+            if rng.random() < 0.25:
+                body.append(isa.wait(int(rng.integers(1, 6))))
+            else:
+                body.append(random_matvec(cfg, rng, depth))
+        start = int(rng.integers(0, len(body)))
+        span = int(rng.integers(1, len(body) - start + 1))
+        program = (body[:start] + [isa.loop(int(rng.integers(1, 4)), span)] + body[start:]
+                   + [isa.halt()])
+        loads = [(host.TARGET_WBANK + r, 0, rng.integers(lo, hi, (cfg.wdepth, cfg.lanes)))
+                 for r in range(cfg.rows)]
+        loads += [(host.TARGET_ABANK + a, 0, rng.integers(lo, hi, (depth, cfg.lanes)))
+                  for a in range(cfg.act_banks)]
+        loads.append((host.TARGET_MMEM, 0, rng.integers(-(1 << 15), 1 << 15,
+                                                        (cfg.mdepth, cfg.rows))))
+        reads = [(host.TARGET_ABANK + a, 0, depth) for a in range(cfg.act_banks)]
+        state = snapshot(golden)
+        case = program_case(name, golden, program, loads, reads)
+        if not golden.last_run.status & host.STATUS_PORT_CONFLICT:
+            return case
+        restore(golden, state)
+    raise RuntimeError(f"no random program without a port conflict in {tries} tries")

@@ -3,11 +3,12 @@ becomes one tile program that runs the whole token loop on-chip.
 
 Placement. Weights go to the weight banks in MATVEC layout (the embedding is the classifier's
 matrix when they are shared, and its rows are read by the vector unit with ``Space.WROW``
-indexed by the token). Activation bank 0 and bank 1 hold the KV cache (K in bank 0, V in
-bank 1, ``positions`` rows each), the RoPE table, per-row requantization multipliers, RMSNorm
-gains and the working vectors. Each vector's bank is fixed so that no vector-unit instruction
-reads both operands from one bank (one read port per bank). The exp and SiLU tables go to the
-vector unit's table memory.
+indexed by the token). Each matrix's per-row requantization multipliers go to the
+row-multiplier memory, a word per row block. Activation bank 0 and bank 1 hold the KV cache
+(K in bank 0, V in bank 1, ``positions`` rows each), the RoPE table, RMSNorm gains and the
+working vectors. Each vector's bank is fixed so that no vector-unit instruction reads both
+operands from one bank, and the residual MATVECs (``x += W a``) read ``a`` and ``x`` from two
+banks (one read port per bank). The exp and SiLU tables go to the vector unit's table memory.
 
 Program. One pass over the layers per position (:func:`compile_decoder`), ending in ARGMAX and
 NEXT, which loops back to pc 0 while positions remain. Dependent instructions are kept apart
@@ -52,6 +53,8 @@ class _Layout:
         self.wnext = 0
         self.wblocks = []                 # (word, array [R, words, L])
         self.wmats = {}                   # id(matrix) -> (w_base, n_blocks, n_chunks)
+        self.mwords = []                  # row-multiplier words, each [R] int16
+        self.mbases = {}                  # id(multipliers) -> word of row block 0
 
     def alloc(self, name, bank, size, init=None):
         L = self.cfg.lanes
@@ -77,6 +80,18 @@ class _Layout:
         self.wnext += nb * nc
         return self.wmats[key]
 
+    def multipliers(self, mult):
+        """Place per-row multipliers (one int16 per matrix row) as row-multiplier words, R
+        rows a word (zero-padded); the same array is placed once. Returns the first word."""
+        key = id(mult)
+        if key not in self.mbases:
+            R = self.cfg.rows
+            words = np.zeros((-(-len(mult) // R), R), dtype=np.int64)
+            words.reshape(-1)[:len(mult)] = mult
+            self.mbases[key] = len(self.mwords)
+            self.mwords.extend(words)
+        return self.mbases[key]
+
 
 @dataclasses.dataclass
 class _Issued:
@@ -84,6 +99,8 @@ class _Issued:
     lat: int                 # last write lands at end - 1 + lat
     writes: list             # (bank, lo, hi) element regions
     wbanks: set
+    rbanks: set = dataclasses.field(default_factory=set)   # read ports used after the slot
+    rlat: int = 0            # ... until end - 1 + rlat
 
 
 class _Asm:
@@ -108,7 +125,7 @@ class _Asm:
             + ((N - 1) * op.get("ks", 0) if ks else 0)
         return (op["bank"], lo, hi)
 
-    def _wait_for(self, reads, writes, wbanks, first):
+    def _wait_for(self, reads, writes, wbanks, first, rbanks=()):
         need = self.t
         for inf in self.inflight:
             last = inf.end - 1 + inf.lat
@@ -117,6 +134,8 @@ class _Asm:
                 need = max(need, last + 1)
             if wbanks & inf.wbanks:         # banks' write ports, the vector unit's port
                 need = max(need, last + 1 - first)
+            if set(rbanks) & inf.rbanks:    # read ports still used after the other's slot
+                need = max(need, inf.end + inf.rlat)
         if need > self.t:
             self._emit(isa.wait(need - self.t))
 
@@ -126,7 +145,8 @@ class _Asm:
         if issued is not None:
             issued.end = self.t
             self.inflight.append(issued)
-        self.inflight = [i for i in self.inflight if i.end - 1 + i.lat >= self.t]
+        self.inflight = [i for i in self.inflight
+                         if max(i.end - 1 + i.lat, i.end - 1 + i.rlat) >= self.t]
 
     def vop(self, **kw):
         instr = isa.vop(**kw)
@@ -137,26 +157,39 @@ class _Asm:
             reads.append(self._region(a_op, Smax, Nmax))
         if isa.BMode(b_op.get("mode", MEM)) in (MEM, SCALE):
             reads.append(self._region(b_op, Smax, Nmax))
+        rbanks = {r[0] for r in reads}
         if kw.get("red") == isa.Reduce.ARGMAX:
             reads.append(("next",))
         c = self._region(kw["c"], Smax, 1, ks=False)
         writes = [c] + ([("next",)] if kw.get("red") == isa.Reduce.ARGMAX else [])
         lat = isa.vop_latency(a)
         ports = {c[0], "vu"}         # the scalar unit is covered: its result uses the port
-        self._wait_for(reads, writes, ports, lat)
+        self._wait_for(reads, writes, ports, lat, rbanks)
         self._emit(instr, _Issued(0, lat, writes, ports))
 
-    def matvec(self, *, w, nb, nc, x, y):
+    def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None, resid=False):
+        """MATVEC of the matrix at weight word ``w`` (``nb`` x ``nc``) on buffer ``x`` into
+        buffer ``y`` with per-row multipliers from word ``m_base``; ``pos_shift``: y is a
+        cache indexed by the position, ``2**pos_shift`` words a position; ``resid``: y +=."""
         cfg = self.cfg
         L = cfg.lanes
+        extra = {} if pos_shift is None else dict(y_index=POS, y_shift=pos_shift)
         instr = isa.matvec(w_base=w, x_bank=x.bank, x_addr=x.base // L, y_bank=y.bank,
-                           y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_mult=1, q_shift=0,
-                           y_bits=32)
+                           y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_shift=shift,
+                           y_bits=bits, m_base=m_base,
+                           epi=isa.Epi.RESID if resid else isa.Epi.NONE, **extra)
         reads = [(x.bank, x.base, x.base + nc * L - 1)]
-        ywords = -(-nb * cfg.rows // L)
+        ywords = -(-nb * cfg.rows // L) + (0 if pos_shift is None
+                                           else (self.P - 1) << pos_shift)
         writes = [(y.bank, y.base, y.base + ywords * L - 1)]
-        self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE)
-        self._emit(instr, _Issued(0, isa.LAT_WRITE, writes, {y.bank}))
+        if resid:
+            reads.append(writes[0])
+        rbanks = {x.bank} | ({y.bank} if resid else set())
+        self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE, rbanks)
+        issued = _Issued(0, isa.LAT_WRITE, writes, {y.bank})
+        if resid:
+            issued.rbanks, issued.rlat = {y.bank}, isa.LAT_RESID_READ
+        self._emit(instr, issued)
 
     def next_(self, target):
         # NEXT reads the argmax register; the loop head must also find nothing in flight
@@ -193,6 +226,7 @@ class DecoderProgram:
     program: list            # instruction words
     weights: list            # (word, array [R, words, L])
     act_init: list           # (bank, element base, int array)
+    mmem: np.ndarray         # row-multiplier words [words, R]
     table: np.ndarray        # TABLE_DEPTH int16
     bufs: dict               # name -> _Buf
     body_fixed: int          # cycles of one position: body_fixed + body_per_pos * (pos + 1)
@@ -250,6 +284,8 @@ class DecoderProgram:
             for i in range(0, len(words), 256):
                 beats += host.write_cmd(cfg, host.TARGET_ABANK + bank, base // L + i,
                                         words[i:i + 256])
+        for i in range(0, len(self.mmem), 256):
+            beats += host.write_cmd(cfg, host.TARGET_MMEM, i, self.mmem[i:i + 256])
         beats += host.write_cmd(cfg, host.TARGET_TABLE, 0, self.table)
         for i in range(0, len(self.program), 256):
             beats += host.write_cmd(cfg, host.TARGET_PROG, i, self.program[i:i + 256])
@@ -289,7 +325,8 @@ class DecoderProgram:
         cfg = self.cfg
         used = {"weight words (per bank)": (max((w + b.shape[1] for w, b in self.weights),
                                                 default=0), cfg.wdepth),
-                "program": (len(self.program), cfg.pdepth)}
+                "program": (len(self.program), cfg.pdepth),
+                "row-multiplier words": (len(self.mmem), cfg.mdepth)}
         for bank in range(2):
             hi = max((b.base + b.size for b in self.bufs.values() if b.bank == bank), default=0)
             used[f"activation bank {bank} words"] = (-(-hi // cfg.lanes), cfg.adepth)
@@ -302,11 +339,12 @@ def config_for(qm, positions=None, **overrides):
     base = Config(**overrides) if overrides else Config()
     big = dataclasses.replace(base, wdepth=65536, adepth=min(65536, (1 << ELEM_ADDR_BITS)
                                                              // base.lanes),
-                              pdepth=4096, tdepth=65536)
+                              pdepth=4096, tdepth=65536, mdepth=65536)
     prog = compile_decoder(qm, big, positions, check=False)
     need = {name: _pow2(used) for name, (used, _) in
             (("wdepth", prog.footprint()["weight words (per bank)"]),
-             ("pdepth", prog.footprint()["program"]))}
+             ("pdepth", prog.footprint()["program"]),
+             ("mdepth", prog.footprint()["row-multiplier words"]))}
     need["adepth"] = _pow2(max(prog.footprint()[f"activation bank {b} words"][0]
                                for b in range(2)))
     need["tdepth"] = _pow2(positions + 1)
@@ -339,10 +377,13 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     LN = mc.n_layers
 
     # ---- placement -------------------------------------------------------------------------
-    # bank 1 holds what the vector unit reads as A next to a bank-0 B operand; see the module
-    # docstring. Constants carry their initial values.
+    # Each vector's bank is fixed so that no vector-unit instruction reads A and B from one
+    # bank, and a residual MATVEC (y += W x) reads x and its destination y from two banks (one
+    # read port per bank). Constants carry their initial values.
+    kv_words = _pow2(-(-kv // cfg.lanes))            # V cache: words per position (MATVEC y)
+    v_stride = kv_words * cfg.lanes
     K = [lay.alloc(f"k{l}", 0, P * kv) for l in range(LN)]
-    Vc = [lay.alloc(f"v{l}", 1, P * kv) for l in range(LN)]
+    Vc = [lay.alloc(f"v{l}", 1, P * v_stride) for l in range(LN)]
     rope = np.zeros((P, hs // 2, 4), dtype=np.int64)
     rope[:, :, 0] = qm.rope_cos[:P]
     rope[:, :, 1] = -qm.rope_sin[:P]
@@ -350,31 +391,23 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     rope[:, :, 3] = qm.rope_cos[:P]
     rope_buf = lay.alloc("rope", 0, rope.size, rope)
     emb_mult = lay.alloc("emb_mult", 0, len(qm.emb_mult), qm.emb_mult)
-    mults, gains = [], []
-    for l, layer in enumerate(qm.layers):
-        mults.append({n: lay.alloc(f"m_{n}{l}", 0, len(getattr(layer, n).mult),
-                                   getattr(layer, n).mult)
-                      for n in ("wq", "wk", "wv", "wo", "w1", "w3", "w2")})
-        gains.append((lay.alloc(f"g_att{l}", 0, dim, layer.att_gain),
-                      lay.alloc(f"g_ffn{l}", 0, dim, layer.ffn_gain)))
+    gains = [(lay.alloc(f"g_att{l}", 0, dim, layer.att_gain),
+              lay.alloc(f"g_ffn{l}", 0, dim, layer.ffn_gain)) for l, layer in enumerate(qm.layers)]
     final_gain = lay.alloc("g_final", 0, dim, qm.final_gain)
-    cls_mult = lay.alloc("m_cls", 0, len(qm.cls.mult), qm.cls.mult)
-    width = max(dim, hid, mc.vocab_size)
     b0 = {n: lay.alloc(n, 0, size) for n, size in
-          (("scale", 1), ("tmp", max(dim, hid)), ("mx", 1), ("ps", 1), ("p", P), ("h3", hid),
-           ("arg", 1))}
+          (("x", dim), ("mx", 1), ("ps", 1), ("p", P), ("h3", hid), ("arg", 1))}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
-          (("x", dim), ("u", dim), ("xn", dim), ("acc", width), ("qt", dim), ("kt", kv),
-           ("q", dim), ("scores", P), ("e", P), ("att", dim), ("h1", hid), ("sg", hid),
-           ("g", hid), ("logits", mc.vocab_size))}
+          (("scale", 1), ("u", dim), ("xn", dim), ("qt", dim), ("kt", kv), ("q", dim),
+           ("scores", P), ("e", P), ("att", dim), ("h1", hid), ("sg", hid), ("g", hid),
+           ("logits", mc.vocab_size))}
     buf = {**b0, **b1}
 
     # weights: the classifier first, so a shared embedding is the same placement
     cls_w = lay.matrix(qm.cls.w)
     shared = qm.cls.w is qm.emb or np.array_equal(qm.cls.w, qm.emb)
     emb_w = cls_w if shared else lay.matrix(qm.emb)
-    wmat = [{n: lay.matrix(getattr(layer, n).w) for n in
-             ("wq", "wk", "wv", "wo", "w1", "w3", "w2")} for layer in qm.layers]
+    names = ("wq", "wk", "wv", "wo", "w1", "w3", "w2")
+    wmat = [{n: lay.matrix(getattr(layer, n).w) for n in names} for layer in qm.layers]
 
     # ---- program ---------------------------------------------------------------------------
     asm = _Asm(cfg, P, mc.vocab_size)
@@ -394,13 +427,11 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                                f"vector unit only shifts right")
         return s
 
-    def matvec(mat, x, y):
+    def matvec(qmat, mat, x, y, **kw):
+        """y = requant(W x) per row (MATVEC with row multipliers)."""
         w, nb, nc = mat
-        asm.matvec(w=w, nb=nb, nc=nc, x=x, y=y)
-
-    def requant(qmat, mult_buf, n, dst, **cdst):
-        asm.vop(s=n, a=act(buf["acc"], js=1), b=bop(mult_buf, js=1),
-                c=cdst.pop("c", None) or cop(dst, js=1), shift=qmat.shift, sat=qmat.bits)
+        asm.matvec(w=w, nb=nb, nc=nc, x=x, y=y, m_base=lay.multipliers(qmat.mult),
+                   shift=qmat.shift, bits=qmat.bits, **kw)
 
     def rmsnorm(gain_buf, gain_frac):
         if not -(1 << 23) <= qm.eps < 1 << 23:
@@ -429,14 +460,11 @@ def compile_decoder(qm, cfg, positions=None, check=True):
             shift=qm.emb_shift, sat=16)
     att_acc_frac = PROB_FRAC
     for l, layer in enumerate(qm.layers):
-        m, wm = mults[l], wmat[l]
+        wm = wmat[l]
         rmsnorm(gains[l][0], fmt.gain[l])
-        matvec(wm["wq"], buf["xn"], buf["acc"])
-        requant(layer.wq, m["wq"], dim, buf["qt"])
-        matvec(wm["wk"], buf["xn"], buf["acc"])
-        requant(layer.wk, m["wk"], kv, buf["kt"])
-        matvec(wm["wv"], buf["xn"], buf["acc"])
-        requant(layer.wv, m["wv"], kv, None, c=cop(Vc[l], index=POS, istride=kv, js=1))
+        matvec(layer.wq, wm["wq"], buf["xn"], buf["qt"])
+        matvec(layer.wk, wm["wk"], buf["xn"], buf["kt"])
+        matvec(layer.wv, wm["wv"], buf["xn"], Vc[l], pos_shift=kv_words.bit_length() - 1)
         rope_op(buf["qt"], mc.n_heads, buf["q"])
         rope_op(buf["kt"], mc.n_kv_heads, K[l], dst_index=POS, dst_stride=kv)
         for h in range(mc.n_heads):
@@ -453,28 +481,19 @@ def compile_decoder(qm, cfg, positions=None, check=True):
             asm.vop(s_pos=True, a=act(buf["e"], js=1), b=bop(buf["ps"], SCALE),
                     c=cop(buf["p"], js=1), shift=14 - PROB_FRAC, sat=16)
             asm.vop(s=hs, n_pos=True, a=act(buf["p"], ks=1),
-                    b=bop(Vc[l], off=kvh * hs, js=1, ks=kv), c=cop(buf["att"], h * hs, js=1),
-                    shift=att_acc_frac, sat=16)
-        matvec(wm["wo"], buf["att"], buf["acc"])
-        requant(layer.wo, m["wo"], dim, buf["tmp"])
-        asm.vop(s=dim, g=isa.GFunc.ADD, a=act(buf["x"], js=1), b=bop(buf["tmp"], js=1),
-                c=cop(buf["x"], js=1), sat=16)
+                    b=bop(Vc[l], off=kvh * hs, js=1, ks=v_stride),
+                    c=cop(buf["att"], h * hs, js=1), shift=att_acc_frac, sat=16)
+        matvec(layer.wo, wm["wo"], buf["att"], buf["x"], resid=True)
         rmsnorm(gains[l][1], fmt.gain[LN + l])
-        matvec(wm["w1"], buf["xn"], buf["acc"])
-        requant(layer.w1, m["w1"], hid, buf["h1"])
+        matvec(layer.w1, wm["w1"], buf["xn"], buf["h1"])
         asm.vop(s=hid, g=isa.GFunc.SILU, a=act(buf["h1"], js=1), c=cop(buf["sg"], js=1),
                 sat=16)
-        matvec(wm["w3"], buf["xn"], buf["acc"])
-        requant(layer.w3, m["w3"], hid, buf["h3"])
+        matvec(layer.w3, wm["w3"], buf["xn"], buf["h3"])
         asm.vop(s=hid, a=act(buf["sg"], js=1), b=bop(buf["h3"], js=1), c=cop(buf["g"], js=1),
                 shift=check_shift("SwiGLU product", fmt.h1 + fmt.h3 - fmt.g), sat=16)
-        matvec(wm["w2"], buf["g"], buf["acc"])
-        requant(layer.w2, m["w2"], dim, buf["tmp"])
-        asm.vop(s=dim, g=isa.GFunc.ADD, a=act(buf["x"], js=1), b=bop(buf["tmp"], js=1),
-                c=cop(buf["x"], js=1), sat=16)
+        matvec(layer.w2, wm["w2"], buf["g"], buf["x"], resid=True)
     rmsnorm(final_gain, fmt.gain[-1])
-    matvec(cls_w, buf["xn"], buf["acc"])
-    requant(qm.cls, cls_mult, mc.vocab_size, buf["logits"])
+    matvec(qm.cls, cls_w, buf["xn"], buf["logits"])
     asm.vop(n=mc.vocab_size, g=isa.GFunc.PASS, red=isa.Reduce.ARGMAX,
             a=act(buf["logits"], ks=1), c=cop(buf["arg"]), sat=32)
     asm.next_(0)
@@ -494,8 +513,10 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     table[isa.EXP_TABLE:isa.EXP_TABLE + EXP_SIZE] = qm.exp_table
     table[isa.SILU_TABLE:isa.SILU_TABLE + len(qm.silu_table)] = qm.silu_table
     act_init = [(lay.bufs[n].bank, lay.bufs[n].base, v) for n, v in lay.init.items()]
+    mmem = np.array(lay.mwords, dtype=np.int64).reshape(-1, cfg.rows)
     prog = DecoderProgram(cfg, qm, P, [isa.encode(i) for i in asm.instrs], lay.wblocks,
-                          act_init, table, lay.bufs, fixed, per_pos, macs_issued, macs_useful)
+                          act_init, mmem, table, lay.bufs, fixed, per_pos, macs_issued,
+                          macs_useful)
     if check:
         problems = [f"{name}: needs {used}, the config has {avail}"
                     for name, (used, avail) in prog.footprint().items() if used > avail]

@@ -2,9 +2,10 @@
 
 It is the executable specification. It keeps the tile's memories, executes the host
 protocol (:mod:`tinylpu.host`) and the ISA (:mod:`tinylpu.isa`) with the RTL's timing: a
-read issued in cycle c sees every write that landed at the end of a cycle before c, and the
-result of a row block is written ``LAT_WRITE`` cycles after its last read. Values and
-status words leaving the RTL must equal the ones leaving this model, bit for bit.
+read issued in cycle c sees every write that landed at the end of a cycle before c (and
+none that lands later, even if its instruction was executed first), and the result of a
+row block is written ``LAT_WRITE`` cycles after its last read. Values and status words
+leaving the RTL must equal the ones leaving this model, bit for bit.
 """
 
 __all__ = ["GoldenTile", "RunResult", "GoldenError"]
@@ -46,6 +47,7 @@ class GoldenTile:
         self.pmem = [0] * cfg.pdepth
         self.table = np.zeros(isa.TABLE_DEPTH, dtype=np.int64)
         self.tmem = np.zeros(cfg.tdepth, dtype=np.int64)
+        self.mmem = np.zeros((cfg.mdepth, cfg.rows), dtype=np.int64)
         self.next_token = 0
         self.bad_command = False
         self.emitted = []          # (id, cycle) of the last GENERATE
@@ -63,6 +65,8 @@ class GoldenTile:
             return self.table.reshape(-1, 1)
         if target == host.TARGET_TOKENS:
             return self.tmem.reshape(-1, 1)
+        if target == host.TARGET_MMEM:
+            return self.mmem
         raise host.HostError(f"target {target:#x} does not exist in config {cfg.ident}")
 
     def write(self, target, address, words):
@@ -174,7 +178,8 @@ class GoldenTile:
                         self.bad_command = False
                     return RunResult(max(t + 1, st.last_write + 1), status, st.hazards, issued)
                 if op == isa.Opcode.MATVEC:
-                    self._matvec(instr["args"]["matvec"], t, st)
+                    st.land_before(t, self)
+                    self._matvec(instr["args"]["matvec"], t, pos, st)
                 elif op == isa.Opcode.VOP:
                     tok = int(self.tmem[pos % cfg.tdepth])
                     self._vop(instr["args"]["vop"], t, pos, tok, st, pc)
@@ -185,26 +190,47 @@ class GoldenTile:
         except isa.IsaError as error:
             raise GoldenError(str(error)) from None
 
-    def _matvec(self, a, t, st):
+    def _matvec(self, a, t, pos, st):
+        """One MATVEC, event by event in cycle order: the x reads of each chunk, then for a
+        block's last chunk its write (in flight from that cycle on) and, with RESID, the
+        read of the old destination lanes ``LAT_RESID_READ`` cycles later."""
         cfg = self.cfg
         R, L = cfg.rows, cfg.lanes
         nb, nc = isa.matvec_dims(a)
-        bank = a["x_bank"] % cfg.act_banks
+        bank, y_bank = a["x_bank"] % cfg.act_banks, a["y_bank"] % cfg.act_banks
+        st.read_port(range(t, t + nb * nc), bank)
+        y_base = a["y_addr"] + (pos << a["y_shift"] if a["y_index"] == isa.Index.POS.value
+                                else 0)
+        resid = a["epi"] == isa.Epi.RESID.value
+        bits = a["y_bits"] or 64
+        olds = []                         # (cycle, block's write entry, y) awaiting RESID
         for b in range(nb):
             acc = np.zeros(R, dtype=np.int64)
             for k in range(nc):
                 c = t + b * nc + k
-                st.land_before(c, self)
-                word = (a["x_addr"] + k) % cfg.adepth
-                st.check_read(c, bank, word, None, "MATVEC")
-                x = _sext(self.amem[bank, word], X_BITS)
+                while olds and olds[0][0] <= c:
+                    self._resid(st, y_bank, *olds.pop(0), bits)
+                x = _sext(st.read(self, c, bank, (a["x_addr"] + k) % cfg.adepth), X_BITS)
                 w = self.wmem[:, (a["w_base"] + b * nc + k) % cfg.wdepth]
                 acc = wrap(acc + w @ x, cfg.acc_bits)
-            y = requantize(acc, a["q_mult"], a["q_shift"], a["y_bits"] or 64)
-            cycle = t + b * nc + nc - 1 + isa.LAT_WRITE
-            word = (a["y_addr"] + (b * R) // L) % cfg.adepth
-            st.push(cycle, "mac", a["y_bank"] % cfg.act_banks, word,
-                    (b * R) % L + np.arange(R), wrap(y, ACT_BITS))
+            mult = (self.mmem[(a["m_base"] + b) % cfg.mdepth] if a["m_rows"]
+                    else np.int64(a["q_mult"]))
+            y = requantize(acc, mult, a["q_shift"], bits)
+            last = t + b * nc + nc - 1
+            word = (y_base + (b * R) // L) % cfg.adepth
+            entry = st.push(last + isa.LAT_WRITE, "mac", y_bank, word, (b * R) % L + np.arange(R),
+                            None if resid else wrap(y, ACT_BITS), produced=last)
+            if resid:
+                olds.append((last + isa.LAT_RESID_READ, entry, y))
+        for old in olds:
+            self._resid(st, y_bank, *old, bits)
+
+    def _resid(self, st, bank, cycle, entry, y, bits):
+        """RESID: the destination lanes as of ``cycle`` plus y (as the 32-bit lane it would
+        be written as), saturated to ``bits``, become the write's values."""
+        st.delayed_read(cycle, bank)
+        old = st.read(self, cycle, bank, entry[3], entry[4], exclude=entry)
+        entry[5] = wrap(saturate(old + wrap(y, ACT_BITS), bits), ACT_BITS)
 
     def _vop(self, a, t, pos, tok, st, pc):
         """One VOP, vectorized: every read sees memory as of its own cycle, which the
@@ -242,6 +268,7 @@ class GoldenTile:
             a_bank = None
         else:
             a_bank = A_op["bank"] % cfg.act_banks
+            st.read_port(range(t, t + S * N), a_bank)
             A = act_read(A_op, a_bank, "A")
         mode = isa.BMode(B_op["mode"])
         exp = 0
@@ -253,6 +280,7 @@ class GoldenTile:
             b_bank = B_op["bank"] % cfg.act_banks
             if a_bank == b_bank:
                 st.conflict = True
+            st.read_port(range(t, t + S * N), b_bank)
             B = act_read(B_op, b_bank, "B")
             if mode == isa.BMode.SCALE:
                 exp = (B[:, -1] >> 16) & 63
@@ -324,12 +352,20 @@ def _scale(v, sqrt_first):
 
 
 class _RunState:
-    """Writes in flight and the schedule checks of one run."""
+    """Writes in flight and the schedule checks of one run.
+
+    A write is *pending* from when its instruction is executed until it lands; it is *in
+    flight* for a read in cycle r when it was produced (the read of its block's last chunk)
+    before r and lands in r or later: the read sees the old value.
+    """
 
     def __init__(self):
-        self.pending = []          # (cycle, unit, bank, word, lanes, values), by landing cycle
+        self.pending = []          # (cycle, unit, bank, word, lanes, values, produced)
+        self.by_word = {}          # (bank, word) -> its pending writes
         self.next_pending = []     # (cycle, token)
         self.write_banks = {}      # cycle -> banks written
+        self.delayed_reads = []    # (cycle, bank): reads outside an instruction's issue slot
+        self.slot_reads = []       # (cycles, bank): the read streams of the issue slot
         self.hazards = []
         self.conflict = False
         self.last_write = -1
@@ -344,7 +380,7 @@ class _RunState:
                               f"{self.scalar_done}")
         self.scalar_done = done
 
-    def push(self, cycle, unit, bank, word, lanes, values):
+    def push(self, cycle, unit, bank, word, lanes, values, produced=-1):
         banks = self.write_banks.setdefault(cycle, set())
         if bank in banks:
             self.conflict = True
@@ -354,9 +390,11 @@ class _RunState:
                 raise GoldenError(f"two vector-unit writes land in cycle {cycle}: the unit "
                                   f"has one write port")
             self.vu_writes.add(cycle)
-        bisect.insort(self.pending, (cycle, unit, bank, word, lanes, values),
-                      key=lambda p: p[0])
+        entry = [cycle, unit, bank, word, lanes, values, produced]
+        bisect.insort(self.pending, entry, key=lambda p: p[0])
+        self.by_word.setdefault((bank, word), []).append(entry)
         self.last_write = max(self.last_write, cycle)
+        return entry
 
     def push_next(self, cycle, token):
         self.next_pending.append((cycle, token))
@@ -367,21 +405,50 @@ class _RunState:
 
     def land_before(self, cycle, tile):
         while self.pending and self.pending[0][0] < cycle:
-            _, _, bank, word, lanes, values = self.pending.pop(0)
+            entry = self.pending.pop(0)
+            _, _, bank, word, lanes, values, _ = entry
             tile.amem[bank, word, lanes] = values
+            same = self.by_word[(bank, word)]
+            same.remove(entry)
+            if not same:
+                del self.by_word[(bank, word)]
         while self.next_pending and self.next_pending[0][0] < cycle:
             tile.next_token = self.next_pending.pop(0)[1]
 
-    def check_read(self, cycle, bank, word, lane, what):
-        """A MATVEC read: a MATVEC write in flight is the RTL-flagged hazard; a vector-unit
-        write in flight is a schedule error."""
-        for p in self.pending:
-            if p[2] == bank and p[3] == word:
-                if p[1] == "mac":
-                    self.hazards.append((cycle, bank, word))
-                    return
-                raise GoldenError(f"{what} read of bank {bank} word {word} in cycle {cycle} "
-                                  f"while a vector-unit write to it is in flight")
+    def read(self, tile, cycle, bank, word, lanes=None, exclude=None):
+        """A MATVEC-pipeline read of ``lanes`` (default: all) of a word in ``cycle``: the word
+        as of that cycle. A MATVEC write in flight to those lanes is the RTL-flagged hazard
+        (the old value is read); a vector-unit write in flight is a schedule error.
+        ``exclude``: the reader's own write (RESID reads the lanes it will write)."""
+        value = tile.amem[bank, word].copy()
+        for entry in self.by_word.get((bank, word), ()):
+            landing, unit, _, _, wl, values, produced = entry
+            if entry is exclude:
+                continue
+            if landing < cycle:
+                value[wl] = values
+            elif produced < cycle and (lanes is None or np.isin(wl, lanes).any()):
+                if unit == "vu":
+                    raise GoldenError(f"MATVEC read of bank {bank} word {word} in cycle "
+                                      f"{cycle} while a vector-unit write to it is in flight")
+                self.hazards.append((cycle, bank, word))
+        return value if lanes is None else value[lanes]
+
+    def read_port(self, cycles, bank):
+        """An instruction reads ``bank`` in ``cycles`` (a range, inside its issue slot): a
+        delayed read of another instruction in one of them is a port conflict."""
+        if any(b == bank and c in cycles for c, b in self.delayed_reads):
+            self.conflict = True
+        self.delayed_reads = [(c, b) for c, b in self.delayed_reads if c >= cycles.start]
+        self.slot_reads = [(r, b) for r, b in self.slot_reads if r.stop > cycles.start]
+        self.slot_reads.append((cycles, bank))
+
+    def delayed_read(self, cycle, bank):
+        """A read outside the issue slot's streams (RESID's read of the destination word)."""
+        if (cycle, bank) in self.delayed_reads or any(
+                b == bank and cycle in r for r, b in self.slot_reads):
+            self.conflict = True
+        self.delayed_reads.append((cycle, bank))
 
     def check_read_block(self, cycles, bank, words, lanes, what, pc):
         for p in self.pending:

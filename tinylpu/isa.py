@@ -14,7 +14,7 @@ dependent instructions apart with WAIT (see docs/isa.md, "Timing").
 
 __all__ = [
     "INSTR_BITS", "Opcode", "MatvecArgs", "WaitArgs", "LoopArgs", "Instr", "INSTR_LAYOUT",
-    "LAT_READ", "LAT_MUL", "LAT_ACC", "LAT_REQ", "LAT_WRITE", "DRAIN",
+    "MXM_STAGES", "LAT_WRITE", "DRAIN", "LAT_RESID_READ", "Epi",
     "encode", "decode", "matvec", "wait", "loop", "halt", "IsaError", "execution_order",
     "duration", "matvec_dims", "VopArgs", "NextArgs", "Space", "Index", "BMode", "GFunc",
     "Reduce", "OutFunc", "vop", "next_", "LAT_V", "vop_latency", "vop_dims", "V_STAGES",
@@ -31,13 +31,20 @@ from .config import ELEM_ADDR_BITS
 
 INSTR_BITS = 288
 
-# Pipeline latencies of a MATVEC token, in cycles after the SRAM read is issued in cycle c.
-LAT_READ = 1     # weights and activations leave the SRAM read ports in c+1
-LAT_MUL = 1      # products registered: c+2
-LAT_ACC = 1      # row sums added into the accumulators: result register valid in c+3
-LAT_REQ = 1      # acc * multiplier registered: c+4
-LAT_WRITE = LAT_READ + LAT_MUL + LAT_ACC + LAT_REQ   # = 4: round/shift/saturate and write in c+4
-DRAIN = LAT_WRITE + 1   # the last write lands at the end of c+4; the tile is idle from c+5
+# The MATVEC pipeline: what happens to the token of an SRAM read issued in cycle c. A row
+# block's results are written (land) at the end of cycle c_last + LAT_WRITE, c_last being the
+# read of its last chunk; every MATVEC has this one latency, whatever its epilogue.
+MXM_STAGES = ("c: weight words of every weight bank and activation word x read",
+              "c+1: SRAM data into the MAC array; products registered",
+              "c+2: row sums added into the accumulators (first chunk: from 0)",
+              "c+3: last chunk: the R sums times their multipliers (registered); the "
+              "row-multiplier word was read in c+2",
+              "c+4: round, shift, saturate to y_bits; RESID reads the destination word",
+              "c+5: RESID adds the old lane value and saturates again; the R results are "
+              "written")
+LAT_WRITE = len(MXM_STAGES) - 1   # = 5
+DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 5; idle from c_last + 6
+LAT_RESID_READ = 4      # RESID reads the destination word in cycle c_last + 4
 
 
 class IsaError(ValueError):
@@ -166,13 +173,22 @@ class NextArgs(data.Struct):
     target: 16             # pc to continue at while positions remain
 
 
+class Epi(enum.Enum, shape=2):
+    """What a MATVEC does to its requantized results before writing them."""
+    NONE = 0     # write y
+    RESID = 1    # write sat_{y_bits}(old + y), old = the destination lane's value (residual add)
+
+
 class MatvecArgs(data.Struct):
     """Operands of MATVEC.
 
     Row block b (rows ``b*R .. b*R+R-1``) and chunk k (elements ``k*L .. k*L+L-1``) read
     weight word ``w_base + b*n_chunks + k`` of every weight bank and activation word
-    ``x_addr + k`` of bank ``x_bank``. The R requantized results of block b are written to
-    lanes ``(b*R) % L ..`` of word ``y_addr + (b*R) // L`` of bank ``y_bank``.
+    ``x_addr + k`` of bank ``x_bank``. Row r of block b is requantized with multiplier
+    ``q_mult`` or, with ``m_rows``, lane r of row-multiplier word ``m_base + b``. The R
+    results of block b are written to lanes ``(b*R) % L ..`` of word
+    ``y_addr + (idx << y_shift) + (b*R) // L`` of bank ``y_bank`` (``idx``: the position
+    with ``y_index`` POS, else 0), after the epilogue ``epi``.
     """
     w_base: 16
     x_bank: 2
@@ -184,6 +200,11 @@ class MatvecArgs(data.Struct):
     q_mult: signed(16)
     q_shift: 6
     y_bits: 6        # results saturate to y_bits signed bits (2..32)
+    m_rows: 1        # per-row multipliers from the row-multiplier memory
+    m_base: 16       # its word of row block 0
+    y_index: Index   # NONE or POS (TOK is reserved)
+    y_shift: 4       # log2 of the words per position step of y
+    epi: Epi
 
 
 class WaitArgs(data.Struct):
@@ -214,15 +235,23 @@ def _check(name, value, bits, lo=0, is_signed=False):
         raise IsaError(f"{name} must be an integer in [{lo_lim}, {hi_lim}], not {value!r}")
 
 
-def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult, q_shift,
-           y_bits=8):
-    """The operand dict of a MATVEC, range-checked."""
+def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
+           y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE):
+    """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
+    requantizes per row instead of by ``q_mult``."""
+    y_index, epi = Index(y_index), Epi(epi)
+    if y_index == Index.TOK:
+        raise IsaError("MATVEC y_index must be NONE or POS, not TOK")
     args = dict(w_base=w_base, x_bank=x_bank, x_addr=x_addr, y_bank=y_bank, y_addr=y_addr,
                 n_blocks=n_blocks, n_chunks=n_chunks, q_mult=q_mult, q_shift=q_shift,
-                y_bits=y_bits)
+                y_bits=y_bits, m_rows=int(m_base is not None), m_base=m_base or 0,
+                y_index=y_index.value, y_shift=y_shift, epi=epi.value)
     layout = data.Layout.cast(MatvecArgs)
     for name, field in layout:
-        shape = Shape.cast(field.shape)
+        shape = field.shape
+        if isinstance(shape, type) and issubclass(shape, enum.Enum):
+            continue
+        shape = Shape.cast(shape)
         lo = 1 if name in ("n_blocks", "n_chunks") else 2 if name == "y_bits" else 0
         _check(f"MATVEC {name}", args[name], shape.width, lo, shape.signed)
     if y_bits > 32:
