@@ -25,6 +25,7 @@ def token_layout(cfg):
         "m_rows": 1,                                # per-row multipliers ...
         "m_addr": 16,                               # ... from this row-multiplier word
         "epi": Epi,
+        "rope_addr": 16,                            # ROPE: the block's RoPE-table word
     })
 
 
@@ -37,7 +38,8 @@ class MatvecAgu(wiring.Component):
     ``w_addr = w_base + j``, ``x_addr = x_addr + k`` on bank ``x_bank``, and ``token``
     (first = k == 0, last = k == n_chunks - 1, the y word ``y_addr + (pos << y_shift) +
     (b*R) // L`` (POS index) and lane group of block b, its row-multiplier word
-    ``m_base + b``, and the requantization ``mult``, ``shift``, ``y_bits``, ``epi``).
+    ``m_base + b``, its RoPE-table word ``rope_base + (pos << rope_shift) + b %
+    2**rope_shift``, and the requantization ``mult``, ``shift``, ``y_bits``, ``epi``).
     """
 
     def __init__(self, cfg):
@@ -64,6 +66,8 @@ class MatvecAgu(wiring.Component):
         nc_m1, blocks_left = Signal(12), Signal(16)
         st = Signal(token_layout(cfg))
         x_bank = Signal(2)
+        rope0, rope_mask, block = Signal(16), Signal(8), Signal(16)
+        cur_rope0, cur_mask, cur_block = Signal(16), Signal(8), Signal(16)
 
         cur_chunk, cur_nc_m1, cur_blocks = Signal(12), Signal(12), Signal(16)
         a = self.args
@@ -75,6 +79,8 @@ class MatvecAgu(wiring.Component):
                 tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos), tok.y_group.eq(0),
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
+                cur_rope0.eq(a.rope_base + (self.pos << a.rope_shift)),
+                cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
             ]
         with m.Else():
             m.d.comb += [
@@ -83,8 +89,10 @@ class MatvecAgu(wiring.Component):
                 tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
                 tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
+                cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
             ]
         m.d.comb += [
+            tok.rope_addr.eq(cur_rope0 + (cur_block & cur_mask)),
             tok.valid.eq(self.issue | self.busy),
             tok.first.eq(cur_chunk == 0),
             tok.last.eq(cur_chunk == cur_nc_m1),
@@ -96,6 +104,7 @@ class MatvecAgu(wiring.Component):
                 x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
                 st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi),
+                rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
             ]
             with m.If(self.issue):
                 m.d.sync += x_base.eq(a.x_addr)
@@ -105,12 +114,12 @@ class MatvecAgu(wiring.Component):
                     chunk.eq(0), blocks_left.eq(cur_blocks - 1),
                     st.y_group.eq(Mux(last_group, 0, tok.y_group + 1)),
                     st.y_word.eq(tok.y_word + last_group),
-                    st.m_addr.eq(tok.m_addr + 1),
+                    st.m_addr.eq(tok.m_addr + 1), block.eq(cur_block + 1),
                 ]
             with m.Else():
                 m.d.sync += [chunk.eq(cur_chunk + 1), blocks_left.eq(cur_blocks),
                              st.y_group.eq(tok.y_group), st.y_word.eq(tok.y_word),
-                             st.m_addr.eq(tok.m_addr)]
+                             st.m_addr.eq(tok.m_addr), block.eq(cur_block)]
         with m.Else():
             m.d.sync += self.busy.eq(0)
         return m

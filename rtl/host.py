@@ -54,7 +54,7 @@ class HostInterface(wiring.Component):
         is_prog = valid & (t == proto.TARGET_PROG)
         is_act = valid & (t >= proto.TARGET_ABANK) & (t < proto.TARGET_ABANK + 4)
         is_one = valid & ((t == proto.TARGET_TABLE) | (t == proto.TARGET_TOKENS))
-        is_mm = valid & (t == proto.TARGET_MMEM)
+        is_mm = valid & ((t == proto.TARGET_MMEM) | (t == proto.TARGET_RMEM))
         n_w = proto.beats(cfg, proto.TARGET_WBANK)
         n_a = proto.beats(cfg, proto.TARGET_ABANK)
         n_p = proto.beats(cfg, proto.TARGET_PROG)

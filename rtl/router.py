@@ -9,7 +9,8 @@ There is no arbitration. While the tile runs, the schedule owns the SRAM ports:
   port the requantizer's ``y`` stream (a lane group of R lanes) and the vector unit's ``c``
   results (one lane);
 - the instruction memory (read by the sequencer), the token memory (read and written by
-  the sequencer's NEXT) and the row-multiplier memory (read by the MATVEC pipeline, ``m``);
+  the sequencer's NEXT), the row-multiplier memory and the RoPE table (read by the MATVEC
+  pipeline, ``m`` and ``p``);
 - the MATVEC epilogue's read of a destination word (RESID, ``r``) on the activation banks'
   read ports.
 
@@ -33,8 +34,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu.config import ACT_BITS
-from tinylpu.host import (TARGET_ABANK, TARGET_MMEM, TARGET_PROG, TARGET_TABLE, TARGET_TOKENS,
-                          TARGET_WBANK)
+from tinylpu.host import (TARGET_ABANK, TARGET_MMEM, TARGET_PROG, TARGET_RMEM, TARGET_TABLE,
+                          TARGET_TOKENS, TARGET_WBANK)
 from tinylpu.isa import INSTR_BITS, LAT_RESID_READ, LAT_WRITE, TABLE_DEPTH
 from tinylpu.numerics import MULT_BITS
 
@@ -73,6 +74,7 @@ class Router(wiring.Component):
             "inflight": In(data.ArrayLayout(token_layout(cfg), LAT_WRITE)),
             # MATVEC: row multipliers, RESID's read of the destination word
             "m_en": In(1), "m_addr": In(16), "m_data": Out(MULT_BITS * R),
+            "p_en": In(1), "p_addr": In(16), "p_data": Out(MULT_BITS * R),
             "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_group": In(8),
             "r_data": Out(cfg.act_word_bits),
             # vector unit: operand reads, weight reads, result writes, table port
@@ -106,6 +108,7 @@ class Router(wiring.Component):
         imem = Bank(width=INSTR_BITS, depth=cfg.pdepth)
         tmem = Bank(width=TOKEN_BITS, depth=cfg.tdepth)
         mmem = Bank(width=MULT_BITS * R, depth=cfg.mdepth)
+        rmem = Bank(width=MULT_BITS * R, depth=cfg.rdepth)
         for r, bank in enumerate(wbanks):
             m.submodules[f"wbank{r}"] = bank
         for a, bank in enumerate(abanks):
@@ -113,6 +116,7 @@ class Router(wiring.Component):
         m.submodules.imem = imem
         m.submodules.tmem = tmem
         m.submodules.mmem = mmem
+        m.submodules.rmem = rmem
 
         bank_bits = (cfg.act_banks - 1).bit_length()
         aw = addr_bits(cfg.adepth)
@@ -120,8 +124,9 @@ class Router(wiring.Component):
         is_w = [t == TARGET_WBANK + r for r in range(R)]
         is_a = [t == TARGET_ABANK + a for a in range(cfg.act_banks)]
         is_i, is_t, is_tm = t == TARGET_PROG, t == TARGET_TABLE, t == TARGET_TOKENS
-        is_m = t == TARGET_MMEM
-        m.d.comb += self.h_valid_target.eq(Cat(*is_w, *is_a, is_i, is_t, is_tm, is_m).any())
+        is_m, is_r = t == TARGET_MMEM, t == TARGET_RMEM
+        m.d.comb += self.h_valid_target.eq(Cat(*is_w, *is_a, is_i, is_t, is_tm, is_m,
+                                               is_r).any())
 
         conflicts = []
         # weight banks: read by MATVEC or the vector unit (all rows at once) or the host;
@@ -197,16 +202,18 @@ class Router(wiring.Component):
             tmem.wdata.eq(Mux(self.tm_wen, self.tm_wdata, self.h_wdata[:TOKEN_BITS])),
             self.tm_rdata.eq(tmem.rdata),
         ]
-        # row-multiplier memory: read by the MATVEC pipeline or the host; written by the host
-        h_mrd = self.h_ren & is_m
-        conflicts.append(self.m_en & h_mrd)
-        m.d.comb += [
-            mmem.ren.eq(self.m_en | h_mrd),
-            mmem.raddr.eq(Mux(self.m_en, self.m_addr, self.h_addr)),
-            mmem.waddr.eq(self.h_addr), mmem.wdata.eq(self.h_wdata),
-            mmem.wen.eq(self.h_wen & is_m),
-            self.m_data.eq(mmem.rdata),
-        ]
+        # row-multiplier memory and RoPE table: read by the MATVEC pipeline or the host;
+        # written by the host
+        for mem, en, addr, rdata, is_mem in ((mmem, self.m_en, self.m_addr, self.m_data, is_m),
+                                             (rmem, self.p_en, self.p_addr, self.p_data, is_r)):
+            h_rd = self.h_ren & is_mem
+            conflicts.append(en & h_rd)
+            m.d.comb += [
+                mem.ren.eq(en | h_rd), mem.raddr.eq(Mux(en, addr, self.h_addr)),
+                mem.waddr.eq(self.h_addr), mem.wdata.eq(self.h_wdata),
+                mem.wen.eq(self.h_wen & is_mem),
+                rdata.eq(mem.rdata),
+            ]
         # the vector unit's table: the host's port
         m.d.comb += [
             self.t_wen.eq(self.h_wen & is_t), self.t_waddr.eq(self.h_addr),
@@ -232,6 +239,8 @@ class Router(wiring.Component):
                 m.d.comb += self.h_rdata.eq(tmem.rdata)
             with m.Case(TARGET_MMEM):
                 m.d.comb += self.h_rdata.eq(mmem.rdata)
+            with m.Case(TARGET_RMEM):
+                m.d.comb += self.h_rdata.eq(rmem.rdata)
 
         m.d.comb += self.conflict.eq(Cat(*conflicts).any())
         def writes(tok, bank, word):

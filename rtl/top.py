@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import isa
 
 from .agu import MatvecAgu, token_layout
-from .epilogue import Epilogue
+from .epilogue import LATENCY as EPI_LATENCY, Epilogue
 from .host import HostInterface
 from .mac import MacArray
 from .requant import Requantizer
@@ -24,9 +24,9 @@ from .vu import VectorUnit
 # Stage registers of a MATVEC token after its read in cycle c (see tinylpu.isa.MXM_STAGES).
 PIPELINE = ("s1: SRAM data (c+1)", "s2: products; row-multiplier read (c+2)",
             "s3: block result into the requantizer (c+3)",
-            "s4: requantized; RESID reads the destination (c+4)",
-            "s5: epilogue, written (c+5)")
-assert len(PIPELINE) == isa.LAT_WRITE
+            "s4: requantized; RESID reads the destination, ROPE its table word (c+4)",
+            "s5: epilogue sums and products (c+5)", "s6: epilogue out, written (c+6)")
+assert len(PIPELINE) == isa.LAT_WRITE == isa.LAT_RESID_READ + EPI_LATENCY
 
 
 class Tile(wiring.Component):
@@ -109,7 +109,7 @@ class Tile(wiring.Component):
         m.d.sync += stages[0].eq(t0)
         for prev, cur in zip(stages, stages[1:]):
             m.d.sync += cur.eq(prev)
-        s1, s2, s3, s4, s5 = stages
+        s1, s2, s3, s4, s5, s6 = stages
         # c+1: SRAM data into the MAC array; c+2: a block's row multipliers are read;
         # c+3: block result into the requantizer
         m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
@@ -128,15 +128,17 @@ class Tile(wiring.Component):
         m.d.comb += [
             rt.r_en.eq(resid4), rt.r_bank.eq(s4.y_bank), rt.r_word.eq(s4.y_word),
             rt.r_group.eq(s4.y_group),
+            rt.p_en.eq(s4.valid & s4.last & (s4.epi == isa.Epi.ROPE)),
+            rt.p_addr.eq(s4.rope_addr),
             epi.epi.eq(s4.epi), epi.y_bits.eq(s4.y_bits), epi.group.eq(s4.y_group),
-            epi.old_word.eq(rt.r_data),
+            epi.old_word.eq(rt.r_data), epi.rope_word.eq(rt.p_data),
         ]
         m.d.comb += [epi.y[r].eq(rq.y[r]) for r in range(cfg.rows)]
-        # c+5: the block's results go to their activation bank
+        # c+6: the block's results go to their activation bank
         m.d.comb += [rt.y_data[r].eq(epi.out[r]) for r in range(cfg.rows)]
         m.d.comb += [
-            rt.y_en.eq(s5.valid & s5.last), rt.y_bank.eq(s5.y_bank), rt.y_word.eq(s5.y_word),
-            rt.y_group.eq(s5.y_group),
+            rt.y_en.eq(s6.valid & s6.last), rt.y_bank.eq(s6.y_bank), rt.y_word.eq(s6.y_word),
+            rt.y_group.eq(s6.y_group),
         ]
         for i, stage in enumerate(stages):
             m.d.comb += rt.inflight[i].eq(stage)

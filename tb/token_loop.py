@@ -160,8 +160,9 @@ def random_token_program_case(golden, name, rng, tries=200):
             stream += host.write_cmd(cfg, host.TARGET_ABANK + a, 0, words)
         stream += host.write_cmd(cfg, host.TARGET_TABLE, 0,
                                  rng.integers(-(1 << 15), 1 << 15, (isa.TABLE_DEPTH, 1)))
-        stream += host.write_cmd(cfg, host.TARGET_MMEM, 0,
-                                 rng.integers(-(1 << 15), 1 << 15, (cfg.mdepth, cfg.rows)))
+        for target, depth in ((host.TARGET_MMEM, cfg.mdepth), (host.TARGET_RMEM, cfg.rdepth)):
+            stream += host.write_cmd(cfg, target, 0,
+                                     rng.integers(-(1 << 15), 1 << 15, (depth, cfg.rows)))
         stream += host.write_cmd(cfg, host.TARGET_TOKENS, 0,
                                  rng.integers(0, 4 * cfg.wdepth, (cfg.tdepth, 1)))
         stream += host.generate_cmd(n_prompt, steps)

@@ -36,13 +36,15 @@ def _run(g):
     return tile.last_run, response, g.result(response).tolist()
 
 
-@pytest.mark.parametrize("out, cycles, util", [(64, 70, 64 / 70), (172, 178, 172 / 178)])
-def test_predicted_cycles_and_utilization(out, cycles, util):
+@pytest.mark.parametrize("out", [64, 172])
+def test_predicted_cycles_and_utilization(out):
     rng = np.random.default_rng(out)
     W, x = rng.integers(-128, 128, (out, 64)), rng.integers(-128, 128, 64)
     g = compile_gemv(W, x, DEFAULT, mult=1, shift=10)
     n_blocks, n_chunks = out // 4, 4
-    assert g.schedule.cycles == cycles == n_blocks * n_chunks + isa.DRAIN
+    cycles = n_blocks * n_chunks + isa.DRAIN
+    util = out / cycles
+    assert g.schedule.cycles == cycles
     assert g.schedule.issued == 2
     assert g.schedule.reads == n_blocks * n_chunks
     assert g.schedule.writes == n_blocks
@@ -64,7 +66,7 @@ def test_program_and_memory_layout():
     assert isa.decode(g.program[0])["args"]["matvec"] == dict(
         w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=2, n_chunks=2,
         q_mult=3, q_shift=7, y_bits=DEFAULT.data_bits, m_rows=0, m_base=0, y_index=0,
-        y_shift=0, epi=0)
+        y_shift=0, epi=0, rope_base=0, rope_shift=0)
     assert g.weights.shape == (4, 4, 16)
     for r in range(4):
         for b in range(2):
@@ -244,5 +246,5 @@ def test_limits_that_just_fit():
     assert g.weights.shape == (2, 16, 8)
     g = compile_gemv(_w(2, 8 * 32), np.ones(8 * 32, int), SMALL)
     assert g.x == Placement(0, 0, 32)
-    g = compile_chain([_w(96, 96)] * 3, np.ones(96, int), Config(pdepth=4))   # no WAIT
+    g = compile_chain([_w(112, 112)] * 3, np.ones(112, int), Config(pdepth=4))   # no WAIT
     assert len(g.program) == 4

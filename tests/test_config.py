@@ -13,7 +13,7 @@ def test_defaults_are_valid_and_documented():
     cfg = Config()
     assert dataclasses.asdict(cfg) == dict(lanes=16, rows=4, wdepth=1024, act_banks=2,
                                            adepth=256, pdepth=64, data_bits=8, acc_bits=32,
-                                           tdepth=512, mdepth=256)
+                                           tdepth=512, mdepth=256, rdepth=256)
     assert cfg == DEFAULT
     assert cfg.macs == 64
     assert cfg.word_bits == 128
@@ -130,7 +130,8 @@ def test_parse_errors(text, message):
 def test_parse_error_lists_the_valid_names():
     with pytest.raises(ConfigError) as info:
         Config.parse("foo=1")
-    assert ("acc_bits, act_banks, adepth, data_bits, lanes, mdepth, pdepth, rows, tdepth, wdepth"
+    assert ("acc_bits, act_banks, adepth, data_bits, lanes, mdepth, pdepth, rdepth, rows, tdepth, "
+            "wdepth"
             in str(info.value))
 
 
@@ -142,6 +143,7 @@ def test_ident_values():
     assert Config(acc_bits=40).ident == "l16r4-w1024-a2x256-p64-d8c40"
     assert Config(tdepth=64).ident == "l16r4-w1024-a2x256-p64-t64"
     assert Config(mdepth=1024).ident == "l16r4-w1024-a2x256-p64-m1024"
+    assert Config(rdepth=512).ident == "l16r4-w1024-a2x256-p64-r512"
     assert Config(data_bits=6, acc_bits=24, tdepth=1024).ident == \
         "l16r4-w1024-a2x256-p64-d6c24-t1024"
 

@@ -125,6 +125,25 @@ def test_row_multipliers_position_index_and_residual_add():
     assert got[:5].tolist() == [32767, -37, 72, -32640, 99]
 
 
+def test_rope_epilogue():
+    # y = acc_r = 16 (r + 1) = [16, 32, 48, 64] (multiplier 1); block 0 at position 1 uses
+    # RoPE-table word 2 + (1 << 1) + 0 = 4: pair 0 by (cos, sin) = (0, 16384) (90 degrees),
+    # pair 1 by (16384, 0): (16, 32) -> (-32, 16), (48, 64) unchanged
+    cfg = DEFAULT
+    program = [isa.next_(0), _mv(y_bits=16, epi=isa.Epi.ROPE, rope_base=2, rope_shift=1),
+               isa.halt()]
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, np.full((1, 16), r + 1))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, np.ones((1, 16), dtype=int))
+    stream += host.write_cmd(cfg, host.TARGET_RMEM, 4, [[0, 16384, 16384, 0]])
+    stream += host.run_cmd(0) + host.read_cmd(cfg, host.TARGET_ABANK + 1, 0, 1)
+    response = GoldenTile(cfg).host(stream)
+    assert response[0] == host.STATUS_DONE
+    got = host.unpack_words(cfg, host.TARGET_ABANK, response[2:])[0]
+    assert got[:4].tolist() == [-32, 16, 48, 64]
+
+
 def test_residual_read_port_conflict():
     # RESID reads its destination bank LAT_RESID_READ cycles after a block's last read: with
     # x in the same bank, that read meets the next block's x read

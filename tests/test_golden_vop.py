@@ -568,13 +568,15 @@ def test_reads_of_in_flight_vop_writes_are_errors():
         with pytest.raises(GoldenError, match="while a vector-unit write to it is in flight"):
             _run(_tile(), [write, isa.wait(wait), mv, isa.halt()])
     assert _run(_tile(), [write, isa.wait(7), mv, isa.halt()]).status == DONE
-    # a VOP reading a MATVEC result in flight (lands 1 + LAT_WRITE = 6)
+    # a VOP reading a MATVEC result in flight (lands 1 + LAT_WRITE)
     mv = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=1, n_chunks=1,
                     q_mult=1, q_shift=0)
     read = isa.vop(g=GFunc.PASS, a=dict(bank=1, base=1), c=dict(bank=0, base=100))
-    with pytest.raises(GoldenError, match=r"VOP at pc 2 reads A from bank 1 word 0 .*\bcycle 6\)"):
-        _run(_tile(), [mv, isa.wait(4), read, isa.halt()])      # VOP 6
-    assert _run(_tile(), [mv, isa.wait(5), read, isa.halt()]).status == DONE
+    lat = isa.LAT_WRITE
+    with pytest.raises(GoldenError, match=rf"VOP at pc 2 reads A from bank 1 word 0 .*\bcycle "
+                                          rf"{1 + lat}\)"):
+        _run(_tile(), [mv, isa.wait(lat - 1), read, isa.halt()])      # VOP in 1 + lat
+    assert _run(_tile(), [mv, isa.wait(lat), read, isa.halt()]).status == DONE
 
 
 def test_a_vop_never_reads_a_stale_element():
@@ -635,10 +637,11 @@ def test_a_and_b_in_one_bank_is_a_port_conflict(mode):
 
 
 def test_matvec_and_vop_writes_to_one_bank_in_one_cycle_are_a_port_conflict():
-    # VOP in cycle 1 lands at 8; MATVEC 2..3, block 1 lands at 3 + LAT_WRITE = 8
+    # VOP in cycle 1 lands at 1 + LAT_V = 8; MATVEC from 2, block b lands at 2 + b + LAT_WRITE
+    blocks = isa.LAT_V - isa.LAT_WRITE           # the last block lands in 8 too
     for y_bank, status in ((1, DONE | host.STATUS_PORT_CONFLICT), (0, DONE)):
         vop = isa.vop(g=GFunc.PASS, a=dict(bank=0), c=dict(bank=1, base=200))
-        mv = isa.matvec(w_base=0, x_bank=0, x_addr=1, y_bank=y_bank, y_addr=8, n_blocks=2,
+        mv = isa.matvec(w_base=0, x_bank=0, x_addr=1, y_bank=y_bank, y_addr=8, n_blocks=blocks,
                         n_chunks=1, q_mult=1, q_shift=0)
         run = _run(_tile(), [vop, mv, isa.halt()])
         assert (run.status, run.cycles) == (status, 9)

@@ -24,7 +24,8 @@ PROG_BEATS = -(-isa.INSTR_BITS // 32)                          # 9
 def test_protocol_constants():
     assert (host.CMD_WRITE, host.CMD_READ, host.CMD_RUN, host.CMD_GENERATE) == (1, 2, 3, 4)
     assert (host.TARGET_WBANK, host.TARGET_ABANK, host.TARGET_PROG, host.TARGET_TABLE,
-            host.TARGET_MMEM, host.TARGET_TOKENS) == (0x00, 0x40, 0x80, 0xA0, 0xB0, 0xC0)
+            host.TARGET_MMEM, host.TARGET_RMEM, host.TARGET_TOKENS) == \
+        (0x00, 0x40, 0x80, 0xA0, 0xB0, 0xB1, 0xC0)
     assert (host.STATUS_DONE, host.STATUS_PORT_CONFLICT, host.STATUS_RAW_HAZARD,
             host.STATUS_BAD_COMMAND, host.STATUS_OVERRUN) == (1, 2, 4, 8, 16)
     assert PROG_BEATS == 9
@@ -119,6 +120,9 @@ def test_row_multiplier_words():
     np.testing.assert_array_equal(host.unpack_words(DEFAULT, host.TARGET_MMEM, beats), words)
     assert host.beats(Config(lanes=8, rows=1), host.TARGET_MMEM) == 1      # 16 bits
     assert host.target_depth(Config(mdepth=64), host.TARGET_MMEM) == 64
+    # RoPE-table words: (cos, sin) pairs, packed the same way
+    assert host.pack_words(DEFAULT, host.TARGET_RMEM, words) == beats
+    assert host.target_depth(Config(rdepth=32), host.TARGET_RMEM) == 32
     with pytest.raises(HostError, match=re.escape("SRAM values must be in [-32768, 32767]")):
         host.pack_words(DEFAULT, host.TARGET_MMEM, [[0, 0, 0, 32768]])
 
@@ -211,7 +215,7 @@ def test_target_depth(cfg, target, depth):
     (DEFAULT, 0x7f),
     (DEFAULT, 0x81),
     (DEFAULT, 0xa1),
-    (DEFAULT, 0xb1),
+    (DEFAULT, 0xb2),
     (DEFAULT, 0xc1),
     (DEFAULT, 0xff),
     (CONFIGS[1], host.TARGET_WBANK + 2),

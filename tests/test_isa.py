@@ -45,20 +45,20 @@ def test_layout_widths_and_ranges():
     widths = {name: Shape.cast(field.shape).width for name, field in MATVEC_LAYOUT}
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
                           n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
-                          y_index=2, y_shift=4, epi=2)
+                          y_index=2, y_shift=4, epi=2, rope_base=16, rope_shift=3)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 133
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 152
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs)]}
-    assert sizes == dict(matvec=133, wait=16, loop=24, vop=259, next=16)
+    assert sizes == dict(matvec=152, wait=16, loop=24, vop=259, next=16)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
-    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 5
-    assert isa.DRAIN == 6
+    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 6
+    assert isa.DRAIN == 7
 
 
 def test_encodings_by_hand():
@@ -92,7 +92,7 @@ def test_matvec_round_trip(fields, options):
                     epi=options["epi"].value)
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
-    assert 0 <= word < 1 << 137
+    assert 0 <= word < 1 << 156
     assert word & 0xf == 3
     assert isa.decode(word) == instr
     assert isa.encode(isa.decode(word)) == word

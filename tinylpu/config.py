@@ -49,6 +49,9 @@ class Config:
     mdepth : int
         Words of the row-multiplier memory (power of two). A word holds ``rows`` int16
         requantization multipliers, one per row of a MATVEC row block.
+    rdepth : int
+        Words of the RoPE table memory (power of two). A word holds ``rows // 2`` int16
+        (cos, sin) pairs: the rotations of one row block's pairs of results.
 
     Activation banks hold ``ACT_BITS`` (32) bits per lane: int16 activations, int32
     accumulators and scores, and the vector unit's packed scales all fit a lane. The MAC
@@ -65,6 +68,7 @@ class Config:
     acc_bits: int = 32
     tdepth: int = 512
     mdepth: int = 256
+    rdepth: int = 256
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -87,7 +91,7 @@ class Config:
         self._check_range("data_bits", 2, 8)
         self._check_range("acc_bits", 2 * self.data_bits, 40)
         for name, hi in (("wdepth", 65536), ("adepth", 65536), ("pdepth", 4096),
-                         ("tdepth", 65536), ("mdepth", 65536)):
+                         ("tdepth", 65536), ("mdepth", 65536), ("rdepth", 65536)):
             self._check_range(name, 2, hi)
             if not _is_pow2(getattr(self, name)):
                 raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
@@ -143,6 +147,8 @@ class Config:
             name += f"-t{self.tdepth}"
         if self.mdepth != 256:
             name += f"-m{self.mdepth}"
+        if self.rdepth != 256:
+            name += f"-r{self.rdepth}"
         return name
 
     def build_dir(self, root="build"):

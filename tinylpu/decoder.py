@@ -27,7 +27,7 @@ import numpy as np
 from . import host, isa
 from .compiler import CompileError, weight_blocks
 from .config import Config, ELEM_ADDR_BITS
-from .intmodel import EXP_SIZE, PROB_FRAC, ROPE_FRAC, UNIT_FRAC
+from .intmodel import EXP_SIZE, PROB_FRAC, UNIT_FRAC
 
 A = isa.Space.ACT.value
 MEM, IMM, SQUARE, SCALE = (isa.BMode.MEM, isa.BMode.IMM, isa.BMode.SQUARE, isa.BMode.SCALE)
@@ -167,17 +167,22 @@ class _Asm:
         self._wait_for(reads, writes, ports, lat, rbanks)
         self._emit(instr, _Issued(0, lat, writes, ports))
 
-    def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None, resid=False):
+    def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None, resid=False,
+               rope=None):
         """MATVEC of the matrix at weight word ``w`` (``nb`` x ``nc``) on buffer ``x`` into
         buffer ``y`` with per-row multipliers from word ``m_base``; ``pos_shift``: y is a
-        cache indexed by the position, ``2**pos_shift`` words a position; ``resid``: y +=."""
+        cache indexed by the position, ``2**pos_shift`` words a position; ``resid``: y +=;
+        ``rope``: (table word, log2 words per position) to rotate the result's pairs."""
         cfg = self.cfg
         L = cfg.lanes
         extra = {} if pos_shift is None else dict(y_index=POS, y_shift=pos_shift)
+        if rope is not None:
+            extra.update(epi=isa.Epi.ROPE, rope_base=rope[0], rope_shift=rope[1])
+        elif resid:
+            extra.update(epi=isa.Epi.RESID)
         instr = isa.matvec(w_base=w, x_bank=x.bank, x_addr=x.base // L, y_bank=y.bank,
                            y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_shift=shift,
-                           y_bits=bits, m_base=m_base,
-                           epi=isa.Epi.RESID if resid else isa.Epi.NONE, **extra)
+                           y_bits=bits, m_base=m_base, **extra)
         reads = [(x.bank, x.base, x.base + nc * L - 1)]
         ywords = -(-nb * cfg.rows // L) + (0 if pos_shift is None
                                            else (self.P - 1) << pos_shift)
@@ -227,6 +232,7 @@ class DecoderProgram:
     weights: list            # (word, array [R, words, L])
     act_init: list           # (bank, element base, int array)
     mmem: np.ndarray         # row-multiplier words [words, R]
+    rmem: np.ndarray         # RoPE-table words [words, R]: R/2 (cos, sin) pairs each
     table: np.ndarray        # TABLE_DEPTH int16
     bufs: dict               # name -> _Buf
     body_fixed: int          # cycles of one position: body_fixed + body_per_pos * (pos + 1)
@@ -284,8 +290,9 @@ class DecoderProgram:
             for i in range(0, len(words), 256):
                 beats += host.write_cmd(cfg, host.TARGET_ABANK + bank, base // L + i,
                                         words[i:i + 256])
-        for i in range(0, len(self.mmem), 256):
-            beats += host.write_cmd(cfg, host.TARGET_MMEM, i, self.mmem[i:i + 256])
+        for target, image in ((host.TARGET_MMEM, self.mmem), (host.TARGET_RMEM, self.rmem)):
+            for i in range(0, len(image), 256):
+                beats += host.write_cmd(cfg, target, i, image[i:i + 256])
         beats += host.write_cmd(cfg, host.TARGET_TABLE, 0, self.table)
         for i in range(0, len(self.program), 256):
             beats += host.write_cmd(cfg, host.TARGET_PROG, i, self.program[i:i + 256])
@@ -326,7 +333,8 @@ class DecoderProgram:
         used = {"weight words (per bank)": (max((w + b.shape[1] for w, b in self.weights),
                                                 default=0), cfg.wdepth),
                 "program": (len(self.program), cfg.pdepth),
-                "row-multiplier words": (len(self.mmem), cfg.mdepth)}
+                "row-multiplier words": (len(self.mmem), cfg.mdepth),
+                "RoPE-table words": (len(self.rmem), cfg.rdepth)}
         for bank in range(2):
             hi = max((b.base + b.size for b in self.bufs.values() if b.bank == bank), default=0)
             used[f"activation bank {bank} words"] = (-(-hi // cfg.lanes), cfg.adepth)
@@ -339,12 +347,13 @@ def config_for(qm, positions=None, **overrides):
     base = Config(**overrides) if overrides else Config()
     big = dataclasses.replace(base, wdepth=65536, adepth=min(65536, (1 << ELEM_ADDR_BITS)
                                                              // base.lanes),
-                              pdepth=4096, tdepth=65536, mdepth=65536)
+                              pdepth=4096, tdepth=65536, mdepth=65536, rdepth=65536)
     prog = compile_decoder(qm, big, positions, check=False)
     need = {name: _pow2(used) for name, (used, _) in
             (("wdepth", prog.footprint()["weight words (per bank)"]),
              ("pdepth", prog.footprint()["program"]),
-             ("mdepth", prog.footprint()["row-multiplier words"]))}
+             ("mdepth", prog.footprint()["row-multiplier words"]),
+             ("rdepth", prog.footprint()["RoPE-table words"]))}
     need["adepth"] = _pow2(max(prog.footprint()[f"activation bank {b} words"][0]
                                for b in range(2)))
     need["tdepth"] = _pow2(positions + 1)
@@ -380,16 +389,18 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     # Each vector's bank is fixed so that no vector-unit instruction reads A and B from one
     # bank, and a residual MATVEC (y += W x) reads x and its destination y from two banks (one
     # read port per bank). Constants carry their initial values.
-    kv_words = _pow2(-(-kv // cfg.lanes))            # V cache: words per position (MATVEC y)
-    v_stride = kv_words * cfg.lanes
-    K = [lay.alloc(f"k{l}", 0, P * kv) for l in range(LN)]
-    Vc = [lay.alloc(f"v{l}", 1, P * v_stride) for l in range(LN)]
-    rope = np.zeros((P, hs // 2, 4), dtype=np.int64)
-    rope[:, :, 0] = qm.rope_cos[:P]
-    rope[:, :, 1] = -qm.rope_sin[:P]
-    rope[:, :, 2] = qm.rope_sin[:P]
-    rope[:, :, 3] = qm.rope_cos[:P]
-    rope_buf = lay.alloc("rope", 0, rope.size, rope)
+    R = cfg.rows
+    if R % 2 or hs % R or (hs // R) & (hs // R - 1):
+        raise CompileError(f"RoPE in the MATVEC epilogue rotates pairs within a row block: it "
+                           f"needs an even rows count that divides the head size with a "
+                           f"power-of-two quotient, not rows={R}, head size {hs}")
+    kv_words = _pow2(-(-kv // cfg.lanes))            # K and V caches: words per position
+    kv_stride = kv_words * cfg.lanes
+    K = [lay.alloc(f"k{l}", 0, P * kv_stride) for l in range(LN)]
+    Vc = [lay.alloc(f"v{l}", 1, P * kv_stride) for l in range(LN)]
+    # RoPE table: per position, hs / R words of R / 2 (cos, sin) pairs (one per row block)
+    rope_words = np.stack([qm.rope_cos[:P], qm.rope_sin[:P]], axis=-1).reshape(P * hs // R, R)
+    rope = (0, (hs // R).bit_length() - 1)            # table word, log2 words per position
     emb_mult = lay.alloc("emb_mult", 0, len(qm.emb_mult), qm.emb_mult)
     gains = [(lay.alloc(f"g_att{l}", 0, dim, layer.att_gain),
               lay.alloc(f"g_ffn{l}", 0, dim, layer.ffn_gain)) for l, layer in enumerate(qm.layers)]
@@ -397,9 +408,8 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     b0 = {n: lay.alloc(n, 0, size) for n, size in
           (("x", dim), ("mx", 1), ("ps", 1), ("p", P), ("h3", hid), ("arg", 1))}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
-          (("scale", 1), ("u", dim), ("xn", dim), ("qt", dim), ("kt", kv), ("q", dim),
-           ("scores", P), ("e", P), ("att", dim), ("h1", hid), ("sg", hid), ("g", hid),
-           ("logits", mc.vocab_size))}
+          (("scale", 1), ("u", dim), ("xn", dim), ("q", dim), ("scores", P), ("e", P),
+           ("att", dim), ("h1", hid), ("sg", hid), ("g", hid), ("logits", mc.vocab_size))}
     buf = {**b0, **b1}
 
     # weights: the classifier first, so a shared embedding is the same placement
@@ -443,16 +453,6 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         asm.vop(s=dim, a=act(buf["u"], js=1), b=bop(gain_buf, js=1), c=cop(buf["xn"], js=1),
                 shift=check_shift("RMSNorm gain", UNIT_FRAC + gain_frac - fmt.xn), sat=16)
 
-    def rope_op(src, n_heads, dst_buf, dst_index=None, dst_stride=0):
-        for h in range(n_heads):
-            for par in range(2):
-                c = cop(dst_buf, h * hs + par, js=2)
-                if dst_index is not None:
-                    c.update(index=dst_index, istride=dst_stride)
-                asm.vop(s=hs // 2, n=2, a=act(src, h * hs, js=2, ks=1),
-                        b=bop(rope_buf, off=2 * par, index=POS, istride=2 * hs, js=4, ks=1),
-                        c=c, shift=ROPE_FRAC, sat=16)
-
     # embedding: x = mulshr(emb[tok], emb_mult[tok], emb_shift)
     asm.vop(s=dim, a={"space": isa.Space.WROW.value, "base": emb_w[0], "index": TOK,
                       "istride": emb_w[2], "js": 1},
@@ -462,15 +462,14 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     for l, layer in enumerate(qm.layers):
         wm = wmat[l]
         rmsnorm(gains[l][0], fmt.gain[l])
-        matvec(layer.wq, wm["wq"], buf["xn"], buf["qt"])
-        matvec(layer.wk, wm["wk"], buf["xn"], buf["kt"])
-        matvec(layer.wv, wm["wv"], buf["xn"], Vc[l], pos_shift=kv_words.bit_length() - 1)
-        rope_op(buf["qt"], mc.n_heads, buf["q"])
-        rope_op(buf["kt"], mc.n_kv_heads, K[l], dst_index=POS, dst_stride=kv)
+        pos_shift = kv_words.bit_length() - 1
+        matvec(layer.wq, wm["wq"], buf["xn"], buf["q"], rope=rope)
+        matvec(layer.wk, wm["wk"], buf["xn"], K[l], pos_shift=pos_shift, rope=rope)
+        matvec(layer.wv, wm["wv"], buf["xn"], Vc[l], pos_shift=pos_shift)
         for h in range(mc.n_heads):
             kvh = h // mc.kv_mul
             asm.vop(s_pos=True, n=hs, a=act(buf["q"], h * hs, ks=1),
-                    b=bop(K[l], off=kvh * hs, js=kv, ks=1), c=cop(buf["scores"], js=1),
+                    b=bop(K[l], off=kvh * hs, js=kv_stride, ks=1), c=cop(buf["scores"], js=1),
                     mult=qm.att_mult[l], shift=qm.att_shift[l], sat=32)
             asm.vop(n_pos=True, g=isa.GFunc.PASS, red=isa.Reduce.MAX,
                     a=act(buf["scores"], ks=1), c=cop(buf["mx"]), sat=32)
@@ -481,7 +480,7 @@ def compile_decoder(qm, cfg, positions=None, check=True):
             asm.vop(s_pos=True, a=act(buf["e"], js=1), b=bop(buf["ps"], SCALE),
                     c=cop(buf["p"], js=1), shift=14 - PROB_FRAC, sat=16)
             asm.vop(s=hs, n_pos=True, a=act(buf["p"], ks=1),
-                    b=bop(Vc[l], off=kvh * hs, js=1, ks=v_stride),
+                    b=bop(Vc[l], off=kvh * hs, js=1, ks=kv_stride),
                     c=cop(buf["att"], h * hs, js=1), shift=att_acc_frac, sat=16)
         matvec(layer.wo, wm["wo"], buf["att"], buf["x"], resid=True)
         rmsnorm(gains[l][1], fmt.gain[LN + l])
@@ -515,8 +514,8 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     act_init = [(lay.bufs[n].bank, lay.bufs[n].base, v) for n, v in lay.init.items()]
     mmem = np.array(lay.mwords, dtype=np.int64).reshape(-1, cfg.rows)
     prog = DecoderProgram(cfg, qm, P, [isa.encode(i) for i in asm.instrs], lay.wblocks,
-                          act_init, mmem, table, lay.bufs, fixed, per_pos, macs_issued,
-                          macs_useful)
+                          act_init, mmem, rope_words, table, lay.bufs, fixed, per_pos,
+                          macs_issued, macs_useful)
     if check:
         problems = [f"{name}: needs {used}, the config has {avail}"
                     for name, (used, avail) in prog.footprint().items() if used > avail]

@@ -18,7 +18,7 @@ import numpy as np
 from . import host, isa
 from .config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
 from .intmodel import isqrt, norm_recip
-from .numerics import requantize, saturate, wrap
+from .numerics import requantize, rope_rotate, saturate, wrap
 
 
 class GoldenError(RuntimeError):
@@ -48,6 +48,7 @@ class GoldenTile:
         self.table = np.zeros(isa.TABLE_DEPTH, dtype=np.int64)
         self.tmem = np.zeros(cfg.tdepth, dtype=np.int64)
         self.mmem = np.zeros((cfg.mdepth, cfg.rows), dtype=np.int64)
+        self.rmem = np.zeros((cfg.rdepth, cfg.rows), dtype=np.int64)
         self.next_token = 0
         self.bad_command = False
         self.emitted = []          # (id, cycle) of the last GENERATE
@@ -67,6 +68,8 @@ class GoldenTile:
             return self.tmem.reshape(-1, 1)
         if target == host.TARGET_MMEM:
             return self.mmem
+        if target == host.TARGET_RMEM:
+            return self.rmem
         raise host.HostError(f"target {target:#x} does not exist in config {cfg.ident}")
 
     def write(self, target, address, words):
@@ -202,6 +205,7 @@ class GoldenTile:
         y_base = a["y_addr"] + (pos << a["y_shift"] if a["y_index"] == isa.Index.POS.value
                                 else 0)
         resid = a["epi"] == isa.Epi.RESID.value
+        rope_word = a["rope_base"] + (pos << a["rope_shift"])
         bits = a["y_bits"] or 64
         olds = []                         # (cycle, block's write entry, y) awaiting RESID
         for b in range(nb):
@@ -216,6 +220,8 @@ class GoldenTile:
             mult = (self.mmem[(a["m_base"] + b) % cfg.mdepth] if a["m_rows"]
                     else np.int64(a["q_mult"]))
             y = requantize(acc, mult, a["q_shift"], bits)
+            if a["epi"] == isa.Epi.ROPE.value:
+                y = self._rope(wrap(y, ACT_BITS), rope_word + b % (1 << a["rope_shift"]), bits)
             last = t + b * nc + nc - 1
             word = (y_base + (b * R) // L) % cfg.adepth
             entry = st.push(last + isa.LAT_WRITE, "mac", y_bank, word, (b * R) % L + np.arange(R),
@@ -224,6 +230,15 @@ class GoldenTile:
                 olds.append((last + isa.LAT_RESID_READ, entry, y))
         for old in olds:
             self._resid(st, y_bank, *old, bits)
+
+    def _rope(self, y, word, bits):
+        """ROPE: pair j of the block, (y[2j], y[2j+1]), rotated by entries 2j, 2j+1 of
+        RoPE-table word ``word``."""
+        cs = self.rmem[word % self.cfg.rdepth]
+        n = len(y) // 2 * 2
+        out = y.copy()
+        out[0:n:2], out[1:n:2] = rope_rotate(y[0:n:2], y[1:n:2], cs[0:n:2], cs[1:n:2], bits)
+        return out
 
     def _resid(self, st, bank, cycle, entry, y, bits):
         """RESID: the destination lanes as of ``cycle`` plus y (as the 32-bit lane it would

@@ -9,8 +9,8 @@ A command is a header of two words, then its payload:
   ``beats(target)`` 32-bit beats, least significant beat first. In a weight-bank word,
   element ``l`` occupies bits ``[l*data_bits + data_bits-1 : l*data_bits]``; in an
   activation-bank word, lane ``l`` is beat ``l`` (32 bits); a table or token-memory entry
-  is one beat; a row-multiplier word is ``rows`` int16, entry r at bits ``[16r+15:16r]``
-  (two's complement throughout).
+  is one beat; a row-multiplier or RoPE-table word is ``rows`` int16, entry r at bits
+  ``[16r+15:16r]`` (two's complement throughout).
 - READ target, address, count: the tile answers with ``count`` words as above.
 - RUN address=start pc (count = 0): the tile runs until HALT has retired and every write has
   landed, then answers two words: ``status`` (STATUS_* bits) and ``cycles``, the cycles from
@@ -27,7 +27,7 @@ so the host never touches a bank port the schedule owns.
 """
 
 __all__ = ["CMD_WRITE", "CMD_READ", "CMD_RUN", "CMD_GENERATE", "TARGET_WBANK", "TARGET_ABANK",
-           "TARGET_PROG", "TARGET_TABLE", "TARGET_TOKENS", "TARGET_MMEM", "STATUS_DONE",
+           "TARGET_PROG", "TARGET_TABLE", "TARGET_TOKENS", "TARGET_MMEM", "TARGET_RMEM", "STATUS_DONE",
            "STATUS_PORT_CONFLICT", "STATUS_RAW_HAZARD", "STATUS_BAD_COMMAND",
            "STATUS_OVERRUN", "HostError", "header", "write_cmd", "read_cmd", "run_cmd",
            "generate_cmd", "pack_words", "unpack_words", "beats", "target_depth",
@@ -48,6 +48,7 @@ TARGET_ABANK = 0x40   # + bank: activation bank a
 TARGET_PROG = 0x80    # instruction memory
 TARGET_TABLE = 0xA0   # vector-unit table memory (int16 entries)
 TARGET_MMEM = 0xB0    # row-multiplier memory: a word is ``rows`` int16 multipliers
+TARGET_RMEM = 0xB1    # RoPE table: a word is ``rows // 2`` int16 (cos, sin) pairs
 TARGET_TOKENS = 0xC0  # token memory (16-bit ids)
 
 STATUS_DONE = 1 << 0
@@ -67,13 +68,13 @@ def element_bits(cfg, target):
         return ACT_BITS
     if target == TARGET_TABLE:
         return 16
-    if target in (TARGET_TOKENS, TARGET_MMEM):
+    if target in (TARGET_TOKENS, TARGET_MMEM, TARGET_RMEM):
         return 16
     return cfg.data_bits
 
 
 def _lanes(cfg, target):
-    if target == TARGET_MMEM:
+    if target in (TARGET_MMEM, TARGET_RMEM):
         return cfg.rows
     return 1 if target in (TARGET_TABLE, TARGET_TOKENS) else cfg.lanes
 
@@ -95,6 +96,8 @@ def target_depth(cfg, target):
         return cfg.tdepth
     if target == TARGET_MMEM:
         return cfg.mdepth
+    if target == TARGET_RMEM:
+        return cfg.rdepth
     if TARGET_WBANK <= target < TARGET_WBANK + cfg.rows:
         return cfg.wdepth
     if TARGET_ABANK <= target < TARGET_ABANK + cfg.act_banks:

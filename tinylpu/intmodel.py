@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .numerics import saturate
+from .numerics import ROPE_FRAC, rope_rotate, saturate
 
 EXP_STEP_BITS = 4      # softmax scores in units of 1/16 before the exp table
 EXP_FRAC = 14          # exp table values: Q14 (exp(0) = 16384)
@@ -29,7 +29,6 @@ EXP_SIZE = 256         # exp(-255/16) * 2**14 < 0.5: the table covers every non-
 PROB_FRAC = 15         # attention probabilities: Q15
 UNIT_FRAC = 14         # RMSNorm's x / (sqrt(n) rms): |u| <= 1, Q14
 SILU_POINTS = 256      # SiLU table intervals over the h1 range
-ROPE_FRAC = 14         # RoPE sin/cos tables: Q1.14
 MULT_FRAC_MAX = 15     # requantization multipliers are int16 (|M| < 2**15)
 
 
@@ -271,11 +270,8 @@ class IntDecoder:
         qm = self.qm
         hs = qm.config.head_size
         v = vec.reshape(n_heads, hs // 2, 2)
-        c, s = qm.rope_cos[pos][None, :], qm.rope_sin[pos][None, :]
-        a, b = v[..., 0], v[..., 1]
-        half = 1 << (ROPE_FRAC - 1)
-        ra = sat((a * c - b * s + half) >> ROPE_FRAC)
-        rb = sat((a * s + b * c + half) >> ROPE_FRAC)
+        ra, rb = rope_rotate(v[..., 0], v[..., 1], qm.rope_cos[pos][None, :],
+                             qm.rope_sin[pos][None, :])
         return np.stack([ra, rb], axis=-1).reshape(-1)
 
     def silu(self, h):

@@ -36,14 +36,16 @@ INSTR_BITS = 288
 # read of its last chunk; every MATVEC has this one latency, whatever its epilogue.
 MXM_STAGES = ("c: weight words of every weight bank and activation word x read",
               "c+1: SRAM data into the MAC array; products registered",
-              "c+2: row sums added into the accumulators (first chunk: from 0)",
-              "c+3: last chunk: the R sums times their multipliers (registered); the "
-              "row-multiplier word was read in c+2",
-              "c+4: round, shift, saturate to y_bits; RESID reads the destination word",
-              "c+5: RESID adds the old lane value and saturates again; the R results are "
-              "written")
-LAT_WRITE = len(MXM_STAGES) - 1   # = 5
-DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 5; idle from c_last + 6
+              "c+2: row sums added into the accumulators (first chunk: from 0); a block's "
+              "row-multiplier word is read",
+              "c+3: last chunk: the R sums times their multipliers (registered)",
+              "c+4: round, shift, saturate to y_bits (registered); RESID reads the "
+              "destination word, ROPE the block's RoPE-table word",
+              "c+5: RESID adds the old lane values and saturates; ROPE forms its products "
+              "(registered)",
+              "c+6: ROPE rounds, shifts and saturates its sums; the R results are written")
+LAT_WRITE = len(MXM_STAGES) - 1   # = 6
+DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 6; idle from c_last + 7
 LAT_RESID_READ = 4      # RESID reads the destination word in cycle c_last + 4
 
 
@@ -177,6 +179,7 @@ class Epi(enum.Enum, shape=2):
     """What a MATVEC does to its requantized results before writing them."""
     NONE = 0     # write y
     RESID = 1    # write sat_{y_bits}(old + y), old = the destination lane's value (residual add)
+    ROPE = 2     # rotate the pairs (y[2j], y[2j+1]) by the block's RoPE-table word
 
 
 class MatvecArgs(data.Struct):
@@ -188,7 +191,9 @@ class MatvecArgs(data.Struct):
     ``q_mult`` or, with ``m_rows``, lane r of row-multiplier word ``m_base + b``. The R
     results of block b are written to lanes ``(b*R) % L ..`` of word
     ``y_addr + (idx << y_shift) + (b*R) // L`` of bank ``y_bank`` (``idx``: the position
-    with ``y_index`` POS, else 0), after the epilogue ``epi``.
+    with ``y_index`` POS, else 0), after the epilogue ``epi``. ROPE rotates pair j of block
+    b by (cos, sin) = entries 2j, 2j+1 of RoPE-table word
+    ``rope_base + (pos << rope_shift) + b % 2**rope_shift``.
     """
     w_base: 16
     x_bank: 2
@@ -205,6 +210,8 @@ class MatvecArgs(data.Struct):
     y_index: Index   # NONE or POS (TOK is reserved)
     y_shift: 4       # log2 of the words per position step of y
     epi: Epi
+    rope_base: 16    # RoPE-table word of position 0, block 0
+    rope_shift: 3    # log2 of the RoPE-table words per position
 
 
 class WaitArgs(data.Struct):
@@ -236,7 +243,8 @@ def _check(name, value, bits, lo=0, is_signed=False):
 
 
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
-           y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE):
+           y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
+           rope_shift=0):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
     requantizes per row instead of by ``q_mult``."""
     y_index, epi = Index(y_index), Epi(epi)
@@ -245,7 +253,8 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
     args = dict(w_base=w_base, x_bank=x_bank, x_addr=x_addr, y_bank=y_bank, y_addr=y_addr,
                 n_blocks=n_blocks, n_chunks=n_chunks, q_mult=q_mult, q_shift=q_shift,
                 y_bits=y_bits, m_rows=int(m_base is not None), m_base=m_base or 0,
-                y_index=y_index.value, y_shift=y_shift, epi=epi.value)
+                y_index=y_index.value, y_shift=y_shift, epi=epi.value, rope_base=rope_base,
+                rope_shift=rope_shift)
     layout = data.Layout.cast(MatvecArgs)
     for name, field in layout:
         shape = field.shape

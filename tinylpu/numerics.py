@@ -11,7 +11,7 @@ arithmetically, so no intermediate value is ever truncated.
 """
 
 __all__ = ["wrap", "saturate", "requantize", "quantize_multiplier", "gemv_reference", "MULT_BITS",
-           "SHIFT_MAX"]
+           "SHIFT_MAX", "ROPE_FRAC", "rope_rotate"]
 
 import math
 
@@ -19,6 +19,7 @@ import numpy as np
 
 MULT_BITS = 16
 SHIFT_MAX = 63
+ROPE_FRAC = 14         # RoPE cos/sin tables: Q1.14
 
 
 def wrap(values, bits):
@@ -32,6 +33,15 @@ def saturate(values, bits):
     """Clamp integers to the signed ``bits``-bit range."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return np.clip(values, lo, hi)
+
+
+def rope_rotate(a, b, cos, sin, bits=16):
+    """Rotate the pairs (a, b) by the Q1.14 ``cos``/``sin``: ``(a c - b s, a s + b c)``,
+    each rounded half up from the exact product sums and saturated to ``bits``."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    half = np.int64(1 << (ROPE_FRAC - 1))
+    return (saturate((a * cos - b * sin + half) >> ROPE_FRAC, bits),
+            saturate((a * sin + b * cos + half) >> ROPE_FRAC, bits))
 
 
 def requantize(acc, mult, shift, bits=8):
