@@ -1,6 +1,6 @@
 """MATVEC address generator: the blocks x chunks hardware loop that streams SRAM reads."""
 
-__all__ = ["token_layout", "MatvecAgu"]
+__all__ = ["token_layout", "MatvecAgu", "MATVEC_FIELDS", "ATTENTION_FIELDS"]
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
@@ -9,16 +9,25 @@ from amaranth.lib.wiring import In, Out
 from tinylpu.isa import Epi, Index, MatvecArgs
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
+from .mac import MacMode
 
-def token_layout(cfg):
-    """What travels down the pipeline with every SRAM read of a MATVEC."""
-    return data.StructLayout({
+
+def token_layout(cfg, fields=None):
+    """What travels down the pipeline with every read of a MATVEC, QK or PV (and with every
+    block result through the output unit); ``fields``: only these (an address generator's
+    own)."""
+    layout = {
         "valid": 1,
-        "first": 1,                                 # first chunk of a row block
-        "last": 1,                                  # last chunk: the block's result is written
+        "kind": MacMode,
+        "first": 1,                                 # first chunk of a row block / position
+        "last": 1,                                  # a result follows (MATVEC: last chunk)
         "y_bank": 2,
         "y_word": 16,
-        "y_group": range(max(cfg.lanes // cfg.rows, 2)),   # lanes y_group*R .. +R-1
+        "y_group": range(max(2 * cfg.lanes // cfg.rows, 2)),   # lanes y_group*R .. +R-1,
+        "y_pack": 1,                                # ... or R/2 packed lanes y_group*R/2 ..
+        "row": range(max(cfg.rows, 2)),             # QLOAD: the q-latch row
+        "kv_shift": 2,                              # QK, PV: heads a K/V head serves
+        "d_blocks": 8,                              # PV: output blocks
         "mult": signed(MULT_BITS),
         "shift": range(SHIFT_MAX + 1),
         "y_bits": 6,                                # saturation width of the results
@@ -26,7 +35,15 @@ def token_layout(cfg):
         "m_addr": 16,                               # ... from this row-multiplier word
         "epi": Epi,
         "rope_addr": 16,                            # ROPE: the block's RoPE-table word
-    })
+    }
+    return data.StructLayout({k: v for k, v in layout.items() if fields is None or k in fields})
+
+
+# The fields each address generator drives (the tile merges them into one token).
+MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_pack", "mult",
+                 "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr")
+ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group", "row",
+                    "kv_shift", "d_blocks", "shift", "y_bits")
 
 
 class MatvecAgu(wiring.Component):
@@ -53,7 +70,7 @@ class MatvecAgu(wiring.Component):
             "w_addr": Out(16),
             "x_bank": Out(2),
             "x_addr": Out(16),
-            "token": Out(token_layout(cfg)),
+            "token": Out(token_layout(cfg, MATVEC_FIELDS)),
         })
 
     def elaborate(self, platform):
@@ -64,7 +81,7 @@ class MatvecAgu(wiring.Component):
         # registered state of the read pending for the next cycle
         w_addr, x_base, chunk = Signal(16), Signal(16), Signal(12)
         nc_m1, blocks_left = Signal(12), Signal(16)
-        st = Signal(token_layout(cfg))
+        st = Signal(token_layout(cfg, MATVEC_FIELDS))
         x_bank = Signal(2)
         rope0, rope_mask, block = Signal(16), Signal(8), Signal(16)
         cur_rope0, cur_mask, cur_block = Signal(16), Signal(8), Signal(16)
@@ -79,6 +96,7 @@ class MatvecAgu(wiring.Component):
                 tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos), tok.y_group.eq(0),
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
+                tok.y_pack.eq(a.y_pack & (a.epi != Epi.RESID)),
                 cur_rope0.eq(a.rope_base + (self.pos << a.rope_shift)),
                 cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
             ]
@@ -89,6 +107,7 @@ class MatvecAgu(wiring.Component):
                 tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
                 tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
+                tok.y_pack.eq(st.y_pack),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
             ]
         m.d.comb += [
@@ -103,13 +122,13 @@ class MatvecAgu(wiring.Component):
                 self.busy.eq(1), w_addr.eq(self.w_addr + 1), nc_m1.eq(cur_nc_m1),
                 x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
-                st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi),
+                st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi), st.y_pack.eq(tok.y_pack),
                 rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
             ]
             with m.If(self.issue):
                 m.d.sync += x_base.eq(a.x_addr)
             with m.If(tok.last):
-                last_group = tok.y_group == groups - 1
+                last_group = tok.y_group == Mux(tok.y_pack, 2 * groups - 1, groups - 1)
                 m.d.sync += [
                     chunk.eq(0), blocks_left.eq(cur_blocks - 1),
                     st.y_group.eq(Mux(last_group, 0, tok.y_group + 1)),

@@ -35,7 +35,7 @@ class HostInterface(wiring.Component):
             "start": Out(1), "start_pc": Out(16),
             "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
             "emit_valid": In(1), "emit_data": In(32),
-            "done": In(1), "flags": In(2), "cycles": In(32),
+            "done": In(1), "flags": In(3), "cycles": In(32),
         })
 
     def elaborate(self, platform):
@@ -148,8 +148,9 @@ class HostInterface(wiring.Component):
                 with m.If(self.emit_valid & ~self.o.ready):
                     m.d.sync += overrun.eq(1)
                 with m.If(self.done):
-                    m.d.sync += [status.eq(Cat(1, self.flags, bad,
-                                               overrun | (self.emit_valid & ~self.o.ready))),
+                    m.d.sync += [status.eq(Cat(1, self.flags[:2], bad,
+                                               overrun | (self.emit_valid & ~self.o.ready),
+                                               self.flags[2])),
                                  cycles.eq(self.cycles)]
                     m.next = "STATUS"
             with m.State("STATUS"):

@@ -1,12 +1,23 @@
-"""The vector MAC array: ``rows`` dot products of ``lanes`` (weight, activation) pairs per cycle."""
+"""The MAC array: ``rows`` x ``lanes`` multipliers, fed for MATVEC, QK or PV."""
 
-__all__ = ["MacArray"]
+__all__ = ["MacArray", "MacMode", "LATENCY"]
 
-from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from tinylpu import isa
 from tinylpu.config import ACT_BITS, X_BITS
+
+LATENCY = 2       # inputs in cycle n, their sums / accumulators valid in n + 2
+OPERAND_BITS = 16
+
+
+class MacMode(enum.Enum, shape=2):
+    MATVEC = 0    # row r: weights of weight bank r times the x lanes (low 16 bits)
+    QLOAD = 1     # latch q row ``row`` from the x word (the low 16 bits of each lane)
+    QK = 2        # latched q times the K row in x (packed int16), heads summed per half row
+    PV = 3        # the heads' weights ``e`` times the V row in x, accumulated per MAC
 
 
 def _tree_sum(values):
@@ -17,51 +28,99 @@ def _tree_sum(values):
 
 
 class MacArray(wiring.Component):
-    """``rows`` x ``lanes`` multiply-accumulate array.
+    """``rows`` x ``lanes`` multiply-accumulate array, 16 x 16-bit signed multipliers.
 
-    Each cycle with ``valid``, row r forms ``sum_l w[r][l] * x[l]`` and adds it to its
-    accumulator (``first``: start from zero instead). ``w[r]`` packs ``lanes`` signed
-    ``data_bits`` weights (lane l at bits ``l*data_bits``); ``x`` is an activation-bank word of
-    ``lanes`` 32-bit lanes, of which the MAC uses the low ``X_BITS`` (16) bits, signed (lane l
-    at bits ``32*l``). Accumulators are ``acc_bits`` wide and wrap. A cycle with
-    ``valid & last`` closes a row block.
+    Each cycle with ``valid``, by ``mode`` (:class:`MacMode`):
 
-    Timing: inputs in cycle n; products registered at the end of n; row sums added at the end
-    of n+1; for a ``last`` input, ``result`` holds the block's sums with ``result_valid`` in
-    cycle n+2. Throughput: one input per cycle, no bubbles between blocks.
+    * MATVEC: row r forms ``sum_l w[r][l] * x[l]`` (``w[r]``: ``lanes`` signed
+      ``data_bits`` weights, lane l at bits ``l*data_bits``; ``x``: an activation word, the
+      low ``X_BITS`` of lane l, signed) and adds it to its ``acc_bits`` accumulator, which
+      wraps (``first``: starts from zero). ``result[r]`` holds the block's sum after a
+      ``last`` input.
+    * QLOAD: q-latch row ``row`` takes the low 16 bits of the lanes of ``x``.
+    * QK: MAC (r, l) multiplies q-latch (r, l) by packed value
+      :func:`tinylpu.isa.att_kv_index` ``(r, l, kv_shift)`` of ``x`` (a K row); ``halves[r]``
+      are the sums of lanes ``0 .. L/2 - 1`` and ``L/2 .. L - 1``: the scores of heads 2r and
+      2r + 1.
+    * PV: MAC (r, l) multiplies ``e`` of its head (:func:`tinylpu.isa.att_head`) by the same
+      packed value of ``x`` (a V row) and adds it to its own ``ATT_ACC_BITS`` accumulator
+      (``first``: starts from the product). ``pv_out`` is accumulators
+      ``pv_sel * R .. pv_sel * R + R - 1`` (row-major), combinationally.
+
+    Timing: inputs in cycle n; products registered at the end of n; sums, accumulators and
+    the q latch registered at the end of n + 1: ``result``, ``halves`` and the accumulators
+    behind ``pv_out`` are valid in n + 2 (:data:`LATENCY`). One input per cycle, no bubbles.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        # One port per row (not one R*L-element view): simulators re-evaluate every slice of a
+        R, L = cfg.rows, cfg.lanes
+        # One port per row (not one R x L view): simulators re-evaluate every slice of a
         # vector when any bit of it changes, so a single 2048-bit port costs O((R*L)^2).
         super().__init__({
-            "w": In(cfg.word_bits).array(cfg.rows),     # row r: lanes of W, lane l at bits 8l
-            "x": In(cfg.act_word_bits),                  # lane l: bits 32l .. 32l+15 used
+            "w": In(cfg.word_bits).array(R),     # row r: lanes of W, lane l at bits 8l
+            "x": In(cfg.act_word_bits),           # lane l: bits 32l .. 32l+31
+            "e": In(OPERAND_BITS).array(2 * R),   # PV: the weight of each head
+            "mode": In(MacMode), "row": In(range(max(R, 2))), "kv_shift": In(2),
             "valid": In(1), "first": In(1), "last": In(1),
-            "result": Out(signed(cfg.acc_bits)).array(cfg.rows),
+            "result": Out(signed(cfg.acc_bits)).array(R),
             "result_valid": Out(1),
+            "halves": Out(signed(isa.ATT_ACC_BITS)).array(R, 2),
+            "pv_sel": In(range(max(L, 2))),
+            "pv_out": Out(signed(isa.ATT_ACC_BITS)).array(R),
         })
 
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        db = cfg.data_bits
-        w_lane = lambda word, l: word[l * db:(l + 1) * db].as_signed()
-        x_lane = lambda word, l: word[l * ACT_BITS:l * ACT_BITS + X_BITS].as_signed()
-        valid, first, last = Signal(), Signal(), Signal()
-        m.d.sync += [valid.eq(self.valid), first.eq(self.first), last.eq(self.last)]
-        m.d.sync += self.result_valid.eq(valid & last)
-        for r in range(cfg.rows):
-            prod = [Signal(signed(db + X_BITS), name=f"p{r}_{l}", reset_less=True)
-                    for l in range(cfg.lanes)]
-            m.d.sync += [prod[l].eq(w_lane(self.w[r], l) * x_lane(self.x, l))
-                         for l in range(cfg.lanes)]
+        R, L, db = cfg.rows, cfg.lanes, cfg.data_bits
+        half = L // 2
+        w_lane = lambda r, l: self.w[r][l * db:(l + 1) * db].as_signed()
+        x_lane = lambda l: self.x[l * ACT_BITS:l * ACT_BITS + X_BITS].as_signed()
+        packed = lambda i: self.x[16 * i:16 * (i + 1)].as_signed()     # isa.halves
+        mode = self.mode
+        att = (mode == MacMode.QK) | (mode == MacMode.PV)
+
+        valid, first, last, mode1 = Signal(), Signal(), Signal(), Signal(MacMode)
+        m.d.sync += [valid.eq(self.valid), first.eq(self.first), last.eq(self.last),
+                     mode1.eq(mode)]
+        m.d.sync += self.result_valid.eq(valid & last & (mode1 == MacMode.MATVEC))
+
+        qlatch = [[Signal(signed(OPERAND_BITS), name=f"q{r}_{l}") for l in range(L)]
+                  for r in range(R)]
+        with m.If(self.valid & (mode == MacMode.QLOAD)):
+            for r in range(R):
+                with m.If(self.row == r):
+                    m.d.sync += [qlatch[r][l].eq(x_lane(l)) for l in range(L)]
+
+        pv_acc = []
+        for r in range(R):
+            prod = []
+            for l in range(L):
+                p = Signal(signed(2 * OPERAND_BITS), name=f"p{r}_{l}", reset_less=True)
+                kv = Array([packed(isa.att_kv_index(r, l, L, s)) for s in range(4)])
+                a = Mux(mode == MacMode.PV, self.e[isa.att_head(r, l, L)],
+                        Mux(mode == MacMode.QK, qlatch[r][l], w_lane(r, l)))
+                b = Mux(att, kv[self.kv_shift], x_lane(l))
+                m.d.sync += p.eq(a.as_signed() * b)
+                prod.append(p)
+                acc = Signal(signed(isa.ATT_ACC_BITS), name=f"pv{r}_{l}")
+                with m.If(valid & (mode1 == MacMode.PV)):
+                    m.d.sync += acc.eq(Mux(first, 0, acc) + p)
+                pv_acc.append(acc)
+            sums = [Signal(signed(isa.ATT_ACC_BITS), name=f"h{r}_{s}") for s in range(2)]
+            m.d.comb += [sums[0].eq(_tree_sum(prod[:half])), sums[1].eq(_tree_sum(prod[half:]))]
             acc = Signal(signed(cfg.acc_bits), name=f"acc{r}")
             total = Signal(signed(cfg.acc_bits), name=f"sum{r}")
-            m.d.comb += total.eq(_tree_sum(prod) + (acc & ~first.replicate(cfg.acc_bits)))
-            with m.If(valid):
+            m.d.comb += total.eq(sums[0] + sums[1] + (acc & ~first.replicate(cfg.acc_bits)))
+            with m.If(valid & (mode1 == MacMode.MATVEC)):
                 m.d.sync += acc.eq(total)
                 with m.If(last):
                     m.d.sync += self.result[r].eq(total)
+            with m.If(valid & (mode1 == MacMode.QK)):
+                m.d.sync += [self.halves[r][s].eq(sums[s]) for s in range(2)]
+        blocks = [Cat(*pv_acc[j * R:(j + 1) * R]) for j in range(L)]
+        chosen = Array(blocks)[self.pv_sel] if L > 1 else blocks[0]
+        m.d.comb += [self.pv_out[r].eq(chosen[r * isa.ATT_ACC_BITS:(r + 1) * isa.ATT_ACC_BITS])
+                     for r in range(R)]
         return m

@@ -7,13 +7,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu.config import ACT_BITS
+from tinylpu.isa import ATT_ACC_BITS
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
 Y_BITS_FIELD = 6        # MatvecArgs.y_bits: 0 counts as 64 (no saturation before the lane)
 
 
 class Requantizer(wiring.Component):
-    """Requantizes ``rows`` accumulators (see :mod:`tinylpu.numerics` for the exact rule).
+    """Requantizes ``rows`` accumulators (see :mod:`tinylpu.numerics` for the exact rule), of
+    ``acc_bits`` (a MATVEC) or up to ``ATT_ACC_BITS`` (a PV drain block).
 
     The result saturates to ``y_bits`` signed bits (a zero ``y_bits`` counts as 64) and is
     output as a 32-bit activation lane: the low 32 bits of the saturated value, i.e. its sign
@@ -28,7 +30,7 @@ class Requantizer(wiring.Component):
     def __init__(self, cfg):
         self.cfg = cfg
         super().__init__({
-            "acc": In(signed(cfg.acc_bits)).array(cfg.rows),
+            "acc": In(signed(max(cfg.acc_bits, ATT_ACC_BITS))).array(cfg.rows),
             "mult": In(signed(MULT_BITS)).array(cfg.rows),
             "shift": In(range(SHIFT_MAX + 1)),
             "y_bits": In(Y_BITS_FIELD),
@@ -38,7 +40,7 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        pbits = cfg.acc_bits + MULT_BITS
+        pbits = max(cfg.acc_bits, ATT_ACC_BITS) + MULT_BITS
         shift = Signal.like(self.shift)
         m.d.sync += shift.eq(self.shift)
         # 2**(shift-1) for shift >= 1, 0 for shift == 0

@@ -18,16 +18,17 @@ While the tile is idle, the host interface owns them, and the host's table targe
 to the vector unit's table port (``t_*``). The checker flags, in the same cycle:
 
 - ``conflict``: a port asked for by two users in one cycle;
-- ``hazard``: an ``x`` read of a word whose ``y`` write is still in the MATVEC pipeline, or
-  an ``r`` read of lanes another block's write in the pipeline still has to land in (it
-  reads the old value; the compiler inserts WAITs so this never happens).
+- ``hazard``: a read (``x``, the score stream ``s``, RESID's ``r``) of lanes a write in the
+  MXM pipeline (``pending``) still has to land in (it reads the old value; the compiler
+  inserts WAITs so this never happens). ``r`` comes from the result in stage
+  ``LAT_RESID_READ``, whose own write is not counted.
 
 Two users of one port in one cycle get the port in a fixed order (read ports: ``x``, ``r``,
 ``a``, ``b``, host; write ports: ``y``, ``c``, host); the others are lost. The run's status
 reports the conflict.
 """
 
-__all__ = ["Router"]
+__all__ = ["Router", "write_layout"]
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
@@ -39,10 +40,14 @@ from tinylpu.host import (TARGET_ABANK, TARGET_MMEM, TARGET_PROG, TARGET_RMEM, T
 from tinylpu.isa import INSTR_BITS, LAT_RESID_READ, LAT_WRITE, TABLE_DEPTH
 from tinylpu.numerics import MULT_BITS
 
-from .agu import token_layout
 from .sram import Bank, addr_bits
 
 TOKEN_BITS = 16       # token-memory entries and table entries
+
+
+def write_layout(cfg):
+    """A write in flight in the MXM pipeline: its bank, word and lanes."""
+    return data.StructLayout({"valid": 1, "bank": 2, "word": 16, "mask": cfg.lanes})
 
 
 def _two_or_more(users):
@@ -69,13 +74,16 @@ class Router(wiring.Component):
             "w_en": In(1), "w_addr": In(16),
             "w_data": Out(cfg.word_bits).array(R),        # one port per weight bank
             "x_en": In(1), "x_bank": In(2), "x_addr": In(16), "x_data": Out(cfg.act_word_bits),
-            "y_en": In(1), "y_bank": In(2), "y_word": In(16), "y_group": In(8),
-            "y_data": In(ACT_BITS).array(R),
-            "inflight": In(data.ArrayLayout(token_layout(cfg), LAT_WRITE)),
+            "y_en": In(1), "y_bank": In(2), "y_word": In(16), "y_mask": In(L),
+            "y_data": In(cfg.act_word_bits),
+            "pending": In(data.ArrayLayout(write_layout(cfg), LAT_WRITE)),
+            # the score stream of PV
+            "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
+            "s_data": Out(cfg.act_word_bits),
             # MATVEC: row multipliers, RESID's read of the destination word
             "m_en": In(1), "m_addr": In(16), "m_data": Out(MULT_BITS * R),
             "p_en": In(1), "p_addr": In(16), "p_data": Out(MULT_BITS * R),
-            "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_group": In(8),
+            "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_mask": In(L),
             "r_data": Out(cfg.act_word_bits),
             # vector unit: operand reads, weight reads, result writes, table port
             "a_en": In(1), "a_bank": In(2), "a_word": In(16), "a_data": Out(cfg.act_word_bits),
@@ -143,22 +151,23 @@ class Router(wiring.Component):
                 self.w_data[r].eq(bank.rdata),
             ]
         # activation banks: x, a, b reads and y, c writes of the schedule, or the host's
-        y_word = Cat(*([Cat(*self.y_data)] * groups))
-        y_mask = Cat(*[(self.y_group == g).replicate(R) for g in range(groups)])
+        y_word, y_mask = self.y_data, self.y_mask
         c_word = Cat(*([self.c_data] * L))
         c_mask = Cat(*[self.c_lane == l for l in range(L)])
         for a, bank in enumerate(abanks):
             here = lambda en, sel: en & (sel[:bank_bits] == a)
-            x_rd, r_rd, a_rd, b_rd = (here(self.x_en, self.x_bank), here(self.r_en, self.r_bank),
-                                      here(self.a_en, self.a_bank), here(self.b_en, self.b_bank))
+            x_rd, r_rd, s_rd = (here(self.x_en, self.x_bank), here(self.r_en, self.r_bank),
+                                here(self.s_en, self.s_bank))
+            a_rd, b_rd = here(self.a_en, self.a_bank), here(self.b_en, self.b_bank)
             y_wr, c_wr = here(self.y_en, self.y_bank), here(self.c_en, self.c_bank)
             h_rd, h_wr = self.h_ren & is_a[a], self.h_wen & is_a[a]
-            conflicts += [_two_or_more([x_rd, r_rd, a_rd, b_rd, h_rd]),
+            conflicts += [_two_or_more([x_rd, s_rd, r_rd, a_rd, b_rd, h_rd]),
                           _two_or_more([y_wr, c_wr, h_wr])]
             m.d.comb += [
-                bank.ren.eq(x_rd | r_rd | a_rd | b_rd | h_rd),
-                bank.raddr.eq(Mux(x_rd, self.x_addr, Mux(r_rd, self.r_word, Mux(
-                    a_rd, self.a_word, Mux(b_rd, self.b_word, self.h_addr))))),
+                bank.ren.eq(x_rd | s_rd | r_rd | a_rd | b_rd | h_rd),
+                bank.raddr.eq(Mux(x_rd, self.x_addr, Mux(s_rd, self.s_word, Mux(
+                    r_rd, self.r_word, Mux(a_rd, self.a_word, Mux(b_rd, self.b_word,
+                                                                   self.h_addr)))))),
             ]
             with m.If(y_wr):
                 m.d.comb += [bank.waddr.eq(self.y_word), bank.wdata.eq(y_word),
@@ -171,6 +180,7 @@ class Router(wiring.Component):
                              bank.wen.eq(h_wr.replicate(L))]
         # read data of x, a, b: from the bank named in the request cycle
         for en, sel, out in ((self.x_en, self.x_bank, self.x_data),
+                             (self.s_en, self.s_bank, self.s_data),
                              (self.r_en, self.r_bank, self.r_data),
                              (self.a_en, self.a_bank, self.a_data),
                              (self.b_en, self.b_bank, self.b_data)):
@@ -243,14 +253,18 @@ class Router(wiring.Component):
                 m.d.comb += self.h_rdata.eq(rmem.rdata)
 
         m.d.comb += self.conflict.eq(Cat(*conflicts).any())
-        def writes(tok, bank, word):
-            same_bank = tok.y_bank[:bank_bits] == bank[:bank_bits] if bank_bits else 1
-            return tok.valid & tok.last & same_bank & (tok.y_word[:aw] == word[:aw])
+        def hits(en, bank, word, mask, skip=None):
+            out = []
+            for i, w in enumerate(self.pending):
+                if i + 1 == skip:
+                    continue
+                same_bank = w.bank[:bank_bits] == bank[:bank_bits] if bank_bits else 1
+                out.append(w.valid & same_bank & (w.word[:aw] == word[:aw])
+                           & (w.mask & mask).any())
+            return en & Cat(*out).any()
 
-        x_hits = [writes(tok, self.x_bank, self.x_addr) for tok in self.inflight]
-        # the r read comes from the token in stage LAT_RESID_READ; the others are in flight
-        r_hits = [writes(tok, self.r_bank, self.r_word) & (tok.y_group == self.r_group)
-                  for i, tok in enumerate(self.inflight) if i + 1 != LAT_RESID_READ]
-        m.d.comb += self.hazard.eq((self.x_en & Cat(*x_hits).any())
-                                   | (self.r_en & Cat(*r_hits).any()))
+        m.d.comb += self.hazard.eq(
+            hits(self.x_en, self.x_bank, self.x_addr, Const(-1, L))
+            | hits(self.s_en, self.s_bank, self.s_word, self.s_mask)
+            | hits(self.r_en, self.r_bank, self.r_word, self.r_mask, skip=LAT_RESID_READ))
         return m

@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, VopArgs
+from tinylpu.isa import INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs
 
 from .sram import addr_bits
 
@@ -53,6 +53,7 @@ class Sequencer(wiring.Component):
             "imem_addr": Out(abits), "imem_ren": Out(1), "imem_data": In(INSTR_BITS),
             "issue_matvec": Out(1), "matvec": Out(MatvecArgs),
             "issue_vop": Out(1), "vop": Out(VopArgs),
+            "issue_qk": Out(1), "qk": Out(QkArgs), "issue_pv": Out(1), "pv": Out(PvArgs),
             "agu_busy": In(1), "agu_final": In(1),
             "vu_busy": In(1), "vu_final": In(1),
             "pipe_empty": In(1),
@@ -85,12 +86,14 @@ class Sequencer(wiring.Component):
         known = Signal()
         m.d.comb += known.eq((op == Opcode.HALT) | (op == Opcode.WAIT) | (op == Opcode.LOOP)
                              | (op == Opcode.MATVEC) | (op == Opcode.VOP)
-                             | (op == Opcode.NEXT))
+                             | (op == Opcode.NEXT) | (op == Opcode.QK) | (op == Opcode.PV))
         m.d.comb += [
             self.issue_matvec.eq(issuing & (op == Opcode.MATVEC)),
             self.matvec.eq(instr.args.matvec),
             self.issue_vop.eq(issuing & (op == Opcode.VOP)),
             self.vop.eq(instr.args.vop),
+            self.issue_qk.eq(issuing & (op == Opcode.QK)), self.qk.eq(instr.args.qk),
+            self.issue_pv.eq(issuing & (op == Opcode.PV)), self.pv.eq(instr.args.pv),
         ]
         wait_cycles = instr.args.wait.cycles
         last_cycle = Signal()

@@ -11,22 +11,27 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu import isa
+from tinylpu.config import ACT_BITS
 
-from .agu import MatvecAgu, token_layout
+from .agu import ATTENTION_FIELDS, MATVEC_FIELDS, MatvecAgu, token_layout
+from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
 from .host import HostInterface
-from .mac import MacArray
+from .mac import MacArray, MacMode
 from .requant import Requantizer
 from .router import Router
 from .sequencer import Sequencer
 from .vu import VectorUnit
 
-# Stage registers of a MATVEC token after its read in cycle c (see tinylpu.isa.MXM_STAGES).
-PIPELINE = ("s1: SRAM data (c+1)", "s2: products; row-multiplier read (c+2)",
-            "s3: block result into the requantizer (c+3)",
-            "s4: requantized; RESID reads the destination, ROPE its table word (c+4)",
-            "s5: epilogue sums and products (c+5)", "s6: epilogue out, written (c+6)")
+# Stage registers after a read in cycle c (see tinylpu.isa.MXM_STAGES): the front (the MAC
+# array) holds every read's token, the result chain one block result a cycle.
+PIPELINE = ("s1: SRAM data into the MAC array (c+1)",
+            "s2: sums, accumulators; row-multiplier read (c+2)",
+            "r3: a block result into the requantizer or the score unit (c+3)",
+            "r4: requantized; RESID reads the destination, ROPE its table word (c+4)",
+            "r5: epilogue sums and products (c+5)", "r6: epilogue out, written (c+6)")
 assert len(PIPELINE) == isa.LAT_WRITE == isa.LAT_RESID_READ + EPI_LATENCY
+assert isa.LAT_RESULT == 3
 
 
 class Tile(wiring.Component):
@@ -56,6 +61,10 @@ class Tile(wiring.Component):
         m.submodules.requant = rq = Requantizer(cfg)
         m.submodules.vu = vu = VectorUnit(cfg)
         m.submodules.epi = epi = Epilogue(cfg)
+        m.submodules.aagu = aagu = AttentionAgu(cfg)
+        m.submodules.score = score = ScoreUnit(cfg)
+        m.submodules.weight = weight = WeightUnit(cfg)
+        m.submodules.drain = drain = Drain(cfg)
         wiring.connect(m, wiring.flipped(self.host_in), hif.i)
         wiring.connect(m, hif.o, wiring.flipped(self.host_out))
 
@@ -76,7 +85,9 @@ class Tile(wiring.Component):
             rt.i_en.eq(seq.running | hif.start), rt.i_addr.eq(seq.imem_addr),
             seq.imem_data.eq(rt.i_data),
             agu.issue.eq(seq.issue_matvec), agu.args.eq(seq.matvec), agu.pos.eq(seq.pos),
-            seq.agu_busy.eq(agu.busy), seq.agu_final.eq(agu.final),
+            aagu.issue_qk.eq(seq.issue_qk), aagu.qk.eq(seq.qk),
+            aagu.issue_pv.eq(seq.issue_pv), aagu.pv.eq(seq.pv), aagu.pos.eq(seq.pos),
+            seq.agu_busy.eq(agu.busy | aagu.busy), seq.agu_final.eq(agu.final | aagu.final),
         ]
         # sequencer <-> token memory
         m.d.comb += [
@@ -99,63 +110,176 @@ class Tile(wiring.Component):
             vu.t_ren.eq(rt.t_ren), vu.t_raddr.eq(rt.t_raddr), rt.t_rdata.eq(vu.t_rdata),
         ]
         m.d.comb += [vu.w_data[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
-        # cycle c: the AGU's reads
-        t0 = agu.token
+        # cycle c: the reads of the MATVEC or attention address generator (one is active)
+        mv, at = agu.token, aagu.token
+        t0 = Signal(token_layout(cfg))
+        for name in MATVEC_FIELDS:
+            mine = getattr(mv, name)
+            m.d.comb += getattr(t0, name).eq(Mux(at.valid, getattr(at, name), mine)
+                                             if name in ATTENTION_FIELDS else mine)
+        m.d.comb += [getattr(t0, name).eq(getattr(at, name)) for name in ATTENTION_FIELDS
+                     if name not in MATVEC_FIELDS and name != "kind"]
         m.d.comb += [
-            rt.w_en.eq(t0.valid), rt.w_addr.eq(agu.w_addr),
-            rt.x_en.eq(t0.valid), rt.x_bank.eq(agu.x_bank), rt.x_addr.eq(agu.x_addr),
+            t0.kind.eq(Mux(at.valid, at.kind, MacMode.MATVEC)),
+            rt.w_en.eq(mv.valid), rt.w_addr.eq(agu.w_addr),
+            rt.x_en.eq(mv.valid | aagu.x_en),
+            rt.x_bank.eq(Mux(aagu.x_en, aagu.x_bank, agu.x_bank)),
+            rt.x_addr.eq(Mux(aagu.x_en, aagu.x_addr, agu.x_addr)),
+            rt.s_en.eq(aagu.s_en), rt.s_bank.eq(aagu.s_bank), rt.s_word.eq(aagu.s_addr),
+            rt.s_mask.eq(_group_mask(cfg, aagu.s_group, 0)),
         ]
-        stages = [Signal(token_layout(cfg), name=f"s{i + 1}") for i in range(isa.LAT_WRITE)]
-        m.d.sync += stages[0].eq(t0)
-        for prev, cur in zip(stages, stages[1:]):
-            m.d.sync += cur.eq(prev)
-        s1, s2, s3, s4, s5, s6 = stages
-        # c+1: SRAM data into the MAC array; c+2: a block's row multipliers are read;
-        # c+3: block result into the requantizer
-        m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
-        m.d.comb += [rq.acc[r].eq(mac.result[r]) for r in range(cfg.rows)]
+        front = [Signal(token_layout(cfg), name=f"s{i + 1}") for i in range(2)]
+        m.d.sync += [front[0].eq(t0), front[1].eq(front[0])]
+        s1, s2 = front
+        # c (PV): the weights of the position whose V row is read, from its score word
         m.d.comb += [
-            mac.x.eq(rt.x_data),
+            weight.valid.eq(t0.valid & (t0.kind == MacMode.PV)), weight.first.eq(t0.first),
+            weight.group.eq(t0.y_group), weight.score_word.eq(rt.s_data),
+        ]
+        m.d.comb += [weight.maxima[h].eq(score.maxima[h]) for h in range(2 * cfg.rows)]
+        # c+1: SRAM data into the MAC array; c+2: a block's row multipliers are read
+        m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
+        m.d.comb += [mac.e[h].eq(weight.e[h]) for h in range(2 * cfg.rows)]
+        m.d.comb += [
+            mac.x.eq(rt.x_data), mac.mode.eq(s1.kind), mac.row.eq(s1.row),
+            mac.kv_shift.eq(s1.kv_shift),
             mac.valid.eq(s1.valid), mac.first.eq(s1.first), mac.last.eq(s1.last),
-            rt.m_en.eq(s2.valid & s2.last & s2.m_rows), rt.m_addr.eq(s2.m_addr),
-            rq.shift.eq(s3.shift), rq.y_bits.eq(s3.y_bits),
+            rt.m_en.eq(s2.valid & s2.last & s2.m_rows & (s2.kind == MacMode.MATVEC)),
+            rt.m_addr.eq(s2.m_addr),
+        ]
+        # PV's drain, after the last position
+        m.d.comb += [
+            drain.last.eq(t0.valid & (t0.kind == MacMode.PV) & t0.last),
+            drain.y_bank.eq(t0.y_bank), drain.y_addr.eq(t0.y_word),
+            drain.d_blocks.eq(t0.d_blocks), drain.shift.eq(t0.shift),
+            drain.y_bits.eq(t0.y_bits),
+        ]
+        m.d.comb += [drain.sums[h].eq(weight.sums[h]) for h in range(2 * cfg.rows)]
+        # the result chain: from c+3 a block result (a MATVEC row block, a QK position's
+        # scores or a PV drain block) goes through the output unit, one a cycle
+        results = [Signal(token_layout(cfg), name=f"r{i + 3}") for i in range(4)]
+        r3, r4, r5, r6 = results
+        s2_result = s2.valid & s2.last & ((s2.kind == MacMode.MATVEC) | (s2.kind == MacMode.QK))
+        drained = Signal(token_layout(cfg))
+        groups = max(cfg.lanes // cfg.rows, 1)
+        offer_first = drain.offer * cfg.rows
+        m.d.comb += [
+            drained.valid.eq(1), drained.kind.eq(MacMode.PV), drained.last.eq(1),
+            drained.y_bank.eq(drain.o_bank),
+            drained.y_word.eq(drain.o_addr + offer_first // cfg.lanes),
+            drained.y_group.eq(drain.offer % groups), drained.y_bits.eq(drain.o_bits),
+            drained.shift.eq(drain.o_shift), drained.epi.eq(isa.Epi.NONE),
+        ]
+        with m.If(s2_result):
+            m.d.sync += r3.eq(s2)
+        with m.Elif(drain.inject):
+            m.d.sync += r3.eq(drained)
+        with m.Else():
+            m.d.sync += r3.eq(0)
+        m.d.sync += [r4.eq(r3), r5.eq(r4), r6.eq(r5)]
+        m.d.comb += mac.pv_sel.eq(drain.sel)
+        # c+3: the result into the requantizer (MATVEC, PV) or the score unit (QK)
+        is_pv3 = r3.kind == MacMode.PV
+        sh_raw = Signal(range(64 + 64))
+        m.d.comb += sh_raw.eq(drain.exponent + r3.shift)
+        m.d.comb += [
+            rq.shift.eq(Mux(is_pv3, Mux(sh_raw > 63, 63, sh_raw), r3.shift)),
+            rq.y_bits.eq(r3.y_bits),
+            score.valid.eq(r3.valid & (r3.kind == MacMode.QK)), score.first.eq(r3.first),
+            score.shift.eq(r3.shift),
         ]
         for r in range(cfg.rows):
             row_mult = rt.m_data[16 * r:16 * (r + 1)].as_signed()
-            m.d.comb += rq.mult[r].eq(Mux(s3.m_rows, row_mult, s3.mult))
-        # c+4: the requantized block into the epilogue; RESID reads the destination word
-        resid4 = s4.valid & s4.last & (s4.epi == isa.Epi.RESID)
+            m.d.comb += [
+                rq.acc[r].eq(Mux(is_pv3, mac.pv_out[r], mac.result[r])),
+                rq.mult[r].eq(Mux(is_pv3, drain.mult, Mux(r3.m_rows, row_mult, r3.mult))),
+                score.halves[r][0].eq(mac.halves[r][0]), score.halves[r][1].eq(mac.halves[r][1]),
+            ]
+        # c+4: the requantized block into the epilogue; RESID reads the destination word,
+        # ROPE its table word; the scores go on towards the write
+        resid4 = r4.valid & (r4.epi == isa.Epi.RESID) & (r4.kind == MacMode.MATVEC)
         m.d.comb += [
-            rt.r_en.eq(resid4), rt.r_bank.eq(s4.y_bank), rt.r_word.eq(s4.y_word),
-            rt.r_group.eq(s4.y_group),
-            rt.p_en.eq(s4.valid & s4.last & (s4.epi == isa.Epi.ROPE)),
-            rt.p_addr.eq(s4.rope_addr),
-            epi.epi.eq(s4.epi), epi.y_bits.eq(s4.y_bits), epi.group.eq(s4.y_group),
+            rt.r_en.eq(resid4), rt.r_bank.eq(r4.y_bank), rt.r_word.eq(r4.y_word),
+            rt.r_mask.eq(_group_mask(cfg, r4.y_group, 0)),
+            rt.p_en.eq(r4.valid & (r4.epi == isa.Epi.ROPE) & (r4.kind == MacMode.MATVEC)),
+            rt.p_addr.eq(r4.rope_addr),
+            epi.epi.eq(Mux(r4.kind == MacMode.MATVEC, r4.epi, isa.Epi.NONE)),
+            epi.y_bits.eq(r4.y_bits), epi.group.eq(r4.y_group),
             epi.old_word.eq(rt.r_data), epi.rope_word.eq(rt.p_data),
         ]
         m.d.comb += [epi.y[r].eq(rq.y[r]) for r in range(cfg.rows)]
-        # c+6: the block's results go to their activation bank
-        m.d.comb += [rt.y_data[r].eq(epi.out[r]) for r in range(cfg.rows)]
+        scores5 = [Signal(32, name=f"scores5_{r}") for r in range(cfg.rows)]
+        scores6 = [Signal(32, name=f"scores6_{r}") for r in range(cfg.rows)]
+        m.d.sync += [scores5[r].eq(score.packed[r]) for r in range(cfg.rows)]
+        m.d.sync += [scores6[r].eq(scores5[r]) for r in range(cfg.rows)]
+        # c+6: the write
+        mask, data = _write_lanes(m, cfg, r6, [epi.out[r] for r in range(cfg.rows)], scores6)
         m.d.comb += [
-            rt.y_en.eq(s6.valid & s6.last), rt.y_bank.eq(s6.y_bank), rt.y_word.eq(s6.y_word),
-            rt.y_group.eq(s6.y_group),
+            rt.y_en.eq(r6.valid), rt.y_bank.eq(r6.y_bank), rt.y_word.eq(r6.y_word),
+            rt.y_mask.eq(mask), rt.y_data.eq(data),
         ]
-        for i, stage in enumerate(stages):
-            m.d.comb += rt.inflight[i].eq(stage)
-        m.d.comb += seq.pipe_empty.eq(~agu.busy & ~Cat(*(s.valid for s in stages)).any()
+        # the writes in flight, for the hazard check: results on their way, and the MATVEC
+        # and QK tokens that will produce one
+        for i, stage in enumerate(front + results):
+            write = rt.pending[i]
+            makes = stage.valid & stage.last & (stage.kind != MacMode.PV) if i < 2 \
+                else stage.valid
+            m.d.comb += [write.valid.eq(makes), write.bank.eq(stage.y_bank),
+                         write.word.eq(stage.y_word),
+                         write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_pack))]
+        m.d.comb += seq.pipe_empty.eq(~agu.busy & ~aagu.busy & ~drain.busy
+                                      & ~Cat(*(st.valid for st in front + results)).any()
                                       & vu.idle)
 
         # sticky schedule-checker flags of the current run
-        conflict, hazard = Signal(), Signal()
+        conflict, hazard, busy = Signal(), Signal(), Signal()
+        # a result and a drain block for the output unit in one cycle; a PV while the
+        # previous one drains; PV weights formed while QK's maxima are still being written
+        busy_now = (s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
+        maxima_pending = Cat(*((st.valid & (st.kind == MacMode.QK)) for st in
+                               (s1, s2, r3, r4))).any()
+        hazard_now = rt.hazard | (weight.valid & maxima_pending)
         with m.If(hif.start):
-            m.d.sync += [conflict.eq(0), hazard.eq(0)]
+            m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
         with m.Else():
             with m.If(rt.conflict):
                 m.d.sync += conflict.eq(1)
-            with m.If(rt.hazard & seq.running):
+            with m.If(hazard_now & seq.running):
                 m.d.sync += hazard.eq(1)
-        m.d.comb += hif.flags.eq(Cat(conflict, hazard))
+            with m.If(busy_now):
+                m.d.sync += busy.eq(1)
+        m.d.comb += hif.flags.eq(Cat(conflict, hazard, busy))
         return m
+
+
+def _group_mask(cfg, group, pack):
+    """The lanes of lane group ``group``: R lanes (``group * R ..``), or with ``pack`` R/2
+    (``group * R/2 ..``)."""
+    R, L = cfg.rows, cfg.lanes
+    full = Cat(*[(group == g).replicate(R) for g in range(max(L // R, 1))])[:L]
+    half = max(R // 2, 1)
+    packed = Cat(*[(group == g).replicate(half) for g in range(max(L // half, 1))])[:L]
+    return Mux(pack, packed, full) if R > 1 else full
+
+
+def _write_lanes(m, cfg, res, out, scores):
+    """Lane mask and data of a result's write: the R outputs in lane group ``y_group``, or
+    packed two to a lane (``y_pack``), or a QK position's packed scores."""
+    R, L = cfg.rows, cfg.lanes
+    groups = max(L // R, 1)
+    plain = Cat(*(out * groups))[:L * ACT_BITS]
+    packed_lanes = [Cat(out[2 * i][:16], out[2 * i + 1][:16]) for i in range(R // 2)] or \
+        [Cat(*out)[:ACT_BITS]]
+    packed = Cat(*(packed_lanes * (L // len(packed_lanes))))[:L * ACT_BITS]
+    qk = Cat(*(scores * groups))[:L * ACT_BITS]
+    data = Signal(L * ACT_BITS)
+    with m.If(res.kind == MacMode.QK):
+        m.d.comb += data.eq(qk)
+    with m.Elif(res.y_pack):
+        m.d.comb += data.eq(packed)
+    with m.Else():
+        m.d.comb += data.eq(plain)
+    return _group_mask(cfg, res.y_group, res.y_pack & (res.kind == MacMode.MATVEC)), data
 
 
 def generate_verilog(cfg, path=None):

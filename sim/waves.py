@@ -24,9 +24,12 @@ SIGNAL_GROUPS = [
                     "seq.emit_valid", "seq.emit_data[31:0]", "vu.next_token[15:0]"]),
     ("Address generator", ["agu.busy", "agu.final", "agu.w_addr[15:0]", "agu.x_bank[1:0]",
                            "agu.x_addr[15:0]", "agu.chunk[11:0]", "agu.blocks_left[15:0]"]),
-    ("Pipeline tokens", ["s1[{tok}:0]", "s2[{tok}:0]", "s3[{tok}:0]", "s4[{tok}:0]"]),
+    ("Attention", ["aagu.busy", "aagu.final", "aagu.x_addr[15:0]", "aagu.s_en",
+                   "aagu.s_addr[15:0]", "drain.busy", "drain.inject"]),
+    ("Pipeline tokens", ["s1[{tok}:0]", "s2[{tok}:0]", "r3[{tok}:0]", "r4[{tok}:0]",
+                         "r5[{tok}:0]", "r6[{tok}:0]"]),
     ("Router", ["router.x_en", "router.x_data[{act}:0]", "router.y_en", "router.y_word[15:0]",
-                "router.y_group[7:0]", "router.conflict", "router.hazard"]),
+                "router.y_mask[{lanes}:0]", "router.conflict", "router.hazard"]),
     ("MAC array", ["mac.valid", "mac.first", "mac.last", "mac.acc0[{acc}:0]",
                    "mac.result_valid"]),
     ("Requantizer", ["requant.prod0[{prod}:0]", "requant.y__0[31:0]"]),
@@ -45,6 +48,7 @@ def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
     case = gemv_case(f"waves {rows}x{cols}", GoldenTile(cfg), [W], x)
     widths = dict(pc=addr_bits(cfg.pdepth) - 1, instr=INSTR_BITS - 1,
                   tok=token_layout(cfg).size - 1, act=cfg.act_word_bits - 1,
+                  lanes=cfg.lanes - 1,
                   acc=cfg.acc_bits - 1, prod=cfg.acc_bits + 16 - 1)
     groups = [(name, [f"tinylpu_tile.{s.format(**widths)}" for s in signals])
               for name, signals in SIGNAL_GROUPS]

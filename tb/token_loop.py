@@ -19,7 +19,7 @@ writes hit one activation bank in one cycle (the golden model checks both).
 import numpy as np
 
 from tinylpu import host, isa
-from tinylpu.cases import random_matvec, restore, snapshot
+from tinylpu.cases import random_attention, random_matvec, restore, snapshot
 from tinylpu.golden import GoldenError
 
 V = 16
@@ -141,6 +141,8 @@ def random_token_program_case(golden, name, rng, tries=200):
                 lat = isa.vop_latency(vop["args"]["vop"])
                 body.append(isa.wait(int(rng.integers(1, lat + 4)) if rng.random() < 0.2
                                      else lat + int(rng.integers(1, 4))))
+            elif rng.random() < 0.3 and cfg.lanes >= 2:
+                body += random_attention(cfg, rng, cfg.adepth)
             else:
                 body.append(random_matvec(cfg, rng, cfg.adepth))
                 if rng.random() < 0.7:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tinylpu.intmodel import IntDecoder, isqrt, mulshr, norm_recip, quantize
+from tinylpu.numerics import EXP2_MAX, EXP2_TABLE, exp2_neg
 from tinylpu.model import load_checkpoint, load_tokenizer, synthetic_model
 from tinylpu.quality import calibration_sequences, evaluate
 from tinylpu.reference import generate_greedy
@@ -72,9 +73,31 @@ def test_silu_table_tracks_float(synthetic):
     assert np.abs(got - want).max() <= step * step / 16 + 2 * 2.0 ** -f
 
 
-def test_exp_table():
-    qm_exp = np.round(2 ** 14 * np.exp(-np.arange(256) / 16))
-    assert qm_exp[0] == 16384 and qm_exp[-1] == 0
+def test_exp2_weights():
+    # 2**14 * 2**(-i/16): a 16-entry table, then whole halvings by shifts
+    assert EXP2_TABLE[0] == 16384 and EXP2_TABLE[8] == round(16384 / 2 ** 0.5)
+    assert exp2_neg([0, 16, 32, 8, 24]).tolist() == [16384, 8192, 4096, 11585, 11585 >> 1]
+    i = np.arange(EXP2_MAX + 1)
+    np.testing.assert_allclose(exp2_neg(i), 2 ** 14 * 2.0 ** (-i / 16), atol=1.0)
+    assert exp2_neg([EXP2_MAX, 10 ** 6]).tolist() == [0, 0]      # clamped at 255: 2**-16
+    assert exp2_neg([-5]).tolist() == [16384]                       # below the maximum: 0
+
+
+def test_attention_is_a_weighted_average_of_v():
+    """With all scores equal, each head's output is the mean of its V rows (one rounding)."""
+    model = synthetic_model(seed=3)
+    qm = quantize(model, [[1, 5, 9]])
+    dec = IntDecoder(qm)
+    cfg = qm.config
+    rng = np.random.default_rng(0)
+    dec.k_cache[0, :3] = 0                                   # q.k = 0: equal scores
+    dec.v_cache[0, :3] = rng.integers(-3000, 3000, (3, cfg.kv_dim))
+    out = dec.attention(0, rng.integers(-999, 999, cfg.dim), 2)
+    hs = cfg.head_size
+    for h in range(cfg.n_heads):
+        g = h // cfg.kv_mul
+        mean = dec.v_cache[0, :3, g * hs:(g + 1) * hs].sum(axis=0) / 3
+        assert np.abs(out[h * hs:(h + 1) * hs] - mean).max() <= 1
 
 
 def test_rope_tracks_float(synthetic):
@@ -153,4 +176,4 @@ def test_footprint_counts_every_tensor(synthetic):
     rows = 2 * cfg.vocab_size + L * (d + kv + kv + d + h + h + d)
     assert sizes["multipliers and gains (int16)"] == 2 * (rows + (2 * L + 1) * d)
     assert sizes["KV cache, 10 positions (int16)"] == 2 * 2 * L * 10 * kv
-    assert sizes["tables (int16)"] == 2 * (2 * cfg.seq_len * cfg.head_size // 2 + 256 + 257)
+    assert sizes["tables (int16)"] == 2 * (2 * cfg.seq_len * cfg.head_size // 2 + 257)

@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 from amaranth.hdl import Shape
 from amaranth.lib import data
@@ -11,9 +12,9 @@ from tinylpu import isa
 from tinylpu.isa import IsaError, Opcode
 
 MATVEC_LAYOUT = data.Layout.cast(isa.MatvecArgs)
-# the integer fields isa.matvec takes as they are (m_base, y_index and epi are mapped)
+# the integer fields isa.matvec takes as they are (m_base, y_index, epi, y_pack are mapped)
 MATVEC_FIELDS = [name for name, _ in MATVEC_LAYOUT
-                 if name not in ("m_rows", "m_base", "y_index", "epi")]
+                 if name not in ("m_rows", "m_base", "y_index", "epi", "y_pack")]
 
 
 def _field_range(name):
@@ -38,23 +39,24 @@ matvec_args = st.fixed_dictionaries(
 matvec_options = st.fixed_dictionaries(
     {"m_base": st.none() | st.integers(0, 0xffff),
      "y_index": st.sampled_from([isa.Index.NONE, isa.Index.POS]),
-     "epi": st.sampled_from(list(isa.Epi))})
+     "epi": st.sampled_from([isa.Epi.NONE, isa.Epi.ROPE]), "y_pack": st.booleans()})
 
 
 def test_layout_widths_and_ranges():
     widths = {name: Shape.cast(field.shape).width for name, field in MATVEC_LAYOUT}
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
                           n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
-                          y_index=2, y_shift=4, epi=2, rope_base=16, rope_shift=3)
+                          y_index=2, y_shift=4, epi=2, rope_base=16, rope_shift=3, y_pack=1)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 152
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 153
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
-              ("vop", isa.VopArgs), ("next", isa.NextArgs)]}
-    assert sizes == dict(matvec=152, wait=16, loop=24, vop=259, next=16)
+              ("vop", isa.VopArgs), ("next", isa.NextArgs), ("qk", isa.QkArgs),
+              ("pv", isa.PvArgs)]}
+    assert sizes == dict(matvec=153, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
     assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 6
@@ -89,10 +91,10 @@ def test_matvec_round_trip(fields, options):
     instr = isa.matvec(**fields, **options)
     expected = dict(fields, m_rows=int(options["m_base"] is not None),
                     m_base=options["m_base"] or 0, y_index=options["y_index"].value,
-                    epi=options["epi"].value)
+                    epi=options["epi"].value, y_pack=int(options["y_pack"]))
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
-    assert 0 <= word < 1 << 156
+    assert 0 <= word < 1 << 157
     assert word & 0xf == 3
     assert isa.decode(word) == instr
     assert isa.encode(isa.decode(word)) == word
@@ -205,7 +207,7 @@ def test_decode_rejects_any_high_bits(fields, high):
         isa.decode(word | high << 263)
 
 
-@pytest.mark.parametrize("op", range(6, 16))
+@pytest.mark.parametrize("op", range(8, 16))
 def test_decode_rejects_unknown_opcode(op):
     with pytest.raises(IsaError, match=f"unknown opcode {op}$"):
         isa.decode(op)
@@ -401,3 +403,38 @@ def test_execution_order_next():
     program = [isa.wait(1), isa.next_(0), isa.halt()]
     with pytest.raises(IsaError, match="program issued 50 instructions without reaching HALT"):
         _order(program, on_next=lambda pc, instr: True, limit=50)
+
+
+def test_qk_and_pv_round_trip_and_durations():
+    qk = isa.qk(q_bank=1, q_addr=3, q_words=4, k_bank=0, k_addr=5, s_bank=1, s_addr=9,
+                shift=14, n_pos=True, kv_shift=1)
+    pv = isa.pv(v_bank=1, v_addr=7, s_bank=0, s_addr=9, y_bank=1, y_addr=2, d_blocks=16,
+                shift=14, n=5, kv_shift=2)
+    for instr in (qk, pv):
+        assert isa.decode(isa.encode(instr)) == instr
+    assert isa.encode(qk) & 0xf == isa.Opcode.QK.value == 6
+    assert isa.encode(pv) & 0xf == isa.Opcode.PV.value == 7
+    # QK: the q words, then one K row a position; PV: a score read ahead, then a V row each
+    assert [isa.duration(qk, p) for p in (0, 9)] == [4 + 1, 4 + 10]
+    assert [isa.duration(pv, p) for p in (0, 9)] == [1 + 5, 1 + 5]
+    with pytest.raises(IsaError, match=r"QK q_words must be in \[1, 7\], not 0"):
+        isa.qk(q_bank=0, q_addr=0, q_words=0, k_bank=0, k_addr=0, s_bank=0, s_addr=0,
+               shift=0, n=1)
+    with pytest.raises(IsaError, match="PV needs N >= 1 positions, not 0"):
+        isa.pv(v_bank=0, v_addr=0, s_bank=1, s_addr=0, y_bank=0, y_addr=0, d_blocks=1,
+               shift=0)
+    with pytest.raises(IsaError, match=r"QK k_shift must be an integer in \[0, 15\], not 16"):
+        isa.qk(q_bank=0, q_addr=0, q_words=1, k_bank=0, k_addr=0, k_shift=16, s_bank=0,
+               s_addr=0, shift=0, n=1)
+
+
+def test_attention_layout_functions():
+    # 16 lanes: heads of 8 lanes, two a row; 4 heads share a K/V head with kv_shift 2
+    assert [isa.att_head(1, l, 16) for l in (0, 7, 8, 15)] == [2, 2, 3, 3]
+    assert [isa.att_kv_index(1, l, 16, 1) for l in (0, 7, 8, 15)] == [8, 15, 8, 15]
+    assert [isa.att_kv_index(3, l, 16, 0) for l in (0, 8)] == [(6 * 8) % 32, (7 * 8) % 32]
+    # a score word: L / R = 4 positions of 2R = 8 heads
+    assert isa.score_slot(5, 3, 16, 4) == (1, 4 + 1, 1)
+    words = np.array([[0x7fff8000, -1, 0x00010002]])
+    assert isa.halves(words).tolist() == [[-32768, 32767, -1, -1, 2, 1]]
+    assert isa.pack_halves(isa.halves(words)).tolist() == [[0x7fff8000, -1, 0x00010002]]

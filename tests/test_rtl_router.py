@@ -15,7 +15,7 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import memory
 from amaranth.sim import Simulator
 
-from tinylpu import host
+from tinylpu import host, isa
 from tinylpu.config import Config
 from tinylpu.isa import INSTR_BITS, TABLE_DEPTH, encode, matvec, next_, wait
 from tinylpu.rtl.router import Router
@@ -29,6 +29,7 @@ P = host.TARGET_PROG
 T = host.TARGET_TABLE
 K = host.TARGET_TOKENS
 ENABLES = ("w_en", "x_en", "y_en", "i_en", "a_en", "b_en", "vw_en", "c_en", "tm_ren", "tm_wen",
+           "s_en", "r_en", "m_en", "p_en",
            "h_ren", "h_wen")
 
 
@@ -98,7 +99,15 @@ async def h_read(ctx, dut, target, addr):
 def _clear_schedule(ctx, dut):
     for name in ENABLES + ("x_bank", "y_bank", "a_bank", "b_bank", "c_bank"):
         ctx.set(getattr(dut, name), 0)
-    ctx.set(dut.inflight, [{}] * 4)
+    ctx.set(dut.pending, [{}] * isa.LAT_WRITE)
+
+
+def _y_write(ctx, dut, cfg, bank, word, group, values):
+    """Drive the y port: ``values`` (R lanes) into lane group ``group`` of a word."""
+    R = cfg.rows
+    mask = ((1 << R) - 1) << (group * R)
+    data = sum((v % (1 << 32)) << (32 * (group * R + r)) for r, v in enumerate(values))
+    _set(ctx, dut, y_en=1, y_bank=bank, y_word=word, y_mask=mask, y_data=data)
 
 
 # Host side --------------------------------------------------------------------------------
@@ -280,8 +289,7 @@ def test_y_write_touches_only_its_lane_group(cfg):
             for addr in (4, 5, 6):
                 await h_write(ctx, dut, A + a, addr, _pack(cfg, base[a]))
         for bank, word, g, values in writes:
-            _set(ctx, dut, y_en=1, y_bank=bank, y_word=word, y_group=g)
-            [ctx.set(dut.y_data[r], v) for r, v in enumerate(values)]
+            _y_write(ctx, dut, cfg, bank, word, g, values)
             ctx.set(dut.h_wen, 0)
             await ctx.tick()
             ctx.set(dut.y_en, 0)
@@ -342,8 +350,7 @@ def test_writes_land_at_end_of_cycle_and_reads_see_the_old_word():
         _clear_schedule(ctx, dut)
         await h_write(ctx, dut, A + 1, 2, _pack(cfg, range(8)))
         # same cycle: y write to bank 1 word 2, group 1, and x read of the same word
-        _set(ctx, dut, y_en=1, y_bank=1, y_word=2, y_group=1)
-        [ctx.set(dut.y_data[r], v) for r, v in enumerate([100, 101])]
+        _y_write(ctx, dut, cfg, 1, 2, 1, [100, 101])
         _set(ctx, dut, x_en=1, x_bank=1, x_addr=2)
         await ctx.tick()
         ctx.set(dut.y_en, 0)
@@ -401,8 +408,8 @@ def _conflict_cases(cfg):
         cases.append((dict(w_en=1, h_wen=1, h_target=W + r), 0))       # its write port
     cases.append((dict(w_en=1, vw_en=1), 1))                             # MATVEC and VU
     for a in range(cfg.act_banks):
-        reads = [dict(x_en=1, x_bank=a), dict(a_en=1, a_bank=a), dict(b_en=1, b_bank=a),
-                 dict(h_ren=1, h_target=A + a)]
+        reads = [dict(x_en=1, x_bank=a), dict(s_en=1, s_bank=a), dict(r_en=1, r_bank=a),
+                 dict(a_en=1, a_bank=a), dict(b_en=1, b_bank=a), dict(h_ren=1, h_target=A + a)]
         writes = [dict(y_en=1, y_bank=a), dict(c_en=1, c_bank=a), dict(h_wen=1, h_target=A + a)]
         for port in (reads, writes):
             for i, u in enumerate(port):
@@ -465,49 +472,54 @@ def test_conflict_flag(cfg):
     assert [(s, g) for (s, _), g in zip(cases, got)] == [(s, c) for s, c in cases]
 
 
-def _token(**kw):
-    return {"valid": 1, "first": 0, "last": 1, "y_bank": 0, "y_word": 0, "y_group": 0,
-            "mult": 0, "shift": 0, "y_bits": 8, **kw}
+def _write(**kw):
+    return {"valid": 1, "bank": 0, "word": 0, "mask": 0b11, **kw}
 
 
 @pytest.mark.parametrize("cfg", [CFG, CFG1], ids=lambda c: c.ident)
 def test_hazard_flag(cfg):
+    """A read of lanes a pending write (any pipeline stage) still has to land in. The x
+    stream reads whole words; the score stream and RESID's read their masks; RESID's own
+    write (stage LAT_RESID_READ) does not count."""
     tile = _Tile(cfg)
     dut = tile.router
-    b = cfg.act_banks - 1
-    hit = _token(y_bank=b, y_word=7)
+    b, n = cfg.act_banks - 1, isa.LAT_WRITE
+    hit = _write(bank=b, word=7)
+    idle = [_write(valid=0)] * n
     cases = []
-    for stage in range(4):                    # a matching token in any pipeline stage
-        tokens = [_token(valid=0)] * 4
-        tokens[stage] = hit
-        cases.append((dict(x_en=1, x_bank=b, x_addr=7), tokens, 1))
-    idle = [_token(valid=0)] * 3
+    for stage in range(n):                    # a matching write in any pipeline stage
+        writes = list(idle)
+        writes[stage] = hit
+        cases.append((dict(x_en=1, x_bank=b, x_addr=7), writes, 1))
+    own = list(idle)
+    own[isa.LAT_RESID_READ - 1] = hit
     cases += [
-        (dict(x_en=1, x_bank=b, x_addr=7), [_token(y_bank=b, y_word=7, last=0)] * 4, 0),
-        (dict(x_en=1, x_bank=b, x_addr=7), [_token(y_bank=b, y_word=7, valid=0)] * 4, 0),
-        (dict(x_en=1, x_bank=b, x_addr=6), [hit] + idle, 0),
-        (dict(x_en=1, x_bank=b, x_addr=8), idle + [hit], 0),
-        (dict(x_en=0, x_bank=b, x_addr=7), [hit] * 4, 0),
+        (dict(x_en=1, x_bank=b, x_addr=7), [_write(bank=b, word=7, valid=0)] * n, 0),
+        (dict(x_en=1, x_bank=b, x_addr=6), [hit] + idle[1:], 0),
+        (dict(x_en=0, x_bank=b, x_addr=7), [hit] * n, 0),
         # vector-unit reads are not checked here (the golden model rejects such a program)
-        (dict(a_en=1, a_bank=b, a_word=7), [hit] * 4, 0),
+        (dict(a_en=1, a_bank=b, a_word=7), [hit] * n, 0),
         # the word compares modulo the bank depth, as the golden model does
-        (dict(x_en=1, x_bank=b, x_addr=7 + cfg.adepth), [hit] + idle, 1),
-        (dict(x_en=1, x_bank=b, x_addr=7), [_token(y_bank=b, y_word=7 + 3 * cfg.adepth)] + idle,
-         1),
-        # a token without last, then the same word's last in a later stage
-        (dict(x_en=1, x_bank=b, x_addr=7),
-         [_token(y_bank=b, y_word=7, last=0), _token(valid=0), hit, _token(valid=0)], 1),
+        (dict(x_en=1, x_bank=b, x_addr=7 + cfg.adepth), [hit] + idle[1:], 1),
+        (dict(x_en=1, x_bank=b, x_addr=7), [_write(bank=b, word=7 + 3 * cfg.adepth)]
+         + idle[1:], 1),
+        # lanes: the score stream and RESID read only their masks
+        (dict(s_en=1, s_bank=b, s_word=7, s_mask=0b1100), [hit] * n, 0),
+        (dict(s_en=1, s_bank=b, s_word=7, s_mask=0b0110), [hit] + idle[1:], 1),
+        (dict(r_en=1, r_bank=b, r_word=7, r_mask=0b0010), own, 0),
+        (dict(r_en=1, r_bank=b, r_word=7, r_mask=0b0010), [hit] + idle[1:], 1),
+        (dict(r_en=1, r_bank=b, r_word=7, r_mask=0b0100), [hit] * n, 0),
     ]
     if cfg.act_banks > 1:
-        cases.append((dict(x_en=1, x_bank=0, x_addr=7), [hit] * 4, 0))       # other bank
+        cases.append((dict(x_en=1, x_bank=0, x_addr=7), [hit] * n, 0))       # other bank
     got = []
 
     async def bench(ctx):
-        for sched, tokens, _ in cases:
+        for sched, writes, _ in cases:
             _clear_schedule(ctx, dut)
             for k, v in sched.items():
                 ctx.set(getattr(dut, k), v)
-            ctx.set(dut.inflight, tokens)
+            ctx.set(dut.pending, writes)
             got.append(ctx.get(dut.hazard))
             assert ctx.get(dut.conflict) == 0
             await ctx.tick()

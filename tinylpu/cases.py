@@ -1,12 +1,13 @@
 """Test and benchmark cases: host streams with the golden model's expected responses."""
 
 __all__ = ["gemv_case", "compiled_case", "program_case", "random_program_case", "random_matvec",
-           "standard_cases", "snapshot", "restore"]
+           "random_attention", "standard_cases", "snapshot", "restore"]
 
 import numpy as np
 
 from . import host, isa
 from .compiler import compile_chain
+from .golden import GoldenError
 
 
 def _case(name, stream, golden, predicted):
@@ -123,12 +124,13 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
 def snapshot(golden):
     """The golden model's memories and registers, to undo a run with :func:`restore`."""
     return (golden.amem.copy(), golden.wmem.copy(), golden.tmem.copy(), golden.table.copy(),
-            golden.mmem.copy(), list(golden.pmem), golden.next_token)
+            golden.mmem.copy(), golden.rmem.copy(), golden.qlatch.copy(),
+            golden.maxima.copy(), list(golden.pmem), golden.next_token)
 
 
 def restore(golden, state):
-    (golden.amem, golden.wmem, golden.tmem, golden.table, golden.mmem, golden.pmem,
-     golden.next_token) = state
+    (golden.amem, golden.wmem, golden.tmem, golden.table, golden.mmem, golden.rmem,
+     golden.qlatch, golden.maxima, golden.pmem, golden.next_token) = state
 
 
 def random_matvec(cfg, rng, depth):
@@ -150,19 +152,40 @@ def random_matvec(cfg, rng, depth):
         rope_shift=int(rng.integers(0, 3)))
 
 
+def random_attention(cfg, rng, depth):
+    """QK, a WAIT that mostly (not always) covers its latency, then PV over the same scores:
+    random banks, addresses (wrapping ones included), positions, shifts and K/V sharing."""
+    pick = lambda hi: int(rng.integers(0, hi))
+    n = dict(n=pick(5) + 1) if rng.random() < 0.7 else dict(n_pos=True)
+    kv_shift, s_bank = pick(3), pick(4)
+    qk = isa.qk(q_bank=pick(4), q_addr=pick(depth), q_words=pick(cfg.rows) + 1,
+                k_bank=pick(4), k_addr=pick(depth), k_shift=pick(3), s_bank=s_bank,
+                s_addr=pick(depth), shift=pick(20), kv_shift=kv_shift, **n)
+    pv = isa.pv(v_bank=pick(4), v_addr=pick(depth), v_shift=pick(3), s_bank=s_bank,
+                s_addr=qk["args"]["qk"]["s_addr"], y_bank=pick(4), y_addr=pick(depth),
+                d_blocks=pick(cfg.lanes) + 1, shift=pick(20),
+                y_bits=int(rng.choice([8, 16, 16, 32])), kv_shift=kv_shift, **n)
+    gap = isa.LAT_WRITE + pick(3) if rng.random() < 0.9 else pick(isa.LAT_WRITE) + 1
+    return [qk, isa.wait(gap), pv]
+
+
 def random_program_case(name, golden, rng, n_instr=8, tries=100):
     """A random program over random memory contents: MATVECs (:func:`random_matvec`), WAITs
     and a LOOP, then HALT; after the run every activation word is read back. Status flags and
     cycles come from the golden model: the RTL must agree on all of it. Programs with a port
-    conflict (after which memory contents are undefined) are drawn again."""
+    conflict (after which memory contents are undefined), or that the golden model refuses,
+    are drawn again."""
     cfg = golden.cfg
     lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
     depth = min(cfg.adepth, 16)
     for _ in range(tries):
         body = []
         for _ in range(n_instr):
-            if rng.random() < 0.25:
+            draw = rng.random()
+            if draw < 0.2:
                 body.append(isa.wait(int(rng.integers(1, 6))))
+            elif draw < 0.35 and cfg.lanes >= 2:
+                body += random_attention(cfg, rng, depth)
             else:
                 body.append(random_matvec(cfg, rng, depth))
         start = int(rng.integers(0, len(body)))
@@ -176,9 +199,14 @@ def random_program_case(name, golden, rng, n_instr=8, tries=100):
         for target, depth_ in ((host.TARGET_MMEM, cfg.mdepth), (host.TARGET_RMEM, cfg.rdepth)):
             loads.append((target, 0, rng.integers(-(1 << 15), 1 << 15, (depth_, cfg.rows))))
         reads = [(host.TARGET_ABANK + a, 0, depth) for a in range(cfg.act_banks)]
+        if len(program) > cfg.pdepth:
+            continue
         state = snapshot(golden)
-        case = program_case(name, golden, program, loads, reads)
-        if not golden.last_run.status & host.STATUS_PORT_CONFLICT:
-            return case
+        try:
+            case = program_case(name, golden, program, loads, reads)
+            if not golden.last_run.status & host.STATUS_PORT_CONFLICT:
+                return case
+        except GoldenError:
+            pass
         restore(golden, state)
     raise RuntimeError(f"no random program without a port conflict in {tries} tries")

@@ -27,7 +27,8 @@ import numpy as np
 from . import host, isa
 from .compiler import CompileError, weight_blocks
 from .config import Config, ELEM_ADDR_BITS
-from .intmodel import EXP_SIZE, PROB_FRAC, UNIT_FRAC
+from .intmodel import UNIT_FRAC
+from .numerics import RECIP_FRAC
 
 A = isa.Space.ACT.value
 MEM, IMM, SQUARE, SCALE = (isa.BMode.MEM, isa.BMode.IMM, isa.BMode.SQUARE, isa.BMode.SCALE)
@@ -116,6 +117,7 @@ class _Asm:
         self.instrs = []
         self.t = 1
         self.inflight = []
+        self.out_free = 0        # the output unit takes no result before this cycle (PV drain)
 
     def _region(self, op, S, N, ks=True):
         """(bank, lo, hi) of an ACT operand over all positions (linear, non-negative strides)."""
@@ -167,8 +169,43 @@ class _Asm:
         self._wait_for(reads, writes, ports, lat, rbanks)
         self._emit(instr, _Issued(0, lat, writes, ports))
 
+    def _output_unit(self, first_result):
+        """Issue no earlier than needed for the first result (``first_result`` cycles after
+        issue) to enter the output unit after a PV's drain."""
+        if self.t + first_result < self.out_free:
+            self._emit(isa.wait(self.out_free - self.t - first_result))
+
+    def qk(self, *, q, q_words, k, s, shift, kv_shift):
+        """QK over ``pos + 1`` positions: q (``q_words`` words) against the K rows of cache
+        ``k`` (one word a position); scores into ``s``."""
+        L = self.cfg.lanes
+        instr = isa.qk(q_bank=q.bank, q_addr=q.base // L, q_words=q_words, k_bank=k.bank,
+                       k_addr=k.base // L, s_bank=s.bank, s_addr=s.base // L, shift=shift,
+                       n_pos=True, kv_shift=kv_shift)
+        reads = [(q.bank, q.base, q.base + q_words * L - 1),
+                 (k.bank, k.base, k.base + self.P * L - 1)]
+        writes = [(s.bank, s.base, s.base + s.size - 1), ("maxima",)]
+        self._wait_for(reads, writes, {s.bank}, isa.LAT_WRITE, {q.bank, k.bank})
+        self._output_unit(q_words + isa.LAT_RESULT)
+        self._emit(instr, _Issued(0, isa.LAT_WRITE, writes, {s.bank}))
+
+    def pv(self, *, v, s, y, d_blocks, shift, kv_shift):
+        """PV over ``pos + 1`` positions: weights from the scores ``s`` times the V rows of
+        cache ``v``; ``d_blocks`` output blocks into ``y``."""
+        L = self.cfg.lanes
+        instr = isa.pv(v_bank=v.bank, v_addr=v.base // L, s_bank=s.bank, s_addr=s.base // L,
+                       y_bank=y.bank, y_addr=y.base // L, d_blocks=d_blocks, shift=shift,
+                       n_pos=True, kv_shift=kv_shift)
+        reads = [(s.bank, s.base, s.base + s.size - 1), (v.bank, v.base, v.base + self.P * L - 1),
+                 ("maxima",)]
+        writes = [(y.bank, y.base, y.base + d_blocks * self.cfg.rows - 1)]
+        drain = isa.PV_DRAIN + isa.LAT_RESULT          # from the last V read to block 0's write
+        self._wait_for(reads, writes, {y.bank}, 1 + drain, {s.bank, v.bank})
+        self._emit(instr, _Issued(0, drain + d_blocks - 1, writes, {y.bank}))
+        self.out_free = self.t - 1 + isa.PV_DRAIN + d_blocks      # at position 0
+
     def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None, resid=False,
-               rope=None):
+               rope=None, pack=False):
         """MATVEC of the matrix at weight word ``w`` (``nb`` x ``nc``) on buffer ``x`` into
         buffer ``y`` with per-row multipliers from word ``m_base``; ``pos_shift``: y is a
         cache indexed by the position, ``2**pos_shift`` words a position; ``resid``: y +=;
@@ -182,15 +219,16 @@ class _Asm:
             extra.update(epi=isa.Epi.RESID)
         instr = isa.matvec(w_base=w, x_bank=x.bank, x_addr=x.base // L, y_bank=y.bank,
                            y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_shift=shift,
-                           y_bits=bits, m_base=m_base, **extra)
+                           y_bits=bits, m_base=m_base, y_pack=pack, **extra)
         reads = [(x.bank, x.base, x.base + nc * L - 1)]
-        ywords = -(-nb * cfg.rows // L) + (0 if pos_shift is None
-                                           else (self.P - 1) << pos_shift)
+        lanes = -(-nb * cfg.rows // (2 if pack else 1))
+        ywords = -(-lanes // L) + (0 if pos_shift is None else (self.P - 1) << pos_shift)
         writes = [(y.bank, y.base, y.base + ywords * L - 1)]
         if resid:
             reads.append(writes[0])
         rbanks = {x.bank} | ({y.bank} if resid else set())
         self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE, rbanks)
+        self._output_unit(nc - 1 + isa.LAT_RESULT)
         issued = _Issued(0, isa.LAT_WRITE, writes, {y.bank})
         if resid:
             issued.rbanks, issued.rlat = {y.bank}, isa.LAT_RESID_READ
@@ -208,7 +246,7 @@ class _Asm:
 
 
 def _overlap(r, w):
-    if r[0] == "next" or w[0] == "next":
+    if isinstance(r[0], str) or isinstance(w[0], str):      # a register: "next", "maxima"
         return r[0] == w[0]
     return r[0] == w[0] and r[1] <= w[2] and w[1] <= r[2]
 
@@ -394,10 +432,17 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         raise CompileError(f"RoPE in the MATVEC epilogue rotates pairs within a row block: it "
                            f"needs an even rows count that divides the head size with a "
                            f"power-of-two quotient, not rows={R}, head size {hs}")
-    kv_words = _pow2(-(-kv // cfg.lanes))            # K and V caches: words per position
-    kv_stride = kv_words * cfg.lanes
-    K = [lay.alloc(f"k{l}", 0, P * kv_stride) for l in range(LN)]
-    Vc = [lay.alloc(f"v{l}", 1, P * kv_stride) for l in range(LN)]
+    L = cfg.lanes
+    if hs != L // 2 or mc.n_heads > 2 * R or kv > 2 * L or dim > 7 * L \
+            or mc.kv_mul & (mc.kv_mul - 1) or mc.kv_mul > 8:
+        raise CompileError(
+            f"attention on the MAC array needs head size = lanes / 2 ({L // 2}), at most "
+            f"2 * rows = {2 * R} heads, kv_dim <= 2 * lanes = {2 * L} (one K/V row a word), "
+            f"dim <= {7 * L} and a power-of-two kv_mul <= 8; the model has head size {hs}, "
+            f"{mc.n_heads} heads, kv_dim {kv}, dim {dim}, kv_mul {mc.kv_mul}")
+    # K and V caches: one word of packed int16 per position (isa.halves)
+    K = [lay.alloc(f"k{l}", 0, P * L) for l in range(LN)]
+    Vc = [lay.alloc(f"v{l}", 1, P * L) for l in range(LN)]
     # RoPE table: per position, hs / R words of R / 2 (cos, sin) pairs (one per row block)
     rope_words = np.stack([qm.rope_cos[:P], qm.rope_sin[:P]], axis=-1).reshape(P * hs // R, R)
     rope = (0, (hs // R).bit_length() - 1)            # table word, log2 words per position
@@ -405,11 +450,12 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     gains = [(lay.alloc(f"g_att{l}", 0, dim, layer.att_gain),
               lay.alloc(f"g_ffn{l}", 0, dim, layer.ffn_gain)) for l, layer in enumerate(qm.layers)]
     final_gain = lay.alloc("g_final", 0, dim, qm.final_gain)
+    per_word = L // R                                  # score words: positions a word
     b0 = {n: lay.alloc(n, 0, size) for n, size in
-          (("x", dim), ("mx", 1), ("ps", 1), ("p", P), ("h3", hid), ("arg", 1))}
+          (("x", dim), ("scores", -(-P // per_word) * L), ("h3", hid), ("arg", 1))}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
-          (("scale", 1), ("u", dim), ("xn", dim), ("q", dim), ("scores", P), ("e", P),
-           ("att", dim), ("h1", hid), ("sg", hid), ("g", hid), ("logits", mc.vocab_size))}
+          (("scale", 1), ("u", dim), ("xn", dim), ("q", dim), ("att", dim), ("h1", hid),
+           ("sg", hid), ("g", hid), ("logits", mc.vocab_size))}
     buf = {**b0, **b1}
 
     # weights: the classifier first, so a shared embedding is the same placement
@@ -458,30 +504,17 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                       "istride": emb_w[2], "js": 1},
             b=bop(emb_mult, index=TOK, istride=1), c=cop(buf["x"], js=1),
             shift=qm.emb_shift, sat=16)
-    att_acc_frac = PROB_FRAC
+    q_words, kv_shift = -(-dim // L), mc.kv_mul.bit_length() - 1
     for l, layer in enumerate(qm.layers):
         wm = wmat[l]
         rmsnorm(gains[l][0], fmt.gain[l])
-        pos_shift = kv_words.bit_length() - 1
         matvec(layer.wq, wm["wq"], buf["xn"], buf["q"], rope=rope)
-        matvec(layer.wk, wm["wk"], buf["xn"], K[l], pos_shift=pos_shift, rope=rope)
-        matvec(layer.wv, wm["wv"], buf["xn"], Vc[l], pos_shift=pos_shift)
-        for h in range(mc.n_heads):
-            kvh = h // mc.kv_mul
-            asm.vop(s_pos=True, n=hs, a=act(buf["q"], h * hs, ks=1),
-                    b=bop(K[l], off=kvh * hs, js=kv_stride, ks=1), c=cop(buf["scores"], js=1),
-                    mult=qm.att_mult[l], shift=qm.att_shift[l], sat=32)
-            asm.vop(n_pos=True, g=isa.GFunc.PASS, red=isa.Reduce.MAX,
-                    a=act(buf["scores"], ks=1), c=cop(buf["mx"]), sat=32)
-            asm.vop(s_pos=True, g=isa.GFunc.EXP, a=act(buf["scores"], js=1),
-                    b=bop(buf["mx"]), c=cop(buf["e"], js=1), sat=32)
-            asm.vop(n_pos=True, a=act(buf["e"], ks=1), b={"mode": IMM, "base": 1},
-                    c=cop(buf["ps"]), out=isa.OutFunc.RECIP, sat=32)
-            asm.vop(s_pos=True, a=act(buf["e"], js=1), b=bop(buf["ps"], SCALE),
-                    c=cop(buf["p"], js=1), shift=14 - PROB_FRAC, sat=16)
-            asm.vop(s=hs, n_pos=True, a=act(buf["p"], ks=1),
-                    b=bop(Vc[l], off=kvh * hs, js=1, ks=kv_stride),
-                    c=cop(buf["att"], h * hs, js=1), shift=att_acc_frac, sat=16)
+        matvec(layer.wk, wm["wk"], buf["xn"], K[l], pos_shift=0, rope=rope, pack=True)
+        matvec(layer.wv, wm["wv"], buf["xn"], Vc[l], pos_shift=0, pack=True)
+        asm.qk(q=buf["q"], q_words=q_words, k=K[l], s=buf["scores"], shift=qm.att_shift[l],
+               kv_shift=kv_shift)
+        asm.pv(v=Vc[l], s=buf["scores"], y=buf["att"], d_blocks=-(-dim // R),
+               shift=RECIP_FRAC, kv_shift=kv_shift)
         matvec(layer.wo, wm["wo"], buf["att"], buf["x"], resid=True)
         rmsnorm(gains[l][1], fmt.gain[LN + l])
         matvec(layer.w1, wm["w1"], buf["xn"], buf["h1"])
@@ -509,7 +542,6 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                          for n in ("wq", "wk", "wv", "wo", "w1", "w3", "w2")]
     macs_useful = sum(w.size for w in mats)
     table = np.zeros(isa.TABLE_DEPTH, dtype=np.int64)
-    table[isa.EXP_TABLE:isa.EXP_TABLE + EXP_SIZE] = qm.exp_table
     table[isa.SILU_TABLE:isa.SILU_TABLE + len(qm.silu_table)] = qm.silu_table
     act_init = [(lay.bufs[n].bank, lay.bufs[n].base, v) for n, v in lay.init.items()]
     mmem = np.array(lay.mwords, dtype=np.int64).reshape(-1, cfg.rows)

@@ -17,8 +17,8 @@ import numpy as np
 
 from . import host, isa
 from .config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
-from .intmodel import isqrt, norm_recip
-from .numerics import requantize, rope_rotate, saturate, wrap
+from .intmodel import isqrt
+from .numerics import exp2_neg, norm_recip, requantize, rope_rotate, saturate, wrap
 
 
 class GoldenError(RuntimeError):
@@ -49,6 +49,8 @@ class GoldenTile:
         self.tmem = np.zeros(cfg.tdepth, dtype=np.int64)
         self.mmem = np.zeros((cfg.mdepth, cfg.rows), dtype=np.int64)
         self.rmem = np.zeros((cfg.rdepth, cfg.rows), dtype=np.int64)
+        self.qlatch = np.zeros((cfg.rows, cfg.lanes), dtype=np.int64)    # QK's q operand
+        self.maxima = np.zeros(2 * cfg.rows, dtype=np.int64)             # QK's running maxima
         self.next_token = 0
         self.bad_command = False
         self.emitted = []          # (id, cycle) of the last GENERATE
@@ -186,6 +188,12 @@ class GoldenTile:
                 elif op == isa.Opcode.VOP:
                     tok = int(self.tmem[pos % cfg.tdepth])
                     self._vop(instr["args"]["vop"], t, pos, tok, st, pc)
+                elif op == isa.Opcode.QK:
+                    st.land_before(t, self)
+                    self._qk(instr["args"]["qk"], t, pos, st)
+                elif op == isa.Opcode.PV:
+                    st.land_before(t, self)
+                    self._pv(instr["args"]["pv"], t, pos, st, pc)
                 duration = isa.duration(instr, pos)
                 if op == isa.Opcode.NEXT:
                     next_step(pc)
@@ -223,13 +231,95 @@ class GoldenTile:
             if a["epi"] == isa.Epi.ROPE.value:
                 y = self._rope(wrap(y, ACT_BITS), rope_word + b % (1 << a["rope_shift"]), bits)
             last = t + b * nc + nc - 1
-            word = (y_base + (b * R) // L) % cfg.adepth
-            entry = st.push(last + isa.LAT_WRITE, "mac", y_bank, word, (b * R) % L + np.arange(R),
+            st.result(last + isa.LAT_RESULT)
+            if a["y_pack"] and not resid:   # R int16 results in R / 2 lanes (isa.pack_halves)
+                half = b * R // 2
+                word, lanes = (y_base + half // L) % cfg.adepth, half % L + np.arange(R // 2)
+                y = isa.pack_halves(y)
+            else:
+                word, lanes = (y_base + (b * R) // L) % cfg.adepth, (b * R) % L + np.arange(R)
+            entry = st.push(last + isa.LAT_WRITE, "mac", y_bank, word, lanes,
                             None if resid else wrap(y, ACT_BITS), produced=last)
             if resid:
                 olds.append((last + isa.LAT_RESID_READ, entry, y))
         for old in olds:
             self._resid(st, y_bank, *old, bits)
+
+    def _att_tables(self, kv_shift):
+        """The head and the packed K/V value of every MAC in QK and PV: [R, L] each."""
+        R, L = self.cfg.rows, self.cfg.lanes
+        r, l = np.arange(R)[:, None], np.arange(L)[None, :]
+        return isa.att_head(r, l, L), isa.att_kv_index(r, l, L, kv_shift)
+
+    def _rows_read(self, st, first, bank, base, shift, n):
+        """n activation words ``base + (p << shift)``, read in cycles ``first + p``."""
+        cfg = self.cfg
+        st.read_port(range(first, first + n), bank)
+        return np.array([st.read(self, first + p, bank, (base + (p << shift)) % cfg.adepth)
+                         for p in range(n)], dtype=np.int64).reshape(n, cfg.lanes)
+
+    def _qk(self, a, t, pos, st):
+        """QK: latch q, then one K row per cycle; scores written like result blocks."""
+        cfg = self.cfg
+        R, L = cfg.rows, cfg.lanes
+        nq, n = a["q_words"] or 8, isa.positions(a, pos)
+        q = self._rows_read(st, t, a["q_bank"] % cfg.act_banks, a["q_addr"], 0, nq)
+        self.qlatch[:min(nq, R)] = _sext(q[:R], 16)
+        first = t + nq
+        keys = isa.halves(self._rows_read(st, first, a["k_bank"] % cfg.act_banks, a["k_addr"],
+                                          a["k_shift"], n))
+        heads, index = self._att_tables(a["kv_shift"])
+        prod = keys[:, index] * self.qlatch[None]                    # [n, R, L]
+        sums = np.stack([prod[..., :L // 2].sum(-1), prod[..., L // 2:].sum(-1)], -1)
+        scores = requantize(sums.reshape(n, 2 * R), 1, a["shift"], 16)
+        s_bank, per_word = a["s_bank"] % cfg.act_banks, L // R
+        for p in range(n):
+            c = first + p
+            st.result(c + isa.LAT_RESULT)
+            word = (a["s_addr"] + p // per_word) % cfg.adepth
+            st.push(c + isa.LAT_WRITE, "mac", s_bank, word, (p % per_word) * R + np.arange(R),
+                    isa.pack_halves(scores[p]), produced=c)
+        self.maxima = scores.max(axis=0)
+        st.maxima_final = first + n - 1 + isa.LAT_QK_MAX
+
+    def _pv(self, a, t, pos, st, pc):
+        """PV: softmax weights from the scores, times V rows, accumulated per MAC; then the
+        outputs, divided by each head's sum of weights, drain through the output unit."""
+        cfg = self.cfg
+        R, L = cfg.rows, cfg.lanes
+        n = isa.positions(a, pos)
+        if t + 1 <= st.maxima_final:
+            raise GoldenError(f"PV at pc {pc} forms weights in cycle {t + 1} while QK's "
+                              f"running maxima are written until cycle {st.maxima_final}")
+        if t + 1 < st.pv_free:
+            raise GoldenError(f"PV at pc {pc} reads its first V row in cycle {t + 1} while "
+                              f"the previous PV's outputs drain until cycle {st.pv_free - 1}")
+        s_bank, v_bank = a["s_bank"] % cfg.act_banks, a["v_bank"] % cfg.act_banks
+        if s_bank == v_bank and n > 1:
+            st.conflict = True                      # the two streams share one read port
+        per_word = L // R
+        slots = (np.arange(n) % per_word)[:, None] * R + np.arange(R)[None, :]
+        scores = isa.halves(np.array(
+            [st.read(self, t + p, s_bank, (a["s_addr"] + p // per_word) % cfg.adepth, slots[p])
+             for p in range(n)], dtype=np.int64).reshape(n, R))
+        st.read_port(range(t, t + n), s_bank)
+        values = isa.halves(self._rows_read(st, t + 1, v_bank, a["v_addr"], a["v_shift"], n))
+        weights = exp2_neg(self.maxima[None, :] - scores)           # [n, 2R]
+        heads, index = self._att_tables(a["kv_shift"])
+        acc = wrap((weights[:, heads] * values[:, index]).sum(axis=0), isa.ATT_ACC_BITS)
+        recips = [_recip(int(v)) for v in weights.sum(axis=0)]
+        c_last = t + n
+        y_bank, bits = a["y_bank"] % cfg.act_banks, a["y_bits"] or 64
+        for j in range(a["d_blocks"] or 256):
+            enter = c_last + isa.PV_DRAIN + j
+            st.result(enter)
+            first = (j * R) % (R * L)
+            m, b = recips[first // (L // 2)]
+            y = requantize(acc.reshape(-1)[first:first + R], m, min(b + a["shift"], 63), bits)
+            st.push(enter + isa.LAT_RESULT, "mac", y_bank, (a["y_addr"] + first // L)
+                    % cfg.adepth, first % L + np.arange(R), wrap(y, ACT_BITS),
+                    produced=enter - 1)
+        st.pv_free = c_last + isa.PV_DRAIN + (a["d_blocks"] or 256)
 
     def _rope(self, y, word, bits):
         """ROPE: pair j of the block, (y[2j], y[2j+1]), rotated by entries 2j, 2j+1 of
@@ -355,6 +445,11 @@ class GoldenTile:
 
 
 
+def _recip(v):
+    """The reciprocal pipeline: ``norm_recip(v)``; v = 0 gives (0x7fff, 0) (rtl.recip)."""
+    return norm_recip(v) if v else (0x7fff, 0)
+
+
 def _scale(v, sqrt_first):
     """The scalar unit: a packed scale ``exponent << 16 | mantissa`` of 1/v (or 1/isqrt(v));
     v = 0 gives mantissa 0x7fff, exponent 0 (the RTL's defined result)."""
@@ -386,6 +481,15 @@ class _RunState:
         self.last_write = -1
         self.vu_writes = set()     # cycles with a vector-unit write (one write port)
         self.scalar_done = -1      # the scalar unit's done cycle of its latest operation
+        self.results = set()       # cycles a result enters the output unit (one a cycle)
+        self.maxima_final = -1     # QK's maxima are final from the cycle after this one
+        self.pv_free = 0           # a PV's first V read may come from this cycle on
+
+    def result(self, cycle):
+        """A block result enters the output unit (the requantizer) in ``cycle``."""
+        if cycle in self.results:
+            raise GoldenError(f"two results enter the output unit in cycle {cycle}")
+        self.results.add(cycle)
 
     def scalar(self, start, done):
         """The bit-serial scalar unit takes a new operand no earlier than the previous
@@ -419,6 +523,8 @@ class _RunState:
         return bool(self.next_pending)
 
     def land_before(self, cycle, tile):
+        if len(self.results) > 4096:
+            self.results = {c for c in self.results if c >= cycle}
         while self.pending and self.pending[0][0] < cycle:
             entry = self.pending.pop(0)
             _, _, bank, word, lanes, values, _ = entry

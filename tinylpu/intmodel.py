@@ -14,20 +14,18 @@ multiplier and a shared shift (:func:`mulshr`).
 """
 
 __all__ = ["Formats", "QLayer", "QModel", "quantize", "IntDecoder", "mulshr", "sat",
-           "isqrt", "norm_recip", "EXP_STEP_BITS", "EXP_FRAC", "PROB_FRAC", "UNIT_FRAC"]
+           "isqrt", "norm_recip", "UNIT_FRAC", "SCORE_SCALE"]
 
 import dataclasses
 import math
 
 import numpy as np
 
-from .numerics import ROPE_FRAC, rope_rotate, saturate
+from .numerics import (EXP2_STEPS, RECIP_FRAC, ROPE_FRAC, exp2_neg, norm_recip, rope_rotate,
+                       saturate)
 
-EXP_STEP_BITS = 4      # softmax scores in units of 1/16 before the exp table
-EXP_FRAC = 14          # exp table values: Q14 (exp(0) = 16384)
-EXP_SIZE = 256         # exp(-255/16) * 2**14 < 0.5: the table covers every non-zero value
-PROB_FRAC = 15         # attention probabilities: Q15
 UNIT_FRAC = 14         # RMSNorm's x / (sqrt(n) rms): |u| <= 1, Q14
+SCORE_SCALE = math.log2(math.e)   # q is stored times log2(e) / sqrt(head_size): scores in bits
 SILU_POINTS = 256      # SiLU table intervals over the h1 range
 MULT_FRAC_MAX = 15     # requantization multipliers are int16 (|M| < 2**15)
 
@@ -54,17 +52,6 @@ def mulshr(a, b, shift, bits=16):
 def isqrt(v):
     """floor(sqrt(v)) of a non-negative integer (the scalar unit's square root)."""
     return math.isqrt(int(v))
-
-
-def norm_recip(v):
-    """A normalized reciprocal of a positive integer: ``(m, b)`` with
-    ``m = (2**(b+14) - 1) // v`` and ``b = v.bit_length()``, so ``1/v ~ m * 2**-(b+14)`` and
-    ``2**14 <= m < 2**15`` (the scalar unit's divider)."""
-    v = int(v)
-    if v <= 0:
-        raise ValueError(f"norm_recip needs a positive integer, not {v}")
-    b = v.bit_length()
-    return ((1 << (b + 14)) - 1) // v, b
 
 
 def _frac_bits(max_abs, headroom=2.0, bits=16):
@@ -130,9 +117,7 @@ class QModel:
     cls: QMatrix              # int32 logits
     rope_cos: np.ndarray      # int16 [seq_len, head_size // 2], Q1.14
     rope_sin: np.ndarray
-    att_mult: list            # per layer: q.k -> score in units of 1/16 (int32)
-    att_shift: list
-    exp_table: np.ndarray     # int16 [256]: round(2**14 * exp(-i/16))
+    att_shift: list           # per layer: q.k >> att_shift = the score in 1/16 bit steps
     silu_table: np.ndarray    # int16 [257]: silu over the h1 range, in h1's format
     eps: int                  # RMSNorm epsilon in the squared x format, times dim
 
@@ -148,8 +133,7 @@ class QModel:
         weights = self.emb.size + sum(m.w.size for m in mats) + (0 if shared else self.cls.w.size)
         rows = len(self.emb_mult) + sum(len(m.mult) for m in mats) + len(self.cls.mult)
         gains = sum(l.att_gain.size + l.ffn_gain.size for l in self.layers) + self.final_gain.size
-        tables = self.rope_cos.size + self.rope_sin.size + self.exp_table.size \
-            + self.silu_table.size
+        tables = self.rope_cos.size + self.rope_sin.size + self.silu_table.size
         kv = 2 * cfg.n_layers * positions * cfg.kv_dim
         return {"weights (int8)": weights, "multipliers and gains (int16)": 2 * (rows + gains),
                 "tables (int16)": 2 * tables, f"KV cache, {positions} positions (int16)": 2 * kv}
@@ -203,9 +187,11 @@ def quantize(model, calibration, headroom=2.0):
     gains = [model.rms_att[l] for l in range(cfg.n_layers)]
     gains += [model.rms_ffn[l] for l in range(cfg.n_layers)] + [model.rms_final]
     sqrt_n = math.sqrt(cfg.dim)
+    # q is stored pre-scaled so that q.k, shifted, is the score in 1/16-bit steps
+    q_scale = SCORE_SCALE / math.sqrt(cfg.head_size)
     fmt = Formats(
         x=_frac_bits(amax["x"], headroom), xn=_frac_bits(amax["xn"], headroom),
-        q=_frac_bits(amax["q"], headroom), k=_frac_bits(amax["k"], headroom),
+        q=_frac_bits(amax["q"] * q_scale, headroom), k=_frac_bits(amax["k"], headroom),
         v=_frac_bits(amax["v"], headroom), h1=_frac_bits(amax["h1"], headroom),
         h3=_frac_bits(amax["h3"], headroom), g=_frac_bits(amax["g"], headroom),
         logits=_frac_bits(amax["logits"], headroom, bits=32),
@@ -219,7 +205,8 @@ def quantize(model, calibration, headroom=2.0):
     for l in range(L):
         layers.append(QLayer(
             att_gain=gain_q(model.rms_att[l], fmt.gain[l]),
-            wq=_qmatrix(model.wq[l], fmt.xn, fmt.q), wk=_qmatrix(model.wk[l], fmt.xn, fmt.k),
+            wq=_qmatrix(model.wq[l] * q_scale, fmt.xn, fmt.q),
+            wk=_qmatrix(model.wk[l], fmt.xn, fmt.k),
             wv=_qmatrix(model.wv[l], fmt.xn, fmt.v), wo=_qmatrix(model.wo[l], fmt.v, fmt.x),
             ffn_gain=gain_q(model.rms_ffn[l], fmt.gain[L + l]),
             w1=_qmatrix(model.w1[l], fmt.xn, fmt.h1), w3=_qmatrix(model.w3[l], fmt.xn, fmt.h3),
@@ -234,17 +221,18 @@ def quantize(model, calibration, headroom=2.0):
     angle = pos * freq[None, :]
     rope_cos = np.round(np.cos(angle) * 2 ** ROPE_FRAC).astype(np.int64)
     rope_sin = np.round(np.sin(angle) * 2 ** ROPE_FRAC).astype(np.int64)
-    # scores: (q . k) * 2**-(fq+fk) / sqrt(hs) in units of 1/16
-    mult, shift = _multipliers([2.0 ** (EXP_STEP_BITS - fmt.q - fmt.k) / math.sqrt(hs)])
-    att_mult, att_shift = [int(mult[0])] * L, [shift] * L
-    exp_table = np.round(2 ** EXP_FRAC * np.exp(-np.arange(EXP_SIZE) / 2 ** EXP_STEP_BITS))
+    # scores: q.k in format fq + fk; a step is 1/16 of a bit (2**(1/16))
+    att_shift = fmt.q + fmt.k - (EXP2_STEPS.bit_length() - 1)
+    if att_shift < 0:
+        raise ValueError(f"q and k formats ({fmt.q}, {fmt.k}) leave no room for 1/16-bit "
+                         f"score steps")
     lo = -2.0 ** (15 - fmt.h1)
     grid = lo + np.arange(SILU_POINTS + 1) * (-2 * lo / SILU_POINTS)
     silu_table = sat(np.round(_silu(grid) * 2.0 ** fmt.h1)).astype(np.int64)
     eps = max(1, round(1e-5 * cfg.dim * 2.0 ** (2 * fmt.x)))
     return QModel(cfg, fmt, emb_q, emb_mult, emb_shift, layers,
                   gain_q(model.rms_final, fmt.gain[-1]), cls, rope_cos, rope_sin,
-                  att_mult, att_shift, exp_table.astype(np.int64), silu_table, eps)
+                  [att_shift] * L, silu_table, eps)
 
 
 # The integer forward pass --------------------------------------------------------------------
@@ -292,15 +280,11 @@ class IntDecoder:
             kvh = h // kv_mul
             qh = q[h * hs:(h + 1) * hs]
             kh = keys[:, kvh * hs:(kvh + 1) * hs]
-            score = kh @ qh                                   # exact int64
-            d = mulshr(score, qm.att_mult[l], qm.att_shift[l], bits=32)
-            delta = np.minimum(d.max() - d, EXP_SIZE - 1)
-            e = qm.exp_table[delta]
+            d = mulshr(kh @ qh, 1, qm.att_shift[l])           # q.k exact; int16 scores
+            e = exp2_neg(d.max() - d)                         # Q14 weights, 2**14 at the max
             m, b = norm_recip(int(e.sum()))
-            p = mulshr(e, m, b + 14 - PROB_FRAC)             # Q15
-            vh = vals[:, kvh * hs:(kvh + 1) * hs]
-            acc = p @ vh                                      # exact int64
-            out[h * hs:(h + 1) * hs] = mulshr(acc, 1, PROB_FRAC)
+            acc = e @ vals[:, kvh * hs:(kvh + 1) * hs]        # exact int64
+            out[h * hs:(h + 1) * hs] = mulshr(acc, m, b + RECIP_FRAC)   # acc / sum(e)
         return out
 
     def forward(self, token, pos):

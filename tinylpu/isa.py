@@ -19,11 +19,14 @@ __all__ = [
     "duration", "matvec_dims", "VopArgs", "NextArgs", "Space", "Index", "BMode", "GFunc",
     "Reduce", "OutFunc", "vop", "next_", "LAT_V", "vop_latency", "vop_dims", "V_STAGES",
     "SCALAR_WIDTH", "ISQRT_LAT", "RECIP_LAT", "NEXT_CYCLES", "TABLE_DEPTH", "EXP_TABLE",
-    "SILU_TABLE", "EXP_SIZE",
+    "SILU_TABLE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
+    "att_kv_index", "score_slot", "halves", "pack_halves", "LAT_QK_MAX", "RECIP_PIPE_LAT",
+    "PV_DRAIN", "LAT_RESULT", "ATT_ACC_BITS",
 ]
 
 import functools
 
+import numpy as np
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
@@ -47,6 +50,22 @@ MXM_STAGES = ("c: weight words of every weight bank and activation word x read",
 LAT_WRITE = len(MXM_STAGES) - 1   # = 6
 DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 6; idle from c_last + 7
 LAT_RESID_READ = 4      # RESID reads the destination word in cycle c_last + 4
+LAT_RESULT = 3          # a block result enters the output unit (requantizer) in c_last + 3
+
+# Attention on the MAC array (QK, PV). A K or V row is one activation word of 2L packed
+# int16 (value i: lane i // 2, low half for even i); row r of the array serves heads 2r and
+# 2r + 1, each on half of its L lanes (head size L / 2), and a score word holds L / R
+# positions of 2R head slots (isa.att_kv_index, isa.score_slot).
+LAT_QK_MAX = 4          # a QK read in c updates the running maxima at the end of c + 4
+RECIP_PIPE_LAT = 8      # rtl.recip with 2 quotient bits a stage: 1 + ceil(14 / 2)
+# PV: the weights of position p are formed in the cycle its V row is read (from the score
+# word read the cycle before); its sums of weights are final at the end of c_last + 1, its
+# accumulators at the end of c_last + 2; head h's sum enters the reciprocal pipeline in
+# c_last + 2 + h, its reciprocal is registered RECIP_PIPE_LAT cycles later; drain block j
+# (R outputs) enters the output unit in c_last + PV_DRAIN + j and is written LAT_RESULT
+# cycles later. The next PV's first V read must come after the last block entered.
+PV_DRAIN = 4 + RECIP_PIPE_LAT
+ATT_ACC_BITS = 40       # PV accumulators (and QK's head sums) wrap at 40 bits
 
 
 class IsaError(ValueError):
@@ -77,6 +96,8 @@ class Opcode(enum.Enum, shape=4):
     MATVEC = 3   # y = requant(W x), streamed through the MAC array
     VOP = 4      # vector unit: S segments of N elements, one element per cycle
     NEXT = 5     # token step: emit/record the argmax, pos += 1, loop back while positions remain
+    QK = 6       # attention scores: q (latched) against a K row per cycle, all heads at once
+    PV = 7       # attention output: softmax weights (from the scores) times a V row per cycle
 
 
 class Space(enum.Enum, shape=1):
@@ -193,7 +214,9 @@ class MatvecArgs(data.Struct):
     ``y_addr + (idx << y_shift) + (b*R) // L`` of bank ``y_bank`` (``idx``: the position
     with ``y_index`` POS, else 0), after the epilogue ``epi``. ROPE rotates pair j of block
     b by (cos, sin) = entries 2j, 2j+1 of RoPE-table word
-    ``rope_base + (pos << rope_shift) + b % 2**rope_shift``.
+    ``rope_base + (pos << rope_shift) + b % 2**rope_shift``. With ``y_pack`` the R results
+    go to lanes ``(b*R/2) % L ..`` of word ``... + (b*R/2) // L`` as R/2 int16 pairs
+    (:func:`pack_halves`; RESID ignores ``y_pack``, and :func:`matvec` refuses the pair).
     """
     w_base: 16
     x_bank: 2
@@ -212,6 +235,52 @@ class MatvecArgs(data.Struct):
     epi: Epi
     rope_base: 16    # RoPE-table word of position 0, block 0
     rope_shift: 3    # log2 of the RoPE-table words per position
+    y_pack: 1        # write the R results as int16 pairs in R / 2 lanes (a K or V row)
+
+
+class QkArgs(data.Struct):
+    """Operands of QK: ``q_words`` words of q from ``q_addr`` are latched (row r of the array
+    gets word ``q_addr + r``, lane l the low 16 bits of lane l), then for each position
+    p < N (N = pos + 1 with ``n_pos``, else ``n``) the K row at word ``k_addr + (p <<
+    k_shift)`` of ``k_bank`` is read and every head's score
+    ``sat16((q_h . k_{p, h >> kv_shift} + 2**(shift-1)) >> shift)`` is written to the score
+    word of p (:func:`score_slot`) and folded into the running maximum of its head."""
+    q_bank: 2
+    q_addr: 16
+    q_words: 3       # 1 .. rows
+    k_bank: 2
+    k_addr: 16
+    k_shift: 4
+    s_bank: 2
+    s_addr: 16
+    n: 16
+    n_pos: 1
+    shift: 6
+    kv_shift: 2      # log2 of the heads that share a K/V head
+
+
+class PvArgs(data.Struct):
+    """Operands of PV: for each position p < N the score word of p (at ``s_addr``) and the
+    V row at word ``v_addr + (p << v_shift)`` of ``v_bank`` are read; each head's weight
+    ``e = exp2_neg(max_h - score)`` (the maxima of the QK before) multiplies the V values of
+    its K/V head, summed over p per output (one accumulator per MAC), and the weights are
+    summed per head. Then the R x L outputs, ``d_blocks`` blocks of R, are written like a
+    MATVEC's row blocks to ``y_bank``/``y_addr``:
+    ``sat_{y_bits}((acc * m_h + 2**(s-1)) >> s)``, ``(m_h, b_h) = norm_recip(sum_h)``,
+    ``s = b_h + shift`` (clamped to 63)."""
+    v_bank: 2
+    v_addr: 16
+    v_shift: 4
+    s_bank: 2
+    s_addr: 16
+    n: 16
+    n_pos: 1
+    kv_shift: 2
+    y_bank: 2
+    y_addr: 16
+    d_blocks: 8      # output blocks of R, 1 .. lanes
+    shift: 6
+    y_bits: 6
 
 
 class WaitArgs(data.Struct):
@@ -226,7 +295,7 @@ class LoopArgs(data.Struct):
 class Instr(data.Struct):
     op: Opcode
     args: data.UnionLayout({"matvec": MatvecArgs, "wait": WaitArgs, "loop": LoopArgs,
-                            "vop": VopArgs, "next": NextArgs})
+                            "vop": VopArgs, "next": NextArgs, "qk": QkArgs, "pv": PvArgs})
 
 
 INSTR_LAYOUT = data.Layout.cast(Instr)
@@ -244,17 +313,19 @@ def _check(name, value, bits, lo=0, is_signed=False):
 
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
-           rope_shift=0):
+           rope_shift=0, y_pack=False):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
     requantizes per row instead of by ``q_mult``."""
     y_index, epi = Index(y_index), Epi(epi)
     if y_index == Index.TOK:
         raise IsaError("MATVEC y_index must be NONE or POS, not TOK")
+    if y_pack and epi == Epi.RESID:
+        raise IsaError("MATVEC RESID adds 32-bit lanes: it cannot write packed (y_pack)")
     args = dict(w_base=w_base, x_bank=x_bank, x_addr=x_addr, y_bank=y_bank, y_addr=y_addr,
                 n_blocks=n_blocks, n_chunks=n_chunks, q_mult=q_mult, q_shift=q_shift,
                 y_bits=y_bits, m_rows=int(m_base is not None), m_base=m_base or 0,
                 y_index=y_index.value, y_shift=y_shift, epi=epi.value, rope_base=rope_base,
-                rope_shift=rope_shift)
+                rope_shift=rope_shift, y_pack=int(bool(y_pack)))
     layout = data.Layout.cast(MatvecArgs)
     for name, field in layout:
         shape = field.shape
@@ -307,6 +378,81 @@ def vop(*, g=GFunc.MUL, red=Reduce.SUM, out=OutFunc.MULSHR, s=1, n=1, s_pos=Fals
     return instr
 
 
+def _fields(op, struct, given):
+    layout = data.Layout.cast(struct)
+    args = {name: 0 for name, _ in layout}
+    args.update(given)
+    for name, field in layout:
+        shape = Shape.cast(field.shape)
+        _check(f"{op} {name}", args[name], shape.width, 0, shape.signed)
+    return args
+
+
+def qk(*, q_bank, q_addr, q_words, k_bank, k_addr, s_bank, s_addr, shift, k_shift=0, n=0,
+       n_pos=False, kv_shift=0):
+    """QK (see :class:`QkArgs`), range-checked; ``n_pos``: N = pos + 1."""
+    if not n_pos and n < 1:
+        raise IsaError(f"QK needs N >= 1 positions, not {n}")
+    if not 1 <= q_words <= 7:
+        raise IsaError(f"QK q_words must be in [1, 7], not {q_words}")
+    args = _fields("QK", QkArgs, dict(q_bank=q_bank, q_addr=q_addr, q_words=q_words,
+                                      k_bank=k_bank, k_addr=k_addr, k_shift=k_shift,
+                                      s_bank=s_bank, s_addr=s_addr, n=n, n_pos=int(n_pos),
+                                      shift=shift, kv_shift=kv_shift))
+    return {"op": Opcode.QK, "args": {"qk": args}}
+
+
+def pv(*, v_bank, v_addr, s_bank, s_addr, y_bank, y_addr, d_blocks, shift, y_bits=16,
+       v_shift=0, n=0, n_pos=False, kv_shift=0):
+    """PV (see :class:`PvArgs`), range-checked; ``n_pos``: N = pos + 1."""
+    if not n_pos and n < 1:
+        raise IsaError(f"PV needs N >= 1 positions, not {n}")
+    if not 1 <= d_blocks <= 255 or not 2 <= y_bits <= 32:
+        raise IsaError(f"PV needs d_blocks in [1, 255] and y_bits in [2, 32], not "
+                       f"{d_blocks}, {y_bits}")
+    args = _fields("PV", PvArgs, dict(v_bank=v_bank, v_addr=v_addr, v_shift=v_shift,
+                                      s_bank=s_bank, s_addr=s_addr, n=n, n_pos=int(n_pos),
+                                      kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
+                                      d_blocks=d_blocks, shift=shift, y_bits=y_bits))
+    return {"op": Opcode.PV, "args": {"pv": args}}
+
+
+def att_head(r, l, lanes):
+    """The head that MAC (row r, lane l) serves in QK and PV: rows hold two heads of
+    ``lanes // 2`` lanes each."""
+    return 2 * r + l // (lanes // 2)
+
+
+def att_kv_index(r, l, lanes, kv_shift):
+    """The packed K/V value (0 .. 2*lanes - 1) MAC (r, l) multiplies: element
+    ``l % (lanes // 2)`` of K/V head ``att_head >> kv_shift``, wrapped to the row."""
+    half = lanes // 2
+    return ((att_head(r, l, lanes) >> kv_shift) * half + l % half) % (2 * lanes)
+
+
+def score_slot(p, h, lanes, rows):
+    """Where the score of position p, head h lives: ``(word offset, lane, half)``; a score
+    word holds ``lanes // rows`` positions of ``2 * rows`` head slots."""
+    per_word = lanes // rows
+    return p // per_word, (p % per_word) * rows + h // 2, h % 2
+
+
+def halves(words):
+    """The packed int16 values of activation words (int arrays [..., L] of 32-bit lanes):
+    [..., 2L], value 2i the low half of lane i, 2i + 1 the high half, sign-extended."""
+    words = np.asarray(words, dtype=np.int64) & 0xffffffff
+    lo, hi = words & 0xffff, words >> 16
+    out = np.stack([lo, hi], axis=-1).reshape(*words.shape[:-1], 2 * words.shape[-1])
+    return out - ((out & 0x8000) << 1)
+
+
+def pack_halves(values):
+    """Inverse of :func:`halves`: int16 values [..., 2n] into signed 32-bit lanes [..., n]."""
+    v = np.asarray(values, dtype=np.int64) & 0xffff
+    lanes = v[..., 0::2] | (v[..., 1::2] << 16)
+    return lanes - ((lanes & 0x80000000) << 1)
+
+
 def next_(target):
     """NEXT: the token step; while positions remain, continue at ``target``."""
     _check("NEXT target", target, 16)
@@ -330,7 +476,8 @@ def halt():
 
 _ARGS = {Opcode.MATVEC: ("matvec", MatvecArgs), Opcode.WAIT: ("wait", WaitArgs),
          Opcode.LOOP: ("loop", LoopArgs), Opcode.HALT: ("wait", WaitArgs),
-         Opcode.VOP: ("vop", VopArgs), Opcode.NEXT: ("next", NextArgs)}
+         Opcode.VOP: ("vop", VopArgs), Opcode.NEXT: ("next", NextArgs),
+         Opcode.QK: ("qk", QkArgs), Opcode.PV: ("pv", PvArgs)}
 
 
 def _check_fields(where, layout, values, partial=False):
@@ -404,7 +551,7 @@ def _decode(word):
         op = Opcode(view.op)
     except ValueError:
         raise IsaError(f"instruction word {word:#x} has unknown opcode {word & 0xf}")
-    if op in (Opcode.MATVEC, Opcode.VOP, Opcode.NEXT):
+    if op in (Opcode.MATVEC, Opcode.VOP, Opcode.NEXT, Opcode.QK, Opcode.PV):
         name, struct = _ARGS[op]
         try:
             fields = _to_dict(data.Layout.cast(struct), getattr(view.args, name))
@@ -483,9 +630,20 @@ def vop_latency(args):
     return LAT_V
 
 
+def positions(args, pos=0):
+    """N of a QK or PV at position ``pos``: ``pos + 1`` with ``n_pos``, else ``n`` (0 counts
+    as 2**16)."""
+    return pos + 1 if args["n_pos"] else args["n"] or 1 << 16
+
+
 def duration(instr, pos=0):
     """Cycles an instruction occupies the issue slot at position ``pos`` (HALT: 1)."""
     op = instr["op"]
+    if op == Opcode.QK:
+        args = instr["args"]["qk"]
+        return (args["q_words"] or 8) + positions(args, pos)
+    if op == Opcode.PV:
+        return 1 + positions(instr["args"]["pv"], pos)
     if op == Opcode.VOP:
         s, n = vop_dims(instr["args"]["vop"], pos)
         return s * n

@@ -11,7 +11,8 @@ arithmetically, so no intermediate value is ever truncated.
 """
 
 __all__ = ["wrap", "saturate", "requantize", "quantize_multiplier", "gemv_reference", "MULT_BITS",
-           "SHIFT_MAX", "ROPE_FRAC", "rope_rotate"]
+           "SHIFT_MAX", "ROPE_FRAC", "rope_rotate", "EXP2_FRAC", "EXP2_STEPS", "EXP2_TABLE",
+           "EXP2_MAX", "exp2_neg", "RECIP_FRAC", "norm_recip"]
 
 import math
 
@@ -20,6 +21,11 @@ import numpy as np
 MULT_BITS = 16
 SHIFT_MAX = 63
 ROPE_FRAC = 14         # RoPE cos/sin tables: Q1.14
+EXP2_FRAC = 14         # softmax weights: Q14 (2**0 = 16384)
+EXP2_STEPS = 16        # score units per halving: a score step is 1/16 of a bit
+EXP2_TABLE = tuple(round(2 ** EXP2_FRAC * 2 ** (-f / EXP2_STEPS)) for f in range(EXP2_STEPS))
+EXP2_MAX = 255         # differences from the maximum are clamped here (2**-16: 0 in Q14)
+RECIP_FRAC = 14        # norm_recip: 1/v ~ m * 2**-(b + RECIP_FRAC), 2**14 <= m < 2**15
 
 
 def wrap(values, bits):
@@ -42,6 +48,26 @@ def rope_rotate(a, b, cos, sin, bits=16):
     half = np.int64(1 << (ROPE_FRAC - 1))
     return (saturate((a * cos - b * sin + half) >> ROPE_FRAC, bits),
             saturate((a * sin + b * cos + half) >> ROPE_FRAC, bits))
+
+
+def exp2_neg(delta):
+    """The softmax weight of a score ``delta`` steps below the maximum:
+    ``EXP2_TABLE[i % 16] >> (i // 16)`` with ``i = clamp(delta, 0, EXP2_MAX)``, i.e.
+    ``2**14 * 2**(-i/16)`` rounded, then halved by integer shifts. Exact integers, no
+    multiplier: a 16-entry table and a shifter."""
+    i = np.clip(np.asarray(delta, dtype=np.int64), 0, EXP2_MAX)
+    return np.asarray(EXP2_TABLE, dtype=np.int64)[i & (EXP2_STEPS - 1)] >> (i >> 4)
+
+
+def norm_recip(v):
+    """A normalized reciprocal of a positive integer: ``(m, b)`` with
+    ``m = (2**(b+14) - 1) // v`` and ``b = v.bit_length()``, so ``1/v ~ m * 2**-(b+14)`` and
+    ``2**14 <= m < 2**15`` (the scalar unit's and the reciprocal pipeline's divider)."""
+    v = int(v)
+    if v <= 0:
+        raise ValueError(f"norm_recip needs a positive integer, not {v}")
+    b = v.bit_length()
+    return ((1 << (b + RECIP_FRAC)) - 1) // v, b
 
 
 def requantize(acc, mult, shift, bits=8):

@@ -1,0 +1,315 @@
+"""Attention on the MAC array: the QK/PV address generator, the score unit (QK's results and
+running maxima), the weight unit (PV's softmax weights and their sums) and the drain (PV's
+outputs, divided by each head's sum, through the output unit)."""
+
+__all__ = ["AttentionAgu", "ScoreUnit", "WeightUnit", "Drain"]
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from tinylpu import isa
+from tinylpu.isa import PvArgs, QkArgs
+from tinylpu.numerics import EXP2_MAX, EXP2_TABLE
+
+from .agu import ATTENTION_FIELDS, token_layout
+from .mac import MacMode
+from .recip import RecipPipeline
+
+SCORE_BITS = 16
+SUM_BITS = 32            # a head's sum of weights: at most 2**14 * 2**16 positions
+
+
+class AttentionAgu(wiring.Component):
+    """Streams the reads of QK and PV, one cycle each, no bubbles.
+
+    In the cycle ``issue_qk`` or ``issue_pv`` is high (with the args and ``pos``) the first
+    cycle's reads are emitted combinationally; the instruction then runs with ``busy`` high
+    until the cycle with ``final`` (its :func:`tinylpu.isa.duration`).
+
+    * QK cycle k < q_words: ``x`` reads q word ``q_addr + k``, token QLOAD row k. Then for
+      position p: ``x`` reads K row ``k_addr + (p << k_shift)``, token QK (a result: its
+      score goes to word ``s_addr + p // (L/R)``, lane group ``p % (L/R)``).
+    * PV cycle k < N: ``s`` reads the score word of position k; from cycle 1, ``x`` reads
+      the V row of position p = k - 1, token PV (``y_group``: the lane group of p's scores,
+      which arrive with the V row; ``last`` on p = N - 1, carrying the drain's operands).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "issue_qk": In(1), "qk": In(QkArgs), "issue_pv": In(1), "pv": In(PvArgs),
+            "pos": In(16),
+            "busy": Out(1), "final": Out(1),
+            "x_en": Out(1), "x_bank": Out(2), "x_addr": Out(16),
+            "s_en": Out(1), "s_bank": Out(2), "s_addr": Out(16),
+            "s_group": Out(range(max(cfg.lanes // cfg.rows, 2))),
+            "token": Out(token_layout(cfg, ATTENTION_FIELDS)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        per_word = cfg.lanes // cfg.rows
+        qk, pv, tok = self.qk, self.pv, self.token
+        issue = self.issue_qk | self.issue_pv
+        n_of = lambda a: Mux(a.n_pos, self.pos + 1, Mux(a.n == 0, 1 << 16, a.n))
+
+        # the instruction's constant operands, latched at issue
+        is_pv, nq, last_k = Signal(), Signal(3), Signal(18)
+        qa, q_bank, x_bank, s_bank, step = Signal(16), Signal(2), Signal(2), Signal(2), Signal(16)
+        shift, kv_shift, y_bank, y_addr = Signal(6), Signal(2), Signal(2), Signal(16)
+        d_blocks, y_bits = Signal(8), Signal(6)
+        # what moves: the cycle, the next row and score word
+        k, xa, sa, sg, pg = Signal(18), Signal(16), Signal(16), Signal(range(per_word)), \
+            Signal(range(per_word))
+        cur = {name: Signal.like(sig, name=f"cur_{name}") for name, sig in
+               dict(is_pv=is_pv, nq=nq, last_k=last_k, qa=qa, q_bank=q_bank, x_bank=x_bank,
+                    s_bank=s_bank, step=step, shift=shift, kv_shift=kv_shift, y_bank=y_bank,
+                    y_addr=y_addr, d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
+                    pg=pg).items()}
+        with m.If(self.issue_pv):
+            m.d.comb += [
+                cur["is_pv"].eq(1), cur["nq"].eq(0), cur["last_k"].eq(n_of(pv)),
+                cur["x_bank"].eq(pv.v_bank), cur["s_bank"].eq(pv.s_bank),
+                cur["step"].eq(1 << pv.v_shift), cur["shift"].eq(pv.shift),
+                cur["kv_shift"].eq(pv.kv_shift), cur["y_bank"].eq(pv.y_bank),
+                cur["y_addr"].eq(pv.y_addr), cur["d_blocks"].eq(pv.d_blocks),
+                cur["y_bits"].eq(pv.y_bits), cur["k"].eq(0), cur["xa"].eq(pv.v_addr),
+                cur["sa"].eq(pv.s_addr), cur["sg"].eq(0), cur["pg"].eq(0),
+            ]
+        with m.Elif(self.issue_qk):
+            nq_qk = Mux(qk.q_words == 0, 8, qk.q_words)
+            m.d.comb += [
+                cur["is_pv"].eq(0), cur["nq"].eq(qk.q_words), cur["last_k"].eq(
+                    nq_qk + n_of(qk) - 1),
+                cur["qa"].eq(qk.q_addr), cur["q_bank"].eq(qk.q_bank),
+                cur["x_bank"].eq(qk.k_bank),
+                cur["s_bank"].eq(qk.s_bank), cur["step"].eq(1 << qk.k_shift),
+                cur["shift"].eq(qk.shift), cur["kv_shift"].eq(qk.kv_shift),
+                cur["y_bank"].eq(qk.s_bank), cur["y_addr"].eq(qk.s_addr),
+                cur["y_bits"].eq(16), cur["k"].eq(0), cur["xa"].eq(qk.k_addr),
+                cur["sa"].eq(qk.s_addr), cur["sg"].eq(0),
+            ]
+        with m.Else():
+            m.d.comb += [cur[name].eq(sig) for name, sig in
+                         dict(is_pv=is_pv, nq=nq, last_k=last_k, qa=qa, q_bank=q_bank,
+                              x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
+                              kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
+                              d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
+                              pg=pg).items()]
+        active = issue | self.busy
+        c = cur
+        nq_eff = Mux(c["nq"] == 0, 8, c["nq"])
+        loading = ~c["is_pv"] & (c["k"] < nq_eff)
+        m.d.comb += self.final.eq(active & (c["k"] == c["last_k"]))
+        next_sg = Mux(c["sg"] == per_word - 1, 0, c["sg"] + 1)
+        next_sa = c["sa"] + (c["sg"] == per_word - 1)
+        m.d.comb += [
+            tok.kv_shift.eq(c["kv_shift"]), tok.shift.eq(c["shift"]),
+            tok.y_bits.eq(c["y_bits"]), tok.y_bank.eq(c["y_bank"]),
+            tok.d_blocks.eq(c["d_blocks"]),
+        ]
+        with m.If(c["is_pv"]):
+            # the score of position k (if k < N); the V row of position k - 1 (if k >= 1)
+            m.d.comb += [
+                self.s_en.eq(active & (c["k"] != c["last_k"])), self.s_bank.eq(c["s_bank"]),
+                self.s_addr.eq(c["sa"]), self.s_group.eq(c["sg"]),
+                self.x_en.eq(active & (c["k"] != 0)), self.x_bank.eq(c["x_bank"]),
+                self.x_addr.eq(c["xa"]),
+                tok.valid.eq(active & (c["k"] != 0)), tok.kind.eq(MacMode.PV),
+                tok.first.eq(c["k"] == 1), tok.last.eq(c["k"] == c["last_k"]),
+                tok.y_word.eq(c["y_addr"]), tok.y_group.eq(c["pg"]),
+            ]
+        with m.Else():
+            m.d.comb += [
+                self.x_en.eq(active), self.x_bank.eq(Mux(loading, c["q_bank"], c["x_bank"])),
+                self.x_addr.eq(Mux(loading, c["qa"] + c["k"], c["xa"])),
+                tok.valid.eq(active), tok.row.eq(c["k"]),
+                tok.kind.eq(Mux(loading, MacMode.QLOAD, MacMode.QK)),
+                tok.first.eq(c["k"] == nq_eff), tok.last.eq(~loading),
+                tok.y_word.eq(c["sa"]), tok.y_group.eq(c["sg"]),
+            ]
+
+        with m.If(active & ~self.final):
+            m.d.sync += self.busy.eq(1)
+            m.d.sync += [sig.eq(c[name]) for name, sig in
+                         dict(is_pv=is_pv, nq=nq, last_k=last_k, qa=qa, q_bank=q_bank,
+                              x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
+                              kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
+                              d_blocks=d_blocks, y_bits=y_bits).items()]
+            m.d.sync += k.eq(c["k"] + 1)
+            with m.If(c["is_pv"]):
+                m.d.sync += [sa.eq(next_sa), sg.eq(next_sg), pg.eq(c["sg"]),
+                             xa.eq(Mux(c["k"] != 0, c["xa"] + c["step"], c["xa"]))]
+            with m.Elif(loading):
+                m.d.sync += [xa.eq(c["xa"]), sa.eq(c["sa"]), sg.eq(c["sg"])]
+            with m.Else():
+                m.d.sync += [xa.eq(c["xa"] + c["step"]), sa.eq(next_sa), sg.eq(next_sg)]
+        with m.Else():
+            m.d.sync += self.busy.eq(0)
+        return m
+
+
+class ScoreUnit(wiring.Component):
+    """QK's results: the 2R head sums of a position become int16 scores, packed two to a
+    lane (the lane group of a score word), and the running maxima.
+
+    ``d_h = sat16((half_h + 2**(shift-1)) >> shift)`` (no rounding for shift 0), head
+    ``h = 2r + s`` from ``halves[r][s]``.
+
+    Timing: ``valid``, ``first``, ``halves`` and ``shift`` in cycle n (the MAC array's sums
+    of a QK read in n - 3); the scores are registered at its end; ``packed`` (lane r: heads
+    2r, 2r + 1 in its low and high halves) is valid in n + 1, and the maxima (restarting
+    from the scores on ``first``) are registered at the end of n + 1: in ``maxima`` from
+    n + 2 (the QK read's cycle + :data:`tinylpu.isa.LAT_QK_MAX` + 1).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        R = cfg.rows
+        super().__init__({
+            "valid": In(1), "first": In(1), "shift": In(6),
+            "halves": In(signed(isa.ATT_ACC_BITS)).array(R, 2),
+            "packed": Out(32).array(R),
+            "maxima": Out(signed(SCORE_BITS)).array(2 * R),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R = self.cfg.rows
+        lo, hi = -(1 << (SCORE_BITS - 1)), (1 << (SCORE_BITS - 1)) - 1
+        scores = [Signal(signed(SCORE_BITS), name=f"d{h}") for h in range(2 * R)]
+        valid, first = Signal(), Signal()
+        m.d.sync += [valid.eq(self.valid), first.eq(self.first)]
+        shm1 = Signal(6)
+        m.d.comb += shm1.eq(self.shift - 1)
+        rnd = Mux(self.shift == 0, 0, Const(1, 64) << shm1)
+        for h in range(2 * R):
+            v = Signal(signed(isa.ATT_ACC_BITS + 1), name=f"sh{h}")
+            m.d.comb += v.eq((self.halves[h // 2][h % 2] + rnd) >> self.shift)
+            m.d.sync += scores[h].eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
+            with m.If(valid & (first | (scores[h] > self.maxima[h]))):
+                m.d.sync += self.maxima[h].eq(scores[h])
+        m.d.comb += [self.packed[r].eq(Cat(scores[2 * r], scores[2 * r + 1]))
+                     for r in range(R)]
+        return m
+
+
+def _exp2_neg(m, delta, name):
+    """exp2_neg of a 17-bit signed difference: clamp to 0 .. EXP2_MAX, then a 16-entry table
+    and a right shift (tinylpu.numerics.exp2_neg)."""
+    i = Signal(8, name=f"{name}_i")
+    m.d.comb += i.eq(Mux(delta < 0, 0, Mux(delta > EXP2_MAX, EXP2_MAX, delta[:8])))
+    table = Array(Const(v, 16) for v in EXP2_TABLE)
+    return table[i[:4]] >> i[4:8]
+
+
+class WeightUnit(wiring.Component):
+    """PV's softmax weights: ``e_h = exp2_neg(maxima_h - d_h)`` for the 2R head slots of a
+    position's scores (lane group ``group`` of ``score_word``), and their sums per head.
+
+    Timing: ``valid``, ``first``, ``group`` and ``score_word`` in cycle n (the PV token of
+    the V-row read in n, whose score word was read in n - 1); ``e`` registered at its end,
+    valid in n + 1 (the MAC array's operand); the sums, restarting on ``first``, registered
+    at the end of n + 1.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        R = cfg.rows
+        super().__init__({
+            "valid": In(1), "first": In(1), "group": In(range(max(cfg.lanes // R, 2))),
+            "score_word": In(cfg.act_word_bits),
+            "maxima": In(signed(SCORE_BITS)).array(2 * R),
+            "e": Out(16).array(2 * R),
+            "sums": Out(SUM_BITS).array(2 * R),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        R, groups = cfg.rows, cfg.lanes // cfg.rows
+        bits = R * 32
+        lanes = (self.score_word.word_select(self.group, bits) if groups > 1
+                 else self.score_word[:bits])
+        valid, first = Signal(), Signal()
+        m.d.sync += [valid.eq(self.valid), first.eq(self.first)]
+        for h in range(2 * R):
+            d = lanes[16 * h:16 * (h + 1)].as_signed()
+            delta = Signal(signed(SCORE_BITS + 1), name=f"delta{h}")
+            m.d.comb += delta.eq(self.maxima[h] - d)
+            m.d.sync += self.e[h].eq(_exp2_neg(m, delta, f"e{h}"))
+            with m.If(valid):
+                m.d.sync += self.sums[h].eq(Mux(first, 0, self.sums[h]) + self.e[h])
+        return m
+
+
+class Drain(wiring.Component):
+    """PV's outputs: after the last position (``last`` in cycle c_last), each head's sum
+    goes through the reciprocal pipeline (:class:`rtl.recip.RecipPipeline`), head h in
+    c_last + 2 + h, and block j of the R x L accumulators (``sel`` = j) is offered to the
+    output unit as ``inject`` (with ``offer`` = j) in cycle c_last + PV_DRAIN + j - 1, to
+    enter it the cycle after: ``mult`` and ``exponent`` are head ``(j * R) // (L / 2)``'s reciprocal,
+    ``block`` is j, ``busy`` is high from the cycle after ``last`` until the cycle the last
+    block enters. The operands ``y_bank``, ``y_addr``, ``d_blocks``, ``shift`` and ``y_bits``
+    are taken with ``last``.
+
+    Timing: ``mult``/``exponent``/``sel`` refer to the block entering in the cycle after
+    ``inject`` (they are registered with it).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        R, L = cfg.rows, cfg.lanes
+        super().__init__({
+            "last": In(1), "sums": In(SUM_BITS).array(2 * R),
+            "y_bank": In(2), "y_addr": In(16), "d_blocks": In(8), "shift": In(6),
+            "y_bits": In(6),
+            "inject": Out(1), "offer": Out(9), "busy": Out(1),
+            "sel": Out(range(max(L, 2))), "block": Out(8),
+            "mult": Out(16), "exponent": Out(range(SUM_BITS + 1)),
+            "o_bank": Out(2), "o_addr": Out(16), "o_shift": Out(6), "o_bits": Out(6),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        R, L = cfg.rows, cfg.lanes
+        half = max(L // 2, 1)
+        m.submodules.recip = recip = RecipPipeline(SUM_BITS)
+        assert recip.latency == isa.RECIP_PIPE_LAT
+        count = Signal(range(isa.PV_DRAIN + 256 + 1))   # cycles after the last position
+        n_blocks = Signal(9)
+        m.d.comb += self.busy.eq(count != 0)
+        with m.If(self.last):
+            m.d.sync += [count.eq(1), n_blocks.eq(Mux(self.d_blocks == 0, 256, self.d_blocks)),
+                         self.o_bank.eq(self.y_bank), self.o_addr.eq(self.y_addr),
+                         self.o_shift.eq(self.shift), self.o_bits.eq(self.y_bits)]
+        with m.Elif(count != 0):
+            done = count == isa.PV_DRAIN + n_blocks - 1
+            m.d.sync += count.eq(Mux(done, 0, count + 1))
+        # the sums into the reciprocal pipeline, head h in c_last + 2 + h
+        head_in = count - 2
+        m.d.comb += [recip.valid.eq((count >= 2) & (count < 2 + 2 * R)),
+                     recip.operand.eq(Array(self.sums)[head_in[:max(1, (2 * R - 1)
+                                                                    .bit_length())]])]
+        mant = [Signal(16, name=f"m{h}") for h in range(2 * R)]
+        expo = [Signal(range(SUM_BITS + 1), name=f"b{h}") for h in range(2 * R)]
+        head_out = Signal(8)
+        m.d.comb += head_out.eq(count - 2 - isa.RECIP_PIPE_LAT)
+        with m.If(recip.out_valid):
+            for h in range(2 * R):
+                with m.If(head_out == h):
+                    m.d.sync += [mant[h].eq(recip.mantissa), expo[h].eq(recip.exponent)]
+        # block j enters the output unit in c_last + PV_DRAIN + j: offered a cycle before
+        j = Signal(9)
+        m.d.comb += j.eq(count + 1 - isa.PV_DRAIN)
+        offer = (count != 0) & (count + 1 >= isa.PV_DRAIN) & (j < n_blocks)
+        m.d.comb += [self.inject.eq(offer), self.offer.eq(j)]
+        first = (j * R)[:max(1, (R * L - 1).bit_length())]
+        with m.If(offer):
+            m.d.sync += [self.block.eq(j), self.sel.eq(j % L if L > 1 else 0),
+                         self.mult.eq(Array(mant)[first // half]),
+                         self.exponent.eq(Array(expo)[first // half])]
+        return m
