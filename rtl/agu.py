@@ -24,7 +24,8 @@ def token_layout(cfg, fields=None):
         "y_bank": 2,
         "y_word": 16,
         "y_group": range(max(2 * cfg.lanes // cfg.rows, 2)),   # lanes y_group*R .. +R-1,
-        "y_pack": 1,                                # ... or R/2 packed lanes y_group*R/2 ..
+        "y_half": 1,                                # ... or R/2 lanes y_group*R/2 ..
+        "y_pack": 1,                                # R/2 lanes of int16 pairs (K, V rows)
         "row": range(max(cfg.rows, 2)),             # QLOAD: the q-latch row
         "kv_shift": 2,                              # QK, PV: heads a K/V head serves
         "d_blocks": 8,                              # PV: output blocks
@@ -35,13 +36,18 @@ def token_layout(cfg, fields=None):
         "m_addr": 16,                               # ... from this row-multiplier word
         "epi": Epi,
         "rope_addr": 16,                            # ROPE: the block's RoPE-table word
+        "epi_shift": 6,                             # SILU_GATE's shift
+        "head": 1,                                  # the instruction's first row block
+        "final": 1,                                 # its last read
+        "block": 16,                                # the row block
     }
     return data.StructLayout({k: v for k, v in layout.items() if fields is None or k in fields})
 
 
 # The fields each address generator drives (the tile merges them into one token).
-MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_pack", "mult",
-                 "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr")
+MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_half", "y_pack",
+                 "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr", "epi_shift",
+                 "head", "final", "block")
 ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group", "row",
                     "kv_shift", "d_blocks", "shift", "y_bits")
 
@@ -97,6 +103,8 @@ class MatvecAgu(wiring.Component):
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
                 tok.y_pack.eq(a.y_pack & (a.epi != Epi.RESID)),
+                tok.y_half.eq((a.y_pack & (a.epi != Epi.RESID)) | (a.epi == Epi.SILU_GATE)),
+                tok.epi_shift.eq(a.epi_shift),
                 cur_rope0.eq(a.rope_base + (self.pos << a.rope_shift)),
                 cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
             ]
@@ -107,11 +115,13 @@ class MatvecAgu(wiring.Component):
                 tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
                 tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
-                tok.y_pack.eq(st.y_pack),
+                tok.y_pack.eq(st.y_pack), tok.y_half.eq(st.y_half),
+                tok.epi_shift.eq(st.epi_shift),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
             ]
         m.d.comb += [
             tok.rope_addr.eq(cur_rope0 + (cur_block & cur_mask)),
+            tok.head.eq(cur_block == 0), tok.final.eq(self.final), tok.block.eq(cur_block),
             tok.valid.eq(self.issue | self.busy),
             tok.first.eq(cur_chunk == 0),
             tok.last.eq(cur_chunk == cur_nc_m1),
@@ -123,12 +133,13 @@ class MatvecAgu(wiring.Component):
                 x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
                 st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi), st.y_pack.eq(tok.y_pack),
+                st.y_half.eq(tok.y_half), st.epi_shift.eq(tok.epi_shift),
                 rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
             ]
             with m.If(self.issue):
                 m.d.sync += x_base.eq(a.x_addr)
             with m.If(tok.last):
-                last_group = tok.y_group == Mux(tok.y_pack, 2 * groups - 1, groups - 1)
+                last_group = tok.y_group == Mux(tok.y_half, 2 * groups - 1, groups - 1)
                 m.d.sync += [
                     chunk.eq(0), blocks_left.eq(cur_blocks - 1),
                     st.y_group.eq(Mux(last_group, 0, tok.y_group + 1)),

@@ -2,99 +2,206 @@
 
 __all__ = ["Epilogue", "LATENCY"]
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from tinylpu import isa
 from tinylpu.config import ACT_BITS
 from tinylpu.isa import Epi
 from tinylpu.numerics import MULT_BITS, ROPE_FRAC
 
 from .requant import Y_BITS_FIELD
 
-LATENCY = 2     # from y in cycle n to out in cycle n + 2
+LATENCY = 4     # from y in cycle n to out in cycle n + 4
+SILU_HALF = (isa.SILU_SIZE + 1) // 2     # entries in each of the even/odd table halves
 
 
-def _saturation_bounds(m, y_bits):
+def _saturation_bounds(m, y_bits, name):
     """(hi, lo) of the signed ``y_bits``-bit range (``y_bits`` 0 counts as 64)."""
-    top = Signal(range(64))
+    top = Signal(range(64), name=f"{name}_top")
     m.d.comb += top.eq(Mux(y_bits == 0, 63, y_bits - 1))
-    hi = Signal(unsigned(64))
+    hi = Signal(unsigned(64), name=f"{name}_hi")
     m.d.comb += hi.eq((Const(1, 64) << top) - 1)
-    lo = Signal(signed(65))
+    lo = Signal(signed(65), name=f"{name}_lo")
     m.d.comb += lo.eq(-hi - 1)
     return hi, lo
+
+
+def _sat(value, bounds):
+    hi, lo = bounds
+    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+def _delayed(m, value, n, name):
+    """``value`` through ``n`` registers."""
+    for i in range(n):
+        reg = Signal.like(value, name=f"{name}_d{i + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
 
 
 class Epilogue(wiring.Component):
     """Applies ``epi`` to the R results of a row block (:class:`tinylpu.isa.Epi`).
 
-    * NONE: ``out[r] = y[r]``.
+    * NONE, ARGMAX: ``out[r] = y[r]``.
     * RESID: ``out[r] = sat_{y_bits}(old[r] + y[r])`` (a 33-bit sum; ``y_bits`` 0 counts as
       64), ``old[r]`` lane ``group * R + r`` of ``old_word``.
     * ROPE: pair j, ``(a, b) = (y[2j], y[2j+1])``, rotated by ``(c, s)`` = entries 2j, 2j+1
-      of ``rope_word``: ``sat((a c - b s + 2**13) >> 14)``, ``sat((a s + b c + 2**13) >> 14)``
-      (:func:`tinylpu.numerics.rope_rotate`). With one row, nothing is rotated.
+      of ``rope_word`` (:func:`tinylpu.numerics.rope_rotate`). With one row, nothing rotates.
+    * SILU_GATE: ``out[j] = silu_gate(y[2j], y[2j+1], table, epi_shift)`` for j < R/2
+      (:func:`tinylpu.numerics.silu_gate`), from the SiLU table (one copy per pair, each in
+      even and odd halves so that an interpolation reads two entries a cycle).
+    * ARGMAX also keeps the instruction's running best: the largest ``y`` of a block
+      (lowest lane on ties) replaces it on ``head`` (the instruction's first block) or when
+      larger; on ``final`` its row ``block * R + lane`` goes to ``next_token``.
 
-    Timing: ``y`` and the control inputs in cycle n are registered at its end; ``old_word``
-    (the destination word, read in cycle n) and ``rope_word`` (read in cycle n) arrive in
-    n+1, when the sums and products are registered; ``out`` is valid in n+2 (combinational
-    from those registers): :data:`LATENCY` = 2.
+    Timing: ``y`` and the controls in cycle n are registered at its end; ``old_word`` and
+    ``rope_word`` (read in n) arrive in n + 1; ``out`` is valid in n + 4
+    (:data:`LATENCY`); ``next_valid``/``next_token`` in n + 2 (one cycle, with ``final``).
+
+    Table port (while the tile is idle): ``t_wen``, ``t_waddr``, ``t_wdata`` write entry
+    ``t_waddr - SILU_TABLE`` of every copy when it is a SiLU entry.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
+        R = cfg.rows
         super().__init__({
-            "y": In(signed(ACT_BITS)).array(cfg.rows),
-            "epi": In(Epi), "y_bits": In(Y_BITS_FIELD),
-            "group": In(range(max(cfg.lanes // cfg.rows, 2))),
+            "y": In(signed(ACT_BITS)).array(R),
+            "epi": In(Epi), "y_bits": In(Y_BITS_FIELD), "epi_shift": In(6),
+            "group": In(range(max(cfg.lanes // R, 2))),
+            "head": In(1), "final": In(1), "block": In(16),
             "old_word": In(cfg.act_word_bits),
-            "rope_word": In(MULT_BITS * cfg.rows),
-            "out": Out(signed(ACT_BITS)).array(cfg.rows),
+            "rope_word": In(MULT_BITS * R),
+            "out": Out(signed(ACT_BITS)).array(R),
+            "next_valid": Out(1), "next_token": Out(16),
+            "t_wen": In(1), "t_waddr": In(10), "t_wdata": In(16),
         })
 
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        R, groups = cfg.rows, cfg.lanes // cfg.rows
-        # cycle n -> n+1 registers
+        R = cfg.rows
+        # n -> n+1: the block and its controls
         y = [Signal(signed(ACT_BITS), name=f"y{r}") for r in range(R)]
-        epi, y_bits = Signal(Epi), Signal(Y_BITS_FIELD)
-        group = Signal.like(self.group)
-        m.d.sync += [epi.eq(self.epi), y_bits.eq(self.y_bits), group.eq(self.group)]
+        epi1, bits1, group1 = Signal(Epi), Signal(Y_BITS_FIELD), Signal.like(self.group)
+        m.d.sync += [epi1.eq(self.epi), bits1.eq(self.y_bits), group1.eq(self.group)]
         m.d.sync += [y[r].eq(self.y[r]) for r in range(R)]
-        # cycle n+1 -> n+2 registers
-        epi2, y_bits2 = Signal(Epi), Signal(Y_BITS_FIELD)
-        m.d.sync += [epi2.eq(epi), y_bits2.eq(y_bits)]
-        plain = [Signal(signed(ACT_BITS), name=f"plain{r}") for r in range(R)]
-        sums = [Signal(signed(2 * ACT_BITS + 2), name=f"rot{r}") for r in range(R)]
+        epi = [epi1] + [_delayed(m, epi1, i, f"epi{i + 1}") for i in range(1, 4)]
+        bits = [bits1] + [_delayed(m, bits1, i, f"bits{i + 1}") for i in range(1, 4)]
+        shift4 = _delayed(m, self.epi_shift, 4, "shift")
 
-        # RESID: old + y, saturated (NONE: y)
-        hi, lo = _saturation_bounds(m, y_bits)
+        plain = self._plain(m, y, epi1, bits1, group1)          # valid n+2
+        rotated = self._rope(m, y, epi[1], bits[1])              # valid n+2 (registered n+3)
+        gated = self._silu_gate(m, y, bits[3], shift4)           # valid n+4
+        out2 = [Mux((epi[1] == Epi.ROPE) & (r < R // 2 * 2), rotated[r], plain[r])
+                for r in range(R)]
+        out4 = [_delayed(m, v, 2, f"out{r}") for r, v in enumerate(out2)]
+        for r in range(R):
+            gate = gated[r] if r < R // 2 else 0
+            m.d.comb += self.out[r].eq(Mux(epi[3] == Epi.SILU_GATE, gate, out4[r]))
+        self._argmax(m, y, epi1)
+        return m
+
+    def _plain(self, m, y, epi, bits, group):
+        """NONE, ARGMAX: y; RESID: old + y, saturated. Registered at the end of n + 1."""
+        cfg = self.cfg
+        R, groups = cfg.rows, cfg.lanes // cfg.rows
+        bounds = _saturation_bounds(m, bits, "resid")
         lane_bits = R * ACT_BITS
-        group_word = Signal(lane_bits)
-        if groups > 1:
-            m.d.comb += group_word.eq(self.old_word.word_select(group, lane_bits))
-        else:
-            m.d.comb += group_word.eq(self.old_word[:lane_bits])
+        group_word = (self.old_word.word_select(group, lane_bits) if groups > 1
+                      else self.old_word[:lane_bits])
+        out = []
         for r in range(R):
             old = group_word[r * ACT_BITS:(r + 1) * ACT_BITS].as_signed()
             total = Signal(signed(ACT_BITS + 1), name=f"sum{r}")
             m.d.comb += total.eq(old + y[r])
-            resid = Mux(total > hi, hi, Mux(total < lo, lo, total))
-            m.d.sync += plain[r].eq(Mux(epi == Epi.RESID, resid, y[r]))
+            reg = Signal(signed(ACT_BITS), name=f"plain{r}")
+            m.d.sync += reg.eq(Mux(epi == Epi.RESID, _sat(total, bounds), y[r]))
+            out.append(reg)
+        return out
 
-        # ROPE: the four products of each pair, summed (registered), then rounded
+    def _rope(self, m, y, epi2, bits2):
+        """The four products of each pair (registered at the end of n + 1), then rounded and
+        saturated (combinational in n + 2)."""
+        R = self.cfg.rows
         entry = lambda i: self.rope_word[MULT_BITS * i:MULT_BITS * (i + 1)].as_signed()
+        sums = [Signal(signed(2 * ACT_BITS + 2), name=f"rot{r}") for r in range(R)]
         for j in range(R // 2):
             a, b = y[2 * j], y[2 * j + 1]
             c, s = entry(2 * j), entry(2 * j + 1)
             m.d.sync += [sums[2 * j].eq(a * c - b * s), sums[2 * j + 1].eq(a * s + b * c)]
-        hi2, lo2 = _saturation_bounds(m, y_bits2)
+        bounds = _saturation_bounds(m, bits2, "rope")
+        out = []
         for r in range(R):
             rounded = Signal(signed(2 * ACT_BITS + 2), name=f"rounded{r}")
             m.d.comb += rounded.eq((sums[r] + (1 << (ROPE_FRAC - 1))) >> ROPE_FRAC)
-            rot = Mux(rounded > hi2, hi2, Mux(rounded < lo2, lo2, rounded))
-            rotates = (epi2 == Epi.ROPE) if r < R // 2 * 2 else 0
-            m.d.comb += self.out[r].eq(Mux(rotates, rot, plain[r]))
-        return m
+            rot = Signal(signed(ACT_BITS), name=f"rope{r}")
+            m.d.comb += rot.eq(_sat(rounded, bounds))
+            out.append(rot)
+        return out
+
+    def _silu_gate(self, m, y, bits4, shift4):
+        """n+1: the table addresses of ``silu(h1)``, the reads; n+2: the interpolation; n+3:
+        times the gate h3; n+4: rounded, shifted, saturated (combinational)."""
+        out = []
+        bounds = _saturation_bounds(m, bits4, "gate")
+        for j in range(self.cfg.rows // 2):
+            h1, h3 = y[2 * j], y[2 * j + 1]
+            even = memory.Memory(shape=signed(16), depth=SILU_HALF, init=[])
+            odd = memory.Memory(shape=signed(16), depth=SILU_HALF, init=[])
+            m.submodules[f"silu_even{j}"], m.submodules[f"silu_odd{j}"] = even, odd
+            k = Signal(range(isa.TABLE_DEPTH), name=f"silu_k{j}")
+            m.d.comb += k.eq(self.t_waddr - isa.SILU_TABLE)
+            in_table = (self.t_waddr >= isa.SILU_TABLE) & (
+                self.t_waddr < isa.SILU_TABLE + isa.SILU_SIZE)
+            for half, mem in ((0, even), (1, odd)):
+                wr = mem.write_port()
+                m.d.comb += [wr.addr.eq(k >> 1), wr.data.eq(self.t_wdata),
+                             wr.en.eq(self.t_wen & in_table & (k[0] == half))]
+            u = Signal(16, name=f"silu_u{j}")
+            m.d.comb += u.eq(h1[:16] + (1 << 15))
+            i = u[8:]
+            rd_e, rd_o = even.read_port(), odd.read_port()
+            m.d.comb += [rd_e.addr.eq((i + 1) >> 1), rd_o.addr.eq(i >> 1)]
+            frac, odd_i, gate = (_delayed(m, u[:8], 1, f"frac{j}"),
+                                 _delayed(m, i[0], 1, f"oddi{j}"), _delayed(m, h3, 1, f"h3_{j}"))
+            t0 = Mux(odd_i, rd_o.data, rd_e.data)
+            t1 = Mux(odd_i, rd_e.data, rd_o.data)
+            silu = Signal(signed(18), name=f"silu{j}")
+            m.d.sync += silu.eq(t0 + (((t1 - t0) * frac + 128) >> 8))
+            gate3 = _delayed(m, gate, 1, f"gate{j}")
+            prod = Signal(signed(18 + ACT_BITS), name=f"gprod{j}")
+            m.d.sync += prod.eq(silu * gate3)
+            shm1 = Signal(6, name=f"gshm1_{j}")
+            m.d.comb += shm1.eq(shift4 - 1)
+            rnd = Mux(shift4 == 0, 0, Const(1, 64) << shm1)
+            shifted = Signal(signed(18 + ACT_BITS + 1), name=f"gshift{j}")
+            m.d.comb += shifted.eq((prod + rnd) >> shift4)
+            val = Signal(signed(ACT_BITS), name=f"gate_out{j}")
+            m.d.comb += val.eq(_sat(shifted, bounds))
+            out.append(val)
+        return out
+
+    def _argmax(self, m, y, epi1):
+        """n+1: the block's best (value, lane), registered; n+2: the running best."""
+        R = self.cfg.rows
+        first1, final1 = _delayed(m, self.head, 1, "am_head"), _delayed(m, self.final, 1,
+                                                                         "am_final")
+        block1 = _delayed(m, self.block, 1, "am_block")
+        best_v, best_i = y[0], Const(0, range(max(R, 2)))
+        for r in range(1, R):                      # strict >: the lowest lane wins ties
+            take = y[r] > best_v
+            best_v, best_i = Mux(take, y[r], best_v), Mux(take, r, best_i)
+        bv, bi = Signal(signed(ACT_BITS), name="am_block_v"), Signal(16, name="am_block_i")
+        on2, first2, final2 = Signal(), Signal(), Signal()
+        m.d.sync += [bv.eq(best_v), bi.eq(block1 * R + best_i), on2.eq(epi1 == Epi.ARGMAX),
+                     first2.eq(first1), final2.eq(final1)]
+        run_v, run_i = Signal(signed(ACT_BITS), name="am_run_v"), Signal(16, name="am_run_i")
+        take = first2 | (bv > run_v)
+        new_i = Mux(take, bi, run_i)
+        with m.If(on2):
+            m.d.sync += [run_v.eq(Mux(take, bv, run_v)), run_i.eq(new_i)]
+        m.d.comb += [self.next_valid.eq(on2 & final2), self.next_token.eq(new_i)]

@@ -61,7 +61,7 @@ class Sequencer(wiring.Component):
             "next_token": In(16), "pos": Out(16), "tok": Out(16),
             "tm_ren": Out(1), "tm_raddr": Out(16), "tm_rdata": In(16),
             "tm_wen": Out(1), "tm_waddr": Out(16), "tm_wdata": Out(16),
-            "emit_valid": Out(1), "emit_data": Out(32),
+            "emit_valid": Out(1), "emit_data": Out(32), "issue_next": Out(1),
             "running": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
@@ -110,6 +110,7 @@ class Sequencer(wiring.Component):
 
         # NEXT, first cycle: emit and record the token, step the position
         issue_next = issuing & (op == Opcode.NEXT)
+        m.d.comb += self.issue_next.eq(issue_next)
         pos_1 = Signal(POS_BITS)
         m.d.comb += pos_1.eq(pos + 1)
         emit = Signal()

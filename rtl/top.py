@@ -29,8 +29,9 @@ PIPELINE = ("s1: SRAM data into the MAC array (c+1)",
             "s2: sums, accumulators; row-multiplier read (c+2)",
             "r3: a block result into the requantizer or the score unit (c+3)",
             "r4: requantized; RESID reads the destination, ROPE its table word (c+4)",
-            "r5: epilogue sums and products (c+5)", "r6: epilogue out, written (c+6)")
-assert len(PIPELINE) == isa.LAT_WRITE == isa.LAT_RESID_READ + EPI_LATENCY
+            "r5 .. r7: the epilogue (c+5 .. c+7)", "r8: epilogue out, written (c+8)")
+RESULT_STAGES = isa.LAT_WRITE - 2        # r3 .. r8
+assert isa.LAT_WRITE == isa.LAT_RESID_READ + EPI_LATENCY
 assert isa.LAT_RESULT == 3
 
 
@@ -98,7 +99,7 @@ class Tile(wiring.Component):
         m.d.comb += [
             vu.issue.eq(seq.issue_vop), vu.args.eq(seq.vop), vu.pos.eq(seq.pos),
             vu.tok.eq(seq.tok), seq.vu_busy.eq(vu.busy), seq.vu_final.eq(vu.final),
-            seq.next_token.eq(vu.next_token),
+
             rt.a_en.eq(vu.a_en), rt.a_bank.eq(vu.a_bank), rt.a_word.eq(vu.a_word),
             vu.a_data.eq(rt.a_data),
             rt.b_en.eq(vu.b_en), rt.b_bank.eq(vu.b_bank), rt.b_word.eq(vu.b_word),
@@ -157,8 +158,8 @@ class Tile(wiring.Component):
         m.d.comb += [drain.sums[h].eq(weight.sums[h]) for h in range(2 * cfg.rows)]
         # the result chain: from c+3 a block result (a MATVEC row block, a QK position's
         # scores or a PV drain block) goes through the output unit, one a cycle
-        results = [Signal(token_layout(cfg), name=f"r{i + 3}") for i in range(4)]
-        r3, r4, r5, r6 = results
+        results = [Signal(token_layout(cfg), name=f"r{i + 3}") for i in range(RESULT_STAGES)]
+        r3, r4, last = results[0], results[1], results[-1]
         s2_result = s2.valid & s2.last & ((s2.kind == MacMode.MATVEC) | (s2.kind == MacMode.QK))
         drained = Signal(token_layout(cfg))
         groups = max(cfg.lanes // cfg.rows, 1)
@@ -176,7 +177,7 @@ class Tile(wiring.Component):
             m.d.sync += r3.eq(drained)
         with m.Else():
             m.d.sync += r3.eq(0)
-        m.d.sync += [r4.eq(r3), r5.eq(r4), r6.eq(r5)]
+        m.d.sync += [cur.eq(prev) for prev, cur in zip(results, results[1:])]
         m.d.comb += mac.pv_sel.eq(drain.sel)
         # c+3: the result into the requantizer (MATVEC, PV) or the score unit (QK)
         is_pv3 = r3.kind == MacMode.PV
@@ -204,18 +205,30 @@ class Tile(wiring.Component):
             rt.p_en.eq(r4.valid & (r4.epi == isa.Epi.ROPE) & (r4.kind == MacMode.MATVEC)),
             rt.p_addr.eq(r4.rope_addr),
             epi.epi.eq(Mux(r4.kind == MacMode.MATVEC, r4.epi, isa.Epi.NONE)),
-            epi.y_bits.eq(r4.y_bits), epi.group.eq(r4.y_group),
+            epi.y_bits.eq(r4.y_bits), epi.group.eq(r4.y_group), epi.epi_shift.eq(r4.epi_shift),
+            epi.head.eq(r4.head), epi.final.eq(r4.final), epi.block.eq(r4.block),
             epi.old_word.eq(rt.r_data), epi.rope_word.eq(rt.p_data),
+            epi.t_wen.eq(rt.t_wen), epi.t_waddr.eq(rt.t_waddr), epi.t_wdata.eq(rt.t_wdata),
         ]
+        # the next-token register: the last ARGMAX of the vector unit or the epilogue
+        from_epi, next_tok = Signal(), Signal(16)
+        with m.If(epi.next_valid):
+            m.d.sync += [next_tok.eq(epi.next_token), from_epi.eq(1)]
+        with m.Elif(vu.next_valid):
+            m.d.sync += from_epi.eq(0)
+        m.d.comb += seq.next_token.eq(Mux(from_epi, next_tok, vu.next_token))
         m.d.comb += [epi.y[r].eq(rq.y[r]) for r in range(cfg.rows)]
-        scores5 = [Signal(32, name=f"scores5_{r}") for r in range(cfg.rows)]
-        scores6 = [Signal(32, name=f"scores6_{r}") for r in range(cfg.rows)]
-        m.d.sync += [scores5[r].eq(score.packed[r]) for r in range(cfg.rows)]
-        m.d.sync += [scores6[r].eq(scores5[r]) for r in range(cfg.rows)]
-        # c+6: the write
-        mask, data = _write_lanes(m, cfg, r6, [epi.out[r] for r in range(cfg.rows)], scores6)
+        scores = [score.packed[r] for r in range(cfg.rows)]
+        for i in range(isa.LAT_WRITE - 4):                  # c+4 .. the write
+            regs = [Signal(32, name=f"scores{i + 5}_{r}") for r in range(cfg.rows)]
+            m.d.sync += [reg.eq(v) for reg, v in zip(regs, scores)]
+            scores = regs
+        # c+8: the write
+        mask, data = _write_lanes(m, cfg, last, [epi.out[r] for r in range(cfg.rows)], scores)
+        argmax_pending = Cat(*(st.valid & st.final & (st.kind == MacMode.MATVEC)
+                               & (st.epi == isa.Epi.ARGMAX) for st in front + results)).any()
         m.d.comb += [
-            rt.y_en.eq(r6.valid), rt.y_bank.eq(r6.y_bank), rt.y_word.eq(r6.y_word),
+            rt.y_en.eq(last.valid), rt.y_bank.eq(last.y_bank), rt.y_word.eq(last.y_word),
             rt.y_mask.eq(mask), rt.y_data.eq(data),
         ]
         # the writes in flight, for the hazard check: results on their way, and the MATVEC
@@ -226,7 +239,7 @@ class Tile(wiring.Component):
                 else stage.valid
             m.d.comb += [write.valid.eq(makes), write.bank.eq(stage.y_bank),
                          write.word.eq(stage.y_word),
-                         write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_pack))]
+                         write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
         m.d.comb += seq.pipe_empty.eq(~agu.busy & ~aagu.busy & ~drain.busy
                                       & ~Cat(*(st.valid for st in front + results)).any()
                                       & vu.idle)
@@ -238,7 +251,9 @@ class Tile(wiring.Component):
         busy_now = (s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
         maxima_pending = Cat(*((st.valid & (st.kind == MacMode.QK)) for st in
                                (s1, s2, r3, r4))).any()
-        hazard_now = rt.hazard | (weight.valid & maxima_pending)
+        # NEXT reads the next-token register while an ARGMAX still has to write it
+        next_early = seq.issue_next & (argmax_pending | vu.argmax_pending)
+        hazard_now = rt.hazard | (weight.valid & maxima_pending) | next_early
         with m.If(hif.start):
             m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
         with m.Else():
@@ -264,22 +279,26 @@ def _group_mask(cfg, group, pack):
 
 def _write_lanes(m, cfg, res, out, scores):
     """Lane mask and data of a result's write: the R outputs in lane group ``y_group``, or
-    packed two to a lane (``y_pack``), or a QK position's packed scores."""
+    R/2 lanes (``y_half``) of outputs packed two to a lane (``y_pack``) or of SILU_GATE's R/2
+    outputs, or a QK position's packed scores."""
     R, L = cfg.rows, cfg.lanes
-    groups = max(L // R, 1)
+    groups, half = max(L // R, 1), max(R // 2, 1)
     plain = Cat(*(out * groups))[:L * ACT_BITS]
     packed_lanes = [Cat(out[2 * i][:16], out[2 * i + 1][:16]) for i in range(R // 2)] or \
         [Cat(*out)[:ACT_BITS]]
     packed = Cat(*(packed_lanes * (L // len(packed_lanes))))[:L * ACT_BITS]
+    halves = Cat(*(out[:half] * (L // half)))[:L * ACT_BITS]
     qk = Cat(*(scores * groups))[:L * ACT_BITS]
     data = Signal(L * ACT_BITS)
     with m.If(res.kind == MacMode.QK):
         m.d.comb += data.eq(qk)
     with m.Elif(res.y_pack):
         m.d.comb += data.eq(packed)
+    with m.Elif(res.y_half):
+        m.d.comb += data.eq(halves)
     with m.Else():
         m.d.comb += data.eq(plain)
-    return _group_mask(cfg, res.y_group, res.y_pack & (res.kind == MacMode.MATVEC)), data
+    return _group_mask(cfg, res.y_group, res.y_half & (res.kind == MacMode.MATVEC)), data
 
 
 def generate_verilog(cfg, path=None):

@@ -116,6 +116,8 @@ class VectorUnit(wiring.Component):
       c+6+16, RSQRT of c+6+25+16: the scalar unit's done cycle; = c + isa.vop_latency.
       ARGMAX with RSQRT/RECIP writes the index at that same (scalar) latency.
 
+    ``next_valid`` is high in the cycle ``next_token`` takes a new value; ``argmax_pending``
+    while an ARGMAX is issuing or its index is not written yet.
     ``next_token`` takes the ARGMAX index at the end of the cycle the write of the
     instruction's last segment lands. ``idle`` is a function of registers only (it does
     not see ``issue`` in the same cycle): low from the cycle after an issue until the
@@ -149,7 +151,7 @@ class VectorUnit(wiring.Component):
             "w_data": In(cfg.word_bits).array(cfg.rows),
             "c_en": Out(1), "c_bank": Out(2), "c_word": Out(16),
             "c_lane": Out(range(cfg.lanes)), "c_data": Out(32),
-            "next_token": Out(16),
+            "next_token": Out(16), "next_valid": Out(1), "argmax_pending": Out(1),
             "t_wen": In(1), "t_waddr": In(10), "t_wdata": In(16),
             "t_ren": In(1), "t_raddr": In(10), "t_rdata": Out(16),
         })
@@ -425,6 +427,7 @@ class VectorUnit(wiring.Component):
                 m.d.comb += self.c_lane.eq(s7.c_e[:ll])
             with m.If(argmax7 & s7.final):
                 m.d.sync += self.next_token.eq(s7.idx)
+                m.d.comb += self.next_valid.eq(1)
         with m.Elif(sc_write):
             m.d.comb += [
                 self.c_en.eq(1), self.c_bank.eq(sc_bank),
@@ -435,7 +438,14 @@ class VectorUnit(wiring.Component):
                 m.d.comb += self.c_lane.eq(sc_e[:ll])
             with m.If(sc_argmax & sc_final):
                 m.d.sync += self.next_token.eq(sc_idx)
+                m.d.comb += self.next_valid.eq(1)
 
+        # an ARGMAX whose next token is not written yet (NEXT must not read it)
+        m.d.comb += self.argmax_pending.eq(
+            Cat(*(st[i].valid & (st[i].red == Reduce.ARGMAX) & st[i].final
+                  for i in range(1, 8))).any()
+            | ((sc_phase != 0) & sc_argmax & sc_final)
+            | (self.busy & (cfg_q.red == Reduce.ARGMAX)))
         m.d.comb += self.idle.eq(~self.busy & ~Cat(*(st[i].valid for i in range(1, 8))).any()
                                  & (sc_phase == 0))
         return m

@@ -88,8 +88,13 @@ def test_model_too_big_names_needed_and_available():
     with pytest.raises(CompileError, match=r"activation bank 0 words: needs \d+, the config "
                                            r"has 16"):
         compile_decoder(qm, Config(wdepth=512, adepth=16, pdepth=256), 32)
-    with pytest.raises(CompileError, match=r"program: needs \d+, the config has 64"):
-        compile_decoder(qm, Config(wdepth=512, adepth=256, pdepth=64), 32)
+    with pytest.raises(CompileError, match=r"program: needs \d+, the config has 16"):
+        compile_decoder(qm, Config(wdepth=512, adepth=256, pdepth=16), 32)
+    with pytest.raises(CompileError, match=r"row-multiplier words: needs \d+, the config has "
+                                           r"16"):
+        compile_decoder(qm, Config(wdepth=512, adepth=256, pdepth=256, mdepth=16), 32)
+    with pytest.raises(CompileError, match=r"RoPE-table words: needs 64, the config has 32"):
+        compile_decoder(qm, Config(wdepth=512, adepth=256, pdepth=256, rdepth=32), 32)
     with pytest.raises(CompileError, match="needs 2 activation banks"):
         compile_decoder(qm, Config(act_banks=1), 32)
     with pytest.raises(CompileError, match=r"positions must be in \[1, 32\]"):

@@ -449,6 +449,7 @@ def test_wrow_reads_rows_of_a_matvec_matrix_by_token():
             # the layout is the MATVEC layout: y = W x
             isa.matvec(w_base=w_base, x_bank=0, x_addr=0, y_bank=1, y_addr=0,
                        n_blocks=n_blocks, n_chunks=n_chunks, q_mult=1, q_shift=0, y_bits=32),
+            isa.wait(isa.LAT_WRITE),          # its writes land before the VOP's (one port)
             # row `tok`, element by element (i = j * js)
             isa.vop(g=GFunc.PASS, s=20, n=1, c=dict(bank=1, base=100, js=1),
                     a=dict(space=Space.WROW, base=w_base, index=Index.TOK, istride=n_chunks,
@@ -637,14 +638,16 @@ def test_a_and_b_in_one_bank_is_a_port_conflict(mode):
 
 
 def test_matvec_and_vop_writes_to_one_bank_in_one_cycle_are_a_port_conflict():
-    # VOP in cycle 1 lands at 1 + LAT_V = 8; MATVEC from 2, block b lands at 2 + b + LAT_WRITE
-    blocks = isa.LAT_V - isa.LAT_WRITE           # the last block lands in 8 too
+    # MATVEC of d blocks from cycle 1: its last block (read in d) lands at d + LAT_WRITE; the
+    # VOP reads in d + 1 and lands at d + 1 + LAT_V: the same cycle for d = LAT_WRITE - LAT_V + 1
+    blocks = isa.LAT_WRITE - isa.LAT_V + 1
+    land = blocks + isa.LAT_WRITE
     for y_bank, status in ((1, DONE | host.STATUS_PORT_CONFLICT), (0, DONE)):
         vop = isa.vop(g=GFunc.PASS, a=dict(bank=0), c=dict(bank=1, base=200))
         mv = isa.matvec(w_base=0, x_bank=0, x_addr=1, y_bank=y_bank, y_addr=8, n_blocks=blocks,
                         n_chunks=1, q_mult=1, q_shift=0)
-        run = _run(_tile(), [vop, mv, isa.halt()])
-        assert (run.status, run.cycles) == (status, 9)
+        run = _run(_tile(), [mv, vop, isa.halt()])
+        assert (run.status, run.cycles) == (status, land + 1)
 
 
 @pytest.mark.parametrize("kw, message", [

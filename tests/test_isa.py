@@ -39,28 +39,30 @@ matvec_args = st.fixed_dictionaries(
 matvec_options = st.fixed_dictionaries(
     {"m_base": st.none() | st.integers(0, 0xffff),
      "y_index": st.sampled_from([isa.Index.NONE, isa.Index.POS]),
-     "epi": st.sampled_from([isa.Epi.NONE, isa.Epi.ROPE]), "y_pack": st.booleans()})
+     "epi": st.sampled_from([isa.Epi.NONE, isa.Epi.ROPE, isa.Epi.SILU_GATE, isa.Epi.ARGMAX]),
+     "y_pack": st.booleans()})
 
 
 def test_layout_widths_and_ranges():
     widths = {name: Shape.cast(field.shape).width for name, field in MATVEC_LAYOUT}
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
                           n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
-                          y_index=2, y_shift=4, epi=2, rope_base=16, rope_shift=3, y_pack=1)
+                          y_index=2, y_shift=4, epi=3, rope_base=16, rope_shift=3, y_pack=1,
+                          epi_shift=6)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 153
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 160
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs), ("qk", isa.QkArgs),
               ("pv", isa.PvArgs)]}
-    assert sizes == dict(matvec=153, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
+    assert sizes == dict(matvec=160, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
-    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 6
-    assert isa.DRAIN == 7
+    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 8
+    assert isa.DRAIN == 9
 
 
 def test_encodings_by_hand():
@@ -94,7 +96,7 @@ def test_matvec_round_trip(fields, options):
                     epi=options["epi"].value, y_pack=int(options["y_pack"]))
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
-    assert 0 <= word < 1 << 157
+    assert 0 <= word < 1 << 164
     assert word & 0xf == 3
     assert isa.decode(word) == instr
     assert isa.encode(isa.decode(word)) == word

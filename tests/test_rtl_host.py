@@ -483,11 +483,11 @@ def test_port_conflicts_between_units_are_flagged(what):
     cfg = GEN_CFG
     L = cfg.lanes
     if what == "write port":
-        program = [isa.vop(g=isa.GFunc.PASS, a={"bank": 0}, c={"bank": 1, "base": 5 * L + 3}),
-                   # VOP lands at 1 + LAT_V; the block read in 2 .. 1 + n at 1 + n + LAT_WRITE
-                   isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2, n_blocks=1,
-                              n_chunks=isa.LAT_V - isa.LAT_WRITE, q_mult=1, q_shift=0,
-                              y_bits=16),
+        # the block read in 1, 2 lands at 2 + LAT_WRITE, the VOP's result at 3 + LAT_V
+        assert isa.LAT_WRITE == isa.LAT_V + 1
+        program = [isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2, n_blocks=1,
+                              n_chunks=2, q_mult=1, q_shift=0, y_bits=16),
+                   isa.vop(g=isa.GFunc.PASS, a={"bank": 0}, c={"bank": 1, "base": 5 * L + 3}),
                    isa.halt()]
     else:
         program = [_vop_same_bank_ab(g=isa.GFunc.ADD, n=4, a={"bank": 0, "ks": 1},

@@ -199,31 +199,33 @@ class _Asm:
         reads = [(s.bank, s.base, s.base + s.size - 1), (v.bank, v.base, v.base + self.P * L - 1),
                  ("maxima",)]
         writes = [(y.bank, y.base, y.base + d_blocks * self.cfg.rows - 1)]
-        drain = isa.PV_DRAIN + isa.LAT_RESULT          # from the last V read to block 0's write
+        drain = isa.PV_DRAIN + isa.LAT_OUT             # from the last V read to block 0's write
         self._wait_for(reads, writes, {y.bank}, 1 + drain, {s.bank, v.bank})
         self._emit(instr, _Issued(0, drain + d_blocks - 1, writes, {y.bank}))
         self.out_free = self.t - 1 + isa.PV_DRAIN + d_blocks      # at position 0
 
-    def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None, resid=False,
-               rope=None, pack=False):
+    def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None,
+               epi=isa.Epi.NONE, rope=(0, 0), pack=False, epi_shift=0):
         """MATVEC of the matrix at weight word ``w`` (``nb`` x ``nc``) on buffer ``x`` into
         buffer ``y`` with per-row multipliers from word ``m_base``; ``pos_shift``: y is a
-        cache indexed by the position, ``2**pos_shift`` words a position; ``resid``: y +=;
-        ``rope``: (table word, log2 words per position) to rotate the result's pairs."""
+        cache indexed by the position, ``2**pos_shift`` words a position; ``epi`` the
+        epilogue (ROPE: ``rope`` = table word, log2 words per position)."""
         cfg = self.cfg
         L = cfg.lanes
+        resid = epi == isa.Epi.RESID
         extra = {} if pos_shift is None else dict(y_index=POS, y_shift=pos_shift)
-        if rope is not None:
-            extra.update(epi=isa.Epi.ROPE, rope_base=rope[0], rope_shift=rope[1])
-        elif resid:
-            extra.update(epi=isa.Epi.RESID)
         instr = isa.matvec(w_base=w, x_bank=x.bank, x_addr=x.base // L, y_bank=y.bank,
                            y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_shift=shift,
-                           y_bits=bits, m_base=m_base, y_pack=pack, **extra)
+                           y_bits=bits, m_base=m_base, y_pack=pack, epi=epi,
+                           rope_base=rope[0], rope_shift=rope[1], epi_shift=epi_shift, **extra)
         reads = [(x.bank, x.base, x.base + nc * L - 1)]
-        lanes = -(-nb * cfg.rows // (2 if pack else 1))
+        half = pack or epi == isa.Epi.SILU_GATE           # R/2 lanes a block
+        lanes = -(-nb * cfg.rows // (2 if half else 1))
         ywords = -(-lanes // L) + (0 if pos_shift is None else (self.P - 1) << pos_shift)
         writes = [(y.bank, y.base, y.base + ywords * L - 1)]
+        if epi == isa.Epi.ARGMAX:
+            reads.append(("next",))
+            writes.append(("next",))
         if resid:
             reads.append(writes[0])
         rbanks = {x.bank} | ({y.bank} if resid else set())
@@ -401,6 +403,14 @@ def config_for(qm, positions=None, **overrides):
     return dataclasses.replace(base, **need)
 
 
+def _interleave(a, b):
+    """Rows (or entries) of a and b alternating: a[0], b[0], a[1], b[1], ..."""
+    a, b = np.asarray(a), np.asarray(b)
+    out = np.empty((2 * len(a),) + a.shape[1:], dtype=a.dtype)
+    out[0::2], out[1::2] = a, b
+    return out
+
+
 def _pow2(n):
     return 1 << max(1, (max(n, 1) - 1).bit_length())
 
@@ -452,18 +462,26 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     final_gain = lay.alloc("g_final", 0, dim, qm.final_gain)
     per_word = L // R                                  # score words: positions a word
     b0 = {n: lay.alloc(n, 0, size) for n, size in
-          (("x", dim), ("scores", -(-P // per_word) * L), ("h3", hid), ("arg", 1))}
+          (("x", dim), ("scores", -(-P // per_word) * L))}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
-          (("scale", 1), ("u", dim), ("xn", dim), ("q", dim), ("att", dim), ("h1", hid),
-           ("sg", hid), ("g", hid), ("logits", mc.vocab_size))}
+          (("scale", 1), ("u", dim), ("xn", dim), ("q", dim), ("att", dim), ("g", hid),
+           ("logits", mc.vocab_size))}
     buf = {**b0, **b1}
 
     # weights: the classifier first, so a shared embedding is the same placement
     cls_w = lay.matrix(qm.cls.w)
     shared = qm.cls.w is qm.emb or np.array_equal(qm.cls.w, qm.emb)
     emb_w = cls_w if shared else lay.matrix(qm.emb)
-    names = ("wq", "wk", "wv", "wo", "w1", "w3", "w2")
+    names = ("wq", "wk", "wv", "wo", "w2")
     wmat = [{n: lay.matrix(getattr(layer, n).w) for n in names} for layer in qm.layers]
+    # w1 and w3 row by row: blocks of (h1, h3) pairs for the SILU_GATE epilogue
+    w13, w13_mult = [], {}
+    for layer in qm.layers:
+        if layer.w1.shift != layer.w3.shift:
+            raise CompileError("w1 and w3 share one MATVEC: they need one requantization "
+                               "shift (intmodel.quantize gives them one)")
+        w13.append(lay.matrix(_interleave(layer.w1.w, layer.w3.w)))
+        w13_mult[id(layer.w1)] = _interleave(layer.w1.mult, layer.w3.mult)
 
     # ---- program ---------------------------------------------------------------------------
     asm = _Asm(cfg, P, mc.vocab_size)
@@ -486,8 +504,9 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     def matvec(qmat, mat, x, y, **kw):
         """y = requant(W x) per row (MATVEC with row multipliers)."""
         w, nb, nc = mat
-        asm.matvec(w=w, nb=nb, nc=nc, x=x, y=y, m_base=lay.multipliers(qmat.mult),
-                   shift=qmat.shift, bits=qmat.bits, **kw)
+        mult = lay.multipliers(w13_mult[id(qmat)] if id(qmat) in w13_mult else qmat.mult)
+        asm.matvec(w=w, nb=nb, nc=nc, x=x, y=y, m_base=mult, shift=qmat.shift,
+                   bits=qmat.bits, **kw)
 
     def rmsnorm(gain_buf, gain_frac):
         if not -(1 << 23) <= qm.eps < 1 << 23:
@@ -508,26 +527,22 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     for l, layer in enumerate(qm.layers):
         wm = wmat[l]
         rmsnorm(gains[l][0], fmt.gain[l])
-        matvec(layer.wq, wm["wq"], buf["xn"], buf["q"], rope=rope)
-        matvec(layer.wk, wm["wk"], buf["xn"], K[l], pos_shift=0, rope=rope, pack=True)
+        matvec(layer.wq, wm["wq"], buf["xn"], buf["q"], epi=isa.Epi.ROPE, rope=rope)
+        matvec(layer.wk, wm["wk"], buf["xn"], K[l], pos_shift=0, epi=isa.Epi.ROPE, rope=rope,
+               pack=True)
         matvec(layer.wv, wm["wv"], buf["xn"], Vc[l], pos_shift=0, pack=True)
         asm.qk(q=buf["q"], q_words=q_words, k=K[l], s=buf["scores"], shift=qm.att_shift[l],
                kv_shift=kv_shift)
         asm.pv(v=Vc[l], s=buf["scores"], y=buf["att"], d_blocks=-(-dim // R),
                shift=RECIP_FRAC, kv_shift=kv_shift)
-        matvec(layer.wo, wm["wo"], buf["att"], buf["x"], resid=True)
+        matvec(layer.wo, wm["wo"], buf["att"], buf["x"], epi=isa.Epi.RESID)
         rmsnorm(gains[l][1], fmt.gain[LN + l])
-        matvec(layer.w1, wm["w1"], buf["xn"], buf["h1"])
-        asm.vop(s=hid, g=isa.GFunc.SILU, a=act(buf["h1"], js=1), c=cop(buf["sg"], js=1),
-                sat=16)
-        matvec(layer.w3, wm["w3"], buf["xn"], buf["h3"])
-        asm.vop(s=hid, a=act(buf["sg"], js=1), b=bop(buf["h3"], js=1), c=cop(buf["g"], js=1),
-                shift=check_shift("SwiGLU product", fmt.h1 + fmt.h3 - fmt.g), sat=16)
-        matvec(layer.w2, wm["w2"], buf["g"], buf["x"], resid=True)
+        # w1 and w3 interleaved by rows: each row block holds (h1, h3) pairs -> SiLU x gate
+        matvec(layer.w1, w13[l], buf["xn"], buf["g"], epi=isa.Epi.SILU_GATE,
+               epi_shift=check_shift("SwiGLU product", fmt.h1 + fmt.h3 - fmt.g))
+        matvec(layer.w2, wm["w2"], buf["g"], buf["x"], epi=isa.Epi.RESID)
     rmsnorm(final_gain, fmt.gain[-1])
-    matvec(qm.cls, cls_w, buf["xn"], buf["logits"])
-    asm.vop(n=mc.vocab_size, g=isa.GFunc.PASS, red=isa.Reduce.ARGMAX,
-            a=act(buf["logits"], ks=1), c=cop(buf["arg"]), sat=32)
+    matvec(qm.cls, cls_w, buf["xn"], buf["logits"], epi=isa.Epi.ARGMAX)
     asm.next_(0)
     asm.halt()
 

@@ -18,7 +18,8 @@ import numpy as np
 from . import host, isa
 from .config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
 from .intmodel import isqrt
-from .numerics import exp2_neg, norm_recip, requantize, rope_rotate, saturate, wrap
+from .numerics import (exp2_neg, norm_recip, requantize, rope_rotate, saturate, silu_gate,
+                       silu_interp, wrap)
 
 
 class GoldenError(RuntimeError):
@@ -216,6 +217,7 @@ class GoldenTile:
         rope_word = a["rope_base"] + (pos << a["rope_shift"])
         bits = a["y_bits"] or 64
         olds = []                         # (cycle, block's write entry, y) awaiting RESID
+        best = (0, 0)                     # ARGMAX: the largest result so far, its row
         for b in range(nb):
             acc = np.zeros(R, dtype=np.int64)
             for k in range(nc):
@@ -228,14 +230,24 @@ class GoldenTile:
             mult = (self.mmem[(a["m_base"] + b) % cfg.mdepth] if a["m_rows"]
                     else np.int64(a["q_mult"]))
             y = requantize(acc, mult, a["q_shift"], bits)
-            if a["epi"] == isa.Epi.ROPE.value:
+            epi = isa.Epi(a["epi"]) if a["epi"] < len(isa.Epi) else isa.Epi.NONE
+            if epi == isa.Epi.ROPE:
                 y = self._rope(wrap(y, ACT_BITS), rope_word + b % (1 << a["rope_shift"]), bits)
+            elif epi == isa.Epi.ARGMAX:
+                lane = int(np.argmax(wrap(y, ACT_BITS)))
+                if b == 0 or wrap(y, ACT_BITS)[lane] > best[0]:
+                    best = (wrap(y, ACT_BITS)[lane], b * R + lane)
+            elif epi == isa.Epi.SILU_GATE:
+                y = silu_gate(wrap(y[0:R // 2 * 2:2], 16), wrap(y[1:R // 2 * 2:2], ACT_BITS),
+                              self._silu_table(), a["epi_shift"], bits)
             last = t + b * nc + nc - 1
             st.result(last + isa.LAT_RESULT)
-            if a["y_pack"] and not resid:   # R int16 results in R / 2 lanes (isa.pack_halves)
-                half = b * R // 2
-                word, lanes = (y_base + half // L) % cfg.adepth, half % L + np.arange(R // 2)
-                y = isa.pack_halves(y)
+            half = (a["y_pack"] and not resid) or epi == isa.Epi.SILU_GATE
+            if half:                 # R / 2 lanes: packed int16 pairs, or SILU_GATE's results
+                h = b * R // 2
+                word, lanes = (y_base + h // L) % cfg.adepth, h % L + np.arange(R // 2)
+                if epi != isa.Epi.SILU_GATE:
+                    y = isa.pack_halves(y)
             else:
                 word, lanes = (y_base + (b * R) // L) % cfg.adepth, (b * R) % L + np.arange(R)
             entry = st.push(last + isa.LAT_WRITE, "mac", y_bank, word, lanes,
@@ -244,6 +256,11 @@ class GoldenTile:
                 olds.append((last + isa.LAT_RESID_READ, entry, y))
         for old in olds:
             self._resid(st, y_bank, *old, bits)
+        if a["epi"] == isa.Epi.ARGMAX.value:
+            st.push_next(t + nb * nc - 1 + isa.LAT_ARGMAX, best[1])
+
+    def _silu_table(self):
+        return _sext(self.table[isa.SILU_TABLE:isa.SILU_TABLE + isa.SILU_SIZE], 16)
 
     def _att_tables(self, kv_shift):
         """The head and the packed K/V value of every MAC in QK and PV: [R, L] each."""
@@ -316,7 +333,7 @@ class GoldenTile:
             first = (j * R) % (R * L)
             m, b = recips[first // (L // 2)]
             y = requantize(acc.reshape(-1)[first:first + R], m, min(b + a["shift"], 63), bits)
-            st.push(enter + isa.LAT_RESULT, "mac", y_bank, (a["y_addr"] + first // L)
+            st.push(enter + isa.LAT_OUT, "mac", y_bank, (a["y_addr"] + first // L)
                     % cfg.adepth, first % L + np.arange(R), wrap(y, ACT_BITS),
                     produced=enter - 1)
         st.pv_free = c_last + isa.PV_DRAIN + (a["d_blocks"] or 256)
@@ -399,11 +416,7 @@ class GoldenTile:
         elif g == isa.GFunc.EXP:
             G = _sext(self.table[isa.EXP_TABLE + np.clip(B - A, 0, isa.EXP_SIZE - 1)], 16)
         elif g == isa.GFunc.SILU:
-            u = (A + (1 << 15)) & 0xffff
-            idx, frac = u >> 8, u & 255
-            t0 = _sext(self.table[isa.SILU_TABLE + idx], 16)
-            t1 = _sext(self.table[isa.SILU_TABLE + idx + 1], 16)
-            G = t0 + (((t1 - t0) * frac + 128) >> 8)
+            G = silu_interp(self._silu_table(), A)
         else:
             G = A
         red = isa.Reduce(a["red"])

@@ -21,8 +21,8 @@ import math
 
 import numpy as np
 
-from .numerics import (EXP2_STEPS, RECIP_FRAC, ROPE_FRAC, exp2_neg, norm_recip, rope_rotate,
-                       saturate)
+from .numerics import (EXP2_STEPS, RECIP_FRAC, ROPE_FRAC, argmax, exp2_neg, norm_recip,
+                       rope_rotate, saturate, silu_gate, silu_interp)
 
 UNIT_FRAC = 14         # RMSNorm's x / (sqrt(n) rms): |u| <= 1, Q14
 SCORE_SCALE = math.log2(math.e)   # q is stored times log2(e) / sqrt(head_size): scores in bits
@@ -160,10 +160,21 @@ def _multipliers(factor):
 
 
 def _qmatrix(w, f_in, f_out, bits=16):
-    q, scale = _quantize_rows(w)
-    # real y_r = acc_r * scale_r * 2**-f_in; stored y = y_r * 2**f_out
-    mult, shift = _multipliers(scale * 2.0 ** (f_out - f_in))
-    return QMatrix(q, mult, shift, bits)
+    return _qmatrices([w], f_in, [f_out], bits)[0]
+
+
+def _qmatrices(ws, f_in, f_outs, bits=16):
+    """Matrices that one MATVEC computes together (w1 and w3, interleaved by rows): one
+    requantization shift for all their rows."""
+    qs, factors = [], []
+    for w, f_out in zip(ws, f_outs):
+        q, scale = _quantize_rows(w)
+        qs.append(q)
+        # real y_r = acc_r * scale_r * 2**-f_in; stored y = y_r * 2**f_out
+        factors.append(scale * 2.0 ** (f_out - f_in))
+    mult, shift = _multipliers(np.concatenate(factors))
+    parts = np.split(mult, np.cumsum([len(q) for q in qs])[:-1])
+    return [QMatrix(q, m, shift, bits) for q, m in zip(qs, parts)]
 
 
 def _silu(x):
@@ -203,13 +214,14 @@ def quantize(model, calibration, headroom=2.0):
     L = cfg.n_layers
     layers = []
     for l in range(L):
+        w1, w3 = _qmatrices([model.w1[l], model.w3[l]], fmt.xn, [fmt.h1, fmt.h3])
         layers.append(QLayer(
             att_gain=gain_q(model.rms_att[l], fmt.gain[l]),
             wq=_qmatrix(model.wq[l] * q_scale, fmt.xn, fmt.q),
             wk=_qmatrix(model.wk[l], fmt.xn, fmt.k),
             wv=_qmatrix(model.wv[l], fmt.xn, fmt.v), wo=_qmatrix(model.wo[l], fmt.v, fmt.x),
             ffn_gain=gain_q(model.rms_ffn[l], fmt.gain[L + l]),
-            w1=_qmatrix(model.w1[l], fmt.xn, fmt.h1), w3=_qmatrix(model.w3[l], fmt.xn, fmt.h3),
+            w1=w1, w3=w3,
             w2=_qmatrix(model.w2[l], fmt.g, fmt.x)))
     emb_q, emb_scale = _quantize_rows(model.tok_emb)
     emb_mult, emb_shift = _multipliers(emb_scale * 2.0 ** fmt.x)
@@ -264,10 +276,7 @@ class IntDecoder:
 
     def silu(self, h):
         """SiLU by linear interpolation in a 257-point table over the int16 range of h."""
-        t = self.qm.silu_table
-        u = h.astype(np.int64) + (1 << 15)                   # 0 .. 65535
-        idx, frac = u >> 8, u & 255
-        return t[idx] + (((t[idx + 1] - t[idx]) * frac + 128) >> 8)
+        return silu_interp(self.qm.silu_table, h)
 
     def attention(self, l, q, pos):
         qm = self.qm
@@ -301,8 +310,8 @@ class IntDecoder:
             att = self.attention(l, q, pos)
             x = sat(x + layer.wo.apply(att))
             xn = self.rmsnorm(x, layer.ffn_gain, fmt.gain[L + l])
-            g = mulshr(self.silu(layer.w1.apply(xn)), layer.w3.apply(xn),
-                       fmt.h1 + fmt.h3 - fmt.g)
+            g = silu_gate(layer.w1.apply(xn), layer.w3.apply(xn), qm.silu_table,
+                          fmt.h1 + fmt.h3 - fmt.g)
             x = sat(x + layer.w2.apply(g))
         xn = self.rmsnorm(x, qm.final_gain, fmt.gain[-1])
         return qm.cls.apply(xn)
@@ -310,4 +319,4 @@ class IntDecoder:
     @staticmethod
     def argmax(logits):
         """Index of the largest logit, the lowest index on ties."""
-        return int(np.argmax(logits))
+        return argmax(logits)

@@ -19,9 +19,9 @@ __all__ = [
     "duration", "matvec_dims", "VopArgs", "NextArgs", "Space", "Index", "BMode", "GFunc",
     "Reduce", "OutFunc", "vop", "next_", "LAT_V", "vop_latency", "vop_dims", "V_STAGES",
     "SCALAR_WIDTH", "ISQRT_LAT", "RECIP_LAT", "NEXT_CYCLES", "TABLE_DEPTH", "EXP_TABLE",
-    "SILU_TABLE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
+    "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
     "att_kv_index", "score_slot", "halves", "pack_halves", "LAT_QK_MAX", "RECIP_PIPE_LAT",
-    "PV_DRAIN", "LAT_RESULT", "ATT_ACC_BITS",
+    "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX",
 ]
 
 import functools
@@ -44,13 +44,18 @@ MXM_STAGES = ("c: weight words of every weight bank and activation word x read",
               "c+3: last chunk: the R sums times their multipliers (registered)",
               "c+4: round, shift, saturate to y_bits (registered); RESID reads the "
               "destination word, ROPE the block's RoPE-table word",
-              "c+5: RESID adds the old lane values and saturates; ROPE forms its products "
-              "(registered)",
-              "c+6: ROPE rounds, shifts and saturates its sums; the R results are written")
-LAT_WRITE = len(MXM_STAGES) - 1   # = 6
-DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 6; idle from c_last + 7
+              "c+5: RESID adds the old lane values and saturates; ROPE forms its products; "
+              "SILU_GATE reads the SiLU table; ARGMAX finds the block's largest result",
+              "c+6: ROPE rounds and saturates; SILU_GATE interpolates; ARGMAX updates the "
+              "instruction's running best (the next-token register after the last block)",
+              "c+7: SILU_GATE multiplies by the gate",
+              "c+8: SILU_GATE rounds, shifts and saturates; the results are written")
+LAT_WRITE = len(MXM_STAGES) - 1   # = 8
+DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 8; idle from c_last + 9
+LAT_ARGMAX = 6          # ARGMAX: the next-token register is written at the end of c_final + 6
 LAT_RESID_READ = 4      # RESID reads the destination word in cycle c_last + 4
 LAT_RESULT = 3          # a block result enters the output unit (requantizer) in c_last + 3
+LAT_OUT = LAT_WRITE - LAT_RESULT   # ... and is written LAT_OUT cycles later
 
 # Attention on the MAC array (QK, PV). A K or V row is one activation word of 2L packed
 # int16 (value i: lane i // 2, low half for even i); row r of the array serves heads 2r and
@@ -62,8 +67,8 @@ RECIP_PIPE_LAT = 8      # rtl.recip with 2 quotient bits a stage: 1 + ceil(14 / 
 # word read the cycle before); its sums of weights are final at the end of c_last + 1, its
 # accumulators at the end of c_last + 2; head h's sum enters the reciprocal pipeline in
 # c_last + 2 + h, its reciprocal is registered RECIP_PIPE_LAT cycles later; drain block j
-# (R outputs) enters the output unit in c_last + PV_DRAIN + j and is written LAT_RESULT
-# cycles later. The next PV's first V read must come after the last block entered.
+# (R outputs) enters the output unit in c_last + PV_DRAIN + j and is written LAT_OUT cycles
+# later. The next PV's first V read must come after the last block entered.
 PV_DRAIN = 4 + RECIP_PIPE_LAT
 ATT_ACC_BITS = 40       # PV accumulators (and QK's head sums) wrap at 40 bits
 
@@ -87,6 +92,7 @@ TABLE_DEPTH = 1024                    # vector-unit table memory, int16 entries
 EXP_TABLE = 0                         # exp table: entries 0..255
 EXP_SIZE = 256
 SILU_TABLE = 256                      # SiLU table: entries 256..512 (257 points)
+SILU_SIZE = 257
 
 
 class Opcode(enum.Enum, shape=4):
@@ -196,11 +202,13 @@ class NextArgs(data.Struct):
     target: 16             # pc to continue at while positions remain
 
 
-class Epi(enum.Enum, shape=2):
+class Epi(enum.Enum, shape=3):
     """What a MATVEC does to its requantized results before writing them."""
-    NONE = 0     # write y
-    RESID = 1    # write sat_{y_bits}(old + y), old = the destination lane's value (residual add)
-    ROPE = 2     # rotate the pairs (y[2j], y[2j+1]) by the block's RoPE-table word
+    NONE = 0       # write y
+    RESID = 1      # write sat_{y_bits}(old + y), old = the destination lane's value (residual)
+    ROPE = 2       # rotate the pairs (y[2j], y[2j+1]) by the block's RoPE-table word
+    SILU_GATE = 3  # write silu_gate(y[2j], y[2j+1]): R/2 results a block (SwiGLU's gate)
+    ARGMAX = 4     # write y; the index of the largest y of the instruction: next token
 
 
 class MatvecArgs(data.Struct):
@@ -217,6 +225,9 @@ class MatvecArgs(data.Struct):
     ``rope_base + (pos << rope_shift) + b % 2**rope_shift``. With ``y_pack`` the R results
     go to lanes ``(b*R/2) % L ..`` of word ``... + (b*R/2) // L`` as R/2 int16 pairs
     (:func:`pack_halves`; RESID ignores ``y_pack``, and :func:`matvec` refuses the pair).
+    SILU_GATE writes its R/2 results to those same lanes, one a lane, with ``epi_shift``
+    the gate product's shift; ARGMAX sets the next-token register to the row of the largest
+    result (:func:`tinylpu.numerics.argmax`).
     """
     w_base: 16
     x_bank: 2
@@ -236,6 +247,7 @@ class MatvecArgs(data.Struct):
     rope_base: 16    # RoPE-table word of position 0, block 0
     rope_shift: 3    # log2 of the RoPE-table words per position
     y_pack: 1        # write the R results as int16 pairs in R / 2 lanes (a K or V row)
+    epi_shift: 6     # SILU_GATE: shift of silu(h1) * h3
 
 
 class QkArgs(data.Struct):
@@ -313,7 +325,7 @@ def _check(name, value, bits, lo=0, is_signed=False):
 
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
-           rope_shift=0, y_pack=False):
+           rope_shift=0, y_pack=False, epi_shift=0):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
     requantizes per row instead of by ``q_mult``."""
     y_index, epi = Index(y_index), Epi(epi)
@@ -325,7 +337,7 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
                 n_blocks=n_blocks, n_chunks=n_chunks, q_mult=q_mult, q_shift=q_shift,
                 y_bits=y_bits, m_rows=int(m_base is not None), m_base=m_base or 0,
                 y_index=y_index.value, y_shift=y_shift, epi=epi.value, rope_base=rope_base,
-                rope_shift=rope_shift, y_pack=int(bool(y_pack)))
+                rope_shift=rope_shift, y_pack=int(bool(y_pack)), epi_shift=epi_shift)
     layout = data.Layout.cast(MatvecArgs)
     for name, field in layout:
         shape = field.shape

@@ -12,7 +12,8 @@ arithmetically, so no intermediate value is ever truncated.
 
 __all__ = ["wrap", "saturate", "requantize", "quantize_multiplier", "gemv_reference", "MULT_BITS",
            "SHIFT_MAX", "ROPE_FRAC", "rope_rotate", "EXP2_FRAC", "EXP2_STEPS", "EXP2_TABLE",
-           "EXP2_MAX", "exp2_neg", "RECIP_FRAC", "norm_recip"]
+           "EXP2_MAX", "exp2_neg", "RECIP_FRAC", "norm_recip", "silu_interp", "silu_gate",
+           "argmax"]
 
 import math
 
@@ -68,6 +69,29 @@ def norm_recip(v):
         raise ValueError(f"norm_recip needs a positive integer, not {v}")
     b = v.bit_length()
     return ((1 << (b + RECIP_FRAC)) - 1) // v, b
+
+
+def silu_interp(table, h):
+    """SiLU of int16 ``h`` by linear interpolation in a 257-entry table over the int16 range:
+    ``u = (h + 2**15) mod 2**16``, ``i = u >> 8``, ``f = u & 255``,
+    ``T[i] + (((T[i+1] - T[i]) * f + 128) >> 8)``."""
+    t = np.asarray(table, dtype=np.int64)
+    u = (np.asarray(h, dtype=np.int64) + (1 << 15)) & 0xffff
+    idx, frac = u >> 8, u & 255
+    return t[idx] + (((t[idx + 1] - t[idx]) * frac + 128) >> 8)
+
+
+def silu_gate(h1, h3, table, shift, bits=16):
+    """SwiGLU's gate: ``sat((silu(h1) * h3 + 2**(shift-1)) >> shift)`` (round half up)."""
+    prod = silu_interp(table, h1) * np.asarray(h3, dtype=np.int64)
+    if shift:
+        prod = (prod + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
+    return saturate(prod, bits)
+
+
+def argmax(values):
+    """The index of the largest value, the lowest index on ties."""
+    return int(np.argmax(np.asarray(values, dtype=np.int64)))
 
 
 def requantize(acc, mult, shift, bits=8):
