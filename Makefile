@@ -18,7 +18,7 @@ STEPS     ?= 64
 # GEMV shape for `make sim-gemv` (rows x columns)
 SHAPE  ?= 64x64
 
-.PHONY: setup test test-slow verilog lint synth waves sim sim-gemv bench docs clean check-venv
+.PHONY: setup test test-slow verilog lint synth pnr waves sim sim-gemv bench docs clean check-venv
 
 setup:
 	@command -v iverilog >/dev/null 2>&1 || { echo "setup: Icarus Verilog (iverilog) is not installed; install it with 'apt-get install -y iverilog' (as root)"; exit 1; }
@@ -46,6 +46,9 @@ lint: check-venv
 
 synth: check-venv
 	$(CLI) synth --config "$(CONFIG)"
+
+pnr: check-venv
+	$(CLI) pnr --config "$(CONFIG)"
 
 waves: check-venv
 	$(CLI) waves --config "$(CONFIG)"

