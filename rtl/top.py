@@ -6,12 +6,13 @@ __all__ = ["Tile", "generate_verilog", "PIPELINE"]
 import pathlib
 
 from amaranth.back import verilog
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu import isa
 from tinylpu.config import ACT_BITS
+from tinylpu.numerics import RECIP_FRAC
 
 from .agu import ATTENTION_FIELDS, MATVEC_FIELDS, MatvecAgu, token_layout
 from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit
@@ -25,8 +26,8 @@ from .vu import VectorUnit
 
 # Stage registers after a read in cycle c (see tinylpu.isa.MXM_STAGES): the front (the MAC
 # array) holds every read's token, the result chain one block result a cycle.
-PIPELINE = ("s1: SRAM data into the MAC array (c+1)",
-            "s2: sums, accumulators; row-multiplier read (c+2)",
+PIPELINE = ("s1: SRAM data into the MAC array; row-multiplier read (c+1)",
+            "s2: sums, accumulators; multipliers (times the norm mantissa) registered (c+2)",
             "r3: a block result into the requantizer or the score unit (c+3)",
             "r4: requantized; RESID reads the destination, ROPE its table word (c+4)",
             "r5 .. r7: the epilogue (c+5 .. c+7)", "r8: epilogue out, written (c+8)")
@@ -138,16 +139,28 @@ class Tile(wiring.Component):
             weight.group.eq(t0.y_group), weight.score_word.eq(rt.s_data),
         ]
         m.d.comb += [weight.maxima[h].eq(score.maxima[h]) for h in range(2 * cfg.rows)]
-        # c+1: SRAM data into the MAC array; c+2: a block's row multipliers are read
+        # c+1: SRAM data into the MAC array, a block's row multipliers are read
         m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
         m.d.comb += [mac.e[h].eq(weight.e[h]) for h in range(2 * cfg.rows)]
         m.d.comb += [
             mac.x.eq(rt.x_data), mac.mode.eq(s1.kind), mac.row.eq(s1.row),
             mac.kv_shift.eq(s1.kv_shift),
             mac.valid.eq(s1.valid), mac.first.eq(s1.first), mac.last.eq(s1.last),
-            rt.m_en.eq(s2.valid & s2.last & s2.m_rows & (s2.kind == MacMode.MATVEC)),
-            rt.m_addr.eq(s2.m_addr),
+            rt.m_en.eq(s1.valid & s1.last & s1.m_rows & (s1.kind == MacMode.MATVEC)),
+            rt.m_addr.eq(s1.m_addr),
         ]
+        # c+2: the block's multipliers, with norm times the norm register's mantissa
+        # (numerics.norm_mult), registered with its exponent
+        norm = Signal(22)                     # the norm register: b << 16 | m
+        with m.If(vu.norm_en):
+            m.d.sync += norm.eq(vu.norm_data)
+        mults = [Signal(signed(16), name=f"mult3_{r}") for r in range(cfg.rows)]
+        norm_b = Signal(6)
+        for r in range(cfg.rows):
+            src = Mux(s2.m_rows, rt.m_data[16 * r:16 * (r + 1)].as_signed(), s2.mult)
+            scaled = (src * norm[:15] + (1 << RECIP_FRAC)) >> (RECIP_FRAC + 1)
+            m.d.sync += mults[r].eq(Mux(s2.norm, scaled, src))
+        m.d.sync += norm_b.eq(Mux(s2.norm, norm[16:22], 0))
         # PV's drain, after the last position
         m.d.comb += [
             drain.last.eq(t0.valid & (t0.kind == MacMode.PV) & t0.last),
@@ -182,18 +195,17 @@ class Tile(wiring.Component):
         # c+3: the result into the requantizer (MATVEC, PV) or the score unit (QK)
         is_pv3 = r3.kind == MacMode.PV
         sh_raw = Signal(range(64 + 64))
-        m.d.comb += sh_raw.eq(drain.exponent + r3.shift)
+        m.d.comb += sh_raw.eq(Mux(is_pv3, drain.exponent, norm_b) + r3.shift)
         m.d.comb += [
-            rq.shift.eq(Mux(is_pv3, Mux(sh_raw > 63, 63, sh_raw), r3.shift)),
+            rq.shift.eq(Mux(sh_raw > 63, 63, sh_raw)),
             rq.y_bits.eq(r3.y_bits),
             score.valid.eq(r3.valid & (r3.kind == MacMode.QK)), score.first.eq(r3.first),
             score.shift.eq(r3.shift),
         ]
         for r in range(cfg.rows):
-            row_mult = rt.m_data[16 * r:16 * (r + 1)].as_signed()
             m.d.comb += [
                 rq.acc[r].eq(Mux(is_pv3, mac.pv_out[r], mac.result[r])),
-                rq.mult[r].eq(Mux(is_pv3, drain.mult, Mux(r3.m_rows, row_mult, r3.mult))),
+                rq.mult[r].eq(Mux(is_pv3, drain.mult, mults[r])),
                 score.halves[r][0].eq(mac.halves[r][0]), score.halves[r][1].eq(mac.halves[r][1]),
             ]
         # c+4: the requantized block into the epilogue; RESID reads the destination word,
@@ -253,7 +265,9 @@ class Tile(wiring.Component):
                                (s1, s2, r3, r4))).any()
         # NEXT reads the next-token register while an ARGMAX still has to write it
         next_early = seq.issue_next & (argmax_pending | vu.argmax_pending)
-        hazard_now = rt.hazard | (weight.valid & maxima_pending) | next_early
+        # a norm MATVEC issued before the NORM that sets the norm register has landed
+        norm_early = seq.issue_matvec & seq.matvec.norm & vu.norm_pending
+        hazard_now = rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
         with m.If(hif.start):
             m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
         with m.Else():

@@ -152,6 +152,7 @@ class VectorUnit(wiring.Component):
             "c_en": Out(1), "c_bank": Out(2), "c_word": Out(16),
             "c_lane": Out(range(cfg.lanes)), "c_data": Out(32),
             "next_token": Out(16), "next_valid": Out(1), "argmax_pending": Out(1),
+            "norm_en": Out(1), "norm_data": Out(22), "norm_pending": Out(1),
             "t_wen": In(1), "t_waddr": In(10), "t_wdata": In(16),
             "t_ren": In(1), "t_raddr": In(10), "t_rdata": Out(16),
         })
@@ -366,7 +367,8 @@ class VectorUnit(wiring.Component):
         s7 = st[7]
         sh_raw = Signal(signed(9))
         m.d.comb += sh_raw.eq(s6.shift + s6.exp)
-        scalar_out = (s6.out == OutFunc.RSQRT) | (s6.out == OutFunc.RECIP)
+        scalar_out = s6.out != OutFunc.MULSHR
+        sqrt_first = (s6.out == OutFunc.RSQRT) | (s6.out == OutFunc.NORM)
         m.d.sync += [
             s7.valid.eq(s6.valid & ~scalar_out),
             s7.prod.eq(acc * s6.mult),
@@ -378,6 +380,7 @@ class VectorUnit(wiring.Component):
         sc_phase = Signal(2)          # 0: none, 1: ISQRT running (RECIP follows), 2: RECIP
         sc_bank, sc_e = Signal(2), Signal(ew)
         sc_argmax, sc_final, sc_idx = Signal(), Signal(), Signal(16)
+        sc_norm = Signal()            # the result goes to the norm register
         chain = sc.done & (sc_phase == 1)
         sc_write = sc.done & (sc_phase == 2)
         new = s6.valid & scalar_out
@@ -386,13 +389,13 @@ class VectorUnit(wiring.Component):
             m.d.sync += sc_phase.eq(2)
         with m.Else():
             m.d.comb += [sc.start.eq(new),
-                         sc.op.eq(Mux(s6.out == OutFunc.RSQRT, ScalarOp.ISQRT, ScalarOp.RECIP)),
+                         sc.op.eq(Mux(sqrt_first, ScalarOp.ISQRT, ScalarOp.RECIP)),
                          sc.operand.eq(acc[:ACC_BITS])]
             with m.If(sc_write):
                 m.d.sync += sc_phase.eq(0)
             with m.If(new & ~sc.busy):
                 m.d.sync += [
-                    sc_phase.eq(Mux(s6.out == OutFunc.RSQRT, 1, 2)),
+                    sc_phase.eq(Mux(sqrt_first, 1, 2)), sc_norm.eq(s6.out == OutFunc.NORM),
                     sc_bank.eq(s6.c_bank), sc_e.eq(s6.c_e),
                     sc_argmax.eq(s6.red == Reduce.ARGMAX), sc_final.eq(s6.final),
                     sc_idx.eq(best),
@@ -428,7 +431,7 @@ class VectorUnit(wiring.Component):
             with m.If(argmax7 & s7.final):
                 m.d.sync += self.next_token.eq(s7.idx)
                 m.d.comb += self.next_valid.eq(1)
-        with m.Elif(sc_write):
+        with m.Elif(sc_write & ~sc_norm):
             m.d.comb += [
                 self.c_en.eq(1), self.c_bank.eq(sc_bank),
                 self.c_word.eq(sc_e[ll:] & (cfg.adepth - 1)),
@@ -446,6 +449,12 @@ class VectorUnit(wiring.Component):
                   for i in range(1, 8))).any()
             | ((sc_phase != 0) & sc_argmax & sc_final)
             | (self.busy & (cfg_q.red == Reduce.ARGMAX)))
+        # NORM: the scalar result goes to the norm register, not through the write port
+        m.d.comb += [self.norm_en.eq(sc_write & sc_norm), self.norm_data.eq(scale)]
+        # a NORM whose result is not in the norm register yet (a norm MATVEC must not issue)
+        m.d.comb += self.norm_pending.eq(
+            Cat(*(st[i].valid & (st[i].out == OutFunc.NORM) for i in range(1, 7))).any()
+            | ((sc_phase != 0) & sc_norm) | (self.busy & (cfg_q.out == OutFunc.NORM)))
         m.d.comb += self.idle.eq(~self.busy & ~Cat(*(st[i].valid for i in range(1, 8))).any()
                                  & (sc_phase == 0))
         return m

@@ -94,7 +94,8 @@ def _random_vop(cfg, rng):
     out = isa.OutFunc.MULSHR if red == isa.Reduce.ARGMAX else pick(isa.OutFunc.MULSHR,
                                                                       isa.OutFunc.MULSHR,
                                                                       isa.OutFunc.RSQRT,
-                                                                      isa.OutFunc.RECIP)
+                                                                      isa.OutFunc.RECIP,
+                                                                      isa.OutFunc.NORM)
     scalar = out != isa.OutFunc.MULSHR
     s_pos = not scalar and rng.random() < 0.25
     n_pos = rng.random() < 0.25

@@ -12,9 +12,10 @@ from tinylpu import isa
 from tinylpu.isa import IsaError, Opcode
 
 MATVEC_LAYOUT = data.Layout.cast(isa.MatvecArgs)
-# the integer fields isa.matvec takes as they are (m_base, y_index, epi, y_pack are mapped)
+# the integer fields isa.matvec takes as they are (m_base, y_index, epi, y_pack, norm are
+# mapped)
 MATVEC_FIELDS = [name for name, _ in MATVEC_LAYOUT
-                 if name not in ("m_rows", "m_base", "y_index", "epi", "y_pack")]
+                 if name not in ("m_rows", "m_base", "y_index", "epi", "y_pack", "norm")]
 
 
 def _field_range(name):
@@ -40,7 +41,7 @@ matvec_options = st.fixed_dictionaries(
     {"m_base": st.none() | st.integers(0, 0xffff),
      "y_index": st.sampled_from([isa.Index.NONE, isa.Index.POS]),
      "epi": st.sampled_from([isa.Epi.NONE, isa.Epi.ROPE, isa.Epi.SILU_GATE, isa.Epi.ARGMAX]),
-     "y_pack": st.booleans()})
+     "y_pack": st.booleans(), "norm": st.booleans()})
 
 
 def test_layout_widths_and_ranges():
@@ -48,17 +49,17 @@ def test_layout_widths_and_ranges():
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
                           n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
                           y_index=2, y_shift=4, epi=3, rope_base=16, rope_shift=3, y_pack=1,
-                          epi_shift=6)
+                          epi_shift=6, norm=1)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 160
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 161
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs), ("qk", isa.QkArgs),
               ("pv", isa.PvArgs)]}
-    assert sizes == dict(matvec=160, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
+    assert sizes == dict(matvec=161, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
     assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 8
@@ -93,10 +94,11 @@ def test_matvec_round_trip(fields, options):
     instr = isa.matvec(**fields, **options)
     expected = dict(fields, m_rows=int(options["m_base"] is not None),
                     m_base=options["m_base"] or 0, y_index=options["y_index"].value,
-                    epi=options["epi"].value, y_pack=int(options["y_pack"]))
+                    epi=options["epi"].value, y_pack=int(options["y_pack"]),
+                    norm=int(options["norm"]))
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
-    assert 0 <= word < 1 << 164
+    assert 0 <= word < 1 << 165
     assert word & 0xf == 3
     assert isa.decode(word) == instr
     assert isa.encode(isa.decode(word)) == word
@@ -311,7 +313,7 @@ def test_opcodes_4_and_5_decode():
     assert args["c"] == dict(bank=0, base=0, index=0, istride=0, js=0)
 
 
-@pytest.mark.parametrize("word", [4 | 5 << 4, 4 | 3 << 7, 4 | 3 << 9])
+@pytest.mark.parametrize("word", [4 | 5 << 4, 4 | 3 << 7])
 def test_decode_rejects_undefined_vop_codes_with_isa_error(word):
     with pytest.raises(IsaError):
         isa.decode(word)

@@ -503,3 +503,40 @@ def test_port_conflicts_between_units_are_flagged(what):
     got = run_host_stream(Tile(cfg), stream, len(expected))
     assert expected[0] == host.STATUS_DONE | host.STATUS_PORT_CONFLICT
     assert got == expected
+
+
+@pytest.mark.parametrize("case", ["clean", "early"])
+def test_norm_register(case):
+    """A VOP NORM (RMSNorm's scale of a vector into the norm register), then a MATVEC with
+    ``norm`` that applies it. "clean": the MATVEC issues after the NORM landed, and the RTL
+    equals the golden model; "early": it issues before, which the golden model refuses and
+    the RTL flags (RAW_HAZARD)."""
+    cfg = CONFIGS[0]
+    rng = np.random.default_rng(12)
+    norm = isa.vop(g=isa.GFunc.MUL, n=4, a=dict(bank=0, base=0, ks=1),
+                   b=dict(mode=isa.BMode.SQUARE), c=dict(bank=1, base=0),
+                   out=isa.OutFunc.NORM, init=77, sat=32)
+    mv = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2, n_blocks=2, n_chunks=1,
+                    q_shift=2, y_bits=16, m_base=1, norm=True)
+    lat = isa.vop_latency(norm["args"]["vop"])
+    program = [norm] + ([isa.wait(lat)] if case == "clean" else []) + [mv, isa.halt()]
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-3000, 3000, (4, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_MMEM, 0, rng.integers(-32768, 32768, (4, cfg.rows)))
+    stream += host.run_cmd(0)
+    reads = host.read_cmd(cfg, host.TARGET_ABANK + 1, 0, 3)
+    if case == "clean":
+        golden = GoldenTile(cfg)
+        expected = golden.host(stream + reads)
+        assert expected[0] == host.STATUS_DONE
+        got = run_host_stream(Tile(cfg), stream + reads, len(expected))
+        assert got == expected
+        y = np.array(got[-3 * cfg.lanes:]).reshape(3, cfg.lanes)
+        assert y[0, 0] == 0 and np.any(y[2] != 0)           # c is not written; y is
+    else:
+        with pytest.raises(Exception, match="reads the norm register before the NORM"):
+            GoldenTile(cfg).host(stream)
+        got = run_host_stream(Tile(cfg), stream, 2)
+        assert got[0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD

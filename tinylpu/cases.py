@@ -125,18 +125,19 @@ def snapshot(golden):
     """The golden model's memories and registers, to undo a run with :func:`restore`."""
     return (golden.amem.copy(), golden.wmem.copy(), golden.tmem.copy(), golden.table.copy(),
             golden.mmem.copy(), golden.rmem.copy(), golden.qlatch.copy(),
-            golden.maxima.copy(), list(golden.pmem), golden.next_token)
+            golden.maxima.copy(), list(golden.pmem), golden.next_token, golden.norm)
 
 
 def restore(golden, state):
     (golden.amem, golden.wmem, golden.tmem, golden.table, golden.mmem, golden.rmem,
-     golden.qlatch, golden.maxima, golden.pmem, golden.next_token) = state
+     golden.qlatch, golden.maxima, golden.pmem, golden.next_token, golden.norm) = state
 
 
 def random_matvec(cfg, rng, depth):
     """A MATVEC with random operands at random addresses and banks (overlapping, racing and
     wrapping ones included): per-row or instruction multipliers, any epilogue (RESID, ROPE
-    with random table words), y indexed by the position or not."""
+    with random table words), y indexed by the position or not, scaled by the norm
+    register or not."""
     epi = isa.Epi(int(rng.choice([0, 0, 1, 2])))
     resid = epi != isa.Epi.NONE
     return isa.matvec(
@@ -149,7 +150,7 @@ def random_matvec(cfg, rng, depth):
         m_base=int(rng.integers(0, cfg.mdepth)) if rng.random() < 0.4 else None,
         y_index=isa.Index.POS if rng.random() < 0.3 else isa.Index.NONE,
         y_shift=int(rng.integers(0, 3)), epi=epi, rope_base=int(rng.integers(0, cfg.rdepth)),
-        rope_shift=int(rng.integers(0, 3)))
+        rope_shift=int(rng.integers(0, 3)), norm=rng.random() < 0.3)
 
 
 def random_attention(cfg, rng, depth):

@@ -27,7 +27,6 @@ import numpy as np
 from . import host, isa
 from .compiler import CompileError, weight_blocks
 from .config import Config, ELEM_ADDR_BITS
-from .intmodel import UNIT_FRAC
 from .numerics import RECIP_FRAC
 
 A = isa.Space.ACT.value
@@ -163,9 +162,12 @@ class _Asm:
         if kw.get("red") == isa.Reduce.ARGMAX:
             reads.append(("next",))
         c = self._region(kw["c"], Smax, 1, ks=False)
-        writes = [c] + ([("next",)] if kw.get("red") == isa.Reduce.ARGMAX else [])
+        norm = kw.get("out") == isa.OutFunc.NORM          # into the norm register, not c
+        writes = [("norm",) if norm else c] + (
+            [("next",)] if kw.get("red") == isa.Reduce.ARGMAX else [])
         lat = isa.vop_latency(a)
-        ports = {c[0], "vu"}         # the scalar unit is covered: its result uses the port
+        # the scalar unit is covered by "vu": its result uses the unit's write port
+        ports = {"vu"} if norm else {c[0], "vu"}
         self._wait_for(reads, writes, ports, lat, rbanks)
         self._emit(instr, _Issued(0, lat, writes, ports))
 
@@ -205,7 +207,7 @@ class _Asm:
         self.out_free = self.t - 1 + isa.PV_DRAIN + d_blocks      # at position 0
 
     def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None,
-               epi=isa.Epi.NONE, rope=(0, 0), pack=False, epi_shift=0):
+               epi=isa.Epi.NONE, rope=(0, 0), pack=False, epi_shift=0, norm=False):
         """MATVEC of the matrix at weight word ``w`` (``nb`` x ``nc``) on buffer ``x`` into
         buffer ``y`` with per-row multipliers from word ``m_base``; ``pos_shift``: y is a
         cache indexed by the position, ``2**pos_shift`` words a position; ``epi`` the
@@ -217,8 +219,9 @@ class _Asm:
         instr = isa.matvec(w_base=w, x_bank=x.bank, x_addr=x.base // L, y_bank=y.bank,
                            y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_shift=shift,
                            y_bits=bits, m_base=m_base, y_pack=pack, epi=epi,
-                           rope_base=rope[0], rope_shift=rope[1], epi_shift=epi_shift, **extra)
-        reads = [(x.bank, x.base, x.base + nc * L - 1)]
+                           rope_base=rope[0], rope_shift=rope[1], epi_shift=epi_shift,
+                           norm=norm, **extra)
+        reads = [(x.bank, x.base, x.base + nc * L - 1)] + ([("norm",)] if norm else [])
         half = pack or epi == isa.Epi.SILU_GATE           # R/2 lanes a block
         lanes = -(-nb * cfg.rows // (2 if half else 1))
         ywords = -(-lanes // L) + (0 if pos_shift is None else (self.P - 1) << pos_shift)
@@ -457,14 +460,12 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     rope_words = np.stack([qm.rope_cos[:P], qm.rope_sin[:P]], axis=-1).reshape(P * hs // R, R)
     rope = (0, (hs // R).bit_length() - 1)            # table word, log2 words per position
     emb_mult = lay.alloc("emb_mult", 0, len(qm.emb_mult), qm.emb_mult)
-    gains = [(lay.alloc(f"g_att{l}", 0, dim, layer.att_gain),
-              lay.alloc(f"g_ffn{l}", 0, dim, layer.ffn_gain)) for l, layer in enumerate(qm.layers)]
-    final_gain = lay.alloc("g_final", 0, dim, qm.final_gain)
+    final_gain = lay.alloc("g_final", 1, dim, qm.final_gain)
     per_word = L // R                                  # score words: positions a word
     b0 = {n: lay.alloc(n, 0, size) for n, size in
           (("x", dim), ("scores", -(-P // per_word) * L))}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
-          (("scale", 1), ("u", dim), ("xn", dim), ("q", dim), ("att", dim), ("g", hid),
+          (("scale", 1), ("xg", dim), ("q", dim), ("att", dim), ("g", hid),
            ("logits", mc.vocab_size))}
     buf = {**b0, **b1}
 
@@ -506,17 +507,15 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         w, nb, nc = mat
         mult = lay.multipliers(w13_mult[id(qmat)] if id(qmat) in w13_mult else qmat.mult)
         asm.matvec(w=w, nb=nb, nc=nc, x=x, y=y, m_base=mult, shift=qmat.shift,
-                   bits=qmat.bits, **kw)
+                   bits=qmat.bits, norm=qmat.norm, **kw)
 
-    def rmsnorm(gain_buf, gain_frac):
+    def rmsnorm():
+        """RMSNorm's scale of x into the norm register; the norm MATVECs apply it (their
+        weights hold the gains)."""
         if not -(1 << 23) <= qm.eps < 1 << 23:
             raise CompileError(f"RMSNorm epsilon {qm.eps} does not fit the 24-bit init field")
         asm.vop(n=dim, a=act(buf["x"], ks=1), b={"mode": SQUARE}, c=cop(buf["scale"]),
-                out=isa.OutFunc.RSQRT, init=qm.eps, sat=32)
-        asm.vop(s=dim, a=act(buf["x"], js=1), b=bop(buf["scale"], SCALE),
-                c=cop(buf["u"], js=1), shift=14 - UNIT_FRAC, sat=16)
-        asm.vop(s=dim, a=act(buf["u"], js=1), b=bop(gain_buf, js=1), c=cop(buf["xn"], js=1),
-                shift=check_shift("RMSNorm gain", UNIT_FRAC + gain_frac - fmt.xn), sat=16)
+                out=isa.OutFunc.NORM, init=qm.eps, sat=32)
 
     # embedding: x = mulshr(emb[tok], emb_mult[tok], emb_shift)
     asm.vop(s=dim, a={"space": isa.Space.WROW.value, "base": emb_w[0], "index": TOK,
@@ -526,23 +525,26 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     q_words, kv_shift = -(-dim // L), mc.kv_mul.bit_length() - 1
     for l, layer in enumerate(qm.layers):
         wm = wmat[l]
-        rmsnorm(gains[l][0], fmt.gain[l])
-        matvec(layer.wq, wm["wq"], buf["xn"], buf["q"], epi=isa.Epi.ROPE, rope=rope)
-        matvec(layer.wk, wm["wk"], buf["xn"], K[l], pos_shift=0, epi=isa.Epi.ROPE, rope=rope,
+        rmsnorm()
+        matvec(layer.wq, wm["wq"], buf["x"], buf["q"], epi=isa.Epi.ROPE, rope=rope)
+        matvec(layer.wk, wm["wk"], buf["x"], K[l], pos_shift=0, epi=isa.Epi.ROPE, rope=rope,
                pack=True)
-        matvec(layer.wv, wm["wv"], buf["xn"], Vc[l], pos_shift=0, pack=True)
+        matvec(layer.wv, wm["wv"], buf["x"], Vc[l], pos_shift=0, pack=True)
         asm.qk(q=buf["q"], q_words=q_words, k=K[l], s=buf["scores"], shift=qm.att_shift[l],
                kv_shift=kv_shift)
         asm.pv(v=Vc[l], s=buf["scores"], y=buf["att"], d_blocks=-(-dim // R),
                shift=RECIP_FRAC, kv_shift=kv_shift)
         matvec(layer.wo, wm["wo"], buf["att"], buf["x"], epi=isa.Epi.RESID)
-        rmsnorm(gains[l][1], fmt.gain[LN + l])
+        rmsnorm()
         # w1 and w3 interleaved by rows: each row block holds (h1, h3) pairs -> SiLU x gate
-        matvec(layer.w1, w13[l], buf["xn"], buf["g"], epi=isa.Epi.SILU_GATE,
+        matvec(layer.w1, w13[l], buf["x"], buf["g"], epi=isa.Epi.SILU_GATE,
                epi_shift=check_shift("SwiGLU product", fmt.h1 + fmt.h3 - fmt.g))
         matvec(layer.w2, wm["w2"], buf["g"], buf["x"], epi=isa.Epi.RESID)
-    rmsnorm(final_gain, fmt.gain[-1])
-    matvec(qm.cls, cls_w, buf["xn"], buf["logits"], epi=isa.Epi.ARGMAX)
+    rmsnorm()
+    # the classifier shares the embedding's weights: the final gains are applied to x here
+    asm.vop(s=dim, a=act(buf["x"], js=1), b=bop(final_gain, js=1), c=cop(buf["xg"], js=1),
+            shift=check_shift("final RMSNorm gain", qm.final_shift), sat=16)
+    matvec(qm.cls, cls_w, buf["xg"], buf["logits"], epi=isa.Epi.ARGMAX)
     asm.next_(0)
     asm.halt()
 

@@ -17,8 +17,7 @@ import numpy as np
 
 from . import host, isa
 from .config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
-from .intmodel import isqrt
-from .numerics import (exp2_neg, norm_recip, requantize, rope_rotate, saturate, silu_gate,
+from .numerics import (exp2_neg, isqrt, norm_recip, norm_requantize, requantize, rope_rotate, saturate, silu_gate,
                        silu_interp, wrap)
 
 
@@ -53,6 +52,7 @@ class GoldenTile:
         self.qlatch = np.zeros((cfg.rows, cfg.lanes), dtype=np.int64)    # QK's q operand
         self.maxima = np.zeros(2 * cfg.rows, dtype=np.int64)             # QK's running maxima
         self.next_token = 0
+        self.norm = 0              # the norm register: RMSNorm's scale, b << 16 | m
         self.bad_command = False
         self.emitted = []          # (id, cycle) of the last GENERATE
         self.on_emit = None        # called with (id, cycle) as NEXT emits (streaming)
@@ -185,6 +185,9 @@ class GoldenTile:
                     return RunResult(max(t + 1, st.last_write + 1), status, st.hazards, issued)
                 if op == isa.Opcode.MATVEC:
                     st.land_before(t, self)
+                    if instr["args"]["matvec"]["norm"] and st.norm_pending:
+                        raise GoldenError(f"MATVEC at pc {pc} (cycle {t}) reads the norm "
+                                          f"register before the NORM that sets it lands")
                     self._matvec(instr["args"]["matvec"], t, pos, st)
                 elif op == isa.Opcode.VOP:
                     tok = int(self.tmem[pos % cfg.tdepth])
@@ -229,7 +232,11 @@ class GoldenTile:
                 acc = wrap(acc + w @ x, cfg.acc_bits)
             mult = (self.mmem[(a["m_base"] + b) % cfg.mdepth] if a["m_rows"]
                     else np.int64(a["q_mult"]))
-            y = requantize(acc, mult, a["q_shift"], bits)
+            if a["norm"]:
+                y = norm_requantize(acc, mult, a["q_shift"], self.norm & 0x7fff,
+                                    (self.norm >> 16) & 63, bits)
+            else:
+                y = requantize(acc, mult, a["q_shift"], bits)
             epi = isa.Epi(a["epi"]) if a["epi"] < len(isa.Epi) else isa.Epi.NONE
             if epi == isa.Epi.ROPE:
                 y = self._rope(wrap(y, ACT_BITS), rope_word + b % (1 << a["rope_shift"]), bits)
@@ -283,19 +290,33 @@ class GoldenTile:
         q = self._rows_read(st, t, a["q_bank"] % cfg.act_banks, a["q_addr"], 0, nq)
         self.qlatch[:min(nq, R)] = _sext(q[:R], 16)
         first = t + nq
-        keys = isa.halves(self._rows_read(st, first, a["k_bank"] % cfg.act_banks, a["k_addr"],
-                                          a["k_shift"], n))
+        k_bank, s_bank, per_word = a["k_bank"] % cfg.act_banks, a["s_bank"] % cfg.act_banks, L // R
         heads, index = self._att_tables(a["kv_shift"])
-        prod = keys[:, index] * self.qlatch[None]                    # [n, R, L]
-        sums = np.stack([prod[..., :L // 2].sum(-1), prod[..., L // 2:].sum(-1)], -1)
-        scores = requantize(sums.reshape(n, 2 * R), 1, a["shift"], 16)
-        s_bank, per_word = a["s_bank"] % cfg.act_banks, L // R
-        for p in range(n):
+        k_words = (a["k_addr"] + (np.arange(n) << a["k_shift"])) % cfg.adepth
+        s_words = (a["s_addr"] + np.arange(n) // per_word) % cfg.adepth
+
+        def score(rows):
+            prod = isa.halves(rows)[:, index] * self.qlatch[None]            # [n, R, L]
+            sums = np.stack([prod[..., :L // 2].sum(-1), prod[..., L // 2:].sum(-1)], -1)
+            return requantize(sums.reshape(len(rows), 2 * R), 1, a["shift"], 16)
+
+        def push(p, value):
             c = first + p
             st.result(c + isa.LAT_RESULT)
-            word = (a["s_addr"] + p // per_word) % cfg.adepth
-            st.push(c + isa.LAT_WRITE, "mac", s_bank, word, (p % per_word) * R + np.arange(R),
-                    isa.pack_halves(scores[p]), produced=c)
+            st.push(c + isa.LAT_WRITE, "mac", s_bank, int(s_words[p]),
+                    (p % per_word) * R + np.arange(R), isa.pack_halves(value), produced=c)
+
+        if k_bank == s_bank and np.isin(k_words, s_words).any():
+            # in cycle order: a K read sees this QK's own earlier score writes in flight
+            st.read_port(range(first, first + n), k_bank)
+            scores = np.zeros((n, 2 * R), dtype=np.int64)
+            for p in range(n):
+                scores[p] = score(st.read(self, first + p, k_bank, int(k_words[p]))[None])[0]
+                push(p, scores[p])
+        else:
+            scores = score(self._rows_read(st, first, k_bank, a["k_addr"], a["k_shift"], n))
+            for p in range(n):
+                push(p, scores[p])
         self.maxima = scores.max(axis=0)
         st.maxima_final = first + n - 1 + isa.LAT_QK_MAX
 
@@ -436,11 +457,14 @@ class GoldenTile:
             Y = saturate((prod + rnd) >> shift, a["sat"] or 64)
         else:
             Y = np.array([_scale(int(v) & ((1 << isa.SCALAR_WIDTH) - 1),
-                                 out == isa.OutFunc.RSQRT) for v in Rv], dtype=np.int64)
+                                 out != isa.OutFunc.RECIP) for v in Rv], dtype=np.int64)
         lat = isa.vop_latency(a)
         if out != isa.OutFunc.MULSHR:
             done = t + N - 1 + lat
             st.scalar(done - lat + isa.LAT_V - 1, done)
+        if out == isa.OutFunc.NORM:       # the result into the norm register (S = 1)
+            st.push_norm(int(t + N - 1 + lat), int(Y[0]))
+            return
         e = (C_op["base"] + index(C_op) * C_op["istride"] + np.arange(S) * C_op["js"]) & emask
         c_bank = C_op["bank"] % cfg.act_banks
         land = t + np.arange(S) * N + N - 1 + lat
@@ -486,6 +510,7 @@ class _RunState:
         self.pending = []          # (cycle, unit, bank, word, lanes, values, produced)
         self.by_word = {}          # (bank, word) -> its pending writes
         self.next_pending = []     # (cycle, token)
+        self.norm_pending = []     # (cycle, value) of the norm register
         self.write_banks = {}      # cycle -> banks written
         self.delayed_reads = []    # (cycle, bank): reads outside an instruction's issue slot
         self.slot_reads = []       # (cycles, bank): the read streams of the issue slot
@@ -528,6 +553,10 @@ class _RunState:
         self.last_write = max(self.last_write, cycle)
         return entry
 
+    def push_norm(self, cycle, value):
+        self.norm_pending.append((cycle, value))
+        self.last_write = max(self.last_write, cycle)
+
     def push_next(self, cycle, token):
         self.next_pending.append((cycle, token))
         self.last_write = max(self.last_write, cycle)
@@ -548,6 +577,8 @@ class _RunState:
                 del self.by_word[(bank, word)]
         while self.next_pending and self.next_pending[0][0] < cycle:
             tile.next_token = self.next_pending.pop(0)[1]
+        while self.norm_pending and self.norm_pending[0][0] < cycle:
+            tile.norm = self.norm_pending.pop(0)[1]
 
     def read(self, tile, cycle, bank, word, lanes=None, exclude=None):
         """A MATVEC-pipeline read of ``lanes`` (default: all) of a word in ``cycle``: the word

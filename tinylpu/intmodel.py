@@ -14,17 +14,17 @@ multiplier and a shared shift (:func:`mulshr`).
 """
 
 __all__ = ["Formats", "QLayer", "QModel", "quantize", "IntDecoder", "mulshr", "sat",
-           "isqrt", "norm_recip", "UNIT_FRAC", "SCORE_SCALE"]
+           "isqrt", "norm_recip", "SCORE_SCALE"]
 
 import dataclasses
 import math
 
 import numpy as np
 
-from .numerics import (EXP2_STEPS, RECIP_FRAC, ROPE_FRAC, argmax, exp2_neg, norm_recip,
-                       rope_rotate, saturate, silu_gate, silu_interp)
+from .numerics import (EXP2_STEPS, RECIP_FRAC, ROPE_FRAC, argmax, exp2_neg, isqrt,
+                       norm_recip, norm_requantize, rope_rotate, rsqrt_scale, saturate,
+                       silu_gate, silu_interp)
 
-UNIT_FRAC = 14         # RMSNorm's x / (sqrt(n) rms): |u| <= 1, Q14
 SCORE_SCALE = math.log2(math.e)   # q is stored times log2(e) / sqrt(head_size): scores in bits
 SILU_POINTS = 256      # SiLU table intervals over the h1 range
 MULT_FRAC_MAX = 15     # requantization multipliers are int16 (|M| < 2**15)
@@ -49,11 +49,6 @@ def mulshr(a, b, shift, bits=16):
     return sat(prod, bits)
 
 
-def isqrt(v):
-    """floor(sqrt(v)) of a non-negative integer (the scalar unit's square root)."""
-    return math.isqrt(int(v))
-
-
 def _frac_bits(max_abs, headroom=2.0, bits=16):
     """Fractional bits so that ``max_abs * headroom`` fits the signed ``bits`` range."""
     if max_abs <= 0:
@@ -67,7 +62,7 @@ def _frac_bits(max_abs, headroom=2.0, bits=16):
 class Formats:
     """Fractional bits of each activation class (int16 unless noted)."""
     x: int          # residual stream
-    xn: int         # RMSNorm output (matmul input)
+    xg: int         # the final RMSNorm's x * gain (the classifier's input)
     q: int
     k: int
     v: int          # also the attention output (p is Q15)
@@ -75,31 +70,34 @@ class Formats:
     h3: int
     g: int          # silu(h1) * h3 (w2 input)
     logits: int     # classifier output (int32)
-    gain: list      # RMSNorm gains * sqrt(dim), per norm (2 per layer + final)
+    gain: int       # the final RMSNorm's gains (the layers' gains are folded into weights)
 
 
 @dataclasses.dataclass
 class QMatrix:
     """int8 ``w [out, in]``; row r of ``W x`` (x in format ``f_in``) is requantized to format
-    ``f_out`` as ``mulshr(acc_r, mult[r], shift, bits)``."""
+    ``f_out`` as ``mulshr(acc_r, mult[r], shift, bits)``. A ``norm`` matrix is applied to an
+    RMSNorm's input: its gains are folded into ``w``, and row r is requantized with the
+    norm's scale ``(m, b)`` as ``norm_requantize(acc_r, mult[r], shift, m, b, bits)``."""
     w: np.ndarray
     mult: np.ndarray
     shift: int
     bits: int = 16
+    norm: bool = False
 
-    def apply(self, x):
+    def apply(self, x, scale=None):
         acc = self.w.astype(np.int64) @ np.asarray(x, dtype=np.int64)
+        if self.norm:
+            return norm_requantize(acc, self.mult, self.shift, *scale, self.bits)
         return mulshr(acc, self.mult, self.shift, self.bits)
 
 
 @dataclasses.dataclass
 class QLayer:
-    att_gain: np.ndarray      # int16 [dim]
-    wq: QMatrix
+    wq: QMatrix               # wq, wk, wv, w1 and w3 are norm matrices (gains folded in)
     wk: QMatrix
     wv: QMatrix
     wo: QMatrix
-    ffn_gain: np.ndarray
     w1: QMatrix
     w3: QMatrix
     w2: QMatrix
@@ -113,8 +111,9 @@ class QModel:
     emb_mult: np.ndarray      # int16 [vocab]: row t -> x format with emb_shift
     emb_shift: int
     layers: list
-    final_gain: np.ndarray
-    cls: QMatrix              # int32 logits
+    final_gain: np.ndarray    # int16 [dim]: x * gain = mulshr(x, final_gain, final_shift)
+    final_shift: int
+    cls: QMatrix              # int32 logits, a norm matrix applied to x * gain
     rope_cos: np.ndarray      # int16 [seq_len, head_size // 2], Q1.14
     rope_sin: np.ndarray
     att_shift: list           # per layer: q.k >> att_shift = the score in 1/16 bit steps
@@ -132,7 +131,7 @@ class QModel:
         shared = self.cls.w is self.emb or np.array_equal(self.cls.w, self.emb)
         weights = self.emb.size + sum(m.w.size for m in mats) + (0 if shared else self.cls.w.size)
         rows = len(self.emb_mult) + sum(len(m.mult) for m in mats) + len(self.cls.mult)
-        gains = sum(l.att_gain.size + l.ffn_gain.size for l in self.layers) + self.final_gain.size
+        gains = self.final_gain.size
         tables = self.rope_cos.size + self.rope_sin.size + self.silu_table.size
         kv = 2 * cfg.n_layers * positions * cfg.kv_dim
         return {"weights (int8)": weights, "multipliers and gains (int16)": 2 * (rows + gains),
@@ -163,18 +162,33 @@ def _qmatrix(w, f_in, f_out, bits=16):
     return _qmatrices([w], f_in, [f_out], bits)[0]
 
 
-def _qmatrices(ws, f_in, f_outs, bits=16):
+def _qmatrices(ws, f_in, f_outs, bits=16, norm=None):
     """Matrices that one MATVEC computes together (w1 and w3, interleaved by rows): one
-    requantization shift for all their rows."""
+    requantization shift for all their rows.
+
+    ``norm = (gain, sqrt_n, f_x)``: the matrices are applied to RMSNorm(x) (x in format
+    ``f_x``, the MATVEC input ``x * gain`` in ``f_in``, or x itself with ``gain`` folded into
+    the weights when ``f_in`` is None). With ``ss = sum(x**2) = n rms**2 2**(2 f_x)``,
+    ``W rmsnorm(x) = acc * scale_r * 2**(f_x - f_in) * sqrt(n) / sqrt(ss)``, and
+    :func:`~tinylpu.numerics.norm_requantize` takes ``mult * 2**-shift`` = twice the factor
+    of ``1/sqrt(ss)``."""
     qs, factors = [], []
     for w, f_out in zip(ws, f_outs):
-        q, scale = _quantize_rows(w)
+        w = np.asarray(w, dtype=np.float64)
+        if norm is not None:
+            gain, sqrt_n, f_x = norm
+            if f_in is None:
+                w = w * np.asarray(gain, dtype=np.float64)[None, :]
+            q, scale = _quantize_rows(w)
+            factors.append(2 * scale * sqrt_n * 2.0 ** (f_out + f_x - (f_in or f_x)))
+        else:
+            q, scale = _quantize_rows(w)
+            # real y_r = acc_r * scale_r * 2**-f_in; stored y = y_r * 2**f_out
+            factors.append(scale * 2.0 ** (f_out - f_in))
         qs.append(q)
-        # real y_r = acc_r * scale_r * 2**-f_in; stored y = y_r * 2**f_out
-        factors.append(scale * 2.0 ** (f_out - f_in))
     mult, shift = _multipliers(np.concatenate(factors))
     parts = np.split(mult, np.cumsum([len(q) for q in qs])[:-1])
-    return [QMatrix(q, m, shift, bits) for q, m in zip(qs, parts)]
+    return [QMatrix(q, m, shift, bits, norm is not None) for q, m in zip(qs, parts)]
 
 
 def _silu(x):
@@ -195,37 +209,45 @@ def quantize(model, calibration, headroom=2.0):
         for pos, tok in enumerate(ids[:cfg.seq_len]):
             dec.forward(tok, pos)
     amax = {k: float(v) for k, v in stats.items()}
-    gains = [model.rms_att[l] for l in range(cfg.n_layers)]
-    gains += [model.rms_ffn[l] for l in range(cfg.n_layers)] + [model.rms_final]
     sqrt_n = math.sqrt(cfg.dim)
+    g_final = np.asarray(model.rms_final, dtype=np.float64)
     # q is stored pre-scaled so that q.k, shifted, is the score in 1/16-bit steps
     q_scale = SCORE_SCALE / math.sqrt(cfg.head_size)
     fmt = Formats(
-        x=_frac_bits(amax["x"], headroom), xn=_frac_bits(amax["xn"], headroom),
+        x=_frac_bits(amax["x"], headroom),
+        xg=_frac_bits(amax["x"] * max(float(np.abs(g_final).max()), 1e-30), headroom),
         q=_frac_bits(amax["q"] * q_scale, headroom), k=_frac_bits(amax["k"], headroom),
         v=_frac_bits(amax["v"], headroom), h1=_frac_bits(amax["h1"], headroom),
         h3=_frac_bits(amax["h3"], headroom), g=_frac_bits(amax["g"], headroom),
         logits=_frac_bits(amax["logits"], headroom, bits=32),
-        gain=[_frac_bits(float(np.abs(g).max()) * sqrt_n, 1.0) for g in gains])
-
-    def gain_q(g, f):
-        return sat(np.round(np.asarray(g, np.float64) * sqrt_n * 2.0 ** f)).astype(np.int64)
+        gain=_frac_bits(float(np.abs(g_final).max()), 1.0))
 
     L = cfg.n_layers
     layers = []
     for l in range(L):
-        w1, w3 = _qmatrices([model.w1[l], model.w3[l]], fmt.xn, [fmt.h1, fmt.h3])
-        layers.append(QLayer(
-            att_gain=gain_q(model.rms_att[l], fmt.gain[l]),
-            wq=_qmatrix(model.wq[l] * q_scale, fmt.xn, fmt.q),
-            wk=_qmatrix(model.wk[l], fmt.xn, fmt.k),
-            wv=_qmatrix(model.wv[l], fmt.xn, fmt.v), wo=_qmatrix(model.wo[l], fmt.v, fmt.x),
-            ffn_gain=gain_q(model.rms_ffn[l], fmt.gain[L + l]),
-            w1=w1, w3=w3,
-            w2=_qmatrix(model.w2[l], fmt.g, fmt.x)))
+        att = (model.rms_att[l], sqrt_n, fmt.x)          # the gains fold into the weights
+        ffn = (model.rms_ffn[l], sqrt_n, fmt.x)
+        wq, wk, wv = (_qmatrices([w], None, [f], norm=att)[0] for w, f in
+                      ((model.wq[l] * q_scale, fmt.q), (model.wk[l], fmt.k),
+                       (model.wv[l], fmt.v)))
+        w1, w3 = _qmatrices([model.w1[l], model.w3[l]], None, [fmt.h1, fmt.h3], norm=ffn)
+        layers.append(QLayer(wq=wq, wk=wk, wv=wv, wo=_qmatrix(model.wo[l], fmt.v, fmt.x),
+                             w1=w1, w3=w3, w2=_qmatrix(model.w2[l], fmt.g, fmt.x)))
     emb_q, emb_scale = _quantize_rows(model.tok_emb)
     emb_mult, emb_shift = _multipliers(emb_scale * 2.0 ** fmt.x)
-    cls = _qmatrix(model.wcls, fmt.xn, fmt.logits, bits=32)
+    # the classifier shares the embedding: the final gains are applied to x by the vector
+    # unit (x * gain in format xg). The logits' format is lowered until its multipliers fit
+    _, cls_scale = _quantize_rows(model.wcls)
+    room = math.floor(MULT_FRAC_MAX - 2 - math.log2(
+        2 * float(cls_scale.max()) * sqrt_n * 2.0 ** (fmt.x - fmt.xg)))
+    fmt.logits = min(fmt.logits, room)
+    cls = _qmatrices([model.wcls], fmt.xg, [fmt.logits], bits=32,
+                     norm=(None, sqrt_n, fmt.x))[0]
+    final_gain = sat(np.round(g_final * 2.0 ** fmt.gain)).astype(np.int64)
+    final_shift = fmt.gain + fmt.x - fmt.xg
+    if final_shift < 0:
+        raise ValueError(f"the final RMSNorm gain's format change needs a left shift "
+                         f"({final_shift})")
 
     hs = cfg.head_size
     pos = np.arange(cfg.seq_len)[:, None]
@@ -243,7 +265,7 @@ def quantize(model, calibration, headroom=2.0):
     silu_table = sat(np.round(_silu(grid) * 2.0 ** fmt.h1)).astype(np.int64)
     eps = max(1, round(1e-5 * cfg.dim * 2.0 ** (2 * fmt.x)))
     return QModel(cfg, fmt, emb_q, emb_mult, emb_shift, layers,
-                  gain_q(model.rms_final, fmt.gain[-1]), cls, rope_cos, rope_sin,
+                  final_gain, final_shift, cls, rope_cos, rope_sin,
                   [att_shift] * L, silu_table, eps)
 
 
@@ -258,13 +280,10 @@ class IntDecoder:
         self.k_cache = np.zeros((cfg.n_layers, cfg.seq_len, cfg.kv_dim), dtype=np.int64)
         self.v_cache = np.zeros((cfg.n_layers, cfg.seq_len, cfg.kv_dim), dtype=np.int64)
 
-    def rmsnorm(self, x, gain, gain_frac):
-        """x (format fx) -> x / rms * gain (format xn), in two vector-unit multiplies."""
-        qm = self.qm
-        ss = int(np.sum(x * x)) + qm.eps
-        m, b = norm_recip(isqrt(ss))
-        u = mulshr(x, m, b + 14 - UNIT_FRAC)                 # x / (sqrt(n) rms), Q14
-        return mulshr(u, gain, UNIT_FRAC + gain_frac - qm.fmt.xn)
+    def norm_scale(self, x):
+        """RMSNorm's scale of x: ``rsqrt_scale(sum(x**2) + eps)``; the norm matrices apply it
+        as they requantize (the gains are in their weights)."""
+        return rsqrt_scale(int(np.sum(np.asarray(x, dtype=np.int64) ** 2)) + self.qm.eps)
 
     def rope(self, vec, pos, n_heads):
         qm = self.qm
@@ -303,18 +322,18 @@ class IntDecoder:
         L = cfg.n_layers
         x = mulshr(qm.emb[token], qm.emb_mult[token], qm.emb_shift)
         for l, layer in enumerate(qm.layers):
-            xn = self.rmsnorm(x, layer.att_gain, fmt.gain[l])
-            q = self.rope(layer.wq.apply(xn), pos, cfg.n_heads)
-            self.k_cache[l, pos] = self.rope(layer.wk.apply(xn), pos, cfg.n_kv_heads)
-            self.v_cache[l, pos] = layer.wv.apply(xn)
+            s = self.norm_scale(x)
+            q = self.rope(layer.wq.apply(x, s), pos, cfg.n_heads)
+            self.k_cache[l, pos] = self.rope(layer.wk.apply(x, s), pos, cfg.n_kv_heads)
+            self.v_cache[l, pos] = layer.wv.apply(x, s)
             att = self.attention(l, q, pos)
             x = sat(x + layer.wo.apply(att))
-            xn = self.rmsnorm(x, layer.ffn_gain, fmt.gain[L + l])
-            g = silu_gate(layer.w1.apply(xn), layer.w3.apply(xn), qm.silu_table,
+            s = self.norm_scale(x)
+            g = silu_gate(layer.w1.apply(x, s), layer.w3.apply(x, s), qm.silu_table,
                           fmt.h1 + fmt.h3 - fmt.g)
             x = sat(x + layer.w2.apply(g))
-        xn = self.rmsnorm(x, qm.final_gain, fmt.gain[-1])
-        return qm.cls.apply(xn)
+        xg = mulshr(x, qm.final_gain, qm.final_shift)
+        return qm.cls.apply(xg, self.norm_scale(x))
 
     @staticmethod
     def argmax(logits):

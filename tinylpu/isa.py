@@ -38,11 +38,14 @@ INSTR_BITS = 288
 # block's results are written (land) at the end of cycle c_last + LAT_WRITE, c_last being the
 # read of its last chunk; every MATVEC has this one latency, whatever its epilogue.
 MXM_STAGES = ("c: weight words of every weight bank and activation word x read",
-              "c+1: SRAM data into the MAC array; products registered",
-              "c+2: row sums added into the accumulators (first chunk: from 0); a block's "
-              "row-multiplier word is read",
+              "c+1: SRAM data into the MAC array; products registered; last chunk: the "
+              "block's row-multiplier word is read",
+              "c+2: row sums added into the accumulators (first chunk: from 0); last chunk: "
+              "the multipliers (norm: times the norm register's mantissa, norm_mult) "
+              "registered with the norm register's exponent",
               "c+3: last chunk: the R sums times their multipliers (registered)",
-              "c+4: round, shift, saturate to y_bits (registered); RESID reads the "
+              "c+4: round, shift (norm: + the exponent), saturate to y_bits (registered); "
+              "RESID reads the "
               "destination word, ROPE the block's RoPE-table word",
               "c+5: RESID adds the old lane values and saturates; ROPE forms its products; "
               "SILU_GATE reads the SiLU table; ARGMAX finds the block's largest result",
@@ -142,6 +145,7 @@ class OutFunc(enum.Enum, shape=2):
     MULSHR = 0   # y = sat((R * mult + 2**(s-1)) >> s, sat), s = clamp(shift (+ exponent), 0, 63)
     RSQRT = 1    # y = scale(norm_recip(isqrt(R))): the scalar unit; S must be 1
     RECIP = 2    # y = scale(norm_recip(R))
+    NORM = 3     # like RSQRT, into the norm register instead of c (RMSNorm's scale)
 
 
 class AOperand(data.Struct):
@@ -227,7 +231,10 @@ class MatvecArgs(data.Struct):
     (:func:`pack_halves`; RESID ignores ``y_pack``, and :func:`matvec` refuses the pair).
     SILU_GATE writes its R/2 results to those same lanes, one a lane, with ``epi_shift``
     the gate product's shift; ARGMAX sets the next-token register to the row of the largest
-    result (:func:`tinylpu.numerics.argmax`).
+    result (:func:`tinylpu.numerics.argmax`). With ``norm`` the rows are requantized by
+    :func:`tinylpu.numerics.norm_requantize` with the norm register's scale ``(m, b)``
+    (``b << 16 | m``, set by a VOP with out NORM; a MATVEC with ``norm`` must not issue
+    before that write has landed).
     """
     w_base: 16
     x_bank: 2
@@ -248,6 +255,7 @@ class MatvecArgs(data.Struct):
     rope_shift: 3    # log2 of the RoPE-table words per position
     y_pack: 1        # write the R results as int16 pairs in R / 2 lanes (a K or V row)
     epi_shift: 6     # SILU_GATE: shift of silu(h1) * h3
+    norm: 1          # scale the multipliers by the norm register (RMSNorm, norm_requantize)
 
 
 class QkArgs(data.Struct):
@@ -325,9 +333,9 @@ def _check(name, value, bits, lo=0, is_signed=False):
 
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
-           rope_shift=0, y_pack=False, epi_shift=0):
+           rope_shift=0, y_pack=False, epi_shift=0, norm=False):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
-    requantizes per row instead of by ``q_mult``."""
+    requantizes per row instead of by ``q_mult``; ``norm`` scales by the norm register."""
     y_index, epi = Index(y_index), Epi(epi)
     if y_index == Index.TOK:
         raise IsaError("MATVEC y_index must be NONE or POS, not TOK")
@@ -337,7 +345,8 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
                 n_blocks=n_blocks, n_chunks=n_chunks, q_mult=q_mult, q_shift=q_shift,
                 y_bits=y_bits, m_rows=int(m_base is not None), m_base=m_base or 0,
                 y_index=y_index.value, y_shift=y_shift, epi=epi.value, rope_base=rope_base,
-                rope_shift=rope_shift, y_pack=int(bool(y_pack)), epi_shift=epi_shift)
+                rope_shift=rope_shift, y_pack=int(bool(y_pack)), epi_shift=epi_shift,
+                norm=int(bool(norm)))
     layout = data.Layout.cast(MatvecArgs)
     for name, field in layout:
         shape = field.shape
@@ -635,7 +644,7 @@ def vop_latency(args):
     """Cycles from the read of a segment's last element to the end of the cycle its result
     lands in."""
     out = OutFunc(args["out"])
-    if out == OutFunc.RSQRT:
+    if out in (OutFunc.RSQRT, OutFunc.NORM):
         return LAT_V - 1 + ISQRT_LAT + RECIP_LAT
     if out == OutFunc.RECIP:
         return LAT_V - 1 + RECIP_LAT

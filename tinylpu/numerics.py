@@ -13,7 +13,7 @@ arithmetically, so no intermediate value is ever truncated.
 __all__ = ["wrap", "saturate", "requantize", "quantize_multiplier", "gemv_reference", "MULT_BITS",
            "SHIFT_MAX", "ROPE_FRAC", "rope_rotate", "EXP2_FRAC", "EXP2_STEPS", "EXP2_TABLE",
            "EXP2_MAX", "exp2_neg", "RECIP_FRAC", "norm_recip", "silu_interp", "silu_gate",
-           "argmax"]
+           "argmax", "isqrt", "rsqrt_scale", "norm_mult", "norm_requantize"]
 
 import math
 
@@ -69,6 +69,33 @@ def norm_recip(v):
         raise ValueError(f"norm_recip needs a positive integer, not {v}")
     b = v.bit_length()
     return ((1 << (b + RECIP_FRAC)) - 1) // v, b
+
+
+def isqrt(v):
+    """floor(sqrt(v)) of a non-negative integer (the scalar unit's square root)."""
+    return math.isqrt(int(v))
+
+
+def rsqrt_scale(ss):
+    """RMSNorm's scale from a sum of squares: ``(m, b) = norm_recip(isqrt(ss))``, so
+    ``1/sqrt(ss) ~ m * 2**-(b+14)``; ``isqrt(ss) = 0`` gives ``(2**15 - 1, 0)`` (the scalar
+    unit's defined result)."""
+    v = isqrt(ss)
+    return norm_recip(v) if v else ((1 << (RECIP_FRAC + 1)) - 1, 0)
+
+
+def norm_mult(mult, m):
+    """A row multiplier scaled by RMSNorm's mantissa ``m``: ``(mult * m + 2**14) >> 15``.
+    For an int16 ``mult`` and ``0 <= m < 2**15`` the result is an int16 again."""
+    mult = np.asarray(mult, dtype=np.int64)
+    return (mult * np.int64(m) + (1 << RECIP_FRAC)) >> (RECIP_FRAC + 1)
+
+
+def norm_requantize(acc, mult, shift, m, b, bits=16):
+    """A MATVEC row normalized by RMSNorm's scale ``(m, b)`` (:func:`rsqrt_scale`):
+    ``requantize(acc, norm_mult(mult, m), min(shift + b, 63), bits)``, i.e.
+    ``acc * mult * 2**-shift / sqrt(ss) / 2`` rounded."""
+    return requantize(acc, norm_mult(mult, m), min(int(shift) + int(b), SHIFT_MAX), bits)
 
 
 def silu_interp(table, h):
