@@ -38,6 +38,8 @@ def token_layout(cfg, fields=None):
         "rope_addr": 16,                            # ROPE: the block's RoPE-table word
         "epi_shift": 6,                             # SILU_GATE's shift
         "norm": 1,                                  # scaled by the norm register
+        "ss": 1,                                    # squares of the written values ...
+        "ss_init": 24,                              # ... summed from this
         "head": 1,                                  # the instruction's first row block
         "final": 1,                                 # its last read
         "block": 16,                                # the row block
@@ -48,7 +50,7 @@ def token_layout(cfg, fields=None):
 # The fields each address generator drives (the tile merges them into one token).
 MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_half", "y_pack",
                  "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr", "epi_shift",
-                 "head", "final", "block", "norm")
+                 "head", "final", "block", "norm", "ss", "ss_init")
 ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group", "row",
                     "kv_shift", "d_blocks", "shift", "y_bits")
 
@@ -105,7 +107,8 @@ class MatvecAgu(wiring.Component):
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
                 tok.y_pack.eq(a.y_pack & (a.epi != Epi.RESID)),
                 tok.y_half.eq((a.y_pack & (a.epi != Epi.RESID)) | (a.epi == Epi.SILU_GATE)),
-                tok.epi_shift.eq(a.epi_shift), tok.norm.eq(a.norm),
+                tok.epi_shift.eq(a.epi_shift), tok.norm.eq(a.norm), tok.ss.eq(a.ss),
+                tok.ss_init.eq(a.ss_init),
                 cur_rope0.eq(a.rope_base + (self.pos << a.rope_shift)),
                 cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
             ]
@@ -117,7 +120,8 @@ class MatvecAgu(wiring.Component):
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
                 tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
                 tok.y_pack.eq(st.y_pack), tok.y_half.eq(st.y_half),
-                tok.epi_shift.eq(st.epi_shift), tok.norm.eq(st.norm),
+                tok.epi_shift.eq(st.epi_shift), tok.norm.eq(st.norm), tok.ss.eq(st.ss),
+                tok.ss_init.eq(st.ss_init),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
             ]
         m.d.comb += [
@@ -135,7 +139,7 @@ class MatvecAgu(wiring.Component):
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
                 st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi), st.y_pack.eq(tok.y_pack),
                 st.y_half.eq(tok.y_half), st.epi_shift.eq(tok.epi_shift),
-                st.norm.eq(tok.norm), rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
+                st.norm.eq(tok.norm), st.ss.eq(tok.ss), st.ss_init.eq(tok.ss_init), rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
             ]
             with m.If(self.issue):
                 m.d.sync += x_base.eq(a.x_addr)

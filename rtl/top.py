@@ -19,6 +19,7 @@ from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
 from .host import HostInterface
 from .mac import MacArray, MacMode
+from .norm import NormUnit
 from .requant import Requantizer
 from .router import Router
 from .sequencer import Sequencer
@@ -152,8 +153,11 @@ class Tile(wiring.Component):
         # c+2: the block's multipliers, with norm times the norm register's mantissa
         # (numerics.norm_mult), registered with its exponent
         norm = Signal(22)                     # the norm register: b << 16 | m
+        m.submodules.norm_unit = nu = NormUnit()
         with m.If(vu.norm_en):
             m.d.sync += norm.eq(vu.norm_data)
+        with m.Elif(nu.out_valid):
+            m.d.sync += norm.eq(nu.data)
         mults = [Signal(signed(16), name=f"mult3_{r}") for r in range(cfg.rows)]
         norm_b = Signal(6)
         for r in range(cfg.rows):
@@ -243,6 +247,24 @@ class Tile(wiring.Component):
             rt.y_en.eq(last.valid), rt.y_bank.eq(last.y_bank), rt.y_word.eq(last.y_word),
             rt.y_mask.eq(mask), rt.y_data.eq(data),
         ]
+        # c+9: the squares of the written values (ss), summed into the RMSNorm total in c+9;
+        # c+10: the instruction's total into the norm unit
+        sq9 = [Signal(32, name=f"sq9_{r}") for r in range(cfg.rows)]
+        ss9, head9, final9, init9 = Signal(), Signal(), Signal(), Signal(24)
+        for r in range(cfg.rows):
+            v = epi.out[r][:16].as_signed()
+            m.d.sync += sq9[r].eq(v * v)
+        m.d.sync += [ss9.eq(last.valid & last.ss & (last.kind == MacMode.MATVEC)),
+                     head9.eq(last.head), final9.eq(last.final), init9.eq(last.ss_init)]
+        ss_acc, ss10 = Signal(isa.SS_BITS), Signal()
+        with m.If(ss9):
+            m.d.sync += ss_acc.eq(Mux(head9, init9, ss_acc) + sum(sq9))
+        m.d.sync += ss10.eq(ss9 & final9)
+        m.d.comb += [nu.valid.eq(ss10), nu.ss.eq(ss_acc)]
+        # an ss MATVEC whose norm register write has not landed
+        ss_pending = Cat(*(st.valid & st.ss & (st.kind == MacMode.MATVEC)
+                           for st in front + results)).any() | ss9 | nu.pending
+        assert isa.LAT_SS_NORM == isa.LAT_WRITE + 2 + isa.NORM_ISQRT_LAT + isa.RECIP_PIPE_LAT
         # the writes in flight, for the hazard check: results on their way, and the MATVEC
         # and QK tokens that will produce one
         for i, stage in enumerate(front + results):
@@ -254,24 +276,25 @@ class Tile(wiring.Component):
                          write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
         m.d.comb += seq.pipe_empty.eq(~agu.busy & ~aagu.busy & ~drain.busy
                                       & ~Cat(*(st.valid for st in front + results)).any()
-                                      & vu.idle)
+                                      & vu.idle & ~ss_pending)
 
         # sticky schedule-checker flags of the current run
         conflict, hazard, busy = Signal(), Signal(), Signal()
         # a result and a drain block for the output unit in one cycle; a PV while the
         # previous one drains; PV weights formed while QK's maxima are still being written
-        busy_now = (s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
+        busy_now = (s2_result & drain.inject) | (weight.valid & t0.first & drain.busy) \
+            | nu.overrun
         maxima_pending = Cat(*((st.valid & (st.kind == MacMode.QK)) for st in
                                (s1, s2, r3, r4))).any()
         # NEXT reads the next-token register while an ARGMAX still has to write it
         next_early = seq.issue_next & (argmax_pending | vu.argmax_pending)
         # a norm MATVEC issued before the NORM that sets the norm register has landed
-        norm_early = seq.issue_matvec & seq.matvec.norm & vu.norm_pending
+        norm_early = seq.issue_matvec & seq.matvec.norm & (vu.norm_pending | ss_pending)
         hazard_now = rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
         with m.If(hif.start):
             m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
         with m.Else():
-            with m.If(rt.conflict):
+            with m.If(rt.conflict | (vu.norm_en & nu.out_valid)):
                 m.d.sync += conflict.eq(1)
             with m.If(hazard_now & seq.running):
                 m.d.sync += hazard.eq(1)

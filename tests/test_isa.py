@@ -15,7 +15,8 @@ MATVEC_LAYOUT = data.Layout.cast(isa.MatvecArgs)
 # the integer fields isa.matvec takes as they are (m_base, y_index, epi, y_pack, norm are
 # mapped)
 MATVEC_FIELDS = [name for name, _ in MATVEC_LAYOUT
-                 if name not in ("m_rows", "m_base", "y_index", "epi", "y_pack", "norm")]
+                 if name not in ("m_rows", "m_base", "y_index", "epi", "y_pack", "norm", "ss",
+                                 "ss_init")]
 
 
 def _field_range(name):
@@ -49,17 +50,17 @@ def test_layout_widths_and_ranges():
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
                           n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
                           y_index=2, y_shift=4, epi=3, rope_base=16, rope_shift=3, y_pack=1,
-                          epi_shift=6, norm=1)
+                          epi_shift=6, norm=1, ss=1, ss_init=24)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 161
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 186
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs), ("qk", isa.QkArgs),
               ("pv", isa.PvArgs)]}
-    assert sizes == dict(matvec=161, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
+    assert sizes == dict(matvec=186, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
     assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 8
@@ -91,14 +92,17 @@ def test_encodings_by_hand():
 @settings(max_examples=200, deadline=None)
 @given(matvec_args, matvec_options)
 def test_matvec_round_trip(fields, options):
+    if options["epi"] in (isa.Epi.NONE, isa.Epi.RESID) and not options["y_pack"]:
+        options = dict(options, ss_init=fields["w_base"] << 8)
     instr = isa.matvec(**fields, **options)
     expected = dict(fields, m_rows=int(options["m_base"] is not None),
                     m_base=options["m_base"] or 0, y_index=options["y_index"].value,
                     epi=options["epi"].value, y_pack=int(options["y_pack"]),
-                    norm=int(options["norm"]))
+                    norm=int(options["norm"]), ss=int("ss_init" in options),
+                    ss_init=options.get("ss_init", 0))
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
-    assert 0 <= word < 1 << 165
+    assert 0 <= word < 1 << 190
     assert word & 0xf == 3
     assert isa.decode(word) == instr
     assert isa.encode(isa.decode(word)) == word
@@ -442,3 +446,10 @@ def test_attention_layout_functions():
     words = np.array([[0x7fff8000, -1, 0x00010002]])
     assert isa.halves(words).tolist() == [[-32768, 32767, -1, -1, 2, 1]]
     assert isa.pack_halves(isa.halves(words)).tolist() == [[0x7fff8000, -1, 0x00010002]]
+
+
+@pytest.mark.parametrize("bad", [dict(epi=isa.Epi.ROPE), dict(epi=isa.Epi.SILU_GATE),
+                                 dict(y_pack=True)])
+def test_matvec_ss_needs_unpacked_lanes(bad):
+    with pytest.raises(IsaError, match="MATVEC ss sums the squares of R unpacked lanes"):
+        isa.matvec(**_matvec_fields(), ss_init=5, **bad)

@@ -540,3 +540,47 @@ def test_norm_register(case):
             GoldenTile(cfg).host(stream)
         got = run_host_stream(Tile(cfg), stream, 2)
         assert got[0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
+
+
+@pytest.mark.parametrize("case", ["clean", "early", "overrun"])
+def test_sum_of_squares_sets_the_norm_register(case):
+    """A RESID MATVEC with ``ss`` sums the squares of the values it writes (plus ss_init)
+    into the norm unit; a norm MATVEC applies the scale. "clean": it issues after the scale
+    landed (LAT_SS_NORM after the last read), and the RTL equals the golden model; "early":
+    one cycle before, which the golden model refuses and the RTL flags (RAW_HAZARD);
+    "overrun": a second ss MATVEC reaches the norm unit while its square root is busy
+    (refused; UNIT_BUSY)."""
+    cfg = CONFIGS[0]
+    rng = np.random.default_rng(13)
+    resid = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=2,
+                       n_chunks=1, q_shift=9, y_bits=16, m_base=0, epi=isa.Epi.RESID,
+                       ss_init=1000)
+    norm = isa.matvec(w_base=2, x_bank=1, x_addr=0, y_bank=0, y_addr=2, n_blocks=2,
+                      n_chunks=1, q_shift=2, y_bits=16, m_base=1, norm=True)
+    wait = isa.wait(isa.LAT_SS_NORM - (1 if case == "early" else 0))   # lands c_final + 39
+    program = {"clean": [resid, wait, norm], "early": [resid, wait, norm],
+               "overrun": [resid, resid]}[case] + [isa.halt()]
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
+    for a in range(cfg.act_banks):
+        stream += host.write_cmd(cfg, host.TARGET_ABANK + a, 0,
+                                 rng.integers(-3000, 3000, (4, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_MMEM, 0, rng.integers(1, 32768, (4, cfg.rows)))
+    stream += host.run_cmd(0)
+    reads = host.read_cmd(cfg, host.TARGET_ABANK, 2, 1)
+    if case == "clean":
+        golden = GoldenTile(cfg)
+        expected = golden.host(stream + reads)
+        assert expected[0] == host.STATUS_DONE
+        assert golden.norm >> 16 > 0                   # a scale was computed and applied
+        got = run_host_stream(Tile(cfg), stream + reads, len(expected))
+        assert got == expected
+    else:
+        match = {"early": "reads the norm register before",
+                 "overrun": "norm unit takes a sum of squares"}[case]
+        with pytest.raises(Exception, match=match):
+            GoldenTile(cfg).host(stream)
+        got = run_host_stream(Tile(cfg), stream, 2)
+        flag = {"early": host.STATUS_RAW_HAZARD, "overrun": host.STATUS_UNIT_BUSY}[case]
+        assert got[0] & flag

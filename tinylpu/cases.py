@@ -137,7 +137,7 @@ def random_matvec(cfg, rng, depth):
     """A MATVEC with random operands at random addresses and banks (overlapping, racing and
     wrapping ones included): per-row or instruction multipliers, any epilogue (RESID, ROPE
     with random table words), y indexed by the position or not, scaled by the norm
-    register or not."""
+    register or not, setting it from the sum of squares or not."""
     epi = isa.Epi(int(rng.choice([0, 0, 1, 2])))
     resid = epi != isa.Epi.NONE
     return isa.matvec(
@@ -150,7 +150,9 @@ def random_matvec(cfg, rng, depth):
         m_base=int(rng.integers(0, cfg.mdepth)) if rng.random() < 0.4 else None,
         y_index=isa.Index.POS if rng.random() < 0.3 else isa.Index.NONE,
         y_shift=int(rng.integers(0, 3)), epi=epi, rope_base=int(rng.integers(0, cfg.rdepth)),
-        rope_shift=int(rng.integers(0, 3)), norm=rng.random() < 0.3)
+        rope_shift=int(rng.integers(0, 3)), norm=rng.random() < 0.3,
+        ss_init=int(rng.integers(0, 1 << 24)) if epi != isa.Epi.ROPE and rng.random() < 0.25
+        else None)
 
 
 def random_attention(cfg, rng, depth):

@@ -101,6 +101,11 @@ class _Issued:
     wbanks: set
     rbanks: set = dataclasses.field(default_factory=set)   # read ports used after the slot
     rlat: int = 0            # ... until end - 1 + rlat
+    reg_lat: dict = dataclasses.field(default_factory=dict)  # a register written later: lat
+
+    def landed(self):
+        """The cycle after which every write (registers too) has landed (at position 0)."""
+        return self.end - 1 + max([self.lat, *self.reg_lat.values()])
 
 
 class _Asm:
@@ -130,9 +135,9 @@ class _Asm:
         need = self.t
         for inf in self.inflight:
             last = inf.end - 1 + inf.lat
-            if any(_overlap(r, w) for r in reads for w in inf.writes) or \
-                    any(_overlap(r, w) for r in writes for w in inf.writes):
-                need = max(need, last + 1)
+            for w in inf.writes:
+                if any(_overlap(r, w) for r in reads) or any(_overlap(r, w) for r in writes):
+                    need = max(need, inf.end + inf.reg_lat.get(w[0], inf.lat))
             if wbanks & inf.wbanks:         # banks' write ports, the vector unit's port
                 need = max(need, last + 1 - first)
             if set(rbanks) & inf.rbanks:    # read ports still used after the other's slot
@@ -147,7 +152,7 @@ class _Asm:
             issued.end = self.t
             self.inflight.append(issued)
         self.inflight = [i for i in self.inflight
-                         if max(i.end - 1 + i.lat, i.end - 1 + i.rlat) >= self.t]
+                         if max(i.landed(), i.end - 1 + i.rlat) >= self.t]
 
     def vop(self, **kw):
         instr = isa.vop(**kw)
@@ -207,7 +212,8 @@ class _Asm:
         self.out_free = self.t - 1 + isa.PV_DRAIN + d_blocks      # at position 0
 
     def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None,
-               epi=isa.Epi.NONE, rope=(0, 0), pack=False, epi_shift=0, norm=False):
+               epi=isa.Epi.NONE, rope=(0, 0), pack=False, epi_shift=0, norm=False,
+               ss_init=None):
         """MATVEC of the matrix at weight word ``w`` (``nb`` x ``nc``) on buffer ``x`` into
         buffer ``y`` with per-row multipliers from word ``m_base``; ``pos_shift``: y is a
         cache indexed by the position, ``2**pos_shift`` words a position; ``epi`` the
@@ -220,7 +226,7 @@ class _Asm:
                            y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_shift=shift,
                            y_bits=bits, m_base=m_base, y_pack=pack, epi=epi,
                            rope_base=rope[0], rope_shift=rope[1], epi_shift=epi_shift,
-                           norm=norm, **extra)
+                           norm=norm, ss_init=ss_init, **extra)
         reads = [(x.bank, x.base, x.base + nc * L - 1)] + ([("norm",)] if norm else [])
         half = pack or epi == isa.Epi.SILU_GATE           # R/2 lanes a block
         lanes = -(-nb * cfg.rows // (2 if half else 1))
@@ -231,17 +237,21 @@ class _Asm:
             writes.append(("next",))
         if resid:
             reads.append(writes[0])
+        if ss_init is not None:
+            writes.append(("norm",))
         rbanks = {x.bank} | ({y.bank} if resid else set())
         self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE, rbanks)
         self._output_unit(nc - 1 + isa.LAT_RESULT)
         issued = _Issued(0, isa.LAT_WRITE, writes, {y.bank})
         if resid:
             issued.rbanks, issued.rlat = {y.bank}, isa.LAT_RESID_READ
+        if ss_init is not None:
+            issued.reg_lat["norm"] = isa.LAT_SS_NORM
         self._emit(instr, issued)
 
     def next_(self, target):
         # NEXT reads the argmax register; the loop head must also find nothing in flight
-        need = max([self.t] + [i.end - 1 + i.lat + 1 for i in self.inflight])
+        need = max([self.t] + [i.landed() + 1 for i in self.inflight])
         if need > self.t:
             self._emit(isa.wait(need - self.t))
         self._emit(isa.next_(target))
@@ -509,11 +519,13 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         asm.matvec(w=w, nb=nb, nc=nc, x=x, y=y, m_base=mult, shift=qmat.shift,
                    bits=qmat.bits, norm=qmat.norm, **kw)
 
+    if not 0 <= qm.eps < 1 << 23:
+        raise CompileError(f"RMSNorm epsilon {qm.eps} does not fit the 23-bit init fields")
+
     def rmsnorm():
-        """RMSNorm's scale of x into the norm register; the norm MATVECs apply it (their
-        weights hold the gains)."""
-        if not -(1 << 23) <= qm.eps < 1 << 23:
-            raise CompileError(f"RMSNorm epsilon {qm.eps} does not fit the 24-bit init field")
+        """RMSNorm's scale of x into the norm register by a VOP (after the embedding; the
+        residual MATVECs take it as they write x). The norm MATVECs apply it (their weights
+        hold the gains)."""
         asm.vop(n=dim, a=act(buf["x"], ks=1), b={"mode": SQUARE}, c=cop(buf["scale"]),
                 out=isa.OutFunc.NORM, init=qm.eps, sat=32)
 
@@ -525,7 +537,8 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     q_words, kv_shift = -(-dim // L), mc.kv_mul.bit_length() - 1
     for l, layer in enumerate(qm.layers):
         wm = wmat[l]
-        rmsnorm()
+        if l == 0:
+            rmsnorm()
         matvec(layer.wq, wm["wq"], buf["x"], buf["q"], epi=isa.Epi.ROPE, rope=rope)
         matvec(layer.wk, wm["wk"], buf["x"], K[l], pos_shift=0, epi=isa.Epi.ROPE, rope=rope,
                pack=True)
@@ -534,13 +547,11 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                kv_shift=kv_shift)
         asm.pv(v=Vc[l], s=buf["scores"], y=buf["att"], d_blocks=-(-dim // R),
                shift=RECIP_FRAC, kv_shift=kv_shift)
-        matvec(layer.wo, wm["wo"], buf["att"], buf["x"], epi=isa.Epi.RESID)
-        rmsnorm()
+        matvec(layer.wo, wm["wo"], buf["att"], buf["x"], epi=isa.Epi.RESID, ss_init=qm.eps)
         # w1 and w3 interleaved by rows: each row block holds (h1, h3) pairs -> SiLU x gate
         matvec(layer.w1, w13[l], buf["x"], buf["g"], epi=isa.Epi.SILU_GATE,
                epi_shift=check_shift("SwiGLU product", fmt.h1 + fmt.h3 - fmt.g))
-        matvec(layer.w2, wm["w2"], buf["g"], buf["x"], epi=isa.Epi.RESID)
-    rmsnorm()
+        matvec(layer.w2, wm["w2"], buf["g"], buf["x"], epi=isa.Epi.RESID, ss_init=qm.eps)
     # the classifier shares the embedding's weights: the final gains are applied to x here
     asm.vop(s=dim, a=act(buf["x"], js=1), b=bop(final_gain, js=1), c=cop(buf["xg"], js=1),
             shift=check_shift("final RMSNorm gain", qm.final_shift), sat=16)

@@ -220,6 +220,7 @@ class GoldenTile:
         rope_word = a["rope_base"] + (pos << a["rope_shift"])
         bits = a["y_bits"] or 64
         olds = []                         # (cycle, block's write entry, y) awaiting RESID
+        entries = []                      # the blocks' write entries
         best = (0, 0)                     # ARGMAX: the largest result so far, its row
         for b in range(nb):
             acc = np.zeros(R, dtype=np.int64)
@@ -259,10 +260,16 @@ class GoldenTile:
                 word, lanes = (y_base + (b * R) // L) % cfg.adepth, (b * R) % L + np.arange(R)
             entry = st.push(last + isa.LAT_WRITE, "mac", y_bank, word, lanes,
                             None if resid else wrap(y, ACT_BITS), produced=last)
+            entries.append(entry)
             if resid:
                 olds.append((last + isa.LAT_RESID_READ, entry, y))
         for old in olds:
             self._resid(st, y_bank, *old, bits)
+        if a["ss"]:                  # RMSNorm's scale of the written values, via the norm unit
+            final = t + nb * nc - 1
+            ss = a["ss_init"] + sum(int((_sext(e[5], 16) ** 2).sum()) for e in entries)
+            st.norm_unit(final + isa.LAT_SS_NORM - isa.NORM_ISQRT_LAT - isa.RECIP_PIPE_LAT)
+            st.push_norm(final + isa.LAT_SS_NORM, _scale(ss & ((1 << isa.SS_BITS) - 1), True))
         if a["epi"] == isa.Epi.ARGMAX.value:
             st.push_next(t + nb * nc - 1 + isa.LAT_ARGMAX, best[1])
 
@@ -511,6 +518,7 @@ class _RunState:
         self.by_word = {}          # (bank, word) -> its pending writes
         self.next_pending = []     # (cycle, token)
         self.norm_pending = []     # (cycle, value) of the norm register
+        self.norm_free = 0         # the norm unit takes a new sum of squares from this cycle
         self.write_banks = {}      # cycle -> banks written
         self.delayed_reads = []    # (cycle, bank): reads outside an instruction's issue slot
         self.slot_reads = []       # (cycles, bank): the read streams of the issue slot
@@ -553,8 +561,17 @@ class _RunState:
         self.last_write = max(self.last_write, cycle)
         return entry
 
+    def norm_unit(self, start):
+        """The norm unit's ISQRT takes a new total in ``start``: not while busy."""
+        if start < self.norm_free:
+            raise GoldenError(f"the norm unit takes a sum of squares in cycle {start} while "
+                              f"busy until cycle {self.norm_free - 1}")
+        self.norm_free = start + isa.NORM_ISQRT_LAT
+
     def push_norm(self, cycle, value):
-        self.norm_pending.append((cycle, value))
+        if any(c == cycle for c, _ in self.norm_pending):
+            raise GoldenError(f"two writes of the norm register land in cycle {cycle}")
+        bisect.insort(self.norm_pending, (cycle, value), key=lambda p: p[0])
         self.last_write = max(self.last_write, cycle)
 
     def push_next(self, cycle, token):

@@ -21,7 +21,8 @@ __all__ = [
     "SCALAR_WIDTH", "ISQRT_LAT", "RECIP_LAT", "NEXT_CYCLES", "TABLE_DEPTH", "EXP_TABLE",
     "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
     "att_kv_index", "score_slot", "halves", "pack_halves", "LAT_QK_MAX", "RECIP_PIPE_LAT",
-    "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX",
+    "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX", "SS_BITS",
+    "NORM_ISQRT_LAT", "LAT_SS_NORM",
 ]
 
 import functools
@@ -74,6 +75,17 @@ RECIP_PIPE_LAT = 8      # rtl.recip with 2 quotient bits a stage: 1 + ceil(14 / 
 # later. The next PV's first V read must come after the last block entered.
 PV_DRAIN = 4 + RECIP_PIPE_LAT
 ATT_ACC_BITS = 40       # PV accumulators (and QK's head sums) wrap at 40 bits
+
+# RMSNorm's sum of squares, taken as a MATVEC with ``ss`` writes the residual: in c+9 the
+# squares of a block's written values (their low 16 bits, signed) are summed into a
+# SS_BITS-bit accumulator (the instruction's first block: from ss_init); the final total
+# enters the norm unit in c_final + 10: an ISQRT of SS_BITS bits (rtl.scalar), then the
+# reciprocal pipeline; the scale lands in the norm register at the end of
+# c_final + LAT_SS_NORM. The norm unit takes a new total no earlier than NORM_ISQRT_LAT
+# cycles after the previous one.
+SS_BITS = 40
+NORM_ISQRT_LAT = (SS_BITS + 1) // 2 + 1                  # rtl.scalar ISQRT at 40 bits (21)
+LAT_SS_NORM = 10 + NORM_ISQRT_LAT + RECIP_PIPE_LAT        # = 39
 
 
 class IsaError(ValueError):
@@ -234,7 +246,9 @@ class MatvecArgs(data.Struct):
     result (:func:`tinylpu.numerics.argmax`). With ``norm`` the rows are requantized by
     :func:`tinylpu.numerics.norm_requantize` with the norm register's scale ``(m, b)``
     (``b << 16 | m``, set by a VOP with out NORM; a MATVEC with ``norm`` must not issue
-    before that write has landed).
+    before that write has landed). With ``ss`` the sum of the squares of the written values
+    (low 16 bits, signed) plus ``ss_init`` goes through the norm unit into the norm register
+    (:func:`tinylpu.numerics.rsqrt_scale`; ``LAT_SS_NORM`` after the last read).
     """
     w_base: 16
     x_bank: 2
@@ -256,6 +270,8 @@ class MatvecArgs(data.Struct):
     y_pack: 1        # write the R results as int16 pairs in R / 2 lanes (a K or V row)
     epi_shift: 6     # SILU_GATE: shift of silu(h1) * h3
     norm: 1          # scale the multipliers by the norm register (RMSNorm, norm_requantize)
+    ss: 1            # the sum of squares of the written values + ss_init -> norm register
+    ss_init: 24      # ... (RMSNorm's epsilon)
 
 
 class QkArgs(data.Struct):
@@ -333,9 +349,10 @@ def _check(name, value, bits, lo=0, is_signed=False):
 
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
-           rope_shift=0, y_pack=False, epi_shift=0, norm=False):
+           rope_shift=0, y_pack=False, epi_shift=0, norm=False, ss_init=None):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
-    requantizes per row instead of by ``q_mult``; ``norm`` scales by the norm register."""
+    requantizes per row instead of by ``q_mult``; ``norm`` scales by the norm register;
+    ``ss_init`` (RMSNorm's epsilon) sets the norm register from the written values."""
     y_index, epi = Index(y_index), Epi(epi)
     if y_index == Index.TOK:
         raise IsaError("MATVEC y_index must be NONE or POS, not TOK")
@@ -346,7 +363,10 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
                 y_bits=y_bits, m_rows=int(m_base is not None), m_base=m_base or 0,
                 y_index=y_index.value, y_shift=y_shift, epi=epi.value, rope_base=rope_base,
                 rope_shift=rope_shift, y_pack=int(bool(y_pack)), epi_shift=epi_shift,
-                norm=int(bool(norm)))
+                norm=int(bool(norm)), ss=int(ss_init is not None), ss_init=ss_init or 0)
+    if ss_init is not None and (y_pack or epi not in (Epi.NONE, Epi.RESID)):
+        raise IsaError("MATVEC ss sums the squares of R unpacked lanes a block: epi must be "
+                       "NONE or RESID, without y_pack")
     layout = data.Layout.cast(MatvecArgs)
     for name, field in layout:
         shape = field.shape
