@@ -61,6 +61,8 @@ sim-gemv: check-venv
 	$(CLI) sim --config "$(CONFIG)" --sim $(SIM) --shape $(SHAPE)
 
 bench: check-venv
+	@test -f "$(MODEL)" || echo "bench: model $(MODEL) not found; no decode-step profile (set MODEL=... and TOKENIZER=...)"
+	test ! -f "$(MODEL)" || $(CLI) profile --model "$(MODEL)" --tokenizer "$(TOKENIZER)" --out build/bench
 	$(CLI) bench
 
 docs: check-venv

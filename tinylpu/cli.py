@@ -102,6 +102,15 @@ def cmd_bench(args):
     return 0
 
 
+def cmd_profile(args):
+    from .generate import prepare
+    from .profile import parse_positions, run_profile
+    positions = None if args.positions is None else parse_positions(args.positions)
+    prep = prepare(args.model, args.tokenizer)
+    run_profile(prep.program, positions, args.out, name=args.model.name)
+    return 0
+
+
 def cmd_quality(args):
     import time
 
@@ -284,6 +293,17 @@ def build_parser():
                    help="tile parameters name=value,... (default: the smallest that fits)")
     p.add_argument("--waves", type=pathlib.Path, help="write an FST waveform (icarus only)")
     p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("profile", help="per-unit timeline (Gantt chart) and busy shares of a "
+                                        "decode step, from the compiler's schedule",
+                       description="compile a llama2.c model for the tile and chart what "
+                                   "each unit does in the decode step at given positions")
+    p.add_argument("--model", type=pathlib.Path, required=True, help="llama2.c checkpoint")
+    p.add_argument("--tokenizer", type=pathlib.Path, help="llama2.c tokenizer (calibration)")
+    p.add_argument("--positions", help="comma-separated positions (default: 0,255, or 0 and "
+                                       "the last compiled position)")
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("build/profile"),
+                   help="directory for profile.png and profile.md (default build/profile)")
+    p.set_defaults(func=cmd_profile)
     return parser
 
 
