@@ -42,10 +42,13 @@ def prepare_env(sim):
         bin_dir = str(root / "bin")
         if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
             os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-        # the wheel's verilated.mk lacks gcc's precompiled-header flag
+        # the wheel's verilated.mk lacks gcc's precompiled-header flag; its default OPT_FAST
+        # (-Os) makes the model about 1.3x slower than -O2 (make sim: 46k vs 61k cycles/s)
         flags = os.environ.get("MAKEFLAGS", "")
-        if "CFG_CXXFLAGS_PCH_I" not in flags:
-            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        for name, value in (("CFG_CXXFLAGS_PCH_I", "-include"), ("OPT_FAST", "-O2")):
+            if name not in flags:
+                flags = f"{flags} {name}={value}".strip()
+        os.environ["MAKEFLAGS"] = flags
     elif shutil.which("iverilog") is None:
         raise SimError("Icarus Verilog (iverilog) is not installed: "
                        "`apt-get install -y iverilog` (as root)")
@@ -102,7 +105,10 @@ def build(cfg, sim, *, waves=False, root=None):
     # creates a time-0 event only under Verilog-2005 semantics (cocotb passes -g2012 first).
     build_args = ["-g2005"]
     if sim == "verilator":
-        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
+        # cocotb's runner makes every signal public (--public-flat-rw), which keeps Verilator
+        # from optimizing them away; the testbenches only use the top's ports (1.6x faster)
+        build_args = ["--no-public-flat-rw", "--public-depth", "1",
+                      "-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
                       "--x-initial", "fast"]
     build_dir = vfile.parent / (sim + ("-waves" if waves else ""))
     build_dir.mkdir(parents=True, exist_ok=True)
