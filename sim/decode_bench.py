@@ -3,7 +3,8 @@
 The reference model (stories260K, from ``../shared/models``; a synthetic model if it is
 absent) generates greedily from BOS. Measured per position from the tile's own emission
 stamps on Verilator (``positions`` positions) and Icarus (a few): cycles per token, MAC-array
-utilization of a decode step, and simulated tokens per wall-clock second; each measured
+utilization (weight and attention MACs; summed over the run and per position; also
+weight-only), and simulated tokens per wall-clock second; each measured
 figure is checked against the compiler's prediction and the golden model's ids. Writes
 ``decode.json``, ``decode.md`` and ``decode.png`` (cycles per token against position).
 """
@@ -32,9 +33,10 @@ def _per_position(stamps):
     return [ends[0] - 1] + [b - a for a, b in zip(ends, ends[1:])]
 
 
-def run_decode_bench(out_dir="build/bench", positions=256, icarus_positions=3, out=print):
+def run_decode_bench(out_dir="build/bench", positions=256, icarus_positions=4, out=print):
     from tinylpu.generate import generate
     from tinylpu.host import STATUS_DONE
+    from tinylpu.profile import attention_macs
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name, prep = _prepare()
@@ -57,19 +59,26 @@ def run_decode_bench(out_dir="build/bench", positions=256, icarus_positions=3, o
     per_pos = _per_position(runs["verilator"].stamps)
     macs = prog.macs_useful
     R_L = prog.cfg.macs
+    mc = prog.qm.config
 
-    def util(c):
-        return macs / (R_L * c)
+    def util(p, c):
+        return (macs + attention_macs(mc, p)) / (R_L * c)
 
+    total = sum(per_pos)
+    overall = {"mac_utilization": sum(macs + attention_macs(mc, p) for p in range(len(per_pos)))
+               / (R_L * total),
+               "weight_utilization": macs * len(per_pos) / (R_L * total),
+               "cycles_per_token": total / len(per_pos)}
     pick = [p for p in (0, 1, 63, 127, 255) if p < len(per_pos)]
     rows = [{"position": p, "cycles": per_pos[p], "predicted": prog.step_cycles(p),
-             "mac_utilization": util(per_pos[p])} for p in pick]
+             "mac_utilization": util(p, per_pos[p])} for p in pick]
     speed = {sim: {"tokens": len(r.tokens), "cycles": r.cycles, "seconds": r.seconds,
                    "tokens_per_s": len(r.tokens) / r.seconds,
                    "cycles_per_s": r.cycles / r.seconds} for sim, r in runs.items()}
     result = {"model": name, "config": prog.cfg.ident, "instructions": len(prog.program),
               "step_cycles": f"{prog.body_fixed} + {prog.body_per_pos} * (pos + 1)",
               "macs_per_token": macs, "mac_units": R_L, "rows": rows, "speed": speed,
+              "overall": overall,
               "per_position": per_pos}
     (out_dir / "decode.json").write_text(json.dumps(result, indent=1))
     lines = [f"Decode, {name}, tile {prog.cfg.ident} ({len(prog.program)} instructions), "
@@ -78,13 +87,18 @@ def run_decode_bench(out_dir="build/bench", positions=256, icarus_positions=3, o
              "|---|---|---|---|"]
     lines += [f"| {r['position']} | {r['cycles']:,} | {r['predicted']:,} | "
               f"{100 * r['mac_utilization']:.1f}% |" for r in rows]
+    lines += [f"| all {len(per_pos)} | {overall['cycles_per_token']:,.0f} on average | | "
+              f"{100 * overall['mac_utilization']:.1f}% (weight-only "
+              f"{100 * overall['weight_utilization']:.1f}%) |"]
     lines += ["", "| simulator | tokens | cycles | wall s | tokens/s | cycles/s |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {sim} | {s['tokens']} | {s['cycles']:,} | {s['seconds']:.1f} | "
               f"{s['tokens_per_s']:.2f} | {s['cycles_per_s']:,.0f} |" for sim, s in speed.items()]
-    lines += ["", f"MAC-array utilization = {macs:,} model MACs per token / (cycles x {R_L} "
-                  f"MAC units). Attention (q.k and p.v) runs on the element-serial vector "
-                  f"unit; its share grows with the position."]
+    lines += ["", f"MAC-array utilization = ({macs:,} weight MACs + "
+                  f"{attention_macs(mc, 0):,} * (pos + 1) attention MACs) per token / (cycles x "
+                  f"{R_L} MAC units); over the run: both summed over the positions. "
+                  f"Weight-only: the weight MACs alone (the share of weight-SRAM bandwidth "
+                  f"used)."]
     table = "\n".join(lines)
     (out_dir / "decode.md").write_text(table + "\n")
     try:
