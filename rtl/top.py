@@ -237,8 +237,11 @@ class Tile(wiring.Component):
             scores = regs
         # c+8: the write
         mask, data = _write_lanes(m, cfg, last, [epi.out[r] for r in range(cfg.rows)], scores)
+        # an ARGMAX MATVEC's next token is written at the end of c_final + LAT_ARGMAX: its
+        # final token in stages c+1 .. c+LAT_ARGMAX
         argmax_pending = Cat(*(st.valid & st.final & (st.kind == MacMode.MATVEC)
-                               & (st.epi == isa.Epi.ARGMAX) for st in front + results)).any()
+                               & (st.epi == isa.Epi.ARGMAX)
+                               for st in (front + results)[:isa.LAT_ARGMAX])).any()
         m.d.comb += [
             rt.y_en.eq(last.valid), rt.y_bank.eq(last.y_bank), rt.y_word.eq(last.y_word),
             rt.y_mask.eq(mask), rt.y_data.eq(data),

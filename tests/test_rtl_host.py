@@ -540,3 +540,39 @@ def test_norm_register(case):
             GoldenTile(cfg).host(stream)
         got = run_host_stream(Tile(cfg), stream, 2)
         assert got[0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
+
+
+@pytest.mark.parametrize("unit", ["matvec", "vop"])
+def test_next_waits_for_the_argmax(unit):
+    """NEXT reads the next-token register: an ARGMAX MATVEC writes it at the end of
+    c_final + LAT_ARGMAX, an ARGMAX VOP with its last result (c_final + LAT_V). A NEXT in the
+    cycle after is clean and equals the golden model; one cycle earlier the golden model
+    refuses it and the RTL flags RAW_HAZARD."""
+    cfg = GEN_CFG
+    if unit == "matvec":
+        first = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=2,
+                           n_chunks=1, epi=isa.Epi.ARGMAX, y_bits=16)
+        lat = isa.LAT_ARGMAX
+    else:
+        first = isa.vop(g=isa.GFunc.PASS, red=isa.Reduce.ARGMAX, n=3, a=dict(bank=0, ks=1),
+                        c=dict(bank=1, base=5))
+        lat = isa.LAT_V
+    rng = np.random.default_rng(45)
+    stream = []
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-999, 999, (2, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_TOKENS, 0, [[3]])
+    for gap in (lat - 1, lat):                 # the NEXT issues gap + 1 cycles after c_final
+        program = [first, isa.wait(gap), isa.next_(0), isa.halt()]
+        stream += host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+        stream += host.generate_cmd(1, 1)
+        if gap == lat - 1:
+            with pytest.raises(Exception, match="before the argmax result lands"):
+                GoldenTile(cfg).host(stream)
+            got = run_host_stream(Tile(cfg), stream, 4)
+            assert got[2] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
+            stream = stream[:-len(host.generate_cmd(1, 1))]
+    expected = GoldenTile(cfg).host(stream)
+    assert expected[2] == host.STATUS_DONE
+    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
