@@ -21,7 +21,8 @@ to the vector unit's table port (``t_*``). The checker flags, in the same cycle:
 - ``hazard``: a read (``x``, the score stream ``s``, RESID's ``r``) of lanes a write in the
   MXM pipeline (``pending``) still has to land in (it reads the old value; the compiler
   inserts WAITs so this never happens). ``r`` comes from the result in stage
-  ``LAT_RESID_READ``, whose own write is not counted.
+  ``LAT_RESID_READ``, whose own write is not counted. (Reads of lanes a vector-unit write
+  still has to land in, and VOP reads, are checked by :mod:`rtl.checker`.)
 
 Two users of one port in one cycle get the port in a fixed order (read ports: ``x``, ``r``,
 ``a``, ``b``, host; write ports: ``y``, ``c``, host); the others are lost. The run's status

@@ -16,6 +16,7 @@ from tinylpu.numerics import RECIP_FRAC
 
 from .agu import ATTENTION_FIELDS, MATVEC_FIELDS, MatvecAgu, token_layout
 from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit
+from .checker import ReadChecker
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
 from .host import HostInterface
 from .mac import MacArray, MacMode
@@ -67,6 +68,7 @@ class Tile(wiring.Component):
         m.submodules.score = score = ScoreUnit(cfg)
         m.submodules.weight = weight = WeightUnit(cfg)
         m.submodules.drain = drain = Drain(cfg)
+        m.submodules.checker = checker = ReadChecker(cfg)
         wiring.connect(m, wiring.flipped(self.host_in), hif.i)
         wiring.connect(m, hif.o, wiring.flipped(self.host_out))
 
@@ -255,6 +257,23 @@ class Tile(wiring.Component):
             m.d.comb += [write.valid.eq(makes), write.bank.eq(stage.y_bank),
                          write.word.eq(stage.y_word),
                          write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
+        # reads of lanes with a write in flight that the router does not see (rtl.checker)
+        m.d.comb += [
+            checker.vop_issue.eq(seq.issue_vop),
+            checker.a_en.eq(vu.a_en), checker.a_bank.eq(vu.a_bank),
+            checker.a_word.eq(vu.a_word), checker.a_lane.eq(vu.a_lane),
+            checker.b_en.eq(vu.b_en), checker.b_bank.eq(vu.b_bank),
+            checker.b_word.eq(vu.b_word), checker.b_lane.eq(vu.b_lane),
+            checker.x_en.eq(rt.x_en), checker.x_bank.eq(rt.x_bank), checker.x_addr.eq(rt.x_addr),
+            checker.s_en.eq(rt.s_en), checker.s_bank.eq(rt.s_bank), checker.s_word.eq(rt.s_word),
+            checker.s_mask.eq(rt.s_mask),
+            checker.r_en.eq(rt.r_en), checker.r_bank.eq(rt.r_bank), checker.r_word.eq(rt.r_word),
+            checker.r_mask.eq(rt.r_mask),
+            checker.mxm.eq(rt.pending), checker.vu.eq(vu.writes),
+            checker.drain_busy.eq(drain.busy), checker.drain_bank.eq(drain.o_bank),
+            checker.drain_addr.eq(drain.o_addr), checker.drain_first.eq(drain.left_first),
+            checker.drain_end.eq(drain.left_end),
+        ]
         m.d.comb += seq.pipe_empty.eq(~agu.busy & ~aagu.busy & ~drain.busy
                                       & ~Cat(*(st.valid for st in front + results)).any()
                                       & vu.idle)
@@ -262,19 +281,22 @@ class Tile(wiring.Component):
         # sticky schedule-checker flags of the current run
         conflict, hazard, busy = Signal(), Signal(), Signal()
         # a result and a drain block for the output unit in one cycle; a PV while the
-        # previous one drains; PV weights formed while QK's maxima are still being written
-        busy_now = (s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
+        # previous one drains; a scalar-unit start while it is busy. PV weights formed while
+        # QK's maxima are still being written
+        busy_now = ((s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
+                    | vu.scalar_busy)
         maxima_pending = Cat(*((st.valid & (st.kind == MacMode.QK)) for st in
                                (s1, s2, r3, r4))).any()
         # NEXT reads the next-token register while an ARGMAX still has to write it
         next_early = seq.issue_next & (argmax_pending | vu.argmax_pending)
         # a norm MATVEC issued before the NORM that sets the norm register has landed
         norm_early = seq.issue_matvec & seq.matvec.norm & vu.norm_pending
-        hazard_now = rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
+        hazard_now = (rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
+                      | checker.hazard | vu.self_overlap)
         with m.If(hif.start):
             m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
         with m.Else():
-            with m.If(rt.conflict):
+            with m.If(rt.conflict | vu.write_clash):     # (the vector unit's one write port)
                 m.d.sync += conflict.eq(1)
             with m.If(hazard_now & seq.running):
                 m.d.sync += hazard.eq(1)

@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 from amaranth_host import run_host_stream, send
 
 from tinylpu import host, isa
+from tinylpu.cases import schedule_cases
 from tinylpu.compiler import compile_chain, compile_gemv
 from tinylpu.config import Config
 from tinylpu.golden import GoldenTile
@@ -540,6 +541,27 @@ def test_norm_register(case):
             GoldenTile(cfg).host(stream)
         got = run_host_stream(Tile(cfg), stream, 2)
         assert got[0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
+
+
+@pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[1]], ids=lambda c: c.ident)
+def test_schedule_rules_are_flagged(cfg):
+    """Every schedule rule the golden model refuses and the RTL reports by a status bit
+    (tinylpu.cases.schedule_cases: a vector-unit write clash, a busy scalar unit, reads of
+    writes in flight from the MATVEC pipeline, the vector unit or a PV drain, a VOP reading
+    its own landed write, NEXT before the ARGMAX lands), one hand-written program each, in
+    one simulation: the golden model refuses each program (checked by schedule_cases), the
+    RTL finishes with DONE, the rule's bit and the timing model's cycles; then a clean run."""
+    golden = GoldenTile(cfg)
+    cases = schedule_cases(golden)
+    assert len(cases) == 9 + (cfg.act_banks > 1)
+    stream = [beat for case in cases for beat in case["stream"]] + host.run_cmd(7)
+    expected = [beat for case in cases for beat in case["expected"]]
+    expected += golden.host(host.run_cmd(7))
+    assert expected[-2:] == [host.STATUS_DONE, 2]
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    for i, case in enumerate(cases):
+        assert got[2 * i:2 * i + 2] == case["expected"], case["name"]
+    assert got[-2:] == expected[-2:]
 
 
 @pytest.mark.parametrize("unit", ["matvec", "vop"])
