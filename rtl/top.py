@@ -216,6 +216,7 @@ class Tile(wiring.Component):
         m.d.comb += [
             rt.r_en.eq(resid4), rt.r_bank.eq(r4.y_bank), rt.r_word.eq(r4.y_word),
             rt.r_mask.eq(_group_mask(cfg, r4.y_group, 0)),
+            rt.r_later.eq(_later(front + results, isa.LAT_RESID_READ)),
             rt.p_en.eq(r4.valid & (r4.epi == isa.Epi.ROPE) & (r4.kind == MacMode.MATVEC)),
             rt.p_addr.eq(r4.rope_addr),
             epi.epi.eq(Mux(r4.kind == MacMode.MATVEC, r4.epi, isa.Epi.NONE)),
@@ -304,6 +305,17 @@ class Tile(wiring.Component):
                 m.d.sync += busy.eq(1)
         m.d.comb += hif.flags.eq(Cat(conflict, hazard, busy))
         return m
+
+
+def _later(stages, n):
+    """Per stage c+1 .. c+n-1 (``stages[i]`` is c+i+1): whether its token is a later
+    instruction's than the MATVEC token in stage c+n, i.e. a final token lies between them
+    (that one included). A PV drain block (an earlier PV's) never is."""
+    marks = []
+    for i in range(n - 1):
+        between = [stages[j].final & stages[j].valid for j in range(i + 1, n)]
+        marks.append(Cat(*between).any() & (stages[i].kind != MacMode.PV))
+    return Cat(*marks)
 
 
 def _group_mask(cfg, group, pack):

@@ -104,14 +104,16 @@ def test_raw_race_is_flagged():
     assert got[-2:] == [host.STATUS_DONE, 2]
 
 
-@pytest.mark.parametrize("case", ["hazard", "conflict", "clean"])
+@pytest.mark.parametrize("case", ["hazard", "conflict", "clean", "later write"])
 def test_residual_read_is_checked(case):
     """RESID reads its destination LAT_RESID_READ cycles after a block's last read. "hazard":
     the previous MATVEC's write to the same lanes is still in flight (RAW_HAZARD, the old
     value is read, exactly as in the golden model); "conflict": x comes from the same bank,
     whose read port the next block's x read needs in that cycle (PORT_CONFLICT); "clean":
-    a WAIT makes the first case safe. Row multipliers come from the row-multiplier memory,
-    which is also read back."""
+    a WAIT makes the first case safe; "later write": the next MATVEC's block to the same
+    lanes is in the pipeline at the RESID read, but it is a later instruction's write, after
+    the read in program order (no hazard, as in the golden model). Row multipliers come from
+    the row-multiplier memory, which is also read back."""
     cfg = CONFIGS[0]
     rng = np.random.default_rng(9)
     mv = lambda **kw: isa.matvec(**{**dict(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2,
@@ -120,7 +122,8 @@ def test_residual_read_is_checked(case):
     resid = mv(w_base=1, epi=isa.Epi.RESID, m_base=0)
     program = {"hazard": [mv(), resid],
                "conflict": [mv(y_bank=0, n_blocks=6, epi=isa.Epi.RESID)],
-               "clean": [mv(), isa.wait(isa.LAT_WRITE - isa.LAT_RESID_READ), resid]}[case]
+               "clean": [mv(), isa.wait(isa.LAT_WRITE - isa.LAT_RESID_READ), resid],
+               "later write": [resid, mv()]}[case]
     program = program + [isa.halt()]
     stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
     for r in range(cfg.rows):
@@ -134,7 +137,7 @@ def test_residual_read_is_checked(case):
     golden = GoldenTile(cfg)
     expected = golden.host(stream)
     status = {"hazard": host.STATUS_RAW_HAZARD, "conflict": host.STATUS_PORT_CONFLICT,
-              "clean": 0}[case] | host.STATUS_DONE
+              "clean": 0, "later write": 0}[case] | host.STATUS_DONE
     assert expected[0] == status
     assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
 
