@@ -270,6 +270,7 @@ class Drain(wiring.Component):
             "sel": Out(range(max(L, 2))), "block": Out(8),
             "mult": Out(16), "exponent": Out(range(SUM_BITS + 1)),
             "o_bank": Out(2), "o_addr": Out(16), "o_shift": Out(6), "o_bits": Out(6),
+            "left_first": Out(9), "left_end": Out(9),
         })
 
     def elaborate(self, platform):
@@ -307,6 +308,9 @@ class Drain(wiring.Component):
         m.d.comb += j.eq(count + 1 - isa.PV_DRAIN)
         offer = (count != 0) & (count + 1 >= isa.PV_DRAIN) & (j < n_blocks)
         m.d.comb += [self.inject.eq(offer), self.offer.eq(j)]
+        # the blocks not offered yet (the one offered in this cycle included), while busy
+        m.d.comb += [self.left_first.eq(Mux(count + 1 >= isa.PV_DRAIN, j, 0)),
+                     self.left_end.eq(n_blocks)]
         first = (j * R)[:max(1, (R * L - 1).bit_length())]
         with m.If(offer):
             m.d.sync += [self.block.eq(j), self.sel.eq(j % L if L > 1 else 0),

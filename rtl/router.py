@@ -21,7 +21,10 @@ to the vector unit's table port (``t_*``). The checker flags, in the same cycle:
 - ``hazard``: a read (``x``, the score stream ``s``, RESID's ``r``) of lanes a write in the
   MXM pipeline (``pending``) still has to land in (it reads the old value; the compiler
   inserts WAITs so this never happens). ``r`` comes from the result in stage
-  ``LAT_RESID_READ``, whose own write is not counted.
+  ``LAT_RESID_READ``, whose own write is not counted, nor those of the earlier stages that
+  ``r_later`` marks (a later instruction's: the golden model executes RESID's read with its
+  MATVEC, before the instructions after it). (Reads of lanes a vector-unit write
+  still has to land in, and VOP reads, are checked by :mod:`rtl.checker`.)
 
 Two users of one port in one cycle get the port in a fixed order (read ports: ``x``, ``r``,
 ``a``, ``b``, host; write ports: ``y``, ``c``, host); the others are lost. The run's status
@@ -84,6 +87,7 @@ class Router(wiring.Component):
             "m_en": In(1), "m_addr": In(16), "m_data": Out(MULT_BITS * R),
             "p_en": In(1), "p_addr": In(16), "p_data": Out(MULT_BITS * R),
             "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_mask": In(L),
+            "r_later": In(LAT_RESID_READ - 1),
             "r_data": Out(cfg.act_word_bits),
             # vector unit: operand reads, weight reads, result writes, table port
             "a_en": In(1), "a_bank": In(2), "a_word": In(16), "a_data": Out(cfg.act_word_bits),
@@ -253,18 +257,21 @@ class Router(wiring.Component):
                 m.d.comb += self.h_rdata.eq(rmem.rdata)
 
         m.d.comb += self.conflict.eq(Cat(*conflicts).any())
-        def hits(en, bank, word, mask, skip=None):
+        def hits(en, bank, word, mask, skip=None, later=None):
             out = []
             for i, w in enumerate(self.pending):
                 if i + 1 == skip:
                     continue
                 same_bank = w.bank[:bank_bits] == bank[:bank_bits] if bank_bits else 1
-                out.append(w.valid & same_bank & (w.word[:aw] == word[:aw])
-                           & (w.mask & mask).any())
+                hit = w.valid & same_bank & (w.word[:aw] == word[:aw]) & (w.mask & mask).any()
+                if later is not None and i < len(later):
+                    hit &= ~later[i]
+                out.append(hit)
             return en & Cat(*out).any()
 
         m.d.comb += self.hazard.eq(
             hits(self.x_en, self.x_bank, self.x_addr, Const(-1, L))
             | hits(self.s_en, self.s_bank, self.s_word, self.s_mask)
-            | hits(self.r_en, self.r_bank, self.r_word, self.r_mask, skip=LAT_RESID_READ))
+            | hits(self.r_en, self.r_bank, self.r_word, self.r_mask, skip=LAT_RESID_READ,
+                   later=self.r_later))
         return m

@@ -16,6 +16,7 @@ from tinylpu.numerics import RECIP_FRAC
 
 from .agu import ATTENTION_FIELDS, MATVEC_FIELDS, MatvecAgu, token_layout
 from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit
+from .checker import ReadChecker
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
 from .host import HostInterface
 from .mac import MacArray, MacMode
@@ -68,6 +69,7 @@ class Tile(wiring.Component):
         m.submodules.score = score = ScoreUnit(cfg)
         m.submodules.weight = weight = WeightUnit(cfg)
         m.submodules.drain = drain = Drain(cfg)
+        m.submodules.checker = checker = ReadChecker(cfg)
         wiring.connect(m, wiring.flipped(self.host_in), hif.i)
         wiring.connect(m, hif.o, wiring.flipped(self.host_out))
 
@@ -218,6 +220,7 @@ class Tile(wiring.Component):
         m.d.comb += [
             rt.r_en.eq(resid4), rt.r_bank.eq(r4.y_bank), rt.r_word.eq(r4.y_word),
             rt.r_mask.eq(_group_mask(cfg, r4.y_group, 0)),
+            rt.r_later.eq(_later(front + results, isa.LAT_RESID_READ)),
             rt.p_en.eq(r4.valid & (r4.epi == isa.Epi.ROPE) & (r4.kind == MacMode.MATVEC)),
             rt.p_addr.eq(r4.rope_addr),
             epi.epi.eq(Mux(r4.kind == MacMode.MATVEC, r4.epi, isa.Epi.NONE)),
@@ -241,8 +244,11 @@ class Tile(wiring.Component):
             scores = regs
         # c+8: the write
         mask, data = _write_lanes(m, cfg, last, [epi.out[r] for r in range(cfg.rows)], scores)
+        # an ARGMAX MATVEC's next token is written at the end of c_final + LAT_ARGMAX: its
+        # final token in stages c+1 .. c+LAT_ARGMAX
         argmax_pending = Cat(*(st.valid & st.final & (st.kind == MacMode.MATVEC)
-                               & (st.epi == isa.Epi.ARGMAX) for st in front + results)).any()
+                               & (st.epi == isa.Epi.ARGMAX)
+                               for st in (front + results)[:isa.LAT_ARGMAX])).any()
         m.d.comb += [
             rt.y_en.eq(last.valid), rt.y_bank.eq(last.y_bank), rt.y_word.eq(last.y_word),
             rt.y_mask.eq(mask), rt.y_data.eq(data),
@@ -274,6 +280,23 @@ class Tile(wiring.Component):
             m.d.comb += [write.valid.eq(makes), write.bank.eq(stage.y_bank),
                          write.word.eq(stage.y_word),
                          write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
+        # reads of lanes with a write in flight that the router does not see (rtl.checker)
+        m.d.comb += [
+            checker.vop_issue.eq(seq.issue_vop),
+            checker.a_en.eq(vu.a_en), checker.a_bank.eq(vu.a_bank),
+            checker.a_word.eq(vu.a_word), checker.a_lane.eq(vu.a_lane),
+            checker.b_en.eq(vu.b_en), checker.b_bank.eq(vu.b_bank),
+            checker.b_word.eq(vu.b_word), checker.b_lane.eq(vu.b_lane),
+            checker.x_en.eq(rt.x_en), checker.x_bank.eq(rt.x_bank), checker.x_addr.eq(rt.x_addr),
+            checker.s_en.eq(rt.s_en), checker.s_bank.eq(rt.s_bank), checker.s_word.eq(rt.s_word),
+            checker.s_mask.eq(rt.s_mask),
+            checker.r_en.eq(rt.r_en), checker.r_bank.eq(rt.r_bank), checker.r_word.eq(rt.r_word),
+            checker.r_mask.eq(rt.r_mask),
+            checker.mxm.eq(rt.pending), checker.vu_writes.eq(vu.writes),
+            checker.drain_busy.eq(drain.busy), checker.drain_bank.eq(drain.o_bank),
+            checker.drain_addr.eq(drain.o_addr), checker.drain_first.eq(drain.left_first),
+            checker.drain_end.eq(drain.left_end),
+        ]
         m.d.comb += seq.pipe_empty.eq(~agu.busy & ~aagu.busy & ~drain.busy
                                       & ~Cat(*(st.valid for st in front + results)).any()
                                       & vu.idle & ~ss_pending)
@@ -281,20 +304,23 @@ class Tile(wiring.Component):
         # sticky schedule-checker flags of the current run
         conflict, hazard, busy = Signal(), Signal(), Signal()
         # a result and a drain block for the output unit in one cycle; a PV while the
-        # previous one drains; PV weights formed while QK's maxima are still being written
-        busy_now = (s2_result & drain.inject) | (weight.valid & t0.first & drain.busy) \
-            | nu.overrun
+        # previous one drains; a scalar-unit or norm-unit start while it is busy. PV weights
+        # formed while QK's maxima are still being written
+        busy_now = ((s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
+                    | vu.scalar_busy | nu.overrun)
         maxima_pending = Cat(*((st.valid & (st.kind == MacMode.QK)) for st in
                                (s1, s2, r3, r4))).any()
         # NEXT reads the next-token register while an ARGMAX still has to write it
         next_early = seq.issue_next & (argmax_pending | vu.argmax_pending)
         # a norm MATVEC issued before the NORM that sets the norm register has landed
         norm_early = seq.issue_matvec & seq.matvec.norm & (vu.norm_pending | ss_pending)
-        hazard_now = rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
+        hazard_now = (rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
+                      | checker.hazard | vu.self_overlap)
         with m.If(hif.start):
             m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
         with m.Else():
-            with m.If(rt.conflict | (vu.norm_en & nu.out_valid)):
+            # two users of a port; the vector unit's one write port; the norm register
+            with m.If(rt.conflict | vu.write_clash | (vu.norm_en & nu.out_valid)):
                 m.d.sync += conflict.eq(1)
             with m.If(hazard_now & seq.running):
                 m.d.sync += hazard.eq(1)
@@ -302,6 +328,17 @@ class Tile(wiring.Component):
                 m.d.sync += busy.eq(1)
         m.d.comb += hif.flags.eq(Cat(conflict, hazard, busy))
         return m
+
+
+def _later(stages, n):
+    """Per stage c+1 .. c+n-1 (``stages[i]`` is c+i+1): whether its token is a later
+    instruction's than the MATVEC token in stage c+n, i.e. a final token lies between them
+    (that one included). A PV drain block (an earlier PV's) never is."""
+    marks = []
+    for i in range(n - 1):
+        between = [stages[j].final & stages[j].valid for j in range(i + 1, n)]
+        marks.append(Cat(*between).any() & (stages[i].kind != MacMode.PV))
+    return Cat(*marks)
 
 
 def _group_mask(cfg, group, pack):

@@ -4,7 +4,7 @@ The exact semantics are those of :meth:`tinylpu.golden.GoldenTile._vop`; the sta
 are :data:`tinylpu.isa.V_STAGES`.
 """
 
-__all__ = ["VectorUnit", "STAGES"]
+__all__ = ["VectorUnit", "STAGES", "WRITES", "write_layout"]
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
@@ -29,10 +29,17 @@ STAGES = ("s1: element control; SRAM words on a_data/b_data/w_data (c+1)",
           "s6: segment result R in the accumulator (c+6)",
           "s7: R * mult, s (c+7)")
 assert len(STAGES) == isa.LAT_V
+WRITES = isa.LAT_V + 1           # writes in flight: one per stage s1..s7, the scalar unit's
 
 
 def _log2(n):
     return n.bit_length() - 1
+
+
+def write_layout(cfg):
+    """A vector-unit write in flight: its bank, word (modulo the bank depth) and lane."""
+    return data.StructLayout({"valid": 1, "bank": 2, "word": 16,
+                              "lane": range(max(cfg.lanes, 2))})
 
 
 def _stage_fields(cfg):
@@ -127,10 +134,28 @@ class VectorUnit(wiring.Component):
     entry at the end of the cycle; ``t_rdata`` holds entry ``t_raddr`` the cycle after
     ``t_ren``. A host read in a cycle the unit reads the table takes the ports.
 
-    Structural limits the golden model does not check (the compiler's schedule must): one
-    scalar operation at a time (a RSQRT/RECIP result that reaches c+6 while the scalar unit
-    is busy is lost), and one write per cycle (a MULSHR write and a scalar write landing in
-    the same cycle: the MULSHR write wins).
+    Structural limits, which the golden model refuses and the unit reports (the tile's
+    sticky status): one scalar operation at a time (``scalar_busy``: a RSQRT/RECIP/NORM
+    result reaches c+6 while the scalar unit is busy, or in the cycle its ISQRT chains into
+    RECIP; that start is ignored), and one write per cycle (``write_clash``: a MULSHR write
+    and a scalar write land in the same cycle; the MULSHR write wins). Both are functions of
+    registers, high in the cycle it happens.
+
+    ``writes``: the unit's writes in flight, a function of registers: entry i < 7 the result
+    of the segment whose element is in stage s(i+1) (s1..s5: the segment's last element),
+    entry 7 the scalar unit's (a NORM result is not a memory write). ``a_lane``/``b_lane``:
+    the lanes of the A and B reads, with ``a_word``/``b_word``.
+
+    ``self_overlap`` (registered, in c+4 for the read in c): a read of an element in the
+    result bank after this same VOP's write to it has landed (the golden model refuses it:
+    it executes a VOP on memory as of its issue). The VOP's results go to the elements
+    ``c0 + j*js`` (mod 2**m, m = log2(adepth * lanes)), segment j's landing before segment
+    j+1's, so with L of them landed before the read of element e, that read is one iff
+    ``e - c0 = j*js`` for some j < L: with ``js = u * 2**v`` (u odd), iff ``e - c0`` is a
+    multiple of 2**v and ``(e - c0) * u**-1 mod 2**m < L * 2**v``. ``u**-1 mod 2**m`` is
+    computed by two Newton steps in the cycles after the issue (no own write lands before
+    c+7 of the first read); one port is checked, A if it reads the result bank, else B
+    (both in one bank is a port conflict anyway).
     """
 
     def __init__(self, cfg):
@@ -153,6 +178,9 @@ class VectorUnit(wiring.Component):
             "c_lane": Out(range(cfg.lanes)), "c_data": Out(32),
             "next_token": Out(16), "next_valid": Out(1), "argmax_pending": Out(1),
             "norm_en": Out(1), "norm_data": Out(22), "norm_pending": Out(1),
+            "a_lane": Out(range(max(cfg.lanes, 2))), "b_lane": Out(range(max(cfg.lanes, 2))),
+            "writes": Out(data.ArrayLayout(write_layout(cfg), WRITES)),
+            "write_clash": Out(1), "scalar_busy": Out(1), "self_overlap": Out(1),
             "t_wen": In(1), "t_waddr": In(10), "t_wdata": In(16),
             "t_ren": In(1), "t_raddr": In(10), "t_rdata": Out(16),
         })
@@ -236,6 +264,8 @@ class VectorUnit(wiring.Component):
             self.b_en.eq(valid & breads), self.b_bank.eq(cur.b_bank),
             self.b_word.eq(eb[ll:] & (cfg.adepth - 1)),
         ]
+        if ll:
+            m.d.comb += [self.a_lane.eq(ea[:ll]), self.b_lane.eq(eb[:ll])]
         s1 = st[1]
         m.d.sync += [
             s1.valid.eq(valid), s1.first.eq(k == 0), s1.last.eq(last),
@@ -457,4 +487,87 @@ class VectorUnit(wiring.Component):
             | ((sc_phase != 0) & sc_norm) | (self.busy & (cfg_q.out == OutFunc.NORM)))
         m.d.comb += self.idle.eq(~self.busy & ~Cat(*(st[i].valid for i in range(1, 8))).any()
                                  & (sc_phase == 0))
+
+        # ---- schedule checks ---------------------------------------------------------------
+        m.d.comb += [self.write_clash.eq(s7.valid & sc_write & ~sc_norm),
+                     self.scalar_busy.eq(new & (sc.busy | chain))]
+        for i in range(1, isa.LAT_V + 1):
+            pend = st[i].valid
+            if i <= 5:
+                pend &= st[i].last
+            if i <= 6:
+                pend &= st[i].out != OutFunc.NORM
+            self._write(m, self.writes[i - 1], pend, st[i].c_bank, st[i].c_e)
+        self._write(m, self.writes[isa.LAT_V], (sc_phase != 0) & ~sc_norm, sc_bank, sc_e)
+        self._self_overlap(m, cur, cfg_q, ea, eb, ec0, valid, wrow, breads, s7)
         return m
+
+    def _write(self, m, entry, valid, bank, e):
+        ll = _log2(self.cfg.lanes)
+        m.d.comb += [entry.valid.eq(valid), entry.bank.eq(bank),
+                     entry.word.eq(e[ll:] & (self.cfg.adepth - 1))]
+        if ll:
+            m.d.comb += entry.lane.eq(e[:ll])
+
+    def _self_overlap(self, m, cur, cfg_q, ea, eb, ec0, valid, wrow, breads, s7):
+        """``self_overlap``: see the class docstring."""
+        cfg = self.cfg
+        mb = _log2(cfg.adepth) + _log2(cfg.lanes)       # element address bits of a bank
+        top = 1 << mb
+        width = max(mb, 1)
+        # the VOP's constants: c0 at the issue; v, u, 1/u in the cycles after
+        c0, vmask, vstep = Signal(width), Signal(width), Signal(mb + 1)
+        u, x, p, inv = (Signal(width, name=f"ov_{n}") for n in ("u", "x", "p", "inv"))
+        step = Signal(range(6))
+        with m.If(self.issue):
+            m.d.sync += [c0.eq(ec0[:width]), step.eq(1)]
+        with m.Elif(step != 0):
+            m.d.sync += step.eq(Mux(step == 5, 0, step + 1))
+        d = Signal(width)
+        m.d.comb += d.eq(cfg_q.c_js[:min(12, width)] if mb else 0)
+        v = Signal(range(mb + 1))
+        m.d.comb += v.eq(mb)
+        for b in reversed(range(mb)):               # trailing zeros of d (mb if d = 0)
+            with m.If(d[b]):
+                m.d.comb += v.eq(b)
+        odd = (d >> v)[:width]
+        with m.Switch(step):
+            with m.Case(1):          # x0 = 3u ^ 2: 1/u mod 32
+                m.d.sync += [u.eq(odd), x.eq((odd * 3)[:width] ^ 2),
+                             vmask.eq((Const(1, mb + 1) << v) - 1),
+                             vstep.eq(Const(1, mb + 1) << v)]
+            with m.Case(2, 4):
+                m.d.sync += p.eq((u * x)[:width])
+            with m.Case(3):          # x (2 - u x): 1/u mod 2**10, then mod 2**20
+                m.d.sync += x.eq((x * (2 - p))[:width])
+            with m.Case(5):
+                m.d.sync += inv.eq((x * (2 - p))[:width])
+        assert mb <= 20
+        # L * 2**v (saturating at 2**mb) for the L results of this VOP landed so far: its
+        # MULSHR writes are the ones from c+7 of its first read (issue t) on
+        age = Signal(range(isa.LAT_V + 1))
+        landed = Signal(mb + 1)
+        with m.If(self.issue):
+            m.d.sync += [age.eq(1), landed.eq(0)]
+        with m.Else():
+            with m.If(age != isa.LAT_V):
+                m.d.sync += age.eq(age + 1)
+            with m.If(s7.valid & (age == isa.LAT_V)):
+                m.d.sync += landed.eq(Mux(landed + vstep > top, top, landed + vstep))
+        # the read (c), e - c0 and the multiple-of-2**v test (c+1), times 1/u (c+2),
+        # compared with L * 2**v (c+3), registered
+        use_a = ~wrow & (cur.a_bank == cur.c_bank)
+        use_b = breads & (cur.b_bank == cur.c_bank) & ~use_a
+        chk1, chk2, chk3 = Signal(), Signal(), Signal()
+        e1, delta2, prod3 = Signal(width), Signal(width), Signal(width)
+        lv1, lv2, lv3 = Signal(mb + 1), Signal(mb + 1), Signal(mb + 1)
+        delta = Signal(width)
+        m.d.comb += delta.eq(e1 - c0)
+        m.d.sync += [
+            chk1.eq(valid & (use_a | use_b)), e1.eq(Mux(use_a, ea, eb)[:width]),
+            lv1.eq(Mux(self.issue, 0, landed)),
+            chk2.eq(chk1 & ((delta & vmask) == 0) & (lv1 != 0)), delta2.eq(delta),
+            lv2.eq(lv1),
+            chk3.eq(chk2), prod3.eq((delta2 * inv)[:width]), lv3.eq(lv2),
+            self.self_overlap.eq(chk3 & (prod3 < lv3)),
+        ]

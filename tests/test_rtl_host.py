@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 from amaranth_host import run_host_stream, send
 
 from tinylpu import host, isa
+from tinylpu.cases import schedule_cases
 from tinylpu.compiler import compile_chain, compile_gemv
 from tinylpu.config import Config
 from tinylpu.golden import GoldenTile
@@ -103,14 +104,16 @@ def test_raw_race_is_flagged():
     assert got[-2:] == [host.STATUS_DONE, 2]
 
 
-@pytest.mark.parametrize("case", ["hazard", "conflict", "clean"])
+@pytest.mark.parametrize("case", ["hazard", "conflict", "clean", "later write"])
 def test_residual_read_is_checked(case):
     """RESID reads its destination LAT_RESID_READ cycles after a block's last read. "hazard":
     the previous MATVEC's write to the same lanes is still in flight (RAW_HAZARD, the old
     value is read, exactly as in the golden model); "conflict": x comes from the same bank,
     whose read port the next block's x read needs in that cycle (PORT_CONFLICT); "clean":
-    a WAIT makes the first case safe. Row multipliers come from the row-multiplier memory,
-    which is also read back."""
+    a WAIT makes the first case safe; "later write": the next MATVEC's block to the same
+    lanes is in the pipeline at the RESID read, but it is a later instruction's write, after
+    the read in program order (no hazard, as in the golden model). Row multipliers come from
+    the row-multiplier memory, which is also read back."""
     cfg = CONFIGS[0]
     rng = np.random.default_rng(9)
     mv = lambda **kw: isa.matvec(**{**dict(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2,
@@ -119,7 +122,8 @@ def test_residual_read_is_checked(case):
     resid = mv(w_base=1, epi=isa.Epi.RESID, m_base=0)
     program = {"hazard": [mv(), resid],
                "conflict": [mv(y_bank=0, n_blocks=6, epi=isa.Epi.RESID)],
-               "clean": [mv(), isa.wait(isa.LAT_WRITE - isa.LAT_RESID_READ), resid]}[case]
+               "clean": [mv(), isa.wait(isa.LAT_WRITE - isa.LAT_RESID_READ), resid],
+               "later write": [resid, mv()]}[case]
     program = program + [isa.halt()]
     stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
     for r in range(cfg.rows):
@@ -133,7 +137,7 @@ def test_residual_read_is_checked(case):
     golden = GoldenTile(cfg)
     expected = golden.host(stream)
     status = {"hazard": host.STATUS_RAW_HAZARD, "conflict": host.STATUS_PORT_CONFLICT,
-              "clean": 0}[case] | host.STATUS_DONE
+              "clean": 0, "later write": 0}[case] | host.STATUS_DONE
     assert expected[0] == status
     assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
 
@@ -584,3 +588,60 @@ def test_sum_of_squares_sets_the_norm_register(case):
         got = run_host_stream(Tile(cfg), stream, 2)
         flag = {"early": host.STATUS_RAW_HAZARD, "overrun": host.STATUS_UNIT_BUSY}[case]
         assert got[0] & flag
+
+
+@pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[1]], ids=lambda c: c.ident)
+def test_schedule_rules_are_flagged(cfg):
+    """Every schedule rule the golden model refuses and the RTL reports by a status bit
+    (tinylpu.cases.schedule_cases: a vector-unit write clash, a busy scalar unit, reads of
+    writes in flight from the MATVEC pipeline, the vector unit or a PV drain, a VOP reading
+    its own landed write, NEXT before the ARGMAX lands), one hand-written program each, in
+    one simulation: the golden model refuses each program (checked by schedule_cases), the
+    RTL finishes with DONE, the rule's bit and the timing model's cycles; then a clean run."""
+    golden = GoldenTile(cfg)
+    cases = schedule_cases(golden)
+    assert len(cases) == 9 + (cfg.act_banks > 1)
+    stream = [beat for case in cases for beat in case["stream"]] + host.run_cmd(7)
+    expected = [beat for case in cases for beat in case["expected"]]
+    expected += golden.host(host.run_cmd(7))
+    assert expected[-2:] == [host.STATUS_DONE, 2]
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    for i, case in enumerate(cases):
+        assert got[2 * i:2 * i + 2] == case["expected"], case["name"]
+    assert got[-2:] == expected[-2:]
+
+
+@pytest.mark.parametrize("unit", ["matvec", "vop"])
+def test_next_waits_for_the_argmax(unit):
+    """NEXT reads the next-token register: an ARGMAX MATVEC writes it at the end of
+    c_final + LAT_ARGMAX, an ARGMAX VOP with its last result (c_final + LAT_V). A NEXT in the
+    cycle after is clean and equals the golden model; one cycle earlier the golden model
+    refuses it and the RTL flags RAW_HAZARD."""
+    cfg = GEN_CFG
+    if unit == "matvec":
+        first = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=2,
+                           n_chunks=1, epi=isa.Epi.ARGMAX, y_bits=16)
+        lat = isa.LAT_ARGMAX
+    else:
+        first = isa.vop(g=isa.GFunc.PASS, red=isa.Reduce.ARGMAX, n=3, a=dict(bank=0, ks=1),
+                        c=dict(bank=1, base=5))
+        lat = isa.LAT_V
+    rng = np.random.default_rng(45)
+    stream = []
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-999, 999, (2, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_TOKENS, 0, [[3]])
+    for gap in (lat - 1, lat):                 # the NEXT issues gap + 1 cycles after c_final
+        program = [first, isa.wait(gap), isa.next_(0), isa.halt()]
+        stream += host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+        stream += host.generate_cmd(1, 1)
+        if gap == lat - 1:
+            with pytest.raises(Exception, match="before the argmax result lands"):
+                GoldenTile(cfg).host(stream)
+            got = run_host_stream(Tile(cfg), stream, 4)
+            assert got[2] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
+            stream = stream[:-len(host.generate_cmd(1, 1))]
+    expected = GoldenTile(cfg).host(stream)
+    assert expected[2] == host.STATUS_DONE
+    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected

@@ -4,7 +4,10 @@ The harness models the activation and weight banks in Python (read data one cycl
 the request; a write lands at the end of its cycle, so a read in the same cycle sees the
 old word), issues VOPs at chosen cycles, and compares every write (cycle, bank, word, lane,
 value), ``next_token`` in every cycle, the ``busy``/``final``/``idle`` traces and the read
-enables with :meth:`tinylpu.golden.GoldenTile._vop` run at the same issue cycles.
+enables with :meth:`tinylpu.golden.GoldenTile._vop` run at the same issue cycles. The unit's
+schedule flags (``write_clash``, ``scalar_busy``, ``self_overlap``) and the read checker's
+``hazard`` (:class:`rtl.checker.ReadChecker` on the unit's reads and writes) stay low for
+every sequence the golden model accepts, and the rule's flag is raised for one it refuses.
 """
 
 import dataclasses
@@ -14,6 +17,7 @@ import random
 import numpy as np
 import pytest
 from amaranth.back import rtlil
+from amaranth.hdl import Module
 from amaranth.lib import data
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, reject, settings
@@ -22,6 +26,7 @@ from hypothesis import strategies as st
 from tinylpu import golden, isa
 from tinylpu.config import Config
 from tinylpu.isa import BMode, GFunc, Index, OutFunc, Reduce, Space
+from tinylpu.rtl.checker import ReadChecker
 from tinylpu.rtl.vu import VectorUnit
 
 CFG = Config(lanes=4, rows=2, wdepth=64, act_banks=4, adepth=16, pdepth=16, tdepth=16)
@@ -102,10 +107,25 @@ def _pack(values, bits):
     return out
 
 
+FLAGS = ("write_clash", "scalar_busy", "self_overlap", "hazard")
+
+
+def _harness(cfg):
+    """The unit and a read checker watching its reads and writes (no MXM writes)."""
+    dut, checker = VectorUnit(cfg), ReadChecker(cfg)
+    m = Module()
+    m.submodules.vu, m.submodules.checker = dut, checker
+    m.d.comb += [checker.vop_issue.eq(dut.issue), checker.vu_writes.eq(dut.writes)]
+    for port in ("a", "b"):
+        m.d.comb += [getattr(checker, f"{port}_{f}").eq(getattr(dut, f"{port}_{f}"))
+                     for f in ("en", "bank", "word", "lane")]
+    return m, dut, checker
+
+
 def run_rtl(cfg, mems, items, issues, end, load_table=True):
     """Simulate; return per-cycle observations and the writes."""
     amem, wmem, table = (x.copy() for x in mems)
-    dut = VectorUnit(cfg)
+    top, dut, checker = _harness(cfg)
     L, ll = cfg.lanes, cfg.lanes.bit_length() - 1
     by_cycle = dict(zip(issues, items))
     trace, writes = [], []
@@ -144,7 +164,8 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
                 a_en=ctx.get(dut.a_en), a_bank=ctx.get(dut.a_bank), a_word=ctx.get(dut.a_word),
                 b_en=ctx.get(dut.b_en), b_bank=ctx.get(dut.b_bank), b_word=ctx.get(dut.b_word),
                 w_en=ctx.get(dut.w_en), w_word=ctx.get(dut.w_word),
-                next_token=ctx.get(dut.next_token))
+                next_token=ctx.get(dut.next_token), hazard=ctx.get(checker.hazard),
+                **{f: ctx.get(getattr(dut, f)) for f in FLAGS[:3]})
             trace.append(obs)
             # reads: data as of this cycle (before this cycle's write lands)
             a_next = (_pack(amem[obs["a_bank"] % cfg.act_banks, obs["a_word"]], 32)
@@ -161,7 +182,7 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
                 amem[bank % cfg.act_banks, word, lane] = value - (value >> 31 << 32)
             await ctx.tick()
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
@@ -177,6 +198,8 @@ def check(cfg, items, seed=0, mems=None, t0=3):
     end = max([issues[-1] + math.prod(isa.vop_dims(items[-1].args, items[-1].pos))]
               + [w[0] for w in g_writes]) + 3
     trace, writes, amem = run_rtl(cfg, mems, items, issues, end, load_table=load)
+    for flag in FLAGS:
+        assert not any(obs[flag] for obs in trace), f"{flag} raised"
     assert writes == g_writes
     assert (amem == g_amem).all()
     # next_token: the golden value from the cycle after its landing cycle
@@ -217,6 +240,29 @@ def check(cfg, items, seed=0, mems=None, t0=3):
         got = {key: obs[key] for key in want}
         assert got == want, f"cycle {cycle}"
     return g_writes, g_nexts, trace
+
+
+# the flag raised for each schedule error the golden model reports (by its message)
+RULE_FLAGS = (("two vector-unit writes", "write_clash"), ("scalar unit started", "scalar_busy"),
+              ("after its own write landed", "self_overlap"), ("in flight", "hazard"))
+
+
+def check_refused(cfg, items, seed=0, t0=3):
+    """``items`` that the golden model refuses: the RTL raises the flag of the rule named in
+    the golden model's error. Returns that flag."""
+    mems = random_mems(cfg, random.Random(seed))
+    with pytest.raises(golden.GoldenError) as error:
+        run_golden(cfg, mems, items, t0)
+    flag = next(f for key, f in RULE_FLAGS if key in str(error.value))
+    issues, t = [], t0
+    for it in items:
+        t += it.gap
+        issues.append(t)
+        t += math.prod(isa.vop_dims(it.args, it.pos))
+    end = t + max(isa.vop_latency(it.args) for it in items) + 8
+    trace, _, _ = run_rtl(cfg, mems, items, issues, end, load_table=False)
+    assert any(obs[flag] for obs in trace), f"{flag} not raised: {error.value}"
+    return flag
 
 
 def A(bank=0, **kw):
@@ -390,6 +436,77 @@ def test_scalar_back_to_back_start_in_done_cycle():
     check(CFG, items)
 
 
+@pytest.mark.parametrize("rule", ["write clash", "scalar busy", "scalar chain", "read in flight",
+                                  "read after landing", "self overlap", "self overlap js"])
+def test_schedule_errors_are_flagged(rule):
+    """Each schedule rule of the unit, broken by two VOPs (or one): the golden model refuses
+    the sequence, the unit (or the read checker) raises the rule's flag. RECIP issued at t
+    lands in t + 22, a one-element MULSHR in t + 7."""
+    recip = vop_args(g=GFunc.PASS, out=OutFunc.RECIP, n=1, a=A(0), c=A(1, base=3))
+    items = {
+        "write clash": [Item(recip), Item(vop_args(g=GFunc.PASS, n=1, a=A(0, base=1),
+                                                   c=A(1, base=9)), gap=22 - 7 - 1)],
+        "scalar busy": [Item(recip), Item(recip, gap=isa.RECIP_LAT - 2)],
+        "scalar chain": [Item(vop_args(g=GFunc.PASS, out=OutFunc.RSQRT, n=1, a=A(0), c=A(1))),
+                         Item(recip, gap=isa.ISQRT_LAT - 1)],
+        "read in flight": [Item(vop_args(g=GFunc.PASS, n=1, a=A(0), c=A(1, base=5))),
+                           Item(vop_args(g=GFunc.PASS, n=1, a=A(1, base=5), c=A(0, base=9)),
+                                gap=6)],
+        # the write lands (issue + 7) before the read of element 5 (issue + 1 + 8)
+        "read after landing": [Item(vop_args(g=GFunc.PASS, n=1, a=A(0), c=A(1, base=5))),
+                               Item(vop_args(g=GFunc.PASS, red=Reduce.MAX, n=12,
+                                             a=A(1, base=2**18 - 3, ks=1), c=A(0, base=9),
+                                             sat=32))],
+        "self overlap": [Item(vop_args(g=GFunc.PASS, s=9, n=1, a=A(1, js=0), c=A(1, js=0),
+                                       sat=32))],
+        # result j to element 4 + 3j lands in t + 7 + j, element e is read in t + e:
+        # element 10 (j = 2) lands in t + 9, read in t + 10 (an odd stride)
+        "self overlap js": [Item(vop_args(g=GFunc.ADD, s=12, n=1, a=A(1, js=1),
+                                          b={"mode": BMode.IMM, "base": 1},
+                                          c=A(1, base=4, js=3), sat=32))],
+    }[rule]
+    flag = check_refused(CFG2, items)
+    assert flag == {"write clash": "write_clash", "scalar busy": "scalar_busy",
+                    "scalar chain": "scalar_busy", "self overlap": "self_overlap",
+                    "self overlap js": "self_overlap"}.get(rule, "hazard")
+
+
+def test_self_overlap_boundaries():
+    """In-place and strided VOPs that read each element before their own write to it lands
+    (as the decoder's ``x = x + tmp``), or in the write's own cycle: accepted, no flag."""
+    items = [Item(vop_args(g=GFunc.ADD, s=20, n=1, a=A(1, js=1), b={"mode": BMode.IMM,
+                                                                  "base": 3},
+                           c=A(1, js=1), sat=32)),
+             Item(vop_args(g=GFunc.PASS, s=8, n=1, a=A(0, js=0), c=A(0, js=0), sat=32)),
+             Item(vop_args(g=GFunc.ADD, s=6, n=2, a=A(1, base=40, ks=1, js=2),
+                           b={"mode": BMode.IMM, "base": 3}, c=A(1, base=40, js=2), sat=32),
+                  gap=3)]
+    check(CFG2, items)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_self_overlap_matches_golden(data_):
+    """One VOP whose A (or B) reads the bank it writes, random strides, sizes and bases (the
+    modular arithmetic of ``self_overlap``): the golden model refuses it exactly when the
+    unit flags it."""
+    stride = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 8, 12, 16, 31, 32, 63, 64, 65, 96, 4095])
+    use_b = data_.draw(st.booleans())
+    a = A(0 if use_b else 1, base=data_.draw(st.integers(0, 2**18 - 1)), js=data_.draw(stride),
+          ks=data_.draw(stride))
+    b = ({"mode": BMode.MEM, "bank": 1, "base": data_.draw(st.integers(0, 2**18 - 1)),
+          "js": data_.draw(stride), "ks": data_.draw(stride)} if use_b
+         else {"mode": BMode.IMM, "base": 1})
+    items = [Item(vop_args(g=GFunc.ADD, s=data_.draw(st.integers(1, 24)),
+                           n=data_.draw(st.integers(1, 3)), a=a, b=b,
+                           c=A(1, base=data_.draw(st.integers(0, 2**18 - 1)),
+                               js=data_.draw(stride)), sat=32))]
+    try:
+        check(CFG2, items)
+    except golden.GoldenError:
+        assert check_refused(CFG2, items) == "self_overlap"
+
+
 def test_back_to_back_and_idle():
     """VOPs issued the cycle after the previous final read, then after a gap; one reads the
     results of an earlier one (after they landed)."""
@@ -513,9 +630,10 @@ def test_silu_interpolation_rounding():
 @given(st.data())
 def test_random_sequences_shared_banks(data_):
     """Two activation banks: results share a bank with operands, later VOPs read them
-    (sequences the golden model rejects as schedule errors are skipped)."""
+    (sequences the golden model rejects as schedule errors: the RTL flags the rule)."""
     items = data_.draw(vop_items(CFG2, 3, c_banks=(0, 1, 2, 3)))
+    seed = data_.draw(st.integers(0, 2**16))
     try:
-        check(CFG2, items, seed=data_.draw(st.integers(0, 2**16)))
+        check(CFG2, items, seed=seed)
     except golden.GoldenError:
-        reject()
+        check_refused(CFG2, items, seed=seed)

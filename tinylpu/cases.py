@@ -1,7 +1,9 @@
 """Test and benchmark cases: host streams with the golden model's expected responses."""
 
 __all__ = ["gemv_case", "compiled_case", "program_case", "random_program_case", "random_matvec",
-           "random_attention", "standard_cases", "snapshot", "restore"]
+           "random_attention", "standard_cases", "schedule_cases", "snapshot", "restore"]
+
+import re
 
 import numpy as np
 
@@ -118,6 +120,112 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
     for case in cases:            # after a port conflict memory is undefined: no such case
         status = case["expected"][case["run_at"]]
         assert not status & host.STATUS_PORT_CONFLICT, f"{case['name']}: a port conflict"
+    return cases
+
+
+def _timing_cycles(program):
+    """The cycle count of a straight-line program of MATVEC, VOP, PV, WAIT and NEXT, ended by
+    HALT, by the timing model: ``max(t_halt + 1, last_write + 1)``."""
+    t, last = 1, -1
+    for instr in program:
+        op, d = instr["op"], isa.duration(instr)
+        args = next(iter(instr["args"].values()), None) if instr["args"] else None
+        if op == isa.Opcode.HALT:
+            return max(t + 1, last + 1)
+        if op == isa.Opcode.MATVEC:
+            last = max(last, t + d - 1 + isa.LAT_WRITE)
+        elif op == isa.Opcode.VOP:
+            last = max(last, t + d - 1 + isa.vop_latency(args))
+        elif op == isa.Opcode.PV:
+            last = max(last, t + d - 1 + isa.PV_DRAIN + args["d_blocks"] - 1 + isa.LAT_OUT)
+        t += d
+    raise ValueError("no HALT")
+
+
+def schedule_cases(golden):
+    """Hand-written programs that each break one schedule rule (docs/isa.md, "Schedule
+    rules") that the RTL reports by a status bit: the golden model refuses every one (checked:
+    a GoldenError naming that rule); the RTL runs it to the end and answers DONE with the
+    rule's bit and the timing model's cycle count (none of them changes when a write lands;
+    the one start the scalar unit ignores would have landed before the RSQRT in flight).
+    Nothing is read back: the data of such a run is stale or lost where the rule says so.
+    ``golden`` keeps its memory state; the RTL's may differ afterwards, so run these after
+    cases that read back memory they did not write."""
+    cfg = golden.cfg
+    L, R = cfg.lanes, cfg.rows
+    G, O = isa.GFunc, isa.OutFunc
+    b0, b1 = 0, 1 % cfg.act_banks
+    far = (cfg.adepth // 2) * L                       # an element nothing else touches
+    emask = (1 << 18) - 1
+    mv = lambda **kw: isa.matvec(**{**dict(w_base=0, x_bank=b0, x_addr=0, y_bank=b1, y_addr=0,
+                                            n_blocks=1, n_chunks=1, q_shift=6, y_bits=16),
+                                    **kw})
+    pas = lambda a, c, **kw: isa.vop(g=G.PASS, a=a, c=c, **{"sat": 32, **kw})
+    recip = pas(dict(bank=b0), dict(bank=b0, base=far), out=O.RECIP)
+    rsqrt = pas(dict(bank=b0), dict(bank=b1, base=far), out=O.RSQRT)
+    raw, busy, clash = host.STATUS_RAW_HAZARD, host.STATUS_UNIT_BUSY, host.STATUS_PORT_CONFLICT
+    rules = [
+        # a RECIP result (issue + 22) and a MULSHR result (issue + 7) land together
+        ("vector-unit write clash", clash, "two vector-unit writes",
+         [recip, isa.wait(isa.vop_latency(recip["args"]["vop"]) - isa.LAT_V - 1),
+          pas(dict(bank=b0, base=1), dict(bank=b1, base=far + 1))]),
+        # a RECIP's operand reaches the scalar unit while the RSQRT before it runs
+        ("scalar unit busy", busy, "scalar unit started",
+         [rsqrt, pas(dict(bank=b0, base=1), dict(bank=b1, base=far + 1), out=O.RECIP)]),
+        # the MATVEC's block (lanes 0 .. R-1 of word 0) lands in cycle 9, read in 2 and 3
+        ("VOP read of a MATVEC write in flight", raw, "reads A .* in flight",
+         [mv(), pas(dict(bank=b1, base=1), dict(bank=b0, base=far), n=2)]),
+        # ... and read in cycle 10, after it landed but with the write pending at the issue
+        ("VOP read of a write landing after its issue", raw, "reads A .* in flight",
+         [mv(), pas(dict(bank=b1, base=(1 - 8) & emask, ks=1), dict(bank=b0, base=far),
+                    red=isa.Reduce.SUM, n=12)]),
+        ("VOP read of a vector-unit write in flight", raw, "reads A .* in flight",
+         [pas(dict(bank=b0), dict(bank=b1, base=5)),
+          pas(dict(bank=b1, base=5), dict(bank=b0, base=far), n=2)]),
+        ("MATVEC read of a vector-unit write in flight", raw, "MATVEC read .* vector-unit",
+         [pas(dict(bank=b1, base=3 * L), dict(bank=b0, base=2)), mv(y_addr=8)]),
+        ("RESID read of a vector-unit write in flight", raw, "MATVEC read .* vector-unit",
+         [pas(dict(bank=b0, base=3 * L), dict(bank=b1, base=2 * L)),
+          mv(y_addr=2, epi=isa.Epi.RESID)]),
+        # element 7 is rewritten every cycle from issue + 7 and read every cycle to issue + 8
+        ("VOP read after its own write landed", raw, "after its own write landed",
+         [pas(dict(bank=b1, base=7), dict(bank=b1, base=7), s=9)]),
+        ("NEXT before the ARGMAX lands", raw, "before the argmax",
+         [pas(dict(bank=b0, ks=1), dict(bank=b1, base=far), red=isa.Reduce.ARGMAX, n=3,
+              sat=16), isa.next_(0)]),
+    ]
+    if cfg.act_banks > 1 and L >= 2 * R:
+        # PV's drain block 1 (lanes R .. 2R-1 of word 4) is offered to the output unit in
+        # cycle 14 and lands in 20; the VOP reads it in 3
+        rules.append(("VOP read of a PV output still draining", raw, "reads A .* in flight",
+                      [isa.pv(v_bank=b0, v_addr=0, s_bank=b1, s_addr=1, y_bank=b1, y_addr=4,
+                              d_blocks=2, shift=14, n=1),
+                       pas(dict(bank=b1, base=4 * L + R), dict(bank=b0, base=far))]))
+    rng = np.random.default_rng(77)
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    cases = []
+    for name, bit, refusal, body in rules:
+        program = body + [isa.halt()]
+        stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+        for r in range(R):
+            stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, rng.integers(lo, hi, (2, L)))
+        for a in range(cfg.act_banks):
+            stream += host.write_cmd(cfg, host.TARGET_ABANK + a, 0,
+                                     rng.integers(-(1 << 15), 1 << 15, (10, L)))
+        stream += host.run_cmd(0)
+        state = snapshot(golden)
+        try:
+            golden.host(stream)
+            raise AssertionError(f"{name}: the golden model runs the program")
+        except GoldenError as error:
+            if not re.search(refusal, str(error)):
+                raise AssertionError(f"{name}: the golden model refuses it for another "
+                                     f"reason: {error}") from None
+        restore(golden, state)
+        cycles = _timing_cycles(program)
+        cases.append({"name": f"{name} flagged", "stream": stream,
+                      "expected": [host.STATUS_DONE | bit, cycles], "cycles": cycles,
+                      "run_at": 0, "bit": bit})
     return cases
 
 
