@@ -281,17 +281,11 @@ class Tile(wiring.Component):
                          write.word.eq(stage.y_word),
                          write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
         # reads of lanes with a write in flight that the router does not see (rtl.checker)
+        _tap(m, checker, vu, [f"{p}_{f}" for p in "ab" for f in ("en", "bank", "word", "lane")])
+        _tap(m, checker, rt, ["x_en", "x_bank", "x_addr"] + [f"{p}_{f}" for p in "sr"
+                                                            for f in ("en", "bank", "word", "mask")])
         m.d.comb += [
             checker.vop_issue.eq(seq.issue_vop),
-            checker.a_en.eq(vu.a_en), checker.a_bank.eq(vu.a_bank),
-            checker.a_word.eq(vu.a_word), checker.a_lane.eq(vu.a_lane),
-            checker.b_en.eq(vu.b_en), checker.b_bank.eq(vu.b_bank),
-            checker.b_word.eq(vu.b_word), checker.b_lane.eq(vu.b_lane),
-            checker.x_en.eq(rt.x_en), checker.x_bank.eq(rt.x_bank), checker.x_addr.eq(rt.x_addr),
-            checker.s_en.eq(rt.s_en), checker.s_bank.eq(rt.s_bank), checker.s_word.eq(rt.s_word),
-            checker.s_mask.eq(rt.s_mask),
-            checker.r_en.eq(rt.r_en), checker.r_bank.eq(rt.r_bank), checker.r_word.eq(rt.r_word),
-            checker.r_mask.eq(rt.r_mask),
             checker.mxm.eq(rt.pending), checker.vu_writes.eq(vu.writes),
             checker.drain_busy.eq(drain.busy), checker.drain_bank.eq(drain.o_bank),
             checker.drain_addr.eq(drain.o_addr), checker.drain_first.eq(drain.left_first),
@@ -339,6 +333,12 @@ def _later(stages, n):
         between = [stages[j].final & stages[j].valid for j in range(i + 1, n)]
         marks.append(Cat(*between).any() & (stages[i].kind != MacMode.PV))
     return Cat(*marks)
+
+
+def _tap(m, dst, src, names):
+    """``dst.<name>`` follows ``src.<name>`` for each of ``names`` (a unit watching another's
+    ports)."""
+    m.d.comb += [getattr(dst, n).eq(getattr(src, n)) for n in names]
 
 
 def _group_mask(cfg, group, pack):
