@@ -98,21 +98,28 @@ def draw(out):
     host = box(ax, 0.3, 4.1, 2.3, top[1], "host", "Host interface",
                ["amaranth.lib.stream", "", "32-bit in", "32-bit out"])
     imem = box(ax, colB[0], top[0], colB[1], top[1], "memory", "Instruction memory",
-               ["pdepth x 128 bit"])
+               ["pdepth x 288 bit"])
     seq = box(ax, colC[0], top[0], colC[1], top[1], "control", "Sequencer",
-              ["pc, one-level zero-overhead LOOP", "WAIT counter, issue slot"])
-    agen = box(ax, colC[0], mid[0], colC[1], mid[1], "control", "Address generator",
-               ["MATVEC: blocks x chunks loops"])
+              ["issue slot, WAIT, LOOP, HALT", "NEXT: token loop, pos, next token"])
+    agen = box(ax, colC[0], mid[0], colC[1], mid[1], "control", "Address generators",
+               ["MATVEC: blocks x chunks", "QK / PV: one K or V row a cycle"])
+    vu = box(ax, colB[0], mid[0], colB[1], mid[1], "compute", "Vector unit",
+             ["element-serial VOPs: embedding,", "first norm scale, final gain"])
     wbank = box(ax, colD[0], mid[0], colD[1], mid[1], "memory", "Weight banks 0..R-1",
                 ["wdepth x L bytes each"])
     abank = box(ax, colB[0], bot[0], colB[1], bot[1], "memory", "Activation banks 0..A-1",
-                ["adepth x L bytes", "1R+1W port each"])
+                ["adepth x L x 32-bit lanes, 1R+1W", "x, packed KV cache, scores"])
     router = box(ax, colC[0], bot[0], colC[1], bot[1], "router", "Router",
-                 ["program-set muxes", "conflict + hazard checker"])
+                 ["program-set muxes", "conflict, hazard, read checkers"])
     mac = box(ax, colD[0], bot[0], colD[1], bot[1], "compute", "MAC array R x L",
-              ["int8 x int8 -> int32"])
-    req = box(ax, colD[0], low[0], colD[1], low[1], "compute", "Requantizer",
-              ["x M >> S, round, saturate"])
+              ["int8 x int16 -> int32; QK, PV", "(scores, maxima, exp2, drain)"])
+    req = box(ax, colD[0], 1.3, colD[1], 2.5, "compute",
+              "Requantizer + epilogue",
+              ["x M (x norm) >> S, saturate", "RESID, ROPE, SILU_GATE, ARGMAX"])
+    consts = box(ax, colC[0], 1.1, colC[1], 1.6, "memory",
+                 "Row multipliers, RoPE table", [])
+    norm = box(ax, colB[0], 1.1, colB[1], 1.6, "compute",
+               "Norm unit", ["sum x^2 -> isqrt -> 1/v"])
 
     # Host <-> the tile.
     y = 7.95
@@ -125,14 +132,20 @@ def draw(out):
     y = 4.6
     x = router.x0 + 0.45
     arrow(ax, (host.x1, y), (x, y), (x, router.y1), both=True)
-    label(ax, (host.x1 + x) / 2 - 0.2, y + 0.1, "SRAM load / read-back", va="bottom")
+    label(ax, host.x1 + 0.15, y + 0.1, "SRAM load / read-back", ha="left", va="bottom")
 
     # Control.
     arrow(ax, (imem.x1, imem.cy), (seq.x0, seq.cy), data=False)
     label(ax, (imem.x1 + seq.x0) / 2, imem.cy + 0.1, "instr", va="bottom")
     x = seq.cx + 0.3
     arrow(ax, (x, seq.y0), (x, agen.y1), data=False)
-    label(ax, x + 0.12, (seq.y0 + agen.y1) / 2, "issue MATVEC", ha="left")
+    label(ax, x + 0.12, (seq.y0 + agen.y1) / 2, "issue MATVEC / QK / PV", ha="left")
+    x = vu.cx
+    arrow(ax, (seq.x0 + 0.2, seq.y0), (seq.x0 + 0.2, vu.y1 + 0.3), (x, vu.y1 + 0.3), (x, vu.y1),
+          data=False)
+    label(ax, x + 0.12, vu.y1 + 0.15, "issue VOP", ha="left")
+    arrow(ax, (vu.cx, vu.y0), (vu.cx, abank.y1), both=True)
+    label(ax, vu.cx + 0.12, vu.y0 - 0.2, "a, b, c (one lane)", ha="left")
     arrow(ax, (agen.x1, agen.cy), (wbank.x0, wbank.cy), data=False)
     label(ax, (agen.x1 + wbank.x0) / 2, agen.cy + 0.1, "w addr", va="bottom")
     x = agen.cx + 0.3
@@ -151,13 +164,17 @@ def draw(out):
     label(ax, (abank.x1 + router.x0) / 2, y - 0.08, "y stream", va="top")
     arrow(ax, (router.x1, router.cy), (mac.x0, mac.cy))
     label(ax, (router.x1 + mac.x0) / 2, router.cy + 0.1,
-          "x stream: L x int8 / cycle\n(broadcast to R rows)", va="bottom")
+          "x stream: L x int16 / cycle\n(broadcast to R rows)", va="bottom")
     arrow(ax, (mac.cx, mac.y0), (mac.cx, req.y1))
     label(ax, mac.cx + 0.12, (mac.y0 + req.y1) / 2, "R x int32 per row block", ha="left")
     x = router.cx + 0.3
     arrow(ax, (req.x0, req.cy), (x, req.cy), (x, router.y0))
-    label(ax, (x + req.x0) / 2, req.cy - 0.1, "y stream: R x int8\n(byte-enabled write)",
-          va="top")
+    label(ax, (x + req.x0) / 2 + 0.25, req.cy + 0.1, "y stream: R lanes\n(lane-enabled write)",
+          va="bottom")
+    arrow(ax, (consts.x1, consts.cy), (req.x0, consts.cy), data=False)
+    arrow(ax, (norm.x1, norm.cy), (consts.x0 - 0.2, norm.cy), (consts.x0 - 0.2, 1.75),
+          (req.x0, 1.75), data=False)
+    label(ax, consts.x1 + 0.1, 1.62, "norm register", ha="left", va="top")
 
     # Key of unit types and arrow kinds.
     kx, ky = 10.9, 8.3
@@ -177,7 +194,7 @@ def draw(out):
 
     # Pipeline strip.
     stages = ["cycle c: SRAM read", "c+1: multiply", "c+2: accumulate", "c+3: x M",
-              "c+4: round, saturate, write"]
+              "c+4: round, shift, saturate", "c+5..c+7: epilogue", "c+8: write"]
     ax.text(0.3, 0.95, "MATVEC pipeline (one token)", fontsize=DETAIL_PT, fontweight="bold",
             color=INK, va="center")
     x0, x1, gap = 0.3, W - 0.3, 0.35
