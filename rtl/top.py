@@ -156,10 +156,9 @@ class Tile(wiring.Component):
         # (numerics.norm_mult), registered with its exponent
         norm = Signal(22)                     # the norm register: b << 16 | m
         m.submodules.norm_unit = nu = NormUnit()
-        with m.If(vu.norm_en):
-            m.d.sync += norm.eq(vu.norm_data)
-        with m.Elif(nu.out_valid):
+        with m.If(nu.out_valid):
             m.d.sync += norm.eq(nu.data)
+        assert isa.LAT_NORM_READ == 2          # read in c+2 of a block's last chunk
         mults = [Signal(signed(16), name=f"mult3_{r}") for r in range(cfg.rows)]
         norm_b = Signal(6)
         for r in range(cfg.rows):
@@ -266,11 +265,18 @@ class Tile(wiring.Component):
         with m.If(ss9):
             m.d.sync += ss_acc.eq(Mux(head9, init9, ss_acc) + sum(sq9))
         m.d.sync += ss10.eq(ss9 & final9)
-        m.d.comb += [nu.valid.eq(ss10), nu.ss.eq(ss_acc)]
+        # the norm unit's one input: an ss MATVEC's total or a NORM VOP's (c+6)
+        m.d.comb += [nu.valid.eq(ss10 | vu.norm_valid),
+                     nu.ss.eq(Mux(vu.norm_valid, vu.norm_total, ss_acc))]
         # an ss MATVEC whose norm register write has not landed
         ss_pending = Cat(*(st.valid & st.ss & (st.kind == MacMode.MATVEC)
                            for st in front + results)).any() | ss9 | nu.pending
-        assert isa.LAT_SS_NORM == isa.LAT_WRITE + 2 + isa.NORM_ISQRT_LAT + isa.RECIP_PIPE_LAT
+        assert isa.LAT_SS_NORM == isa.LAT_WRITE + 2 + isa.NORM_LAT
+        # a norm-register write of an earlier instruction still to land: an ss MATVEC's final
+        # token in the result chain or its total on the way, or a NORM VOP's
+        norm_inflight = (Cat(*(st.valid & st.ss & st.final & (st.kind == MacMode.MATVEC)
+                               for st in results)).any()
+                         | (ss9 & final9) | nu.pending | vu.norm_pending)
         # the writes in flight, for the hazard check: results on their way, and the MATVEC
         # and QK tokens that will produce one
         for i, stage in enumerate(front + results):
@@ -298,23 +304,24 @@ class Tile(wiring.Component):
         # sticky schedule-checker flags of the current run
         conflict, hazard, busy = Signal(), Signal(), Signal()
         # a result and a drain block for the output unit in one cycle; a PV while the
-        # previous one drains; a scalar-unit or norm-unit start while it is busy. PV weights
+        # previous one drains; a scalar-unit start while it is busy. PV weights
         # formed while QK's maxima are still being written
         busy_now = ((s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
-                    | vu.scalar_busy | nu.overrun)
+                    | vu.scalar_busy)
         maxima_pending = Cat(*((st.valid & (st.kind == MacMode.QK)) for st in
                                (s1, s2, r3, r4))).any()
         # NEXT reads the next-token register while an ARGMAX still has to write it
         next_early = seq.issue_next & (argmax_pending | vu.argmax_pending)
-        # a norm MATVEC issued before the NORM that sets the norm register has landed
-        norm_early = seq.issue_matvec & seq.matvec.norm & (vu.norm_pending | ss_pending)
+        # a norm MATVEC's block reads the norm register (c+2) before an earlier write landed
+        norm_early = (s2.valid & s2.last & s2.norm & (s2.kind == MacMode.MATVEC)
+                      & norm_inflight)
         hazard_now = (rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
                       | checker.hazard | vu.self_overlap)
         with m.If(hif.start):
             m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
         with m.Else():
-            # two users of a port; the vector unit's one write port; the norm register
-            with m.If(rt.conflict | vu.write_clash | (vu.norm_en & nu.out_valid)):
+            # two users of a port; the vector unit's one write port; the norm unit's input
+            with m.If(rt.conflict | vu.write_clash | (ss10 & vu.norm_valid)):
                 m.d.sync += conflict.eq(1)
             with m.If(hazard_now & seq.running):
                 m.d.sync += hazard.eq(1)

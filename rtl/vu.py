@@ -117,7 +117,8 @@ class VectorUnit(wiring.Component):
       element the result R is valid in c+6 (stage s6).
     * c+6: R * mult (64-bit) and s = clamp(shift + exponent, 0, 63) registered into s7.
       RSQRT/RECIP: the scalar unit starts here with R (unsigned 48-bit): ISQRT, then RECIP
-      of the root started in ISQRT's done cycle (c+6+25), or RECIP directly.
+      of the root started in ISQRT's done cycle (c+6+25), or RECIP directly. NORM:
+      ``norm_valid`` and ``norm_total`` (R's low SS_BITS bits) for the tile's norm unit.
     * c+7 (MULSHR, and ARGMAX with MULSHR): round, shift, saturate; ``c_en`` with the
       result: the write lands at the end of c+7 = c + isa.LAT_V. RECIP lands at the end of
       c+6+16, RSQRT of c+6+25+16: the scalar unit's done cycle; = c + isa.vop_latency.
@@ -135,7 +136,7 @@ class VectorUnit(wiring.Component):
     ``t_ren``. A host read in a cycle the unit reads the table takes the ports.
 
     Structural limits, which the golden model refuses and the unit reports (the tile's
-    sticky status): one scalar operation at a time (``scalar_busy``: a RSQRT/RECIP/NORM
+    sticky status): one scalar operation at a time (``scalar_busy``: a RSQRT/RECIP
     result reaches c+6 while the scalar unit is busy, or in the cycle its ISQRT chains into
     RECIP; that start is ignored), and one write per cycle (``write_clash``: a MULSHR write
     and a scalar write land in the same cycle; the MULSHR write wins). Both are functions of
@@ -143,7 +144,7 @@ class VectorUnit(wiring.Component):
 
     ``writes``: the unit's writes in flight, a function of registers: entry i < 7 the result
     of the segment whose element is in stage s(i+1) (s1..s5: the segment's last element),
-    entry 7 the scalar unit's (a NORM result is not a memory write). ``a_lane``/``b_lane``:
+    entry 7 the scalar unit's (a NORM is not a memory write). ``a_lane``/``b_lane``:
     the lanes of the A and B reads, with ``a_word``/``b_word``.
 
     ``self_overlap`` (registered, in c+4 for the read in c): a read of an element in the
@@ -177,7 +178,7 @@ class VectorUnit(wiring.Component):
             "c_en": Out(1), "c_bank": Out(2), "c_word": Out(16),
             "c_lane": Out(range(cfg.lanes)), "c_data": Out(32),
             "next_token": Out(16), "next_valid": Out(1), "argmax_pending": Out(1),
-            "norm_en": Out(1), "norm_data": Out(22), "norm_pending": Out(1),
+            "norm_valid": Out(1), "norm_total": Out(isa.SS_BITS), "norm_pending": Out(1),
             "a_lane": Out(range(max(cfg.lanes, 2))), "b_lane": Out(range(max(cfg.lanes, 2))),
             "writes": Out(data.ArrayLayout(write_layout(cfg), WRITES)),
             "write_clash": Out(1), "scalar_busy": Out(1), "self_overlap": Out(1),
@@ -397,10 +398,10 @@ class VectorUnit(wiring.Component):
         s7 = st[7]
         sh_raw = Signal(signed(9))
         m.d.comb += sh_raw.eq(s6.shift + s6.exp)
-        scalar_out = s6.out != OutFunc.MULSHR
-        sqrt_first = (s6.out == OutFunc.RSQRT) | (s6.out == OutFunc.NORM)
+        scalar_out = (s6.out == OutFunc.RSQRT) | (s6.out == OutFunc.RECIP)
+        sqrt_first = s6.out == OutFunc.RSQRT
         m.d.sync += [
-            s7.valid.eq(s6.valid & ~scalar_out),
+            s7.valid.eq(s6.valid & (s6.out == OutFunc.MULSHR)),
             s7.prod.eq(acc * s6.mult),
             s7.sh.eq(Mux(sh_raw < 0, 0, Mux(sh_raw > 63, 63, sh_raw[:6]))),
             s7.idx.eq(best),
@@ -410,7 +411,6 @@ class VectorUnit(wiring.Component):
         sc_phase = Signal(2)          # 0: none, 1: ISQRT running (RECIP follows), 2: RECIP
         sc_bank, sc_e = Signal(2), Signal(ew)
         sc_argmax, sc_final, sc_idx = Signal(), Signal(), Signal(16)
-        sc_norm = Signal()            # the result goes to the norm register
         chain = sc.done & (sc_phase == 1)
         sc_write = sc.done & (sc_phase == 2)
         new = s6.valid & scalar_out
@@ -425,7 +425,7 @@ class VectorUnit(wiring.Component):
                 m.d.sync += sc_phase.eq(0)
             with m.If(new & ~sc.busy):
                 m.d.sync += [
-                    sc_phase.eq(Mux(sqrt_first, 1, 2)), sc_norm.eq(s6.out == OutFunc.NORM),
+                    sc_phase.eq(Mux(sqrt_first, 1, 2)),
                     sc_bank.eq(s6.c_bank), sc_e.eq(s6.c_e),
                     sc_argmax.eq(s6.red == Reduce.ARGMAX), sc_final.eq(s6.final),
                     sc_idx.eq(best),
@@ -461,7 +461,7 @@ class VectorUnit(wiring.Component):
             with m.If(argmax7 & s7.final):
                 m.d.sync += self.next_token.eq(s7.idx)
                 m.d.comb += self.next_valid.eq(1)
-        with m.Elif(sc_write & ~sc_norm):
+        with m.Elif(sc_write):
             m.d.comb += [
                 self.c_en.eq(1), self.c_bank.eq(sc_bank),
                 self.c_word.eq(sc_e[ll:] & (cfg.adepth - 1)),
@@ -479,17 +479,18 @@ class VectorUnit(wiring.Component):
                   for i in range(1, 8))).any()
             | ((sc_phase != 0) & sc_argmax & sc_final)
             | (self.busy & (cfg_q.red == Reduce.ARGMAX)))
-        # NORM: the scalar result goes to the norm register, not through the write port
-        m.d.comb += [self.norm_en.eq(sc_write & sc_norm), self.norm_data.eq(scale)]
-        # a NORM whose result is not in the norm register yet (a norm MATVEC must not issue)
+        # NORM: the total R (its low SS_BITS bits) goes to the tile's norm unit in c+6
+        m.d.comb += [self.norm_valid.eq(s6.valid & (s6.out == OutFunc.NORM)),
+                     self.norm_total.eq(acc[:isa.SS_BITS])]
+        # a NORM whose total has not reached the norm unit yet
         m.d.comb += self.norm_pending.eq(
             Cat(*(st[i].valid & (st[i].out == OutFunc.NORM) for i in range(1, 7))).any()
-            | ((sc_phase != 0) & sc_norm) | (self.busy & (cfg_q.out == OutFunc.NORM)))
+            | (self.busy & (cfg_q.out == OutFunc.NORM)))
         m.d.comb += self.idle.eq(~self.busy & ~Cat(*(st[i].valid for i in range(1, 8))).any()
                                  & (sc_phase == 0))
 
         # ---- schedule checks ---------------------------------------------------------------
-        m.d.comb += [self.write_clash.eq(s7.valid & sc_write & ~sc_norm),
+        m.d.comb += [self.write_clash.eq(s7.valid & sc_write),
                      self.scalar_busy.eq(new & (sc.busy | chain))]
         for i in range(1, isa.LAT_V + 1):
             pend = st[i].valid
@@ -498,7 +499,7 @@ class VectorUnit(wiring.Component):
             if i <= 6:
                 pend &= st[i].out != OutFunc.NORM
             self._write(m, self.writes[i - 1], pend, st[i].c_bank, st[i].c_e)
-        self._write(m, self.writes[isa.LAT_V], (sc_phase != 0) & ~sc_norm, sc_bank, sc_e)
+        self._write(m, self.writes[isa.LAT_V], sc_phase != 0, sc_bank, sc_e)
         self._self_overlap(m, cur, cfg_q, ea, eb, ec0, valid, wrow, breads, s7)
         return m
 

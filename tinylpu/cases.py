@@ -133,7 +133,7 @@ def _timing_cycles(program):
         if op == isa.Opcode.HALT:
             return max(t + 1, last + 1)
         if op == isa.Opcode.MATVEC:
-            last = max(last, t + d - 1 + isa.LAT_WRITE)
+            last = max(last, t + d - 1 + (isa.LAT_SS_NORM if args["ss"] else isa.LAT_WRITE))
         elif op == isa.Opcode.VOP:
             last = max(last, t + d - 1 + isa.vop_latency(args))
         elif op == isa.Opcode.PV:
@@ -164,6 +164,7 @@ def schedule_cases(golden):
     recip = pas(dict(bank=b0), dict(bank=b0, base=far), out=O.RECIP)
     rsqrt = pas(dict(bank=b0), dict(bank=b1, base=far), out=O.RSQRT)
     raw, busy, clash = host.STATUS_RAW_HAZARD, host.STATUS_UNIT_BUSY, host.STATUS_PORT_CONFLICT
+    norm = pas(dict(bank=b0, base=2), dict(bank=b1, base=far), out=O.NORM)
     rules = [
         # a RECIP result (issue + 22) and a MULSHR result (issue + 7) land together
         ("vector-unit write clash", clash, "two vector-unit writes",
@@ -190,6 +191,13 @@ def schedule_cases(golden):
         # element 7 is rewritten every cycle from issue + 7 and read every cycle to issue + 8
         ("VOP read after its own write landed", raw, "after its own write landed",
          [pas(dict(bank=b1, base=7), dict(bank=b1, base=7), s=9)]),
+        # the MATVEC's total enters the norm unit in 1 + 10, the NORM VOP's in its read + 6
+        ("two totals into the norm unit", clash, "two totals enter the norm unit",
+         [mv(y_addr=2, epi=isa.Epi.RESID, ss_init=5),
+          isa.wait(isa.LAT_SS_NORM - isa.NORM_LAT - isa.LAT_V), norm]),
+        # the NORM lands at the end of 1 + 11; the MATVEC reads the norm register in 2 + 2
+        ("norm MATVEC read before the norm register lands", raw, "reads the norm register",
+         [norm, mv(y_addr=3, norm=True)]),
         ("NEXT before the ARGMAX lands", raw, "before the argmax",
          [pas(dict(bank=b0, ks=1), dict(bank=b1, base=far), red=isa.Reduce.ARGMAX, n=3,
               sat=16), isa.next_(0)]),

@@ -27,7 +27,10 @@ import numpy as np
 from . import host, isa
 from .compiler import CompileError, weight_blocks
 from .config import Config, ELEM_ADDR_BITS
+from .intmodel import mulshr
 from .numerics import RECIP_FRAC
+
+SS_RADIX = (1 << 15) - 1      # the first RMSNorm's tabulated sum of squares: hi * SS_RADIX + lo
 
 A = isa.Space.ACT.value
 MEM, IMM, SQUARE, SCALE = (isa.BMode.MEM, isa.BMode.IMM, isa.BMode.SQUARE, isa.BMode.SCALE)
@@ -131,13 +134,19 @@ class _Asm:
             + ((N - 1) * op.get("ks", 0) if ks else 0)
         return (op["bank"], lo, hi)
 
-    def _wait_for(self, reads, writes, wbanks, first, rbanks=()):
+    def _wait_for(self, reads, writes, wbanks, first, rbanks=(), late=None):
+        """WAIT until the reads, writes and ports are free; ``late``: register -> the cycle
+        after issue its first read comes (the norm register: after the first block)."""
         need = self.t
+        late = late or {}
         for inf in self.inflight:
             last = inf.end - 1 + inf.lat
             for w in inf.writes:
-                if any(_overlap(r, w) for r in reads) or any(_overlap(r, w) for r in writes):
-                    need = max(need, inf.end + inf.reg_lat.get(w[0], inf.lat))
+                lat = inf.reg_lat.get(w[0], inf.lat)
+                if any(_overlap(r, w) for r in writes):
+                    need = max(need, inf.end + lat)
+                if any(_overlap(r, w) for r in reads):
+                    need = max(need, inf.end + lat - late.get(w[0], 0))
             if wbanks & inf.wbanks:         # banks' write ports, the vector unit's port
                 need = max(need, last + 1 - first)
             if set(rbanks) & inf.rbanks:    # read ports still used after the other's slot
@@ -171,8 +180,9 @@ class _Asm:
         writes = [("norm",) if norm else c] + (
             [("next",)] if kw.get("red") == isa.Reduce.ARGMAX else [])
         lat = isa.vop_latency(a)
-        # the scalar unit is covered by "vu": its result uses the unit's write port
-        ports = {"vu"} if norm else {c[0], "vu"}
+        # NORM goes to the norm unit ("norm" above); RSQRT/RECIP results use the vector
+        # unit's write port, like MULSHR
+        ports = set() if norm else {c[0], "vu"}
         self._wait_for(reads, writes, ports, lat, rbanks)
         self._emit(instr, _Issued(0, lat, writes, ports))
 
@@ -240,7 +250,8 @@ class _Asm:
         if ss_init is not None:
             writes.append(("norm",))
         rbanks = {x.bank} | ({y.bank} if resid else set())
-        self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE, rbanks)
+        self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE, rbanks,
+                       {"norm": nc - 1 + isa.LAT_NORM_READ})
         self._output_unit(nc - 1 + isa.LAT_RESULT)
         issued = _Issued(0, isa.LAT_WRITE, writes, {y.bank})
         if resid:
@@ -522,13 +533,18 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     if not 0 <= qm.eps < 1 << 23:
         raise CompileError(f"RMSNorm epsilon {qm.eps} does not fit the 23-bit init fields")
 
-    def rmsnorm():
-        """RMSNorm's scale of x into the norm register by a VOP (after the embedding; the
-        residual MATVECs take it as they write x). The norm MATVECs apply it (their weights
-        hold the gains)."""
-        asm.vop(n=dim, a=act(buf["x"], ks=1), b={"mode": SQUARE}, c=cop(buf["scale"]),
-                out=isa.OutFunc.NORM, init=qm.eps, sat=32)
-
+    # The first RMSNorm's scale: the sum of squares of x = the embedding row of the token is
+    # a function of the token, tabulated here as two elements (hi, lo) per token with
+    # ss = hi * SS_RADIX + lo; a NORM VOP forms init + hi * SS_RADIX + lo * 1 (B from a
+    # two-element constant) and the norm unit takes it, while the embedding is still being
+    # formed. The residual MATVECs take the later scales as they write x (``ss``).
+    emb_x = mulshr(qm.emb, qm.emb_mult[:, None], qm.emb_shift)
+    emb_ss = np.sum(emb_x * emb_x, axis=1)
+    ss_emb = lay.alloc("ss_emb", 0, 2 * mc.vocab_size,
+                       np.stack([emb_ss // SS_RADIX, emb_ss % SS_RADIX], axis=1))
+    ss_radix = lay.alloc("ss_radix", 1, 2, [SS_RADIX, 1])
+    asm.vop(n=2, a=act(ss_emb, index=TOK, istride=2, ks=1), b=bop(ss_radix, ks=1),
+            c=cop(buf["scale"]), out=isa.OutFunc.NORM, init=qm.eps, sat=32)
     # embedding: x = mulshr(emb[tok], emb_mult[tok], emb_shift)
     asm.vop(s=dim, a={"space": isa.Space.WROW.value, "base": emb_w[0], "index": TOK,
                       "istride": emb_w[2], "js": 1},
@@ -537,8 +553,6 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     q_words, kv_shift = -(-dim // L), mc.kv_mul.bit_length() - 1
     for l, layer in enumerate(qm.layers):
         wm = wmat[l]
-        if l == 0:
-            rmsnorm()
         matvec(layer.wq, wm["wq"], buf["x"], buf["q"], epi=isa.Epi.ROPE, rope=rope)
         matvec(layer.wk, wm["wk"], buf["x"], K[l], pos_shift=0, epi=isa.Epi.ROPE, rope=rope,
                pack=True)

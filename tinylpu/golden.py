@@ -17,7 +17,8 @@ import numpy as np
 
 from . import host, isa
 from .config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
-from .numerics import (exp2_neg, isqrt, norm_recip, norm_requantize, requantize, rope_rotate, saturate, silu_gate,
+from .numerics import (exp2_neg, isqrt, norm_recip, norm_requantize, requantize, rope_rotate,
+                       rsqrt_scale, saturate, silu_gate,
                        silu_interp, wrap)
 
 
@@ -185,9 +186,15 @@ class GoldenTile:
                     return RunResult(max(t + 1, st.last_write + 1), status, st.hazards, issued)
                 if op == isa.Opcode.MATVEC:
                     st.land_before(t, self)
-                    if instr["args"]["matvec"]["norm"] and st.norm_pending:
-                        raise GoldenError(f"MATVEC at pc {pc} (cycle {t}) reads the norm "
-                                          f"register before the NORM that sets it lands")
+                    mv = instr["args"]["matvec"]
+                    if mv["norm"]:            # its first block reads the norm register then
+                        read = t + isa.matvec_dims(mv)[1] - 1 + isa.LAT_NORM_READ
+                        st.land_norm_before(read, self)
+                        if st.norm_pending:
+                            raise GoldenError(
+                                f"MATVEC at pc {pc} reads the norm register in cycle {read}, "
+                                f"before the write that sets it lands (cycle "
+                                f"{st.norm_pending[0][0]})")
                     self._matvec(instr["args"]["matvec"], t, pos, st)
                 elif op == isa.Opcode.VOP:
                     tok = int(self.tmem[pos % cfg.tdepth])
@@ -268,8 +275,7 @@ class GoldenTile:
         if a["ss"]:                  # RMSNorm's scale of the written values, via the norm unit
             final = t + nb * nc - 1
             ss = a["ss_init"] + sum(int((_sext(e[5], 16) ** 2).sum()) for e in entries)
-            st.norm_unit(final + isa.LAT_SS_NORM - isa.NORM_ISQRT_LAT - isa.RECIP_PIPE_LAT)
-            st.push_norm(final + isa.LAT_SS_NORM, _scale(ss & ((1 << isa.SS_BITS) - 1), True))
+            st.push_norm(final + isa.LAT_SS_NORM, _norm_scale(ss))
         if a["epi"] == isa.Epi.ARGMAX.value:
             st.push_next(t + nb * nc - 1 + isa.LAT_ARGMAX, best[1])
 
@@ -462,11 +468,13 @@ class GoldenTile:
             prod = Rv * np.int64(a["mult"])
             rnd = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
             Y = saturate((prod + rnd) >> shift, a["sat"] or 64)
+        elif out == isa.OutFunc.NORM:
+            Y = np.array([_norm_scale(int(v)) for v in Rv], dtype=np.int64)
         else:
             Y = np.array([_scale(int(v) & ((1 << isa.SCALAR_WIDTH) - 1),
                                  out != isa.OutFunc.RECIP) for v in Rv], dtype=np.int64)
         lat = isa.vop_latency(a)
-        if out != isa.OutFunc.MULSHR:
+        if out in (isa.OutFunc.RSQRT, isa.OutFunc.RECIP):
             done = t + N - 1 + lat
             st.scalar(done - lat + isa.LAT_V - 1, done)
         if out == isa.OutFunc.NORM:       # the result into the norm register (S = 1)
@@ -494,6 +502,13 @@ def _recip(v):
     return norm_recip(v) if v else (0x7fff, 0)
 
 
+def _norm_scale(ss):
+    """The norm unit: the norm register's ``b << 16 | m`` of ``rsqrt_scale`` of the low
+    ``SS_BITS`` bits of a total."""
+    m, b = rsqrt_scale(int(ss) & ((1 << isa.SS_BITS) - 1))
+    return (b << 16) | m
+
+
 def _scale(v, sqrt_first):
     """The scalar unit: a packed scale ``exponent << 16 | mantissa`` of 1/v (or 1/isqrt(v));
     v = 0 gives mantissa 0x7fff, exponent 0 (the RTL's defined result)."""
@@ -518,7 +533,6 @@ class _RunState:
         self.by_word = {}          # (bank, word) -> its pending writes
         self.next_pending = []     # (cycle, token)
         self.norm_pending = []     # (cycle, value) of the norm register
-        self.norm_free = 0         # the norm unit takes a new sum of squares from this cycle
         self.write_banks = {}      # cycle -> banks written
         self.delayed_reads = []    # (cycle, bank): reads outside an instruction's issue slot
         self.slot_reads = []       # (cycles, bank): the read streams of the issue slot
@@ -561,16 +575,10 @@ class _RunState:
         self.last_write = max(self.last_write, cycle)
         return entry
 
-    def norm_unit(self, start):
-        """The norm unit's ISQRT takes a new total in ``start``: not while busy."""
-        if start < self.norm_free:
-            raise GoldenError(f"the norm unit takes a sum of squares in cycle {start} while "
-                              f"busy until cycle {self.norm_free - 1}")
-        self.norm_free = start + isa.NORM_ISQRT_LAT
-
     def push_norm(self, cycle, value):
-        if any(c == cycle for c, _ in self.norm_pending):
-            raise GoldenError(f"two writes of the norm register land in cycle {cycle}")
+        if any(c == cycle for c, _ in self.norm_pending):       # every total: NORM_LAT
+            raise GoldenError(f"two totals enter the norm unit in cycle {cycle - isa.NORM_LAT}"
+                              f" (its one input): their writes would land together")
         bisect.insort(self.norm_pending, (cycle, value), key=lambda p: p[0])
         self.last_write = max(self.last_write, cycle)
 
@@ -594,6 +602,9 @@ class _RunState:
                 del self.by_word[(bank, word)]
         while self.next_pending and self.next_pending[0][0] < cycle:
             tile.next_token = self.next_pending.pop(0)[1]
+        self.land_norm_before(cycle, tile)
+
+    def land_norm_before(self, cycle, tile):
         while self.norm_pending and self.norm_pending[0][0] < cycle:
             tile.norm = self.norm_pending.pop(0)[1]
 

@@ -22,7 +22,7 @@ __all__ = [
     "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
     "att_kv_index", "score_slot", "halves", "pack_halves", "LAT_QK_MAX", "RECIP_PIPE_LAT",
     "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX", "SS_BITS",
-    "NORM_ISQRT_LAT", "LAT_SS_NORM",
+    "NORM_LAT", "LAT_SS_NORM", "LAT_NORM_READ",
 ]
 
 import functools
@@ -32,6 +32,7 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
 from .config import ELEM_ADDR_BITS
+from . import numerics
 
 INSTR_BITS = 288
 
@@ -79,13 +80,18 @@ ATT_ACC_BITS = 40       # PV accumulators (and QK's head sums) wrap at 40 bits
 # RMSNorm's sum of squares, taken as a MATVEC with ``ss`` writes the residual: in c+9 the
 # squares of a block's written values (their low 16 bits, signed) are summed into a
 # SS_BITS-bit accumulator (the instruction's first block: from ss_init); the final total
-# enters the norm unit in c_final + 10: an ISQRT of SS_BITS bits (rtl.scalar), then the
-# reciprocal pipeline; the scale lands in the norm register at the end of
-# c_final + LAT_SS_NORM. The norm unit takes a new total no earlier than NORM_ISQRT_LAT
-# cycles after the previous one.
-SS_BITS = 40
-NORM_ISQRT_LAT = (SS_BITS + 1) // 2 + 1                  # rtl.scalar ISQRT at 40 bits (21)
-LAT_SS_NORM = 10 + NORM_ISQRT_LAT + RECIP_PIPE_LAT        # = 39
+# enters the norm unit in c_final + 10. The norm unit (rtl.norm: numerics.rsqrt_scale, an
+# even normalisation, a table read and an interpolation) is fully pipelined: a total that
+# enters in cycle s lands in the norm register at the end of s + NORM_LAT, so an ss MATVEC's
+# scale lands at the end of c_final + LAT_SS_NORM. A VOP with out NORM feeds its result R
+# (low SS_BITS bits) to the same unit in c+6 (c: its last element's read). Two totals in one
+# cycle are a port conflict. A MATVEC with ``norm`` reads the norm register for each block in
+# c_last + LAT_NORM_READ (c_last: the block's last chunk); a write landing in that cycle or
+# later is not seen.
+SS_BITS = numerics.SS_BITS
+NORM_LAT = 5
+LAT_SS_NORM = 10 + NORM_LAT              # = 15
+LAT_NORM_READ = 2
 
 
 class IsaError(ValueError):
@@ -157,7 +163,7 @@ class OutFunc(enum.Enum, shape=2):
     MULSHR = 0   # y = sat((R * mult + 2**(s-1)) >> s, sat), s = clamp(shift (+ exponent), 0, 63)
     RSQRT = 1    # y = scale(norm_recip(isqrt(R))): the scalar unit; S must be 1
     RECIP = 2    # y = scale(norm_recip(R))
-    NORM = 3     # like RSQRT, into the norm register instead of c (RMSNorm's scale)
+    NORM = 3     # rsqrt_scale(R mod 2**40) by the norm unit into the norm register (not c)
 
 
 class AOperand(data.Struct):
@@ -245,8 +251,8 @@ class MatvecArgs(data.Struct):
     the gate product's shift; ARGMAX sets the next-token register to the row of the largest
     result (:func:`tinylpu.numerics.argmax`). With ``norm`` the rows are requantized by
     :func:`tinylpu.numerics.norm_requantize` with the norm register's scale ``(m, b)``
-    (``b << 16 | m``, set by a VOP with out NORM; a MATVEC with ``norm`` must not issue
-    before that write has landed). With ``ss`` the sum of the squares of the written values
+    (``b << 16 | m``, set by a VOP with out NORM or an ``ss`` MATVEC), read for each block
+    in ``c_last + LAT_NORM_READ``: an earlier write must have landed by then. With ``ss`` the sum of the squares of the written values
     (low 16 bits, signed) plus ``ss_init`` goes through the norm unit into the norm register
     (:func:`tinylpu.numerics.rsqrt_scale`; ``LAT_SS_NORM`` after the last read).
     """
@@ -408,7 +414,8 @@ def vop(*, g=GFunc.MUL, red=Reduce.SUM, out=OutFunc.MULSHR, s=1, n=1, s_pos=Fals
     if not 1 <= sat <= 63:
         raise IsaError(f"VOP sat must be in [1, 63], not {sat}")
     if args["out"] != OutFunc.MULSHR.value and (s_pos or s != 1):
-        raise IsaError("VOP RSQRT/RECIP (scalar unit) needs exactly one segment (S = 1)")
+        raise IsaError("VOP RSQRT/RECIP/NORM (scalar or norm unit) needs exactly one segment "
+                       "(S = 1)")
     if args["red"] == Reduce.ARGMAX.value and args["out"] != OutFunc.MULSHR.value:
         raise IsaError("VOP ARGMAX writes the index: out must be MULSHR")
     bmode = BMode(ops["b"]["mode"])
@@ -664,7 +671,9 @@ def vop_latency(args):
     """Cycles from the read of a segment's last element to the end of the cycle its result
     lands in."""
     out = OutFunc(args["out"])
-    if out in (OutFunc.RSQRT, OutFunc.NORM):
+    if out == OutFunc.NORM:
+        return LAT_V - 1 + NORM_LAT
+    if out == OutFunc.RSQRT:
         return LAT_V - 1 + ISQRT_LAT + RECIP_LAT
     if out == OutFunc.RECIP:
         return LAT_V - 1 + RECIP_LAT

@@ -13,7 +13,8 @@ arithmetically, so no intermediate value is ever truncated.
 __all__ = ["wrap", "saturate", "requantize", "quantize_multiplier", "gemv_reference", "MULT_BITS",
            "SHIFT_MAX", "ROPE_FRAC", "rope_rotate", "EXP2_FRAC", "EXP2_STEPS", "EXP2_TABLE",
            "EXP2_MAX", "exp2_neg", "RECIP_FRAC", "norm_recip", "silu_interp", "silu_gate",
-           "argmax", "isqrt", "rsqrt_scale", "norm_mult", "norm_requantize"]
+           "argmax", "isqrt", "interp", "SS_BITS", "RSQRT_INDEX_BITS", "RSQRT_TABLE", "rsqrt_scale",
+           "norm_mult", "norm_requantize"]
 
 import math
 
@@ -27,6 +28,11 @@ EXP2_STEPS = 16        # score units per halving: a score step is 1/16 of a bit
 EXP2_TABLE = tuple(round(2 ** EXP2_FRAC * 2 ** (-f / EXP2_STEPS)) for f in range(EXP2_STEPS))
 EXP2_MAX = 255         # differences from the maximum are clamped here (2**-16: 0 in Q14)
 RECIP_FRAC = 14        # norm_recip: 1/v ~ m * 2**-(b + RECIP_FRAC), 2**14 <= m < 2**15
+SS_BITS = 40           # rsqrt_scale's operand: an unsigned sum of squares
+RSQRT_INDEX_BITS = 6   # rsqrt_scale's table: 2**6 intervals per unit of f in [1, 4)
+# 2**15 / sqrt(f) at f = 1 + i / 64, i = 0 .. 192 (f = 4), rounded; f = 1 capped below 2**15
+RSQRT_TABLE = tuple(min(round(2 ** 15 / math.sqrt(1 + i / 2 ** RSQRT_INDEX_BITS)), 2 ** 15 - 1)
+                    for i in range(3 * 2 ** RSQRT_INDEX_BITS + 1))
 
 
 def wrap(values, bits):
@@ -76,12 +82,35 @@ def isqrt(v):
     return math.isqrt(int(v))
 
 
+def interp(table, idx, frac):
+    """Linear interpolation between ``table[idx]`` and ``table[idx + 1]`` by an 8-bit
+    fraction: ``T[i] + (((T[i+1] - T[i]) * frac + 128) >> 8)`` (SiLU's table and the RMSNorm
+    scale's; the one rule)."""
+    t = np.asarray(table, dtype=np.int64)
+    idx, frac = np.asarray(idx, dtype=np.int64), np.asarray(frac, dtype=np.int64)
+    return t[idx] + (((t[idx + 1] - t[idx]) * frac + 128) >> 8)
+
+
 def rsqrt_scale(ss):
-    """RMSNorm's scale from a sum of squares: ``(m, b) = norm_recip(isqrt(ss))``, so
-    ``1/sqrt(ss) ~ m * 2**-(b+14)``; ``isqrt(ss) = 0`` gives ``(2**15 - 1, 0)`` (the scalar
-    unit's defined result)."""
-    v = isqrt(ss)
-    return norm_recip(v) if v else ((1 << (RECIP_FRAC + 1)) - 1, 0)
+    """RMSNorm's scale from an unsigned ``SS_BITS``-bit sum of squares: ``(m, b)`` with
+    ``1/sqrt(ss) ~ m * 2**-(b+14)`` and ``2**14 <= m < 2**15``.
+
+    ``ss`` is normalized by an even shift, ``u = ss << 2j`` with ``2**38 <= u < 2**40``
+    (``j = (40 - bit_length(ss)) // 2``), so ``u = f * 2**38`` with f in [1, 4) and
+    ``1/sqrt(ss) = 2**(j - 19) / sqrt(f)``. The top 16 bits of u are ``f`` with 14 fraction
+    bits: the high 8 bits index ``RSQRT_TABLE`` (``i = (u >> 32) - 64``), the low 8 are the
+    interpolation fraction: ``m = interp(RSQRT_TABLE, i, (u >> 24) & 255)``, ``b = 20 - j``
+    (1 .. 20). ``ss = 0`` gives ``(2**15 - 1, 0)``, the defined result. Relative error below
+    2**-13 (tests/test_numerics.py)."""
+    ss = int(ss)
+    if not 0 <= ss < 1 << SS_BITS:
+        raise ValueError(f"rsqrt_scale needs an unsigned {SS_BITS}-bit integer, not {ss}")
+    if ss == 0:
+        return (1 << (RECIP_FRAC + 1)) - 1, 0
+    j = (SS_BITS - ss.bit_length()) // 2
+    top = (ss << (2 * j)) >> (SS_BITS - 2 - RSQRT_INDEX_BITS - 8)      # 16 bits: f in Q2.14
+    m = interp(RSQRT_TABLE, (top >> 8) - (1 << RSQRT_INDEX_BITS), top & 255)
+    return int(m), SS_BITS // 2 - j
 
 
 def norm_mult(mult, m):
@@ -99,13 +128,10 @@ def norm_requantize(acc, mult, shift, m, b, bits=16):
 
 
 def silu_interp(table, h):
-    """SiLU of int16 ``h`` by linear interpolation in a 257-entry table over the int16 range:
-    ``u = (h + 2**15) mod 2**16``, ``i = u >> 8``, ``f = u & 255``,
-    ``T[i] + (((T[i+1] - T[i]) * f + 128) >> 8)``."""
-    t = np.asarray(table, dtype=np.int64)
+    """SiLU of int16 ``h`` by linear interpolation (:func:`interp`) in a 257-entry table over
+    the int16 range: ``u = (h + 2**15) mod 2**16``, ``interp(table, u >> 8, u & 255)``."""
     u = (np.asarray(h, dtype=np.int64) + (1 << 15)) & 0xffff
-    idx, frac = u >> 8, u & 255
-    return t[idx] + (((t[idx + 1] - t[idx]) * frac + 128) >> 8)
+    return interp(table, u >> 8, u & 255)
 
 
 def silu_gate(h1, h3, table, shift, bits=16):

@@ -14,11 +14,11 @@ it:
 * PV drain: the head sums through the reciprocal pipeline, from the cycle after the last V
   read until the last block enters the output unit;
 * vector unit: VOP for its issue slot;
-* scalar unit: a VOP's RSQRT / RECIP / NORM output, from its start (``LAT_V - 1`` after the
-  last element's read) to the landing of its result (:func:`tinylpu.isa.vop_latency`);
-* norm unit: the RMSNorm scale of a MATVEC with ``ss`` (ISQRT, then the reciprocal
-  pipeline), from its total's entry to the norm register's write (``LAT_SS_NORM`` after the
-  last read); the per-block squares (a cycle after each write) are not shown;
+* scalar unit: a VOP's RSQRT / RECIP output, from its start (``LAT_V - 1`` after the last
+  element's read) to the landing of its result (:func:`tinylpu.isa.vop_latency`);
+* norm unit: the RMSNorm scale of a MATVEC with ``ss`` or of a NORM VOP, from its total's
+  entry to the norm register's write (``NORM_LAT`` cycles; an ``ss`` MATVEC's lands
+  ``LAT_SS_NORM`` after its last read); the per-block squares are not shown;
 * sequencer WAIT (and LOOP): issue slots in which nothing issues work;
 * NEXT: the token step.
 
@@ -112,7 +112,7 @@ def _busy(instr, t, d, pos):
                 EPI: _results(t + (b + 1) * nc - 1 + isa.LAT_RESULT for b in range(nb))}
         if args.get("ss"):                     # RMSNorm's scale into the norm register
             done = last + isa.LAT_SS_NORM
-            busy[NORM] = [(done - isa.NORM_ISQRT_LAT - isa.RECIP_PIPE_LAT, done)]
+            busy[NORM] = [(done - isa.NORM_LAT, done)]
         return busy
     if op == isa.Opcode.QK:
         n = isa.positions(instr["args"]["qk"], pos)
@@ -128,8 +128,9 @@ def _busy(instr, t, d, pos):
         args = instr["args"]["vop"]
         lat = isa.vop_latency(args)
         busy = {VU: [(t, t + d)]}
-        if lat > isa.LAT_V:                    # the output goes through the scalar unit
-            busy[SCALAR] = [(last + isa.LAT_V - 1, last + lat)]
+        if lat > isa.LAT_V:                    # through the norm unit or the scalar unit
+            unit = NORM if args["out"] == isa.OutFunc.NORM.value else SCALAR
+            busy[unit] = [(last + isa.LAT_V - 1, last + lat)]
         return busy
     if op == isa.Opcode.NEXT:
         return {NEXT: [(t, t + d)]}
