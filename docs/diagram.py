@@ -119,7 +119,7 @@ def draw(out):
     consts = box(ax, colC[0], 1.1, colC[1], 1.6, "memory",
                  "Row multipliers, RoPE table", [])
     norm = box(ax, colB[0], 1.1, colB[1], 1.6, "compute",
-               "Norm unit", ["sum x^2 -> isqrt -> 1/v"])
+               "Norm unit", ["sum x^2 -> table + interp"])
 
     # Host <-> the tile.
     y = 7.95
