@@ -18,6 +18,11 @@ STEPS     ?= 64
 # GEMV shape for `make sim-gemv` (rows x columns)
 SHAPE  ?= 64x64
 
+# a variable's value as one shell word (quotes kept): $(call q,NAME); qv: its text exactly as
+# given, not expanded by make either (PROMPT='he said "hi" $(x)' reaches the tile as typed)
+q = '$(subst ','\'',$($1))'
+qv = '$(subst ','\'',$(value $1))'
+
 .PHONY: setup test test-slow verilog lint synth pnr waves sim sim-gemv bench docs clean check-venv
 
 setup:
@@ -54,8 +59,8 @@ waves: check-venv
 	$(CLI) waves --config "$(CONFIG)"
 
 sim: check-venv
-	@test -f "$(MODEL)" || { echo "sim: model $(MODEL) not found; set MODEL=... (a llama2.c checkpoint) and TOKENIZER=..."; exit 1; }
-	$(CLI) generate --model "$(MODEL)" --tokenizer "$(TOKENIZER)" --prompt "$(PROMPT)" --steps $(STEPS) --sim $(SIM) $(if $(CONFIG),--config "$(CONFIG)")
+	@test -f $(call q,MODEL) || { echo "sim: model "$(call q,MODEL)" not found; set MODEL=... (a llama2.c checkpoint) and TOKENIZER=..."; exit 1; }
+	$(CLI) generate --model $(call q,MODEL) --tokenizer $(call q,TOKENIZER) --prompt $(call qv,PROMPT) --steps $(call q,STEPS) --sim $(call q,SIM) $(if $(CONFIG),--config $(call q,CONFIG))
 
 sim-gemv: check-venv
 	$(CLI) sim --config "$(CONFIG)" --sim $(SIM) --shape $(SHAPE)

@@ -61,8 +61,9 @@ class AttentionAgu(wiring.Component):
         shift, kv_shift, y_bank, y_addr = Signal(6), Signal(2), Signal(2), Signal(16)
         d_blocks, y_bits = Signal(8), Signal(6)
         # what moves: the cycle, the next row and score word
-        k, xa, sa, sg, pg = Signal(18), Signal(16), Signal(16), Signal(range(per_word)), \
-            Signal(range(per_word))
+        # (one bit even when a score word holds one position: no zero-width signals)
+        k, xa, sa, sg, pg = Signal(18), Signal(16), Signal(16), Signal(range(max(per_word, 2))), \
+            Signal(range(max(per_word, 2)))
         cur = {name: Signal.like(sig, name=f"cur_{name}") for name, sig in
                dict(is_pv=is_pv, nq=nq, last_k=last_k, qa=qa, q_bank=q_bank, x_bank=x_bank,
                     s_bank=s_bank, step=step, shift=shift, kv_shift=kv_shift, y_bank=y_bank,

@@ -45,9 +45,9 @@ def test_config_error_is_a_value_error():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(lanes=0), "lanes must be in [1, 64], not 0"),
-    (dict(lanes=65), "lanes must be in [1, 64], not 65"),
-    (dict(lanes=-16), "lanes must be in [1, 64], not -16"),
+    (dict(lanes=0), "lanes must be in [2, 64], not 0"),
+    (dict(lanes=65), "lanes must be in [2, 64], not 65"),
+    (dict(lanes=-16), "lanes must be in [2, 64], not -16"),
     (dict(rows=0), "rows must be in [1, 64], not 0"),
     (dict(lanes=64, rows=65), "rows must be in [1, 64], not 65"),
     (dict(rows=3), "rows must be a power of two, not 3"),
@@ -90,7 +90,7 @@ def test_invalid_field_names_the_field(kwargs, message):
 
 
 def test_boundary_values_are_accepted():
-    assert Config(lanes=1, rows=1).macs == 1
+    assert Config(lanes=2, rows=1).macs == 2
     assert Config(lanes=64, rows=64).macs == 4096
     assert Config(act_banks=1).act_banks == 1
     assert Config(act_banks=4).act_banks == 4
@@ -164,7 +164,7 @@ def test_ident_differs_between_configs_and_is_a_directory_name(tmp_path):
         Config(data_bits=7, acc_bits=31),
         Config(acc_bits=24),
         Config(tdepth=256),
-        Config(lanes=1, rows=1, wdepth=2, act_banks=1, adepth=2, pdepth=2, data_bits=2,
+        Config(lanes=2, rows=1, wdepth=2, act_banks=1, adepth=2, pdepth=2, data_bits=2,
                acc_bits=4),
     ]
     idents = [cfg.ident for cfg in configs]

@@ -364,9 +364,14 @@ def test_tokenizer_errors(tmp_path):
         load_tokenizer(path, 270)
 
     path.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"truncated at token 270 of 271 \(offset "
-                                         f"{len(data)}, file is {len(data)} bytes\\)"):
+    with pytest.raises(ModelError, match=r"the file holds 270 tokens, the model's vocab_size "
+                                         r"is 271: tokenizer and model do not match"):
         load_tokenizer(path, 271)                    # vocab larger than the file's
+    path.write_bytes(bytes(data) + b"\0\0\0")
+    with pytest.raises(ModelError, match=r"truncated at token 270 of 271 \(offset "
+                                         f"{len(data)}, file is {len(data) + 3} bytes\\)"):
+        load_tokenizer(path, 271)                    # a partial record after the last
+    path.write_bytes(bytes(data))
     with pytest.raises(ModelError) as exc:
         load_tokenizer(path, 269)                    # vocab smaller than the file's: 11 bytes
     assert str(exc.value) == (f"{path}: 11 bytes left after 269 tokens: the file's vocabulary "

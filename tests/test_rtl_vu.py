@@ -273,7 +273,7 @@ def A(bank=0, **kw):
 
 
 def test_elaborates_all_configs():
-    for cfg in (CFG, CFG2, Config(), Config(lanes=1, rows=1, wdepth=16, act_banks=1,
+    for cfg in (CFG, CFG2, Config(), Config(lanes=2, rows=1, wdepth=16, act_banks=1,
                                              adepth=16)):
         rtlil.convert(VectorUnit(cfg))
 

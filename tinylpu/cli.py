@@ -1,7 +1,8 @@
 """TinyLPU: Verilog, lint, synthesis, simulation, waveforms and benchmarks of the tile.
 
-Every subcommand takes ``--config`` as ``name=value`` pairs over the defaults of
-:class:`tinylpu.Config` (e.g. ``--config lanes=8,rows=2``). Errors are printed as one line
+The tile subcommands take ``--config`` as ``name=value`` pairs over the defaults of
+:class:`tinylpu.Config` (e.g. ``--config lanes=8,rows=2``; ``bench`` measures fixed
+configurations, ``generate`` picks the smallest that fits unless given one). Errors are printed as one line
 naming the problem, with exit status 2; no tracebacks.
 """
 
@@ -115,16 +116,26 @@ def cmd_quality(args):
     import time
 
     from .intmodel import quantize
-    from .model import load_checkpoint, load_tokenizer
+    from .model import ModelError, load_checkpoint, load_tokenizer
     from .quality import PROMPTS, calibration_sequences, evaluate, report_table
     model = load_checkpoint(args.model)
     tok = load_tokenizer(args.tokenizer, model.config.vocab_size)
+    if args.positions > model.config.seq_len:
+        raise ModelError(f"--positions {args.positions} is more than the model's seq_len "
+                         f"({model.config.seq_len})")
+    texts = args.prompt or PROMPTS
+    lengths = [len(tok.encode(text)) if text else 1 for text in texts]
+    if max(lengths) >= args.positions:
+        n, text = max(zip(lengths, texts))
+        what = f"--prompt {text!r}" if args.prompt else f"the default prompt {text!r}"
+        raise ModelError(f"{what} has {n} tokens: --positions {args.positions} leaves no "
+                         f"position to evaluate (use at least {n + 1})")
     t0 = time.perf_counter()
     qm = quantize(model, calibration_sequences(model, tok, args.positions))
     print(f"integer model of {args.model}: int8 weights (per-row scales), int16 activations; "
           f"formats (fractional bits) {qm.fmt}")
     reports = []
-    for text in args.prompt or PROMPTS:
+    for text in texts:
         report = evaluate(model, qm, tok.encode(text) if text else [1], args.positions)
         report.prompt = text
         reports.append(report)
@@ -140,20 +151,29 @@ def cmd_quality(args):
 def cmd_generate(args):
     import time
 
+    from .decoder import check_positions
     from .generate import generate, measured_steps, parse_prompt, prepare
     from .host import STATUS_DONE
+    from .model import ModelError, load_checkpoint, load_tokenizer
     out = sys.stdout
     if args.waves and args.sim != "icarus":
         raise ConfigError(f"--waves needs --sim icarus (waveforms come from Icarus runs; "
                           f"Verilator and the golden model write none), not --sim {args.sim}")
     t0 = time.perf_counter()
     config = args.config_text and Config.parse(args.config_text)
-    prep = prepare(args.model, args.tokenizer, args.positions, config)
+    # the request is checked before the (slower) quantization and compilation
+    model = load_checkpoint(args.model)
+    mc = model.config
+    tok = args.tokenizer and load_tokenizer(args.tokenizer, mc.vocab_size)
+    prompt = parse_prompt(args.prompt, tok or None, mc.vocab_size)
+    if args.positions is not None and args.positions > mc.seq_len:
+        raise ModelError(f"--positions {args.positions} is more than the model's seq_len "
+                         f"({mc.seq_len})")
+    check_positions(len(prompt), args.steps, args.positions or mc.seq_len)
+    prep = prepare(args.model, args.tokenizer, args.positions, config, model=model)
     prog, tok = prep.program, prep.tokenizer
-    prompt = parse_prompt(args.prompt, tok, prep.model.config.vocab_size)
     prog.check_request(len(prompt), args.steps)
     stamps, _ = prog.predict(len(prompt), args.steps)
-    mc = prep.model.config
     print(f"# {args.model}: dim {mc.dim}, {mc.n_layers} layers, vocab {mc.vocab_size}; "
           f"tile {prog.cfg.ident}, KV cache {prog.positions} positions; "
           f"{len(prog.program)} instructions; sim {args.sim} "
@@ -226,15 +246,23 @@ def _sims(text):
     return sims
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line naming the problem (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tinylpu", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="tinylpu", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    def add(name, func, help):
+    def add(name, func, help, config=True):
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--config", type=_config, default=Config(),
-                       help="tile parameters as name=value,... (default: the defaults of "
-                            "tinylpu.Config)")
+        if config:
+            p.add_argument("--config", type=_config, default=Config(),
+                           help="tile parameters as name=value,... (default: the defaults of "
+                                "tinylpu.Config)")
         p.set_defaults(func=func)
         return p
 
@@ -261,7 +289,8 @@ def build_parser():
     p.add_argument("-o", "--output", type=pathlib.Path,
                    help="directory for tinylpu.fst and tinylpu.gtkw (default build/<config>/waves)")
     p = add("bench", cmd_bench, "GEMV and decode cycles, MAC utilization and simulation "
-                                "speed tables")
+                                "speed tables (fixed tile configurations: no --config)",
+            config=False)
     p.add_argument("--sims", type=_sims, default=("icarus", "verilator"),
                    help="comma-separated simulators for the GEMV part (default icarus,verilator)")
     p.add_argument("--part", choices=("all", "gemv", "decode"), default="all")
@@ -273,7 +302,8 @@ def build_parser():
                        description="integer decoder vs the float reference (llama2.c)")
     p.add_argument("--model", type=pathlib.Path, required=True, help="llama2.c checkpoint")
     p.add_argument("--tokenizer", type=pathlib.Path, required=True, help="llama2.c tokenizer")
-    p.add_argument("--positions", type=int, default=256, help="positions per prompt")
+    p.add_argument("--positions", type=_positive, default=256,
+                   help="positions per prompt (at most the model's seq_len)")
     p.add_argument("--prompt", action="append",
                    help="a prompt (repeatable; default: a fixed set, BOS only first)")
     p.set_defaults(func=cmd_quality)

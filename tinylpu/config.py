@@ -75,7 +75,7 @@ class Config:
             value = getattr(self, field.name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{field.name} must be an integer, not {value!r}")
-        self._check_range("lanes", 1, 64)
+        self._check_range("lanes", 2, 64)     # attention splits a word's lanes in two halves
         self._check_range("rows", 1, 64)
         for name in ("lanes", "rows"):
             if not _is_pow2(getattr(self, name)):
@@ -166,6 +166,8 @@ class Config:
                 raise ConfigError(
                     f"bad config item {item!r}: expected name=value with name one of "
                     f"{', '.join(sorted(names))}")
+            if key in kwargs:
+                raise ConfigError(f"config item {key} is given twice ({text!r})")
             try:
                 kwargs[key] = int(value, 0)
             except ValueError:

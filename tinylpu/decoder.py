@@ -18,7 +18,8 @@ position 0 hold at every position. The per-position cycle count is therefore a c
 ``a + b * (pos + 1)``, which :meth:`DecoderProgram.step_cycles` gives before any run.
 """
 
-__all__ = ["DecoderProgram", "compile_decoder", "config_for", "GenerateResult"]
+__all__ = ["DecoderProgram", "compile_decoder", "config_for", "check_positions",
+           "GenerateResult"]
 
 import dataclasses
 
@@ -323,15 +324,8 @@ class DecoderProgram:
         return stamps, t + 1          # HALT issues at t; done in the following cycle
 
     def check_request(self, n_prompt, steps):
-        if n_prompt < 1:
-            raise CompileError("the prompt needs at least one token (e.g. BOS = 1)")
-        if steps < 1:
-            raise CompileError(f"steps must be at least 1, not {steps}")
+        check_positions(n_prompt, steps, self.positions)
         total = n_prompt + steps - 1
-        if total > self.positions:
-            raise CompileError(
-                f"prompt ({n_prompt} tokens) + steps ({steps}) needs {total} positions; the "
-                f"program has a KV cache of {self.positions} positions (--positions)")
         if total >= self.cfg.tdepth:
             raise CompileError(f"prompt + steps needs {total + 1} token-memory entries; the "
                                f"config has tdepth={self.cfg.tdepth}")
@@ -403,6 +397,20 @@ class DecoderProgram:
             hi = max((b.base + b.size for b in self.bufs.values() if b.bank == bank), default=0)
             used[f"activation bank {bank} words"] = (-(-hi // cfg.lanes), cfg.adepth)
         return used
+
+
+def check_positions(n_prompt, steps, positions):
+    """A request of ``n_prompt`` prompt ids and ``steps`` generated ones fits a program with a
+    KV cache of ``positions``, else a :class:`CompileError` naming the limit."""
+    if n_prompt < 1:
+        raise CompileError("the prompt needs at least one token (e.g. BOS = 1)")
+    if steps < 1:
+        raise CompileError(f"steps must be at least 1, not {steps}")
+    total = n_prompt + steps - 1
+    if total > positions:
+        raise CompileError(
+            f"prompt ({n_prompt} tokens) + steps ({steps}) needs {total} positions; the "
+            f"program has a KV cache of {positions} positions (--positions)")
 
 
 def config_for(qm, positions=None, **overrides):

@@ -24,6 +24,7 @@ import numpy as np
 from .numerics import (EXP2_STEPS, RECIP_FRAC, ROPE_FRAC, argmax, exp2_neg, isqrt,
                        norm_recip, norm_requantize, rope_rotate, rsqrt_scale, saturate,
                        silu_gate, silu_interp)
+from .model import WEIGHT_NAMES, ModelError
 
 SCORE_SCALE = math.log2(math.e)   # q is stored times log2(e) / sqrt(head_size): scores in bits
 SILU_POINTS = 256      # SiLU table intervals over the h1 range
@@ -139,30 +140,39 @@ class QModel:
 
 
 def _quantize_rows(w):
-    """int8 symmetric per-row: ``w ~ q * scale[:, None]``."""
+    """int8 symmetric per-row: ``w ~ q * scale[:, None]``; an all-zero row has scale 0 (its
+    int8 row and its multiplier are 0)."""
     w = np.asarray(w, dtype=np.float64)
     scale = np.abs(w).max(axis=1) / 127.0
-    scale[scale == 0] = 1.0
-    q = np.clip(np.round(w / scale[:, None]), -127, 127).astype(np.int64)
-    return q, scale
+    q = np.clip(np.round(w / np.where(scale == 0, 1.0, scale)[:, None]), -127, 127)
+    return q.astype(np.int64), scale
 
 
-def _multipliers(factor):
-    """int16 multipliers and one shift with ``mult * 2**-shift ~ factor`` (per element)."""
+def _multipliers(factor, name):
+    """int16 multipliers and one shift with ``mult * 2**-shift ~ factor`` (per element).
+    All factors 0 (an all-zero tensor): multipliers 0. A factor of 2**15 or more cannot be
+    represented: a :class:`~tinylpu.model.ModelError` naming the tensor."""
     factor = np.asarray(factor, dtype=np.float64)
-    shift = MULT_FRAC_MAX - 1 - math.ceil(math.log2(factor.max()))
+    top = float(factor.max())
+    if not np.all(np.isfinite(factor)):
+        raise ModelError(f"{name}: a requantization factor is not finite (the tensor's values "
+                         f"or the activation formats are out of range)")
+    if top <= 0:
+        return np.zeros(len(factor), dtype=np.int64), 0
+    shift = MULT_FRAC_MAX - 1 - math.ceil(math.log2(top))
     shift = max(0, min(62, shift))
-    mult = np.round(factor * 2.0 ** shift).astype(np.int64)
-    if mult.max() >= 1 << 15:
-        raise ValueError("requantization multiplier does not fit int16")
-    return mult, shift
+    if round(top * 2.0 ** shift) >= 1 << 15:
+        raise ModelError(f"{name}: requantization factor {top:.3g} does not fit an int16 "
+                         f"multiplier (limit 32767): the tensor's values are too large for "
+                         f"the int16 activation formats")
+    return np.round(factor * 2.0 ** shift).astype(np.int64), shift
 
 
-def _qmatrix(w, f_in, f_out, bits=16):
-    return _qmatrices([w], f_in, [f_out], bits)[0]
+def _qmatrix(name, w, f_in, f_out, bits=16):
+    return _qmatrices(name, [w], f_in, [f_out], bits)[0]
 
 
-def _qmatrices(ws, f_in, f_outs, bits=16, norm=None):
+def _qmatrices(name, ws, f_in, f_outs, bits=16, norm=None):
     """Matrices that one MATVEC computes together (w1 and w3, interleaved by rows): one
     requantization shift for all their rows.
 
@@ -186,7 +196,7 @@ def _qmatrices(ws, f_in, f_outs, bits=16, norm=None):
             # real y_r = acc_r * scale_r * 2**-f_in; stored y = y_r * 2**f_out
             factors.append(scale * 2.0 ** (f_out - f_in))
         qs.append(q)
-    mult, shift = _multipliers(np.concatenate(factors))
+    mult, shift = _multipliers(np.concatenate(factors), name)
     parts = np.split(mult, np.cumsum([len(q) for q in qs])[:-1])
     return [QMatrix(q, m, shift, bits, norm is not None) for q, m in zip(qs, parts)]
 
@@ -204,11 +214,19 @@ def quantize(model, calibration, headroom=2.0):
     from .reference import FloatDecoder
     cfg = model.config
     stats = {}
-    for ids in calibration:
-        dec = FloatDecoder(model, record=stats)
-        for pos, tok in enumerate(ids[:cfg.seq_len]):
-            dec.forward(tok, pos)
+    with np.errstate(all="ignore"):          # an overflow shows up as a non-finite range
+        for ids in calibration:
+            dec = FloatDecoder(model, record=stats)
+            for pos, tok in enumerate(ids[:cfg.seq_len]):
+                dec.forward(tok, pos)
     amax = {k: float(v) for k, v in stats.items()}
+    bad = sorted(k for k, v in amax.items() if not math.isfinite(v))
+    if bad:
+        name, value = max(((n, float(np.abs(getattr(model, n)).max())) for n in WEIGHT_NAMES),
+                          key=lambda item: item[1])
+        raise ModelError(f"the float model overflows on the calibration tokens (activations "
+                         f"{', '.join(bad)} not finite); the largest |value| is {value:.3g} in "
+                         f"tensor {name}")
     sqrt_n = math.sqrt(cfg.dim)
     g_final = np.asarray(model.rms_final, dtype=np.float64)
     # q is stored pre-scaled so that q.k, shifted, is the score in 1/16-bit steps
@@ -227,27 +245,30 @@ def quantize(model, calibration, headroom=2.0):
     for l in range(L):
         att = (model.rms_att[l], sqrt_n, fmt.x)          # the gains fold into the weights
         ffn = (model.rms_ffn[l], sqrt_n, fmt.x)
-        wq, wk, wv = (_qmatrices([w], None, [f], norm=att)[0] for w, f in
-                      ((model.wq[l] * q_scale, fmt.q), (model.wk[l], fmt.k),
-                       (model.wv[l], fmt.v)))
-        w1, w3 = _qmatrices([model.w1[l], model.w3[l]], None, [fmt.h1, fmt.h3], norm=ffn)
-        layers.append(QLayer(wq=wq, wk=wk, wv=wv, wo=_qmatrix(model.wo[l], fmt.v, fmt.x),
-                             w1=w1, w3=w3, w2=_qmatrix(model.w2[l], fmt.g, fmt.x)))
+        wq, wk, wv = (_qmatrices(f"layer {l} {n}", [w], None, [f], norm=att)[0] for n, w, f in
+                      (("wq", model.wq[l] * q_scale, fmt.q), ("wk", model.wk[l], fmt.k),
+                       ("wv", model.wv[l], fmt.v)))
+        w1, w3 = _qmatrices(f"layer {l} w1/w3", [model.w1[l], model.w3[l]], None,
+                            [fmt.h1, fmt.h3], norm=ffn)
+        layers.append(QLayer(wq=wq, wk=wk, wv=wv,
+                             wo=_qmatrix(f"layer {l} wo", model.wo[l], fmt.v, fmt.x),
+                             w1=w1, w3=w3,
+                             w2=_qmatrix(f"layer {l} w2", model.w2[l], fmt.g, fmt.x)))
     emb_q, emb_scale = _quantize_rows(model.tok_emb)
-    emb_mult, emb_shift = _multipliers(emb_scale * 2.0 ** fmt.x)
+    emb_mult, emb_shift = _multipliers(emb_scale * 2.0 ** fmt.x, "tok_emb")
     # the classifier shares the embedding: the final gains are applied to x by the vector
     # unit (x * gain in format xg). The logits' format is lowered until its multipliers fit
     _, cls_scale = _quantize_rows(model.wcls)
     room = math.floor(MULT_FRAC_MAX - 2 - math.log2(
-        2 * float(cls_scale.max()) * sqrt_n * 2.0 ** (fmt.x - fmt.xg)))
+        2 * max(float(cls_scale.max()), 1e-30) * sqrt_n * 2.0 ** (fmt.x - fmt.xg)))
     fmt.logits = min(fmt.logits, room)
-    cls = _qmatrices([model.wcls], fmt.xg, [fmt.logits], bits=32,
+    cls = _qmatrices("wcls", [model.wcls], fmt.xg, [fmt.logits], bits=32,
                      norm=(None, sqrt_n, fmt.x))[0]
     final_gain = sat(np.round(g_final * 2.0 ** fmt.gain)).astype(np.int64)
     final_shift = fmt.gain + fmt.x - fmt.xg
     if final_shift < 0:
-        raise ValueError(f"the final RMSNorm gain's format change needs a left shift "
-                         f"({final_shift})")
+        raise ModelError(f"rms_final: the final RMSNorm gain's format change needs a left "
+                         f"shift ({final_shift})")
 
     hs = cfg.head_size
     pos = np.arange(cfg.seq_len)[:, None]
@@ -258,8 +279,8 @@ def quantize(model, calibration, headroom=2.0):
     # scores: q.k in format fq + fk; a step is 1/16 of a bit (2**(1/16))
     att_shift = fmt.q + fmt.k - (EXP2_STEPS.bit_length() - 1)
     if att_shift < 0:
-        raise ValueError(f"q and k formats ({fmt.q}, {fmt.k}) leave no room for 1/16-bit "
-                         f"score steps")
+        raise ModelError(f"wq, wk: q and k formats ({fmt.q}, {fmt.k}) leave no room for "
+                         f"1/16-bit score steps")
     lo = -2.0 ** (15 - fmt.h1)
     grid = lo + np.arange(SILU_POINTS + 1) * (-2 * lo / SILU_POINTS)
     silu_table = sat(np.round(_silu(grid) * 2.0 ** fmt.h1)).astype(np.int64)

@@ -345,6 +345,9 @@ def load_tokenizer(path, vocab_size: int) -> Tokenizer:
     pieces, scores = [], []
     offset = 4
     for i in range(vocab_size):
+        if offset == len(data):
+            raise ModelError(f"{name}: the file holds {i} tokens, the model's vocab_size is "
+                             f"{vocab_size}: tokenizer and model do not match")
         if offset + 8 > len(data):
             raise ModelError(f"{name}: truncated at token {i} of {vocab_size} (offset {offset}, "
                              f"file is {len(data)} bytes)")

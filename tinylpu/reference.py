@@ -59,6 +59,12 @@ class FloatDecoder:
         self._scale = np.sqrt(F32(c.head_size), dtype=F32)
 
     def forward(self, token: int, pos: int) -> np.ndarray:
+        """Logits after ``token`` at ``pos``. A float overflow gives inf/nan values (which
+        the quantizer reports), not warnings."""
+        with np.errstate(all="ignore"):
+            return self._forward(token, pos)
+
+    def _forward(self, token: int, pos: int) -> np.ndarray:
         m, c = self.model, self.config
         if not 0 <= token < c.vocab_size:
             raise ValueError(f"token {token} outside 0..{c.vocab_size - 1}")

@@ -1,0 +1,145 @@
+"""Every subcommand over a table of bad inputs: a one-line error naming the problem on
+stderr, exit status 2, no traceback, nothing on stdout; and degenerate models (an all-zero
+checkpoint, one huge weight) give a documented result or a clear error."""
+
+import array
+import pathlib
+import shlex
+import subprocess
+
+import numpy as np
+import pytest
+
+from tinylpu.cli import main
+from tinylpu.model import Tokenizer, save_checkpoint, save_tokenizer, synthetic_model
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small synthetic checkpoint, its tokenizer, and broken or degenerate variants."""
+    d = tmp_path_factory.mktemp("cli")
+    m = synthetic_model(seq_len=16)
+    good = d / "m.bin"
+    save_checkpoint(m, good)
+    raw = good.read_bytes()
+    header, body = raw[:28], array.array("f", raw[28:])
+    paths = {"good": good}
+
+    def variant(name, data):
+        paths[name] = d / f"{name}.bin"
+        paths[name].write_bytes(data)
+
+    variant("truncated", raw[:len(raw) // 2])
+    variant("zero", header + bytes(len(raw) - 28))
+    huge = array.array("f", body)
+    huge[5] = 1e30                                     # tok_emb row 0
+    variant("huge", header + huge.tobytes())
+    nan = array.array("f", body)
+    nan[7] = float("nan")
+    variant("nan", header + nan.tobytes())
+    variant("badheader", (-4).to_bytes(4, "little", signed=True) + raw[4:])
+    pieces = [b"<unk>", b"<s>", b"</s>"] + [bytes([65 + i % 26]) * (1 + i // 26)
+                                            for i in range(m.config.vocab_size - 3)]
+    paths["tok"] = d / "tok.bin"
+    save_tokenizer(Tokenizer(pieces, [0.0] * len(pieces)), paths["tok"])
+    paths["tok_small"] = d / "tok_small.bin"
+    save_tokenizer(Tokenizer(pieces[:-5], [0.0] * (len(pieces) - 5)), paths["tok_small"])
+    return paths
+
+
+# (argv with {name} placeholders for the files, a phrase the one-line error must contain)
+CASES = [
+    (["verilog", "--config", "lanes=3"], "lanes must be a power of two"),
+    (["verilog", "--config", "lanes=1"], "lanes must be in [2, 64]"),
+    (["lint", "--config", "lanes=8,lanes=16"], "config item lanes is given twice"),
+    (["lint", "--config", "bogus=1"], "bad config item 'bogus=1'"),
+    (["synth", "--config", "rows=abc"], "rows must be an integer"),
+    (["synth", "--target", "xilinx"], "invalid choice: 'xilinx'"),
+    (["pnr", "--freq", "0"], "target frequency must be a positive number"),
+    (["pnr", "--timeout-min", "-1"], "timeout must be a positive number"),
+    (["sim", "--shape", "0x64"], "shape"),
+    (["sim", "--sim", "modelsim"], "invalid choice: 'modelsim'"),
+    (["waves", "--config", "adepth=3"], "adepth must be a power of two"),
+    (["bench", "--config", "lanes=8"], "unrecognized arguments: --config"),
+    (["bench", "--positions", "0"], "must be a positive integer, not 0"),
+    (["bench", "--sims", "modelsim"], "simulators must be icarus and/or verilator"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--positions", "0"],
+     "must be a positive integer, not 0"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--positions", "-5"],
+     "must be a positive integer, not -5"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--positions", "100000"],
+     "--positions 100000 is more than the model's seq_len (16)"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--positions", "3",
+      "--prompt", "ABCABC"], "leaves no position to evaluate"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok_small}"],
+     "the file holds 59 tokens, the model's vocab_size is 64"),
+    (["quality", "--model", "{truncated}", "--tokenizer", "{tok}"], "truncated"),
+    (["quality", "--model", "/nonexistent.bin", "--tokenizer", "{tok}"], "nonexistent.bin"),
+    (["generate", "--model", "{good}", "--sim", "golden", "--steps", "0"],
+     "must be a positive integer, not 0"),
+    (["generate", "--model", "{good}", "--sim", "golden", "--positions", "0"],
+     "must be a positive integer, not 0"),
+    (["generate", "--model", "{good}", "--sim", "golden", "--positions", "99"],
+     "--positions 99 is more than the model's seq_len (16)"),
+    (["generate", "--model", "{good}", "--sim", "golden", "--steps", "40"],
+     "needs 40 positions; the program has a KV cache of 16"),
+    (["generate", "--model", "{good}", "--sim", "golden", "--prompt", "1,64"],
+     "token id 64 is outside the vocabulary"),
+    (["generate", "--model", "{good}", "--sim", "golden", "--prompt", "he said"],
+     "must be comma-separated token ids"),
+    (["generate", "--model", "{good}", "--tokenizer", "{tok_small}", "--sim", "golden"],
+     "tokenizer and model do not match"),
+    (["generate", "--model", "{good}", "--sim", "golden", "--config", "lanes=3"],
+     "lanes must be a power of two"),
+    (["generate", "--model", "{good}", "--sim", "verilator", "--waves", "x.fst"],
+     "--waves needs --sim icarus"),
+    (["generate", "--model", "{truncated}", "--sim", "golden"], "truncated by"),
+    (["generate", "--model", "{badheader}", "--sim", "golden"], "dim"),
+    (["generate", "--model", "{nan}", "--sim", "golden"], "non-finite value"),
+    (["generate", "--model", "{huge}", "--sim", "golden", "--steps", "4"],
+     "tok_emb: requantization factor"),
+    (["profile", "--model", "{good}", "--positions", "99"], "position 99 is outside"),
+    (["profile", "--model", "{good}", "--positions", "a,b"], "positions"),
+    ([], "the following arguments are required: command"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_bad_input_is_one_line_with_status_2(files, capsys, argv, message):
+    argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv]
+    try:
+        status = main(argv)
+    except SystemExit as exit_:          # argparse: after printing its one line
+        status = exit_.code
+    out = capsys.readouterr()
+    assert status == 2
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1, out.err
+    assert lines[0].startswith("tinylpu") and ": error: " in lines[0]
+    assert message in lines[0]
+    assert "Traceback" not in out.err and out.out == ""
+
+
+def test_all_zero_checkpoint_generates_token_zero(files, capsys):
+    """Documented result: every logit is 0, so the argmax (lowest index on ties) is id 0,
+    and the run is cycle-exact as any other."""
+    assert main(["generate", "--model", str(files["zero"]), "--sim", "golden",
+                 "--prompt", "1", "--steps", "3"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == "1,0,0,0"
+    assert "emission cycles == compiler prediction" in out.err
+
+
+def test_make_sim_passes_the_prompt_exactly():
+    """`make sim PROMPT=...` hands the prompt to the CLI as typed: quotes, $(...) and
+    backquotes are neither expanded by make nor by the shell."""
+    prompt = """he said "hi" $(whoami) `id` and Tom's $$HOME"""
+    proc = subprocess.run(["make", "-n", "sim", f"PROMPT={prompt}"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    line = next(l for l in proc.stdout.splitlines() if " generate " in l)
+    words = shlex.split(line)
+    assert words[words.index("--prompt") + 1] == prompt
+    assert np.all([w != "" for w in words])
