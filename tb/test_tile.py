@@ -132,8 +132,9 @@ def test_compiled_decoder_matches_golden(sim):
 
     arrived = []
     run = generate(Prepared(None, None, qm, prog), prompt, steps, sim, on_token=lambda *p:
-                   arrived.append(p))
+                   arrived.append(p), counters=True)
     assert arrived == golden.emitted
+    assert run.counters == golden.last_run.counters           # busy counters read after it
     assert (run.tokens, run.stamps) == ([t for t, _ in golden.emitted], stamps)
     assert (run.status, run.cycles) == (host.STATUS_DONE, cycles) and run.seconds > 0
 

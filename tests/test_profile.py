@@ -144,6 +144,25 @@ def test_cli_profile(checkpoint, tmp_path, capsys):
     assert (tmp_path / "p" / "profile.png").exists()
 
 
+def test_cli_generate_prints_the_busy_counters(checkpoint, capsys):
+    """``tinylpu generate --counters``: the table of the run's busy counters, whose values
+    are the profile's predictions summed over the decode steps (plus HALT's cycle)."""
+    from tinylpu.generate import generate, prepare
+
+    prompt, steps = [1, 5], 3
+    prep = prepare(checkpoint, positions=16)
+    run = generate(prep, prompt, steps, "golden", counters=True)
+    assert generate(prep, prompt, steps, "golden").counters is None
+    want = {name: sum(schedule(prep.program, pos).counters()[name]
+                      for pos in range(len(prompt) + steps - 1)) for name in host.COUNTERS}
+    assert run.counters == want | {"cycles": run.cycles} and want["cycles"] + 2 == run.cycles
+    assert main(["generate", "--model", str(checkpoint), "--prompt", "1,5", "--steps", "3",
+                 "--sim", "golden", "--positions", "16", "--counters"]) == 0
+    err = capsys.readouterr().err
+    assert f"| mac: MAC array (MATVEC, QK, PV issue slots) | {want['mac']:,} |" in err
+    assert f"| cycles: run cycles | {run.cycles:,} | 100.0% |" in err
+
+
 @pytest.mark.parametrize("positions, message", [
     ("0,99", f"position 99 is outside the compiled range 0..{SEQ - 1}"),
     ("x", "--positions must be comma-separated positions like 0,255"),
