@@ -17,7 +17,8 @@ class HostInterface(wiring.Component):
     ready, plus two cycles per word to fetch it. The input stream is not ready during a run.
 
     A GENERATE without a prompt (count 0) or steps (address 0) is a bad command, as in the
-    golden model. While a GENERATE (or any run) runs, the sequencer's emissions
+    golden model. A WRITE to a ``read_only`` target (the busy counters) is a bad command; its
+    payload is consumed and dropped. While a GENERATE (or any run) runs, the sequencer's emissions
     (``emit_valid``, ``emit_data``) go out on ``o`` in the cycle they are made; one that
     finds ``o`` not ready is dropped and sets STATUS_OVERRUN in the run's status.
     """
@@ -31,7 +32,7 @@ class HostInterface(wiring.Component):
             "o": Out(stream.Signature(32)),
             "ren": Out(1), "wen": Out(1), "target": Out(8), "addr": Out(16),
             "wdata": Out(self.buf_beats * 32), "rdata": In(self.buf_bits),
-            "valid_target": In(1),
+            "valid_target": In(1), "read_only": In(1),
             "start": Out(1), "start_pc": Out(16),
             "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
             "emit_valid": In(1), "emit_data": In(32),
@@ -53,7 +54,8 @@ class HostInterface(wiring.Component):
         valid = self.valid_target
         is_prog = valid & (t == proto.TARGET_PROG)
         is_act = valid & (t >= proto.TARGET_ABANK) & (t < proto.TARGET_ABANK + 4)
-        is_one = valid & ((t == proto.TARGET_TABLE) | (t == proto.TARGET_TOKENS))
+        is_one = valid & ((t == proto.TARGET_TABLE) | (t == proto.TARGET_TOKENS)
+                          | (t == proto.TARGET_COUNTERS))
         is_mm = valid & ((t == proto.TARGET_MMEM) | (t == proto.TARGET_RMEM))
         n_w = proto.beats(cfg, proto.TARGET_WBANK)
         n_a = proto.beats(cfg, proto.TARGET_ABANK)
@@ -89,7 +91,8 @@ class HostInterface(wiring.Component):
                                 m.d.sync += [self.generate.eq(1), self.addr.eq(0)]
                                 m.next = "START"
                         with m.Case(proto.CMD_WRITE, proto.CMD_READ):
-                            with m.If(~self.valid_target):
+                            with m.If(~self.valid_target
+                                      | (self.read_only & (cmd == proto.CMD_WRITE))):
                                 m.d.sync += bad.eq(1)
                             with m.If(count == 0):
                                 m.next = "HDR0"
@@ -116,7 +119,7 @@ class HostInterface(wiring.Component):
                             m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_m)))
                         with m.Else():
                             m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_w)))
-                        m.d.comb += self.wen.eq(self.valid_target)
+                        m.d.comb += self.wen.eq(self.valid_target & ~self.read_only)
                         m.d.sync += [beat.eq(0), self.addr.eq(self.addr + 1),
                                      count.eq(count - 1)]
                         with m.If(count == 1):

@@ -42,6 +42,9 @@ class Sequencer(wiring.Component):
       is below ``n_prompt + steps - 1``, else as for any instruction (pc + 1 or the loop).
 
     An emission is one cycle of ``emit_valid`` with ``emit_data``; nothing waits for it.
+
+    For the busy counters: ``wait_slot`` is high in the issue slot of a WAIT (all its
+    cycles) or a LOOP, ``next_slot`` in both cycles of a NEXT.
     """
 
     def __init__(self, cfg):
@@ -62,6 +65,7 @@ class Sequencer(wiring.Component):
             "tm_ren": Out(1), "tm_raddr": Out(16), "tm_rdata": In(16),
             "tm_wen": Out(1), "tm_waddr": Out(16), "tm_wdata": Out(16),
             "emit_valid": Out(1), "emit_data": Out(32), "issue_next": Out(1),
+            "wait_slot": Out(1), "next_slot": Out(1),
             "running": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
@@ -110,7 +114,11 @@ class Sequencer(wiring.Component):
 
         # NEXT, first cycle: emit and record the token, step the position
         issue_next = issuing & (op == Opcode.NEXT)
-        m.d.comb += self.issue_next.eq(issue_next)
+        m.d.comb += [
+            self.issue_next.eq(issue_next), self.next_slot.eq(issue_next | in_next),
+            self.wait_slot.eq((issuing & ((op == Opcode.WAIT) | (op == Opcode.LOOP)))
+                              | (wait_left != 0)),
+        ]
         pos_1 = Signal(POS_BITS)
         m.d.comb += pos_1.eq(pos + 1)
         emit = Signal()

@@ -1,5 +1,5 @@
 """The TinyLPU tile: sequencer, AGU, router with its SRAM banks, MAC array, requantizer,
-vector unit and host interface, and the pipeline that joins them."""
+vector unit, busy counters and host interface, and the pipeline that joins them."""
 
 __all__ = ["Tile", "generate_verilog", "PIPELINE"]
 
@@ -10,13 +10,14 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu import isa
+from tinylpu import host as proto, isa
 from tinylpu.config import ACT_BITS
 from tinylpu.numerics import RECIP_FRAC
 
 from .agu import ATTENTION_FIELDS, MATVEC_FIELDS, MatvecAgu, token_layout
 from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit
 from .checker import ReadChecker
+from .counters import Counters
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
 from .host import HostInterface
 from .mac import MacArray, MacMode
@@ -70,14 +71,19 @@ class Tile(wiring.Component):
         m.submodules.weight = weight = WeightUnit(cfg)
         m.submodules.drain = drain = Drain(cfg)
         m.submodules.checker = checker = ReadChecker(cfg)
+        m.submodules.counters = counters = Counters()
         wiring.connect(m, wiring.flipped(self.host_in), hif.i)
         wiring.connect(m, hif.o, wiring.flipped(self.host_out))
 
-        # host interface <-> router and sequencer
+        # host interface <-> router (the SRAMs), busy counters and sequencer
+        is_counters = hif.target == proto.TARGET_COUNTERS
         m.d.comb += [
             rt.h_ren.eq(hif.ren), rt.h_wen.eq(hif.wen), rt.h_target.eq(hif.target),
-            rt.h_addr.eq(hif.addr), rt.h_wdata.eq(hif.wdata), hif.rdata.eq(rt.h_rdata),
-            hif.valid_target.eq(rt.h_valid_target),
+            rt.h_addr.eq(hif.addr), rt.h_wdata.eq(hif.wdata),
+            counters.ren.eq(hif.ren & is_counters), counters.addr.eq(hif.addr),
+            hif.rdata.eq(Mux(is_counters, counters.rdata, rt.h_rdata)),
+            hif.valid_target.eq(rt.h_valid_target | is_counters),
+            hif.read_only.eq(is_counters),
             seq.start.eq(hif.start), seq.start_pc.eq(hif.start_pc),
             seq.generate.eq(hif.generate), seq.n_prompt.eq(hif.n_prompt),
             seq.steps.eq(hif.steps),
@@ -300,6 +306,23 @@ class Tile(wiring.Component):
         m.d.comb += seq.pipe_empty.eq(~agu.busy & ~aagu.busy & ~drain.busy
                                       & ~Cat(*(st.valid for st in front + results)).any()
                                       & vu.idle & ~ss_pending)
+
+        # the busy counters (tinylpu.host.Counter), cleared by a run's start, counting while
+        # it runs: issue slots (MAC array: a MATVEC/QK/PV read token enters it; vector
+        # unit: a VOP element read; WAIT/LOOP; NEXT), a result in the output unit (r3 .. the
+        # write), the PV drain
+        events = counters.events
+        m.d.comb += [
+            counters.clear.eq(hif.start),
+            events.cycles.eq(seq.running),
+            events.mac.eq(seq.running & (seq.issue_matvec | agu.busy | seq.issue_qk
+                                         | seq.issue_pv | aagu.busy)),
+            events.vu.eq(seq.running & (seq.issue_vop | vu.busy)),
+            events.out.eq(seq.running & Cat(*(st.valid for st in results)).any()),
+            events.drain.eq(seq.running & drain.busy),
+            events.wait.eq(seq.running & seq.wait_slot),
+            events.next.eq(seq.running & seq.next_slot),
+        ]
 
         # sticky schedule-checker flags of the current run
         conflict, hazard, busy = Signal(), Signal(), Signal()

@@ -134,8 +134,9 @@ def test_compiled_decoder_matches_golden(sim):
 
     arrived = []
     run = generate(Prepared(None, None, qm, prog), prompt, steps, sim, on_token=lambda *p:
-                   arrived.append(p))
+                   arrived.append(p), counters=True)
     assert arrived == golden.emitted
+    assert run.counters == golden.last_run.counters           # busy counters read after it
     assert (run.tokens, run.stamps) == ([t for t, _ in golden.emitted], stamps)
     assert (run.status, run.cycles) == (host.STATUS_DONE, cycles) and run.seconds > 0
 
@@ -154,6 +155,42 @@ def test_random_token_programs_match_golden(sim, count):
     assert sum(c["expected"][c["run_at"]] & host.STATUS_RAW_HAZARD != 0 for c in cases) \
         < count
     measured = run_streams(TOKEN_CFG, sim, cases, name="random-tokens")
+    for case, m in zip(cases, measured):
+        assert m["response"] == case["expected"], case["name"]
+        assert m["cycles"] == m["ext_cycles"] == case["cycles"], case["name"]
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_busy_counters_match_golden(sim):
+    """The busy counters (READ TARGET_COUNTERS after each run) equal the golden model's: a
+    GEMV, QK / WAIT / PV, the hand-written token loop under GENERATE (VOPs, NEXT) and a
+    random token program (VOPs, WAITs, MATVECs)."""
+    import numpy as np
+
+    from tinylpu.cases import gemv_case, program_case, with_counters
+    from token_loop import random_token_program_case, token_loop_case
+
+    cfg, rng = TOKEN_CFG, np.random.default_rng(61)
+    golden = GoldenTile(cfg)
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    attention = [isa.qk(q_bank=0, q_addr=0, q_words=2, k_bank=0, k_addr=4, s_bank=1,
+                        s_addr=0, shift=4, n=3), isa.wait(8),
+                 isa.pv(v_bank=0, v_addr=8, s_bank=1, s_addr=0, y_bank=0, y_addr=16,
+                        d_blocks=3, shift=2, n=3), isa.halt()]
+    makers = [
+        lambda: gemv_case("gemv 5x13", golden, [rng.integers(lo, hi, (5, 13))],
+                          rng.integers(lo, hi, 13)),
+        lambda: program_case("qk, wait, pv", golden, attention,
+                             [(host.TARGET_ABANK, 0, rng.integers(-999, 999, (16, cfg.lanes)))],
+                             [(host.TARGET_ABANK, 16, 2)]),
+        lambda: token_loop_case(golden, "token loop", rng, n_prompt=2, steps=2),
+        lambda: random_token_program_case(golden, "random token program", rng),
+    ]
+    cases = [with_counters(golden, make()) for make in makers]    # each after its own run
+    n = len(host.Counter)
+    counts = [host.parse_counters(c["expected"][-n:]) for c in cases]
+    assert all(any(c[name] for c in counts) for name in host.COUNTERS)
+    measured = run_streams(cfg, sim, cases, name="counters")
     for case, m in zip(cases, measured):
         assert m["response"] == case["expected"], case["name"]
         assert m["cycles"] == m["ext_cycles"] == case["cycles"], case["name"]

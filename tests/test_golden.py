@@ -364,3 +364,70 @@ def test_matvec_multiplies_the_low_16_bits_of_a_lane():
 def test_matvec_saturates_to_y_bits(y_bits, expected):
     weights = [[127] * 16, [-128] * 16, [1] * 16, [0] * 16]
     assert _matvec_tile(weights, [32767] * 16, y_bits) == expected + [-7] * 12
+
+
+# Busy counters ------------------------------------------------------------------------------
+
+def test_busy_counters_of_attention_by_hand():
+    """QK, a WAIT, PV under RUN: each counter worked out from the latencies of docs/isa.md,
+    read back through TARGET_COUNTERS and in the run's result."""
+    cfg = Config(lanes=8, rows=2, wdepth=64, act_banks=2, adepth=32)
+    n, q_words, d_blocks, gap = 3, 2, 3, 8
+    program = [isa.qk(q_bank=0, q_addr=0, q_words=q_words, k_bank=0, k_addr=4, s_bank=1,
+                      s_addr=0, shift=4, n=n),
+               isa.wait(gap),
+               isa.pv(v_bank=0, v_addr=8, s_bank=1, s_addr=0, y_bank=0, y_addr=16,
+                      d_blocks=d_blocks, shift=2, n=n),
+               isa.halt()]
+    tile = GoldenTile(cfg)
+    rng = np.random.default_rng(60)
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-999, 999, (16, 8)))
+    stream += host.run_cmd(0) + host.counters_cmd(cfg)
+    out = tile.host(stream)
+    assert out[0] == host.STATUS_DONE
+    busy = isa.LAT_OUT + 1                         # a result's cycles in the output unit
+    t_pv = 1 + q_words + n + gap
+    c_last = t_pv + n                              # PV's last V read
+    counts = {"cycles": c_last + isa.PV_DRAIN + d_blocks - 1 + isa.LAT_OUT + 1,
+              "mac": (q_words + n) + (1 + n),
+              "vu": 0,
+              "out": 2 * (n - 1 + busy),           # QK's n scores, then PV's blocks, apart
+              "drain": isa.PV_DRAIN + d_blocks - 1,
+              "wait": gap, "next": 0}
+    assert host.parse_counters(out[2:]) == tile.last_run.counters == counts
+    assert out[1] == counts["cycles"]
+
+
+def test_busy_counters_target_is_read_only_and_zero_beyond_the_last():
+    cfg = SMALL
+    tile = GoldenTile(cfg)
+    n = len(host.Counter)
+    out = tile.host(host.run_cmd(0) + host.header(host.CMD_WRITE, host.TARGET_COUNTERS, 0, 2)
+                    + [5, 6] + host.header(host.CMD_READ, host.TARGET_COUNTERS, 0, n + 2)
+                    + host.run_cmd(0))
+    assert out == [host.STATUS_DONE, 2, 2] + [0] * (n + 1) + \
+        [host.STATUS_DONE | host.STATUS_BAD_COMMAND, 2]
+    tile.counters[host.Counter.MAC] = (1 << 32) + 5            # 32-bit counters wrap
+    assert tile.host(host.read_cmd(cfg, host.TARGET_COUNTERS, host.Counter.MAC, 1)) == [5]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 12)), max_size=12),
+       st.lists(st.integers(0, 80), min_size=1, max_size=4))
+def test_coverage_counts_the_union_below_each_cycle(intervals, reads):
+    """The golden model's busy-interval counter against a set of cycles. As in a run, an
+    interval becomes known before the cycles it covers are read (here: before the read
+    preceding its start), and never starts before a cycle already read."""
+    from tinylpu.golden import _Coverage
+
+    cov, known = _Coverage(), set()
+    pending = sorted((s, s + d) for s, d in intervals)
+    reads = sorted(reads)
+    for i, r in enumerate(reads):
+        horizon = reads[i + 1] if i + 1 < len(reads) else float("inf")
+        while pending and pending[0][0] < horizon:
+            s, e = pending.pop(0)
+            cov.add(s, e)
+            known.update(range(s, e))
+        assert cov.below(r) == sum(1 for c in known if c < r)

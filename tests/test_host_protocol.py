@@ -301,3 +301,31 @@ def test_unpack_rejects_partial_words():
         host.unpack_words(DEFAULT, host.TARGET_PROG, [0] * 5)
     with pytest.raises(HostError, match=re.escape("3 beats is not a whole number of 8-beat words")):
         host.unpack_words(CONFIGS[1], host.TARGET_ABANK, [0] * 3)
+
+
+def test_busy_counter_target():
+    """TARGET_COUNTERS: one unsigned 32-bit beat per counter, in host.Counter order,
+    read-only; parse_counters names them."""
+    assert host.TARGET_COUNTERS == 0xD0
+    assert host.COUNTERS == ("cycles", "mac", "vu", "out", "drain", "wait", "next")
+    assert [int(c) for c in host.Counter] == list(range(len(host.COUNTERS)))
+    assert set(host.COUNTER_HELP) == set(host.Counter)
+    for cfg in CONFIGS:
+        assert host.target_depth(cfg, host.TARGET_COUNTERS) == len(host.Counter)
+        assert host.beats(cfg, host.TARGET_COUNTERS) == 1
+        assert host.counters_cmd(cfg) == [0x0007D002, 0]     # READ 0xD0, 7 words at 0
+    with pytest.raises(HostError, match="words 6..7 are outside target 0xd0 .depth 7."):
+        host.read_cmd(DEFAULT, host.TARGET_COUNTERS, 6, 2)
+    with pytest.raises(HostError, match="0xd0 .the busy counters. is read-only"):
+        host.write_cmd(DEFAULT, host.TARGET_COUNTERS, 0, [[1]])
+    words = [[0], [1], [(1 << 31) + 3], [(1 << 32) - 1]]
+    beats = host.pack_words(DEFAULT, host.TARGET_COUNTERS, words)
+    assert beats == [0, 1, (1 << 31) + 3, (1 << 32) - 1]
+    np.testing.assert_array_equal(host.unpack_words(DEFAULT, host.TARGET_COUNTERS, beats), words)
+    counts = host.parse_counters([100, 60, 20, 70, 0, 15, 4])
+    assert counts == {"cycles": 100, "mac": 60, "vu": 20, "out": 70, "drain": 0, "wait": 15,
+                      "next": 4}
+    table = host.format_counters(counts)
+    assert "| mac: MAC array (MATVEC, QK, PV issue slots) | 60 | 60.0% |" in table
+    with pytest.raises(HostError, match="6 beats are not the 7 busy counters"):
+        host.parse_counters([0] * 6)

@@ -1,5 +1,6 @@
 """tinylpu.profile: the per-unit schedule of a decode step agrees with the cycle model and
-with the golden model's output-unit and scalar-unit cycles; chart, tables and CLI."""
+with the golden model's output-unit and scalar-unit cycles and busy counters; chart, tables
+and CLI."""
 
 import pathlib
 import re
@@ -7,12 +8,12 @@ import re
 import numpy as np
 import pytest
 
-from tinylpu import golden, isa
+from tinylpu import golden, host, isa
 from tinylpu.cli import main
 from tinylpu.decoder import compile_decoder, config_for
 from tinylpu.intmodel import quantize
 from tinylpu.model import save_checkpoint, synthetic_model
-from tinylpu.profile import (DRAIN, EPI, MAC, NEXT, NORM, SCALAR, UNITS, VU, WAIT,
+from tinylpu.profile import (COUNTED, DRAIN, EPI, MAC, NEXT, NORM, SCALAR, UNITS, VU, WAIT,
                              ProfileError, _merge, run_profile, schedule)
 
 MODELS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "models"
@@ -87,6 +88,29 @@ def test_output_and_scalar_units_match_the_golden_model(prog, monkeypatch):
         start += p.cycles
 
 
+def test_profile_predicts_the_busy_counters(prog):
+    """Every decode step of a GENERATE: the golden model's busy counters at the end of the
+    step's NEXT minus those at the end of the previous NEXT (for position 0: the first issue
+    cycle) equal the profile's busy cycles of that step; after the last NEXT only HALT's
+    cycle is left."""
+    tile = golden.GoldenTile(prog.cfg)
+    tile.host(prog.load_stream())
+    steps = SEQ - 1
+    tile.host(prog.generate_stream([1], steps))
+    run = tile.last_run
+    assert len(run.next_counters) == steps
+    prev = dict.fromkeys(host.COUNTERS, 0) | {"cycles": 1}
+    for pos, at_next in enumerate(run.next_counters):
+        step = {name: at_next[name] - prev[name] for name in host.COUNTERS}
+        predicted = schedule(prog, pos).counters()
+        assert step == predicted, pos
+        assert all(predicted.values())
+        prev = at_next
+    assert run.counters == prev | {"cycles": prev["cycles"] + 1}
+    assert set(COUNTED) == set(UNITS) - {NORM, SCALAR}
+    assert sorted(COUNTED.values()) == [c for c in host.Counter if c != host.Counter.CYCLES]
+
+
 def test_positions_outside_the_compiled_range(prog):
     with pytest.raises(ProfileError, match=rf"position {SEQ} is outside the compiled range "
                                            rf"0..{SEQ - 1}"):
@@ -119,6 +143,25 @@ def test_cli_profile(checkpoint, tmp_path, capsys):
                  "--out", str(tmp_path / "p")]) == 0
     assert "Position 3:" in capsys.readouterr().out
     assert (tmp_path / "p" / "profile.png").exists()
+
+
+def test_cli_generate_prints_the_busy_counters(checkpoint, capsys):
+    """``tinylpu generate --counters``: the table of the run's busy counters, whose values
+    are the profile's predictions summed over the decode steps (plus HALT's cycle)."""
+    from tinylpu.generate import generate, prepare
+
+    prompt, steps = [1, 5], 3
+    prep = prepare(checkpoint, positions=16)
+    run = generate(prep, prompt, steps, "golden", counters=True)
+    assert generate(prep, prompt, steps, "golden").counters is None
+    want = {name: sum(schedule(prep.program, pos).counters()[name]
+                      for pos in range(len(prompt) + steps - 1)) for name in host.COUNTERS}
+    assert run.counters == want | {"cycles": run.cycles} and want["cycles"] + 2 == run.cycles
+    assert main(["generate", "--model", str(checkpoint), "--prompt", "1,5", "--steps", "3",
+                 "--sim", "golden", "--positions", "16", "--counters"]) == 0
+    err = capsys.readouterr().err
+    assert f"| mac: MAC array (MATVEC, QK, PV issue slots) | {want['mac']:,} |" in err
+    assert f"| cycles: run cycles | {run.cycles:,} | 100.0% |" in err
 
 
 @pytest.mark.parametrize("positions, message", [

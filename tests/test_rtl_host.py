@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from amaranth_host import run_host_stream, send
 
 from tinylpu import host, isa
-from tinylpu.cases import schedule_cases
+from tinylpu.cases import program_case, schedule_cases, with_counters
 from tinylpu.compiler import compile_chain, compile_gemv
 from tinylpu.config import Config
 from tinylpu.golden import GoldenTile
@@ -644,3 +644,151 @@ def test_next_waits_for_the_argmax(unit):
     expected = GoldenTile(cfg).host(stream)
     assert expected[2] == host.STATUS_DONE
     assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+
+
+# Busy counters ------------------------------------------------------------------------------
+
+def _counters(beats):
+    return host.parse_counters(beats[-len(host.Counter):])
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2]], ids=lambda c: c.ident)
+def test_busy_counters_of_gemvs_match_golden(cfg):
+    """A GEMV, then a chain with WAITs: the busy counters read back after each run equal the
+    golden model's, and the values worked out by hand from the schedule."""
+    rng = np.random.default_rng(50)
+    W, x = _rand(rng, cfg, (3 * cfg.rows + 1, 2 * cfg.lanes + 1)), _rand(rng, cfg, 2 * cfg.lanes + 1)
+    gemv = compile_gemv(W, x, cfg, mult=77, shift=9)
+    chain = compile_chain([_rand(rng, cfg, (7, 9)), _rand(rng, cfg, (5, 7))],
+                          _rand(rng, cfg, 9), cfg)
+    golden = GoldenTile(cfg)
+    expected = []
+    for g in (gemv, chain):
+        expected += golden.host(g.host_stream() + host.counters_cmd(cfg))
+    stream = gemv.host_stream() + host.counters_cmd(cfg) + chain.host_stream() \
+        + host.counters_cmd(cfg)
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+    n_gemv = len(expected) - len(golden.host(host.counters_cmd(cfg))) - 2 - \
+        chain.y.words * host.beats(cfg, host.TARGET_ABANK)
+    first, second = _counters(got[:n_gemv]), _counters(got)
+    nb, nc = 4, 3                                  # blocks of R rows, chunks of L lanes
+    # block b's result enters the output unit in 1 + (b + 1) * nc - 1 + LAT_RESULT and is
+    # in it for LAT_OUT + 1 cycles; with nc < LAT_OUT + 1 they overlap
+    out = (nb - 1) * min(nc, isa.LAT_OUT + 1) + isa.LAT_OUT + 1
+    assert first == {"cycles": gemv.schedule.cycles, "mac": nb * nc, "vu": 0, "out": out,
+                     "drain": 0, "wait": 0, "next": 0}
+    mv = [isa.decode(w) for w in chain.program]
+    assert second["cycles"] == chain.schedule.cycles          # cleared by the second start
+    assert second["mac"] == sum(isa.duration(i) for i in mv if i["op"] == isa.Opcode.MATVEC)
+    assert second["wait"] == sum(isa.duration(i) for i in mv if i["op"] == isa.Opcode.WAIT) > 0
+
+
+def test_busy_counters_of_vops_waits_and_loops_match_golden():
+    """A hand-written program (VOPs, WAIT, a LOOP of VOP + WAIT, a MATVEC) with its counts
+    worked out by hand, then random token-loop programs under GENERATE (VOPs of every
+    kind, WAITs, MATVECs, QK/PV, NEXT): the counters read back equal the golden model's."""
+    cfg = GEN_CFG
+    G = isa.GFunc
+    add = isa.vop(g=G.ADD, s=8, n=1, a=dict(bank=0, js=1), b=dict(mode=isa.BMode.IMM, base=5),
+                  c=dict(bank=1, js=1), sat=16)
+    total = isa.vop(g=G.PASS, red=isa.Reduce.SUM, s=1, n=8, a=dict(bank=1, ks=1),
+                    c=dict(bank=0, base=64), sat=24)
+    mv = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=4, n_blocks=2, n_chunks=1,
+                    q_mult=1, q_shift=4)
+    program = [add, isa.wait(8), isa.loop(3, 2), total, isa.wait(2), mv, isa.halt()]
+    rng = np.random.default_rng(51)
+    golden = GoldenTile(cfg)
+    case = program_case("vops", golden, program,
+                        [(host.TARGET_WBANK + r, 0, _rand(rng, cfg, (2, cfg.lanes)))
+                         for r in range(cfg.rows)]
+                        + [(host.TARGET_ABANK, 0, rng.integers(-99, 99, (2, cfg.lanes)))], [])
+    cases = [with_counters(golden, case)]
+    assert _counters(cases[0]["expected"]) == {
+        "cycles": golden.last_run.cycles, "mac": 2, "vu": 8 + 3 * 8, "out": isa.LAT_OUT + 2,
+        "drain": 0, "wait": 8 + 1 + 3 * 2, "next": 0}
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tb"))
+    from token_loop import random_token_program_case, token_loop_case
+
+    cases.append(with_counters(golden, token_loop_case(golden, "token loop", rng, n_prompt=2,
+                                                       steps=2)))
+    cases += [with_counters(golden, random_token_program_case(golden, f"random {i}", rng))
+              for i in range(3)]
+    for c in cases[1:]:
+        counts = _counters(c["expected"])
+        # NEXT at positions 0 .. n_prompt + steps - 2, emitting from n_prompt - 1 on
+        assert counts["next"] % isa.NEXT_CYCLES == 0
+        assert counts["next"] >= isa.NEXT_CYCLES * c["emissions"] > 0
+        assert counts["cycles"] == c["cycles"] and counts["vu"] > 0
+    assert any(_counters(c["expected"])["wait"] for c in cases[2:])
+    stream = [beat for c in cases for beat in c["stream"]]
+    expected = [beat for c in cases for beat in c["expected"]]
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    at = 0
+    for c in cases:
+        n = len(c["expected"])
+        assert got[at:at + n] == c["expected"], c["name"]
+        at += n
+
+
+def test_busy_counters_of_a_decoder_match_golden_and_profile():
+    """A tiny synthetic Llama compiled by tinylpu.decoder (MATVECs with every epilogue, QK,
+    PV, VOPs, WAITs, NEXT) under GENERATE: the counters read back equal the golden model's,
+    each is busy, and each decode step's share (the golden model's counters at the end of
+    its NEXT minus those at the end of the previous one) is what tinylpu.profile predicts."""
+    from tinylpu.decoder import compile_decoder, config_for
+    from tinylpu.intmodel import quantize
+    from tinylpu.model import synthetic_model
+    from tinylpu.profile import schedule
+
+    m = synthetic_model(seed=3, dim=16, hidden_dim=32, n_layers=1, n_heads=2, n_kv_heads=1,
+                        vocab_size=16, seq_len=8)
+    rng = np.random.default_rng(3)
+    qm = quantize(m, [list(rng.integers(0, 16, 8)) for _ in range(2)])
+    prog = compile_decoder(qm, config_for(qm, 8), 8)
+    cfg, golden = prog.cfg, GoldenTile(prog.cfg)
+    prompt, steps = [1, 5], 2
+    stream = prog.load_stream() + prog.generate_stream(prompt, steps) + host.counters_cmd(cfg)
+    expected = golden.host(stream)
+    run = golden.last_run
+    counts = _counters(expected)
+    assert counts == run.counters and counts["cycles"] == run.cycles
+    assert all(counts.values())
+    prev = dict.fromkeys(host.COUNTERS, 0) | {"cycles": 1}      # the first issue cycle
+    assert len(run.next_counters) == len(prompt) + steps - 1
+    for pos, at_next in enumerate(run.next_counters):
+        step = {k: at_next[k] - prev[k] for k in host.COUNTERS}
+        assert step == schedule(prog, pos).counters(), pos
+        prev = at_next
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+
+
+def test_busy_counters_are_cleared_read_only_and_zero_beyond_the_last():
+    """Counters hold after a run and are cleared by the next start (a HALT-only RUN counts
+    its 2 cycles and nothing else); a WRITE to them is a bad command whose payload is
+    dropped; addresses past the last counter read 0."""
+    cfg = CONFIGS[0]
+    rng = np.random.default_rng(52)
+    program = [isa.wait(3), isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0,
+                                       n_blocks=1, n_chunks=2, q_mult=1, q_shift=3),
+               isa.halt()]
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, _rand(rng, cfg, (2, cfg.lanes)))
+    stream += host.run_cmd(0) + host.counters_cmd(cfg)
+    stream += host.header(host.CMD_WRITE, host.TARGET_COUNTERS, 1, 2) + [7, 7]
+    n = len(host.Counter)
+    stream += host.header(host.CMD_READ, host.TARGET_COUNTERS, n - 2, 4)
+    stream += host.run_cmd(2) + host.counters_cmd(cfg)           # pc 2: HALT
+    golden = GoldenTile(cfg)
+    expected = golden.host(stream)
+    got = run_host_stream(Tile(cfg), stream, len(expected))
+    assert got == expected
+    # the MATVEC's last read in cycle 5; the tile is idle from 5 + DRAIN
+    first = {"cycles": 3 + 2 + isa.DRAIN, "mac": 2, "vu": 0, "out": isa.LAT_OUT + 1,
+             "drain": 0, "wait": 3, "next": 0}
+    assert got[:2] == [host.STATUS_DONE, first["cycles"]]
+    assert host.parse_counters(got[2:2 + n]) == first
+    assert got[2 + n:2 + n + 4] == [first["wait"], first["next"], 0, 0]
+    assert got[2 + n + 4:2 + n + 6] == [host.STATUS_DONE | host.STATUS_BAD_COMMAND, 2]
+    assert host.parse_counters(got[-n:]) == dict.fromkeys(host.COUNTERS, 0) | {"cycles": 2}

@@ -1,7 +1,8 @@
 """Test and benchmark cases: host streams with the golden model's expected responses."""
 
 __all__ = ["gemv_case", "compiled_case", "program_case", "random_program_case", "random_matvec",
-           "random_attention", "standard_cases", "schedule_cases", "snapshot", "restore"]
+           "random_attention", "standard_cases", "schedule_cases", "snapshot", "restore",
+           "with_counters"]
 
 import re
 
@@ -235,6 +236,16 @@ def schedule_cases(golden):
                       "expected": [host.STATUS_DONE | bit, cycles], "cycles": cycles,
                       "run_at": 0, "bit": bit})
     return cases
+
+
+def with_counters(golden, case):
+    """``case`` (just built on ``golden``) followed by a READ of the busy counters: the
+    expected answer is the golden model's counters of the case's last run."""
+    read = host.counters_cmd(golden.cfg)
+    last = golden.last_run, getattr(golden, "last_run_at", None)
+    answer = golden.host(read)
+    golden.last_run, golden.last_run_at = last          # still the case's run
+    return {**case, "stream": case["stream"] + read, "expected": case["expected"] + answer}
 
 
 def snapshot(golden):

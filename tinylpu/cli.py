@@ -203,7 +203,8 @@ def cmd_generate(args):
                              f"{el:.1f} s\r")
             sys.stderr.flush()
 
-    run = generate(prep, prompt, args.steps, args.sim, on_token=on_token, waves=args.waves)
+    run = generate(prep, prompt, args.steps, args.sim, on_token=on_token, waves=args.waves,
+                   counters=args.counters)
     out.write("\n")
     if show_progress:
         sys.stderr.write("\x1b[K")
@@ -220,6 +221,10 @@ def cmd_generate(args):
               f"{run.cycles / run.seconds:,.0f} cycles/s", file=sys.stderr)
     if args.waves and args.sim == "icarus":
         print(f"# waves: {args.waves}", file=sys.stderr)
+    if args.counters:
+        from .host import format_counters
+        print("# busy counters of the run (READ TARGET_COUNTERS):\n" + format_counters(
+            run.counters), file=sys.stderr)
     if not ok:
         print("tinylpu generate: error: the run's status or emission cycles differ from the "
               "prediction", file=sys.stderr)
@@ -322,6 +327,8 @@ def build_parser():
     p.add_argument("--config", dest="config_text", default="",
                    help="tile parameters name=value,... (default: the smallest that fits)")
     p.add_argument("--waves", type=pathlib.Path, help="write an FST waveform (icarus only)")
+    p.add_argument("--counters", action="store_true",
+                   help="read the tile's busy counters after the run and print them")
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("profile", help="per-unit timeline (Gantt chart) and busy shares of a "
                                         "decode step, from the compiler's schedule",

@@ -6,13 +6,14 @@ the tile, sends the prompt and the step count once and streams the ids the tile 
 with the cycle the tile emitted it in.
 """
 
-__all__ = ["Prepared", "prepare", "parse_prompt", "generate", "SIM_CHOICES"]
+__all__ = ["Prepared", "prepare", "parse_prompt", "generate", "CountedResult", "SIM_CHOICES"]
 
 import dataclasses
 import time
 
+from . import host
 from .compiler import CompileError
-from .decoder import compile_decoder, config_for
+from .decoder import GenerateResult, compile_decoder, config_for
 from .intmodel import quantize
 from .model import BOS, ModelError, load_checkpoint, load_tokenizer
 
@@ -25,6 +26,11 @@ class Prepared:
     tokenizer: object          # None when ids are given
     qm: object
     program: object            # tinylpu.decoder.DecoderProgram
+
+
+@dataclasses.dataclass
+class CountedResult(GenerateResult):
+    counters: dict = None      # the busy counters of the run (host.COUNTERS names), if read
 
 
 def calibration(model, tokenizer, length=256):
@@ -73,11 +79,15 @@ def parse_prompt(text, tokenizer, vocab_size):
     return ids
 
 
-def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None):
+def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, counters=False):
     """Run one GENERATE request; ``on_token(id, cycle)`` is called as ids arrive. Returns a
-    :class:`tinylpu.decoder.GenerateResult` with the request's wall time."""
+    :class:`CountedResult` with the request's wall time and, with ``counters``, the run's
+    busy counters (read from the tile after the run)."""
     prog = prep.program
     request = prog.generate_stream(prompt, steps)
+    n_after = len(host.Counter) if counters else 0
+    if counters:
+        request += host.counters_cmd(prog.cfg)
     if sim == "golden":
         from .golden import GoldenTile
         tile = GoldenTile(prog.cfg)
@@ -89,9 +99,12 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None):
     else:
         from .rtlsim import run_generate
         response, seconds = run_generate(prog.cfg, sim, prog.load_stream(), request,
-                                         n_emit=steps, on_beat_pair=on_token, waves=waves)
-    result = prog.parse(response, steps)
-    return dataclasses.replace(result, seconds=seconds)
+                                         n_emit=steps, on_beat_pair=on_token, waves=waves,
+                                         n_after=n_after)
+    after = response[len(response) - n_after:]
+    result = prog.parse(response[:len(response) - n_after], steps)
+    return CountedResult(**dataclasses.asdict(result) | {"seconds": seconds},
+                         counters=host.parse_counters(after) if counters else None)
 
 
 def measured_steps(prog, n_prompt, stamps):

@@ -12,6 +12,7 @@ __all__ = ["GoldenTile", "RunResult", "GoldenError"]
 
 import bisect
 import dataclasses
+import heapq
 
 import numpy as np
 
@@ -32,6 +33,10 @@ class RunResult:
     status: int            # host.STATUS_* bits
     hazards: list          # (cycle, bank, word) of every read of a word with a write in flight
     instructions: int      # instructions issued, HALT included
+    counters: dict = None  # the busy counters at the end (host.COUNTERS names -> cycles)
+    # the busy counters at the end of each NEXT's last cycle T, as if read then: each counts
+    # the cycles before T (cycles: T itself, the start cycle being cycle 0)
+    next_counters: list = None
 
 
 def _sext(values, bits):
@@ -56,6 +61,7 @@ class GoldenTile:
         self.norm = 0              # the norm register: RMSNorm's scale, b << 16 | m
         self.bad_command = False
         self.emitted = []          # (id, cycle) of the last GENERATE
+        self.counters = [0] * len(host.Counter)    # the busy counters of the last run
         self.on_emit = None        # called with (id, cycle) as NEXT emits (streaming)
 
     # Memory access by host target ---------------------------------------------------------
@@ -89,6 +95,10 @@ class GoldenTile:
     def read(self, target, address, count):
         if target == host.TARGET_PROG:
             return [self.pmem[(address + i) % self.cfg.pdepth] for i in range(count)]
+        if target == host.TARGET_COUNTERS:     # 32-bit counters; beyond the last one, 0
+            n = len(self.counters)
+            return np.array([[self.counters[a] & 0xffffffff if a < n else 0]
+                             for a in range(address, address + count)], dtype=np.int64)
         mem = self._memory(target)
         return mem[(address + np.arange(count)) % len(mem)].copy()
 
@@ -127,7 +137,9 @@ class GoldenTile:
             if cmd == host.CMD_WRITE:
                 payload = beats[i:i + count * n]
                 i += count * n
-                if valid:
+                if target == host.TARGET_COUNTERS:     # read-only: the payload is dropped
+                    self.bad_command = True
+                elif valid:
                     self.write(target, address, host.unpack_words(cfg, target, payload))
             else:
                 if valid:
@@ -146,6 +158,9 @@ class GoldenTile:
         n_end = n_prompt + steps - 1
         st = _RunState()
         self.emitted = []
+        self.counters = [0] * len(host.Counter)
+        slots = [0] * len(host.Counter)    # issue-slot cycles per counter
+        next_counters = []
         pos = 0
         t = 1              # cycle 0 fetches the first instruction
         issued = 0
@@ -183,7 +198,10 @@ class GoldenTile:
                     if self.bad_command:
                         status |= host.STATUS_BAD_COMMAND
                         self.bad_command = False
-                    return RunResult(max(t + 1, st.last_write + 1), status, st.hazards, issued)
+                    cycles = max(t + 1, st.last_write + 1)
+                    self.counters = st.counters(slots, cycles)
+                    return RunResult(cycles, status, st.hazards, issued,
+                                     dict(zip(host.COUNTERS, self.counters)), next_counters)
                 if op == isa.Opcode.MATVEC:
                     st.land_before(t, self)
                     mv = instr["args"]["matvec"]
@@ -206,9 +224,12 @@ class GoldenTile:
                     st.land_before(t, self)
                     self._pv(instr["args"]["pv"], t, pos, st, pc)
                 duration = isa.duration(instr, pos)
+                slots[_SLOT_COUNTER[op]] += duration
                 if op == isa.Opcode.NEXT:
                     next_step(pc)
                 t += duration
+                if op == isa.Opcode.NEXT:
+                    next_counters.append(dict(zip(host.COUNTERS, st.counters(slots, t))))
         except isa.IsaError as error:
             raise GoldenError(str(error)) from None
 
@@ -361,6 +382,8 @@ class GoldenTile:
         recips = [_recip(int(v)) for v in weights.sum(axis=0)]
         c_last = t + n
         y_bank, bits = a["y_bank"] % cfg.act_banks, a["y_bits"] or 64
+        # the drain: busy from the cycle after the last V read until the last block enters
+        st.drain_busy.add(c_last + 1, c_last + isa.PV_DRAIN + (a["d_blocks"] or 256))
         for j in range(a["d_blocks"] or 256):
             enter = c_last + isa.PV_DRAIN + j
             st.result(enter)
@@ -497,6 +520,36 @@ class GoldenTile:
 
 
 
+# the busy counter of each instruction's issue slot (WAIT: WAIT and LOOP; HALT is not counted)
+_SLOT_COUNTER = {isa.Opcode.MATVEC: host.Counter.MAC, isa.Opcode.QK: host.Counter.MAC,
+                 isa.Opcode.PV: host.Counter.MAC, isa.Opcode.VOP: host.Counter.VU,
+                 isa.Opcode.NEXT: host.Counter.NEXT, isa.Opcode.WAIT: host.Counter.WAIT,
+                 isa.Opcode.LOOP: host.Counter.WAIT}
+
+
+class _Coverage:
+    """Cycles covered by half-open intervals ``[start, end)``, counted as they become final:
+    an interval added later never starts before a cycle already passed to :meth:`below`."""
+
+    def __init__(self):
+        self.heap = []         # intervals not counted yet
+        self.total = 0         # cycles covered by the counted ones
+        self.end = 0           # the end of the last counted one that reaches furthest
+
+    def add(self, start, end):
+        heapq.heappush(self.heap, (start, end))
+
+    def below(self, cycle):
+        """The covered cycles before ``cycle``."""
+        while self.heap and self.heap[0][0] < cycle:
+            start, end = heapq.heappop(self.heap)
+            start = max(start, self.end)
+            if end > start:
+                self.total += end - start
+                self.end = end
+        return self.total - max(0, self.end - cycle)
+
+
 def _recip(v):
     """The reciprocal pipeline: ``norm_recip(v)``; v = 0 gives (0x7fff, 0) (rtl.recip)."""
     return norm_recip(v) if v else (0x7fff, 0)
@@ -544,12 +597,25 @@ class _RunState:
         self.results = set()       # cycles a result enters the output unit (one a cycle)
         self.maxima_final = -1     # QK's maxima are final from the cycle after this one
         self.pv_free = 0           # a PV's first V read may come from this cycle on
+        self.out_busy = _Coverage()     # results in the output unit, entry to write
+        self.drain_busy = _Coverage()   # PV drains
+
+    def counters(self, slots, cycle):
+        """The busy counters as read at ``cycle`` (counting the cycles before it), given the
+        issue-slot cycles ``slots`` so far (a list by :class:`tinylpu.host.Counter`): all
+        results entering the output unit before ``cycle`` must be known."""
+        out = list(slots)
+        out[host.Counter.CYCLES] = cycle
+        out[host.Counter.OUT] = self.out_busy.below(cycle)
+        out[host.Counter.DRAIN] = self.drain_busy.below(cycle)
+        return out
 
     def result(self, cycle):
         """A block result enters the output unit (the requantizer) in ``cycle``."""
         if cycle in self.results:
             raise GoldenError(f"two results enter the output unit in cycle {cycle}")
         self.results.add(cycle)
+        self.out_busy.add(cycle, cycle + isa.LAT_OUT + 1)
 
     def scalar(self, start, done):
         """The bit-serial scalar unit takes a new operand no earlier than the previous

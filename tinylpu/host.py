@@ -22,6 +22,12 @@ A command is a header of two words, then its payload:
   the start cycle, which is cycle 0) of the NEXT that emitted it. Then status and cycles as
   for RUN. A GENERATE with n_prompt 0 or steps 0 does not run; it sets BAD_COMMAND.
 
+- READ TARGET_COUNTERS, address, count: the busy counters of the last RUN or GENERATE
+  (:class:`Counter`; one 32-bit word each, wrapping), cleared in every run's start cycle.
+  The target is read-only: a WRITE to it sets BAD_COMMAND (its payload is consumed).
+  Addresses at or above ``len(Counter)`` read 0. There is no read while a run is going: the
+  READ header waits like any command, and the words it answers are the finished run's totals.
+
 Commands are accepted only while the tile is idle: the input stream is not ready during a run,
 so the host never touches a bank port the schedule owns.
 """
@@ -31,7 +37,10 @@ __all__ = ["CMD_WRITE", "CMD_READ", "CMD_RUN", "CMD_GENERATE", "TARGET_WBANK", "
            "STATUS_PORT_CONFLICT", "STATUS_RAW_HAZARD", "STATUS_BAD_COMMAND",
            "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "HostError", "header", "write_cmd", "read_cmd", "run_cmd",
            "generate_cmd", "pack_words", "unpack_words", "beats", "target_depth",
-           "element_bits"]
+           "element_bits", "TARGET_COUNTERS", "Counter", "COUNTERS", "COUNTER_HELP",
+           "counters_cmd", "parse_counters", "format_counters"]
+
+import enum
 
 import numpy as np
 
@@ -50,6 +59,7 @@ TARGET_TABLE = 0xA0   # vector-unit table memory (int16 entries)
 TARGET_MMEM = 0xB0    # row-multiplier memory: a word is ``rows`` int16 multipliers
 TARGET_RMEM = 0xB1    # RoPE table: a word is ``rows // 2`` int16 (cos, sin) pairs
 TARGET_TOKENS = 0xC0  # token memory (16-bit ids)
+TARGET_COUNTERS = 0xD0   # the busy counters of the last run (read-only, 32-bit words)
 
 STATUS_DONE = 1 << 0
 STATUS_PORT_CONFLICT = 1 << 1   # two users of one SRAM port in one cycle (sticky during a run)
@@ -57,6 +67,32 @@ STATUS_RAW_HAZARD = 1 << 2      # a read of a word whose write was still in flig
 STATUS_BAD_COMMAND = 1 << 3     # unknown command or target since the last RUN
 STATUS_OVERRUN = 1 << 4         # a generated id was emitted while host_out was not ready
 STATUS_UNIT_BUSY = 1 << 5       # a unit given a second job while busy (sticky during a run)
+
+
+class Counter(enum.IntEnum):
+    """The busy counters, defined once: the word address of each in TARGET_COUNTERS, in
+    order. Each counts cycles of the last run (RUN or GENERATE) from its start cycle to its
+    first idle cycle; ``rtl/counters.py`` counts them, :class:`tinylpu.golden.GoldenTile`
+    computes them and :mod:`tinylpu.profile` predicts them per decode step."""
+    CYCLES = 0    # the run's cycles (= the cycles answer of the run)
+    MAC = 1       # MAC array: the issue slots of MATVEC, QK and PV (a read token enters it)
+    VU = 2        # vector unit: the issue slots of VOP (one element read a cycle)
+    OUT = 3       # output unit: some result between entering the requantizer and its write
+    DRAIN = 4     # PV drain: from the cycle after PV's last V read to its last block's entry
+    WAIT = 5      # sequencer: the issue slots of WAIT and LOOP
+    NEXT = 6      # sequencer: the issue slots of NEXT
+
+
+COUNTERS = tuple(c.name.lower() for c in Counter)     # the names, in address order
+COUNTER_HELP = {
+    Counter.CYCLES: "run cycles",
+    Counter.MAC: "MAC array (MATVEC, QK, PV issue slots)",
+    Counter.VU: "vector unit (VOP issue slots)",
+    Counter.OUT: "output unit (requantizer to write)",
+    Counter.DRAIN: "PV drain (reciprocals)",
+    Counter.WAIT: "sequencer WAIT / LOOP",
+    Counter.NEXT: "NEXT",
+}
 
 
 class HostError(ValueError):
@@ -71,19 +107,21 @@ def element_bits(cfg, target):
         return 16
     if target in (TARGET_TOKENS, TARGET_MMEM, TARGET_RMEM):
         return 16
+    if target == TARGET_COUNTERS:
+        return 32
     return cfg.data_bits
 
 
 def _lanes(cfg, target):
     if target in (TARGET_MMEM, TARGET_RMEM):
         return cfg.rows
-    return 1 if target in (TARGET_TABLE, TARGET_TOKENS) else cfg.lanes
+    return 1 if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS) else cfg.lanes
 
 
 def beats(cfg, target):
     if target == TARGET_PROG:
         return -(-INSTR_BITS // 32)
-    if target in (TARGET_TABLE, TARGET_TOKENS):
+    if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS):
         return 1
     return -(-(_lanes(cfg, target) * element_bits(cfg, target)) // 32)
 
@@ -99,6 +137,8 @@ def target_depth(cfg, target):
         return cfg.mdepth
     if target == TARGET_RMEM:
         return cfg.rdepth
+    if target == TARGET_COUNTERS:
+        return len(Counter)
     if TARGET_WBANK <= target < TARGET_WBANK + cfg.rows:
         return cfg.wdepth
     if TARGET_ABANK <= target < TARGET_ABANK + cfg.act_banks:
@@ -128,7 +168,7 @@ def pack_words(cfg, target, words):
         lanes, bits = _lanes(cfg, target), element_bits(cfg, target)
         arr = np.asarray(words, dtype=np.int64).reshape(-1, lanes)
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        if target == TARGET_TOKENS:
+        if target in (TARGET_TOKENS, TARGET_COUNTERS):
             lo, hi = 0, (1 << bits) - 1
         if arr.size and (arr.min() < lo or arr.max() > hi):
             raise HostError(f"SRAM values must be in [{lo}, {hi}]")
@@ -157,7 +197,7 @@ def unpack_words(cfg, target, beat_list):
         return ints
     lanes, bits = _lanes(cfg, target), element_bits(cfg, target)
     mask, sign = (1 << bits) - 1, 1 << (bits - 1)
-    if target == TARGET_TOKENS:
+    if target in (TARGET_TOKENS, TARGET_COUNTERS):
         sign = 1 << 64
     out = np.zeros((len(ints), lanes), dtype=np.int64)
     for i, value in enumerate(ints):
@@ -168,6 +208,8 @@ def unpack_words(cfg, target, beat_list):
 
 
 def write_cmd(cfg, target, address, words):
+    if target == TARGET_COUNTERS:
+        raise HostError(f"target {target:#x} (the busy counters) is read-only")
     payload = pack_words(cfg, target, words)
     count = len(payload) // beats(cfg, target)
     _check_range(cfg, target, address, count)
@@ -190,3 +232,27 @@ def generate_cmd(n_prompt, steps):
         raise HostError(f"GENERATE needs 1 <= n_prompt <= 65535 and steps >= 1, not "
                         f"n_prompt={n_prompt}, steps={steps}")
     return header(CMD_GENERATE, 0, steps, n_prompt)
+
+
+def counters_cmd(cfg):
+    """READ of every busy counter (answered by ``len(Counter)`` beats)."""
+    return read_cmd(cfg, TARGET_COUNTERS, 0, len(Counter))
+
+
+def parse_counters(beat_list):
+    """The answer to :func:`counters_cmd` (or any ``len(Counter)`` beats read from address 0)
+    as a dict name -> count (see :data:`COUNTERS`)."""
+    if len(beat_list) != len(Counter):
+        raise HostError(f"{len(beat_list)} beats are not the {len(Counter)} busy counters")
+    return {name: int(b) & 0xffffffff for name, b in zip(COUNTERS, beat_list)}
+
+
+def format_counters(counters):
+    """A table of counter dict ``counters``: each count and its share of the run's cycles."""
+    total = counters["cycles"] or 1
+    lines = ["| counter | cycles | share |", "|---|---|---|"]
+    for c in Counter:
+        value = counters[c.name.lower()]
+        lines.append(f"| {c.name.lower()}: {COUNTER_HELP[c]} | {value:,} | "
+                     f"{100 * value / total:.1f}% |")
+    return "\n".join(lines)

@@ -24,20 +24,28 @@ it:
 
 :func:`run_profile` prints each unit's busy cycles and share of the step and draws a Gantt
 chart (``tinylpu profile``, ``make bench``).
+
+The tile counts the same busy cycles (the busy counters, :class:`tinylpu.host.Counter`;
+all but the norm and scalar units): :meth:`Profile.counters` is a step's prediction of them,
+equal to the difference of the golden model's counters at the end of the step's NEXT and of
+the previous one's (``RunResult.next_counters``).
 """
 
-__all__ = ["UNITS", "ProfileError", "Slot", "Profile", "schedule", "attention_macs",
+__all__ = ["UNITS", "COUNTED", "ProfileError", "Slot", "Profile", "schedule", "attention_macs",
            "parse_positions", "default_positions", "format_tables", "plot", "run_profile"]
 
 import dataclasses
 import pathlib
 
-from . import isa
+from . import host, isa
 from .compiler import CompileError
 
 MAC, EPI, DRAIN, NORM, VU, SCALAR, WAIT, NEXT = UNITS = (
     "MAC array", "epilogue / write-back", "PV drain (reciprocals)", "norm unit (RMSNorm)",
     "vector unit", "scalar unit", "sequencer WAIT", "NEXT")
+# the busy counter that counts each unit's busy cycles (the norm and scalar units have none)
+COUNTED = {MAC: host.Counter.MAC, EPI: host.Counter.OUT, DRAIN: host.Counter.DRAIN,
+           VU: host.Counter.VU, WAIT: host.Counter.WAIT, NEXT: host.Counter.NEXT}
 
 
 class ProfileError(CompileError):
@@ -66,6 +74,15 @@ class Profile:
     def busy_cycles(self, unit):
         return sum(min(e, self.cycles) - max(s, 0) for s, e in self.busy[unit]
                    if s < self.cycles and e > 0)
+
+    def counters(self):
+        """The step's busy cycles as the tile's busy counters count them (a dict by
+        :data:`tinylpu.host.COUNTERS` name; ``cycles``: the step's cycles)."""
+        out = {name: 0 for name in host.COUNTERS}
+        out["cycles"] = self.cycles
+        for unit, counter in COUNTED.items():
+            out[counter.name.lower()] = self.busy_cycles(unit)
+        return out
 
     def share(self, unit):
         return self.busy_cycles(unit) / self.cycles
@@ -120,7 +137,7 @@ def _busy(instr, t, d, pos):
         return {MAC: [(t, t + d)],
                 EPI: _results(first + p + isa.LAT_RESULT for p in range(n))}
     if op == isa.Opcode.PV:
-        blocks = instr["args"]["pv"]["d_blocks"]
+        blocks = instr["args"]["pv"]["d_blocks"] or 256
         drained = last + isa.PV_DRAIN           # block 0 enters the output unit
         return {MAC: [(t, t + d)], DRAIN: [(last + 1, drained + blocks)],
                 EPI: _results(drained + j for j in range(blocks))}

@@ -233,18 +233,20 @@ def _follow(path, thread, callback, poll=0.05):
         time.sleep(poll)
 
 
-def run_generate(cfg, sim, load, request, *, n_emit, on_beat_pair=None, waves=None, root=None):
+def run_generate(cfg, sim, load, request, *, n_emit, on_beat_pair=None, waves=None, root=None,
+                 n_after=0):
     """Load a tile (``load``: host beats that answer nothing, e.g. a decoder program's
     :meth:`~tinylpu.decoder.DecoderProgram.load_stream`), then send ``request``, whose last
     command is a GENERATE emitting ``n_emit`` ids, on the RTL.
 
     Returns ``(response, seconds)``: the ``2 * n_emit + 2`` response beats (ids with their
-    stamps, status, cycles) and the wall time the tile ran. ``on_beat_pair(id, cycle)`` is
+    stamps, status, cycles), then ``n_after`` beats answering commands after the GENERATE
+    (e.g. a READ of the busy counters), and the wall time the tile ran. ``on_beat_pair(id, cycle)`` is
     called for each id as the simulation emits it. The testbench checks that every id
     arrived in the cycle its stamp names. ``waves``: a path to copy the run's FST to
     (Icarus only).
     """
-    n = 2 * n_emit + 2
+    n = 2 * n_emit + 2 + n_after
     case = {"name": "generate", "stream": list(load) + list(request), "expected": None,
             "n_response": n, "cycles": None, "run_at": 2 * n_emit, "emissions": n_emit}
     (m,) = run_streams(cfg, sim, [case], waves=bool(waves), root=root, name="generate",
