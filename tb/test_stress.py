@@ -117,13 +117,13 @@ def golden_reset(golden):
 # phases (see tb/stress_tb.py) --------------------------------------------------------------
 
 def make_phase(name, seed, stream, expected, runs, *, gap_max=3, ready_p=0.5,
-               run_policy=None, reset=None, quiet=16, beat_cycles=None, dropped=0):
+               run_policy=None, reset=None, quiet=16, beat_cycles=None, dropped=0, cfg=CFG):
     """A phase of the cocotb harness with its expectations: ``expected`` (response beats),
     ``runs`` (as :func:`golden_replay`'s: each run's cycles and status position are
     checked), ``beat_cycles`` (per expected beat its run cycle, or None: not checked),
     ``dropped`` (emission beats the tile offers that the host does not take)."""
     stream = [int(b) for b in stream]
-    starts = [c["at"] + 1 for c in frame(CFG, stream) if c["run"]]
+    starts = [c["at"] + 1 for c in frame(cfg, stream) if c["run"]]
     assert len(starts) == len(runs), f"{name}: {len(starts)} runs framed, {len(runs)} expected"
     seed = seed_of(f"{seed}:{name}")
     total = sum(r["cycles"] for r in runs)
@@ -135,8 +135,8 @@ def make_phase(name, seed, stream, expected, runs, *, gap_max=3, ready_p=0.5,
                 beat_cycles=beat_cycles, dropped=dropped)
 
 
-def run(sim, phases, name):
-    return run_streams(CFG, sim, phases, name=name, test_module="stress_tb")
+def run(sim, phases, name, cfg=CFG):
+    return run_streams(cfg, sim, phases, name=name, test_module="stress_tb")
 
 
 def cycles_of(m):
@@ -191,11 +191,33 @@ def check(phase, m, where):
             assert want is None or want == got, f"{what}: beat {i} in cycle {got}, not {want}"
 
 
-def run_and_check(sim, phases, name, seed):
+def check_aborted(phase, m, where, C):
+    """A GENERATE of ``C`` cycles reset in its cycle r (``phase["reset"]``): exactly the beats
+    offered before r arrived, each in its cycle; ``running`` rose at the end of the start
+    cycle unless rst was high in it, and fell at the end of the first reset cycle (or of the
+    done cycle, if earlier)."""
+    r = phase["reset"]["at"]
+    what = f"{phase['name']} ({where}, phase seed {phase['seed']})"
+    no_timeout(phase, m, what)
+    got = [b for b, _ in m["beats"]]
+    assert got == phase["expected"], f"{what}: got {got}, expected {phase['expected']}"
+    assert cycles_of(m) == phase["beat_cycles"], what
+    assert m["violations"] == [] and m["dropped"] == 0, what
+    fall = [round((f - m["starts"][0]) / CLOCK_NS) for _, f in m["runs"]]
+    assert fall == ([] if r == 0 else [min(r + 1, C + 1)]), f"{what}: {fall}"
+
+
+def run_and_check(sim, phases, name, seed, cfg=CFG):
+    """Run the phases; check each (:func:`check`, or :func:`check_aborted` for a run cut by
+    rst)."""
     print(f"seed {seed} ({name}, {sim})")
-    measured = run(sim, phases, name)
+    measured = run(sim, phases, name, cfg)
+    where = f"{name} on {sim}, seed {seed}"
     for phase, m in zip(phases, measured):
-        check(phase, m, f"{name} on {sim}, seed {seed}")
+        if phase.get("aborted"):
+            check_aborted(phase, m, where, phase["aborted"])
+        else:
+            check(phase, m, where)
     return measured
 
 
@@ -375,7 +397,7 @@ def test_reset_during_generate_then_rerun(sim):
                                  case["request"], prefix, [clean], ready_p=1.0,
                                  reset={"run": 0, "at": r, "len": length},
                                  beat_cycles=clean_cycles[:len(prefix)]))
-        phases[-1]["run_checks"] = None                  # the run is cut short: see below
+        phases[-1]["aborted"] = C                       # the run is cut short
         golden_reset(golden)
         rerun = (prompt_write if k != 1 else []) + case["request"] + reads
         expected, runs = golden_replay(golden, rerun)
@@ -384,23 +406,62 @@ def test_reset_during_generate_then_rerun(sim):
                                                             else ""),
                                  seed, rerun, expected, runs))
     print(f"reset cycles {at} (run of {C} cycles, ids stamped {stamps})")
-    measured = run(sim, phases, "reset")
-    where = f"reset on {sim}, seed {seed}"
-    for phase, m in zip(phases, measured):
-        if phase["run_checks"] is None:             # the aborted run
-            r = phase["reset"]["at"]
-            what = f"{phase['name']} ({where}, phase seed {phase['seed']})"
-            no_timeout(phase, m, what)
-            got = [b for b, _ in m["beats"]]
-            assert got == phase["expected"], f"{what}: got {got}, expected {phase['expected']}"
-            assert cycles_of(m) == phase["beat_cycles"], what
-            assert m["violations"] == [], what
-            # running rose at the end of the start cycle unless rst was high in it, and
-            # fell at the end of the first reset cycle (or of the done cycle, if earlier)
-            fall = [round((f - m["starts"][0]) / CLOCK_NS) for _, f in m["runs"]]
-            assert fall == ([] if r == 0 else [min(r + 1, C + 1)]), f"{what}: {fall}"
-        else:
-            check(phase, m, where)
+    run_and_check(sim, phases, "reset", seed)
+
+
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.slow), "verilator"])
+def test_compiled_decoder_under_a_hostile_host(sim):
+    """The decoder compiler's program for a small synthetic Llama (``tb/test_decoder_rtl.py``'s,
+    3 prompt ids, 4 steps), loaded with random gaps and random ready: a request with ready
+    low in a random window around an emission (the ids outside it arrive, OVERRUN), one with
+    ready low through the run (no id, DONE | OVERRUN), one with ready high in the run (the
+    compiler's stamps); then rst at random cycles of the GENERATE, each followed by the
+    request sent again (the prompt's WRITE and the GENERATE): ids, stamps, status and cycles
+    equal the compiler's prediction, and the last logits, the token memory and the busy
+    counters read back equal a clean run's. Verilator (Icarus: slow)."""
+    from test_decoder_rtl import _synthetic
+
+    seed = seed_of("test_compiled_decoder_under_a_hostile_host")
+    rng = np.random.default_rng(seed)
+    prog = _synthetic(32)
+    cfg, prompt, steps = prog.cfg, [1, 7, 30], 4
+    load, request = prog.load_stream(), prog.generate_stream(prompt, steps)
+    reads = (prog.read_stream("logits") + host.read_cmd(cfg, host.TARGET_TOKENS, 0,
+                                                        len(prompt) + steps)
+             + host.counters_cmd(cfg))
+    golden = GoldenTile(cfg)
+    assert golden_replay(golden, load)[0] == []
+    clean_answer, (clean,) = golden_replay(golden, request)
+    stamps, C = prog.predict(len(prompt), steps)
+    assert [t for _, t in clean["emitted"]] == stamps and clean["cycles"] == C
+    clean_full = golden_replay(GoldenTile(cfg), load + request + reads)[0]
+    phase = lambda *a, **kw: make_phase(*a, cfg=cfg, **kw)
+    phases = [phase("load", seed, load, [], [])]
+    k = int(rng.integers(steps))
+    window = (max(1, stamps[k] - int(rng.integers(0, 200))), stamps[k] + int(rng.integers(1, 300)))
+    beats, when, lost = _window_expectation(clean, window)
+    phases.append(phase(f"ready low in cycles {window[0]}..{window[1] - 1}", seed, request,
+                        beats, [dict(clean, emitted=[], status_at=len(beats) - 2)],
+                        run_policy=[{"ready": "high", "window": list(window)}],
+                        beat_cycles=when, dropped=lost))
+    phases.append(phase("ready low through the run", seed, request,
+                        [clean["status"] | OVERRUN, C],
+                        [dict(clean, emitted=[], status_at=0)],
+                        run_policy=[{"ready": "low"}], dropped=2 * steps))
+    phases.append(phase("ready high in the run", seed, request, clean_answer, [clean]))
+    clean_cycles = _clean_beat_cycles(clean)
+    for j, r in enumerate([stamps[1] + 1] + [int(rng.integers(0, C + 3)) for _ in range(2)]):
+        prefix = [b for b, c in zip(clean_answer, clean_cycles) if c < r]
+        phases.append(phase(f"reset {j} in cycle {r}", seed, request, prefix, [clean],
+                            ready_p=1.0, reset={"run": 0, "at": r, "len": 2},
+                            beat_cycles=clean_cycles[:len(prefix)]))
+        phases[-1]["aborted"] = C
+        golden_reset(golden)
+        expected, runs = golden_replay(golden, request + reads)
+        assert expected == clean_full
+        phases.append(phase(f"rerun after reset {j}", seed, request + reads, expected, runs))
+    print(f"window {window}, ids stamped {stamps}, {C} cycles")
+    run_and_check(sim, phases, "decoder", seed, cfg)
 
 
 # 3. truncated and misframed command streams -------------------------------------------------
