@@ -668,3 +668,44 @@ def test_misframed_streams(sim):
             # before rst the tile waits for the rest of the command, input ready
             waiting = frame(CFG, phase["stream"])[-1]["complete"] is False
             assert m["in_ready_at_reset"] == 1 or not waiting, what
+
+
+def test_stress_checks_can_fail():
+    """The checks report what they promise to catch (Icarus, one short simulation): an id
+    lost in another cycle than expected, a wrong beat in an answer taken under random ready,
+    a wrong cycle prediction, and a reset prefix claiming the beat offered in the reset
+    cycle. Each failure names the phase and the seed."""
+    seed = seed_of("test_stress_checks_can_fail")
+    case, golden, clean = _generate_setup(seed)
+    C, stamps = clean["cycles"], [t for _, t in clean["emitted"]]
+    t = stamps[0]
+    beats, when, lost = _window_expectation(clean, (t + 1, t + 2))     # the stamp beat lost ...
+    phases = [make_phase("load", seed, case["load"], [], []),
+              make_phase("wrong window", seed, case["request"], beats,
+                         [dict(clean, emitted=[], status_at=len(beats) - 2)],
+                         run_policy=[{"ready": "high", "window": [t, t + 1]}],   # ... the id is
+                         beat_cycles=when, dropped=lost)]
+    reads = host.read_cmd(CFG, host.TARGET_TOKENS, 0, 8) + host.run_cmd(7)
+    expected, runs = golden_replay(golden, reads)
+    expected[5] ^= 1 << 3
+    phases.append(make_phase("wrong beat", seed, reads, expected, runs, ready_p=0.3))
+    phases.append(make_phase("wrong cycles", seed, reads, golden_replay(golden, reads)[0],
+                             [dict(runs[0], cycles=runs[0]["cycles"] + 1)]))
+    clean_answer = golden_replay(GoldenTile(CFG), case["load"] + case["request"])[0]
+    prefix = [b for b, c in zip(clean_answer, _clean_beat_cycles(clean)) if c <= t]
+    phases.append(make_phase("wrong reset prefix", seed, case["request"], prefix, [clean],
+                             ready_p=1.0, reset={"run": 0, "at": t, "len": 1},
+                             beat_cycles=_clean_beat_cycles(clean)[:len(prefix)]))
+    phases[-1]["aborted"] = C
+    measured = run("icarus", phases, "negative")
+    where = f"negative, seed {seed}"
+    check(phases[0], measured[0], where)
+    with pytest.raises(AssertionError, match=rf"wrong window .*seed {seed}.*differences at \[0\]"):
+        check(phases[1], measured[1], where)
+    with pytest.raises(AssertionError, match=r"wrong beat .*differences at \[5\]"):
+        check(phases[2], measured[2], where)
+    with pytest.raises(AssertionError, match=rf"wrong cycles .*predicted {runs[0]['cycles'] + 1}"
+                                             rf" cycles, tile counted {runs[0]['cycles']}"):
+        check(phases[3], measured[3], where)
+    with pytest.raises(AssertionError, match=r"wrong reset prefix .*SimTimeoutError"):
+        check_aborted(phases[4], measured[4], where, C)
