@@ -96,8 +96,9 @@ class StressTB:
                 stalled = None
             else:
                 if stalled is not None and payload != stalled:
+                    then = "withdrawn" if payload is None else hex(payload)
                     self.violations.append(f"t={now}: beat {stalled:#x} offered, not taken, "
-                                           f"then {'withdrawn' if payload is None else hex(payload)}")
+                                           f"then {then}")
                 stalled = payload if valid and not ready and not dut.running.value else None
                 if valid and not ready:
                     self.stats["dropped" if dut.running.value else "stalls"] += 1
@@ -131,6 +132,7 @@ class StressTB:
 
     async def _run_ready(self, policy):
         dut = self.dut
+        self.reset_done.clear()
         base = 0 if policy.get("ready") == "low" else 1
         dut.host_out__ready.value = base
         window = policy.get("window")
@@ -140,7 +142,6 @@ class StressTB:
             dut.host_out__ready.value = 0
             await ClockCycles(dut.clk, b - a)
             dut.host_out__ready.value = base
-        self.reset_done.clear()
         await First(FallingEdge(dut.running), self.reset_done.wait())
 
     # input side -------------------------------------------------------------------------
@@ -246,6 +247,6 @@ async def stress(dut):
     for phase in phases[len(measured):]:      # after a hang: not run
         measured.append({"name": phase["name"], "timeout": "not run: an earlier phase hung",
                          "beats": [], "runs": [], "starts": [], "violations": []})
-    # a failed simulation leaves no partial file behind: the driver reports what is missing
+    # every phase has an entry: a hung one (with what it received) and those after it say so
     with open(os.environ["TINYLPU_MEASURED"], "w") as f:
         json.dump(measured, f)

@@ -58,8 +58,9 @@ def frame(cfg, beats):
     """The commands of a host stream as the tile frames them (``rtl/host.py``; the golden
     model's ``host`` frames alike): dicts with ``at`` (index of header word 0), ``cmd``,
     ``target``, ``address``, ``count``, ``end`` (index after the payload, at most the
-    stream's end), ``need`` (the same, were the stream long enough), ``run`` (it starts a run: RUN, or GENERATE with a prompt and steps) and
-    ``complete`` (False for a command the stream cuts short)."""
+    stream's end), ``need`` (the same, were the stream long enough), ``run`` (it starts a
+    run: RUN, or GENERATE with a prompt and steps) and ``complete`` (False for a command the
+    stream cuts short)."""
     out, i = [], 0
     while i < len(beats):
         if i + 1 == len(beats):                 # one header word: the tile waits for more
@@ -172,7 +173,7 @@ def check(phase, m, where):
     assert response == expected, (f"{what}: {len(response)} beats, {len(expected)} expected; "
                                   f"first differences at {diff[:8]}")
     got_cycles = cycles_of(m)
-    ran = [r for r in phase["run_checks"]]
+    ran = phase["run_checks"]
     assert len(m["runs"]) == len(ran), f"{what}: {len(m['runs'])} runs, {len(ran)} expected"
     for k, (r, (rise, fall)) in enumerate(zip(ran, m["runs"])):
         counted, ext = response[r["status_at"] + 1], round((fall - rise) / CLOCK_NS)
@@ -320,7 +321,7 @@ def test_generate_emissions_are_not_flow_controlled(sim):
                (stamps[2], stamps[2] + 1),              # id 2 lost, its stamp beat not
                (stamps[0] + 2, stamps[1]),              # between two emissions: nothing lost
                (1, C)]                                  # the whole run but its start cycle
-    n_random = 3 if sim == "icarus" else 12
+    n_random = 3 if sim == "icarus" else 24
     for _ in range(n_random):
         a = int(rng.integers(1, C))
         windows.append((a, int(rng.integers(a + 1, min(C, a + C // 3) + 1))))
@@ -380,7 +381,7 @@ def test_reset_during_generate_then_rerun(sim):
     rng = np.random.default_rng(seed)
     at = [0, stamps[1] + 1, C + 1] if sim == "icarus" else \
         [0, 1, stamps[0], stamps[0] + 1, stamps[3] + 1, C, C + 1, C + 2]
-    at += [int(rng.integers(0, C + 3)) for _ in range(2 if sim == "icarus" else 6)]
+    at += [int(rng.integers(0, C + 3)) for _ in range(2 if sim == "icarus" else 16)]
     n = sum(TOKEN_STEPS)
     prompt_write = case["load"][-(2 + TOKEN_STEPS[0]):]     # the token memory's WRITE
     assert frame(CFG, prompt_write)[0]["target"] == host.TARGET_TOKENS
@@ -497,18 +498,22 @@ def _check_tail():
 
 def _mutate(rng, stream):
     """1..3 random framing faults: a beat dropped, a stray beat (random, or a header-like word
-    of a random command and small count), a beat repeated, a WRITE's payload cut short."""
-    beats = list(stream)
+    of a random command and small count), a beat repeated, a WRITE's payload cut short.
+    Returns the beats and a description of the faults."""
+    beats, faults = list(stream), []
     for _ in range(int(rng.integers(1, 4))):
         kind, i = int(rng.integers(4)), int(rng.integers(len(beats)))
         if kind == 0:
+            faults.append(f"beat {i} dropped")
             del beats[i]
         elif kind == 1:
             stray = int(rng.integers(1 << 32)) if rng.random() < 0.5 else \
                 int(rng.integers(0, 8)) | int(rng.choice([0, 0xA0, 0xC0, 0x41, 0x3f])) << 8 | \
                 int(rng.integers(0, 4)) << 16
+            faults.append(f"stray {stray:#x} before beat {i}")
             beats.insert(i, stray)
         elif kind == 2:
+            faults.append(f"beat {i} repeated")
             beats.insert(i, beats[i])
         else:
             cmds = [c for c in frame(CFG, beats) if c["cmd"] == host.CMD_WRITE
@@ -516,8 +521,9 @@ def _mutate(rng, stream):
             if cmds:
                 c = cmds[int(rng.integers(len(cmds)))]
                 cut = int(rng.integers(1, c["end"] - c["at"] - 1))
+                faults.append(f"WRITE at beat {c['at']} cut by {cut}")
                 del beats[c["end"] - cut:c["end"]]
-    return beats
+    return beats, ", ".join(faults)
 
 
 def _acceptable(golden, stream):
@@ -643,13 +649,14 @@ def test_misframed_streams(sim):
             + host.read_cmd(CFG, host.TARGET_ABANK, 1, 3) + host.run_cmd(0)
             + host.write_cmd(CFG, host.TARGET_TABLE, 0, tok(rng.integers(-99, 99, 3)))
             + host.read_cmd(CFG, host.TARGET_TABLE, 0, 3))
-    n_fuzz = 3 if sim == "icarus" else 12
+    n_fuzz = 3 if sim == "icarus" else 30
     while sum(p["name"].startswith("random faults") for p in phases) < n_fuzz:
-        stream = _mutate(rng, base)
+        stream, faults = _mutate(rng, base)
         if not _acceptable(golden, stream):
             continue
         k = sum(p["name"].startswith("random faults") for p in phases)
-        add(f"random faults {k}, then rst", stream, reset={"after_send": 30, "len": 2})
+        add(f"random faults {k} ({faults}), then rst", stream,
+            reset={"after_send": 30, "len": 2})
         add(f"well-formed after random faults {k}", _check_tail())
     print(f"seed {seed} (misframed, {sim})")
     measured = run(sim, phases, "misframed")
