@@ -310,9 +310,10 @@ def test_generate_emissions_are_not_flow_controlled(sim):
     equal the prediction; with ready high through the run (random before and after) the ids
     and stamps equal the golden model's; with ready low in a window of run cycles [a, b),
     exactly the emission beats offered outside the window arrive (either beat of an id can
-    be lost alone), OVERRUN iff one was offered inside it. Each run's cycles are unchanged,
-    and the token memory afterwards holds every generated id, lost or not; the next run's
-    status has no OVERRUN (it is per run)."""
+    be lost alone), OVERRUN iff one was offered inside it. Each run's cycles are unchanged;
+    afterwards the token memory holds every generated id, lost or not, and the activation
+    banks and busy counters equal the golden model's; the next run's status has no OVERRUN
+    (it is per run)."""
     seed = seed_of("test_generate_emissions_are_not_flow_controlled")
     case, golden, clean = _generate_setup(seed)
     C, stamps = clean["cycles"], [t for _, t in clean["emitted"]]
@@ -345,9 +346,12 @@ def test_generate_emissions_are_not_flow_controlled(sim):
     assert lost_any[:4] == [1, 1, 0, 2 * TOKEN_STEPS[1]]
     n = sum(TOKEN_STEPS)
     reads = host.read_cmd(CFG, host.TARGET_TOKENS, 0, n) + host.counters_cmd(CFG)
+    reads += [b for a in range(CFG.act_banks)
+              for b in host.read_cmd(CFG, host.TARGET_ABANK + a, 0, CFG.adepth)]
     expected, _ = golden_replay(golden, reads)
     assert expected[TOKEN_STEPS[0]:n] == [t for t, _ in clean["emitted"]]
-    phases.append(make_phase("token memory and counters read back", seed, reads, expected, []))
+    phases.append(make_phase("token memory, counters and activation banks read back", seed,
+                             reads, expected, []))
     phases.append(make_phase("the next GENERATE has no OVERRUN", seed, case["request"],
                              golden_replay(golden, case["request"])[0], [clean]))
     run_and_check(sim, phases, "emissions", seed)
@@ -626,11 +630,11 @@ def test_misframed_streams(sim):
     expected, _ = add("whole words written", host.read_cmd(CFG, A1, 29, 4))
     assert expected[L:3 * L] == [int(v) & 0xffffffff for v in new[:2].ravel()]
     # addresses wrap at the target's depth (the address bits above it are ignored), a RUN's
-    # start pc at the program memory's
+    # start pc at the program memory's; a RUN's target and count are ignored
     wrap = CFG.tdepth - 2
     stream = (host.header(host.CMD_WRITE, T, (7 << 16) + wrap, 4) + [21, 22, 23, 24]
               + host.header(host.CMD_READ, T, wrap, 4) + host.header(host.CMD_READ, T, 0, 2)
-              + host.header(host.CMD_RUN, 0, 3 * CFG.pdepth, 0) + host.run_cmd(0))
+              + host.header(host.CMD_RUN, 0x55, 3 * CFG.pdepth, 7) + host.run_cmd(0))
     expected, runs = add("addresses wrap", stream)
     assert expected[:6] == [21, 22, 23, 24, 23, 24] and runs[0]["cycles"] == runs[1]["cycles"]
     add("well-formed after rst", _check_tail())
