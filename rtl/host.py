@@ -36,7 +36,7 @@ class HostInterface(wiring.Component):
             "start": Out(1), "start_pc": Out(16),
             "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
             "emit_valid": In(1), "emit_data": In(32),
-            "done": In(1), "flags": In(3), "cycles": In(32),
+            "done": In(1), "flags": In(4), "cycles": In(32),
         })
 
     def elaborate(self, platform):
@@ -153,7 +153,7 @@ class HostInterface(wiring.Component):
                 with m.If(self.done):
                     m.d.sync += [status.eq(Cat(1, self.flags[:2], bad,
                                                overrun | (self.emit_valid & ~self.o.ready),
-                                               self.flags[2])),
+                                               self.flags[2], self.flags[3])),
                                  cycles.eq(self.cycles)]
                     m.next = "STATUS"
             with m.State("STATUS"):

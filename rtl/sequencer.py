@@ -7,7 +7,8 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs
+from tinylpu.isa import (INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs,
+                         illegal_expr)
 
 from .sram import addr_bits
 
@@ -65,7 +66,7 @@ class Sequencer(wiring.Component):
             "tm_ren": Out(1), "tm_raddr": Out(16), "tm_rdata": In(16),
             "tm_wen": Out(1), "tm_waddr": Out(16), "tm_wdata": Out(16),
             "emit_valid": Out(1), "emit_data": Out(32), "issue_next": Out(1),
-            "wait_slot": Out(1), "next_slot": Out(1),
+            "wait_slot": Out(1), "next_slot": Out(1), "illegal": Out(1),
             "running": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
@@ -83,14 +84,16 @@ class Sequencer(wiring.Component):
         n_prompt, n_end = Signal(16), Signal(POS_BITS)
         generating = Signal()
 
+        # an illegal word (isa.illegal) in the issue slot stops the run as HALT does, without
+        # issuing anything; ``illegal`` is high in that cycle
+        bad = Signal()
+        m.d.comb += bad.eq(illegal_expr(self.imem_data))
+        slot = Signal()
+        m.d.comb += slot.eq(self.running & ~halted & ~self.agu_busy & ~self.vu_busy
+                            & (wait_left == 0) & ~in_next)
         issuing = Signal()
-        m.d.comb += issuing.eq(self.running & ~halted & ~self.agu_busy & ~self.vu_busy
-                               & (wait_left == 0) & ~in_next)
+        m.d.comb += [issuing.eq(slot & ~bad), self.illegal.eq(slot & bad)]
         op = instr.op
-        known = Signal()
-        m.d.comb += known.eq((op == Opcode.HALT) | (op == Opcode.WAIT) | (op == Opcode.LOOP)
-                             | (op == Opcode.MATVEC) | (op == Opcode.VOP)
-                             | (op == Opcode.NEXT) | (op == Opcode.QK) | (op == Opcode.PV))
         m.d.comb += [
             self.issue_matvec.eq(issuing & (op == Opcode.MATVEC)),
             self.matvec.eq(instr.args.matvec),
@@ -105,7 +108,6 @@ class Sequencer(wiring.Component):
             self.agu_final | self.vu_final | in_next
             | (issuing & (op == Opcode.LOOP))
             | (issuing & (op == Opcode.WAIT) & (wait_cycles <= 1))
-            | (issuing & ~known)                          # not an instruction: one cycle
             | (wait_left == 1))
         with m.If(wait_left != 0):
             m.d.sync += wait_left.eq(wait_left - 1)
@@ -162,7 +164,7 @@ class Sequencer(wiring.Component):
                 loop_end.eq(pc + Mux(body == 0, 1, body)),
                 loop_left.eq(Mux(count == 0, 0, count - 1)),
             ]
-        with m.If(issuing & (op == Opcode.HALT)):
+        with m.If((issuing & (op == Opcode.HALT)) | self.illegal):
             m.d.sync += halted.eq(1)
 
         m.d.comb += self.done.eq(self.running & halted & self.pipe_empty)

@@ -325,7 +325,7 @@ class Tile(wiring.Component):
         ]
 
         # sticky schedule-checker flags of the current run
-        conflict, hazard, busy = Signal(), Signal(), Signal()
+        conflict, hazard, busy, illegal = Signal(), Signal(), Signal(), Signal()
         # a result and a drain block for the output unit in one cycle; a PV while the
         # previous one drains; a scalar-unit start while it is busy. PV weights
         # formed while QK's maxima are still being written
@@ -341,7 +341,7 @@ class Tile(wiring.Component):
         hazard_now = (rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
                       | checker.hazard | vu.self_overlap)
         with m.If(hif.start):
-            m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
+            m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0), illegal.eq(0)]
         with m.Else():
             # two users of a port; the vector unit's one write port; the norm unit's input
             with m.If(rt.conflict | vu.write_clash | (ss10 & vu.norm_valid)):
@@ -350,7 +350,9 @@ class Tile(wiring.Component):
                 m.d.sync += hazard.eq(1)
             with m.If(busy_now):
                 m.d.sync += busy.eq(1)
-        m.d.comb += hif.flags.eq(Cat(conflict, hazard, busy))
+            with m.If(seq.illegal):             # the run stopped at an illegal word
+                m.d.sync += illegal.eq(1)
+        m.d.comb += hif.flags.eq(Cat(conflict, hazard, busy, illegal))
         return m
 
 

@@ -185,12 +185,13 @@ class GoldenTile:
 
         try:
             for pc, instr in isa.execution_order(self.pmem, start_pc, max_instructions,
-                                                 on_next=lambda pc, _: jump.pop(pc)):
+                                                 on_next=lambda pc, _: jump.pop(pc),
+                                                 illegal_stops=True):
                 issued += 1
                 op = instr["op"]
-                if op == isa.Opcode.HALT:
+                if op == isa.Opcode.HALT or op is None:     # None: an illegal word, not issued
                     st.land_before(float("inf"), self)
-                    status = host.STATUS_DONE
+                    status = host.STATUS_DONE | (host.STATUS_ILLEGAL if op is None else 0)
                     if st.conflict:
                         status |= host.STATUS_PORT_CONFLICT
                     if st.hazards:

@@ -35,7 +35,7 @@ so the host never touches a bank port the schedule owns.
 __all__ = ["CMD_WRITE", "CMD_READ", "CMD_RUN", "CMD_GENERATE", "TARGET_WBANK", "TARGET_ABANK",
            "TARGET_PROG", "TARGET_TABLE", "TARGET_TOKENS", "TARGET_MMEM", "TARGET_RMEM", "STATUS_DONE",
            "STATUS_PORT_CONFLICT", "STATUS_RAW_HAZARD", "STATUS_BAD_COMMAND",
-           "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "HostError", "header", "write_cmd", "read_cmd", "run_cmd",
+           "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "STATUS_ILLEGAL", "HostError", "header", "write_cmd", "read_cmd", "run_cmd",
            "generate_cmd", "pack_words", "unpack_words", "beats", "target_depth",
            "element_bits", "TARGET_COUNTERS", "Counter", "COUNTERS", "COUNTER_HELP",
            "counters_cmd", "parse_counters", "format_counters"]
@@ -67,6 +67,7 @@ STATUS_RAW_HAZARD = 1 << 2      # a read of a word whose write was still in flig
 STATUS_BAD_COMMAND = 1 << 3     # unknown command or target since the last RUN
 STATUS_OVERRUN = 1 << 4         # a generated id was emitted while host_out was not ready
 STATUS_UNIT_BUSY = 1 << 5       # a unit given a second job while busy (sticky during a run)
+STATUS_ILLEGAL = 1 << 6         # the run stopped at an illegal instruction (isa.illegal)
 
 
 class Counter(enum.IntEnum):
