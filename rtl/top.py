@@ -327,7 +327,8 @@ class Tile(wiring.Component):
                 m.d.sync += hazard.eq(1)
             with m.If(busy_now):
                 m.d.sync += busy.eq(1)
-        m.d.comb += hif.flags.eq(Cat(conflict, hazard, busy))
+        m.d.comb += [hif.flags.port_conflict.eq(conflict), hif.flags.raw_hazard.eq(hazard),
+                     hif.flags.unit_busy.eq(busy)]
         return m
 
 
