@@ -1,13 +1,22 @@
 """Host interface: the command protocol of :mod:`tinylpu.host` over two 32-bit streams."""
 
-__all__ = ["HostInterface"]
+__all__ = ["HostInterface", "ScheduleFlags"]
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu import host as proto
 from tinylpu.isa import INSTR_BITS
+
+
+class ScheduleFlags(data.Struct):
+    """The run's sticky flags from the tile (the schedule checks, the stop at an illegal
+    instruction); each goes to the field of the same name in :class:`tinylpu.host.Status`."""
+    port_conflict: 1
+    raw_hazard: 1
+    unit_busy: 1
+    illegal: 1
 
 
 class HostInterface(wiring.Component):
@@ -21,6 +30,10 @@ class HostInterface(wiring.Component):
     payload is consumed and dropped. While a GENERATE (or any run) runs, the sequencer's emissions
     (``emit_valid``, ``emit_data``) go out on ``o`` in the cycle they are made; one that
     finds ``o`` not ready is dropped and sets STATUS_OVERRUN in the run's status.
+
+    The header and the status word are views of :class:`tinylpu.host.Header` and
+    :class:`tinylpu.host.Status`; ``flags`` (:class:`ScheduleFlags`) fills the status
+    fields of the same names.
     """
 
     def __init__(self, cfg):
@@ -36,7 +49,7 @@ class HostInterface(wiring.Component):
             "start": Out(1), "start_pc": Out(16),
             "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
             "emit_valid": In(1), "emit_data": In(32),
-            "done": In(1), "flags": In(4), "cycles": In(32),
+            "done": In(1), "flags": In(ScheduleFlags), "cycles": In(32),
         })
 
     def elaborate(self, platform):
@@ -47,7 +60,7 @@ class HostInterface(wiring.Component):
         beat = Signal(range(n_all + 1))
         buf = Signal(n_all * 32)
         bad, overrun = Signal(), Signal()
-        status, cycles = Signal(32), Signal(32)
+        status, cycles = Signal(proto.Status), Signal(32)
         # beats per word of the target (an invalid target moves weight-bank words, as the
         # golden model does)
         t = self.target
@@ -65,13 +78,13 @@ class HostInterface(wiring.Component):
         m.d.comb += last_beat.eq(beat == Mux(is_prog, n_p - 1, Mux(is_act, n_a - 1, Mux(
             is_one, 0, Mux(is_mm, n_m - 1, n_w - 1)))))
         shifted_in = Cat(buf[32:], self.i.payload)
+        hdr = proto.Header(self.i.payload)
 
         with m.FSM():
             with m.State("HDR0"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [cmd.eq(self.i.payload[0:8]), self.target.eq(self.i.payload[8:16]),
-                                 count.eq(self.i.payload[16:32])]
+                    m.d.sync += [cmd.eq(hdr.cmd), self.target.eq(hdr.target), count.eq(hdr.count)]
                     m.next = "HDR1"
             with m.State("HDR1"):
                 m.d.comb += self.i.ready.eq(1)
@@ -151,9 +164,13 @@ class HostInterface(wiring.Component):
                 with m.If(self.emit_valid & ~self.o.ready):
                     m.d.sync += overrun.eq(1)
                 with m.If(self.done):
-                    m.d.sync += [status.eq(Cat(1, self.flags[:2], bad,
-                                               overrun | (self.emit_valid & ~self.o.ready),
-                                               self.flags[2], self.flags[3])),
+                    m.d.sync += [status.done.eq(1),
+                                 status.port_conflict.eq(self.flags.port_conflict),
+                                 status.raw_hazard.eq(self.flags.raw_hazard),
+                                 status.bad_command.eq(bad),
+                                 status.overrun.eq(overrun | (self.emit_valid & ~self.o.ready)),
+                                 status.unit_busy.eq(self.flags.unit_busy),
+                                 status.illegal.eq(self.flags.illegal),
                                  cycles.eq(self.cycles)]
                     m.next = "STATUS"
             with m.State("STATUS"):

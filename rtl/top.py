@@ -352,7 +352,8 @@ class Tile(wiring.Component):
                 m.d.sync += busy.eq(1)
             with m.If(seq.illegal):             # the run stopped at an illegal word
                 m.d.sync += illegal.eq(1)
-        m.d.comb += hif.flags.eq(Cat(conflict, hazard, busy, illegal))
+        m.d.comb += [hif.flags.port_conflict.eq(conflict), hif.flags.raw_hazard.eq(hazard),
+                     hif.flags.unit_busy.eq(busy), hif.flags.illegal.eq(illegal)]
         return m
 
 

@@ -110,7 +110,8 @@ class GoldenTile:
         self.last_run = None
         while i + 1 < len(beats):
             word0, address = beats[i], beats[i + 1]
-            cmd, target, count = word0 & 0xff, (word0 >> 8) & 0xff, word0 >> 16
+            fields = host.Header.from_bits(word0)
+            cmd, target, count = fields.cmd, fields.target, fields.count
             i += 2
             if cmd == host.CMD_GENERATE and (count == 0 or address == 0):
                 self.bad_command = True          # GENERATE needs a prompt and a step

@@ -2,7 +2,7 @@
 
 A command is a header of two words, then its payload:
 
-    word 0: cmd[7:0] | target[15:8] | count[31:16]
+    word 0: :class:`Header` (cmd, target, count)
     word 1: address
 
 - WRITE target, address, count: ``count`` SRAM (or program) words follow, each as
@@ -13,8 +13,9 @@ A command is a header of two words, then its payload:
   ``[16r+15:16r]`` (two's complement throughout).
 - READ target, address, count: the tile answers with ``count`` words as above.
 - RUN address=start pc (count = 0): the tile runs until HALT has retired and every write has
-  landed, then answers two words: ``status`` (STATUS_* bits) and ``cycles``, the cycles from
-  the start cycle to the first idle cycle (see docs/isa.md, "Timing").
+  landed, then answers two words: ``status`` (:class:`Status`; STATUS_* are its bits) and
+  ``cycles``, the cycles from the start cycle to the first idle cycle (see docs/isa.md,
+  "Timing").
 
 - GENERATE count=n_prompt, address=steps: the token loop. The prompt's ids are in the token
   memory at 0..n_prompt-1; the program at pc 0 runs position 0, 1, ... and its NEXT
@@ -35,14 +36,15 @@ so the host never touches a bank port the schedule owns.
 __all__ = ["CMD_WRITE", "CMD_READ", "CMD_RUN", "CMD_GENERATE", "TARGET_WBANK", "TARGET_ABANK",
            "TARGET_PROG", "TARGET_TABLE", "TARGET_TOKENS", "TARGET_MMEM", "TARGET_RMEM", "STATUS_DONE",
            "STATUS_PORT_CONFLICT", "STATUS_RAW_HAZARD", "STATUS_BAD_COMMAND",
-           "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "STATUS_ILLEGAL", "HostError", "header", "write_cmd", "read_cmd", "run_cmd",
-           "generate_cmd", "pack_words", "unpack_words", "beats", "target_depth",
-           "element_bits", "TARGET_COUNTERS", "Counter", "COUNTERS", "COUNTER_HELP",
-           "counters_cmd", "parse_counters", "format_counters"]
+           "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "STATUS_ILLEGAL", "HostError", "header", "write_cmd",
+           "read_cmd", "run_cmd", "Header", "Status", "generate_cmd", "pack_words", "unpack_words",
+           "beats", "target_depth", "element_bits", "TARGET_COUNTERS", "Counter", "COUNTERS",
+           "COUNTER_HELP", "counters_cmd", "parse_counters", "format_counters"]
 
 import enum
 
 import numpy as np
+from amaranth.lib import data
 
 from .config import ACT_BITS
 from .isa import INSTR_BITS, TABLE_DEPTH
@@ -61,13 +63,36 @@ TARGET_RMEM = 0xB1    # RoPE table: a word is ``rows // 2`` int16 (cos, sin) pai
 TARGET_TOKENS = 0xC0  # token memory (16-bit ids)
 TARGET_COUNTERS = 0xD0   # the busy counters of the last run (read-only, 32-bit words)
 
-STATUS_DONE = 1 << 0
-STATUS_PORT_CONFLICT = 1 << 1   # two users of one SRAM port in one cycle (sticky during a run)
-STATUS_RAW_HAZARD = 1 << 2      # a read of a word whose write was still in flight
-STATUS_BAD_COMMAND = 1 << 3     # unknown command or target since the last RUN
-STATUS_OVERRUN = 1 << 4         # a generated id was emitted while host_out was not ready
-STATUS_UNIT_BUSY = 1 << 5       # a unit given a second job while busy (sticky during a run)
-STATUS_ILLEGAL = 1 << 6         # the run stopped at an illegal instruction (isa.illegal)
+
+class Header(data.Struct):
+    """Header word 0 of a command (word 1 is the address)."""
+    cmd: 8
+    target: 8
+    count: 16
+
+
+class Status(data.Struct):
+    """The status word that ends the answer to RUN and GENERATE."""
+    done: 1
+    port_conflict: 1   # two users of one SRAM port in one cycle (sticky during a run)
+    raw_hazard: 1      # a read of a word whose write was still in flight
+    bad_command: 1     # unknown command or target since the last RUN
+    overrun: 1         # a generated id was emitted while host_out was not ready
+    unit_busy: 1       # a unit given a second job while busy (sticky during a run)
+    illegal: 1         # the run stopped at an illegal instruction (isa.illegal)
+    reserved: 25       # zero
+
+
+_STATUS = data.Layout.cast(Status)
+assert data.Layout.cast(Header).size == _STATUS.size == 32
+
+STATUS_DONE = 1 << _STATUS["done"].offset
+STATUS_PORT_CONFLICT = 1 << _STATUS["port_conflict"].offset
+STATUS_RAW_HAZARD = 1 << _STATUS["raw_hazard"].offset
+STATUS_BAD_COMMAND = 1 << _STATUS["bad_command"].offset
+STATUS_OVERRUN = 1 << _STATUS["overrun"].offset
+STATUS_UNIT_BUSY = 1 << _STATUS["unit_busy"].offset
+STATUS_ILLEGAL = 1 << _STATUS["illegal"].offset
 
 
 class Counter(enum.IntEnum):
@@ -148,7 +173,9 @@ def target_depth(cfg, target):
 
 
 def header(cmd, target, address, count):
-    return [cmd | (target << 8) | (count << 16), address]
+    """The two header words of a command: :class:`Header` and the address."""
+    word0 = Header.const({"cmd": cmd, "target": target, "count": count})
+    return [word0.as_value().value, address]
 
 
 def _check_range(cfg, target, address, count):
