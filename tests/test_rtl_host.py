@@ -815,3 +815,19 @@ def test_illegal_instructions_stop_the_run():
     assert all(c["expected"][0] == host.STATUS_DONE | host.STATUS_ILLEGAL for c in cases)
     assert clean["expected"][0] == host.STATUS_DONE
     assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+
+
+@pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[0]], ids=lambda c: c.ident)
+def test_control_registers(cfg):
+    """tinylpu.cases.ctrl_cases on the RTL: TIMEOUT at the cycle budget (a program without
+    HALT ends), RANGE for a GENERATE past the token memory or Ctrl.POSITIONS, read-back;
+    beat for beat the golden model's, then a clean run."""
+    from tinylpu.cases import ctrl_cases
+    golden = GoldenTile(cfg)
+    cases = ctrl_cases(golden)
+    clean = program_case("clean", golden, [isa.wait(2), isa.halt()], [], [])
+    stream = [b for c in cases + [clean] for b in c["stream"]]
+    expected = [b for c in cases + [clean] for b in c["expected"]]
+    assert [c["expected"][0] & ~host.STATUS_BAD_COMMAND for c in cases] == [
+        host.STATUS_DONE | host.STATUS_TIMEOUT] * 2 + [host.STATUS_DONE] + [host.STATUS_RANGE] * 2
+    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected

@@ -93,6 +93,42 @@ def illegal_cases(golden, loads, mv):
     return cases
 
 
+def ctrl_cases(golden):
+    """The control registers (host.Ctrl): a cycle budget stops a program without HALT and a
+    run whose HALT comes too late (TIMEOUT; the budget is checked at each issue, so a long
+    instruction in the slot ends first), a GENERATE past the token memory or
+    Ctrl.POSITIONS is refused at once (RANGE, cycles 0, BAD_COMMAND if pending), the
+    registers read back (0 beyond the last); each case restores the reset values."""
+    cfg = golden.cfg
+    reset = host.ctrl_cmd(cfg, *host.ctrl_reset(cfg))
+    prog = lambda instrs: host.write_cmd(cfg, host.TARGET_PROG, 0,
+                                         [isa.encode(i) for i in instrs])
+    cases = []
+
+    def add(name, stream, status, ran=True):
+        case = _case(name, stream + reset, golden, None)
+        case["cycles"] = golden.last_run.cycles if ran else None
+        assert case["expected"][case["run_at"]] == status, (name, case["expected"])
+        cases.append(case)
+
+    # WAITs all through the program memory: the pc wraps, no HALT ever issues
+    add("budget: a program without HALT", prog([isa.wait(7)] * cfg.pdepth)
+        + host.ctrl_cmd(cfg, budget=60) + host.run_cmd(0)
+        + host.header(host.CMD_READ, host.TARGET_CTRL, 0, len(host.Ctrl) + 1),
+        host.STATUS_DONE | host.STATUS_TIMEOUT)
+    add("budget: a HALT after a long WAIT", prog([isa.wait(100), isa.halt()])
+        + host.ctrl_cmd(cfg, budget=20) + host.run_cmd(0),
+        host.STATUS_DONE | host.STATUS_TIMEOUT)
+    add("budget: met", prog([isa.wait(3), isa.halt()]) + host.ctrl_cmd(cfg, budget=5)
+        + host.run_cmd(0), host.STATUS_DONE)
+    gen = lambda n, steps: host.header(host.CMD_GENERATE, 0, steps, n)
+    add("range: past the token memory", gen(2, cfg.tdepth - 1), host.STATUS_RANGE, ran=False)
+    add("range: past Ctrl.POSITIONS, a bad command pending",
+        host.ctrl_cmd(cfg, positions=3) + gen(0, 1) + gen(2, 3),
+        host.STATUS_RANGE | host.STATUS_BAD_COMMAND, ran=False)
+    return cases
+
+
 def standard_cases(golden, seed=0, n_random=6, max_dim=None):
     """The suite the RTL is checked on: the acceptance shapes, edge shapes (1xN, Nx1, not
     multiples of the lane count), extreme values, chains with WAITs, loops, a deliberate
@@ -150,6 +186,7 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
         loads + [(host.TARGET_MMEM, 0, mults), (host.TARGET_RMEM, 0, rope)],
         [(host.TARGET_ABANK + other, 8, 2), (host.TARGET_ABANK + other, 12, 2)]))
     cases += illegal_cases(golden, loads, mv)
+    cases += ctrl_cases(golden)
     bad = host.header(0x7f, 0, 0, 0) + host.read_cmd(cfg, host.TARGET_PROG, 0, 2)
     bad += host.header(host.CMD_READ, 0x3f, 0, 1) + host.run_cmd(0)
     cases.append(_case("bad commands, program read-back", bad, golden, None))

@@ -175,7 +175,8 @@ class DecoderProgram:
         beats += host.write_cmd(cfg, host.TARGET_TABLE, 0, self.table)
         for i in range(0, len(self.program), 256):
             beats += host.write_cmd(cfg, host.TARGET_PROG, i, self.program[i:i + 256])
-        return beats
+        # the tile refuses a GENERATE past the KV cache (RANGE)
+        return beats + host.ctrl_cmd(cfg, positions=self.positions)
 
     def generate_stream(self, prompt, steps):
         """Host beats of one request: the prompt into the token memory, then GENERATE."""
@@ -184,7 +185,10 @@ class DecoderProgram:
         bad = [t for t in prompt if not 0 <= int(t) < vocab]
         if bad:
             raise CompileError(f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})")
-        return (host.write_cmd(self.cfg, host.TARGET_TOKENS, 0, np.asarray(prompt))
+        # a cycle budget of twice the prediction: a run that went wrong still ends (TIMEOUT)
+        budget = min(2 * self.predict(len(prompt), steps)[1] + 1024, (1 << 32) - 1)
+        return (host.ctrl_cmd(self.cfg, budget=budget)
+                + host.write_cmd(self.cfg, host.TARGET_TOKENS, 0, np.asarray(prompt))
                 + host.generate_cmd(len(prompt), steps))
 
     def parse(self, response, steps):

@@ -21,7 +21,15 @@ A command is a header of two words, then its payload:
   memory at 0..n_prompt-1; the program at pc 0 runs position 0, 1, ... and its NEXT
   instructions emit ``steps`` generated ids, each as two beats: the id and the cycle (from
   the start cycle, which is cycle 0) of the NEXT that emitted it. Then status and cycles as
-  for RUN. A GENERATE with n_prompt 0 or steps 0 does not run; it sets BAD_COMMAND.
+  for RUN. A GENERATE with n_prompt 0 or steps 0 does not run; it sets BAD_COMMAND. A
+  GENERATE with ``n_prompt + steps - 1`` above ``Ctrl.POSITIONS`` or not below ``tdepth``
+  (past the compiled KV cache or the token memory) does not run either: it answers status
+  RANGE (with BAD_COMMAND if pending) and cycles 0 at once.
+
+- WRITE/READ TARGET_CTRL: the control registers (:class:`Ctrl`, 32-bit words). A run
+  issues no instruction in a cycle >= ``Ctrl.BUDGET`` (counted like ``cycles``): it stops
+  there as at a HALT, with TIMEOUT, so no program holds the host out longer than its budget
+  plus one instruction and the drain.
 
 - READ TARGET_COUNTERS, address, count: the busy counters of the last RUN or GENERATE
   (:class:`Counter`; one 32-bit word each, wrapping), cleared in every run's start cycle.
@@ -36,7 +44,8 @@ so the host never touches a bank port the schedule owns.
 __all__ = ["CMD_WRITE", "CMD_READ", "CMD_RUN", "CMD_GENERATE", "TARGET_WBANK", "TARGET_ABANK",
            "TARGET_PROG", "TARGET_TABLE", "TARGET_TOKENS", "TARGET_MMEM", "TARGET_RMEM", "STATUS_DONE",
            "STATUS_PORT_CONFLICT", "STATUS_RAW_HAZARD", "STATUS_BAD_COMMAND",
-           "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "STATUS_ILLEGAL", "HostError", "header", "write_cmd",
+           "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "STATUS_ILLEGAL", "STATUS_TIMEOUT", "STATUS_RANGE", "TARGET_CTRL", "Ctrl",
+           "ctrl_reset", "ctrl_cmd", "HostError", "header", "write_cmd",
            "read_cmd", "run_cmd", "Header", "Status", "generate_cmd", "pack_words", "unpack_words",
            "beats", "target_depth", "element_bits", "TARGET_COUNTERS", "Counter", "COUNTERS",
            "COUNTER_HELP", "counters_cmd", "parse_counters", "format_counters"]
@@ -62,6 +71,23 @@ TARGET_MMEM = 0xB0    # row-multiplier memory: a word is ``rows`` int16 multipli
 TARGET_RMEM = 0xB1    # RoPE table: a word is ``rows // 2`` int16 (cos, sin) pairs
 TARGET_TOKENS = 0xC0  # token memory (16-bit ids)
 TARGET_COUNTERS = 0xD0   # the busy counters of the last run (read-only, 32-bit words)
+TARGET_CTRL = 0xD1       # the control registers (class Ctrl; 32-bit words)
+
+
+class Ctrl(enum.IntEnum):
+    """The control registers, defined once: the word address of each in TARGET_CTRL.
+    Addresses at or above ``len(Ctrl)`` read 0 and ignore writes."""
+    BUDGET = 0      # cycles: no instruction issues in a run's cycle >= BUDGET; the run
+                    # stops there as at a HALT, with TIMEOUT (reset: 2**32 - 1, the cycle
+                    # counter's range)
+    POSITIONS = 1   # a GENERATE may use positions 0 .. POSITIONS - 1: n_prompt + steps - 1
+                    # <= POSITIONS (and < tdepth), else it is refused with RANGE (reset:
+                    # tdepth - 1; a compiled decoder writes its KV-cache length)
+
+
+def ctrl_reset(cfg):
+    """The control registers' values after reset, in address order."""
+    return [(1 << 32) - 1, cfg.tdepth - 1]
 
 
 class Header(data.Struct):
@@ -80,7 +106,9 @@ class Status(data.Struct):
     overrun: 1         # a generated id was emitted while host_out was not ready
     unit_busy: 1       # a unit given a second job while busy (sticky during a run)
     illegal: 1         # the run stopped at an illegal instruction (isa.illegal)
-    reserved: 25       # zero
+    timeout: 1         # the run stopped at its cycle budget (Ctrl.BUDGET)
+    range: 1           # a GENERATE past the token memory or Ctrl.POSITIONS: not started
+    reserved: 23       # zero
 
 
 _STATUS = data.Layout.cast(Status)
@@ -93,6 +121,8 @@ STATUS_BAD_COMMAND = 1 << _STATUS["bad_command"].offset
 STATUS_OVERRUN = 1 << _STATUS["overrun"].offset
 STATUS_UNIT_BUSY = 1 << _STATUS["unit_busy"].offset
 STATUS_ILLEGAL = 1 << _STATUS["illegal"].offset
+STATUS_TIMEOUT = 1 << _STATUS["timeout"].offset
+STATUS_RANGE = 1 << _STATUS["range"].offset
 
 
 class Counter(enum.IntEnum):
@@ -133,7 +163,7 @@ def element_bits(cfg, target):
         return 16
     if target in (TARGET_TOKENS, TARGET_MMEM, TARGET_RMEM):
         return 16
-    if target == TARGET_COUNTERS:
+    if target in (TARGET_COUNTERS, TARGET_CTRL):
         return 32
     return cfg.data_bits
 
@@ -141,13 +171,14 @@ def element_bits(cfg, target):
 def _lanes(cfg, target):
     if target in (TARGET_MMEM, TARGET_RMEM):
         return cfg.rows
-    return 1 if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS) else cfg.lanes
+    return 1 if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS, TARGET_CTRL) \
+        else cfg.lanes
 
 
 def beats(cfg, target):
     if target == TARGET_PROG:
         return -(-INSTR_BITS // 32)
-    if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS):
+    if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS, TARGET_CTRL):
         return 1
     return -(-(_lanes(cfg, target) * element_bits(cfg, target)) // 32)
 
@@ -165,6 +196,8 @@ def target_depth(cfg, target):
         return cfg.rdepth
     if target == TARGET_COUNTERS:
         return len(Counter)
+    if target == TARGET_CTRL:
+        return len(Ctrl)
     if TARGET_WBANK <= target < TARGET_WBANK + cfg.rows:
         return cfg.wdepth
     if TARGET_ABANK <= target < TARGET_ABANK + cfg.act_banks:
@@ -196,7 +229,7 @@ def pack_words(cfg, target, words):
         lanes, bits = _lanes(cfg, target), element_bits(cfg, target)
         arr = np.asarray(words, dtype=np.int64).reshape(-1, lanes)
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        if target in (TARGET_TOKENS, TARGET_COUNTERS):
+        if target in (TARGET_TOKENS, TARGET_COUNTERS, TARGET_CTRL):
             lo, hi = 0, (1 << bits) - 1
         if arr.size and (arr.min() < lo or arr.max() > hi):
             raise HostError(f"SRAM values must be in [{lo}, {hi}]")
@@ -225,7 +258,7 @@ def unpack_words(cfg, target, beat_list):
         return ints
     lanes, bits = _lanes(cfg, target), element_bits(cfg, target)
     mask, sign = (1 << bits) - 1, 1 << (bits - 1)
-    if target in (TARGET_TOKENS, TARGET_COUNTERS):
+    if target in (TARGET_TOKENS, TARGET_COUNTERS, TARGET_CTRL):
         sign = 1 << 64
     out = np.zeros((len(ints), lanes), dtype=np.int64)
     for i, value in enumerate(ints):
@@ -260,6 +293,15 @@ def generate_cmd(n_prompt, steps):
         raise HostError(f"GENERATE needs 1 <= n_prompt <= 65535 and steps >= 1, not "
                         f"n_prompt={n_prompt}, steps={steps}")
     return header(CMD_GENERATE, 0, steps, n_prompt)
+
+
+def ctrl_cmd(cfg, budget=None, positions=None):
+    """WRITEs of the control registers given (None: left as they are)."""
+    out = []
+    for reg, value in ((Ctrl.BUDGET, budget), (Ctrl.POSITIONS, positions)):
+        if value is not None:
+            out += write_cmd(cfg, TARGET_CTRL, int(reg), [[int(value)]])
+    return out
 
 
 def counters_cmd(cfg):

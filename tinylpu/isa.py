@@ -672,10 +672,13 @@ def _decode(word):
     return halt()
 
 
-def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_stops=False):
+def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_stops=False,
+                    detect_loops=True):
     """Yield ``(pc, instr)`` in the order the sequencer issues them, HALT included. An
     illegal word raises :class:`IllegalInstruction`; with ``illegal_stops`` it is yielded
-    as ``{"op": None, "illegal": reason}`` and ends the order, as HALT does (the tile).
+    as ``{"op": None, "illegal": reason}`` and ends the order, as HALT does (the tile). A
+    state that repeats (a program that never halts) raises, unless ``detect_loops`` is
+    false (the caller stops it: a cycle budget); ``limit`` instructions raise in any case.
 
     ``program`` is a list of instruction words (ints). Sequencing rules, as the RTL does them:
     the next pc is ``loop_start`` when the finishing instruction sits at ``loop_end`` and
@@ -689,7 +692,7 @@ def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_st
     pc, loop_start, loop_end, repeats = start_pc % depth, 0, 0, 0
     seen = set()
     for _ in range(limit):
-        if not repeats:
+        if not repeats and detect_loops:
             if (pc, loop_start, loop_end) in seen:
                 raise IsaError(f"program never reaches HALT: pc {pc} repeats with no loop "
                                f"count left")
