@@ -71,7 +71,7 @@ class Sequencer(wiring.Component):
             "tm_wen": Out(1), "tm_waddr": Out(16), "tm_wdata": Out(16),
             "emit_valid": Out(1), "emit_data": Out(32), "issue_next": Out(1),
             "wait_slot": Out(1), "next_slot": Out(1), "illegal": Out(1),
-            "budget": In(32), "timeout": Out(1),
+            "budget": In(32, init=(1 << 32) - 1), "timeout": Out(1),
             "running": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
