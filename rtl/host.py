@@ -1,13 +1,23 @@
 """Host interface: the command protocol of :mod:`tinylpu.host` over two 32-bit streams."""
 
-__all__ = ["HostInterface"]
+__all__ = ["HostInterface", "ScheduleFlags"]
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu import host as proto
 from tinylpu.isa import INSTR_BITS
+
+
+class ScheduleFlags(data.Struct):
+    """The run's sticky flags from the tile (the schedule checks, the stop at an illegal
+    instruction); each goes to the field of the same name in :class:`tinylpu.host.Status`."""
+    port_conflict: 1
+    raw_hazard: 1
+    unit_busy: 1
+    illegal: 1
+    timeout: 1
 
 
 class HostInterface(wiring.Component):
@@ -21,6 +31,10 @@ class HostInterface(wiring.Component):
     payload is consumed and dropped. While a GENERATE (or any run) runs, the sequencer's emissions
     (``emit_valid``, ``emit_data``) go out on ``o`` in the cycle they are made; one that
     finds ``o`` not ready is dropped and sets STATUS_OVERRUN in the run's status.
+
+    The header and the status word are views of :class:`tinylpu.host.Header` and
+    :class:`tinylpu.host.Status`; ``flags`` (:class:`ScheduleFlags`) fills the status
+    fields of the same names.
     """
 
     def __init__(self, cfg):
@@ -36,7 +50,8 @@ class HostInterface(wiring.Component):
             "start": Out(1), "start_pc": Out(16),
             "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
             "emit_valid": In(1), "emit_data": In(32),
-            "done": In(1), "flags": In(3), "cycles": In(32),
+            "done": In(1), "flags": In(ScheduleFlags), "cycles": In(32),
+            "budget": Out(32),
         })
 
     def elaborate(self, platform):
@@ -47,15 +62,21 @@ class HostInterface(wiring.Component):
         beat = Signal(range(n_all + 1))
         buf = Signal(n_all * 32)
         bad, overrun = Signal(), Signal()
-        status, cycles = Signal(32), Signal(32)
+        status, cycles = Signal(proto.Status), Signal(32)
+        # the control registers (tinylpu.host.Ctrl), here: written and read like a target
+        reset = proto.ctrl_reset(cfg)
+        ctrl = [Signal(32, name=f"ctrl_{r.name.lower()}", init=reset[r]) for r in proto.Ctrl]
+        positions = ctrl[proto.Ctrl.POSITIONS]
+        m.d.comb += self.budget.eq(ctrl[proto.Ctrl.BUDGET])
         # beats per word of the target (an invalid target moves weight-bank words, as the
         # golden model does)
         t = self.target
-        valid = self.valid_target
+        is_ctrl = t == proto.TARGET_CTRL
+        valid = self.valid_target | is_ctrl
         is_prog = valid & (t == proto.TARGET_PROG)
         is_act = valid & (t >= proto.TARGET_ABANK) & (t < proto.TARGET_ABANK + 4)
         is_one = valid & ((t == proto.TARGET_TABLE) | (t == proto.TARGET_TOKENS)
-                          | (t == proto.TARGET_COUNTERS))
+                          | (t == proto.TARGET_COUNTERS) | is_ctrl)
         is_mm = valid & ((t == proto.TARGET_MMEM) | (t == proto.TARGET_RMEM))
         n_w = proto.beats(cfg, proto.TARGET_WBANK)
         n_a = proto.beats(cfg, proto.TARGET_ABANK)
@@ -65,13 +86,13 @@ class HostInterface(wiring.Component):
         m.d.comb += last_beat.eq(beat == Mux(is_prog, n_p - 1, Mux(is_act, n_a - 1, Mux(
             is_one, 0, Mux(is_mm, n_m - 1, n_w - 1)))))
         shifted_in = Cat(buf[32:], self.i.payload)
+        hdr = proto.Header(self.i.payload)
 
         with m.FSM():
             with m.State("HDR0"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [cmd.eq(self.i.payload[0:8]), self.target.eq(self.i.payload[8:16]),
-                                 count.eq(self.i.payload[16:32])]
+                    m.d.sync += [cmd.eq(hdr.cmd), self.target.eq(hdr.target), count.eq(hdr.count)]
                     m.next = "HDR1"
             with m.State("HDR1"):
                 m.d.comb += self.i.ready.eq(1)
@@ -83,15 +104,22 @@ class HostInterface(wiring.Component):
                             m.d.sync += self.generate.eq(0)
                             m.next = "START"
                         with m.Case(proto.CMD_GENERATE):
-                            # a prompt and at least one step, else a bad command
+                            # a prompt and at least one step, else a bad command; within
+                            # the token memory and Ctrl.POSITIONS, else refused with RANGE
+                            n_end = Signal(49)
+                            m.d.comb += n_end.eq(count + self.i.payload - 1)
                             with m.If((count == 0) | (self.i.payload == 0)):
                                 m.d.sync += bad.eq(1)
                                 m.next = "HDR0"
+                            with m.Elif((n_end > positions) | (n_end >= cfg.tdepth)):
+                                m.d.sync += [status.eq(0), status.range.eq(1),
+                                             status.bad_command.eq(bad), cycles.eq(0)]
+                                m.next = "STATUS"
                             with m.Else():
                                 m.d.sync += [self.generate.eq(1), self.addr.eq(0)]
                                 m.next = "START"
                         with m.Case(proto.CMD_WRITE, proto.CMD_READ):
-                            with m.If(~self.valid_target
+                            with m.If(~valid
                                       | (self.read_only & (cmd == proto.CMD_WRITE))):
                                 m.d.sync += bad.eq(1)
                             with m.If(count == 0):
@@ -120,6 +148,9 @@ class HostInterface(wiring.Component):
                         with m.Else():
                             m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_w)))
                         m.d.comb += self.wen.eq(self.valid_target & ~self.read_only)
+                        for reg in proto.Ctrl:
+                            with m.If(is_ctrl & (self.addr == reg)):
+                                m.d.sync += ctrl[reg].eq(shifted_in[-32:])
                         m.d.sync += [beat.eq(0), self.addr.eq(self.addr + 1),
                                      count.eq(count - 1)]
                         with m.If(count == 1):
@@ -130,6 +161,9 @@ class HostInterface(wiring.Component):
             with m.State("RDATA"):
                 m.d.sync += [buf.eq(self.rdata & self.valid_target.replicate(len(self.rdata))),
                              beat.eq(0)]
+                with m.If(is_ctrl):                 # beyond the last register: 0
+                    m.d.sync += buf.eq(Array(ctrl + [0])[Mux(self.addr < len(ctrl), self.addr,
+                                                           len(ctrl))])
                 m.next = "RSEND"
             with m.State("RSEND"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(buf[:32])]
@@ -151,9 +185,14 @@ class HostInterface(wiring.Component):
                 with m.If(self.emit_valid & ~self.o.ready):
                     m.d.sync += overrun.eq(1)
                 with m.If(self.done):
-                    m.d.sync += [status.eq(Cat(1, self.flags[:2], bad,
-                                               overrun | (self.emit_valid & ~self.o.ready),
-                                               self.flags[2])),
+                    m.d.sync += [status.eq(0), status.done.eq(1),
+                                 status.port_conflict.eq(self.flags.port_conflict),
+                                 status.raw_hazard.eq(self.flags.raw_hazard),
+                                 status.bad_command.eq(bad),
+                                 status.overrun.eq(overrun | (self.emit_valid & ~self.o.ready)),
+                                 status.unit_busy.eq(self.flags.unit_busy),
+                                 status.illegal.eq(self.flags.illegal),
+                                 status.timeout.eq(self.flags.timeout),
                                  cycles.eq(self.cycles)]
                     m.next = "STATUS"
             with m.State("STATUS"):

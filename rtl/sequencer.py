@@ -7,7 +7,8 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs
+from tinylpu.isa import (INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs,
+                         illegal_expr)
 
 from .sram import addr_bits
 
@@ -26,7 +27,11 @@ class Sequencer(wiring.Component):
     the instruction's last cycle (MATVEC: the AGU's ``final`` read; VOP: the vector unit's
     ``final`` read; WAIT n: its n-th cycle; NEXT: its second cycle; LOOP: its only cycle), so
     the successor issues the cycle after. HALT stops issue; ``done`` is high for one cycle, the
-    first with ``pipe_empty`` after HALT, and ``running`` falls at its end. ``cycles`` counts
+    first with ``pipe_empty`` after HALT, and ``running`` falls at its end.
+    An illegal word (:func:`tinylpu.isa.illegal`) in the issue slot issues nothing and stops
+    the run as HALT does (``illegal`` high in that cycle: the ILLEGAL_INSTRUCTION status).
+    Nothing issues in a cycle whose count (``cycles``) is at least ``budget``: the run stops
+    there as at a HALT (``timeout`` high in that cycle: the TIMEOUT status). ``cycles`` counts
     from the start cycle to the ``done`` cycle, exclusive (the start cycle counts as 1), and
     holds until the next start.
 
@@ -65,7 +70,8 @@ class Sequencer(wiring.Component):
             "tm_ren": Out(1), "tm_raddr": Out(16), "tm_rdata": In(16),
             "tm_wen": Out(1), "tm_waddr": Out(16), "tm_wdata": Out(16),
             "emit_valid": Out(1), "emit_data": Out(32), "issue_next": Out(1),
-            "wait_slot": Out(1), "next_slot": Out(1),
+            "wait_slot": Out(1), "next_slot": Out(1), "illegal": Out(1),
+            "budget": In(32, init=(1 << 32) - 1), "timeout": Out(1),
             "running": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
@@ -83,14 +89,20 @@ class Sequencer(wiring.Component):
         n_prompt, n_end = Signal(16), Signal(POS_BITS)
         generating = Signal()
 
+        # an illegal word (isa.illegal) in the issue slot stops the run as HALT does, without
+        # issuing anything; ``illegal`` is high in that cycle
+        bad = Signal()
+        m.d.comb += bad.eq(illegal_expr(self.imem_data))
+        slot = Signal()
+        m.d.comb += slot.eq(self.running & ~halted & ~self.agu_busy & ~self.vu_busy
+                            & (wait_left == 0) & ~in_next)
+        # the cycle budget is spent: nothing issues from this cycle on (the stop of a HALT)
+        over = Signal()
+        m.d.comb += over.eq(self.cycles >= self.budget)
         issuing = Signal()
-        m.d.comb += issuing.eq(self.running & ~halted & ~self.agu_busy & ~self.vu_busy
-                               & (wait_left == 0) & ~in_next)
+        m.d.comb += [issuing.eq(slot & ~bad & ~over), self.illegal.eq(slot & bad & ~over),
+                     self.timeout.eq(slot & over)]
         op = instr.op
-        known = Signal()
-        m.d.comb += known.eq((op == Opcode.HALT) | (op == Opcode.WAIT) | (op == Opcode.LOOP)
-                             | (op == Opcode.MATVEC) | (op == Opcode.VOP)
-                             | (op == Opcode.NEXT) | (op == Opcode.QK) | (op == Opcode.PV))
         m.d.comb += [
             self.issue_matvec.eq(issuing & (op == Opcode.MATVEC)),
             self.matvec.eq(instr.args.matvec),
@@ -105,7 +117,6 @@ class Sequencer(wiring.Component):
             self.agu_final | self.vu_final | in_next
             | (issuing & (op == Opcode.LOOP))
             | (issuing & (op == Opcode.WAIT) & (wait_cycles <= 1))
-            | (issuing & ~known)                          # not an instruction: one cycle
             | (wait_left == 1))
         with m.If(wait_left != 0):
             m.d.sync += wait_left.eq(wait_left - 1)
@@ -162,7 +173,7 @@ class Sequencer(wiring.Component):
                 loop_end.eq(pc + Mux(body == 0, 1, body)),
                 loop_left.eq(Mux(count == 0, 0, count - 1)),
             ]
-        with m.If(issuing & (op == Opcode.HALT)):
+        with m.If((issuing & (op == Opcode.HALT)) | self.illegal | self.timeout):
             m.d.sync += halted.eq(1)
 
         m.d.comb += self.done.eq(self.running & halted & self.pipe_empty)

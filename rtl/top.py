@@ -86,7 +86,7 @@ class Tile(wiring.Component):
             hif.read_only.eq(is_counters),
             seq.start.eq(hif.start), seq.start_pc.eq(hif.start_pc),
             seq.generate.eq(hif.generate), seq.n_prompt.eq(hif.n_prompt),
-            seq.steps.eq(hif.steps),
+            seq.steps.eq(hif.steps), seq.budget.eq(hif.budget),
             hif.done.eq(seq.done), hif.cycles.eq(seq.cycles),
             hif.emit_valid.eq(seq.emit_valid), hif.emit_data.eq(seq.emit_data),
             self.running.eq(seq.running),
@@ -325,7 +325,8 @@ class Tile(wiring.Component):
         ]
 
         # sticky schedule-checker flags of the current run
-        conflict, hazard, busy = Signal(), Signal(), Signal()
+        conflict, hazard, busy, illegal, timeout = (Signal(), Signal(), Signal(), Signal(),
+                                                    Signal())
         # a result and a drain block for the output unit in one cycle; a PV while the
         # previous one drains; a scalar-unit start while it is busy. PV weights
         # formed while QK's maxima are still being written
@@ -341,7 +342,8 @@ class Tile(wiring.Component):
         hazard_now = (rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
                       | checker.hazard | vu.self_overlap)
         with m.If(hif.start):
-            m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0)]
+            m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0), illegal.eq(0),
+                         timeout.eq(0)]
         with m.Else():
             # two users of a port; the vector unit's one write port; the norm unit's input
             with m.If(rt.conflict | vu.write_clash | (ss10 & vu.norm_valid)):
@@ -350,7 +352,13 @@ class Tile(wiring.Component):
                 m.d.sync += hazard.eq(1)
             with m.If(busy_now):
                 m.d.sync += busy.eq(1)
-        m.d.comb += hif.flags.eq(Cat(conflict, hazard, busy))
+            with m.If(seq.illegal):             # the run stopped at an illegal word
+                m.d.sync += illegal.eq(1)
+            with m.If(seq.timeout):             # ... or at its cycle budget
+                m.d.sync += timeout.eq(1)
+        m.d.comb += [hif.flags.port_conflict.eq(conflict), hif.flags.raw_hazard.eq(hazard),
+                     hif.flags.unit_busy.eq(busy), hif.flags.illegal.eq(illegal),
+                     hif.flags.timeout.eq(timeout)]
         return m
 
 

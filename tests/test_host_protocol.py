@@ -31,6 +31,15 @@ def test_protocol_constants():
     assert PROG_BEATS == 9
 
 
+def test_header_and_status_layouts():
+    """The header word and the status bits come from the layouts (host.Header, host.Status)."""
+    fields = host.Header.from_bits(host.header(host.CMD_READ, 0x41, 7, 300)[0])
+    assert (fields.cmd, fields.target, fields.count) == (host.CMD_READ, 0x41, 300)
+    status = host.Status.from_bits(host.STATUS_DONE | host.STATUS_UNIT_BUSY)
+    assert (status.done, status.unit_busy, status.port_conflict, status.reserved) == (1, 1, 0, 0)
+    assert host.STATUS_UNIT_BUSY == 32
+
+
 @pytest.mark.parametrize("cfg, data_beats", list(zip(CONFIGS, [4, 2, 8, 1, 4])))
 def test_beats(cfg, data_beats):
     assert host.beats(cfg, host.TARGET_WBANK) == data_beats

@@ -195,9 +195,9 @@ def test_execution_order_rejects_programs_that_never_halt():
 
 
 def test_decode_rejects_bits_above_layout():
-    with pytest.raises(IsaError, match="has bits set above bit 262"):
+    with pytest.raises(IsaError, match="bits set above bit 262"):
         isa.decode(1 << 263 | 0x51)
-    with pytest.raises(IsaError, match="has bits set above bit 262"):
+    with pytest.raises(IsaError, match="bits set above bit 262"):
         isa.decode(1 << 287)
     with pytest.raises(IsaError, match="must fit in 288 bits"):
         isa.decode(1 << 288)
@@ -217,10 +217,31 @@ def test_decode_rejects_any_high_bits(fields, high):
 
 @pytest.mark.parametrize("op", range(8, 16))
 def test_decode_rejects_unknown_opcode(op):
-    with pytest.raises(IsaError, match=f"unknown opcode {op}$"):
+    with pytest.raises(isa.IllegalInstruction, match=f"undefined opcode {op}$"):
         isa.decode(op)
-    with pytest.raises(IsaError, match=f"unknown opcode {op}$"):
+    with pytest.raises(isa.IllegalInstruction, match=f"undefined opcode {op}$"):
         isa.decode(op | 0x1234 << 4)
+
+
+def test_illegal_words_and_their_reasons():
+    """isa.illegal names every kind (the RTL's check is built from the same tables):
+    operand bits above an opcode's own, reserved enum values; legal words give None."""
+    from tinylpu.cases import illegal_words
+    reasons = [isa.illegal(w) for _, w in illegal_words()]
+    assert all(reasons) and len(set(reasons)) == len(reasons)
+    assert "WAIT has bits set above its operands" in reasons[2]
+    assert "HALT has bits set above its operands" in reasons[3]
+    assert "VOP field g has the undefined value 7" in reasons[4]
+    assert "MATVEC field epi has the undefined value 7" in reasons[5]
+    for instr in (isa.halt(), isa.wait(65535), isa.loop(3, 2), isa.next_(7),
+                  isa.vop(g=isa.GFunc.SILU, red=isa.Reduce.ARGMAX, a={"bank": 1},
+                          c={"bank": 0, "index": isa.Index.TOK.value})):
+        assert isa.illegal(isa.encode(instr)) is None
+    with pytest.raises(isa.IllegalInstruction):
+        list(isa.execution_order([isa.encode(isa.wait(1)), 9 | 1 << 20]))
+    order = list(isa.execution_order([isa.encode(isa.wait(1)), 9, isa.encode(isa.halt())],
+                                     illegal_stops=True))
+    assert [pc for pc, _ in order] == [0, 1] and order[1][1]["op"] is None
 
 
 def _order(program, **kwargs):
@@ -258,7 +279,7 @@ def test_execution_order_without_halt():
 
 
 def test_execution_order_propagates_decode_errors():
-    with pytest.raises(IsaError, match="unknown opcode 9"):
+    with pytest.raises(IsaError, match="undefined opcode 9"):
         list(isa.execution_order([isa.encode(isa.wait(1)), 9]))
 
 

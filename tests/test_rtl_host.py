@@ -792,3 +792,42 @@ def test_busy_counters_are_cleared_read_only_and_zero_beyond_the_last():
     assert got[2 + n:2 + n + 4] == [first["wait"], first["next"], 0, 0]
     assert got[2 + n + 4:2 + n + 6] == [host.STATUS_DONE | host.STATUS_BAD_COMMAND, 2]
     assert host.parse_counters(got[-n:]) == dict.fromkeys(host.COUNTERS, 0) | {"cycles": 2}
+
+
+def test_illegal_instructions_stop_the_run():
+    """Every kind of illegal word (tinylpu.cases.illegal_words) stops the run where it
+    stands, with DONE | ILLEGAL_INSTRUCTION, the golden model's cycle count and memory: the
+    MATVEC before it lands, the one after it never issues. Then a legal run is clean."""
+    from tinylpu.cases import illegal_cases
+    cfg = CONFIGS[0]
+    golden = GoldenTile(cfg)
+    rng = np.random.default_rng(61)
+    loads = [(host.TARGET_WBANK + r, 0, _rand(rng, cfg, (2, cfg.lanes))) for r in range(cfg.rows)]
+    loads.append((host.TARGET_ABANK, 0, rng.integers(-99, 99, (2, cfg.lanes))))
+    mv = lambda **kw: isa.matvec(**{**dict(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=8,
+                                            n_blocks=1, n_chunks=1, q_mult=1, q_shift=3,
+                                            y_bits=16), **kw})
+    cases = illegal_cases(golden, loads, mv)
+    clean = program_case("clean", golden, [mv(), isa.halt()], loads, [])
+    stream = [b for c in cases + [clean] for b in c["stream"]]
+    expected = [b for c in cases + [clean] for b in c["expected"]]
+    assert len(cases) == 7
+    assert all(c["expected"][0] == host.STATUS_DONE | host.STATUS_ILLEGAL for c in cases)
+    assert clean["expected"][0] == host.STATUS_DONE
+    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+
+
+@pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[0]], ids=lambda c: c.ident)
+def test_control_registers(cfg):
+    """tinylpu.cases.ctrl_cases on the RTL: TIMEOUT at the cycle budget (a program without
+    HALT ends), RANGE for a GENERATE past the token memory or Ctrl.POSITIONS, read-back;
+    beat for beat the golden model's, then a clean run."""
+    from tinylpu.cases import ctrl_cases
+    golden = GoldenTile(cfg)
+    cases = ctrl_cases(golden)
+    clean = program_case("clean", golden, [isa.wait(2), isa.halt()], [], [])
+    stream = [b for c in cases + [clean] for b in c["stream"]]
+    expected = [b for c in cases + [clean] for b in c["expected"]]
+    assert [c["expected"][0] & ~host.STATUS_BAD_COMMAND for c in cases] == [
+        host.STATUS_DONE | host.STATUS_TIMEOUT] * 2 + [host.STATUS_DONE] + [host.STATUS_RANGE] * 2
+    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected

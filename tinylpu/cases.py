@@ -7,6 +7,7 @@ __all__ = ["gemv_case", "compiled_case", "program_case", "random_program_case", 
 import re
 
 import numpy as np
+from amaranth.lib import data
 
 from . import host, isa
 from .compiler import compile_chain
@@ -38,10 +39,12 @@ def compiled_case(name, golden, g, Ws, x):
 
 
 def program_case(name, golden, program, loads, reads):
-    """A hand-assembled program: ``loads`` are (target, addr, words), ``reads`` (target,
-    addr, count) after the run. The cycle prediction is the golden model's own."""
+    """A hand-assembled program (instruction dicts, or raw words as ints): ``loads`` are
+    (target, addr, words), ``reads`` (target, addr, count) after the run. The cycle
+    prediction is the golden model's own."""
     cfg = golden.cfg
-    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0,
+                            [i if isinstance(i, int) else isa.encode(i) for i in program])
     for target, addr, words in loads:
         stream += host.write_cmd(cfg, target, addr, words)
     stream += host.run_cmd(0)
@@ -50,6 +53,80 @@ def program_case(name, golden, program, loads, reads):
     case = _case(name, stream, golden, None)
     case["cycles"] = golden.last_run.cycles
     return case
+
+
+def illegal_words():
+    """``(name, word)``: one instruction word per kind of :func:`tinylpu.isa.illegal` word."""
+    vop = isa.encode(isa.vop(g=isa.GFunc.PASS, a={"bank": 0}, c={"bank": 0, "base": 3}))
+    mvw = isa.encode(isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=0, y_addr=0, n_blocks=1,
+                                n_chunks=1))
+    epi = isa.INSTR_LAYOUT["args"].offset + data_offset(isa.MatvecArgs, "epi")
+    g = isa.INSTR_LAYOUT["args"].offset + data_offset(isa.VopArgs, "g")
+    return [("undefined opcode 9", 9), ("undefined opcode 15", 15 | 1 << 8),
+            ("WAIT with a bit above its operands", isa.encode(isa.wait(3)) | 1 << 30),
+            ("HALT with an operand bit", isa.encode(isa.halt()) | 1 << 4),
+            ("VOP with the reserved g = 7", vop | 7 << g),
+            ("MATVEC with the reserved epi = 7", mvw | 7 << epi),
+            ("a bit above the instruction layout", isa.encode(isa.wait(2))
+             | 1 << isa.INSTR_LAYOUT.size)]
+
+
+def data_offset(struct, name):
+    """The bit offset of field ``name`` in an ``amaranth.lib.data`` struct."""
+    return data.Layout.cast(struct)[name].offset
+
+
+def illegal_cases(golden, loads, mv):
+    """Each illegal word after a MATVEC and before another: the run stops at it with
+    ILLEGAL_INSTRUCTION (the first MATVEC's result lands, the second never issues)."""
+    cfg = golden.cfg
+    other = 1 % cfg.act_banks
+    cases = []
+    for name, word in illegal_words():
+        assert isa.illegal(word), name
+        cases.append(program_case(
+            f"illegal: {name}", golden,
+            [mv(y_bank=other, y_addr=8, n_blocks=1, n_chunks=1), word,
+             mv(y_bank=other, y_addr=9), isa.halt()], loads,
+            [(host.TARGET_ABANK + other, 8, 2)]))
+        assert cases[-1]["expected"][0] == host.STATUS_DONE | host.STATUS_ILLEGAL, name
+    return cases
+
+
+def ctrl_cases(golden):
+    """The control registers (host.Ctrl): a cycle budget stops a program without HALT and a
+    run whose HALT comes too late (TIMEOUT; the budget is checked at each issue, so a long
+    instruction in the slot ends first), a GENERATE past the token memory or
+    Ctrl.POSITIONS is refused at once (RANGE, cycles 0, BAD_COMMAND if pending), the
+    registers read back (0 beyond the last); each case restores the reset values."""
+    cfg = golden.cfg
+    reset = host.ctrl_cmd(cfg, *host.ctrl_reset(cfg))
+    prog = lambda instrs: host.write_cmd(cfg, host.TARGET_PROG, 0,
+                                         [isa.encode(i) for i in instrs])
+    cases = []
+
+    def add(name, stream, status, ran=True):
+        case = _case(name, stream + reset, golden, None)
+        case["cycles"] = golden.last_run.cycles if ran else None
+        assert case["expected"][case["run_at"]] == status, (name, case["expected"])
+        cases.append(case)
+
+    # WAITs all through the program memory: the pc wraps, no HALT ever issues
+    add("budget: a program without HALT", prog([isa.wait(7)] * cfg.pdepth)
+        + host.ctrl_cmd(cfg, budget=60) + host.run_cmd(0)
+        + host.header(host.CMD_READ, host.TARGET_CTRL, 0, len(host.Ctrl) + 1),
+        host.STATUS_DONE | host.STATUS_TIMEOUT)
+    add("budget: a HALT after a long WAIT", prog([isa.wait(100), isa.halt()])
+        + host.ctrl_cmd(cfg, budget=20) + host.run_cmd(0),
+        host.STATUS_DONE | host.STATUS_TIMEOUT)
+    add("budget: met", prog([isa.wait(3), isa.halt()]) + host.ctrl_cmd(cfg, budget=5)
+        + host.run_cmd(0), host.STATUS_DONE)
+    gen = lambda n, steps: host.header(host.CMD_GENERATE, 0, steps, n)
+    add("range: past the token memory", gen(2, cfg.tdepth - 1), host.STATUS_RANGE, ran=False)
+    add("range: past Ctrl.POSITIONS, a bad command pending",
+        host.ctrl_cmd(cfg, positions=3) + gen(0, 1) + gen(2, 3),
+        host.STATUS_RANGE | host.STATUS_BAD_COMMAND, ran=False)
+    return cases
 
 
 def standard_cases(golden, seed=0, n_random=6, max_dim=None):
@@ -108,6 +185,8 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
             epi=isa.Epi.ROPE, rope_base=1, rope_shift=1), isa.halt()],
         loads + [(host.TARGET_MMEM, 0, mults), (host.TARGET_RMEM, 0, rope)],
         [(host.TARGET_ABANK + other, 8, 2), (host.TARGET_ABANK + other, 12, 2)]))
+    cases += illegal_cases(golden, loads, mv)
+    cases += ctrl_cases(golden)
     bad = host.header(0x7f, 0, 0, 0) + host.read_cmd(cfg, host.TARGET_PROG, 0, 2)
     bad += host.header(host.CMD_READ, 0x3f, 0, 1) + host.run_cmd(0)
     cases.append(_case("bad commands, program read-back", bad, golden, None))

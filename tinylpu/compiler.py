@@ -1,4 +1,5 @@
-"""The compiler: places tensors in SRAM, emits programs, schedules them and predicts cycles.
+"""The compiler: places tensors in SRAM, emits programs (scheduled by
+:class:`tinylpu.schedule.Scheduler`) and predicts cycles.
 
 The cycle prediction is static: each instruction occupies the issue slot for a known number
 of cycles (:func:`tinylpu.isa.duration`) and every MATVEC token writes its result a fixed
@@ -7,8 +8,8 @@ executing any data, the cycle count and every SRAM port use, and rejects schedul
 a read of a word whose write is still in flight, or a port used twice in one cycle.
 """
 
-__all__ = ["CompileError", "ScheduleError", "Schedule", "analyze", "Assembler", "Placement",
-           "Gemv", "compile_gemv", "compile_chain", "weight_blocks"]
+__all__ = ["CompileError", "ScheduleError", "Schedule", "analyze", "Placement", "Gemv",
+           "compile_gemv", "compile_chain", "weight_blocks"]
 
 import dataclasses
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import host, isa
 from .numerics import gemv_reference, quantize_multiplier
+from .schedule import Scheduler
 
 
 class CompileError(ValueError):
@@ -75,55 +77,6 @@ def analyze(program, cfg, start_pc=0):
     last_write = max(writes, default=-1)
     return Schedule(cycles=max(t + 1, last_write + 1), issued=issued, reads=len(reads),
                     writes=len(writes), macs=macs)
-
-
-class Assembler:
-    """Builds a straight-line program and schedules it: a MATVEC that would read a word still
-    in flight gets a WAIT in front of it, so the program never races (see docs/isa.md)."""
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.instrs = []
-        self._t = 1
-        self._last_write = {}        # (bank, word) -> cycle its latest write lands
-
-    def matvec(self, **args):
-        cfg = self.cfg
-        for bank in ("x_bank", "y_bank"):
-            if not 0 <= args[bank] < cfg.act_banks:
-                raise CompileError(f"{bank} {args[bank]} does not exist "
-                                   f"(config has {cfg.act_banks} activation banks)")
-        args.setdefault("y_bits", cfg.data_bits)
-        instr = isa.matvec(**args)
-        nb, nc = args["n_blocks"], args["n_chunks"]
-        # word x_addr+k is first read at t+k; it must be read after its last write landed
-        earliest = max((self._last_write.get((args["x_bank"], args["x_addr"] + k), -1) + 1 - k
-                        for k in range(nc)), default=self._t)
-        if earliest > self._t:
-            self.wait(earliest - self._t)
-        for b in range(nb):
-            word = args["y_addr"] + b * cfg.rows // cfg.lanes
-            self._last_write[(args["y_bank"], word)] = self._t + b * nc + nc - 1 + isa.LAT_WRITE
-        self._emit(instr)
-        return self
-
-    def wait(self, cycles):
-        self._emit(isa.wait(cycles))
-        return self
-
-    def halt(self):
-        self._emit(isa.halt())
-        return self
-
-    def _emit(self, instr):
-        if len(self.instrs) >= self.cfg.pdepth:
-            raise CompileError(f"program needs more than {self.cfg.pdepth} instructions "
-                               f"(config pdepth)")
-        self.instrs.append(instr)
-        self._t += isa.duration(instr)
-
-    def words(self):
-        return [isa.encode(instr) for instr in self.instrs]
 
 
 def weight_blocks(W, cfg):
@@ -211,6 +164,11 @@ def _layer_quant(W, cfg, scale, mult, shift):
         raise CompileError(str(error)) from None
 
 
+def _check_pdepth(cfg, n):
+    if n > cfg.pdepth:
+        raise CompileError(f"program needs more than {cfg.pdepth} instructions (config pdepth)")
+
+
 def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None, repeat=1):
     """Compile ``x_{i+1} = requant_i(W_i x_i)`` for a list of int matrices.
 
@@ -219,8 +177,9 @@ def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None, repeat=1)
 
     Weights of layer i follow those of layer i-1 in every weight bank; activations alternate
     between the two halves of the activation space (banks 0 and 1, or the two halves of bank
-    0 when the config has one bank). The assembler inserts the WAITs that data dependencies
-    between layers need; :func:`analyze` checks the result and predicts its cycles.
+    0 when the config has one bank). The scheduler (:class:`tinylpu.schedule.Scheduler`)
+    inserts the WAITs that data dependencies between layers need; :func:`analyze` checks the
+    result and predicts its cycles.
     """
     R, L = cfg.rows, cfg.lanes
     Ws = [_check_int_tensor(f"W[{i}]", W, 2, cfg.data_bits) for i, W in enumerate(Ws)]
@@ -242,7 +201,7 @@ def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None, repeat=1)
         slots = [(0, 0), (0, cfg.adepth // 2)]
         slot_words = cfg.adepth // 2
 
-    asm = Assembler(cfg)
+    sched = Scheduler(cfg)
     bank_words = [[] for _ in range(R)]
     w_base, layers = 0, []
     first_x = x_place = None
@@ -270,20 +229,23 @@ def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None, repeat=1)
         if first_x is None:
             first_x = Placement(x_bank, x_addr, nc)
         try:
-            asm.matvec(w_base=w_base, x_bank=x_bank, x_addr=x_addr, y_bank=y_bank,
-                       y_addr=y_addr, n_blocks=nb, n_chunks=nc, q_mult=mult, q_shift=shift)
+            sched.matvec(w_base=w_base, x_bank=x_bank, x_addr=x_addr, y_bank=y_bank,
+                         y_addr=y_addr, n_blocks=nb, n_chunks=nc, q_mult=mult, q_shift=shift,
+                         y_bits=cfg.data_bits)
         except isa.IsaError as error:
             raise CompileError(f"layer {i}: {error}") from None
+        _check_pdepth(cfg, len(sched.instrs))
         x_place = Placement(y_bank, y_addr, y_words)
         w_base += nb * nc
-    body = asm.instrs
+    body = sched.instrs
     if repeat > 1:
         if len(body) > 255:
             raise CompileError(f"a repeated program body has at most 255 instructions, "
                                f"not {len(body)}")
-        asm.instrs = [isa.loop(repeat, len(body))] + body
-    asm.halt()
-    program = asm.words()
+        body = [isa.loop(repeat, len(body))] + body
+    instrs = body + [isa.halt()]
+    _check_pdepth(cfg, len(instrs))
+    program = [isa.encode(instr) for instr in instrs]
     x_words = np.zeros((first_x.words, L), dtype=np.int64)
     x_words.reshape(-1)[:len(x)] = x
     weights = np.stack([np.concatenate(b) for b in bank_words])

@@ -12,10 +12,11 @@ banks (one read port per bank). The exp and SiLU tables go to the vector unit's 
 
 Program. One pass over the layers per position (:func:`compile_decoder`), ending in ARGMAX and
 NEXT, which loops back to pc 0 while positions remain. Dependent instructions are kept apart
-by WAITs computed from the fixed latencies (docs/isa.md, "Timing"); durations that grow with
-the position (attention over ``pos + 1`` keys) only widen the gaps, so WAITs computed at
-position 0 hold at every position. The per-position cycle count is therefore a closed form,
-``a + b * (pos + 1)``, which :meth:`DecoderProgram.step_cycles` gives before any run.
+by WAITs computed from the fixed latencies (:class:`tinylpu.schedule.Scheduler`; docs/isa.md,
+"Timing"); durations that grow with the position (attention over ``pos + 1`` keys) only widen
+the gaps, so WAITs computed at position 0 hold at every position. The per-position cycle
+count is therefore a closed form, ``a + b * (pos + 1)``, which
+:meth:`DecoderProgram.step_cycles` gives before any run.
 """
 
 __all__ = ["DecoderProgram", "compile_decoder", "config_for", "check_positions",
@@ -30,11 +31,12 @@ from .compiler import CompileError, weight_blocks
 from .config import Config, ELEM_ADDR_BITS
 from .intmodel import mulshr
 from .numerics import RECIP_FRAC
+from .schedule import Scheduler
 
 SS_RADIX = (1 << 15) - 1      # the first RMSNorm's tabulated sum of squares: hi * SS_RADIX + lo
 
 A = isa.Space.ACT.value
-MEM, IMM, SQUARE, SCALE = (isa.BMode.MEM, isa.BMode.IMM, isa.BMode.SQUARE, isa.BMode.SCALE)
+MEM = isa.BMode.MEM
 POS, TOK = isa.Index.POS.value, isa.Index.TOK.value
 
 
@@ -95,187 +97,6 @@ class _Layout:
             self.mbases[key] = len(self.mwords)
             self.mwords.extend(words)
         return self.mbases[key]
-
-
-@dataclasses.dataclass
-class _Issued:
-    end: int                 # issue slot free (at position 0)
-    lat: int                 # last write lands at end - 1 + lat
-    writes: list             # (bank, lo, hi) element regions
-    wbanks: set
-    rbanks: set = dataclasses.field(default_factory=set)   # read ports used after the slot
-    rlat: int = 0            # ... until end - 1 + rlat
-    reg_lat: dict = dataclasses.field(default_factory=dict)  # a register written later: lat
-
-    def landed(self):
-        """The cycle after which every write (registers too) has landed (at position 0)."""
-        return self.end - 1 + max([self.lat, *self.reg_lat.values()])
-
-
-class _Asm:
-    """Emits instructions and WAITs: a read of a region written by an instruction in flight
-    waits until its last write has landed; a write to a bank another instruction in flight
-    still writes waits until that one's writes are done (no two writes share a port cycle,
-    and writes to one element land in program order)."""
-
-    def __init__(self, cfg, positions, vocab):
-        self.cfg = cfg
-        self.P = positions
-        self.vocab = vocab
-        self.instrs = []
-        self.t = 1
-        self.inflight = []
-        self.out_free = 0        # the output unit takes no result before this cycle (PV drain)
-
-    def _region(self, op, S, N, ks=True):
-        """(bank, lo, hi) of an ACT operand over all positions (linear, non-negative strides)."""
-        idx_max = {0: 0, POS: self.P - 1, TOK: self.vocab - 1}[op.get("index", 0)]
-        lo = op.get("base", 0)
-        hi = lo + idx_max * op.get("istride", 0) + (S - 1) * op.get("js", 0) \
-            + ((N - 1) * op.get("ks", 0) if ks else 0)
-        return (op["bank"], lo, hi)
-
-    def _wait_for(self, reads, writes, wbanks, first, rbanks=(), late=None):
-        """WAIT until the reads, writes and ports are free; ``late``: register -> the cycle
-        after issue its first read comes (the norm register: after the first block)."""
-        need = self.t
-        late = late or {}
-        for inf in self.inflight:
-            last = inf.end - 1 + inf.lat
-            for w in inf.writes:
-                lat = inf.reg_lat.get(w[0], inf.lat)
-                if any(_overlap(r, w) for r in writes):
-                    need = max(need, inf.end + lat)
-                if any(_overlap(r, w) for r in reads):
-                    need = max(need, inf.end + lat - late.get(w[0], 0))
-            if wbanks & inf.wbanks:         # banks' write ports, the vector unit's port
-                need = max(need, last + 1 - first)
-            if set(rbanks) & inf.rbanks:    # read ports still used after the other's slot
-                need = max(need, inf.end + inf.rlat)
-        if need > self.t:
-            self._emit(isa.wait(need - self.t))
-
-    def _emit(self, instr, issued=None):
-        self.instrs.append(instr)
-        self.t += isa.duration(instr, 0)
-        if issued is not None:
-            issued.end = self.t
-            self.inflight.append(issued)
-        self.inflight = [i for i in self.inflight
-                         if max(i.landed(), i.end - 1 + i.rlat) >= self.t]
-
-    def vop(self, **kw):
-        instr = isa.vop(**kw)
-        a = instr["args"]["vop"]
-        Smax, Nmax = isa.vop_dims(a, self.P - 1)
-        reads, a_op, b_op = [], kw["a"], kw.get("b") or {"mode": IMM}
-        if a_op.get("space", A) == A:
-            reads.append(self._region(a_op, Smax, Nmax))
-        if isa.BMode(b_op.get("mode", MEM)) in (MEM, SCALE):
-            reads.append(self._region(b_op, Smax, Nmax))
-        rbanks = {r[0] for r in reads}
-        if kw.get("red") == isa.Reduce.ARGMAX:
-            reads.append(("next",))
-        c = self._region(kw["c"], Smax, 1, ks=False)
-        norm = kw.get("out") == isa.OutFunc.NORM          # into the norm register, not c
-        writes = [("norm",) if norm else c] + (
-            [("next",)] if kw.get("red") == isa.Reduce.ARGMAX else [])
-        lat = isa.vop_latency(a)
-        # NORM goes to the norm unit ("norm" above); RSQRT/RECIP results use the vector
-        # unit's write port, like MULSHR
-        ports = set() if norm else {c[0], "vu"}
-        self._wait_for(reads, writes, ports, lat, rbanks)
-        self._emit(instr, _Issued(0, lat, writes, ports))
-
-    def _output_unit(self, first_result):
-        """Issue no earlier than needed for the first result (``first_result`` cycles after
-        issue) to enter the output unit after a PV's drain."""
-        if self.t + first_result < self.out_free:
-            self._emit(isa.wait(self.out_free - self.t - first_result))
-
-    def qk(self, *, q, q_words, k, s, shift, kv_shift):
-        """QK over ``pos + 1`` positions: q (``q_words`` words) against the K rows of cache
-        ``k`` (one word a position); scores into ``s``."""
-        L = self.cfg.lanes
-        instr = isa.qk(q_bank=q.bank, q_addr=q.base // L, q_words=q_words, k_bank=k.bank,
-                       k_addr=k.base // L, s_bank=s.bank, s_addr=s.base // L, shift=shift,
-                       n_pos=True, kv_shift=kv_shift)
-        reads = [(q.bank, q.base, q.base + q_words * L - 1),
-                 (k.bank, k.base, k.base + self.P * L - 1)]
-        writes = [(s.bank, s.base, s.base + s.size - 1), ("maxima",)]
-        self._wait_for(reads, writes, {s.bank}, isa.LAT_WRITE, {q.bank, k.bank})
-        self._output_unit(q_words + isa.LAT_RESULT)
-        self._emit(instr, _Issued(0, isa.LAT_WRITE, writes, {s.bank}))
-
-    def pv(self, *, v, s, y, d_blocks, shift, kv_shift):
-        """PV over ``pos + 1`` positions: weights from the scores ``s`` times the V rows of
-        cache ``v``; ``d_blocks`` output blocks into ``y``."""
-        L = self.cfg.lanes
-        instr = isa.pv(v_bank=v.bank, v_addr=v.base // L, s_bank=s.bank, s_addr=s.base // L,
-                       y_bank=y.bank, y_addr=y.base // L, d_blocks=d_blocks, shift=shift,
-                       n_pos=True, kv_shift=kv_shift)
-        reads = [(s.bank, s.base, s.base + s.size - 1), (v.bank, v.base, v.base + self.P * L - 1),
-                 ("maxima",)]
-        writes = [(y.bank, y.base, y.base + d_blocks * self.cfg.rows - 1)]
-        drain = isa.PV_DRAIN + isa.LAT_OUT             # from the last V read to block 0's write
-        self._wait_for(reads, writes, {y.bank}, 1 + drain, {s.bank, v.bank})
-        self._emit(instr, _Issued(0, drain + d_blocks - 1, writes, {y.bank}))
-        self.out_free = self.t - 1 + isa.PV_DRAIN + d_blocks      # at position 0
-
-    def matvec(self, *, w, nb, nc, x, y, m_base, shift, bits, pos_shift=None,
-               epi=isa.Epi.NONE, rope=(0, 0), pack=False, epi_shift=0, norm=False,
-               ss_init=None):
-        """MATVEC of the matrix at weight word ``w`` (``nb`` x ``nc``) on buffer ``x`` into
-        buffer ``y`` with per-row multipliers from word ``m_base``; ``pos_shift``: y is a
-        cache indexed by the position, ``2**pos_shift`` words a position; ``epi`` the
-        epilogue (ROPE: ``rope`` = table word, log2 words per position)."""
-        cfg = self.cfg
-        L = cfg.lanes
-        resid = epi == isa.Epi.RESID
-        extra = {} if pos_shift is None else dict(y_index=POS, y_shift=pos_shift)
-        instr = isa.matvec(w_base=w, x_bank=x.bank, x_addr=x.base // L, y_bank=y.bank,
-                           y_addr=y.base // L, n_blocks=nb, n_chunks=nc, q_shift=shift,
-                           y_bits=bits, m_base=m_base, y_pack=pack, epi=epi,
-                           rope_base=rope[0], rope_shift=rope[1], epi_shift=epi_shift,
-                           norm=norm, ss_init=ss_init, **extra)
-        reads = [(x.bank, x.base, x.base + nc * L - 1)] + ([("norm",)] if norm else [])
-        half = pack or epi == isa.Epi.SILU_GATE           # R/2 lanes a block
-        lanes = -(-nb * cfg.rows // (2 if half else 1))
-        ywords = -(-lanes // L) + (0 if pos_shift is None else (self.P - 1) << pos_shift)
-        writes = [(y.bank, y.base, y.base + ywords * L - 1)]
-        if epi == isa.Epi.ARGMAX:
-            reads.append(("next",))
-            writes.append(("next",))
-        if resid:
-            reads.append(writes[0])
-        if ss_init is not None:
-            writes.append(("norm",))
-        rbanks = {x.bank} | ({y.bank} if resid else set())
-        self._wait_for(reads, writes, {y.bank}, isa.LAT_WRITE, rbanks,
-                       {"norm": nc - 1 + isa.LAT_NORM_READ})
-        self._output_unit(nc - 1 + isa.LAT_RESULT)
-        issued = _Issued(0, isa.LAT_WRITE, writes, {y.bank})
-        if resid:
-            issued.rbanks, issued.rlat = {y.bank}, isa.LAT_RESID_READ
-        if ss_init is not None:
-            issued.reg_lat["norm"] = isa.LAT_SS_NORM
-        self._emit(instr, issued)
-
-    def next_(self, target):
-        # NEXT reads the argmax register; the loop head must also find nothing in flight
-        need = max([self.t] + [i.landed() + 1 for i in self.inflight])
-        if need > self.t:
-            self._emit(isa.wait(need - self.t))
-        self._emit(isa.next_(target))
-
-    def halt(self):
-        self._emit(isa.halt())
-
-
-def _overlap(r, w):
-    if isinstance(r[0], str) or isinstance(w[0], str):      # a register: "next", "maxima"
-        return r[0] == w[0]
-    return r[0] == w[0] and r[1] <= w[2] and w[1] <= r[2]
 
 
 @dataclasses.dataclass
@@ -354,7 +175,8 @@ class DecoderProgram:
         beats += host.write_cmd(cfg, host.TARGET_TABLE, 0, self.table)
         for i in range(0, len(self.program), 256):
             beats += host.write_cmd(cfg, host.TARGET_PROG, i, self.program[i:i + 256])
-        return beats
+        # the tile refuses a GENERATE past the KV cache (RANGE)
+        return beats + host.ctrl_cmd(cfg, positions=self.positions)
 
     def generate_stream(self, prompt, steps):
         """Host beats of one request: the prompt into the token memory, then GENERATE."""
@@ -363,7 +185,10 @@ class DecoderProgram:
         bad = [t for t in prompt if not 0 <= int(t) < vocab]
         if bad:
             raise CompileError(f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})")
-        return (host.write_cmd(self.cfg, host.TARGET_TOKENS, 0, np.asarray(prompt))
+        # a cycle budget of twice the prediction: a run that went wrong still ends (TIMEOUT)
+        budget = min(2 * self.predict(len(prompt), steps)[1] + 1024, (1 << 32) - 1)
+        return (host.ctrl_cmd(self.cfg, budget=budget)
+                + host.write_cmd(self.cfg, host.TARGET_TOKENS, 0, np.asarray(prompt))
                 + host.generate_cmd(len(prompt), steps))
 
     def parse(self, response, steps):
@@ -487,7 +312,7 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     Vc = [lay.alloc(f"v{l}", 1, P * L) for l in range(LN)]
     # RoPE table: per position, hs / R words of R / 2 (cos, sin) pairs (one per row block)
     rope_words = np.stack([qm.rope_cos[:P], qm.rope_sin[:P]], axis=-1).reshape(P * hs // R, R)
-    rope = (0, (hs // R).bit_length() - 1)            # table word, log2 words per position
+    rope = dict(rope_base=0, rope_shift=(hs // R).bit_length() - 1)   # table word, log2 words/pos
     emb_mult = lay.alloc("emb_mult", 0, len(qm.emb_mult), qm.emb_mult)
     final_gain = lay.alloc("g_final", 1, dim, qm.final_gain)
     per_word = L // R                                  # score words: positions a word
@@ -514,7 +339,16 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         w13_mult[id(layer.w1)] = _interleave(layer.w1.mult, layer.w3.mult)
 
     # ---- program ---------------------------------------------------------------------------
-    asm = _Asm(cfg, P, mc.vocab_size)
+    # MATVECs wait for whole regions: the schedule whose cycle counts docs/isa.md and the
+    # tests give (word timing would start each w2 before all of g has landed)
+    asm = Scheduler(cfg, P, mc.vocab_size, word_timing=False)
+
+    def words(**bufs):
+        """The ISA operands ``<name>_bank`` and ``<name>_addr`` of (word-aligned) buffers."""
+        out = {}
+        for name, b in bufs.items():
+            out[f"{name}_bank"], out[f"{name}_addr"] = b.bank, b.base // L
+        return out
 
     def act(b, off=0, **kw):
         return {"space": A, "bank": b.bank, "base": b.base + off, **kw}
@@ -535,8 +369,8 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         """y = requant(W x) per row (MATVEC with row multipliers)."""
         w, nb, nc = mat
         mult = lay.multipliers(w13_mult[id(qmat)] if id(qmat) in w13_mult else qmat.mult)
-        asm.matvec(w=w, nb=nb, nc=nc, x=x, y=y, m_base=mult, shift=qmat.shift,
-                   bits=qmat.bits, norm=qmat.norm, **kw)
+        asm.matvec(w_base=w, n_blocks=nb, n_chunks=nc, **words(x=x, y=y), m_base=mult,
+                   q_shift=qmat.shift, y_bits=qmat.bits, norm=qmat.norm, **kw)
 
     if not 0 <= qm.eps < 1 << 23:
         raise CompileError(f"RMSNorm epsilon {qm.eps} does not fit the 23-bit init fields")
@@ -561,14 +395,14 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     q_words, kv_shift = -(-dim // L), mc.kv_mul.bit_length() - 1
     for l, layer in enumerate(qm.layers):
         wm = wmat[l]
-        matvec(layer.wq, wm["wq"], buf["x"], buf["q"], epi=isa.Epi.ROPE, rope=rope)
-        matvec(layer.wk, wm["wk"], buf["x"], K[l], pos_shift=0, epi=isa.Epi.ROPE, rope=rope,
-               pack=True)
-        matvec(layer.wv, wm["wv"], buf["x"], Vc[l], pos_shift=0, pack=True)
-        asm.qk(q=buf["q"], q_words=q_words, k=K[l], s=buf["scores"], shift=qm.att_shift[l],
-               kv_shift=kv_shift)
-        asm.pv(v=Vc[l], s=buf["scores"], y=buf["att"], d_blocks=-(-dim // R),
-               shift=RECIP_FRAC, kv_shift=kv_shift)
+        matvec(layer.wq, wm["wq"], buf["x"], buf["q"], epi=isa.Epi.ROPE, **rope)
+        matvec(layer.wk, wm["wk"], buf["x"], K[l], y_index=POS, epi=isa.Epi.ROPE, **rope,
+               y_pack=True)
+        matvec(layer.wv, wm["wv"], buf["x"], Vc[l], y_index=POS, y_pack=True)
+        asm.qk(**words(q=buf["q"], k=K[l], s=buf["scores"]), q_words=q_words,
+               shift=qm.att_shift[l], n_pos=True, kv_shift=kv_shift)
+        asm.pv(**words(v=Vc[l], s=buf["scores"], y=buf["att"]), d_blocks=-(-dim // R),
+               shift=RECIP_FRAC, n_pos=True, kv_shift=kv_shift)
         matvec(layer.wo, wm["wo"], buf["att"], buf["x"], epi=isa.Epi.RESID, ss_init=qm.eps)
         # w1 and w3 interleaved by rows: each row block holds (h1, h3) pairs -> SiLU x gate
         matvec(layer.w1, w13[l], buf["x"], buf["g"], epi=isa.Epi.SILU_GATE,

@@ -62,6 +62,7 @@ class GoldenTile:
         self.bad_command = False
         self.emitted = []          # (id, cycle) of the last GENERATE
         self.counters = [0] * len(host.Counter)    # the busy counters of the last run
+        self.ctrl = host.ctrl_reset(cfg)           # the control registers (host.Ctrl)
         self.on_emit = None        # called with (id, cycle) as NEXT emits (streaming)
 
     # Memory access by host target ---------------------------------------------------------
@@ -83,6 +84,11 @@ class GoldenTile:
         raise host.HostError(f"target {target:#x} does not exist in config {cfg.ident}")
 
     def write(self, target, address, words):
+        if target == host.TARGET_CTRL:          # beyond the last register: ignored
+            for i, word in enumerate(np.asarray(words).reshape(-1)):
+                if address + i < len(self.ctrl):
+                    self.ctrl[address + i] = int(word) & 0xffffffff
+            return
         if target == host.TARGET_PROG:
             for i, word in enumerate(words):
                 self.pmem[(address + i) % self.cfg.pdepth] = int(word)
@@ -95,6 +101,9 @@ class GoldenTile:
     def read(self, target, address, count):
         if target == host.TARGET_PROG:
             return [self.pmem[(address + i) % self.cfg.pdepth] for i in range(count)]
+        if target == host.TARGET_CTRL:
+            return np.array([[self.ctrl[a] if a < len(self.ctrl) else 0]
+                             for a in range(address, address + count)], dtype=np.int64)
         if target == host.TARGET_COUNTERS:     # 32-bit counters; beyond the last one, 0
             n = len(self.counters)
             return np.array([[self.counters[a] & 0xffffffff if a < n else 0]
@@ -110,10 +119,19 @@ class GoldenTile:
         self.last_run = None
         while i + 1 < len(beats):
             word0, address = beats[i], beats[i + 1]
-            cmd, target, count = word0 & 0xff, (word0 >> 8) & 0xff, word0 >> 16
+            fields = host.Header.from_bits(word0)
+            cmd, target, count = fields.cmd, fields.target, fields.count
             i += 2
             if cmd == host.CMD_GENERATE and (count == 0 or address == 0):
                 self.bad_command = True          # GENERATE needs a prompt and a step
+                continue
+            n_end = count + address - 1
+            if cmd == host.CMD_GENERATE and (n_end > self.ctrl[host.Ctrl.POSITIONS]
+                                             or n_end >= cfg.tdepth):
+                self.last_run_at = len(out)      # refused: RANGE, cycles 0, nothing runs
+                out += [host.STATUS_RANGE | (host.STATUS_BAD_COMMAND if self.bad_command
+                                             else 0), 0]
+                self.bad_command = False
                 continue
             if cmd in (host.CMD_RUN, host.CMD_GENERATE):
                 if cmd == host.CMD_RUN:
@@ -183,14 +201,19 @@ class GoldenTile:
             pos = p1
             jump[pc] = generate and p1 < n_end
 
+        budget = self.ctrl[host.Ctrl.BUDGET]
         try:
             for pc, instr in isa.execution_order(self.pmem, start_pc, max_instructions,
-                                                 on_next=lambda pc, _: jump.pop(pc)):
+                                                 on_next=lambda pc, _: jump.pop(pc),
+                                                 illegal_stops=True,
+                                                 detect_loops=budget == (1 << 32) - 1):
                 issued += 1
                 op = instr["op"]
-                if op == isa.Opcode.HALT:
+                over = t >= budget                # not issued: the budget is spent
+                if op == isa.Opcode.HALT or op is None or over:   # None: an illegal word
                     st.land_before(float("inf"), self)
-                    status = host.STATUS_DONE
+                    status = host.STATUS_DONE | (host.STATUS_TIMEOUT if over else
+                                                 host.STATUS_ILLEGAL if op is None else 0)
                     if st.conflict:
                         status |= host.STATUS_PORT_CONFLICT
                     if st.hazards:

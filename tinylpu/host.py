@@ -2,7 +2,7 @@
 
 A command is a header of two words, then its payload:
 
-    word 0: cmd[7:0] | target[15:8] | count[31:16]
+    word 0: :class:`Header` (cmd, target, count)
     word 1: address
 
 - WRITE target, address, count: ``count`` SRAM (or program) words follow, each as
@@ -13,14 +13,23 @@ A command is a header of two words, then its payload:
   ``[16r+15:16r]`` (two's complement throughout).
 - READ target, address, count: the tile answers with ``count`` words as above.
 - RUN address=start pc (count = 0): the tile runs until HALT has retired and every write has
-  landed, then answers two words: ``status`` (STATUS_* bits) and ``cycles``, the cycles from
-  the start cycle to the first idle cycle (see docs/isa.md, "Timing").
+  landed, then answers two words: ``status`` (:class:`Status`; STATUS_* are its bits) and
+  ``cycles``, the cycles from the start cycle to the first idle cycle (see docs/isa.md,
+  "Timing").
 
 - GENERATE count=n_prompt, address=steps: the token loop. The prompt's ids are in the token
   memory at 0..n_prompt-1; the program at pc 0 runs position 0, 1, ... and its NEXT
   instructions emit ``steps`` generated ids, each as two beats: the id and the cycle (from
   the start cycle, which is cycle 0) of the NEXT that emitted it. Then status and cycles as
-  for RUN. A GENERATE with n_prompt 0 or steps 0 does not run; it sets BAD_COMMAND.
+  for RUN. A GENERATE with n_prompt 0 or steps 0 does not run; it sets BAD_COMMAND. A
+  GENERATE with ``n_prompt + steps - 1`` above ``Ctrl.POSITIONS`` or not below ``tdepth``
+  (past the compiled KV cache or the token memory) does not run either: it answers status
+  RANGE (with BAD_COMMAND if pending) and cycles 0 at once.
+
+- WRITE/READ TARGET_CTRL: the control registers (:class:`Ctrl`, 32-bit words). A run
+  issues no instruction in a cycle >= ``Ctrl.BUDGET`` (counted like ``cycles``): it stops
+  there as at a HALT, with TIMEOUT, so no program holds the host out longer than its budget
+  plus one instruction and the drain.
 
 - READ TARGET_COUNTERS, address, count: the busy counters of the last RUN or GENERATE
   (:class:`Counter`; one 32-bit word each, wrapping), cleared in every run's start cycle.
@@ -35,14 +44,16 @@ so the host never touches a bank port the schedule owns.
 __all__ = ["CMD_WRITE", "CMD_READ", "CMD_RUN", "CMD_GENERATE", "TARGET_WBANK", "TARGET_ABANK",
            "TARGET_PROG", "TARGET_TABLE", "TARGET_TOKENS", "TARGET_MMEM", "TARGET_RMEM", "STATUS_DONE",
            "STATUS_PORT_CONFLICT", "STATUS_RAW_HAZARD", "STATUS_BAD_COMMAND",
-           "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "HostError", "header", "write_cmd", "read_cmd", "run_cmd",
-           "generate_cmd", "pack_words", "unpack_words", "beats", "target_depth",
-           "element_bits", "TARGET_COUNTERS", "Counter", "COUNTERS", "COUNTER_HELP",
-           "counters_cmd", "parse_counters", "format_counters"]
+           "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "STATUS_ILLEGAL", "STATUS_TIMEOUT", "STATUS_RANGE", "TARGET_CTRL", "Ctrl",
+           "ctrl_reset", "ctrl_cmd", "HostError", "header", "write_cmd",
+           "read_cmd", "run_cmd", "Header", "Status", "generate_cmd", "pack_words", "unpack_words",
+           "beats", "target_depth", "element_bits", "TARGET_COUNTERS", "Counter", "COUNTERS",
+           "COUNTER_HELP", "counters_cmd", "parse_counters", "format_counters"]
 
 import enum
 
 import numpy as np
+from amaranth.lib import data
 
 from .config import ACT_BITS
 from .isa import INSTR_BITS, TABLE_DEPTH
@@ -60,13 +71,58 @@ TARGET_MMEM = 0xB0    # row-multiplier memory: a word is ``rows`` int16 multipli
 TARGET_RMEM = 0xB1    # RoPE table: a word is ``rows // 2`` int16 (cos, sin) pairs
 TARGET_TOKENS = 0xC0  # token memory (16-bit ids)
 TARGET_COUNTERS = 0xD0   # the busy counters of the last run (read-only, 32-bit words)
+TARGET_CTRL = 0xD1       # the control registers (class Ctrl; 32-bit words)
 
-STATUS_DONE = 1 << 0
-STATUS_PORT_CONFLICT = 1 << 1   # two users of one SRAM port in one cycle (sticky during a run)
-STATUS_RAW_HAZARD = 1 << 2      # a read of a word whose write was still in flight
-STATUS_BAD_COMMAND = 1 << 3     # unknown command or target since the last RUN
-STATUS_OVERRUN = 1 << 4         # a generated id was emitted while host_out was not ready
-STATUS_UNIT_BUSY = 1 << 5       # a unit given a second job while busy (sticky during a run)
+
+class Ctrl(enum.IntEnum):
+    """The control registers, defined once: the word address of each in TARGET_CTRL.
+    Addresses at or above ``len(Ctrl)`` read 0 and ignore writes."""
+    BUDGET = 0      # cycles: no instruction issues in a run's cycle >= BUDGET; the run
+                    # stops there as at a HALT, with TIMEOUT (reset: 2**32 - 1, the cycle
+                    # counter's range)
+    POSITIONS = 1   # a GENERATE may use positions 0 .. POSITIONS - 1: n_prompt + steps - 1
+                    # <= POSITIONS (and < tdepth), else it is refused with RANGE (reset:
+                    # tdepth - 1; a compiled decoder writes its KV-cache length)
+
+
+def ctrl_reset(cfg):
+    """The control registers' values after reset, in address order."""
+    return [(1 << 32) - 1, cfg.tdepth - 1]
+
+
+class Header(data.Struct):
+    """Header word 0 of a command (word 1 is the address)."""
+    cmd: 8
+    target: 8
+    count: 16
+
+
+class Status(data.Struct):
+    """The status word that ends the answer to RUN and GENERATE."""
+    done: 1
+    port_conflict: 1   # two users of one SRAM port in one cycle (sticky during a run)
+    raw_hazard: 1      # a read of a word whose write was still in flight
+    bad_command: 1     # unknown command or target since the last RUN
+    overrun: 1         # a generated id was emitted while host_out was not ready
+    unit_busy: 1       # a unit given a second job while busy (sticky during a run)
+    illegal: 1         # the run stopped at an illegal instruction (isa.illegal)
+    timeout: 1         # the run stopped at its cycle budget (Ctrl.BUDGET)
+    range: 1           # a GENERATE past the token memory or Ctrl.POSITIONS: not started
+    reserved: 23       # zero
+
+
+_STATUS = data.Layout.cast(Status)
+assert data.Layout.cast(Header).size == _STATUS.size == 32
+
+STATUS_DONE = 1 << _STATUS["done"].offset
+STATUS_PORT_CONFLICT = 1 << _STATUS["port_conflict"].offset
+STATUS_RAW_HAZARD = 1 << _STATUS["raw_hazard"].offset
+STATUS_BAD_COMMAND = 1 << _STATUS["bad_command"].offset
+STATUS_OVERRUN = 1 << _STATUS["overrun"].offset
+STATUS_UNIT_BUSY = 1 << _STATUS["unit_busy"].offset
+STATUS_ILLEGAL = 1 << _STATUS["illegal"].offset
+STATUS_TIMEOUT = 1 << _STATUS["timeout"].offset
+STATUS_RANGE = 1 << _STATUS["range"].offset
 
 
 class Counter(enum.IntEnum):
@@ -107,7 +163,7 @@ def element_bits(cfg, target):
         return 16
     if target in (TARGET_TOKENS, TARGET_MMEM, TARGET_RMEM):
         return 16
-    if target == TARGET_COUNTERS:
+    if target in (TARGET_COUNTERS, TARGET_CTRL):
         return 32
     return cfg.data_bits
 
@@ -115,13 +171,14 @@ def element_bits(cfg, target):
 def _lanes(cfg, target):
     if target in (TARGET_MMEM, TARGET_RMEM):
         return cfg.rows
-    return 1 if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS) else cfg.lanes
+    return 1 if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS, TARGET_CTRL) \
+        else cfg.lanes
 
 
 def beats(cfg, target):
     if target == TARGET_PROG:
         return -(-INSTR_BITS // 32)
-    if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS):
+    if target in (TARGET_TABLE, TARGET_TOKENS, TARGET_COUNTERS, TARGET_CTRL):
         return 1
     return -(-(_lanes(cfg, target) * element_bits(cfg, target)) // 32)
 
@@ -139,6 +196,8 @@ def target_depth(cfg, target):
         return cfg.rdepth
     if target == TARGET_COUNTERS:
         return len(Counter)
+    if target == TARGET_CTRL:
+        return len(Ctrl)
     if TARGET_WBANK <= target < TARGET_WBANK + cfg.rows:
         return cfg.wdepth
     if TARGET_ABANK <= target < TARGET_ABANK + cfg.act_banks:
@@ -147,7 +206,9 @@ def target_depth(cfg, target):
 
 
 def header(cmd, target, address, count):
-    return [cmd | (target << 8) | (count << 16), address]
+    """The two header words of a command: :class:`Header` and the address."""
+    word0 = Header.const({"cmd": cmd, "target": target, "count": count})
+    return [word0.as_value().value, address]
 
 
 def _check_range(cfg, target, address, count):
@@ -168,7 +229,7 @@ def pack_words(cfg, target, words):
         lanes, bits = _lanes(cfg, target), element_bits(cfg, target)
         arr = np.asarray(words, dtype=np.int64).reshape(-1, lanes)
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        if target in (TARGET_TOKENS, TARGET_COUNTERS):
+        if target in (TARGET_TOKENS, TARGET_COUNTERS, TARGET_CTRL):
             lo, hi = 0, (1 << bits) - 1
         if arr.size and (arr.min() < lo or arr.max() > hi):
             raise HostError(f"SRAM values must be in [{lo}, {hi}]")
@@ -197,7 +258,7 @@ def unpack_words(cfg, target, beat_list):
         return ints
     lanes, bits = _lanes(cfg, target), element_bits(cfg, target)
     mask, sign = (1 << bits) - 1, 1 << (bits - 1)
-    if target in (TARGET_TOKENS, TARGET_COUNTERS):
+    if target in (TARGET_TOKENS, TARGET_COUNTERS, TARGET_CTRL):
         sign = 1 << 64
     out = np.zeros((len(ints), lanes), dtype=np.int64)
     for i, value in enumerate(ints):
@@ -232,6 +293,15 @@ def generate_cmd(n_prompt, steps):
         raise HostError(f"GENERATE needs 1 <= n_prompt <= 65535 and steps >= 1, not "
                         f"n_prompt={n_prompt}, steps={steps}")
     return header(CMD_GENERATE, 0, steps, n_prompt)
+
+
+def ctrl_cmd(cfg, budget=None, positions=None):
+    """WRITEs of the control registers given (None: left as they are)."""
+    out = []
+    for reg, value in ((Ctrl.BUDGET, budget), (Ctrl.POSITIONS, positions)):
+        if value is not None:
+            out += write_cmd(cfg, TARGET_CTRL, int(reg), [[int(value)]])
+    return out
 
 
 def counters_cmd(cfg):

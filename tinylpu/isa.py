@@ -12,7 +12,7 @@ Two units execute instructions, one instruction at a time, in program order: the
 dependent instructions apart with WAIT (see docs/isa.md, "Timing").
 """
 
-__all__ = [
+__all__ = ["illegal", "illegal_expr", "IllegalInstruction", 
     "INSTR_BITS", "Opcode", "MatvecArgs", "WaitArgs", "LoopArgs", "Instr", "INSTR_LAYOUT",
     "MXM_STAGES", "LAT_WRITE", "DRAIN", "LAT_RESID_READ", "Epi",
     "encode", "decode", "matvec", "wait", "loop", "halt", "IsaError", "execution_order",
@@ -96,6 +96,10 @@ LAT_NORM_READ = 2
 
 class IsaError(ValueError):
     """An operand that does not fit its field."""
+
+
+class IllegalInstruction(IsaError):
+    """An instruction word :func:`illegal` refuses (the tile's ILLEGAL_INSTRUCTION status)."""
 
 
 # Vector unit: an element read in cycle c is processed by these stages; a MULSHR result is
@@ -528,6 +532,62 @@ _ARGS = {Opcode.MATVEC: ("matvec", MatvecArgs), Opcode.WAIT: ("wait", WaitArgs),
          Opcode.QK: ("qk", QkArgs), Opcode.PV: ("pv", PvArgs)}
 
 
+_ARGS_OFFSET = INSTR_LAYOUT["args"].offset
+_ARGS_BITS = {op: 0 if op == Opcode.HALT else data.Layout.cast(_ARGS[op][1]).size
+              for op in Opcode}            # HALT has no operands: its operand bits are 0
+
+
+def _enum_fields(layout, offset=0):
+    """``(name, offset, width, enum class)`` of every enum-shaped field of ``layout``,
+    nested structs included (offsets in bits from the layout's bit 0)."""
+    for name, field in layout:
+        shape = field.shape
+        if isinstance(shape, data.Layout) or isinstance(shape, type) and \
+                issubclass(shape, data.Struct):
+            yield from ((f"{name}.{n}", o, w, e) for n, o, w, e in
+                        _enum_fields(data.Layout.cast(shape), offset + field.offset))
+        elif isinstance(shape, type) and issubclass(shape, enum.Enum):
+            yield name, offset + field.offset, Shape.cast(shape).width, shape
+
+
+_ENUM_FIELDS = {op: [] if op == Opcode.HALT else
+                [(n, _ARGS_OFFSET + o, w, e) for n, o, w, e in
+                 _enum_fields(data.Layout.cast(_ARGS[op][1]))] for op in Opcode}
+
+
+def illegal(word):
+    """Why an instruction word is illegal (the ILLEGAL_INSTRUCTION status), or None: bits
+    set above the instruction layout, an undefined opcode, bits set above the opcode's own
+    operands (HALT has none), or an undefined value of an enum field. The RTL's check is
+    :func:`illegal_expr`, built from the same tables."""
+    word = int(word)
+    if word >> INSTR_LAYOUT.size:
+        return f"bits set above bit {INSTR_LAYOUT.size - 1}"
+    try:
+        op = Opcode(word & ((1 << _ARGS_OFFSET) - 1))
+    except ValueError:
+        return f"undefined opcode {word & ((1 << _ARGS_OFFSET) - 1)}"
+    if word >> (_ARGS_OFFSET + _ARGS_BITS[op]):
+        return f"{op.name} has bits set above its operands (bit {_ARGS_OFFSET + _ARGS_BITS[op]} up)"
+    for name, offset, width, cls in _ENUM_FIELDS[op]:
+        value = (word >> offset) & ((1 << width) - 1)
+        if value not in {e.value for e in cls}:
+            return f"{op.name} field {name} has the undefined value {value}"
+    return None
+
+
+def illegal_expr(word):
+    """The Amaranth expression of :func:`illegal` on an ``INSTR_BITS``-wide value ``word``."""
+    op = word[:_ARGS_OFFSET]
+    bad = word[INSTR_LAYOUT.size:].any() | ~op.matches(*(o.value for o in Opcode))
+    for code in Opcode:
+        wrong = word[_ARGS_OFFSET + _ARGS_BITS[code]:INSTR_LAYOUT.size].any()
+        for _, offset, width, cls in _ENUM_FIELDS[code]:
+            wrong = wrong | ~word[offset:offset + width].matches(*(e.value for e in cls))
+        bad = bad | ((op == code.value) & wrong)
+    return bad
+
+
 def _check_fields(where, layout, values, partial=False):
     given, fields = set(values), {field for field, _ in layout}
     if given - fields:
@@ -591,14 +651,11 @@ def decode(word):
 def _decode(word):
     if not 0 <= word < (1 << INSTR_BITS):
         raise IsaError(f"instruction word must fit in {INSTR_BITS} bits, not {word:#x}")
-    if word >> INSTR_LAYOUT.size:
-        raise IsaError(f"instruction word {word:#x} has bits set above bit "
-                       f"{INSTR_LAYOUT.size - 1}")
+    reason = illegal(word)
+    if reason:
+        raise IllegalInstruction(f"illegal instruction word {word:#x}: {reason}")
     view = INSTR_LAYOUT.from_bits(word)
-    try:
-        op = Opcode(view.op)
-    except ValueError:
-        raise IsaError(f"instruction word {word:#x} has unknown opcode {word & 0xf}")
+    op = Opcode(view.op)
     if op in (Opcode.MATVEC, Opcode.VOP, Opcode.NEXT, Opcode.QK, Opcode.PV):
         name, struct = _ARGS[op]
         try:
@@ -615,8 +672,13 @@ def _decode(word):
     return halt()
 
 
-def execution_order(program, start_pc=0, limit=1 << 24, on_next=None):
-    """Yield ``(pc, instr)`` in the order the sequencer issues them, HALT included.
+def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_stops=False,
+                    detect_loops=True):
+    """Yield ``(pc, instr)`` in the order the sequencer issues them, HALT included. An
+    illegal word raises :class:`IllegalInstruction`; with ``illegal_stops`` it is yielded
+    as ``{"op": None, "illegal": reason}`` and ends the order, as HALT does (the tile). A
+    state that repeats (a program that never halts) raises, unless ``detect_loops`` is
+    false (the caller stops it: a cycle budget); ``limit`` instructions raise in any case.
 
     ``program`` is a list of instruction words (ints). Sequencing rules, as the RTL does them:
     the next pc is ``loop_start`` when the finishing instruction sits at ``loop_end`` and
@@ -630,12 +692,18 @@ def execution_order(program, start_pc=0, limit=1 << 24, on_next=None):
     pc, loop_start, loop_end, repeats = start_pc % depth, 0, 0, 0
     seen = set()
     for _ in range(limit):
-        if not repeats:
+        if not repeats and detect_loops:
             if (pc, loop_start, loop_end) in seen:
                 raise IsaError(f"program never reaches HALT: pc {pc} repeats with no loop "
                                f"count left")
             seen.add((pc, loop_start, loop_end))
-        instr = decode(program[pc])
+        try:
+            instr = decode(program[pc])
+        except IllegalInstruction as error:
+            if not illegal_stops:
+                raise
+            yield pc, {"op": None, "illegal": str(error)}
+            return
         yield pc, instr
         if instr["op"] == Opcode.HALT:
             return
