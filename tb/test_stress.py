@@ -241,7 +241,11 @@ def test_replay_with_gaps_and_random_ready(sim):
     seed = seed_of("test_replay_with_gaps_and_random_ready")
     rng = np.random.default_rng(seed)
     golden = GoldenTile(CFG)
-    cases = standard_cases(golden, seed=seed % 1000, n_random=2 if sim == "icarus" else 6)
+    # (without the GENERATEs the tile refuses with RANGE: this harness frames every GENERATE
+    # with a prompt and steps as a run; tb/test_tile.py replays those cases)
+    cases = [c for c in standard_cases(golden, seed=seed % 1000,
+                                       n_random=2 if sim == "icarus" else 6)
+             if not c["name"].startswith("range:")]
     cases += [_token_loop(golden, rng, "token loop 2+4", 2, 4),
               _token_loop(golden, rng, "token loop 1+3", 1, 3)]
     if sim == "verilator":
