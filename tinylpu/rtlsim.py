@@ -146,7 +146,7 @@ def _tail(path, lines=15):
 
 
 def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=(),
-                on_emit=None):
+                on_emit=None, test_module="tile_tb", extra_env=None):
     """Replay host streams on the RTL.
 
     ``cases`` is a list of dicts with ``name``, ``stream`` (host beats), ``expected``
@@ -162,6 +162,8 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=
     ``signals``: hierarchical names that must exist in the design (checked before the run).
     ``on_emit(id, cycle)``: called in this process for every emitted id of every case, while
     the simulation runs, as the testbench receives them.
+    ``test_module``: the cocotb module in ``tb/`` that replays the cases (another harness,
+    e.g. ``stress_tb``, reads the same files); ``extra_env``: more environment variables for it.
     Raises :class:`SimError` if the testbench reported a failure.
     """
     runner = build(cfg, sim, waves=waves, root=root)
@@ -181,11 +183,11 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=
     def simulate():
         try:
             outcome["xml"] = runner.test(
-                test_module="tile_tb", hdl_toplevel=TOP, test_dir=work,
+                test_module=test_module, hdl_toplevel=TOP, test_dir=work,
                 extra_env={"TINYLPU_CASES": str(cases_file),
                            "TINYLPU_MEASURED": str(results_file),
                            "TINYLPU_EMITTED": str(emit_file),
-                           "TINYLPU_SIGNALS": " ".join(signals)},
+                           "TINYLPU_SIGNALS": " ".join(signals), **(extra_env or {})},
                 waves=waves,   # Icarus: only selects vvp's -fst; our module dumps
                 log_file=log)
         except (Exception, SystemExit) as error:   # the runner exits when a test fails
