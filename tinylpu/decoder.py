@@ -339,9 +339,9 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         w13_mult[id(layer.w1)] = _interleave(layer.w1.mult, layer.w3.mult)
 
     # ---- program ---------------------------------------------------------------------------
-    # MATVECs wait for whole regions: the schedule whose cycle counts docs/isa.md and the
-    # tests give (word timing would start each w2 before all of g has landed)
-    asm = Scheduler(cfg, P, mc.vocab_size, word_timing=False)
+    # word timing: a MATVEC may issue once each x word it reads has landed by the cycle it
+    # reads it (w2 right behind w13: its first row block reads g's last chunk 10 cycles in)
+    asm = Scheduler(cfg, P, mc.vocab_size)
 
     def words(**bufs):
         """The ISA operands ``<name>_bank`` and ``<name>_addr`` of (word-aligned) buffers."""
