@@ -47,8 +47,9 @@ class Scheduler:
 
     ``word_timing``: a MATVEC sweeps x (word k in the k-th cycle after its issue) and each
     y word lands with the last row block that writes it, so a MATVEC issues as soon as every
-    x word it reads has landed by the cycle it reads it (GEMV chains). Without it a MATVEC
-    reads all of x at its issue and its y lands with its last block (the decoder's schedule).
+    x word it reads has landed by the cycle it reads it (GEMV chains and the decoder, since
+    S3d). Without it a MATVEC reads all of x at its issue and its y lands with its last block
+    (the whole-region rule, which tests/test_schedule.py compares against).
     """
 
     def __init__(self, cfg, positions=1, vocab=1, *, word_timing=True):
