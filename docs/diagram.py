@@ -96,15 +96,17 @@ def draw(out):
     colB, colC, colD = (3.1, 5.9), (6.9, 9.9), (11.7, 14.3)
 
     host = box(ax, 0.3, 4.1, 2.3, top[1], "host", "Host interface",
-               ["amaranth.lib.stream", "", "32-bit in", "32-bit out"])
+               ["amaranth.lib.stream", "32-bit in / out", "control registers:",
+                "cycle budget, positions", "busy counters (read)"])
     imem = box(ax, colB[0], top[0], colB[1], top[1], "memory", "Instruction memory",
                ["pdepth x 288 bit"])
     seq = box(ax, colC[0], top[0], colC[1], top[1], "control", "Sequencer",
-              ["issue slot, WAIT, LOOP, HALT", "NEXT: token loop, pos, next token"])
+              ["issue slot, WAIT, LOOP, HALT", "NEXT: token loop, pos, next token",
+               "stops at an illegal word or the budget"])
     agen = box(ax, colC[0], mid[0], colC[1], mid[1], "control", "Address generators",
                ["MATVEC: blocks x chunks", "QK / PV: one K or V row a cycle"])
     vu = box(ax, colB[0], mid[0], colB[1], mid[1], "compute", "Vector unit",
-             ["element-serial VOPs: embedding,", "first norm scale, final gain"])
+             ["element-serial VOPs: embedding,", "first norm's total, final gain"])
     wbank = box(ax, colD[0], mid[0], colD[1], mid[1], "memory", "Weight banks 0..R-1",
                 ["wdepth x L bytes each"])
     abank = box(ax, colB[0], bot[0], colB[1], bot[1], "memory", "Activation banks 0..A-1",
