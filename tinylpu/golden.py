@@ -206,7 +206,8 @@ class GoldenTile:
             for pc, instr in isa.execution_order(self.pmem, start_pc, max_instructions,
                                                  on_next=lambda pc, _: jump.pop(pc),
                                                  illegal_stops=True,
-                                                 detect_loops=budget == (1 << 32) - 1):
+                                                 detect_loops=budget == host.ctrl_reset(
+                                                     cfg)[host.Ctrl.BUDGET]):
                 issued += 1
                 op = instr["op"]
                 over = t >= budget                # not issued: the budget is spent
