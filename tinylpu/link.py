@@ -200,14 +200,21 @@ class Link:
     possibly nothing, after the transport's own timeout) and ``write(bytes)``: a pyserial
     ``Serial``, or a test's fake.
 
-    ``timeout`` (seconds of ``clock``) is how long to wait for an answer before sending a
-    frame again; ``retries`` how many times a frame is sent before :class:`LinkError`.
+    ``timeout`` (seconds of ``clock``) is how long to wait for an answer, after the frame
+    has had time to go out (``byte_time`` seconds a byte: by default 10 / the port's
+    ``baudrate``, 0 without one), before sending it again; ``retries`` how many times a
+    frame is sent before :class:`LinkError`.
     ``stats`` counts what recovery took: retransmissions, NAKs by reason, timeouts, bad
     frames received, duplicate OUT frames.
     """
 
-    def __init__(self, port, *, timeout=0.05, retries=16, clock=time.monotonic):
+    def __init__(self, port, *, timeout=0.05, retries=16, clock=time.monotonic,
+                 byte_time=None):
         self.port, self.timeout, self.retries, self.clock = port, timeout, retries, clock
+        if byte_time is None:
+            baud = getattr(port, "baudrate", None)
+            byte_time = 10 / baud if baud else 0.0
+        self.byte_time = byte_time
         self.decoder = Decoder()
         self.seq = 0             # seq of the next DATA frame
         self.out_seq = 0         # seq of the next OUT frame expected
@@ -246,10 +253,10 @@ class Link:
                             f"the bridge lost its state; reset the link")
         self._write(encode(FrameType.OUT_ACK, self.out_seq))
 
-    def _await(self, accept):
+    def _await(self, accept, sent=0):
         """Pump until ``accept(frame)`` returns True or False (done / send again) or the
-        timeout passes (send again: False)."""
-        deadline = self.clock() + self.timeout
+        timeout passes after the ``sent`` bytes went out (send again: False)."""
+        deadline = self.clock() + self.timeout + sent * self.byte_time
         while self.clock() < deadline:
             for frame in self._pump():
                 verdict = accept(frame)
@@ -265,8 +272,10 @@ class Link:
         for attempt in range(self.retries):
             if attempt:
                 self.stats["retransmits"] += 1
-            self._write(encode(FrameType.RESET, 0))
-            if self._await(lambda f: True if f.type == FrameType.RESET_DONE else None):
+            frame = encode(FrameType.RESET, 0)
+            self._write(frame)
+            if self._await(lambda f: True if f.type == FrameType.RESET_DONE else None,
+                           len(frame)):
                 self.seq = self.out_seq = 0
                 self.beats = []
                 return
@@ -302,7 +311,7 @@ class Link:
             if attempt:
                 self.stats["retransmits"] += 1
             self._write(frame)
-            if self._await(accept):
+            if self._await(accept, len(frame)):
                 self.seq = following
                 return
         raise LinkError(f"DATA frame {seq} ({len(beats)} beats) not acknowledged after "
