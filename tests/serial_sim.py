@@ -71,6 +71,26 @@ async def _ticks(ctx, n):
         await ctx.tick()
 
 
+class TileHarness(wiring.Component):
+    """A :class:`UartBridge` and the real tile of ``cfg``, reset by its ``tile_reset`` (as the
+    board top is meant to)."""
+
+    def __init__(self, cfg, divisor, **kw):
+        from tinylpu.rtl.top import Tile
+        self.bridge = UartBridge(divisor, **kw)
+        self.tile = Tile(cfg)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bridge = br = self.bridge
+        m.submodules.tile = ResetInserter(br.tile_reset)(self.tile)
+        wiring.connect(m, br.host_in, self.tile.host_in)
+        wiring.connect(m, self.tile.host_out, br.host_out)
+        m.d.comb += [br.rx.eq(self.rx), self.tx.eq(br.tx)]
+        return m
+
+
 class SimSerial:
     """``dut`` (with 1-bit ``rx``/``tx`` pins) at ``divisor`` cycles per bit, as a serial
     port: :meth:`write` queues bytes for ``rx``, :meth:`read` runs the simulation until a byte

@@ -8,9 +8,13 @@ import struct
 import zlib
 
 import pytest
-from serial_sim import ECHO_XOR, Harness, SimSerial
+import numpy as np
+from serial_sim import ECHO_XOR, Harness, SimSerial, TileHarness
 
-from tinylpu import link
+from tinylpu import host, link
+from tinylpu.compiler import compile_gemv
+from tinylpu.config import Config
+from tinylpu.golden import GoldenTile
 from tinylpu.link import Decoder, FrameType, Link, Nak, encode
 from tinylpu.rtl.bridge import Bridge, UartBridge
 
@@ -224,6 +228,26 @@ def test_a_full_input_queue_gets_nak_full_until_the_tile_takes_beats():
     ln.send(more)
     assert ln.stats["naks"].get(Nak.FULL, 0) >= 1, f"seed {seed}"
     assert ln.receive(len(first) + 8) == _echo(first + more), f"seed {seed}"
+
+
+def test_a_gemv_on_the_real_tile_through_the_link_equals_the_golden_model():
+    seed = zlib.crc32(b"real-tile")
+    rng = np.random.default_rng(seed)
+    cfg = Config(lanes=4, rows=2, wdepth=64, act_banks=2, adepth=16, pdepth=8)
+    W, x = rng.integers(-128, 128, (5, 7)), rng.integers(-128, 128, 7)
+    g = compile_gemv(W, x, cfg)
+    stream = g.host_stream()
+    expected = GoldenTile(cfg).host(stream)
+    port = SimSerial(TileHarness(cfg, DIVISOR, in_depth=256, out_depth=16,
+                                 timeout_bytes=TIMEOUT_BYTES), DIVISOR)
+    ln = Link(port, timeout=LINK_TIMEOUT, clock=port.now, byte_time=BYTE_TIME)
+    ln.reset()
+    port.mangle_out = _flip(20, 0x04)        # a payload byte of the load: NAK, then retry
+    got = ln.transact(stream, len(expected))
+    assert got == expected, f"seed {seed}"
+    assert got[:2] == [host.STATUS_DONE, g.schedule.cycles]
+    np.testing.assert_array_equal(g.result(got), g.reference([W], x))
+    assert ln.stats["retransmits"] == 1 and len(ln.stats["naks"]) == 1
 
 
 def _raw_frame(ftype, seq, beats, length=None):
