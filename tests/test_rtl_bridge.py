@@ -230,7 +230,7 @@ def test_a_full_input_queue_gets_nak_full_until_the_tile_takes_beats():
     assert ln.receive(len(first) + 8) == _echo(first + more), f"seed {seed}"
 
 
-def test_a_gemv_on_the_real_tile_through_the_link_equals_the_golden_model():
+def test_a_gemv_on_the_real_tile_through_the_link_then_reset_keeps_the_srams():
     seed = zlib.crc32(b"real-tile")
     rng = np.random.default_rng(seed)
     cfg = Config(lanes=4, rows=2, wdepth=64, act_banks=2, adepth=16, pdepth=8)
@@ -248,6 +248,18 @@ def test_a_gemv_on_the_real_tile_through_the_link_equals_the_golden_model():
     assert got[:2] == [host.STATUS_DONE, g.schedule.cycles]
     np.testing.assert_array_equal(g.result(got), g.reference([W], x))
     assert ln.stats["retransmits"] == 1 and len(ln.stats["naks"]) == 1
+    # RESET is the abort: the control registers return to their reset values, the SRAMs
+    # (here the weights) keep the model
+    golden = GoldenTile(cfg)
+    golden.host(stream)
+    ln.send(host.ctrl_cmd(cfg, budget=1000))
+    ln.reset()
+    read_ctrl = host.read_cmd(cfg, host.TARGET_CTRL, 0, len(host.Ctrl))
+    assert ln.transact(read_ctrl, len(host.Ctrl)) == host.ctrl_reset(cfg)
+    read_w = host.read_cmd(cfg, host.TARGET_WBANK, 0, 4)
+    weights = golden.host(read_w)
+    assert any(weights)
+    assert ln.transact(read_w, 4 * host.beats(cfg, host.TARGET_WBANK)) == weights
 
 
 def _raw_frame(ftype, seq, beats, length=None):
