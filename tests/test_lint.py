@@ -20,3 +20,19 @@ def test_waivers_do_not_hide_other_problems(tmp_path):
                     "  always @(posedge clk) q = d;\nendmodule\n")
     warnings = lint(path)
     assert any("BLKSEQ" in line for line in warnings), warnings
+
+
+@pytest.mark.parametrize("divisor,depths", [(16, {}), (4, {"in_depth": 256, "out_depth": 2})],
+                         ids=["d16-default", "d4-small"])
+def test_bridge_verilog_is_lint_clean(divisor, depths, tmp_path):
+    from tinylpu.rtl.bridge import generate_verilog
+    path = tmp_path / "tinylpu_bridge.v"
+    generate_verilog(divisor, path, **depths)
+    assert lint(path, top="tinylpu_bridge") == []
+
+
+def test_bridge_waivers_do_not_hide_other_problems(tmp_path):
+    path = tmp_path / "tinylpu_bridge.v"
+    path.write_text("module tinylpu_bridge(input clk, input d, output reg q);\n"
+                    "  always @(posedge clk) q = d;\nendmodule\n")
+    assert any("BLKSEQ" in line for line in lint(path, top="tinylpu_bridge"))
