@@ -98,6 +98,8 @@ class MatvecAgu(wiring.Component):
         cur_chunk, cur_nc_m1, cur_blocks = Signal(12), Signal(12), Signal(16)
         a = self.args
         y_pos = Mux(a.y_index == Index.POS, self.pos << a.y_shift, 0)
+        # RESID and SILU_GATE ignore y_pack (isa.MatvecArgs)
+        packed = a.y_pack & (a.epi != Epi.RESID) & (a.epi != Epi.SILU_GATE)
         with m.If(self.issue):
             m.d.comb += [
                 cur_chunk.eq(0), cur_nc_m1.eq(a.n_chunks - 1), cur_blocks.eq(a.n_blocks),
@@ -105,8 +107,7 @@ class MatvecAgu(wiring.Component):
                 tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos), tok.y_group.eq(0),
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
-                tok.y_pack.eq(a.y_pack & (a.epi != Epi.RESID)),
-                tok.y_half.eq((a.y_pack & (a.epi != Epi.RESID)) | (a.epi == Epi.SILU_GATE)),
+                tok.y_pack.eq(packed), tok.y_half.eq(packed | (a.epi == Epi.SILU_GATE)),
                 tok.epi_shift.eq(a.epi_shift), tok.norm.eq(a.norm), tok.ss.eq(a.ss),
                 tok.ss_init.eq(a.ss_init),
                 cur_rope0.eq(a.rope_base + (self.pos << a.rope_shift)),

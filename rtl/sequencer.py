@@ -92,7 +92,7 @@ class Sequencer(wiring.Component):
         # an illegal word (isa.illegal) in the issue slot stops the run as HALT does, without
         # issuing anything; ``illegal`` is high in that cycle
         bad = Signal()
-        m.d.comb += bad.eq(illegal_expr(self.imem_data))
+        m.d.comb += bad.eq(illegal_expr(self.imem_data, self.cfg.attention))
         slot = Signal()
         m.d.comb += slot.eq(self.running & ~halted & ~self.agu_busy & ~self.vu_busy
                             & (wait_left == 0) & ~in_next)

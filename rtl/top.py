@@ -124,10 +124,10 @@ class Tile(wiring.Component):
         # cycle c: the reads of the MATVEC or attention address generator (one is active)
         mv, at = agu.token, aagu.token
         t0 = Signal(token_layout(cfg))
-        for name in MATVEC_FIELDS:
+        for name in MATVEC_FIELDS:      # an attention token has 0 in the MATVEC-only fields
             mine = getattr(mv, name)
-            m.d.comb += getattr(t0, name).eq(Mux(at.valid, getattr(at, name), mine)
-                                             if name in ATTENTION_FIELDS else mine)
+            m.d.comb += getattr(t0, name).eq(Mux(at.valid, getattr(at, name)
+                                                 if name in ATTENTION_FIELDS else 0, mine))
         m.d.comb += [getattr(t0, name).eq(getattr(at, name)) for name in ATTENTION_FIELDS
                      if name not in MATVEC_FIELDS and name != "kind"]
         m.d.comb += [

@@ -19,7 +19,8 @@ writes hit one activation bank in one cycle (the golden model checks both).
 import numpy as np
 
 from tinylpu import host, isa
-from tinylpu.cases import random_attention, random_matvec, restore, snapshot
+from tinylpu.cases import restore, snapshot
+from tinylpu.fuzz import random_attention, random_matvec, random_vop
 from tinylpu.golden import GoldenError
 
 V = 16
@@ -84,46 +85,6 @@ def token_loop_case(golden, name, rng, *, n_prompt, steps):
             "load": load, "request": host.generate_cmd(n_prompt, steps)}
 
 
-def _random_vop(cfg, rng):
-    """A random VOP over small shapes: any G, reduction and output function, any index
-    register, ACT or WROW operands, every B mode."""
-    L = cfg.lanes
-    elems = cfg.adepth * L
-    pick = lambda *xs: xs[int(rng.integers(len(xs)))]
-    red = pick(*isa.Reduce)
-    out = isa.OutFunc.MULSHR if red == isa.Reduce.ARGMAX else pick(isa.OutFunc.MULSHR,
-                                                                      isa.OutFunc.MULSHR,
-                                                                      isa.OutFunc.RSQRT,
-                                                                      isa.OutFunc.RECIP,
-                                                                      isa.OutFunc.NORM)
-    scalar = out != isa.OutFunc.MULSHR
-    s_pos = not scalar and rng.random() < 0.25
-    n_pos = rng.random() < 0.25
-    a_bank = int(rng.integers(cfg.act_banks))
-    stride = lambda: int(pick(0, 1, 1, 2, 3, L, L + 1))
-    index = lambda: pick(isa.Index.NONE, isa.Index.NONE, isa.Index.POS, isa.Index.TOK)
-    if rng.random() < 0.2:
-        a = dict(space=isa.Space.WROW, base=int(rng.integers(cfg.wdepth)), index=index(),
-                 istride=int(rng.integers(0, 3)), js=stride(), ks=stride())
-    else:
-        a = dict(bank=a_bank, base=int(rng.integers(elems)), index=index(),
-                 istride=stride(), js=stride(), ks=stride())
-    # B from memory needs a second bank (one read port per bank)
-    mode = pick(*isa.BMode) if cfg.act_banks > 1 else pick(isa.BMode.IMM, isa.BMode.SQUARE)
-    b = dict(mode=mode)
-    if mode in (isa.BMode.MEM, isa.BMode.SCALE):
-        b.update(bank=(a_bank + 1) % cfg.act_banks, base=int(rng.integers(elems)),
-                 index=index(), istride=stride(), js=stride(), ks=stride())
-    elif mode == isa.BMode.IMM:
-        b.update(base=int(rng.integers(1 << 16)))
-    c = dict(bank=int(rng.integers(cfg.act_banks)), base=int(rng.integers(elems)),
-             index=index(), istride=stride(), js=int(pick(1, 1, 2, L)))
-    return isa.vop(g=pick(*isa.GFunc), red=red, out=out, s=1 if scalar else int(rng.integers(1, 4)),
-                   n=int(rng.integers(1, 5)), s_pos=s_pos, n_pos=n_pos, a=a, b=b, c=c,
-                   mult=int(rng.integers(-(1 << 15), 1 << 15)), shift=int(rng.integers(-8, 40)),
-                   sat=int(rng.integers(1, 64)), init=int(rng.integers(-(1 << 23), 1 << 23)))
-
-
 def random_token_program_case(golden, name, rng, tries=200):
     """A random token-loop program under GENERATE: VOPs (with WAITs that mostly, not always,
     cover their latency), MATVECs (racing ones too: the RAW flag), then NEXT 0 and HALT,
@@ -137,12 +98,12 @@ def random_token_program_case(golden, name, rng, tries=200):
         body = []
         for _ in range(int(rng.integers(1, 6))):
             if rng.random() < 0.65:
-                vop = _random_vop(cfg, rng)
+                vop = random_vop(cfg, rng)
                 body.append(vop)
                 lat = isa.vop_latency(vop["args"]["vop"])
                 body.append(isa.wait(int(rng.integers(1, lat + 4)) if rng.random() < 0.2
                                      else lat + int(rng.integers(1, 4))))
-            elif rng.random() < 0.3 and cfg.lanes >= 2:
+            elif rng.random() < 0.3 and cfg.attention:
                 body += random_attention(cfg, rng, cfg.adepth)
             else:
                 body.append(random_matvec(cfg, rng, cfg.adepth))

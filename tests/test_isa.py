@@ -92,6 +92,8 @@ def test_encodings_by_hand():
 @settings(max_examples=200, deadline=None)
 @given(matvec_args, matvec_options)
 def test_matvec_round_trip(fields, options):
+    if options["epi"] == isa.Epi.SILU_GATE:          # one result a lane: never packed
+        options = dict(options, y_pack=False)
     if options["epi"] in (isa.Epi.NONE, isa.Epi.RESID) and not options["y_pack"]:
         options = dict(options, ss_init=fields["w_base"] << 8)
     instr = isa.matvec(**fields, **options)

@@ -26,3 +26,32 @@ def test_independent_matvecs_need_no_wait():
     s.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=16, n_chunks=1)
     s.matvec(w_base=16, x_bank=0, x_addr=0, y_bank=1, y_addr=4, n_blocks=1, n_chunks=4)
     assert [i["op"] for i in s.instrs] == [isa.Opcode.MATVEC, isa.Opcode.MATVEC]
+
+
+def test_vop_norm_waits_for_a_norm_matvecs_last_read():
+    """A VOP NORM right behind a norm MATVEC would have its total in flight while the
+    MATVEC's last block reads the norm register (RAW_HAZARD on the RTL, refused by the
+    golden model): the scheduler puts it LAT_NORM_READ cycles after the MATVEC's slot."""
+    from tinylpu import host
+    from tinylpu.golden import GoldenError, GoldenTile
+
+    cfg = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32)
+    norm = dict(g=isa.GFunc.PASS, out=isa.OutFunc.NORM, a=dict(bank=0), c=dict(bank=0),
+                sat=32)
+    s = Scheduler(cfg)
+    s.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=2, n_chunks=2,
+             norm=True)
+    s.vop(**norm)
+    s.halt()
+    assert [i["op"] for i in s.instrs][:3] == [isa.Opcode.MATVEC, isa.Opcode.WAIT,
+                                              isa.Opcode.VOP]
+    assert s.instrs[1]["args"]["wait"]["cycles"] == isa.LAT_NORM_READ
+
+    def run(program):
+        golden = GoldenTile(cfg)
+        return golden.host(host.write_cmd(cfg, host.TARGET_PROG, 0,
+                                          [isa.encode(i) for i in program]) + host.run_cmd(0))
+
+    assert run(s.instrs)[0] == host.STATUS_DONE
+    with pytest.raises(GoldenError, match="norm MATVEC reads the norm register"):
+        run([s.instrs[0]] + s.instrs[2:])

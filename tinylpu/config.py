@@ -137,6 +137,12 @@ class Config:
         return self.act_banks * self.adepth * self.act_word_bits // 8
 
     @property
+    def attention(self):
+        """QK and PV run on this tile (else they are illegal): PV's drain needs the
+        reciprocal of head ``(j * rows) // (lanes / 2)`` by block j, one head a cycle."""
+        return self.lanes >= 2 * self.rows
+
+    @property
     def ident(self):
         """Short name of this configuration; names its build directory."""
         name = (f"l{self.lanes}r{self.rows}-w{self.wdepth}-a{self.act_banks}x{self.adepth}"

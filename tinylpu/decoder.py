@@ -279,6 +279,9 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     if cfg.act_banks < 2:
         raise CompileError(f"the decoder needs 2 activation banks, the config has "
                            f"{cfg.act_banks} (act_banks)")
+    if not cfg.attention:
+        raise CompileError(f"the decoder's attention (QK, PV) needs lanes >= 2 * rows, not "
+                           f"lanes={cfg.lanes}, rows={cfg.rows}")
     if not 1 <= positions <= mc.seq_len:
         raise CompileError(f"positions must be in [1, {mc.seq_len}] (the model's seq_len), "
                            f"not {positions}")

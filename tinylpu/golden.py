@@ -24,7 +24,8 @@ from .numerics import (exp2_neg, isqrt, norm_recip, norm_requantize, requantize,
 
 
 class GoldenError(RuntimeError):
-    """A program the golden model cannot finish (no HALT)."""
+    """A program the golden model refuses: one it cannot finish (no HALT), or (strict mode)
+    one that breaks a schedule rule (docs/isa.md, "Schedule rules")."""
 
 
 @dataclasses.dataclass
@@ -37,6 +38,8 @@ class RunResult:
     # the busy counters at the end of each NEXT's last cycle T, as if read then: each counts
     # the cycles before T (cycles: T itself, the start cycle being cycle 0)
     next_counters: list = None
+    # not strict: the schedule rules broken (messages), whose status bits are in ``status``
+    refusals: list = dataclasses.field(default_factory=list)
 
 
 def _sext(values, bits):
@@ -64,6 +67,9 @@ class GoldenTile:
         self.counters = [0] * len(host.Counter)    # the busy counters of the last run
         self.ctrl = host.ctrl_reset(cfg)           # the control registers (host.Ctrl)
         self.on_emit = None        # called with (id, cycle) as NEXT emits (streaming)
+        # strict: a broken schedule rule raises GoldenError; else the run goes on, and the
+        # status has the rule's bit (the RTL's; the data of such a run is undefined)
+        self.strict = True
 
     # Memory access by host target ---------------------------------------------------------
 
@@ -174,7 +180,7 @@ class GoldenTile:
         cfg = self.cfg
         generate = steps > 0
         n_end = n_prompt + steps - 1
-        st = _RunState()
+        st = _RunState(self.strict)
         self.emitted = []
         self.counters = [0] * len(host.Counter)
         slots = [0] * len(host.Counter)    # issue-slot cycles per counter
@@ -190,8 +196,9 @@ class GoldenTile:
             nonlocal pos
             st.land_before(t, self)
             if st.pending_next():
-                raise GoldenError(f"NEXT at pc {pc} (cycle {t}) issues before the argmax "
-                                  f"result lands")
+                st.refuse(host.STATUS_RAW_HAZARD,
+                          f"NEXT at pc {pc} (cycle {t}) issues before "
+                          f"the argmax result lands")
             p1 = pos + 1
             if generate and p1 >= n_prompt:
                 self.emitted.append((int(self.next_token), t))
@@ -206,6 +213,7 @@ class GoldenTile:
             for pc, instr in isa.execution_order(self.pmem, start_pc, max_instructions,
                                                  on_next=lambda pc, _: jump.pop(pc),
                                                  illegal_stops=True,
+                                                 attention=cfg.attention,
                                                  detect_loops=budget == host.ctrl_reset(
                                                      cfg)[host.Ctrl.BUDGET]):
                 issued += 1
@@ -219,13 +227,15 @@ class GoldenTile:
                         status |= host.STATUS_PORT_CONFLICT
                     if st.hazards:
                         status |= host.STATUS_RAW_HAZARD
+                    status |= st.violations
                     if self.bad_command:
                         status |= host.STATUS_BAD_COMMAND
                         self.bad_command = False
                     cycles = max(t + 1, st.last_write + 1)
                     self.counters = st.counters(slots, cycles)
                     return RunResult(cycles, status, st.hazards, issued,
-                                     dict(zip(host.COUNTERS, self.counters)), next_counters)
+                                     dict(zip(host.COUNTERS, self.counters)), next_counters,
+                                     st.refusals)
                 if op == isa.Opcode.MATVEC:
                     st.land_before(t, self)
                     mv = instr["args"]["matvec"]
@@ -233,7 +243,8 @@ class GoldenTile:
                         read = t + isa.matvec_dims(mv)[1] - 1 + isa.LAT_NORM_READ
                         st.land_norm_before(read, self)
                         if st.norm_pending:
-                            raise GoldenError(
+                            st.refuse(
+                                host.STATUS_RAW_HAZARD,
                                 f"MATVEC at pc {pc} reads the norm register in cycle {read}, "
                                 f"before the write that sets it lands (cycle "
                                 f"{st.norm_pending[0][0]})")
@@ -286,6 +297,8 @@ class GoldenTile:
             mult = (self.mmem[(a["m_base"] + b) % cfg.mdepth] if a["m_rows"]
                     else np.int64(a["q_mult"]))
             if a["norm"]:
+                read = t + b * nc + nc - 1 + isa.LAT_NORM_READ    # this block's read
+                st.norm_reads = [r for r in st.norm_reads if r >= t] + [read]
                 y = norm_requantize(acc, mult, a["q_shift"], self.norm & 0x7fff,
                                     (self.norm >> 16) & 63, bits)
             else:
@@ -385,11 +398,13 @@ class GoldenTile:
         R, L = cfg.rows, cfg.lanes
         n = isa.positions(a, pos)
         if t + 1 <= st.maxima_final:
-            raise GoldenError(f"PV at pc {pc} forms weights in cycle {t + 1} while QK's "
-                              f"running maxima are written until cycle {st.maxima_final}")
+            st.refuse(host.STATUS_RAW_HAZARD,
+                      f"PV at pc {pc} forms weights in cycle {t + 1} while QK's "
+                      f"running maxima are written until cycle {st.maxima_final}")
         if t + 1 < st.pv_free:
-            raise GoldenError(f"PV at pc {pc} reads its first V row in cycle {t + 1} while "
-                              f"the previous PV's outputs drain until cycle {st.pv_free - 1}")
+            st.refuse(host.STATUS_UNIT_BUSY,
+                      f"PV at pc {pc} reads its first V row in cycle {t + 1} while "
+                      f"the previous PV's outputs drain until cycle {st.pv_free - 1}")
         s_bank, v_bank = a["s_bank"] % cfg.act_banks, a["v_bank"] % cfg.act_banks
         if s_bank == v_bank and n > 1:
             st.conflict = True                      # the two streams share one read port
@@ -406,6 +421,12 @@ class GoldenTile:
         recips = [_recip(int(v)) for v in weights.sum(axis=0)]
         c_last = t + n
         y_bank, bits = a["y_bank"] % cfg.act_banks, a["y_bits"] or 64
+        # a PV started while the previous one drains (UNIT_BUSY) restarts the drain: the
+        # blocks not yet offered by c_last are lost
+        for enter, entry in st.pv_blocks:
+            if enter >= c_last + 2:
+                st.cancel(entry, enter)
+        st.pv_blocks = []
         # the drain: busy from the cycle after the last V read until the last block enters
         st.drain_busy.add(c_last + 1, c_last + isa.PV_DRAIN + (a["d_blocks"] or 256))
         for j in range(a["d_blocks"] or 256):
@@ -414,9 +435,9 @@ class GoldenTile:
             first = (j * R) % (R * L)
             m, b = recips[first // (L // 2)]
             y = requantize(acc.reshape(-1)[first:first + R], m, min(b + a["shift"], 63), bits)
-            st.push(enter + isa.LAT_OUT, "mac", y_bank, (a["y_addr"] + first // L)
-                    % cfg.adepth, first % L + np.arange(R), wrap(y, ACT_BITS),
-                    produced=enter - 1)
+            st.pv_blocks.append((enter, st.push(
+                enter + isa.LAT_OUT, "mac", y_bank, (a["y_addr"] + first // L) % cfg.adepth,
+                first % L + np.arange(R), wrap(y, ACT_BITS), produced=enter - 1)))
         st.pv_free = c_last + isa.PV_DRAIN + (a["d_blocks"] or 256)
 
     def _rope(self, y, word, bits):
@@ -523,8 +544,14 @@ class GoldenTile:
         lat = isa.vop_latency(a)
         if out in (isa.OutFunc.RSQRT, isa.OutFunc.RECIP):
             done = t + N - 1 + lat
-            st.scalar(done - lat + isa.LAT_V - 1, done)
+            if not st.scalar(done - lat + isa.LAT_V - 1, done):
+                return
         if out == isa.OutFunc.NORM:       # the result into the norm register (S = 1)
+            late = [r for r in st.norm_reads if r > t]
+            if late:        # its total is in flight from the cycle after the issue on
+                st.refuse(host.STATUS_RAW_HAZARD,
+                          f"a norm MATVEC reads the norm register in cycle {late[0]} while "
+                          f"the write of the VOP NORM at pc {pc} (issued in {t}) is in flight")
             st.push_norm(int(t + N - 1 + lat), int(Y[0]))
             return
         e = (C_op["base"] + index(C_op) * C_op["istride"] + np.arange(S) * C_op["js"]) & emask
@@ -605,7 +632,10 @@ class _RunState:
     before r and lands in r or later: the read sees the old value.
     """
 
-    def __init__(self):
+    def __init__(self, strict=True):
+        self.strict = strict
+        self.violations = 0        # not strict: the status bits of the rules broken
+        self.refusals = []         # ... and what broke them
         self.pending = []          # (cycle, unit, bank, word, lanes, values, produced)
         self.by_word = {}          # (bank, word) -> its pending writes
         self.next_pending = []     # (cycle, token)
@@ -621,8 +651,18 @@ class _RunState:
         self.results = set()       # cycles a result enters the output unit (one a cycle)
         self.maxima_final = -1     # QK's maxima are final from the cycle after this one
         self.pv_free = 0           # a PV's first V read may come from this cycle on
+        self.pv_blocks = []        # (enter, write entry) of the last PV's drain blocks
+        self.norm_reads = []       # cycles norm MATVEC blocks read the norm register
         self.out_busy = _Coverage()     # results in the output unit, entry to write
         self.drain_busy = _Coverage()   # PV drains
+
+    def refuse(self, bit, message):
+        """A broken schedule rule, which the RTL flags with status ``bit``: strict, a
+        GoldenError; else recorded."""
+        if self.strict:
+            raise GoldenError(message)
+        self.violations |= bit
+        self.refusals.append(message)
 
     def counters(self, slots, cycle):
         """The busy counters as read at ``cycle`` (counting the cycles before it), given the
@@ -637,7 +677,11 @@ class _RunState:
     def result(self, cycle):
         """A block result enters the output unit (the requantizer) in ``cycle``."""
         if cycle in self.results:
-            raise GoldenError(f"two results enter the output unit in cycle {cycle}")
+            self.refuse(host.STATUS_UNIT_BUSY,
+                        f"two results enter the output unit in cycle {cycle}")
+            for enter, entry in self.pv_blocks:     # not strict: the PV drain block is lost
+                if enter == cycle:
+                    self.cancel(entry, enter)
         self.results.add(cycle)
         self.out_busy.add(cycle, cycle + isa.LAT_OUT + 1)
 
@@ -645,9 +689,12 @@ class _RunState:
         """The bit-serial scalar unit takes a new operand no earlier than the previous
         operation's done cycle."""
         if start < self.scalar_done:
-            raise GoldenError(f"scalar unit started in cycle {start} while busy until cycle "
-                              f"{self.scalar_done}")
+            self.refuse(host.STATUS_UNIT_BUSY,
+                        f"scalar unit started in cycle {start} while busy until cycle "
+                        f"{self.scalar_done}")
+            return False                  # not strict: the start is ignored, nothing lands
         self.scalar_done = done
+        return True
 
     def push(self, cycle, unit, bank, word, lanes, values, produced=-1):
         banks = self.write_banks.setdefault(cycle, set())
@@ -656,8 +703,9 @@ class _RunState:
         banks.add(bank)
         if unit == "vu":
             if cycle in self.vu_writes:
-                raise GoldenError(f"two vector-unit writes land in cycle {cycle}: the unit "
-                                  f"has one write port")
+                self.refuse(host.STATUS_PORT_CONFLICT,
+                            f"two vector-unit writes land in cycle {cycle}: the unit "
+                            f"has one write port")
             self.vu_writes.add(cycle)
         entry = [cycle, unit, bank, word, lanes, values, produced]
         bisect.insort(self.pending, entry, key=lambda p: p[0])
@@ -665,10 +713,25 @@ class _RunState:
         self.last_write = max(self.last_write, cycle)
         return entry
 
+    def cancel(self, entry, enter):
+        """A pending write (a PV drain block entering the output unit in ``enter``) that
+        never happens."""
+        at = [i for i, e in enumerate(self.pending) if e is entry]
+        if not at:                        # landed, or already cancelled
+            return
+        del self.pending[at[0]]
+        key = (entry[2], entry[3])
+        self.by_word[key] = [e for e in self.by_word[key] if e is not entry]
+        if not self.by_word[key]:
+            del self.by_word[key]
+        self.write_banks.get(entry[0], set()).discard(entry[2])
+        self.results.discard(enter)
+
     def push_norm(self, cycle, value):
         if any(c == cycle for c, _ in self.norm_pending):       # every total: NORM_LAT
-            raise GoldenError(f"two totals enter the norm unit in cycle {cycle - isa.NORM_LAT}"
-                              f" (its one input): their writes would land together")
+            self.refuse(host.STATUS_PORT_CONFLICT,
+                        f"two totals enter the norm unit in cycle {cycle - isa.NORM_LAT}"
+                        f" (its one input): their writes would land together")
         bisect.insort(self.norm_pending, (cycle, value), key=lambda p: p[0])
         self.last_write = max(self.last_write, cycle)
 
@@ -712,8 +775,9 @@ class _RunState:
                 value[wl] = values
             elif produced < cycle and (lanes is None or np.isin(wl, lanes).any()):
                 if unit == "vu":
-                    raise GoldenError(f"MATVEC read of bank {bank} word {word} in cycle "
-                                      f"{cycle} while a vector-unit write to it is in flight")
+                    self.refuse(host.STATUS_RAW_HAZARD,
+                                f"MATVEC read of bank {bank} word {word} in cycle "
+                                f"{cycle} while a vector-unit write to it is in flight")
                 self.hazards.append((cycle, bank, word))
         return value if lanes is None else value[lanes]
 
@@ -739,8 +803,9 @@ class _RunState:
                 continue
             hit = (words == p[3]) & np.isin(lanes, p[4])
             if hit.any():
-                raise GoldenError(f"VOP at pc {pc} reads {what} from bank {bank} word {p[3]} "
-                                  f"while a write to it is in flight (lands in cycle {p[0]})")
+                return self.refuse(host.STATUS_RAW_HAZARD,
+                                   f"VOP at pc {pc} reads {what} from bank {bank} word {p[3]} "
+                                   f"while a write to it is in flight (lands in cycle {p[0]})")
 
     def check_self_overlap(self, pc, bank, words, lanes, land, reads):
         """No read of an element after this same VOP's write to it has landed (vectorized)."""
@@ -757,6 +822,7 @@ class _RunState:
             late = (keys[at] == rk) & (rc > land[at])
             if late.any():
                 n = int(np.argmax(late))
-                raise GoldenError(f"VOP at pc {pc} reads bank {bank} word {int(rw[n])} lane "
-                                  f"{int(rl[n])} in cycle {int(rc[n])}, after its own write "
-                                  f"landed")
+                return self.refuse(host.STATUS_RAW_HAZARD,
+                                   f"VOP at pc {pc} reads bank {bank} word {int(rw[n])} lane "
+                                   f"{int(rl[n])} in cycle {int(rc[n])}, after its own write "
+                                   f"landed")

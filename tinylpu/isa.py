@@ -368,6 +368,9 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
         raise IsaError("MATVEC y_index must be NONE or POS, not TOK")
     if y_pack and epi == Epi.RESID:
         raise IsaError("MATVEC RESID adds 32-bit lanes: it cannot write packed (y_pack)")
+    if y_pack and epi == Epi.SILU_GATE:
+        raise IsaError("MATVEC SILU_GATE writes one result a lane: it cannot write packed "
+                       "(y_pack)")
     args = dict(w_base=w_base, x_bank=x_bank, x_addr=x_addr, y_bank=y_bank, y_addr=y_addr,
                 n_blocks=n_blocks, n_chunks=n_chunks, q_mult=q_mult, q_shift=q_shift,
                 y_bits=y_bits, m_rows=int(m_base is not None), m_base=m_base or 0,
@@ -555,11 +558,15 @@ _ENUM_FIELDS = {op: [] if op == Opcode.HALT else
                  _enum_fields(data.Layout.cast(_ARGS[op][1]))] for op in Opcode}
 
 
-def illegal(word):
+ATTENTION_OPS = (Opcode.QK, Opcode.PV)
+
+
+def illegal(word, attention=True):
     """Why an instruction word is illegal (the ILLEGAL_INSTRUCTION status), or None: bits
     set above the instruction layout, an undefined opcode, bits set above the opcode's own
-    operands (HALT has none), or an undefined value of an enum field. The RTL's check is
-    :func:`illegal_expr`, built from the same tables."""
+    operands (HALT has none), or an undefined value of an enum field; without
+    ``attention`` (a tile with lanes < 2 * rows, ``Config.attention``) QK and PV too. The
+    RTL's check is :func:`illegal_expr`, built from the same tables."""
     word = int(word)
     if word >> INSTR_LAYOUT.size:
         return f"bits set above bit {INSTR_LAYOUT.size - 1}"
@@ -573,13 +580,17 @@ def illegal(word):
         value = (word >> offset) & ((1 << width) - 1)
         if value not in {e.value for e in cls}:
             return f"{op.name} field {name} has the undefined value {value}"
+    if not attention and op in ATTENTION_OPS:
+        return f"{op.name} needs a tile with lanes >= 2 * rows (attention)"
     return None
 
 
-def illegal_expr(word):
+def illegal_expr(word, attention=True):
     """The Amaranth expression of :func:`illegal` on an ``INSTR_BITS``-wide value ``word``."""
     op = word[:_ARGS_OFFSET]
     bad = word[INSTR_LAYOUT.size:].any() | ~op.matches(*(o.value for o in Opcode))
+    if not attention:
+        bad = bad | op.matches(*(o.value for o in ATTENTION_OPS))
     for code in Opcode:
         wrong = word[_ARGS_OFFSET + _ARGS_BITS[code]:INSTR_LAYOUT.size].any()
         for _, offset, width, cls in _ENUM_FIELDS[code]:
@@ -673,12 +684,13 @@ def _decode(word):
 
 
 def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_stops=False,
-                    detect_loops=True):
+                    detect_loops=True, attention=True):
     """Yield ``(pc, instr)`` in the order the sequencer issues them, HALT included. An
     illegal word raises :class:`IllegalInstruction`; with ``illegal_stops`` it is yielded
     as ``{"op": None, "illegal": reason}`` and ends the order, as HALT does (the tile). A
     state that repeats (a program that never halts) raises, unless ``detect_loops`` is
     false (the caller stops it: a cycle budget); ``limit`` instructions raise in any case.
+    ``attention``: as for :func:`illegal`.
 
     ``program`` is a list of instruction words (ints). Sequencing rules, as the RTL does them:
     the next pc is ``loop_start`` when the finishing instruction sits at ``loop_end`` and
@@ -699,6 +711,9 @@ def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_st
             seen.add((pc, loop_start, loop_end))
         try:
             instr = decode(program[pc])
+            if not attention and instr["op"] in ATTENTION_OPS:
+                raise IllegalInstruction(f"illegal instruction word {program[pc]:#x}: "
+                                         + illegal(program[pc], attention))
         except IllegalInstruction as error:
             if not illegal_stops:
                 raise

@@ -128,7 +128,10 @@ class Scheduler:
         # NORM goes to the norm unit ("norm" above); RSQRT/RECIP results use the vector
         # unit's write port, like MULSHR
         ports = set() if norm else {c[0], "vu"}
-        self._wait_for([(r, 0, False) for r in reads], writes, ports, lat, rbanks)
+        # NORM: no norm MATVEC may still read the norm register (its total is in flight
+        # from the cycle after this issue on)
+        self._wait_for([(r, 0, False) for r in reads], writes, ports, lat,
+                       rbanks | ({"norm"} if norm else set()))
         self._emit(instr, _Issued(0, lat, [(w, lat) for w in writes], ports))
 
     def _output_unit(self, first_result):
@@ -208,6 +211,9 @@ class Scheduler:
         issued = _Issued(0, isa.LAT_WRITE, writes, {y_bank})
         if resid:
             issued.rbanks, issued.rlat = {y_bank}, isa.LAT_RESID_READ
+        if norm:          # its last block reads the norm register in end - 1 + 2
+            issued.rbanks = issued.rbanks | {"norm"}
+            issued.rlat = max(issued.rlat, isa.LAT_NORM_READ)
         self._emit(instr, issued)
 
     def next_(self, target):
