@@ -19,11 +19,13 @@ VERILOG = r"""module tinylpu_tile(clk, rst, a);
   always @(posedge clk)
     count <= \$3 ;
   always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$3 = count;
     if (rst) begin
       \$3 = 2'h0;
     end
   end
+  assign a = rst ? (* src = "/w/tinylpu/rtl/top.py:20" *) 1'h0 : count[0];
 endmodule
 module \tinylpu_tile.seq (clk, en);
   (* src = "/w/tinylpu/rtl/sequencer.py:40" *)
@@ -50,25 +52,33 @@ def sample(tmp_path):
     design.write_text(VERILOG)
     f = str(design)
     top, seq, epi = "tinylpu_tile", "tinylpu_tile.seq", "tinylpu_tile.epi$393"
-    a = {key(f, 9, "line", top, "block", "9-13"): 5,
-         key(f, 11, "line", top, "if", "11-12"): 0,
+    trigger = "__024auto__024verilog_backend__02ecc__03a2355__03adump_module__0241"
+    a = {key(f, 9, "line", top, "block", "9-15"): 5,
+         key(f, 12, "line", top, "if", "12-13"): 0,
+         key(f, 10, "branch", top, "if", "10"): 0,            # Yosys' trigger: left out
+         key(f, 10, "branch", top, "else"): 5,
+         key(f, 12, "branch", top, "if", "12-13"): 0,
+         key(f, 12, "branch", top, "else"): 5,
+         key(f, 16, "branch", top, "cond_then"): 2,
+         key(f, 16, "branch", top, "cond_else"): 0,
+         key(f, 5, "toggle", top, f"{trigger}:0->1"): 0,     # left out
          key(f, 6, "toggle", top, "count[0]:0->1"): 3,
          key(f, 6, "toggle", top, "count[0]:1->0"): 2,
          key(f, 6, "toggle", top, "count[1]:0->1"): 0,
          key(f, 6, "toggle", top, "count[1]:1->0"): 0,
          key(f, 4, "toggle", top, "__0243[0]:0->1"): 1,
          key(f, 4, "toggle", top, "__0243[0]:1->0"): 0,
-         key(f, 20, "line", seq, "if", "20"): 7,
-         key(f, 18, "toggle", seq, "pc[0]:0->1"): 1,
-         key(f, 18, "toggle", seq, "pc[0]:1->0"): 1,
-         key(f, 18, "toggle", seq, "pc[3]:0->1"): 0,
-         key(f, 18, "toggle", seq, "pc[3]:1->0"): 0,
-         key(f, 18, "toggle", seq + ".sub", "x:0->1"): 1,
-         key(f, 18, "toggle", seq + ".sub", "x:1->0"): 0,
+         key(f, 22, "line", seq, "if", "22-23"): 7,
+         key(f, 20, "toggle", seq, "pc[0]:0->1"): 1,
+         key(f, 20, "toggle", seq, "pc[0]:1->0"): 1,
+         key(f, 20, "toggle", seq, "pc[3]:0->1"): 0,
+         key(f, 20, "toggle", seq, "pc[3]:1->0"): 0,
+         key(f, 20, "toggle", seq + ".sub", "x:0->1"): 1,
+         key(f, 20, "toggle", seq + ".sub", "x:1->0"): 0,
          key(f, 3, "toggle", epi, "halves___05F0___05F1[0]:0->1"): 2}
-    b = {key(f, 9, "line", top, "block", "9-13"): 4,
-         key(f, 11, "line", top, "if", "11-12"): 0,
-         key(f, 18, "toggle", seq, "pc[3]:0->1"): 1}
+    b = {key(f, 9, "line", top, "block", "9-15"): 4,
+         key(f, 12, "line", top, "if", "12-13"): 0,
+         key(f, 20, "toggle", seq, "pc[3]:0->1"): 1}
     dat = tmp_path / "dat"
     cov.write_dat(a, dat / "a.dat")
     cov.write_dat(b, dat / "b.dat")
@@ -78,9 +88,9 @@ def sample(tmp_path):
 def test_merge_adds_equal_points_and_keeps_the_rest(tmp_path):
     dat, design = sample(tmp_path)
     counts = cov.merge(sorted(dat.glob("*.dat")))
-    assert len(counts) == 16
-    assert counts[key(str(design), 9, "line", "tinylpu_tile", "block", "9-13")] == 9
-    assert counts[key(str(design), 18, "toggle", "tinylpu_tile.seq", "pc[3]:0->1")] == 1
+    assert len(counts) == 23
+    assert counts[key(str(design), 9, "line", "tinylpu_tile", "block", "9-15")] == 9
+    assert counts[key(str(design), 20, "toggle", "tinylpu_tile.seq", "pc[3]:0->1")] == 1
     cov.write_dat(counts, tmp_path / "merged.dat")           # round trip
     assert cov.read_dat(tmp_path / "merged.dat") == counts
     assert (tmp_path / "merged.dat").read_text().startswith("# SystemC::Coverage-3\nC '\x01f")
@@ -98,28 +108,35 @@ def test_names_and_blocks():
 
 
 def test_summary_per_block(tmp_path):
-    dat, _ = sample(tmp_path)
-    pts = cov.points(cov.merge(sorted(dat.glob("*.dat"))))
+    dat, design = sample(tmp_path)
+    every = cov.points(cov.merge(sorted(dat.glob("*.dat"))))
+    sources = {str(design): cov.VerilogSource(VERILOG)}
+    pts = [p for p in every if not cov.artifact(p, sources)]
+    assert len(every) - len(pts) == 3
     s = cov.summarize(pts)
     assert list(s["blocks"]) == ["tinylpu_tile", "epi", "seq"]       # the top first
 
     def numbers(r):
         return {k: (v["covered"], v["total"]) for k, v in r.items()}
 
-    assert numbers(s["blocks"]["tinylpu_tile"]) == {"line": (1, 2), "toggle": (3, 6),
-                                                    "toggle_named": (2, 4)}
-    assert numbers(s["blocks"]["seq"]) == {"line": (1, 1), "toggle": (4, 6),
+    assert numbers(s["blocks"]["tinylpu_tile"]) == {"line": (1, 2), "branch": (2, 4),
+                                                    "toggle": (3, 6), "toggle_named": (2, 4)}
+    assert numbers(s["blocks"]["seq"]) == {"line": (1, 1), "branch": (0, 0), "toggle": (4, 6),
                                            "toggle_named": (4, 6)}
-    assert numbers(s["blocks"]["epi"]) == {"line": (0, 0), "toggle": (1, 1),
+    assert numbers(s["blocks"]["epi"]) == {"line": (0, 0), "branch": (0, 0), "toggle": (1, 1),
                                            "toggle_named": (1, 1)}
-    assert numbers(s["total"]) == {"line": (2, 3), "toggle": (8, 13), "toggle_named": (7, 11)}
+    assert numbers(s["total"]) == {"line": (2, 3), "branch": (2, 4), "toggle": (8, 13),
+                                   "toggle_named": (7, 11)}
     assert s["total"]["toggle"]["percent"] == 61.54
     assert list(s["configs"]) == ["l8r2-test"]
     table = cov.format_table(s)
     assert table[0].startswith("| block") and table[1].startswith("|---")
     assert "| seq " in table[4] and "1/1 100.0%" in table[4] and "4/6 66.7%" in table[4]
     assert "| epi " in table[3] and " - |" in table[3]
-    assert table[-1].startswith("| all") and "8/13 61.5%" in table[-1]
+    assert table[-1].startswith("| all") and "2/4 50.0%" in table[-1]
+    assert "8/13 61.5%" in table[-1]
+    assert cov.format_table(s, by="configs", first="configuration")[2].startswith(
+        "| l8r2-test ")
 
 
 def test_uncovered_points_name_their_amaranth_source(tmp_path):
@@ -127,21 +144,25 @@ def test_uncovered_points_name_their_amaranth_source(tmp_path):
     pts = cov.points(cov.merge(sorted(dat.glob("*.dat"))))
     src = cov.VerilogSource(VERILOG)
     # the `if (rst)` branch drives $3, which feeds the register `count`
-    assert src.driven(11) == ("count", "rtl/top.py:12")
-    assert src.driven(21) == ("pc", "rtl/sequencer.py:40")
+    assert src.driven(12) == ("count", "rtl/top.py:12")
+    assert src.driven(22) == ("pc", "rtl/sequencer.py:40")
+    assert src.driven(16) == ("a", "rtl/top.py:20")          # ?: names its expression
     sources = {str(design): src}
+    pts = [p for p in pts if not cov.artifact(p, sources)]
     lines = cov.uncovered_lines(pts, sources)
     assert list(lines) == ["tinylpu_tile"]
-    (g,) = lines["tinylpu_tile"]
-    assert (g["signal"], g["src"], g["uncovered"], g["total"]) == ("count", "rtl/top.py:12", 1, 2)
-    assert g["examples"] == [{"config": "l8r2-test", "verilog_line": 11, "what": "if",
-                              "text": "if (rst) begin"}]
+    g, h = lines["tinylpu_tile"]
+    assert (g["signal"], g["src"], g["uncovered"], g["total"]) == ("count", "rtl/top.py:12", 2, 4)
+    assert sorted(e["what"] for e in g["examples"]) == ["branch if", "line if"]
+    assert {(e["verilog_line"], e["text"]) for e in g["examples"]} == {(12, "if (rst) begin")}
+    assert (h["signal"], h["src"], h["uncovered"], h["total"]) == ("a", "rtl/top.py:20", 1, 2)
     toggles = cov.uncovered_toggles(pts, sources)
     assert [(s["hier"], s["signal"], s["src"], s["uncovered"], s["total"],
              s["never_toggled_bits"]) for b in ("tinylpu_tile", "seq") for s in toggles[b]] == [
         ("tinylpu_tile", "count", "rtl/top.py:12", 2, 4, "1"),
         ("tinylpu_tile.seq", "pc", "rtl/sequencer.py:40", 1, 4, ""),
         ("tinylpu_tile.seq.sub", "x", "rtl/sequencer.py:40", 1, 2, "")]
+    assert "$auto" not in str(toggles)
 
 
 def test_report_writes_its_files(tmp_path):
@@ -150,9 +171,10 @@ def test_report_writes_its_files(tmp_path):
     out = tmp_path / "out"
     summary = cov.report(dat, out, annotate=False, out=printed.append)
     assert summary["runs"] == 2 and summary["check"] is None
+    assert summary["excluded"] == {"line": 0, "branch": 2, "toggle": 1}
     assert json.loads((out / "summary.json").read_text())["total"]["line"]["covered"] == 2
     assert (out / "summary.txt").read_text().splitlines() == printed
-    assert len(cov.read_dat(out / "merged.dat")) == 16
+    assert len(cov.read_dat(out / "merged.dat")) == 23
     assert any(l.startswith("| seq") for l in printed)
     assert any("tinylpu_tile.count (rtl/top.py:12)" in l for l in printed)
 
@@ -164,7 +186,8 @@ def test_covered_count_equals_verilator_coverage(tmp_path):
     dat, _ = sample(tmp_path)
     out = tmp_path / "out"
     summary = cov.report(dat, out, out=lambda line: None)
-    assert summary["check"] == "covered points == verilator_coverage --rank (10)"
+    assert summary["check"] == ("covered points == verilator_coverage --rank (13, before "
+                                "exclusions)")
     annotated = (out / "annotated" / "l8r2-test" / "tinylpu_tile.cov.v").read_text()
     assert "%000000" in annotated
 

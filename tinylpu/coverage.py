@@ -36,7 +36,11 @@ import subprocess
 
 TOP = "tinylpu_tile"
 HEADER = "# SystemC::Coverage-3"
-KINDS = ("line", "toggle")
+KINDS = ("line", "branch", "toggle")     # --coverage-line gives line and branch points
+COLUMNS = (*KINDS, "toggle_named")
+# Yosys wakes each `always @*` block at time 0 with `if (\$auto$verilog_backend...) begin end`
+# on a register that is 0 forever: not design logic, and its `if` is never taken
+ARTIFACT = "$auto$verilog_backend"
 
 
 class CoverageError(Exception):
@@ -100,14 +104,15 @@ def decode_name(text):
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    kind: str           # "line" or "toggle" (another page's name for other coverage types)
+    kind: str           # "line", "branch" or "toggle" (the page's name for other types)
     block: str          # first level below the top (its "$N" suffix dropped), or the top
     hier: str           # the instance, e.g. tinylpu_tile.router.abank0
     config: str         # the configuration: the build directory of the Verilog file
     file: str
     line: int
-    comment: str        # line points: if / else / case / block ...; toggles: "sig[3]:0->1"
-    span: str           # line points: the Verilog lines the point covers ("10004-10005")
+    comment: str        # line: block / if / else / case ...; branch: if / else / cond_then /
+    #                     cond_else (?:); toggle: "sig[3]:0->1"
+    span: str           # line and branch points: the Verilog lines covered ("10004-10005")
     count: int
 
 
@@ -161,10 +166,19 @@ def _ratio(covered, total):
             "percent": round(100.0 * covered / total, 2) if total else None}
 
 
+def artifact(point, sources):
+    """A point of Yosys' time-0 trigger (:data:`ARTIFACT`): its branch, or its register's
+    toggles."""
+    if point.kind == "toggle":
+        return _toggle(point.comment)[0].startswith(ARTIFACT)
+    src = sources.get(point.file)
+    return src is not None and ARTIFACT in src.text(point.line)
+
+
 def summarize(pts):
-    """Covered and total points per block, over all, and per configuration, for line points,
-    toggle points, and toggle points of named signals (``toggle_named``: Yosys' ``$N``
-    temporaries left out)."""
+    """Covered and total points per block, over all, and per configuration, for line,
+    branch and toggle points, and toggle points of named signals (``toggle_named``: Yosys'
+    ``$N`` temporaries left out)."""
     def tally(selected):
         acc = collections.Counter()
         for p in selected:
@@ -175,7 +189,7 @@ def summarize(pts):
                 acc[kind, "total"] += 1
                 acc[kind, "covered"] += p.count > 0
         return {kind: _ratio(acc[kind, "covered"], acc[kind, "total"])
-                for kind in (*KINDS, "toggle_named")}
+                for kind in COLUMNS}
 
     by_block, by_config = collections.defaultdict(list), collections.defaultdict(list)
     for p in pts:
@@ -193,14 +207,12 @@ def _cell(r):
     return f"{r['covered']}/{r['total']} {r['percent']:.1f}%"
 
 
-def format_table(summary):
-    """The per-block table as Markdown lines."""
-    rows = [("block", "line", "toggle", "toggle (named signals)")]
-    rows += [(name, _cell(r["line"]), _cell(r["toggle"]), _cell(r["toggle_named"]))
-             for name, r in summary["blocks"].items()]
-    t = summary["total"]
-    rows.append(("all", _cell(t["line"]), _cell(t["toggle"]), _cell(t["toggle_named"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+def format_table(summary, by="blocks", first="block"):
+    """The per-block table (``by="configs"``: per configuration) as Markdown lines."""
+    rows = [(first, "line", "branch", "toggle", "toggle (named signals)")]
+    rows += [(name, *(_cell(r[k]) for k in COLUMNS)) for name, r in summary[by].items()]
+    rows.append(("all", *(_cell(summary["total"][k]) for k in COLUMNS)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(r, widths))) + " |"
              for r in rows]
@@ -213,7 +225,7 @@ def format_table(summary):
 
 DECL = re.compile(r"\s*(?:input|output|inout|reg|wire)\b(?:\s+signed)?\s*(?:\[[^\]]*\]\s*)?"
                   r"(\\\S+|[A-Za-z_][\w$]*)")
-ASSIGN = re.compile(r"\s*(?:assign\s+)?(\\\S+|[A-Za-z_][\w$]*)\s*(?:\[[^\]]*\]\s*)?<?=\s*"
+ASSIGN = re.compile(r"\s*(?:assign\s+)?(\\\S+|[A-Za-z_][\w$]*)\s*(?:\[.*?\]\s*)?<?=\s*"
                     r"(.*?)\s*;?\s*$")
 SRC = re.compile(r'\(\* src = "([^"]*)" \*\)')
 
@@ -286,6 +298,11 @@ class VerilogSource:
         assignment), a Yosys temporary followed to the signal it feeds; for a temporary that
         only feeds an expression, the src of that expression."""
         module = self.module_at[line - 1] if 0 < line <= len(self.lines) else ""
+        m = ASSIGN.match(self.text(line))
+        if m and self.text(line).startswith("assign"):       # a ?: branch: the expression
+            inline = SRC.findall(m[2])
+            name = _ident(m[1])
+            return name, short_src(inline[0]) if inline else self.src_of(module, name)
         for n in range(line, 0, -1):
             if re.match(r"\s*always\b", self.lines[n - 1]):
                 break
@@ -314,30 +331,33 @@ def _sources(pts):
 
 
 def uncovered_lines(pts, sources, limit=10):
-    """Per block, the uncovered line points grouped by the signal their ``always`` block
-    drives (over all configurations): the ``limit`` groups with the most uncovered points."""
+    """Per block, the uncovered line and branch points grouped by the signal their ``always``
+    block (or ``assign``) drives, over all configurations: the ``limit`` groups with the most
+    uncovered points; ``configs``: those with an uncovered point, of ``in_configs``."""
     groups = collections.defaultdict(lambda: {"uncovered": 0, "total": 0, "configs": set(),
-                                              "examples": []})
+                                              "in_configs": set(), "examples": []})
     for p in pts:
-        if p.kind != "line":
+        if p.kind not in ("line", "branch"):
             continue
         src = sources.get(p.file)
         signal, where = src.driven(p.line) if src else ("", "")
         g = groups[p.block, p.hier, signal, where]
         g["total"] += 1
+        g["in_configs"].add(p.config)
         if p.count == 0:
             g["uncovered"] += 1
             g["configs"].add(p.config)
             if len(g["examples"]) < 3:
                 g["examples"].append({"config": p.config, "verilog_line": p.line,
-                                      "what": p.comment,
+                                      "what": f"{p.kind} {p.comment}",
                                       "text": src.text(p.line)[:90] if src else ""})
     out = collections.defaultdict(list)
     for (block, hier, signal, where), g in groups.items():
         if g["uncovered"]:
             out[block].append({"hier": hier, "signal": signal, "src": where,
                                "uncovered": g["uncovered"], "total": g["total"],
-                               "configs": sorted(g["configs"]), "examples": g["examples"]})
+                               "configs": sorted(g["configs"]),
+                               "in_configs": len(g["in_configs"]), "examples": g["examples"]})
     return {b: sorted(v, key=lambda g: (-g["uncovered"], g["hier"], g["signal"]))[:limit]
             for b, v in sorted(out.items())}
 
@@ -421,6 +441,16 @@ def _ranked_covered(tool, path):
 
 # the report -------------------------------------------------------------------------------
 
+def _run_names(files):
+    """Per configuration, the runs' names (``<config>.<name>.<pid>.<n>.dat``, rtlsim)."""
+    out = collections.defaultdict(list)
+    for f in files:
+        parts = f.name.split(".")
+        if len(parts) >= 3:
+            out[parts[0]].append(parts[1])
+    return {c: sorted(set(v)) for c, v in out.items()}
+
+
 def report(dat_dir, out_dir, *, limit=10, annotate=True, out=print):
     """Merge the ``.dat`` files of ``dat_dir``, write the outputs to ``out_dir`` and print the
     summary; returns the summary dict (what ``summary.json`` holds)."""
@@ -430,25 +460,30 @@ def report(dat_dir, out_dir, *, limit=10, annotate=True, out=print):
         raise CoverageError(f"no coverage files (*.dat) in {dat_dir}: run `make coverage` "
                             f"(the Verilator tests with TINYLPU_COVERAGE=1) first")
     counts = merge(files)
-    pts = points(counts)
-    if not pts:
+    every = points(counts)
+    if not every:
         raise CoverageError(f"the coverage files in {dat_dir} hold no points")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_dat(counts, out_dir / "merged.dat")
-    sources = _sources(pts)
+    sources = _sources(every)
+    pts = [p for p in every if not artifact(p, sources)]
     summary = summarize(pts)
     summary["runs"] = len(files)
+    summary["run_names"] = _run_names(files)
+    summary["excluded"] = {kind: sum(p.kind == kind for p in every) - sum(p.kind == kind
+                                                                          for p in pts)
+                           for kind in KINDS}
     summary["uncovered_lines"] = uncovered_lines(pts, sources, limit)
     summary["uncovered_toggles"] = uncovered_toggles(pts, sources, limit)
     tool = _verilator_coverage() if annotate else None
     check = None
     if tool is not None:
         ranked = _ranked_covered(tool, out_dir / "merged.dat")
-        mine = sum(p.count > 0 for p in pts)
+        mine = sum(p.count > 0 for p in every)
         if ranked != mine:
             raise CoverageError(f"verilator_coverage --rank counts {ranked} covered points in "
                                 f"{out_dir / 'merged.dat'}, this summary {mine}")
-        check = f"covered points == verilator_coverage --rank ({ranked})"
+        check = f"covered points == verilator_coverage --rank ({ranked}, before exclusions)"
         for config in summary["configs"]:
             sub = {k: c for k, c in counts.items()
                    if pathlib.Path(fields(k).get("f", "")).parent.name == config}
@@ -459,32 +494,37 @@ def report(dat_dir, out_dir, *, limit=10, annotate=True, out=print):
                   tool[1])
     summary["check"] = check
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    lines = _report_lines(summary, files, dat_dir, out_dir, tool is not None, annotate)
+    lines = _report_lines(summary, dat_dir, out_dir, tool is not None, annotate)
     (out_dir / "summary.txt").write_text("\n".join(lines) + "\n")
     for line in lines:
         out(line)
     return summary
 
 
-def _report_lines(summary, files, dat_dir, out_dir, annotated, annotate):
-    lines = [f"Verilator coverage of {TOP}: {len(files)} runs ({dat_dir}), "
-             f"{len(summary['configs'])} configurations: " + ", ".join(summary["configs"]),
-             "points of every configuration counted (each has its own Verilog); "
-             "covered = hit at least once", ""]
+def _report_lines(summary, dat_dir, out_dir, annotated, annotate):
+    ex = summary["excluded"]
+    lines = [f"Verilator coverage of {TOP}: {summary['runs']} runs ({dat_dir}) on "
+             f"{len(summary['configs'])} configurations; a point is covered if hit at least "
+             f"once. Per block, summed over the configurations (each has its own Verilog):",
+             ""]
     lines += format_table(summary)
-    lines.append("")
-    lines.append("per configuration: " + "; ".join(
-        f"{c} line {_cell(r['line'])}, toggle {_cell(r['toggle'])}"
-        for c, r in summary["configs"].items()))
+    lines += ["", "Per configuration (its runs: " + "; ".join(
+        f"{c}: {', '.join(names)}" for c, names in summary["run_names"].items()) + "):", ""]
+    lines += format_table(summary, by="configs", first="configuration")
+    lines += ["", f"Left out: Yosys' time-0 trigger of each always @* block "
+                  f"(`if (\\{ARTIFACT}...) begin end`, never true): {ex['branch']} branch, "
+                  f"{ex['line']} line and {ex['toggle']} toggle points."]
     for block, groups in summary["uncovered_lines"].items():
-        lines += ["", f"{block}: uncovered line points, by the signal the always block drives"]
+        lines += ["", f"{block}: uncovered line and branch points, by the signal the always "
+                      f"block or assign drives (declared at):"]
         for g in groups:
-            ex = g["examples"][0]
-            lines.append(f"  {g['uncovered']:4d}/{g['total']:<4d} {g['hier']}.{g['signal'] or '?'}"
-                         f" ({g['src'] or 'no src'}) in {len(g['configs'])} config(s); e.g. "
-                         f"{ex['config']} line {ex['verilog_line']} {ex['what']}: {ex['text']}")
+            e = g["examples"][0]
+            lines.append(f"  {g['uncovered']:4d}/{g['total']:<4d} {g['hier']}."
+                         f"{g['signal'] or '?'} ({g['src'] or 'no src'}), in "
+                         f"{len(g['configs'])} of {g['in_configs']} configs; e.g. {e['config']}"
+                         f" line {e['verilog_line']} {e['what']}: {e['text']}")
     for block, sigs in summary["uncovered_toggles"].items():
-        lines += ["", f"{block}: signals with toggle points no run covered"]
+        lines += ["", f"{block}: signals with toggle points no run covered (declared at):"]
         for s in sigs:
             lines.append(f"  {s['uncovered']:4d}/{s['total']:<4d} {s['hier']}.{s['signal']} "
                          f"({s['src'] or 'no src'}); never toggled: "
