@@ -75,6 +75,7 @@ def sample(tmp_path):
          key(f, 20, "toggle", seq, "pc[3]:1->0"): 0,
          key(f, 20, "toggle", seq + ".sub", "x:0->1"): 1,
          key(f, 20, "toggle", seq + ".sub", "x:1->0"): 0,
+         **{key(f, 20, "toggle", seq, f"q{r}_1:{d}"): 0 for r in (0, 1) for d in ("0->1", "1->0")},
          key(f, 3, "toggle", epi, "halves___05F0___05F1[0]:0->1"): 2}
     b = {key(f, 9, "line", top, "block", "9-15"): 4,
          key(f, 12, "line", top, "if", "12-13"): 0,
@@ -88,7 +89,7 @@ def sample(tmp_path):
 def test_merge_adds_equal_points_and_keeps_the_rest(tmp_path):
     dat, design = sample(tmp_path)
     counts = cov.merge(sorted(dat.glob("*.dat")))
-    assert len(counts) == 23
+    assert len(counts) == 27
     assert counts[key(str(design), 9, "line", "tinylpu_tile", "block", "9-15")] == 9
     assert counts[key(str(design), 20, "toggle", "tinylpu_tile.seq", "pc[3]:0->1")] == 1
     cov.write_dat(counts, tmp_path / "merged.dat")           # round trip
@@ -104,6 +105,8 @@ def test_names_and_blocks():
     assert cov.block_of("tinylpu_tile.router.abank0") == "router"
     assert cov.block_of("tinylpu_tile.epi$393") == "epi"
     assert cov._ranges({0, 1, 2, 5, 7, 8}) == "8:7,5,2:0"
+    assert cov._instance("tinylpu_tile.epi$393.sub$7") == "tinylpu_tile.epi.sub"
+    assert cov._family("q12_3") == "q*_*" and cov._family("$17") == "$*"
     assert cov.short_src("/a/b/tinylpu/rtl/mac.py:4|/a/b/tinylpu/rtl/mac.py:4") == "rtl/mac.py:4"
 
 
@@ -121,20 +124,20 @@ def test_summary_per_block(tmp_path):
 
     assert numbers(s["blocks"]["tinylpu_tile"]) == {"line": (1, 2), "branch": (2, 4),
                                                     "toggle": (3, 6), "toggle_named": (2, 4)}
-    assert numbers(s["blocks"]["seq"]) == {"line": (1, 1), "branch": (0, 0), "toggle": (4, 6),
-                                           "toggle_named": (4, 6)}
+    assert numbers(s["blocks"]["seq"]) == {"line": (1, 1), "branch": (0, 0),
+                                           "toggle": (4, 10), "toggle_named": (4, 10)}
     assert numbers(s["blocks"]["epi"]) == {"line": (0, 0), "branch": (0, 0), "toggle": (1, 1),
                                            "toggle_named": (1, 1)}
-    assert numbers(s["total"]) == {"line": (2, 3), "branch": (2, 4), "toggle": (8, 13),
-                                   "toggle_named": (7, 11)}
-    assert s["total"]["toggle"]["percent"] == 61.54
+    assert numbers(s["total"]) == {"line": (2, 3), "branch": (2, 4), "toggle": (8, 17),
+                                   "toggle_named": (7, 15)}
+    assert s["total"]["toggle"]["percent"] == 47.06
     assert list(s["configs"]) == ["l8r2-test"]
     table = cov.format_table(s)
     assert table[0].startswith("| block") and table[1].startswith("|---")
-    assert "| seq " in table[4] and "1/1 100.0%" in table[4] and "4/6 66.7%" in table[4]
+    assert "| seq " in table[4] and "1/1 100.0%" in table[4] and "4/10 40.0%" in table[4]
     assert "| epi " in table[3] and " - |" in table[3]
     assert table[-1].startswith("| all") and "2/4 50.0%" in table[-1]
-    assert "8/13 61.5%" in table[-1]
+    assert "8/17 47.1%" in table[-1]
     assert cov.format_table(s, by="configs", first="configuration")[2].startswith(
         "| l8r2-test ")
 
@@ -157,11 +160,17 @@ def test_uncovered_points_name_their_amaranth_source(tmp_path):
     assert {(e["verilog_line"], e["text"]) for e in g["examples"]} == {(12, "if (rst) begin")}
     assert (h["signal"], h["src"], h["uncovered"], h["total"]) == ("a", "rtl/top.py:20", 1, 2)
     toggles = cov.uncovered_toggles(pts, sources)
-    assert [(s["hier"], s["signal"], s["src"], s["uncovered"], s["total"],
-             s["never_toggled_bits"]) for b in ("tinylpu_tile", "seq") for s in toggles[b]] == [
-        ("tinylpu_tile", "count", "rtl/top.py:12", 2, 4, "1"),
-        ("tinylpu_tile.seq", "pc", "rtl/sequencer.py:40", 1, 4, ""),
-        ("tinylpu_tile.seq.sub", "x", "rtl/sequencer.py:40", 1, 2, "")]
+    assert [(s["hier"], s["signal"], s["src"], s["signals"], s["dead"], s["uncovered"],
+             s["total"]) for b in ("tinylpu_tile", "seq") for s in toggles[b]] == [
+        ("tinylpu_tile", "count", "rtl/top.py:12", 1, 0, 2, 4),
+        ("tinylpu_tile.seq", "q*_*", "rtl/sequencer.py:40", 2, 2, 4, 4),     # a family
+        ("tinylpu_tile.seq", "pc", "rtl/sequencer.py:40", 1, 0, 1, 4),
+        ("tinylpu_tile.seq.sub", "x", "rtl/sequencer.py:40", 1, 0, 1, 2)]
+    assert toggles["tinylpu_tile"][0]["examples"] == [{"signal": "tinylpu_tile.count",
+                                                       "never_toggled_bits": "1"}]
+    assert [e["signal"] for e in toggles["seq"][0]["examples"]] == [
+        "tinylpu_tile.seq.q0_1", "tinylpu_tile.seq.q1_1"]
+    assert toggles["seq"][1]["examples"][0]["never_toggled_bits"] == ""     # 1->0 only
     assert "$auto" not in str(toggles)
 
 
@@ -174,9 +183,12 @@ def test_report_writes_its_files(tmp_path):
     assert summary["excluded"] == {"line": 0, "branch": 2, "toggle": 1}
     assert json.loads((out / "summary.json").read_text())["total"]["line"]["covered"] == 2
     assert (out / "summary.txt").read_text().splitlines() == printed
-    assert len(cov.read_dat(out / "merged.dat")) == 23
+    assert len(cov.read_dat(out / "merged.dat")) == 27
     assert any(l.startswith("| seq") for l in printed)
-    assert any("tinylpu_tile.count (rtl/top.py:12)" in l for l in printed)
+    assert any("tinylpu_tile.count (rtl/top.py:12; 1 signal) in 1 of 1 configs" in l
+               for l in printed)
+    assert any("tinylpu_tile.seq.q*_* (rtl/sequencer.py:40; 2 signals, 2 never toggled at all)"
+               in l for l in printed)
 
 
 @pytest.mark.skipif(cov._verilator_coverage() is None, reason="no verilator_coverage on PATH")

@@ -330,20 +330,36 @@ def _sources(pts):
     return out
 
 
+def _instance(hier):
+    """An instance's name without Amaranth's ``$N`` suffixes, which differ between
+    configurations (``tinylpu_tile.epi$393`` is ``tinylpu_tile.epi``)."""
+    return re.sub(r"\$\d+", "", hier)
+
+
+def _family(name):
+    """Signals and instances that repeat per row, lane or bank as one name (``q0_3`` and
+    ``q1_2`` are ``q*_*``; ``abank1`` is ``abank*``; Yosys' ``$12`` is ``$*``)."""
+    return re.sub(r"\d+", "*", name)
+
+
 def uncovered_lines(pts, sources, limit=10):
     """Per block, the uncovered line and branch points grouped by the signal their ``always``
-    block (or ``assign``) drives, over all configurations: the ``limit`` groups with the most
-    uncovered points; ``configs``: those with an uncovered point, of ``in_configs``."""
+    block (or ``assign``) drives, over all configurations, signals that repeat per row or
+    lane as one family (:func:`_family`): the ``limit`` families with the most uncovered
+    points; ``configs``: those with an uncovered point, of ``in_configs``."""
     groups = collections.defaultdict(lambda: {"uncovered": 0, "total": 0, "configs": set(),
-                                              "in_configs": set(), "examples": []})
+                                              "in_configs": set(), "signals": set(),
+                                              "examples": []})
     for p in pts:
         if p.kind not in ("line", "branch"):
             continue
         src = sources.get(p.file)
         signal, where = src.driven(p.line) if src else ("", "")
-        g = groups[p.block, p.hier, signal, where]
+        hier = _instance(p.hier)
+        g = groups[p.block, _family(hier), _family(signal), where]
         g["total"] += 1
         g["in_configs"].add(p.config)
+        g["signals"].add(f"{hier}.{signal}")
         if p.count == 0:
             g["uncovered"] += 1
             g["configs"].add(p.config)
@@ -355,6 +371,7 @@ def uncovered_lines(pts, sources, limit=10):
     for (block, hier, signal, where), g in groups.items():
         if g["uncovered"]:
             out[block].append({"hier": hier, "signal": signal, "src": where,
+                               "signals": len(g["signals"]),
                                "uncovered": g["uncovered"], "total": g["total"],
                                "configs": sorted(g["configs"]),
                                "in_configs": len(g["in_configs"]), "examples": g["examples"]})
@@ -373,9 +390,11 @@ def _ranges(bits):
 
 
 def uncovered_toggles(pts, sources, limit=10):
-    """Per block, the named signals with the most toggle points that no configuration
-    covered (a point counts once, covered if any configuration toggled it), and the bits
-    that never changed at all."""
+    """Per block, the named signals with toggle points that no configuration covered (a
+    point counts once, covered if any configuration toggled it), in families
+    (:func:`_family`): the ``limit`` families with the most such points, how many of their
+    signals never changed at all (``dead``), and for a few of them the bits that never
+    changed."""
     merged = collections.defaultdict(int)            # (block, hier, sig, bit, dir) -> count
     where = {}
     for p in pts:
@@ -384,11 +403,12 @@ def uncovered_toggles(pts, sources, limit=10):
         sig, bit, direction = _toggle(p.comment)
         if not _named(sig):
             continue
-        merged[p.block, p.hier, sig, bit, direction] += p.count
-        if (p.hier, sig) not in where and sources.get(p.file):
+        hier = _instance(p.hier)
+        merged[p.block, hier, sig, bit, direction] += p.count
+        if (hier, sig) not in where and sources.get(p.file):
             src = sources[p.file]
             module = src.module_at[p.line - 1] if 0 < p.line <= len(src.lines) else ""
-            where[p.hier, sig] = src.src_at.get(p.line) or src.src_of(module, sig)
+            where[hier, sig] = src.src_at.get(p.line) or src.src_of(module, sig)
     signals = collections.defaultdict(lambda: {"uncovered": 0, "total": 0,
                                                "bits": collections.defaultdict(int)})
     for (block, hier, sig, bit, _), count in merged.items():
@@ -396,13 +416,23 @@ def uncovered_toggles(pts, sources, limit=10):
         s["total"] += 1
         s["uncovered"] += count == 0
         s["bits"][bit] += count
+    families = collections.defaultdict(lambda: {"signals": 0, "dead": 0, "uncovered": 0,
+                                                "total": 0, "examples": []})
+    for (block, hier, sig), s in sorted(signals.items()):
+        if not s["uncovered"]:
+            continue
+        src = where.get((hier, sig), "")
+        f = families[block, _family(hier), _family(sig), src]
+        f["signals"] += 1
+        f["dead"] += s["uncovered"] == s["total"]
+        f["uncovered"] += s["uncovered"]
+        f["total"] += s["total"]
+        if len(f["examples"]) < 2:
+            f["examples"].append({"signal": f"{hier}.{sig}", "never_toggled_bits": _ranges(
+                b for b, c in s["bits"].items() if c == 0)})
     out = collections.defaultdict(list)
-    for (block, hier, sig), s in signals.items():
-        if s["uncovered"]:
-            out[block].append({"hier": hier, "signal": sig, "src": where.get((hier, sig), ""),
-                               "uncovered": s["uncovered"], "total": s["total"],
-                               "never_toggled_bits": _ranges(b for b, c in s["bits"].items()
-                                                             if c == 0)})
+    for (block, hier, sig, src), f in families.items():
+        out[block].append({"hier": hier, "signal": sig, "src": src, **f})
     return {b: sorted(v, key=lambda s: (-s["uncovered"], s["hier"], s["signal"]))[:limit]
             for b, v in sorted(out.items())}
 
@@ -516,19 +546,25 @@ def _report_lines(summary, dat_dir, out_dir, annotated, annotate):
                   f"{ex['line']} line and {ex['toggle']} toggle points."]
     for block, groups in summary["uncovered_lines"].items():
         lines += ["", f"{block}: uncovered line and branch points, by the signal the always "
-                      f"block or assign drives (declared at):"]
+                      f"block or assign drives (* = one per row, lane, ...; declared at):"]
         for g in groups:
             e = g["examples"][0]
             lines.append(f"  {g['uncovered']:4d}/{g['total']:<4d} {g['hier']}."
-                         f"{g['signal'] or '?'} ({g['src'] or 'no src'}), in "
-                         f"{len(g['configs'])} of {g['in_configs']} configs; e.g. {e['config']}"
-                         f" line {e['verilog_line']} {e['what']}: {e['text']}")
+                         f"{g['signal'] or '?'} ({g['src'] or 'no src'}; {g['signals']} "
+                         f"signal{'s' if g['signals'] > 1 else ''}) in {len(g['configs'])} of "
+                         f"{g['in_configs']} configs; e.g. {e['config']} line "
+                         f"{e['verilog_line']} {e['what']}: {e['text']}")
     for block, sigs in summary["uncovered_toggles"].items():
-        lines += ["", f"{block}: signals with toggle points no run covered (declared at):"]
+        lines += ["", f"{block}: toggle points no run covered, by signal (* = one per row, "
+                      f"lane, ...; declared at):"]
         for s in sigs:
-            lines.append(f"  {s['uncovered']:4d}/{s['total']:<4d} {s['hier']}.{s['signal']} "
-                         f"({s['src'] or 'no src'}); never toggled: "
-                         f"{s['never_toggled_bits'] or 'none (one direction missing)'}")
+            bits = "; ".join(f"{e['signal']} never toggled "
+                             f"{e['never_toggled_bits'] or 'no bit (one direction missing)'}"
+                             for e in s["examples"])
+            lines.append(f"  {s['uncovered']:5d}/{s['total']:<5d} {s['hier']}.{s['signal']} "
+                         f"({s['src'] or 'no src'}; {s['signals']} signal"
+                         f"{'s' if s['signals'] > 1 else ''}, {s['dead']} never toggled at all);"
+                         f" e.g. {bits}")
     lines.append("")
     lines.append(f"merged: {out_dir / 'merged.dat'}; summary: {out_dir / 'summary.json'}")
     if annotated:
