@@ -348,10 +348,10 @@ def build_parser():
                    help="directory for profile.png and profile.md (default build/profile)")
     p.set_defaults(func=cmd_profile)
     p = sub.add_parser("coverage", help="merge the Verilator coverage files of `make coverage` "
-                                         "and print line and toggle coverage per block",
+                                         "and print line, branch and toggle coverage per block",
                        description="merge the coverage files the Verilator runs left under "
-                                   "TINYLPU_COVERAGE=1 and summarize line and toggle coverage "
-                                   "per block, with the uncovered lines and signals")
+                                   "TINYLPU_COVERAGE=1 and summarize line, branch and toggle "
+                                   "coverage per block, with the uncovered lines and signals")
     p.add_argument("--dat", type=pathlib.Path, default=pathlib.Path("build/coverage/dat"),
                    help="directory of the runs' .dat files (default build/coverage/dat)")
     p.add_argument("-o", "--output", type=pathlib.Path, default=pathlib.Path("build/coverage"),

