@@ -17,13 +17,15 @@ PROMPT    ?= Once upon a time
 STEPS     ?= 64
 # GEMV shape for `make sim-gemv` (rows x columns)
 SHAPE  ?= 64x64
+# the tests `make coverage` runs (pytest -k): the default suite's Verilator runs
+COVERAGE_TESTS ?= verilator or stories260k
 
 # a variable's value as one shell word (quotes kept): $(call q,NAME); qv: its text exactly as
 # given, not expanded by make either (PROMPT='he said "hi" $(x)' reaches the tile as typed)
 q = '$(subst ','\'',$($1))'
 qv = '$(subst ','\'',$(value $1))'
 
-.PHONY: setup test test-slow verilog lint synth pnr waves sim sim-gemv bench docs clean check-venv
+.PHONY: setup test test-slow coverage verilog lint synth pnr waves sim sim-gemv bench docs clean check-venv
 
 setup:
 	@command -v iverilog >/dev/null 2>&1 || { echo "setup: Icarus Verilog (iverilog) is not installed; install it with 'apt-get install -y iverilog' (as root)"; exit 1; }
@@ -42,6 +44,13 @@ test: check-venv
 
 test-slow: check-venv
 	$(PY) -m pytest -q -m slow
+
+# Verilator line and toggle coverage of the tile under the default suite's Verilator tests
+# (docs/verification.md): build/coverage/{summary.txt,summary.json,merged.dat,annotated/}
+coverage: check-venv
+	rm -rf build/coverage
+	TINYLPU_COVERAGE=1 $(PY) -m pytest -q tb -m 'not slow' -k $(call q,COVERAGE_TESTS)
+	$(CLI) coverage
 
 verilog: check-venv
 	$(CLI) verilog --config "$(CONFIG)"

@@ -46,6 +46,11 @@ def files(tmp_path_factory):
     save_tokenizer(Tokenizer(pieces, [0.0] * len(pieces)), paths["tok"])
     paths["tok_small"] = d / "tok_small.bin"
     save_tokenizer(Tokenizer(pieces[:-5], [0.0] * (len(pieces) - 5)), paths["tok_small"])
+    paths["baddat"] = d / "baddat"                     # a coverage file that is not one
+    paths["baddat"].mkdir()
+    (paths["baddat"] / "run.dat").write_text("# SystemC::Coverage-3\nC 'no fields' 1\n")
+    paths["empty"] = d / "empty"
+    paths["empty"].mkdir()
     return paths
 
 
@@ -102,6 +107,10 @@ CASES = [
      "tok_emb: requantization factor"),
     (["profile", "--model", "{good}", "--positions", "99"], "position 99 is outside"),
     (["profile", "--model", "{good}", "--positions", "a,b"], "positions"),
+    (["coverage", "--dat", "{empty}", "-o", "{empty}"], "no coverage files (*.dat) in"),
+    (["coverage", "--dat", "{baddat}", "-o", "{baddat}"],
+     "run.dat:2: not a Verilator coverage point"),
+    (["coverage", "--top", "0"], "must be a positive integer, not 0"),
     ([], "the following arguments are required: command"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]

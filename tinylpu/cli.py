@@ -1,4 +1,4 @@
-"""TinyLPU: Verilog, lint, synthesis, simulation, waveforms and benchmarks of the tile.
+"""TinyLPU: Verilog, lint, synthesis, simulation, waveforms, coverage and benchmarks of the tile.
 
 The tile subcommands take ``--config`` as ``name=value`` pairs over the defaults of
 :class:`tinylpu.Config` (e.g. ``--config lanes=8,rows=2``; ``bench`` measures fixed
@@ -232,6 +232,12 @@ def cmd_generate(args):
     return 0
 
 
+def cmd_coverage(args):
+    from .coverage import report
+    report(args.dat, args.output, limit=args.top, annotate=not args.no_annotate)
+    return 0
+
+
 def _positive(text):
     try:
         value = int(text)
@@ -341,11 +347,27 @@ def build_parser():
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("build/profile"),
                    help="directory for profile.png and profile.md (default build/profile)")
     p.set_defaults(func=cmd_profile)
+    p = sub.add_parser("coverage", help="merge the Verilator coverage files of `make coverage` "
+                                         "and print line, branch and toggle coverage per block",
+                       description="merge the coverage files the Verilator runs left under "
+                                   "TINYLPU_COVERAGE=1 and summarize line, branch and toggle "
+                                   "coverage per block, with the uncovered lines and signals")
+    p.add_argument("--dat", type=pathlib.Path, default=pathlib.Path("build/coverage/dat"),
+                   help="directory of the runs' .dat files (default build/coverage/dat)")
+    p.add_argument("-o", "--output", type=pathlib.Path, default=pathlib.Path("build/coverage"),
+                   help="directory for merged.dat, summary.json, summary.txt and annotated/ "
+                        "(default build/coverage)")
+    p.add_argument("--top", type=_positive, default=10,
+                   help="uncovered signals listed per block (default 10)")
+    p.add_argument("--no-annotate", action="store_true",
+                   help="skip verilator_coverage (annotated sources and the cross-check)")
+    p.set_defaults(func=cmd_coverage)
     return parser
 
 
 def main(argv=None):
     from .compiler import CompileError
+    from .coverage import CoverageError
     from .host import HostError
     from .isa import IsaError
     from .model import ModelError
@@ -356,8 +378,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CompileError, HostError, IsaError, ModelError, PnrError, SimError,
-            SynthError, OSError) as error:
+    except (ConfigError, CompileError, CoverageError, HostError, IsaError, ModelError, PnrError,
+            SimError, SynthError, OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,12 +3,22 @@
 One build directory per configuration and simulator: ``build/<config>/<sim>/``. The cocotb
 test module (``tb/tile_tb.py``) replays host streams given in a JSON file and writes what it
 measured to another; :func:`run_streams` hides that plumbing.
+
+Coverage: with the environment variable ``TINYLPU_COVERAGE=1`` (``make coverage``),
+Verilator builds with ``--coverage-line --coverage-toggle`` into ``build/<config>/verilator-cov/``
+(the normal build is left alone) from ``build/<config>/tinylpu_tile.cov.v``: the same Verilog
+with Amaranth's ``(* src = "file:line" *)`` attributes kept, so that coverage points map back to
+``rtl/*.py``. Every Verilator run writes its own coverage file into ``build/coverage/dat/``
+(:func:`coverage_dat_dir`); ``tinylpu coverage`` merges and summarizes them. Icarus runs are not
+affected.
 """
 
 __all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "write_verilog", "lint",
-           "fst_path", "build", "run_streams", "run_generate"]
+           "fst_path", "coverage_enabled", "coverage_dat_dir", "build", "run_streams",
+           "run_generate"]
 
 import functools
+import itertools
 import json
 import os
 import pathlib
@@ -22,6 +32,8 @@ SIMULATORS = ("icarus", "verilator")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TB_DIR = ROOT / "tb"
 TOP = "tinylpu_tile"
+COVERAGE_ENV = "TINYLPU_COVERAGE"
+_coverage_runs = itertools.count()
 
 
 class SimError(RuntimeError):
@@ -54,21 +66,29 @@ def prepare_env(sim):
                        "`apt-get install -y iverilog` (as root)")
 
 
-def verilog_path(cfg, root=None):
-    return cfg.build_dir(root or ROOT / "build") / f"{TOP}.v"
+def verilog_path(cfg, root=None, *, src=False):
+    """``build/<config>/tinylpu_tile.v``; with ``src``, ``tinylpu_tile.cov.v``, the copy that
+    keeps Amaranth's source attributes (coverage builds)."""
+    return cfg.build_dir(root or ROOT / "build") / f"{TOP}{'.cov' if src else ''}.v"
 
 
 @functools.lru_cache(maxsize=None)
-def _verilog_text(cfg):
+def _verilog_text(cfg, src=False):
+    if src:    # the same design, and the same Verilog but for the (* src *) attributes
+        from amaranth.back import verilog
+
+        from tinylpu.rtl.top import Tile
+        return verilog.convert(Tile(cfg), name=TOP, emit_src=True)
     from tinylpu.rtl.top import generate_verilog
     return generate_verilog(cfg)
 
 
-def write_verilog(cfg, root=None):
+def write_verilog(cfg, root=None, *, src=False):
     """Generate the Verilog of ``cfg`` (elaborated once per process and config); the file is
-    rewritten only when its text changes."""
-    path = verilog_path(cfg, root)
-    text = _verilog_text(cfg)
+    rewritten only when its text changes. ``src``: keep Amaranth's ``(* src = "file:line" *)``
+    attributes (:func:`verilog_path` names that copy apart)."""
+    path = verilog_path(cfg, root, src=src)
+    text = _verilog_text(cfg, src)
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -93,13 +113,27 @@ def fst_path(cfg, sim, root=None):
     return verilog_path(cfg, root).parent / f"{sim}-waves" / f"{TOP}.fst"
 
 
+def coverage_enabled():
+    """Whether Verilator builds and runs collect line and toggle coverage: the environment
+    variable ``TINYLPU_COVERAGE`` is set to anything but empty or ``0``."""
+    return os.environ.get(COVERAGE_ENV, "") not in ("", "0")
+
+
+def coverage_dat_dir(root=None):
+    """Where coverage runs leave their ``.dat`` files: ``build/coverage/dat/``."""
+    return pathlib.Path(root or ROOT / "build") / "coverage" / "dat"
+
+
 def build(cfg, sim, *, waves=False, root=None):
-    """Build the simulation of ``cfg`` for ``sim``; returns the cocotb runner."""
+    """Build the simulation of ``cfg`` for ``sim``; returns the cocotb runner. Under
+    :func:`coverage_enabled`, a Verilator build is instrumented for line and toggle coverage
+    and lives in ``build/<config>/verilator-cov/``."""
     from cocotb_tools.runner import get_runner
     if waves and sim != "icarus":
         raise SimError("waveforms are written by Icarus runs (make waves), not by " + sim)
     prepare_env(sim)
-    vfile = write_verilog(cfg, root)
+    coverage = sim == "verilator" and coverage_enabled()
+    vfile = write_verilog(cfg, root, src=coverage)
     runner = get_runner(sim)
     # Yosys' Verilog wakes its `always @*` blocks with a `reg trigger = 0` initialiser, which
     # creates a time-0 event only under Verilog-2005 semantics (cocotb passes -g2012 first).
@@ -110,7 +144,9 @@ def build(cfg, sim, *, waves=False, root=None):
         build_args = ["--no-public-flat-rw", "--public-depth", "1",
                       "-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
                       "--x-initial", "fast"]
-    build_dir = vfile.parent / (sim + ("-waves" if waves else ""))
+    if coverage:
+        build_args += ["--coverage-line", "--coverage-toggle"]
+    build_dir = vfile.parent / (sim + ("-waves" if waves else "") + ("-cov" if coverage else ""))
     build_dir.mkdir(parents=True, exist_ok=True)
     sources, defines = [vfile], {}
     if waves:
@@ -164,6 +200,8 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=
     the simulation runs, as the testbench receives them.
     ``test_module``: the cocotb module in ``tb/`` that replays the cases (another harness,
     e.g. ``stress_tb``, reads the same files); ``extra_env``: more environment variables for it.
+    Under :func:`coverage_enabled`, a Verilator run writes its coverage to a file of its own,
+    ``build/coverage/dat/<config>.<name>.<pid>.<n>.dat``.
     Raises :class:`SimError` if the testbench reported a failure.
     """
     runner = build(cfg, sim, waves=waves, root=root)
@@ -178,7 +216,12 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=
     if str(TB_DIR) not in sys.path:
         sys.path.insert(0, str(TB_DIR))
     log = work / "sim.log"
-    outcome = {}
+    outcome, plusargs = {}, []
+    if sim == "verilator" and coverage_enabled():
+        dat_dir = coverage_dat_dir(root)
+        dat_dir.mkdir(parents=True, exist_ok=True)
+        dat = dat_dir / f"{cfg.ident}.{name}.{os.getpid()}.{next(_coverage_runs)}.dat"
+        plusargs.append(f"+verilator+coverage+file+{dat}")
 
     def simulate():
         try:
@@ -189,7 +232,7 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=
                            "TINYLPU_EMITTED": str(emit_file),
                            "TINYLPU_SIGNALS": " ".join(signals), **(extra_env or {})},
                 waves=waves,   # Icarus: only selects vvp's -fst; our module dumps
-                log_file=log)
+                plusargs=plusargs, log_file=log)
         except (Exception, SystemExit) as error:   # the runner exits when a test fails
             outcome["error"] = error
 
