@@ -41,12 +41,14 @@ MEASURED = [
     (64, 1024, 16, "DP16KD", 4),
     (128, 1024, 128, "DP16KD", 8),
     (128, 2048, 128, "DP16KD", 15),          # 2048 x 9: 15 blocks, not 16
+    (128, 4096, 128, "DP16KD", 30),          # stories260K's weight banks
     (288, 32, 288, "TRELLIS_DPR16X4", 144),
     (288, 64, 288, "DP16KD", 8),
     (288, 128, 288, "DP16KD", 8),
     (256, 32, 32, "TRELLIS_DPR16X4", 128),
     (256, 64, 32, "DP16KD", 8),              # 32-bit lanes take 36 bits (4 x 9-bit bytes)
     (256, 1024, 32, "DP16KD", 16),
+    (512, 1024, 32, "DP16KD", 32),           # stories260K's activation banks
 ]
 
 
@@ -143,3 +145,14 @@ def test_stories260k_longest_context_on_85f(capsys):
     assert "177 positions would need 270 block RAMs" in out
     assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--positions", "512"]) == 1
     assert "512 positions need 400 block RAMs" in capsys.readouterr().out
+
+
+def test_small_model_fits_its_whole_seq_len(tmp_path, capsys):
+    from tinylpu.model import save_checkpoint, synthetic_model
+    path = tmp_path / "m.bin"
+    save_checkpoint(synthetic_model(seq_len=16), path)
+    assert main(["fit", "--model", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "16 positions (the model's seq_len)" in out
+    assert main(["fit", "--model", str(path), "--device", "LFE5U-25F"]) == 0
+    assert "7 positions; 8 positions would need 65 block RAMs" in capsys.readouterr().out

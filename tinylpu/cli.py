@@ -257,7 +257,8 @@ def cmd_fit(args):
         overrides = {name: getattr(given, name) for name in names}
     model = load_checkpoint(args.model)
     mc = model.config
-    positions, cfg, used = model_fit(model, args.positions, args.device, overrides)
+    fit = model_fit(model, args.positions, args.device, overrides)
+    positions, cfg, used = fit.positions, fit.cfg, fit.blocks
     what = ("the longest context that fits" if args.positions is None
             else "the requested context")
     print(f"{args.model}: dim {mc.dim}, {mc.n_layers} layers, vocab {mc.vocab_size}, "
@@ -270,16 +271,9 @@ def cmd_fit(args):
         return 1
     if args.positions is None:
         print(f"longest context on {args.device}: {positions} positions"
-              + (" (the model's seq_len)" if positions == mc.seq_len else
-                 f"; {positions + 1} positions would need "
-                 f"{tile_fit(_next_cfg(model, positions + 1, overrides), args.device)[0]} "
-                 f"block RAMs"))
+              + (" (the model's seq_len)" if fit.next_blocks is None else
+                 f"; {positions + 1} positions would need {fit.next_blocks} block RAMs"))
     return 0
-
-
-def _next_cfg(model, positions, overrides):
-    from .fit import model_fit
-    return model_fit(model, positions, overrides=overrides)[1]
 
 
 def _positive(text):
@@ -423,8 +417,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CompileError, FitError, HostError, IsaError, ModelError, PnrError, SimError,
-            SynthError, OSError) as error:
+    except (ConfigError, CompileError, FitError, HostError, IsaError, ModelError, PnrError,
+            SimError, SynthError, OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ block RAM or 4 a 16x4 LUT RAM, the cheapest wins): see :func:`mapping`.
 """
 
 __all__ = ["DEVICES", "Memory", "mapping", "bram_blocks", "tile_memories", "tile_brams",
-           "tile_fit", "longest_context", "model_fit", "format_table", "FitError"]
+           "tile_fit", "longest_context", "model_fit", "ModelFit", "format_table", "FitError"]
 
 import dataclasses
 import functools
@@ -174,10 +174,9 @@ def longest_context(cfg_for, max_positions, device_name=DEFAULT_DEVICE):
         cfg = cfg_for(p)
         return cfg, tile_fit(cfg, device_name)[0]
 
-    lo, hi = 0, max_positions            # blocks(lo) fits (lo = 0: none yet), hi+1 does not
     if blocks(1)[1] > limit:
         return None
-    lo = 1
+    lo, hi = 1, max_positions            # blocks(lo) fits; the answer is in [lo, hi]
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if blocks(mid)[1] <= limit:
@@ -211,13 +210,23 @@ def _mode(m):
     return f"{d} x {w}" + (" (pseudo-dual-port)" if (w, d) == PDP_MODE else "")
 
 
+@dataclasses.dataclass
+class ModelFit:
+    """A model's tile on a device: its context, config and block RAMs."""
+    positions: int
+    cfg: Config
+    blocks: int
+    next_blocks: int = None   # the blocks one more position would need (None at seq_len)
+
+
 def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None):
     """The tile for a llama2.c ``model`` (:class:`tinylpu.model.FloatModel`), sized by
-    :func:`tinylpu.decoder.config_for`: with ``positions``, for that KV cache; else the
-    longest one (at most the model's seq_len) whose tile fits the device's block RAMs.
+    :func:`tinylpu.decoder.config_for` (calibrated as ``tinylpu generate`` does without a
+    tokenizer): with ``positions``, for that KV cache; else for the longest one (at most the
+    model's seq_len) whose tile fits the device's block RAMs. Returns a :class:`ModelFit`.
 
-    Returns ``(positions, cfg, blocks)``. Raises :class:`FitError` when the model does not fit
-    at any context, or ``positions`` is outside [1, seq_len]."""
+    Raises :class:`FitError` when the model does not fit at any context, or ``positions``
+    is outside [1, seq_len]."""
     from .decoder import config_for
     from .generate import calibration
     from .intmodel import quantize
@@ -232,9 +241,12 @@ def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None)
     def cfg_for(p):
         return config_for(qm, p, **overrides)
 
+    def blocks_at(p):
+        return tile_fit(cfg_for(p), device_name)[0] if p <= seq_len else None
+
     if positions is not None:
         cfg = cfg_for(positions)
-        return positions, cfg, tile_fit(cfg, device_name)[0]
+        return ModelFit(positions, cfg, tile_fit(cfg, device_name)[0], blocks_at(positions + 1))
     best = longest_context(cfg_for, seq_len, device_name)
     if best is None:
         cfg = cfg_for(1)
@@ -243,4 +255,5 @@ def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None)
         raise FitError(f"the model does not fit {device_name} at any context: even 1 position "
                        f"needs {used} block RAMs (DP16KD) of {have} (the largest memory, "
                        f"{worst.name} {worst.width} x {worst.depth}, takes {worst.blocks})")
-    return best
+    p, cfg, used = best
+    return ModelFit(p, cfg, used, blocks_at(p + 1))
