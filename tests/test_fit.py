@@ -58,13 +58,23 @@ def test_mapping_matches_yosys(width, depth, gran, cell, count):
     assert bram_blocks(width, depth, "sdp", gran) == (count if cell == "DP16KD" else 0)
 
 
+# ROMs (one read port, an initial value), measured the same way: small ones go to LUTs
+MEASURED_ROM = [(16, 64, "logic", 0), (16, 100, "logic", 0), (16, 128, "logic", 0),
+                (16, 144, "DP16KD", 1), (16, 160, "DP16KD", 1), (16, 200, "DP16KD", 1),
+                (16, 256, "DP16KD", 1), (8, 512, "DP16KD", 1), (32, 128, "DP16KD", 1)]
+
+
+@pytest.mark.parametrize("width, depth, cell, count", MEASURED_ROM)
+def test_rom_mapping_matches_yosys(width, depth, cell, count):
+    assert mapping(width, depth, "rom") == (cell, count)
+
+
 def test_bram_modes():
     assert bram_blocks(1, 16384) == 1 and bram_blocks(2, 8192) == 1
     assert bram_blocks(1, 16385) == 2
     assert bram_blocks(36, 512, "tdp") == 2          # no 36-bit mode with two ports
     assert bram_blocks(18, 1024, "tdp") == 1
-    assert bram_blocks(16, 16, "rom") == 1           # ROMs never go to LUT RAM
-    assert bram_blocks(25, 192, "rom") == 1
+    assert bram_blocks(25, 192, "rom") == 1           # the norm unit's ROM
     with pytest.raises(ValueError):
         bram_blocks(16, 16, "dual")
 

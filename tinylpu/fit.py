@@ -35,6 +35,7 @@ PDP_MODE = (36, 512)
 BYTE = 9                  # a block RAM's write-enable granularity in bits
 BRAM_COST, LUTRAM_COST = 128, 4
 LUTRAM = (4, 16)          # TRELLIS_DPR16X4: 16 words x 4 bits, asynchronous read
+ROM_LOGIC_COST = 1 / 16   # a ROM bit in LUTs (memory_libmap's default)
 PORTS = ("sdp", "tdp", "rom")
 
 
@@ -56,7 +57,8 @@ def _blocks(width, depth, granularity, mode_width, mode_depth):
 
 def mapping(width, depth, ports="sdp", granularity=None):
     """How Yosys' ``synth_ecp5`` implements one memory: ``(cell, count)`` with cell
-    ``"DP16KD"`` (block RAM) or ``"TRELLIS_DPR16X4"`` (LUT RAM).
+    ``"DP16KD"`` (block RAM), ``"TRELLIS_DPR16X4"`` (LUT RAM) or ``"logic"`` (a ROM in
+    LUTs; count 0).
 
     ``ports``: ``"sdp"``, one synchronous read port and one write port (every memory of the
     tile); ``"tdp"``, two read/write ports; ``"rom"``, one read port and an initial value.
@@ -68,7 +70,10 @@ def mapping(width, depth, ports="sdp", granularity=None):
     ``ceil(width / w) * ceil(depth / d)`` blocks of the cheapest mode ``w x d``; in the 9-, 18-
     and 36-bit modes each write-enable group is padded to whole 9-bit bytes (32-bit lanes
     take 36 bits). A RAM also may go to LUT RAM, ``ceil(width / 4) * ceil(depth / 16)`` 16x4
-    cells at cost 4 each against 128 a block RAM, whichever is cheaper (ROMs never do).
+    cells at cost 4 each against 128 a block RAM, whichever is cheaper (ROMs never do). A
+    ROM goes to LUTs when its bits / 16 are at most 128 per block RAM it would take (measured:
+    16 x 128 in LUTs, 16 x 144 in one block; 16 x 129 went to LUTs too, one word past this
+    rule's boundary).
     """
     if ports not in PORTS:
         raise ValueError(f"ports must be one of {', '.join(PORTS)}, not {ports!r}")
@@ -81,6 +86,8 @@ def mapping(width, depth, ports="sdp", granularity=None):
         luts = _cdiv(width, LUTRAM[0]) * _cdiv(depth, LUTRAM[1])
         if luts * LUTRAM_COST < brams * BRAM_COST:
             return "TRELLIS_DPR16X4", luts
+    if ports == "rom" and width * depth * ROM_LOGIC_COST <= brams * BRAM_COST:
+        return "logic", 0
     return "DP16KD", brams
 
 
@@ -194,8 +201,8 @@ def format_table(cfg, device_name=DEFAULT_DEVICE):
     name_w = max(len(m.name) for m in mems)
     lines = [f"{'memory':<{name_w}}  {'width x depth':>14}  {'DP16KD':>6}  mapping"]
     for m in mems:
-        how = (f"{m.count} LUT RAM 16x4" if m.cell != "DP16KD" else
-               _mode(m))
+        how = {"DP16KD": None, "logic": "LUTs (a small ROM)"}.get(
+            m.cell, f"{m.count} LUT RAM 16x4") or _mode(m)
         lines.append(f"{m.name:<{name_w}}  {f'{m.width} x {m.depth}':>14}  {m.blocks:>6}  {how}")
     lines.append(f"{'total':<{name_w}}  {'':>14}  {used:>6}  of {have} on {device_name} "
                  f"({100 * used / have:.0f}%)")
