@@ -138,6 +138,8 @@ def tile_memories(cfg):
                 width = Shape.cast(sub._data.shape).width
                 if writes == 0:
                     ports = "rom"
+                # two read/write ports or more read ports: counted as true dual-port (no
+                # tile memory has them; Yosys may also duplicate a memory per read port)
                 elif reads <= 1 and writes == 1:
                     ports = "sdp"
                 else:
@@ -152,7 +154,7 @@ def tile_memories(cfg):
 
 def tile_brams(cfg):
     """``[(memory name, width, depth, DP16KD blocks)]`` for every memory of the tile (0
-    blocks: Yosys puts it in LUT RAM)."""
+    blocks: Yosys puts it in LUT RAM or LUTs)."""
     return [(m.name, m.width, m.depth, m.blocks) for m in tile_memories(cfg)]
 
 
