@@ -235,6 +235,49 @@ def cmd_generate(args):
 def cmd_coverage(args):
     from .coverage import report
     report(args.dat, args.output, limit=args.top, annotate=not args.no_annotate)
+
+
+def cmd_fit(args):
+    from .fit import DEVICES, FitError, format_table, model_fit, tile_fit
+    from .model import load_checkpoint
+    if args.device not in DEVICES:
+        raise FitError(f"unknown device {args.device!r}: one of {', '.join(DEVICES)}")
+    have = DEVICES[args.device]["dp16kd"]
+    if args.model is None:
+        if args.positions is not None:
+            raise FitError("--positions needs --model (the KV cache is sized for a model)")
+        cfg = Config.parse(args.config_text)
+        print(f"tile {cfg.ident} on {args.device}:")
+        print("\n".join(format_table(cfg, args.device)))
+        used = tile_fit(cfg, args.device)[0]
+        if used > have:
+            print(f"does not fit: {used} block RAMs needed, {args.device} has {have}")
+            return 1
+        return 0
+    overrides = {}
+    if args.config_text:
+        given = Config.parse(args.config_text)
+        names = [item.partition("=")[0].strip() for item in args.config_text.split(",")
+                 if item.strip()]
+        overrides = {name: getattr(given, name) for name in names}
+    model = load_checkpoint(args.model)
+    mc = model.config
+    fit = model_fit(model, args.positions, args.device, overrides)
+    positions, cfg, used = fit.positions, fit.cfg, fit.blocks
+    what = ("the longest context that fits" if args.positions is None
+            else "the requested context")
+    print(f"{args.model}: dim {mc.dim}, {mc.n_layers} layers, vocab {mc.vocab_size}, "
+          f"seq_len {mc.seq_len}; {what}: {positions} positions (int16 KV cache); "
+          f"tile {cfg.ident}")
+    print("\n".join(format_table(cfg, args.device)))
+    if used > have:
+        print(f"does not fit: {positions} positions need {used} block RAMs, {args.device} "
+              f"has {have} (without --positions: the longest context that fits)")
+        return 1
+    if args.positions is None:
+        print(f"longest context on {args.device}: {positions} positions"
+              + (" (the model's seq_len)" if fit.next_blocks is None else
+                 f"; {positions + 1} positions would need {fit.next_blocks} block RAMs"))
     return 0
 
 
@@ -362,12 +405,29 @@ def build_parser():
     p.add_argument("--no-annotate", action="store_true",
                    help="skip verilator_coverage (annotated sources and the cross-check)")
     p.set_defaults(func=cmd_coverage)
+    p = sub.add_parser("fit", help="block RAMs (DP16KD) per memory against an ECP5 device, "
+                                    "and the longest context of a model that fits",
+                       description="count the block RAMs the tile needs, memory by memory, "
+                                   "before synthesis; with --model, size the tile for the "
+                                   "model and pick the longest context (KV-cache positions) "
+                                   "that fits the device")
+    p.add_argument("--model", type=pathlib.Path, help="llama2.c checkpoint")
+    p.add_argument("--device", default="LFE5U-85F",
+                   help="LFE5U-85F (default), LFE5U-45F, LFE5U-25F or LFE5U-12F")
+    p.add_argument("--positions", type=_positive,
+                   help="KV-cache positions to size the tile for (default: the longest that "
+                        "fits)")
+    p.add_argument("--config", dest="config_text", default="",
+                   help="tile parameters name=value,...; with --model, the fields fixed "
+                        "over the sizes the model needs (e.g. lanes=16,rows=4)")
+    p.set_defaults(func=cmd_fit)
     return parser
 
 
 def main(argv=None):
     from .compiler import CompileError
     from .coverage import CoverageError
+    from .fit import FitError
     from .host import HostError
     from .isa import IsaError
     from .model import ModelError
@@ -378,8 +438,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CompileError, CoverageError, HostError, IsaError, ModelError, PnrError,
-            SimError, SynthError, OSError) as error:
+    except (ConfigError, CompileError, CoverageError, FitError, HostError, IsaError, ModelError,
+            PnrError, SimError, SynthError, OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
