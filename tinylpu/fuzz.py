@@ -110,9 +110,9 @@ def random_vop(cfg, rng):
     else:
         a = dict(bank=a_bank, base=int(rng.integers(elems)), index=index(),
                  istride=stride(), js=stride(), ks=stride())
-    # B from memory needs a second bank (one read port per bank)
-    mode = _pick(rng, *isa.BMode) if cfg.act_banks > 1 else _pick(rng, isa.BMode.IMM,
-                                                                  isa.BMode.SQUARE)
+    # B from memory needs a second bank (one read port per bank), or A from the weights
+    mode = _pick(rng, *isa.BMode) if cfg.act_banks > 1 or a.get("space") == isa.Space.WROW \
+        else _pick(rng, isa.BMode.IMM, isa.BMode.SQUARE)
     b = dict(mode=mode)
     if mode in (isa.BMode.MEM, isa.BMode.SCALE):
         b.update(bank=(a_bank + 1) % cfg.act_banks, base=int(rng.integers(elems)),
@@ -401,9 +401,10 @@ def campaign(cfg, sim, seed, n, batch=500):
     differed; the features covered, counted; the cases by kind)."""
     from .golden import GoldenTile
     from .rtlsim import run_streams
-    golden, rng = GoldenTile(cfg), np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)
     failures, covered, kinds = [], Counter(), Counter()
     for start in range(0, n, batch):
+        golden = GoldenTile(cfg)          # each simulation starts from a reset tile
         cases = [random_case(golden, rng, f"{seed}:{i}", first=i == start)
                  for i in range(start, min(n, start + batch))]
         measured = run_streams(cfg, sim, cases, name=f"fuzz-{seed}")
