@@ -43,7 +43,7 @@ test: check-venv
 	$(PY) -m pytest -q
 
 test-slow: check-venv
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -rP
 
 # Verilator line and toggle coverage of the tile under the default suite's Verilator tests
 # (docs/verification.md): build/coverage/{summary.txt,summary.json,merged.dat,annotated/}
