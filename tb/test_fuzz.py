@@ -36,6 +36,6 @@ def test_random_program_campaign(cfg, seed):
                                         sorted(FEATURES, key=lambda f: covered[f])[:8]))
     assert not failures, f"seed {seed}: " + "\n".join(failures[:20])
     # QK and PV run only where cfg.attention; elsewhere they are illegal words
-    missing = [f for f in FEATURES if not covered[f]
-               and (cfg.attention or f not in ("qk.n_pos", "qk.kv_shift", "pv.n_pos"))]
+    attention = ("op:QK", "op:PV", "qk.n_pos", "qk.kv_shift", "pv.n_pos")
+    missing = [f for f in FEATURES if not covered[f] and (cfg.attention or f not in attention)]
     assert not missing, f"seed {seed}: not covered: {missing}"
