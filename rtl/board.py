@@ -20,7 +20,7 @@ import pathlib
 
 from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetInserter, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -239,7 +239,7 @@ class BoardTop(wiring.Component):
         # the clock and its reset
         if self.use_pll:
             p = self.pll
-            pll_clk, locked = Signal(), Signal()
+            pll_clk, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
             m.domains.sync = ClockDomain("sync")
             m.submodules.pll = Instance(
                 "EHXPLLL",
@@ -260,8 +260,9 @@ class BoardTop(wiring.Component):
                 o_CLKOP=pll_clk, o_LOCK=locked)
             m.d.comb += ClockSignal("sync").eq(pll_clk)
             m.submodules.reset_sync = ResetSynchronizer(~locked | self.button, domain="sync")
-            if platform is not None:
-                platform.add_clock_constraint(pll_clk, p.out_hz)
+            # no FREQUENCY NET for pll_clk: Yosys renames the net, and nextpnr derives its
+            # constraint from the oscillator port's and the dividers ("Derived frequency
+            # constraint of 30.0 MHz for net ...")
         elif platform is not None:
             m.domains.sync = ClockDomain("sync")
             m.d.comb += ClockSignal("sync").eq(self.clk_in)
@@ -290,17 +291,27 @@ class BoardTop(wiring.Component):
         return m
 
     def _request_pins(self, m, platform):
-        """Drive the ports from the platform's pins (and the pins from the ports)."""
+        """Drive the ports from the platform's pins (and the pins from the ports), through
+        I/O buffers."""
         pins = self.pins
-        clk = platform.request(pins.clock or platform.default_clk, 0)
-        uart = platform.request(*pins.uart)
-        m.d.comb += [self.clk_in.eq(clk.i), self.rx.eq(uart.rx.i), uart.tx.o.eq(self.tx)]
+
+        def buffer(direction, port, name):
+            m.submodules[name] = buf = io.Buffer(direction, port)
+            return buf
+
+        clk = platform.request(pins.clock or platform.default_clk, 0, dir="-")
+        uart = platform.request(*pins.uart, dir="-")
+        m.d.comb += [self.clk_in.eq(buffer("i", clk, "clk_buf").i),
+                     self.rx.eq(buffer("i", uart.rx, "rx_buf").i),
+                     buffer("o", uart.tx, "tx_buf").o.eq(self.tx)]
         if pins.reset is not None:
-            m.d.comb += self.button.eq(platform.request(pins.reset, 0).i)
+            port = platform.request(pins.reset, 0, dir="-")
+            m.d.comb += self.button.eq(buffer("i", port, "reset_buf").i)
         leds = (self.led_running, self.led_done, self.led_error, self.led_heartbeat)
-        for port, (name, number, *sub) in zip(leds, pins.leds):
-            res = platform.request(name, number)
-            m.d.comb += (getattr(res, sub[0]) if sub else res).o.eq(port)
+        for i, (port, (name, number, *sub)) in enumerate(zip(leds, pins.leds)):
+            res = platform.request(name, number, dir="-")
+            res = getattr(res, sub[0]) if sub else res
+            m.d.comb += buffer("o", res, f"led{i}_buf").o.eq(port)
 
 
 def generate_verilog(cfg, path=None, **kw):
