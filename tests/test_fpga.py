@@ -153,3 +153,18 @@ def test_small_board_tile_builds_for_the_ulx3s(tmp_path):
                                                                "MULT18X18D", "DP16KD",
                                                                "EHXPLLL")}
     assert all(used.values()), used
+
+
+def test_the_critical_path_names_its_amaranth_source_lines():
+    seg = lambda delay, *sources: {"delay": delay, "type": "routing", "net": "n",
+                                   "from": {"cell": "a", "port": "Q"},
+                                   "to": {"cell": "b", "port": "D"}, "sources": list(sources)}
+    report = {"critical_paths": [
+        {"path": [seg(1.0, "/x/tinylpu/rtl/uart.py:47")]},
+        {"path": [seg(1.0, "/work/b/tinylpu/rtl/top.py:185"),
+                  seg(2.0, "/work/b/tinylpu/rtl/epilogue.py:179",
+                      "/share/lattice/arith_map_ccu2c.v:74.7-80.4"),
+                  seg(0.5, "/v/site-packages/amaranth/lib/wiring.py:171",
+                      "/work/b/tinylpu/rtl/top.py:185")]}]}
+    assert tinylpu.fpga._python_lines(report) == ["rtl/top.py:185", "rtl/epilogue.py:179"]
+    assert tinylpu.fpga._python_lines({"critical_paths": []}) == []

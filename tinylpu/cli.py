@@ -88,7 +88,7 @@ def cmd_fpga(args):
                    args.seed)
     for line in format_report(result):
         print(line)
-    print(f"  report: {result.out / 'report.txt'}")
+    print(f"  summary: {result.out / 'report.txt'}")
     if not result.meets_timing:
         failing = [f"{clock} {achieved:.2f} MHz < {target:g} MHz"
                    for clock, (achieved, target) in result.pnr.fmax.items()

@@ -215,12 +215,30 @@ def _timing(out, report, board, times, platform, tile_hz):
         fmax, utilisation, path = parse_report(json.loads(report.read_text()), f"{NAME}.il")
     except Exception as error:
         raise FpgaError(f"nextpnr's report {report}: {error}")
+    if path is not None:
+        path.source, path.lines = "Python", _python_lines(json.loads(report.read_text()))
     if not any(abs(target * 1e6 - tile_hz) < 1e3 for _, target in fmax.values()):
         raise FpgaError(f"nextpnr constrained no clock to the tile's {tile_hz / 1e6:g} MHz "
                         f"(clocks: {', '.join(fmax) or 'none'}); log: {out / f'{NAME}.tim'}")
     device = Device(f"{platform.device}-{platform.speed}{platform.package}", "nextpnr-ecp5",
                     (), RESOURCES)
     return PnrResult(device, fmax, utilisation, path, dict(times), out / f"{NAME}.tim", report)
+
+
+def _python_lines(report):
+    """The Amaranth source lines (``rtl/epilogue.py:179``) the longest critical path's nets
+    come from, in path order, each once (Yosys' and Amaranth's library files left out)."""
+    paths = [p["path"] for p in report.get("critical_paths", ()) if p["path"]]
+    if not paths:
+        return []
+    longest = max(paths, key=lambda p: sum(seg["delay"] for seg in p))
+    found = []
+    for seg in longest:
+        for where in seg.get("sources", ()):
+            name, py, line = where.replace("\\", "/").rpartition(".py:")
+            if py and "/rtl/" in name and "site-packages" not in name:
+                found.append(f"rtl/{name.rsplit('/rtl/', 1)[1]}.py:{line}")
+    return list(dict.fromkeys(found))
 
 
 def format_report(result):
