@@ -87,7 +87,7 @@ def test_a_build_that_meets_timing_writes_the_bitstream_and_report(fake_tools):
     assert text == "\n".join(format_report(result)) + "\n"
     assert "tile clock 30 MHz (EHXPLLL from 25 MHz: CLKI_DIV 5, CLKFB_DIV 6, CLKOP_DIV 20" in text
     assert "UART 3000000 baud (10 cycles per bit)" in text
-    assert "LEDs: running LED D0, done LED D1, error LED D2, heartbeat LED D3" in text
+    assert "LEDs: running led 0, done led 1, error led 2, heartbeat led 3" in text
     assert "Fmax (post-route) of $glbnet$bridge.bridge.clk: 41.00 MHz; meets the 30 MHz" in text
     assert "LUT4   23772 /  83640  28.4%  (TRELLIS_COMB)" in text
     assert "PLL       1 /      4  25.0%  (EHXPLLL)" in text

@@ -64,13 +64,14 @@ BOARDS = {
     "ulx3s-85f": Board("ULX3S 85F (LFE5U-85F-6BG381, 25 MHz oscillator, FT231X USB UART)",
                        "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "button_pwr",
                        (("led", 0), ("led", 1), ("led", 2), ("led", 3)),
-                       ("LED D0", "LED D1", "LED D2", "LED D3")),
+                       ("led 0", "led 1", "led 2", "led 3")),
     "ecpix5-85f": Board("ECPIX-5 85F (LFE5UM5G-85F-8BG554, 100 MHz oscillator, FT2232 "
                         "channel B UART)",
                         "amaranth_boards.ecpix5", "ECPIX585Platform", "rst",
                         (("rgb_led", 0, "g"), ("rgb_led", 1, "g"), ("rgb_led", 2, "r"),
                          ("rgb_led", 3, "b")),
-                        ("LD5 green", "LD6 green", "LD7 red", "LD8 blue")),
+                        ("rgb_led 0 green", "rgb_led 1 green", "rgb_led 2 red",
+                         "rgb_led 3 blue")),
 }
 RESOURCES = (("LUT4", "TRELLIS_COMB"), ("flip-flops", "TRELLIS_FF"),
              ("DSP 18x18", "MULT18X18D"), ("DSP ALU54", "ALU54B"),
