@@ -85,7 +85,7 @@ def cmd_fpga(args):
     check_request(args.board, args.tile_mhz, args.baud, args.timeout_min)
     cfg = Config.parse(args.config_text or BOARD_CONFIG)
     result = build(args.board, cfg, args.tile_mhz, args.baud, args.out, args.timeout_min,
-                   args.seed)
+                   args.seed, progress=lambda text: print(f"# {text}", flush=True))
     for line in format_report(result):
         print(line)
     print(f"  summary: {result.out / 'report.txt'}")

@@ -150,11 +150,13 @@ def _run(step, argv, work, log, deadline):
     return time.monotonic() - start
 
 
-def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed=None):
+def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed=None,
+          progress=None):
     """Build ``cfg``'s board top for ``board`` (a key of :data:`BOARDS`) with the tile at
     ``tile_mhz``; return a :class:`BuildResult`. Files go to ``out`` (default
     ``build/fpga/<board>/<config>``); the bitstream is ``<out>/tinylpu_board.bit``, written
-    only when every clock meets its constraint."""
+    only when every clock meets its constraint. ``progress(text)``, if given, is told each
+    step as it starts."""
     from tinylpu.rtl.board import DEFAULT_BAUD, BoardTop
     baud = DEFAULT_BAUD if baud is None else baud
     platform, clk_hz, tile_hz, pll, divisor = check_request(board, tile_mhz, baud, timeout_min)
@@ -189,6 +191,8 @@ def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed
             if not pnr.meets_timing:
                 break
         argv = [exes[tool], *(a for a in argv[1:] if a != "--quiet")]
+        if progress:
+            progress(f"{step} ({TOOLS[tool]}) in {out}")
         times[step] = _run(step, argv, out, out / f"{tool}.log", deadline)
     if pnr is None:
         pnr = _timing(out, report, b, times, platform, tile_hz)
