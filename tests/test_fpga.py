@@ -38,6 +38,11 @@ elif tool == "nextpnr-ecp5":
                                           "Info: SA placement time 20.25s\n"
                                           "Info: Router1 time 30.00s\n")
     pathlib.Path(arg("--textcfg")).write_text("")
+    if pathlib.Path("hang").exists():
+        pathlib.Path(arg("--log")).write_text("Info: Routing..\n"
+            "Info:       1000 |       82        917 |   82   917 |    122102|\n")
+        import time
+        time.sleep(60)
 elif tool == "ecppack":
     pathlib.Path(arg("--bit")).write_bytes(b"\xff\x00")
 '''
@@ -168,3 +173,13 @@ def test_the_critical_path_names_its_amaranth_source_lines():
                       "/work/b/tinylpu/rtl/top.py:185")]}]}
     assert tinylpu.fpga._python_lines(report) == ["rtl/top.py:185", "rtl/epilogue.py:179"]
     assert tinylpu.fpga._python_lines({"critical_paths": []}) == []
+
+
+def test_the_time_limit_stops_nextpnr_and_says_where_it_was(fake_tools):
+    out, fmax = fake_tools
+    fmax(**{"$glbnet$bridge.bridge.clk": (41.0, 30.0)})
+    (out / "hang").write_text("")
+    with pytest.raises(FpgaError, match=r"place and route did not finish within the build's "
+                                        r"time limit of 0.2 min \(it was routing, 122102 "
+                                        r"arcs left\); stopped it; log: .*tinylpu_board.tim"):
+        build("ulx3s-85f", TINY, 30, out=out, timeout_min=0.2)

@@ -24,7 +24,7 @@ import subprocess
 import time
 
 from .config import Config
-from .pnr import Device, PnrResult, format_result, parse_log_times, parse_report
+from .pnr import Device, PnrResult, _progress, format_result, parse_log_times, parse_report
 from .synth import find_tool
 
 NAME = "tinylpu_board"
@@ -125,9 +125,10 @@ def check_request(board, tile_mhz, baud, timeout_min, cfg=None):
     return platform, clk_hz, tile_hz, pll, divisor
 
 
-def _run(step, argv, work, log, deadline):
+def _run(step, argv, work, log, deadline, limit_min, progress_log=None):
     """Run ``argv`` in ``work`` with its output in ``log``; stop it at ``deadline``
-    (time.monotonic()); the wall seconds it took."""
+    (time.monotonic(), ``limit_min`` after the build's start); the wall seconds it took.
+    ``progress_log``: nextpnr's log, to say where it was when stopped."""
     start = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT)
@@ -140,8 +141,11 @@ def _run(step, argv, work, log, deadline):
                 proc.kill()
                 proc.wait()
     if rc is None:
-        raise FpgaError(f"{step} ({argv[0]}) did not finish within the time limit; stopped "
-                        f"it; log: {log}")
+        where = ""
+        if progress_log is not None and progress_log.exists():
+            where = f" (it was {_progress(progress_log.read_text(errors='replace'))})"
+        raise FpgaError(f"{step} did not finish within the build's time limit of "
+                        f"{limit_min:g} min{where}; stopped it; log: {progress_log or log}")
     if rc:
         text = log.read_text(errors="replace").splitlines()
         errors = [l for l in text if "ERROR" in l.upper()] or text
@@ -193,7 +197,8 @@ def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed
         argv = [exes[tool], *(a for a in argv[1:] if a != "--quiet")]
         if progress:
             progress(f"{step} ({TOOLS[tool]}) in {out}")
-        times[step] = _run(step, argv, out, out / f"{tool}.log", deadline)
+        times[step] = _run(step, argv, out, out / f"{tool}.log", deadline, timeout_min,
+                           out / f"{NAME}.tim" if tool == "nextpnr-ecp5" else None)
     if pnr is None:
         pnr = _timing(out, report, b, times, platform, tile_hz)
     log_times = parse_log_times(pnr.log.read_text(errors="replace")) if pnr.log.exists() else {}
