@@ -15,6 +15,10 @@ MODEL     ?= $(MODELS)/stories260K.bin
 TOKENIZER ?= $(MODELS)/tok512.bin
 PROMPT    ?= Once upon a time
 STEPS     ?= 64
+# `make fpga`: the board (ulx3s-85f or ecpix5-85f) and the tile clock in MHz; an empty
+# CONFIG builds the small board tile (tinylpu.fpga.BOARD_CONFIG)
+BOARD    ?= ulx3s-85f
+TILE_MHZ ?= 30
 # GEMV shape for `make sim-gemv` (rows x columns)
 SHAPE  ?= 64x64
 # the tests `make coverage` runs (pytest -k): the default suite's Verilator runs
@@ -25,7 +29,7 @@ COVERAGE_TESTS ?= verilator or stories260k
 q = '$(subst ','\'',$($1))'
 qv = '$(subst ','\'',$(value $1))'
 
-.PHONY: setup test test-slow coverage verilog lint synth pnr waves sim sim-gemv bench docs clean check-venv
+.PHONY: setup test test-slow coverage verilog lint synth pnr fpga waves sim sim-gemv bench docs clean check-venv
 
 setup:
 	@command -v iverilog >/dev/null 2>&1 || { echo "setup: Icarus Verilog (iverilog) is not installed; install it with 'apt-get install -y iverilog' (as root)"; exit 1; }
@@ -63,6 +67,9 @@ synth: check-venv
 
 pnr: check-venv
 	$(CLI) pnr --config "$(CONFIG)"
+
+fpga: check-venv
+	$(CLI) fpga --board $(call q,BOARD) --config $(call q,CONFIG) --tile-mhz $(call q,TILE_MHZ)
 
 waves: check-venv
 	$(CLI) waves --config "$(CONFIG)"

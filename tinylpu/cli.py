@@ -80,6 +80,25 @@ def cmd_pnr(args):
     return 0 if result.meets_timing else 1
 
 
+def cmd_fpga(args):
+    from .fpga import BOARD_CONFIG, build, check_request, format_report
+    check_request(args.board, args.tile_mhz, args.baud, args.timeout_min)
+    cfg = Config.parse(args.config_text or BOARD_CONFIG)
+    result = build(args.board, cfg, args.tile_mhz, args.baud, args.out, args.timeout_min,
+                   args.seed, progress=lambda text: print(f"# {text}", flush=True))
+    for line in format_report(result):
+        print(line)
+    print(f"  summary: {result.out / 'report.txt'}")
+    if not result.meets_timing:
+        failing = [f"{clock} {achieved:.2f} MHz < {target:g} MHz"
+                   for clock, (achieved, target) in result.pnr.fmax.items()
+                   if achieved < target]
+        print(f"tinylpu fpga: error: timing fails ({'; '.join(failing)}); no bitstream",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_sim(args):
     from tinylpu.sim.gemv import run_gemv
     ok = run_gemv(args.config, args.sim, args.shape, seed=args.seed)
@@ -333,6 +352,29 @@ def build_parser():
     p.add_argument("--timeout-min", type=float, default=60.0,
                    help="stop synthesis and place and route after this many minutes "
                         "(default 60)")
+    p = sub.add_parser("fpga", help="the board build: Yosys, nextpnr-ecp5 and ecppack of the "
+                                     "tile behind the serial bridge, with the board's pins, "
+                                     "PLL and clock constraint; exit status 1 if timing fails",
+                       description="build a bitstream of the board top (rtl/board.py) for an "
+                                   "ECP5 board and report post-route Fmax, the critical path "
+                                   "and LUT/FF/DSP/BRAM use (docs/fpga.md, Board build)")
+    p.add_argument("--board", default="ulx3s-85f", help="ulx3s-85f (default) or ecpix5-85f")
+    p.add_argument("--config", dest="config_text", default="",
+                   help="tile parameters name=value,... (default: the small board tile "
+                        "lanes=4,rows=2,wdepth=64,adepth=16,pdepth=16,tdepth=16,mdepth=16,"
+                        "rdepth=16; the default tile does not route yet)")
+    p.add_argument("--tile-mhz", type=float, default=30.0,
+                   help="tile clock in MHz, made by the PLL from the board's oscillator "
+                        "(default 30)")
+    p.add_argument("--baud", type=_positive, default=3_000_000,
+                   help="UART baud rate (default 3000000); the tile clock must divide it "
+                        "within 2%%")
+    p.add_argument("--out", type=pathlib.Path,
+                   help="directory for the build (default build/fpga/<board>/<config>)")
+    p.add_argument("--timeout-min", type=float, default=60.0,
+                   help="stop the build after this many minutes (default 60)")
+    p.add_argument("--seed", type=int, help="nextpnr's placement seed")
+    p.set_defaults(func=cmd_fpga)
     p = add("sim", cmd_sim, "run a random int8 GEMV on the RTL and compare it with the golden "
                             "model")
     p.add_argument("--sim", choices=("icarus", "verilator", "golden"), default="verilator")
@@ -428,6 +470,7 @@ def main(argv=None):
     from .compiler import CompileError
     from .coverage import CoverageError
     from .fit import FitError
+    from .fpga import FpgaError
     from .host import HostError
     from .isa import IsaError
     from .model import ModelError
@@ -438,8 +481,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CompileError, CoverageError, FitError, HostError, IsaError, ModelError,
-            PnrError, SimError, SynthError, OSError) as error:
+    except (ConfigError, CompileError, CoverageError, FitError, FpgaError, HostError, IsaError,
+            ModelError, PnrError, SimError, SynthError, OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -95,12 +95,12 @@ def write_verilog(cfg, root=None, *, src=False):
     return path
 
 
-def lint(path, top=TOP):
+def lint(path, top=TOP, extra=()):
     """``verilator --lint-only -Wall`` with the waivers of ``rtl/lint.vlt``: the warning and
-    error lines (empty when clean)."""
+    error lines (empty when clean). ``extra``: more Verilog files (e.g. a primitive's stub)."""
     prepare_env("verilator")
     cmd = ["verilator", "--lint-only", "-Wall", str(ROOT / "rtl" / "lint.vlt"), str(path),
-           "--top-module", top]
+           *map(str, extra), "--top-module", top]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [l for l in proc.stderr.splitlines() if l.startswith("%")]
     if proc.returncode and not lines:
