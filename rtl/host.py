@@ -2,7 +2,7 @@
 
 __all__ = ["HostInterface", "ScheduleFlags"]
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,7 +65,8 @@ class HostInterface(wiring.Component):
         status, cycles = Signal(proto.Status), Signal(32)
         # the control registers (tinylpu.host.Ctrl), here: written and read like a target
         reset = proto.ctrl_reset(cfg)
-        ctrl = [Signal(32, name=f"ctrl_{r.name.lower()}", init=reset[r]) for r in proto.Ctrl]
+        ctrl = [Const(reset[r], 32) if r in proto.CTRL_READ_ONLY
+                else Signal(32, name=f"ctrl_{r.name.lower()}", init=reset[r]) for r in proto.Ctrl]
         positions = ctrl[proto.Ctrl.POSITIONS]
         m.d.comb += self.budget.eq(ctrl[proto.Ctrl.BUDGET])
         # beats per word of the target (an invalid target moves weight-bank words, as the
@@ -148,7 +149,7 @@ class HostInterface(wiring.Component):
                         with m.Else():
                             m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_w)))
                         m.d.comb += self.wen.eq(self.valid_target & ~self.read_only)
-                        for reg in proto.Ctrl:
+                        for reg in (r for r in proto.Ctrl if r not in proto.CTRL_READ_ONLY):
                             with m.If(is_ctrl & (self.addr == reg)):
                                 m.d.sync += ctrl[reg].eq(shifted_in[-32:])
                         m.d.sync += [beat.eq(0), self.addr.eq(self.addr + 1),

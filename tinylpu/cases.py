@@ -102,9 +102,11 @@ def ctrl_cases(golden):
     run whose HALT comes too late (TIMEOUT; the budget is checked at each issue, so a long
     instruction in the slot ends first), a GENERATE past the token memory or
     Ctrl.POSITIONS is refused at once (RANGE, cycles 0, BAD_COMMAND if pending), the
-    registers read back (0 beyond the last); each case restores the reset values."""
+    registers read back (0 beyond the last; the read-only Ctrl.CONFIG unchanged by a
+    WRITE); each case restores the reset values."""
     cfg = golden.cfg
-    reset = host.ctrl_cmd(cfg, *host.ctrl_reset(cfg))
+    budget, positions, _ = host.ctrl_reset(cfg)
+    reset = host.ctrl_cmd(cfg, budget, positions)
     prog = lambda instrs: host.write_cmd(cfg, host.TARGET_PROG, 0,
                                          [isa.encode(i) for i in instrs])
     cases = []
@@ -118,6 +120,7 @@ def ctrl_cases(golden):
     # WAITs all through the program memory: the pc wraps, no HALT ever issues
     add("budget: a program without HALT", prog([isa.wait(7)] * cfg.pdepth)
         + host.ctrl_cmd(cfg, budget=60) + host.run_cmd(0)
+        + host.write_cmd(cfg, host.TARGET_CTRL, host.Ctrl.CONFIG, [[0]])   # read-only
         + host.header(host.CMD_READ, host.TARGET_CTRL, 0, len(host.Ctrl) + 1),
         host.STATUS_DONE | host.STATUS_TIMEOUT)
     add("budget: a HALT after a long WAIT", prog([isa.wait(100), isa.halt()])

@@ -271,7 +271,7 @@ def random_case(golden, rng, name, *, depth=None, first=False, tries=50):
         undefined = run is not None and (run.refusals or run.status & host.STATUS_PORT_CONFLICT)
         tail = []
         if budget is not None or positions is not None:
-            tail += host.ctrl_cmd(cfg, *host.ctrl_reset(cfg))
+            tail += host.ctrl_cmd(cfg, *host.ctrl_reset(cfg)[:2])
         if undefined:
             tail += _resync(cfg, rng)
             feats.add("schedule rule broken")

@@ -92,7 +92,7 @@ class GoldenTile:
     def write(self, target, address, words):
         if target == host.TARGET_CTRL:          # beyond the last register: ignored
             for i, word in enumerate(np.asarray(words).reshape(-1)):
-                if address + i < len(self.ctrl):
+                if address + i < len(self.ctrl) and address + i not in host.CTRL_READ_ONLY:
                     self.ctrl[address + i] = int(word) & 0xffffffff
             return
         if target == host.TARGET_PROG:

@@ -43,6 +43,7 @@ so the host never touches a bank port the schedule owns.
 
 __all__ = ["CMD_WRITE", "CMD_READ", "CMD_RUN", "CMD_GENERATE", "TARGET_WBANK", "TARGET_ABANK",
            "TARGET_PROG", "TARGET_TABLE", "TARGET_TOKENS", "TARGET_MMEM", "TARGET_RMEM", "STATUS_DONE",
+           "CTRL_READ_ONLY", "config_id",
            "STATUS_PORT_CONFLICT", "STATUS_RAW_HAZARD", "STATUS_BAD_COMMAND",
            "STATUS_OVERRUN", "STATUS_UNIT_BUSY", "STATUS_ILLEGAL", "STATUS_TIMEOUT", "STATUS_RANGE", "TARGET_CTRL", "Ctrl",
            "ctrl_reset", "ctrl_cmd", "HostError", "header", "write_cmd",
@@ -51,6 +52,7 @@ __all__ = ["CMD_WRITE", "CMD_READ", "CMD_RUN", "CMD_GENERATE", "TARGET_WBANK", "
            "COUNTER_HELP", "counters_cmd", "parse_counters", "format_counters"]
 
 import enum
+import zlib
 
 import numpy as np
 from amaranth.lib import data
@@ -83,11 +85,22 @@ class Ctrl(enum.IntEnum):
     POSITIONS = 1   # a GENERATE may use positions 0 .. POSITIONS - 1: n_prompt + steps - 1
                     # <= POSITIONS (and < tdepth), else it is refused with RANGE (reset:
                     # tdepth - 1; a compiled decoder writes its KV-cache length)
+    CONFIG = 2      # read-only: config_id(cfg), which configuration the tile was built
+                    # for; the serial-link host checks it before it loads a board
+
+
+# control registers that ignore writes
+CTRL_READ_ONLY = frozenset({Ctrl.CONFIG})
+
+
+def config_id(cfg):
+    """The tile's configuration as one word: CRC-32 of its name (``Config.ident``)."""
+    return zlib.crc32(cfg.ident.encode())
 
 
 def ctrl_reset(cfg):
     """The control registers' values after reset, in address order."""
-    return [(1 << 32) - 1, cfg.tdepth - 1]
+    return [(1 << 32) - 1, cfg.tdepth - 1, config_id(cfg)]
 
 
 class Header(data.Struct):
