@@ -175,6 +175,19 @@ def cmd_generate(args):
     from .host import STATUS_DONE
     from .model import ModelError, load_checkpoint, load_tokenizer
     out = sys.stdout
+    if args.device is not None:
+        if args.sim is not None or args.board is not None:
+            raise ConfigError(f"--device runs on the board at {args.device}: leave out "
+                              f"{'--sim' if args.sim is not None else '--board'}")
+    elif args.board is not None and args.sim not in (None, "verilator"):
+        raise ConfigError(f"--board simulates the board top (UART bridge and tile) on "
+                          f"Verilator: use --sim verilator, not --sim {args.sim}")
+    if args.device is None and args.sim is None:
+        args.sim = "verilator"
+    device = args.device
+    if device is not None:       # a port that cannot be opened fails before anything else
+        from .link import open_serial
+        device = open_serial(device, args.baud)
     if args.waves and args.sim != "icarus":
         raise ConfigError(f"--waves needs --sim icarus (waveforms come from Icarus runs; "
                           f"Verilator and the golden model write none), not --sim {args.sim}")
@@ -193,9 +206,15 @@ def cmd_generate(args):
     prog, tok = prep.program, prep.tokenizer
     prog.check_request(len(prompt), args.steps)
     stamps, _ = prog.predict(len(prompt), args.steps)
+    if args.device is not None:
+        where = f"device {args.device} at {args.baud} baud (serial link)"
+    elif args.board is not None:
+        where = f"sim verilator, board top {args.board} (UART bridge and tile, via a pty)"
+    else:
+        where = f"sim {args.sim}"
     print(f"# {args.model}: dim {mc.dim}, {mc.n_layers} layers, vocab {mc.vocab_size}; "
           f"tile {prog.cfg.ident}, KV cache {prog.positions} positions; "
-          f"{len(prog.program)} instructions; sim {args.sim} "
+          f"{len(prog.program)} instructions; {where} "
           f"(prepared in {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     print(f"# predicted: {prog.step_cycles(0)} cycles at position 0, "
           f"+{prog.body_per_pos} per position", file=sys.stderr)
@@ -223,7 +242,8 @@ def cmd_generate(args):
             sys.stderr.flush()
 
     run = generate(prep, prompt, args.steps, args.sim, on_token=on_token, waves=args.waves,
-                   counters=args.counters)
+                   counters=args.counters, board=args.board, device=device,
+                   baud=args.baud)
     out.write("\n")
     if show_progress:
         sys.stderr.write("\x1b[K")
@@ -238,6 +258,16 @@ def cmd_generate(args):
               f"(pos {steps[-1][0]}); {run.seconds:.1f} s wall, "
               f"{len(run.tokens) / run.seconds:.2f} tokens/s, "
               f"{run.cycles / run.seconds:,.0f} cycles/s", file=sys.stderr)
+    if run.link is not None:
+        st = run.link
+        naks = ", ".join(f"{getattr(k, 'name', k)} {v}" for k, v in st["naks"].items()) or "none"
+        line = (f"# serial link: {st['sent']} frames sent, {st['retransmits']} sent again, "
+                f"{st['timeouts']} timeouts, NAKs: {naks}, {st['bad_frames']} bad frames "
+                f"received")
+        if "CYCLES" in st:
+            line += (f"; the simulated board ran {st['CYCLES']:,} cycles, {st['BYTES_IN']:,} "
+                     f"bytes in, {st['BYTES_OUT']:,} out")
+        print(line, file=sys.stderr)
     if args.waves and args.sim == "icarus":
         print(f"# waves: {args.waves}", file=sys.stderr)
     if args.counters:
@@ -327,6 +357,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
+    from .fpga import BOARDS
     parser = _Parser(prog="tinylpu", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
@@ -412,7 +443,15 @@ def build_parser():
                    help="llama2.c tokenizer: the prompt is text (else comma-separated ids)")
     p.add_argument("--prompt", help='text, or ids like "1,403,261" (default: BOS alone)')
     p.add_argument("--steps", type=_positive, default=32, help="tokens to generate")
-    p.add_argument("--sim", choices=("verilator", "icarus", "golden"), default="verilator")
+    p.add_argument("--sim", choices=("verilator", "icarus", "golden"),
+                   help="simulator (default verilator; not with --device)")
+    p.add_argument("--board", choices=tuple(BOARDS),
+                   help="with --sim verilator: simulate the whole board top (UART bridge and "
+                        "tile) and drive it through the serial-link host code over a pty")
+    p.add_argument("--device", help="run on a board: its serial port (e.g. /dev/ttyUSB0) or "
+                                    "a pyserial URL; the tile must be built with --config")
+    p.add_argument("--baud", type=_positive, default=3_000_000,
+                   help="the serial link's baud rate with --device (default 3000000)")
     p.add_argument("--positions", type=_positive,
                    help="KV-cache positions to compile for (default: the model's seq_len)")
     p.add_argument("--config", dest="config_text", default="",
@@ -473,6 +512,7 @@ def main(argv=None):
     from .fpga import FpgaError
     from .host import HostError
     from .isa import IsaError
+    from .link import LinkError
     from .model import ModelError
     from .pnr import PnrError
     from .rtlsim import SimError
@@ -482,7 +522,7 @@ def main(argv=None):
     try:
         return args.func(args)
     except (ConfigError, CompileError, CoverageError, FitError, FpgaError, HostError, IsaError,
-            ModelError, PnrError, SimError, SynthError, OSError) as error:
+            LinkError, ModelError, PnrError, SimError, SynthError, OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

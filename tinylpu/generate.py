@@ -18,6 +18,8 @@ from .intmodel import quantize
 from .model import BOS, ModelError, load_checkpoint, load_tokenizer
 
 SIM_CHOICES = ("golden", "verilator", "icarus")
+# seconds a board may take to answer any one beat of a GENERATE (a token takes milliseconds)
+DEVICE_TIMEOUT = 60.0
 
 
 @dataclasses.dataclass
@@ -31,6 +33,8 @@ class Prepared:
 @dataclasses.dataclass
 class CountedResult(GenerateResult):
     counters: dict = None      # the busy counters of the run (host.COUNTERS names), if read
+    link: dict = None          # through a serial link: its Link.stats (and the simulated
+                               # board's CYCLES, BYTES_IN, BYTES_OUT, FRAMING_ERRORS)
 
 
 def calibration(model, tokenizer, length=256):
@@ -79,13 +83,21 @@ def parse_prompt(text, tokenizer, vocab_size):
     return ids
 
 
-def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, counters=False):
+def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, counters=False,
+             board=None, device=None, baud=3_000_000):
     """Run one GENERATE request; ``on_token(id, cycle)`` is called as ids arrive. Returns a
     :class:`CountedResult` with the request's wall time and, with ``counters``, the run's
-    busy counters (read from the tile after the run)."""
+    busy counters (read from the tile after the run).
+
+    ``device``: a serial port (or pyserial URL, or an open :class:`~tinylpu.link.Link`, which
+    is closed after the run) of a board running the tile of ``prep.program.cfg``; the request goes through the framed serial link at ``baud``
+    (:mod:`tinylpu.link`). ``board`` (with ``sim="verilator"``): the same host code drives the
+    simulated board top, bridge and tile, through a pseudo-terminal
+    (:mod:`tinylpu.boardsim`)."""
     prog = prep.program
     request = prog.generate_stream(prompt, steps)
     n_after = len(host.Counter) if counters else 0
+    link_stats = None
     if counters:
         request += host.counters_cmd(prog.cfg)
     if sim == "golden":
@@ -96,6 +108,25 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, count
         t0 = time.perf_counter()
         response = tile.host(request)
         seconds = time.perf_counter() - t0
+    elif device is not None:
+        from .boardsim import run_link
+        from .link import Link, open_serial
+        link = device if isinstance(device, Link) else open_serial(device, baud)
+        try:
+            response, seconds = run_link(link, prog.load_stream(), request, n_emit=steps,
+                                         n_after=n_after, on_beat_pair=on_token,
+                                         timeout=DEVICE_TIMEOUT, cfg=prog.cfg)
+        finally:
+            link.port.close()
+        link_stats = dict(link.stats, bad_frames=link.bad_frames)
+    elif board is not None:
+        if sim != "verilator":
+            raise ValueError(f"the board top is simulated on Verilator, not {sim}")
+        from .boardsim import board_sim, run_link
+        with board_sim(prog.cfg) as bsim:
+            response, seconds = run_link(bsim.link, prog.load_stream(), request, n_emit=steps,
+                                         n_after=n_after, on_beat_pair=on_token, cfg=prog.cfg)
+        link_stats = dict(bsim.link.stats, bad_frames=bsim.link.bad_frames, **bsim.stats)
     else:
         from .rtlsim import run_generate
         response, seconds = run_generate(prog.cfg, sim, prog.load_stream(), request,
@@ -104,7 +135,8 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, count
     after = response[len(response) - n_after:]
     result = prog.parse(response[:len(response) - n_after], steps)
     return CountedResult(**dataclasses.asdict(result) | {"seconds": seconds},
-                         counters=host.parse_counters(after) if counters else None)
+                         counters=host.parse_counters(after) if counters else None,
+                         link=link_stats)
 
 
 def measured_steps(prog, n_prompt, stamps):
