@@ -137,6 +137,8 @@ def cmd_quality(args):
     from .intmodel import quantize
     from .model import ModelError, load_checkpoint, load_tokenizer
     from .quality import PROMPTS, calibration_sequences, evaluate, report_table
+    if args.kv_shift is not None and args.kv_bits == 16:
+        raise ModelError("--kv-shift needs --kv-bits 8 (the int16 KV cache has no shifts)")
     model = load_checkpoint(args.model)
     tok = load_tokenizer(args.tokenizer, model.config.vocab_size)
     if args.positions > model.config.seq_len:
@@ -150,9 +152,15 @@ def cmd_quality(args):
         raise ModelError(f"{what} has {n} tokens: --positions {args.positions} leaves no "
                          f"position to evaluate (use at least {n + 1})")
     t0 = time.perf_counter()
-    qm = quantize(model, calibration_sequences(model, tok, args.positions))
+    qm = quantize(model, calibration_sequences(model, tok, args.positions),
+                  kv_bits=args.kv_bits, kv_shift=args.kv_shift or "layer-max")
     print(f"integer model of {args.model}: int8 weights (per-row scales), int16 activations; "
           f"formats (fractional bits) {qm.fmt}")
+    if qm.kv_bits != 16:
+        k, v = qm.kv_shifts()
+        print(f"{qm.kv_bits}-bit KV cache (the integer model only; the tile's is int16), "
+              f"shifts by {args.kv_shift or 'layer-max'} (layer x kv head): "
+              f"K {k.tolist()}, V {v.tolist()}")
     reports = []
     for text in texts:
         report = evaluate(model, qm, tok.encode(text) if text else [1], args.positions)
@@ -393,6 +401,7 @@ def build_parser():
     p.add_argument("--positions", type=_positive, default=256,
                    help="decode positions measured on Verilator (default 256)")
     p.add_argument("-o", "--output", type=pathlib.Path, default=pathlib.Path("build/bench"))
+    from .intmodel import KV_SHIFT_RULES
     p = sub.add_parser("quality", help="integer decoder vs the float reference: teacher-forced "
                                         "top-1 agreement and free-running match",
                        description="integer decoder vs the float reference (llama2.c)")
@@ -402,6 +411,13 @@ def build_parser():
                    help="positions per prompt (at most the model's seq_len)")
     p.add_argument("--prompt", action="append",
                    help="a prompt (repeatable; default: a fixed set, BOS only first)")
+    p.add_argument("--kv-bits", type=int, choices=(8, 16), default=16,
+                   help="KV-cache element width: 16 (the tile's, default) or 8 (static "
+                        "shifts from calibration; the integer model only)")
+    p.add_argument("--kv-shift", choices=KV_SHIFT_RULES,
+                   help="with --kv-bits 8: one shift per layer or per layer and kv head, "
+                        "keeping the calibration maximum (max) or of least squared error "
+                        "(mse); default layer-max")
     p.set_defaults(func=cmd_quality)
     p = sub.add_parser("generate", help="generate tokens with the decoder on the tile (RTL "
                                          "simulation or the golden model)",
