@@ -273,6 +273,8 @@ def cmd_fit(args):
     if args.model is None:
         if args.positions is not None:
             raise FitError("--positions needs --model (the KV cache is sized for a model)")
+        if args.kv_bits is not None:
+            raise FitError("--kv-bits needs --model (the KV cache is sized for a model)")
         cfg = Config.parse(args.config_text)
         print(f"tile {cfg.ident} on {args.device}:")
         print("\n".join(format_table(cfg, args.device)))
@@ -289,12 +291,16 @@ def cmd_fit(args):
         overrides = {name: getattr(given, name) for name in names}
     model = load_checkpoint(args.model)
     mc = model.config
-    fit = model_fit(model, args.positions, args.device, overrides)
+    kv_bits = args.kv_bits or 16
+    fit = model_fit(model, args.positions, args.device, overrides, kv_bits)
     positions, cfg, used = fit.positions, fit.cfg, fit.blocks
     what = ("the longest context that fits" if args.positions is None
             else "the requested context")
+    kv = ("int16 KV cache" if kv_bits == 16 else
+          f"{kv_bits}-bit KV cache: an ESTIMATE, the RTL's cache is int16; the activation "
+          f"banks sized for two positions a word")
     print(f"{args.model}: dim {mc.dim}, {mc.n_layers} layers, vocab {mc.vocab_size}, "
-          f"seq_len {mc.seq_len}; {what}: {positions} positions (int16 KV cache); "
+          f"seq_len {mc.seq_len}; {what}: {positions} positions ({kv}); "
           f"tile {cfg.ident}")
     print("\n".join(format_table(cfg, args.device)))
     if used > have:
@@ -304,7 +310,8 @@ def cmd_fit(args):
     if args.positions is None:
         print(f"longest context on {args.device}: {positions} positions"
               + (" (the model's seq_len)" if fit.next_blocks is None else
-                 f"; {positions + 1} positions would need {fit.next_blocks} block RAMs"))
+                 f"; {positions + 1} positions would need {fit.next_blocks} block RAMs")
+              + ("" if kv_bits == 16 else f" (estimated for an {kv_bits}-bit KV cache)"))
     return 0
 
 
@@ -478,6 +485,9 @@ def build_parser():
     p.add_argument("--config", dest="config_text", default="",
                    help="tile parameters name=value,...; with --model, the fields fixed "
                         "over the sizes the model needs (e.g. lanes=16,rows=4)")
+    p.add_argument("--kv-bits", type=int, choices=(8, 16),
+                   help="with --model: KV-cache width, 16 (the RTL's, default) or 8 (an "
+                        "estimate: the RTL has no 8-bit cache)")
     p.set_defaults(func=cmd_fit)
     return parser
 
