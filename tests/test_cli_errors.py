@@ -90,6 +90,14 @@ CASES = [
      "the file holds 59 tokens, the model's vocab_size is 64"),
     (["quality", "--model", "{truncated}", "--tokenizer", "{tok}"], "truncated"),
     (["quality", "--model", "/nonexistent.bin", "--tokenizer", "{tok}"], "nonexistent.bin"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "4"],
+     "argument --kv-bits: invalid choice: 4 (choose from 8, 16)"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "eight"],
+     "argument --kv-bits: invalid int value: 'eight'"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "8", "--kv-shift",
+      "layer"], "argument --kv-shift: invalid choice: 'layer'"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-shift", "head-max"],
+     "--kv-shift needs --kv-bits 8"),
     (["generate", "--model", "{good}", "--sim", "golden", "--steps", "0"],
      "must be a positive integer, not 0"),
     (["generate", "--model", "{good}", "--sim", "golden", "--positions", "0"],
@@ -134,6 +142,9 @@ CASES = [
     (["fit", "--device", "XC7A35T"], "unknown device 'XC7A35T'"),
     (["fit", "--config", "lanes=3"], "lanes must be a power of two"),
     (["fit", "--positions", "8"], "--positions needs --model"),
+    (["fit", "--kv-bits", "8"], "--kv-bits needs --model"),
+    (["fit", "--model", "{good}", "--kv-bits", "12"],
+     "argument --kv-bits: invalid choice: 12 (choose from 8, 16)"),
     (["fit", "--model", "{good}", "--positions", "0"], "must be a positive integer, not 0"),
     (["fit", "--model", "{good}", "--positions", "99"],
      "--positions must be in [1, 16] (the model's seq_len), not 99"),
@@ -171,6 +182,23 @@ def test_all_zero_checkpoint_generates_token_zero(files, capsys):
     out = capsys.readouterr()
     assert out.out.strip() == "1,0,0,0"
     assert "emission cycles == compiler prediction" in out.err
+
+
+def test_quality_with_an_8bit_kv_cache(files, capsys, monkeypatch):
+    """--kv-bits 8 names its shifts and halves the KV cache's footprint (calibration prompts
+    that the synthetic tokenizer, A..Z only, can encode)."""
+    from tinylpu import quality
+    monkeypatch.setattr(quality, "CALIBRATION_PROMPTS", ["ABC", "CAB"])
+    argv = ["quality", "--model", str(files["good"]), "--tokenizer", str(files["tok"]),
+            "--positions", "16", "--prompt", "AB"]
+    assert main(argv + ["--kv-bits", "8", "--kv-shift", "head-mse"]) == 0
+    out = capsys.readouterr().out
+    assert "8-bit KV cache (the integer model only; the tile's is int16), shifts by head-mse" \
+        in out
+    assert "KV cache, 16 positions (int8) 1.0 KiB" in out
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "KV cache" in out and "8-bit" not in out and "(int16) 2.0 KiB" in out
 
 
 def test_make_sim_passes_the_prompt_exactly():

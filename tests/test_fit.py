@@ -157,6 +157,19 @@ def test_stories260k_longest_context_on_85f(capsys):
     assert "512 positions need 400 block RAMs" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not (MODELS / "stories260K.bin").exists(),
+                    reason="../shared/models/stories260K.bin is not present")
+def test_stories260k_8bit_kv_estimate_on_85f(capsys):
+    """docs/fpga.md: an 8-bit KV cache (an estimate: the activation banks sized for two
+    positions a word) would fit 336 positions; 337 need 2048-word banks."""
+    assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--kv-bits", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "336 positions (8-bit KV cache: an ESTIMATE, the RTL's cache is int16" in out
+    assert "l16r4-w4096-a2x1024-p128-m1024-r1024" in out
+    assert "208  of 208 on LFE5U-85F" in out
+    assert "337 positions would need 272 block RAMs (estimated for an 8-bit KV cache)" in out
+
+
 def test_small_model_fits_its_whole_seq_len(tmp_path, capsys):
     from tinylpu.model import save_checkpoint, synthetic_model
     path = tmp_path / "m.bin"
@@ -166,3 +179,8 @@ def test_small_model_fits_its_whole_seq_len(tmp_path, capsys):
     assert "16 positions (the model's seq_len)" in out
     assert main(["fit", "--model", str(path), "--device", "LFE5U-25F"]) == 0
     assert "7 positions; 8 positions would need 65 block RAMs" in capsys.readouterr().out
+    # an 8-bit KV cache (an estimate) halves the cache's words: twice the context
+    assert main(["fit", "--model", str(path), "--device", "LFE5U-25F", "--kv-bits", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "14 positions (8-bit KV cache: an ESTIMATE" in out
+    assert "14 positions; 15 positions would need 65 block RAMs (estimated for an 8-bit" in out

@@ -5,7 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinylpu.intmodel import IntDecoder, isqrt, mulshr, norm_recip, quantize
+from tinylpu.compiler import CompileError
+from tinylpu.decoder import compile_decoder
+from tinylpu.intmodel import (IntDecoder, isqrt, kv_store, mulshr, norm_recip,
+                              quantize)
 from tinylpu.numerics import EXP2_MAX, EXP2_TABLE, exp2_neg
 from tinylpu.model import load_checkpoint, load_tokenizer, synthetic_model
 from tinylpu.quality import calibration_sequences, evaluate
@@ -182,3 +185,99 @@ def test_footprint_counts_every_tensor(synthetic):
     assert sizes["multipliers and gains (int16)"] == 2 * (rows + d)    # the final gains
     assert sizes["KV cache, 10 positions (int16)"] == 2 * 2 * L * 10 * kv
     assert sizes["tables (int16)"] == 2 * (2 * cfg.seq_len * cfg.head_size // 2 + 257)
+
+
+def _layer0_kv(qm, tokens):
+    """Layer 0's int16 k (after RoPE) and v at each position: they depend on the token only
+    (the embedding), not on the cache, so any KV-cache width sees the same values."""
+    dec, layer, nkv = IntDecoder(qm), qm.layers[0], qm.config.n_kv_heads
+    ks, vs = [], []
+    for pos, t in enumerate(tokens):
+        x = mulshr(qm.emb[t], qm.emb_mult[t], qm.emb_shift)
+        s = dec.norm_scale(x)
+        ks.append(dec.rope(layer.wk.apply(x, s), pos, nkv))
+        vs.append(layer.wv.apply(x, s))
+    return np.array(ks), np.array(vs)
+
+
+def test_kv_bits_8_stores_int8_and_16_stores_int16_as_is(synthetic):
+    model, qm16 = synthetic
+    seqs = [[1] + generate_greedy(model, [1, t], 40, stop_on_bos=False) for t in (5, 9)]
+    qm8 = quantize(model, seqs, kv_bits=8)
+    assert (qm16.kv_bits, qm16.kv_shift) == (16, None) and not qm16.kv_shifts().any()
+    cfg = model.config
+    shifts = qm8.kv_shifts()
+    assert qm8.kv_bits == 8 and shifts.shape == (2, cfg.n_layers, cfg.n_kv_heads)
+    assert shifts.min() >= 0 and shifts.max() > 0
+    tokens = seqs[0][:24]
+    dec16, dec8 = IntDecoder(qm16), IntDecoder(qm8)
+    for pos, t in enumerate(tokens):
+        dec16.forward(t, pos)
+        dec8.forward(t, pos)
+    n = len(tokens)
+    k16, v16 = dec16.k_cache[:, :n], dec16.v_cache[:, :n]
+    k8, v8 = dec8.k_cache[:, :n], dec8.v_cache[:, :n]
+    # int16: the values as computed, beyond the int8 range
+    k, v = _layer0_kv(qm16, tokens)
+    np.testing.assert_array_equal(k16[0], k)
+    np.testing.assert_array_equal(v16[0], v)
+    assert np.abs(k16).max() > 127 and np.abs(v16).max() > 127
+    # 8 bits: every stored value in int8, each sat8(round(x >> shift)) of its kv head's shift
+    for cache in (k8, v8):
+        assert cache.min() >= -128 and cache.max() <= 127 and np.abs(cache).max() > 64
+    hs = cfg.head_size
+    np.testing.assert_array_equal(k8[0], kv_store(k, np.repeat(shifts[0, 0], hs), 8))
+    np.testing.assert_array_equal(v8[0], kv_store(v, np.repeat(shifts[1, 0], hs), 8))
+    assert qm8.footprint(10)["KV cache, 10 positions (int8)"] == \
+        qm16.footprint(10)["KV cache, 10 positions (int16)"] // 2
+
+
+def test_kv_store_rounds_half_up_and_saturates():
+    assert kv_store([319, 320, -320, -321, 20000, -20000, 5], 7, 8).tolist() == \
+        [2, 3, -2, -3, 127, -128, 0]
+    assert kv_store([300, -300], [0, 0], 8).tolist() == [127, -128]
+    assert kv_store([12345, -32768], 0, 16).tolist() == [12345, -32768]
+
+
+@pytest.mark.parametrize("rule", ["layer-max", "head-max", "layer-mse", "head-mse"])
+def test_kv_shift_rules(synthetic, rule):
+    """max: the calibration maximum fits (no stored value saturates on the calibration);
+    per layer: one shift for all kv heads."""
+    model, _ = synthetic
+    seqs = [[1] + generate_greedy(model, [1, t], 40, stop_on_bos=False) for t in (5, 9)]
+    qm = quantize(model, seqs, kv_bits=8, kv_shift=rule)
+    shifts = qm.kv_shifts()
+    if rule.startswith("layer"):
+        assert (shifts == shifts[..., :1]).all()
+    if rule.endswith("max"):
+        dec = IntDecoder(qm)
+        for pos, t in enumerate(seqs[0]):
+            dec.forward(t, pos)
+        n = len(seqs[0])
+        assert np.abs(dec.k_cache[:, :n]).max() <= 127 and np.abs(dec.v_cache[:, :n]).max() <= 127
+
+
+def test_kv_bits_is_checked_and_the_tile_refuses_a_narrow_cache(synthetic):
+    model, _ = synthetic
+    with pytest.raises(ValueError, match="kv_bits must be in \\[8, 16\\], not 4"):
+        quantize(model, [[1, 5, 9]], kv_bits=4)
+    with pytest.raises(ValueError, match="kv_shift must be one of"):
+        quantize(model, [[1, 5, 9]], kv_bits=8, kv_shift="layer")
+    qm8 = quantize(model, [[1, 5, 9]], kv_bits=8)
+    from tinylpu import Config
+    with pytest.raises(CompileError, match="the tile's KV cache is int16"):
+        compile_decoder(qm8, Config(), 8)
+
+
+@NEEDS_MODEL
+def test_stories260k_8bit_kv_cache_measured(stories):
+    """docs/numerics.md, "8-bit KV cache: measured": per-layer shifts from the calibration
+    maximum give 97.3% teacher-forced top-1 from BOS (below the 98% the issue asks for) and
+    67 free-running tokens; the int16 cache 99.2% and 121."""
+    model, tok, qm16 = stories
+    qm8 = quantize(model, calibration_sequences(model, tok), kv_bits=8)
+    assert qm8.kv_shifts()[0].tolist() == [[7] * 4] * 5
+    report = evaluate(model, qm8, [1], length=256)
+    assert (report.agree, report.free_run) == (249, 67), report
+    report = evaluate(model, qm16, [1], length=256)
+    assert (report.agree, report.free_run) == (254, 121), report

@@ -137,6 +137,8 @@ def cmd_quality(args):
     from .intmodel import quantize
     from .model import ModelError, load_checkpoint, load_tokenizer
     from .quality import PROMPTS, calibration_sequences, evaluate, report_table
+    if args.kv_shift is not None and args.kv_bits == 16:
+        raise ModelError("--kv-shift needs --kv-bits 8 (the int16 KV cache has no shifts)")
     model = load_checkpoint(args.model)
     tok = load_tokenizer(args.tokenizer, model.config.vocab_size)
     if args.positions > model.config.seq_len:
@@ -150,9 +152,15 @@ def cmd_quality(args):
         raise ModelError(f"{what} has {n} tokens: --positions {args.positions} leaves no "
                          f"position to evaluate (use at least {n + 1})")
     t0 = time.perf_counter()
-    qm = quantize(model, calibration_sequences(model, tok, args.positions))
+    qm = quantize(model, calibration_sequences(model, tok, args.positions),
+                  kv_bits=args.kv_bits, kv_shift=args.kv_shift or "layer-max")
     print(f"integer model of {args.model}: int8 weights (per-row scales), int16 activations; "
           f"formats (fractional bits) {qm.fmt}")
+    if qm.kv_bits != 16:
+        k, v = qm.kv_shifts()
+        print(f"{qm.kv_bits}-bit KV cache (the integer model only; the tile's is int16), "
+              f"shifts by {args.kv_shift or 'layer-max'} (layer x kv head): "
+              f"K {k.tolist()}, V {v.tolist()}")
     reports = []
     for text in texts:
         report = evaluate(model, qm, tok.encode(text) if text else [1], args.positions)
@@ -295,6 +303,8 @@ def cmd_fit(args):
     if args.model is None:
         if args.positions is not None:
             raise FitError("--positions needs --model (the KV cache is sized for a model)")
+        if args.kv_bits is not None:
+            raise FitError("--kv-bits needs --model (the KV cache is sized for a model)")
         cfg = Config.parse(args.config_text)
         print(f"tile {cfg.ident} on {args.device}:")
         print("\n".join(format_table(cfg, args.device)))
@@ -311,12 +321,16 @@ def cmd_fit(args):
         overrides = {name: getattr(given, name) for name in names}
     model = load_checkpoint(args.model)
     mc = model.config
-    fit = model_fit(model, args.positions, args.device, overrides)
+    kv_bits = args.kv_bits or 16
+    fit = model_fit(model, args.positions, args.device, overrides, kv_bits)
     positions, cfg, used = fit.positions, fit.cfg, fit.blocks
     what = ("the longest context that fits" if args.positions is None
             else "the requested context")
+    kv = ("int16 KV cache" if kv_bits == 16 else
+          f"{kv_bits}-bit KV cache: an ESTIMATE, the RTL's cache is int16; the activation "
+          f"banks sized for two positions a word")
     print(f"{args.model}: dim {mc.dim}, {mc.n_layers} layers, vocab {mc.vocab_size}, "
-          f"seq_len {mc.seq_len}; {what}: {positions} positions (int16 KV cache); "
+          f"seq_len {mc.seq_len}; {what}: {positions} positions ({kv}); "
           f"tile {cfg.ident}")
     print("\n".join(format_table(cfg, args.device)))
     if used > have:
@@ -326,7 +340,8 @@ def cmd_fit(args):
     if args.positions is None:
         print(f"longest context on {args.device}: {positions} positions"
               + (" (the model's seq_len)" if fit.next_blocks is None else
-                 f"; {positions + 1} positions would need {fit.next_blocks} block RAMs"))
+                 f"; {positions + 1} positions would need {fit.next_blocks} block RAMs")
+              + ("" if kv_bits == 16 else f" (estimated for an {kv_bits}-bit KV cache)"))
     return 0
 
 
@@ -424,6 +439,7 @@ def build_parser():
     p.add_argument("--positions", type=_positive, default=256,
                    help="decode positions measured on Verilator (default 256)")
     p.add_argument("-o", "--output", type=pathlib.Path, default=pathlib.Path("build/bench"))
+    from .intmodel import KV_SHIFT_RULES
     p = sub.add_parser("quality", help="integer decoder vs the float reference: teacher-forced "
                                         "top-1 agreement and free-running match",
                        description="integer decoder vs the float reference (llama2.c)")
@@ -433,6 +449,13 @@ def build_parser():
                    help="positions per prompt (at most the model's seq_len)")
     p.add_argument("--prompt", action="append",
                    help="a prompt (repeatable; default: a fixed set, BOS only first)")
+    p.add_argument("--kv-bits", type=int, choices=(8, 16), default=16,
+                   help="KV-cache element width: 16 (the tile's, default) or 8 (static "
+                        "shifts from calibration; the integer model only)")
+    p.add_argument("--kv-shift", choices=KV_SHIFT_RULES,
+                   help="with --kv-bits 8: one shift per layer or per layer and kv head, "
+                        "keeping the calibration maximum (max) or of least squared error "
+                        "(mse); default layer-max")
     p.set_defaults(func=cmd_quality)
     p = sub.add_parser("generate", help="generate tokens with the decoder on the tile (RTL "
                                          "simulation or the golden model)",
@@ -501,6 +524,9 @@ def build_parser():
     p.add_argument("--config", dest="config_text", default="",
                    help="tile parameters name=value,...; with --model, the fields fixed "
                         "over the sizes the model needs (e.g. lanes=16,rows=4)")
+    p.add_argument("--kv-bits", type=int, choices=(8, 16),
+                   help="with --model: KV-cache width, 16 (the RTL's, default) or 8 (an "
+                        "estimate: the RTL has no 8-bit cache)")
     p.set_defaults(func=cmd_fit)
     return parser
 

@@ -11,7 +11,8 @@ block RAM or 4 a 16x4 LUT RAM, the cheapest wins): see :func:`mapping`.
 """
 
 __all__ = ["DEVICES", "Memory", "mapping", "bram_blocks", "tile_memories", "tile_brams",
-           "tile_fit", "longest_context", "model_fit", "ModelFit", "format_table", "FitError"]
+           "tile_fit", "longest_context", "model_fit", "ModelFit", "format_table", "FitError",
+           "KV_BITS", "narrow_kv_config"]
 
 import dataclasses
 import functools
@@ -37,6 +38,7 @@ BRAM_COST, LUTRAM_COST = 128, 4
 LUTRAM = (4, 16)          # TRELLIS_DPR16X4: 16 words x 4 bits, asynchronous read
 ROM_LOGIC_COST = 1 / 16   # a ROM bit in LUTs (memory_libmap's default)
 PORTS = ("sdp", "tdp", "rom")
+KV_BITS = (16, 8)         # KV-cache widths model_fit sizes for (8: an estimate, not the RTL)
 
 
 class FitError(ValueError):
@@ -219,6 +221,24 @@ def _mode(m):
     return f"{d} x {w}" + (" (pseudo-dual-port)" if (w, d) == PDP_MODE else "")
 
 
+def narrow_kv_config(qm, cfg, positions, kv_bits=8):
+    """An estimate, not the RTL (whose KV cache is int16): the tile ``cfg`` that
+    :func:`tinylpu.decoder.config_for` sizes for ``positions``, with its activation banks
+    as deep as they would be if the K and V caches held ``kv_bits`` (8) a value, two
+    positions a word instead of one, and nothing else changed."""
+    from .decoder import _pow2, compile_decoder
+    if kv_bits == 16:
+        return cfg
+    if kv_bits not in KV_BITS:
+        raise FitError(f"kv_bits must be one of {', '.join(map(str, KV_BITS))}, not "
+                       f"{kv_bits!r}")
+    used = compile_decoder(qm, cfg, positions, check=False).footprint()
+    per_word = 16 // kv_bits
+    saved = qm.config.n_layers * (positions - -(-positions // per_word))   # per bank
+    words = max(used[f"activation bank {b} words"][0] for b in range(2)) - saved
+    return dataclasses.replace(cfg, adepth=_pow2(words))
+
+
 @dataclasses.dataclass
 class ModelFit:
     """A model's tile on a device: its context, config and block RAMs."""
@@ -228,11 +248,13 @@ class ModelFit:
     next_blocks: int = None   # the blocks one more position would need (None at seq_len)
 
 
-def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None):
+def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None, kv_bits=16):
     """The tile for a llama2.c ``model`` (:class:`tinylpu.model.FloatModel`), sized by
     :func:`tinylpu.decoder.config_for` (calibrated as ``tinylpu generate`` does without a
     tokenizer): with ``positions``, for that KV cache; else for the longest one (at most the
     model's seq_len) whose tile fits the device's block RAMs. Returns a :class:`ModelFit`.
+    ``kv_bits`` 8: an estimate for an 8-bit KV cache the RTL does not have
+    (:func:`narrow_kv_config`).
 
     Raises :class:`FitError` when the model does not fit at any context, or ``positions``
     is outside [1, seq_len]."""
@@ -242,13 +264,17 @@ def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None)
     overrides = dict(overrides or {})
     have = device(device_name)["dp16kd"]
     seq_len = model.config.seq_len
+    if kv_bits not in KV_BITS:
+        raise FitError(f"kv_bits must be one of {', '.join(map(str, KV_BITS))}, not "
+                       f"{kv_bits!r}")
     if positions is not None and not 1 <= positions <= seq_len:
         raise FitError(f"--positions must be in [1, {seq_len}] (the model's seq_len), "
                        f"not {positions}")
     qm = quantize(model, calibration(model, None))
 
     def cfg_for(p):
-        return config_for(qm, p, **overrides)
+        cfg = config_for(qm, p, **overrides)
+        return cfg if "adepth" in overrides else narrow_kv_config(qm, cfg, p, kv_bits)
 
     def blocks_at(p):
         return tile_fit(cfg_for(p), device_name)[0] if p <= seq_len else None

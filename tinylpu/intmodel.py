@@ -11,10 +11,16 @@ stored as ``round(v * 2**F)``; F (fractional bits) is chosen by calibration on t
 with one bit of headroom. Weights are int8 with one scale per output row; a matrix-vector
 product accumulates int8 x int16 products exactly and requantizes each row with its own int16
 multiplier and a shared shift (:func:`mulshr`).
+
+The KV cache holds int16 K (after RoPE) and V, or, with ``quantize(..., kv_bits=8)``, 8-bit
+values with a static shift per layer (and per kv head) for K and for V, chosen on the
+calibration sequences: stored ``sat8(round(x >> s))``, read back as ``stored << s``. The tile
+implements only the int16 cache; the 8-bit one is a measured option of this specification
+(docs/numerics.md, "8-bit KV cache: measured").
 """
 
 __all__ = ["Formats", "QLayer", "QModel", "quantize", "IntDecoder", "mulshr", "sat",
-           "isqrt", "norm_recip", "SCORE_SCALE"]
+           "isqrt", "norm_recip", "SCORE_SCALE", "KV_SHIFT_RULES", "kv_store", "kv_shifts"]
 
 import dataclasses
 import math
@@ -29,6 +35,11 @@ from .model import WEIGHT_NAMES, ModelError
 SCORE_SCALE = math.log2(math.e)   # q is stored times log2(e) / sqrt(head_size): scores in bits
 SILU_POINTS = 256      # SiLU table intervals over the h1 range
 MULT_FRAC_MAX = 15     # requantization multipliers are int16 (|M| < 2**15)
+# how a narrow KV cache's static shifts are chosen: one per layer or one per layer and kv head
+# (for K and for V each), the smallest that keeps the calibration maximum in range ("max") or
+# the one with the least squared error over the calibration values, so that outliers may
+# saturate ("mse")
+KV_SHIFT_RULES = ("layer-max", "head-max", "layer-mse", "head-mse")
 
 
 # The integer operations ----------------------------------------------------------------------
@@ -48,6 +59,16 @@ def mulshr(a, b, shift, bits=16):
     elif shift < 0:
         prod = prod << np.int64(-shift)
     return sat(prod, bits)
+
+
+def kv_store(x, shift, bits):
+    """The KV cache's stored value of int16 ``x``: ``sat((x + 2**(shift-1)) >> shift, bits)``
+    per element (``shift`` broadcasts; shift 0: ``x`` itself, saturated). Read back as
+    ``stored << shift``."""
+    x = np.asarray(x, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    half = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
+    return sat((x + half) >> shift, bits)
 
 
 def _frac_bits(max_abs, headroom=2.0, bits=16):
@@ -120,11 +141,21 @@ class QModel:
     att_shift: list           # per layer: q.k >> att_shift = the score in 1/16 bit steps
     silu_table: np.ndarray    # int16 [257]: silu over the h1 range, in h1's format
     eps: int                  # RMSNorm epsilon in the squared x format, times dim
+    kv_bits: int = 16         # KV-cache element width (the tile: 16)
+    kv_shift: np.ndarray = None   # [2, n_layers, n_kv_heads]: K (0) and V (1) are stored as
+    #                               kv_store(x, shift, kv_bits); None: all 0 (int16 as is)
+
+    def kv_shifts(self):
+        """The KV cache's shifts, ``[2, n_layers, n_kv_heads]`` (zeros for the int16 cache)."""
+        cfg = self.config
+        if self.kv_shift is None:
+            return np.zeros((2, cfg.n_layers, cfg.n_kv_heads), dtype=np.int64)
+        return np.asarray(self.kv_shift, dtype=np.int64)
 
     def footprint(self, positions=None):
         """Bytes of on-chip storage by kind: int8 weights, int16 per-row multipliers and
-        RMSNorm gains, int16 tables (RoPE, exp, SiLU), and the int16 KV cache for
-        ``positions`` (default ``seq_len``)."""
+        RMSNorm gains, int16 tables (RoPE, exp, SiLU), and the KV cache (``kv_bits`` an
+        element) for ``positions`` (default ``seq_len``)."""
         cfg = self.config
         positions = cfg.seq_len if positions is None else positions
         mats = [m for layer in self.layers
@@ -136,7 +167,9 @@ class QModel:
         tables = self.rope_cos.size + self.rope_sin.size + self.silu_table.size
         kv = 2 * cfg.n_layers * positions * cfg.kv_dim
         return {"weights (int8)": weights, "multipliers and gains (int16)": 2 * (rows + gains),
-                "tables (int16)": 2 * tables, f"KV cache, {positions} positions (int16)": 2 * kv}
+                "tables (int16)": 2 * tables,
+                f"KV cache, {positions} positions (int{self.kv_bits})":
+                    -(-kv * self.kv_bits // 8)}
 
 
 def _quantize_rows(w):
@@ -205,13 +238,22 @@ def _silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def quantize(model, calibration, headroom=2.0):
+def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max"):
     """Quantize a :class:`tinylpu.model.FloatModel`.
 
     ``calibration`` is a list of token-id sequences; the float reference runs on them
     (teacher forced) to find each activation class's range, which fixes the formats.
+
+    ``kv_bits``: the KV cache's element width, 16 (the tile's int16 cache) or narrower (8..15:
+    not on the tile; its static shifts are then chosen on the same calibration sequences by
+    the rule ``kv_shift``, one of :data:`KV_SHIFT_RULES`, see :func:`kv_shifts`).
     """
     from .reference import FloatDecoder
+    if kv_bits not in range(8, 17):
+        raise ValueError(f"kv_bits must be in [8, 16], not {kv_bits!r}")
+    if kv_shift not in KV_SHIFT_RULES:
+        raise ValueError(f"kv_shift must be one of {', '.join(KV_SHIFT_RULES)}, not "
+                         f"{kv_shift!r}")
     cfg = model.config
     stats = {}
     with np.errstate(all="ignore"):          # an overflow shows up as a non-finite range
@@ -285,21 +327,72 @@ def quantize(model, calibration, headroom=2.0):
     grid = lo + np.arange(SILU_POINTS + 1) * (-2 * lo / SILU_POINTS)
     silu_table = sat(np.round(_silu(grid) * 2.0 ** fmt.h1)).astype(np.int64)
     eps = max(1, round(1e-5 * cfg.dim * 2.0 ** (2 * fmt.x)))
-    return QModel(cfg, fmt, emb_q, emb_mult, emb_shift, layers,
-                  final_gain, final_shift, cls, rope_cos, rope_sin,
-                  [att_shift] * L, silu_table, eps)
+    qm = QModel(cfg, fmt, emb_q, emb_mult, emb_shift, layers,
+                final_gain, final_shift, cls, rope_cos, rope_sin,
+                [att_shift] * L, silu_table, eps)
+    if kv_bits != 16:
+        qm.kv_shift = kv_shifts(qm, calibration, kv_bits, kv_shift)
+        qm.kv_bits = kv_bits
+    return qm
+
+
+def _kv_shift(values, bits, rule):
+    """The shift of one group of int16 cache values (see :func:`kv_shifts`)."""
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    top = (1 << (bits - 1)) - 1
+    if rule == "max":
+        peak, s = int(np.abs(values).max(initial=0)), 0
+        while (peak + ((1 << s) >> 1)) >> s > top:
+            s += 1
+        return s
+    errors = [int(np.sum(((kv_store(values, s, bits) << s) - values) ** 2)) for s in range(16)]
+    return int(np.argmin(errors))          # the smallest shift of the least error
+
+
+def kv_shifts(qm, calibration, bits=8, rule="layer-max"):
+    """Static shifts of a ``bits``-wide KV cache, ``[2, n_layers, n_kv_heads]`` (K, V),
+    chosen from the int16 K (after RoPE) and V that the integer model ``qm`` (its int16
+    cache) writes on the calibration sequences. ``rule`` (:data:`KV_SHIFT_RULES`): one shift
+    per layer or per layer and kv head; ``max``, the smallest shift ``s`` with
+    ``round(max|x| >> s)`` in range; ``mse``, the ``s`` in 0..15 with the least squared
+    error ``sum(((kv_store(x, s) << s) - x)**2)`` (large values may saturate)."""
+    cfg = qm.config
+    wide = dataclasses.replace(qm, kv_bits=16, kv_shift=None)
+    seen = [], []
+    for ids in calibration:
+        ids = ids[:cfg.seq_len]
+        dec = IntDecoder(wide)
+        for pos, tok in enumerate(ids):
+            dec.forward(tok, pos)
+        seen[0].append(dec.k_cache[:, :len(ids)])
+        seen[1].append(dec.v_cache[:, :len(ids)])
+    granularity, how = rule.split("-")
+    hs, nkv = cfg.head_size, cfg.n_kv_heads
+    out = np.zeros((2, cfg.n_layers, nkv), dtype=np.int64)
+    for kind in range(2):
+        cache = np.concatenate(seen[kind], axis=1)          # [layers, positions, kv_dim]
+        for l in range(cfg.n_layers):
+            heads = cache[l].reshape(-1, nkv, hs)
+            if granularity == "layer":
+                out[kind, l] = _kv_shift(heads, bits, how)
+            else:
+                out[kind, l] = [_kv_shift(heads[:, h], bits, how) for h in range(nkv)]
+    return out
 
 
 # The integer forward pass --------------------------------------------------------------------
 
 class IntDecoder:
-    """Token-by-token integer forward pass of a :class:`QModel` with an int16 KV cache."""
+    """Token-by-token integer forward pass of a :class:`QModel` with its KV cache (int16, or
+    ``qm.kv_bits`` wide: ``k_cache`` and ``v_cache`` hold the stored values)."""
 
     def __init__(self, qm):
         self.qm = qm
         cfg = qm.config
         self.k_cache = np.zeros((cfg.n_layers, cfg.seq_len, cfg.kv_dim), dtype=np.int64)
         self.v_cache = np.zeros((cfg.n_layers, cfg.seq_len, cfg.kv_dim), dtype=np.int64)
+        # the shift of each cache element: [2 (K, V), n_layers, kv_dim]
+        self.kv_shift = np.repeat(qm.kv_shifts(), cfg.head_size, axis=2)
 
     def norm_scale(self, x):
         """RMSNorm's scale of x: ``rsqrt_scale(sum(x**2) + eps)``; the norm matrices apply it
@@ -323,8 +416,8 @@ class IntDecoder:
         cfg = qm.config
         hs, kv_mul = cfg.head_size, cfg.kv_mul
         out = np.zeros(cfg.dim, dtype=np.int64)
-        keys = self.k_cache[l, :pos + 1]
-        vals = self.v_cache[l, :pos + 1]
+        keys = self.k_cache[l, :pos + 1] << self.kv_shift[0, l]      # read back: int16
+        vals = self.v_cache[l, :pos + 1] << self.kv_shift[1, l]
         for h in range(cfg.n_heads):
             kvh = h // kv_mul
             qh = q[h * hs:(h + 1) * hs]
@@ -345,8 +438,10 @@ class IntDecoder:
         for l, layer in enumerate(qm.layers):
             s = self.norm_scale(x)
             q = self.rope(layer.wq.apply(x, s), pos, cfg.n_heads)
-            self.k_cache[l, pos] = self.rope(layer.wk.apply(x, s), pos, cfg.n_kv_heads)
-            self.v_cache[l, pos] = layer.wv.apply(x, s)
+            k = self.rope(layer.wk.apply(x, s), pos, cfg.n_kv_heads)
+            self.k_cache[l, pos] = kv_store(k, self.kv_shift[0, l], qm.kv_bits)
+            self.v_cache[l, pos] = kv_store(layer.wv.apply(x, s), self.kv_shift[1, l],
+                                            qm.kv_bits)
             att = self.attention(l, q, pos)
             x = sat(x + layer.wo.apply(att))
             s = self.norm_scale(x)
