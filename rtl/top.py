@@ -258,18 +258,19 @@ class Tile(wiring.Component):
             rt.y_en.eq(last.valid), rt.y_bank.eq(last.y_bank), rt.y_word.eq(last.y_word),
             rt.y_mask.eq(mask), rt.y_data.eq(data),
         ]
-        # c+9: the squares of the written values (ss), summed into the RMSNorm total in c+9;
+        # c+9: the squares of the written values (ss), summed into the RMSNorm total in c+9
+        # (the values are registered first: the epilogue's rounding and the squarer's
+        # multiplier in one cycle were the tile clock's critical path);
         # c+10: the instruction's total into the norm unit
-        sq9 = [Signal(32, name=f"sq9_{r}") for r in range(cfg.rows)]
+        v9 = [Signal(signed(16), name=f"v9_{r}") for r in range(cfg.rows)]
         ss9, head9, final9, init9 = Signal(), Signal(), Signal(), Signal(24)
-        for r in range(cfg.rows):
-            v = epi.out[r][:16].as_signed()
-            m.d.sync += sq9[r].eq(v * v)
+        m.d.sync += [v9[r].eq(epi.out[r][:16]) for r in range(cfg.rows)]
         m.d.sync += [ss9.eq(last.valid & last.ss & (last.kind == MacMode.MATVEC)),
                      head9.eq(last.head), final9.eq(last.final), init9.eq(last.ss_init)]
+        squares = [(v * v).as_unsigned() for v in v9]        # each < 2^31
         ss_acc, ss10 = Signal(isa.SS_BITS), Signal()
         with m.If(ss9):
-            m.d.sync += ss_acc.eq(Mux(head9, init9, ss_acc) + sum(sq9))
+            m.d.sync += ss_acc.eq(Mux(head9, init9, ss_acc) + sum(squares))
         m.d.sync += ss10.eq(ss9 & final9)
         # the norm unit's one input: an ss MATVEC's total or a NORM VOP's (c+6)
         m.d.comb += [nu.valid.eq(ss10 | vu.norm_valid),
