@@ -15,6 +15,7 @@ from tinylpu.numerics import EXP2_MAX, EXP2_TABLE
 from .agu import ATTENTION_FIELDS, token_layout
 from .mac import MacMode
 from .recip import RecipPipeline
+from .rounding import round_shift
 
 SCORE_BITS = 16
 SUM_BITS = 32            # a head's sum of weights: at most 2**14 * 2**16 positions
@@ -183,12 +184,8 @@ class ScoreUnit(wiring.Component):
         scores = [Signal(signed(SCORE_BITS), name=f"d{h}") for h in range(2 * R)]
         valid, first = Signal(), Signal()
         m.d.sync += [valid.eq(self.valid), first.eq(self.first)]
-        shm1 = Signal(6)
-        m.d.comb += shm1.eq(self.shift - 1)
-        rnd = Mux(self.shift == 0, 0, Const(1, 64) << shm1)
         for h in range(2 * R):
-            v = Signal(signed(isa.ATT_ACC_BITS + 1), name=f"sh{h}")
-            m.d.comb += v.eq((self.halves[h // 2][h % 2] + rnd) >> self.shift)
+            v = round_shift(m, self.halves[h // 2][h % 2], self.shift, f"sh{h}")
             m.d.sync += scores[h].eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
             with m.If(valid & (first | (scores[h] > self.maxima[h]))):
                 m.d.sync += self.maxima[h].eq(scores[h])

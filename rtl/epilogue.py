@@ -12,6 +12,7 @@ from tinylpu.isa import Epi
 from tinylpu.numerics import MULT_BITS, ROPE_FRAC
 
 from .requant import Y_BITS_FIELD
+from .rounding import round_shift
 
 LATENCY = 4     # from y in cycle n to out in cycle n + 4
 SILU_HALF = (isa.SILU_SIZE + 1) // 2     # entries in each of the even/odd table halves
@@ -175,11 +176,7 @@ class Epilogue(wiring.Component):
             gate3 = _delayed(m, gate, 1, f"gate{j}")
             prod = Signal(signed(18 + ACT_BITS), name=f"gprod{j}")
             m.d.sync += prod.eq(silu * gate3)
-            shm1 = Signal(6, name=f"gshm1_{j}")
-            m.d.comb += shm1.eq(shift4 - 1)
-            rnd = Mux(shift4 == 0, 0, Const(1, 64) << shm1)
-            shifted = Signal(signed(18 + ACT_BITS + 1), name=f"gshift{j}")
-            m.d.comb += shifted.eq((prod + rnd) >> shift4)
+            shifted = round_shift(m, prod, shift4, f"gshift{j}")
             val = Signal(signed(ACT_BITS), name=f"gate_out{j}")
             m.d.comb += val.eq(_sat(shifted, bounds))
             out.append(val)

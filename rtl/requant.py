@@ -10,6 +10,8 @@ from tinylpu.config import ACT_BITS
 from tinylpu.isa import ATT_ACC_BITS
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
+from .rounding import round_shift
+
 Y_BITS_FIELD = 6        # MatvecArgs.y_bits: 0 counts as 64 (no saturation before the lane)
 
 
@@ -43,9 +45,6 @@ class Requantizer(wiring.Component):
         pbits = max(cfg.acc_bits, ATT_ACC_BITS) + MULT_BITS
         shift = Signal.like(self.shift)
         m.d.sync += shift.eq(self.shift)
-        # 2**(shift-1) for shift >= 1, 0 for shift == 0
-        half = Signal(SHIFT_MAX)
-        m.d.comb += half.eq((Const(1, SHIFT_MAX + 1) << shift)[1:])
         # saturation bounds of the registered y_bits: hi = 2**(b-1) - 1, lo = -hi - 1
         y_bits = Signal(Y_BITS_FIELD)
         m.d.sync += y_bits.eq(self.y_bits)
@@ -58,8 +57,8 @@ class Requantizer(wiring.Component):
         for r in range(cfg.rows):
             prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
             m.d.sync += prod.eq(self.acc[r] * self.mult[r])
-            rounded = Signal(signed(max(pbits, SHIFT_MAX) + 2), name=f"rounded{r}")
-            m.d.comb += rounded.eq((prod + half) >> shift)
+            # (prod + 2**(shift-1)) >> shift, no rounding for shift 0 (rtl.rounding)
+            rounded = round_shift(m, prod, shift, f"rounded{r}")
             # truncating the saturated value to the 32-bit lane wraps it, as the golden model
             m.d.comb += self.y[r].eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded)))
         return m
