@@ -64,7 +64,7 @@ def _stage_fields(cfg):
         ("init", signed(24), 1, 5),
         ("mult", signed(16), 1, 6),
         ("shift", signed(7), 1, 6),
-        ("sat", 6, 1, 7),
+        ("sat", 6, 1, 6),
         ("c_bank", 2, 1, 7),
         ("c_e", ew, 1, 7),           # element address of the result (mod 2**ew)
         # values computed on the way
@@ -79,6 +79,9 @@ def _stage_fields(cfg):
         ("gv", signed(G_BITS), 5, 5),
         ("prod", signed(PROD_BITS), 7, 7),
         ("sh", range(64), 7, 7),
+        ("rnd", PROD_BITS, 7, 7),    # 2**(sh-1), 0 for sh = 0
+        ("hi", signed(PROD_BITS), 7, 7),   # the clamp: 2**(sat-1) - 1 (sat 0: 64 bits)
+        ("lo", signed(PROD_BITS), 7, 7),   # and -2**(sat-1)
         ("idx", 16, 7, 7),
     ]
 
@@ -115,7 +118,8 @@ class VectorUnit(wiring.Component):
     * c+5: reduction: the 48-bit accumulator (SUM wraps; MAX; ARGMAX keeps the value and the
       first index of the maximum) updated at the end of c+5. For the segment's last
       element the result R is valid in c+6 (stage s6).
-    * c+6: R * mult (64-bit) and s = clamp(shift + exponent, 0, 63) registered into s7.
+    * c+6: R * mult (64-bit) and s = clamp(shift + exponent, 0, 63) registered into s7,
+      with c+7's rounding constant 2**(s-1) and clamp bounds (off c+7's path).
       RSQRT/RECIP: the scalar unit starts here with R (unsigned 48-bit): ISQRT, then RECIP
       of the root started in ISQRT's done cycle (c+6+25), or RECIP directly. NORM:
       ``norm_valid`` and ``norm_total`` (R's low SS_BITS bits) for the tile's norm unit.
@@ -400,10 +404,18 @@ class VectorUnit(wiring.Component):
         m.d.comb += sh_raw.eq(s6.shift + s6.exp)
         scalar_out = (s6.out == OutFunc.RSQRT) | (s6.out == OutFunc.RECIP)
         sqrt_first = s6.out == OutFunc.RSQRT
+        sh6 = Signal(range(64))
+        m.d.comb += sh6.eq(Mux(sh_raw < 0, 0, Mux(sh_raw > 63, 63, sh_raw[:6])))
+        # the rounding constant and the clamp bounds of c+7, here: off c+7's critical path
+        pw = Signal(PROD_BITS)
+        m.d.comb += pw.eq(Const(1, PROD_BITS) << (s6.sat - 1)[:6])   # sat 0: 2**63
         m.d.sync += [
             s7.valid.eq(s6.valid & (s6.out == OutFunc.MULSHR)),
             s7.prod.eq(acc * s6.mult),
-            s7.sh.eq(Mux(sh_raw < 0, 0, Mux(sh_raw > 63, 63, sh_raw[:6]))),
+            s7.sh.eq(sh6),
+            s7.rnd.eq((Const(1, PROD_BITS + 1) << sh6)[1:]),
+            s7.hi.eq(pw - 1),
+            s7.lo.eq(-pw),
             s7.idx.eq(best),
         ]
 
@@ -432,21 +444,13 @@ class VectorUnit(wiring.Component):
                 ]
 
         # ---- c+7: round, shift, saturate, write --------------------------------------------
-        shm1 = Signal(6)
-        rnd = Signal(PROD_BITS)
         total = Signal(signed(PROD_BITS))
         shifted = Signal(signed(PROD_BITS))
-        satm1 = Signal(6)
-        pw = Signal(PROD_BITS)
         y = Signal(signed(PROD_BITS))
         m.d.comb += [
-            shm1.eq(s7.sh - 1),
-            rnd.eq(Mux(s7.sh == 0, 0, Const(1, PROD_BITS) << shm1)),
-            total.eq(s7.prod + rnd),
+            total.eq(s7.prod + s7.rnd),
             shifted.eq(total >> s7.sh),
-            satm1.eq(s7.sat - 1),             # sat 0 = 64 bits: no saturation
-            pw.eq(Const(1, PROD_BITS) << satm1),
-            y.eq(Mux(shifted > pw - 1, pw - 1, Mux(shifted < -pw, -pw, shifted))),
+            y.eq(Mux(shifted > s7.hi, s7.hi, Mux(shifted < s7.lo, s7.lo, shifted))),
         ]
         argmax7 = s7.red == Reduce.ARGMAX
         scale = Cat(sc.result[:15], Const(0, 1), sc.exponent)
