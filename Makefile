@@ -16,7 +16,7 @@ TOKENIZER ?= $(MODELS)/tok512.bin
 PROMPT    ?= Once upon a time
 STEPS     ?= 64
 # `make fpga`: the board (ulx3s-85f or ecpix5-85f) and the tile clock in MHz; an empty
-# CONFIG builds the small board tile (tinylpu.fpga.BOARD_CONFIG)
+# CONFIG builds the small board tile (tinylpu.flow.fpga.BOARD_CONFIG)
 BOARD    ?= ulx3s-85f
 TILE_MHZ ?= 30
 # GEMV shape for `make sim-gemv` (rows x columns)

@@ -39,7 +39,7 @@ LATENCY = latency()     # 8 with the default 2 steps per stage
 
 class RecipPipeline(wiring.Component):
     """Fully pipelined normalized reciprocal, bit-exact with
-    :func:`tinylpu.intmodel.norm_recip`: for every unsigned ``width``-bit ``operand`` v >= 1,
+    :func:`tinylpu.model.intmodel.norm_recip`: for every unsigned ``width``-bit ``operand`` v >= 1,
     ``mantissa = (2**(b+14) - 1) // v`` (15 bits, ``2**14 <= mantissa < 2**15``) and
     ``exponent = b = v.bit_length()``. Operand 0 (which ``norm_recip`` rejects) gives the
     defined result ``mantissa = 0x7fff``, ``exponent = 0``, as the sequential ``ScalarUnit``

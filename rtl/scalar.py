@@ -36,8 +36,8 @@ RECIP_LATENCY = latency(ScalarOp.RECIP)     # 16
 
 
 class ScalarUnit(wiring.Component):
-    """Sequential ISQRT / RECIP unit, bit-exact with :func:`tinylpu.intmodel.isqrt` and
-    :func:`tinylpu.intmodel.norm_recip` for every unsigned ``width``-bit ``operand``.
+    """Sequential ISQRT / RECIP unit, bit-exact with :func:`tinylpu.model.intmodel.isqrt` and
+    :func:`tinylpu.model.intmodel.norm_recip` for every unsigned ``width``-bit ``operand``.
 
     * ISQRT: ``result = floor(sqrt(operand))`` (``ceil(width/2)`` bits), ``exponent = 0``.
       Restoring digit-by-digit square root, one root bit per cycle from two operand bits.

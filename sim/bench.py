@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from tinylpu import Config
-from tinylpu.cases import gemv_case
+from tinylpu.verify.cases import gemv_case
 from tinylpu.golden import GoldenTile
 
 ARRAYS = [Config(lanes=16, rows=4, wdepth=1024), Config(lanes=32, rows=8, wdepth=512)]
@@ -42,7 +42,7 @@ def _cases(cfg, sims, seed):
 
 
 def run_bench(sims=("icarus", "verilator"), out_dir="build/bench", seed=0, out=print):
-    from tinylpu.rtlsim import run_streams
+    from tinylpu.flow.rtlsim import run_streams
     import pathlib
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def _per_position(stamps):
 def run_decode_bench(out_dir="build/bench", positions=256, icarus_positions=4, out=print):
     from tinylpu.generate import generate
     from tinylpu.host import STATUS_DONE
-    from tinylpu.profile import attention_macs
+    from tinylpu.compiler.profile import attention_macs
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name, prep = _prepare()

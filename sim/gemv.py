@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from tinylpu.cases import compiled_case
+from tinylpu.verify.cases import compiled_case
 from tinylpu.golden import GoldenTile
 from tinylpu.compiler import compile_gemv
 
@@ -30,7 +30,7 @@ def _fmt(values, n=16):
 def run_gemv(cfg, sim, shape, seed=0, out=print):
     """Run a random int8 GEMV of ``shape`` on ``sim``; print the comparison; return True if
     every value and the cycle count match."""
-    from tinylpu.rtlsim import run_streams
+    from tinylpu.flow.rtlsim import run_streams
     rows, cols = shape
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)

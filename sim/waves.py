@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 
-from tinylpu.cases import gemv_case
+from tinylpu.verify.cases import gemv_case
 from tinylpu.golden import GoldenTile
-from tinylpu.gtkw import write_gtkw
+from tinylpu.flow.gtkw import write_gtkw
 from tinylpu.isa import INSTR_BITS
 
 # (group, [signal path below the top, as Icarus names it in the FST])
@@ -41,7 +41,7 @@ SIGNAL_GROUPS = [
 def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
     from tinylpu.rtl.agu import token_layout
     from tinylpu.rtl.sram import addr_bits
-    from tinylpu.rtlsim import fst_path, run_streams
+    from tinylpu.flow.rtlsim import fst_path, run_streams
     rng = np.random.default_rng(seed)
     rows, cols = shape
     W, x = rng.integers(-128, 128, (rows, cols)), rng.integers(-128, 128, cols)
@@ -60,7 +60,7 @@ def make_waves(cfg, out_dir, shape=(2 * 4, 40), seed=0, out=print):
     # open on the whole simulation: about one host beat or tile cycle per 10 ns clock, 1 ps
     # time unit, across the ~900 pixels of the wave pane (GTKWave: 200 px per 2**-zoom units)
     span_ps = (len(case["stream"]) + len(case["expected"]) + case["cycles"] + 20) * 10_000
-    gtkw = write_gtkw(out_dir / "tinylpu.gtkw", dest, groups,
+    gtkw = write_gtkw(out_dir / "tinylpu.flow.gtkw", dest, groups,
                       zoom=-math.log2(span_ps * 200 / 900))
     out(f"wrote {dest} ({dest.stat().st_size} bytes) and {gtkw}")
     out(f"view with: gtkwave {gtkw}")

@@ -1,7 +1,7 @@
 """cocotb testbench of the tile under a hostile host: random input gaps, random output ready,
 ready held low through (a window of) a GENERATE, resets in the middle of a run or of a
 command. The pytest driver is ``tb/test_stress.py``; it builds the phases and the golden
-model's expectations, this module only drives and records (``tinylpu.rtlsim.run_streams``
+model's expectations, this module only drives and records (``tinylpu.flow.rtlsim.run_streams``
 with ``test_module="stress_tb"``).
 
 ``TINYLPU_CASES`` is a JSON list of *phases*, run one after the other in one simulation:

@@ -1,5 +1,5 @@
 """The board path without a board: the whole board top (UART bridge and tile, PLL bypassed) on
-Verilator behind a pseudo-terminal (tb/board_pty.cpp, tinylpu/boardsim.py), driven by the
+Verilator behind a pseudo-terminal (tb/board_pty.cpp, tinylpu/flow/boardsim.py), driven by the
 host code that drives a real board's serial port. Ids, emission cycles, status, cycle count
 and busy counters equal the golden model's; a line that corrupts, drops and injects bytes in
 both directions costs retries, never a wrong or lost beat."""
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tinylpu.boardsim import board_sim, finish_board, run_link, start_board
+from tinylpu.flow.boardsim import board_sim, finish_board, run_link, start_board
 from tinylpu.cli import main
 from tinylpu.generate import generate, prepare
 from tinylpu.link import ESC, FLAG, FrameType, Nak

@@ -8,11 +8,11 @@ import pytest
 
 from tinylpu import host
 from tinylpu.cli import main
-from tinylpu.decoder import compile_decoder, config_for
+from tinylpu.compiler.decoder import compile_decoder, config_for
 from tinylpu.golden import GoldenTile
-from tinylpu.intmodel import quantize
+from tinylpu.model.intmodel import quantize
 from tinylpu.model import save_checkpoint, synthetic_model
-from tinylpu.rtlsim import run_streams
+from tinylpu.flow.rtlsim import run_streams
 
 MODELS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "models"
 STORIES = MODELS / "stories260K.bin"

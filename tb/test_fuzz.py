@@ -1,4 +1,4 @@
-"""The long random-program campaign on Verilator (``make test-slow``): ``tinylpu.fuzz`` cases,
+"""The long random-program campaign on Verilator (``make test-slow``): ``tinylpu.verify.fuzz`` cases,
 every instruction, unit and status bit, schedule rules broken now and then, against the golden
 model. ``FUZZ_CASES`` cases per configuration (3,400 by default: over 10,000 in all); each
 configuration prints its count, wall time, kinds of case and least covered features. The
@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tinylpu import Config
-from tinylpu.fuzz import FEATURES, campaign
+from tinylpu.verify.fuzz import FEATURES, campaign
 
 CONFIGS = [
     (Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16), 11),

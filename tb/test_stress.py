@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 
 from tinylpu import Config, host, isa
-from tinylpu.cases import schedule_cases, standard_cases
+from tinylpu.verify.cases import schedule_cases, standard_cases
 from tinylpu.golden import GoldenTile
-from tinylpu.rtlsim import run_streams
+from tinylpu.flow.rtlsim import run_streams
 
-# small, yet big enough for tinylpu.cases.standard_cases (172x64 fits 1024 weight words)
+# small, yet big enough for tinylpu.verify.cases.standard_cases (172x64 fits 1024 weight words)
 CFG = Config(lanes=8, rows=2, wdepth=1024, adepth=64, pdepth=32, tdepth=16)
 CLOCK_NS = 10
 SIMS = ["icarus", "verilator"]

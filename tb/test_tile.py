@@ -5,9 +5,9 @@ import zlib
 import pytest
 
 from tinylpu import Config, host, isa
-from tinylpu.cases import schedule_cases, standard_cases
+from tinylpu.verify.cases import schedule_cases, standard_cases
 from tinylpu.golden import GoldenTile
-from tinylpu.rtlsim import run_streams
+from tinylpu.flow.rtlsim import run_streams
 
 CONFIGS = {
     "icarus": [Config()],
@@ -39,8 +39,8 @@ def test_harness_reports_a_wrong_expectation():
     """The comparison can fail: a flipped bit and a wrong prediction are both reported."""
     import numpy as np
 
-    from tinylpu.cases import gemv_case
-    from tinylpu.rtlsim import SimError
+    from tinylpu.verify.cases import gemv_case
+    from tinylpu.flow.rtlsim import SimError
 
     cfg = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=16)
     case = gemv_case("3x3 ones", GoldenTile(cfg), [np.ones((3, 3), int)], np.ones(3, int))
@@ -54,11 +54,11 @@ def test_harness_reports_a_wrong_expectation():
 
 @pytest.mark.parametrize("sim,count", [("icarus", 8), ("verilator", 150)])
 def test_random_programs_match_golden(sim, count):
-    """Random programs (tinylpu.fuzz: every instruction, loops, races, broken schedule
+    """Random programs (tinylpu.verify.fuzz: every instruction, loops, races, broken schedule
     rules, illegal words, budgets, bad commands, lost emissions) on random memory: every
     response beat the case compares, the status flags and the cycle counts match the golden
     model. The long campaign is ``make test-slow`` (tb/test_fuzz.py)."""
-    from tinylpu.fuzz import campaign
+    from tinylpu.verify.fuzz import campaign
 
     cfg = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16)
     failures, covered, kinds = campaign(cfg, sim, 7, count)
@@ -97,13 +97,13 @@ def test_token_loop_under_generate_matches_golden(sim):
 
 @pytest.mark.parametrize("sim", ["verilator"])
 def test_compiled_decoder_matches_golden(sim):
-    """The decoder compiler's program for a small synthetic Llama (tinylpu.decoder) under
+    """The decoder compiler's program for a small synthetic Llama (tinylpu.compiler.decoder) under
     GENERATE: ids, stamps, status and cycles equal the golden model's and the compiler's
     prediction; the last logits and the token memory read back equal."""
     import numpy as np
 
-    from tinylpu.decoder import compile_decoder, config_for
-    from tinylpu.intmodel import quantize
+    from tinylpu.compiler.decoder import compile_decoder, config_for
+    from tinylpu.model.intmodel import quantize
     from tinylpu.model import synthetic_model
 
     m = synthetic_model(seed=3, seq_len=32, shared=True)
@@ -162,7 +162,7 @@ def test_busy_counters_match_golden(sim):
     random token program (VOPs, WAITs, MATVECs)."""
     import numpy as np
 
-    from tinylpu.cases import gemv_case, program_case, with_counters
+    from tinylpu.verify.cases import gemv_case, program_case, with_counters
     from token_loop import random_token_program_case, token_loop_case
 
     cfg, rng = TOKEN_CFG, np.random.default_rng(61)

@@ -3,7 +3,7 @@
 import pytest
 
 from tinylpu import Config
-from tinylpu.rtlsim import SimError
+from tinylpu.flow.rtlsim import SimError
 from tinylpu.sim import waves
 
 SMALL = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=16)
@@ -31,7 +31,7 @@ def test_generate_waves_and_streamed_ids(tmp_path):
     import numpy as np
 
     from tinylpu.golden import GoldenTile
-    from tinylpu.rtlsim import run_generate
+    from tinylpu.flow.rtlsim import run_generate
     from token_loop import token_loop_case
 
     cfg = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16)

@@ -1,7 +1,7 @@
 """cocotb testbench of the tile: replay host streams, compare every response beat.
 
 The cases come from the JSON file named by ``TINYLPU_CASES`` (written by
-:func:`tinylpu.rtlsim.run_streams`): host beats to send, the golden model's response beats,
+:func:`tinylpu.flow.rtlsim.run_streams`): host beats to send, the golden model's response beats,
 and the compiler's predicted cycle count of the run. Python wakes only per host beat and on
 edges of ``running``; the tile runs free between them.
 
@@ -11,7 +11,7 @@ with nobody waiting for the host; the receiver keeps ``host_out.ready`` high fro
 command until the last expected beat, so none is lost (a lost one would set
 STATUS_OVERRUN). Besides comparing every beat, the testbench checks that each id arrived in
 the very cycle its second beat names. A case with ``soft`` is only measured: the caller
-compares (``tinylpu.fuzz.check_response``); one with ``deaf_run`` keeps ``host_out.ready``
+compares (``tinylpu.verify.fuzz.check_response``); one with ``deaf_run`` keeps ``host_out.ready``
 low until its run ended.
 """
 

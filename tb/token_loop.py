@@ -19,8 +19,8 @@ writes hit one activation bank in one cycle (the golden model checks both).
 import numpy as np
 
 from tinylpu import host, isa
-from tinylpu.cases import restore, snapshot
-from tinylpu.fuzz import random_attention, random_matvec, random_vop
+from tinylpu.verify.cases import restore, snapshot
+from tinylpu.verify.fuzz import random_attention, random_matvec, random_vop
 from tinylpu.golden import GoldenError
 
 V = 16
@@ -52,11 +52,11 @@ def _program(cfg):
 
 
 def token_loop_case(golden, name, rng, *, n_prompt, steps):
-    """The case (see :func:`tinylpu.rtlsim.run_streams`) of the toy decoder under GENERATE
+    """The case (see :func:`tinylpu.flow.rtlsim.run_streams`) of the toy decoder under GENERATE
     with random weights, table and prompt; after the run the activation banks and the token
     memory are read back. ``golden`` keeps its memory state. Also in the case: ``load`` (the
     stream up to the GENERATE) and ``request`` (the GENERATE), for
-    :func:`tinylpu.rtlsim.run_generate`."""
+    :func:`tinylpu.flow.rtlsim.run_generate`."""
     cfg = golden.cfg
     R, L = cfg.rows, cfg.lanes
     assert V % R == 0 and cfg.act_banks >= 2 and cfg.adepth >= 32 and cfg.wdepth >= 2 * V // R

@@ -187,7 +187,7 @@ def test_all_zero_checkpoint_generates_token_zero(files, capsys):
 def test_quality_with_an_8bit_kv_cache(files, capsys, monkeypatch):
     """--kv-bits 8 names its shifts and halves the KV cache's footprint (calibration prompts
     that the synthetic tokenizer, A..Z only, can encode)."""
-    from tinylpu import quality
+    from tinylpu.model import quality
     monkeypatch.setattr(quality, "CALIBRATION_PROMPTS", ["ABC", "CAB"])
     argv = ["quality", "--model", str(files["good"]), "--tokenizer", str(files["tok"]),
             "--positions", "16", "--prompt", "AB"]

@@ -1,4 +1,4 @@
-"""tinylpu.coverage on a hand-written Verilator coverage sample (no simulation): merging,
+"""tinylpu.flow.coverage on a hand-written Verilator coverage sample (no simulation): merging,
 the per-block summary, the way back to the Amaranth source, the report's files and errors;
 and rtlsim's coverage build mode (flags and directory) with a stand-in cocotb runner."""
 
@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from tinylpu import coverage as cov
+from tinylpu.flow import coverage as cov
 
 VERILOG = r"""module tinylpu_tile(clk, rst, a);
   (* src = "/w/tinylpu/rtl/top.py:10" *)
@@ -220,7 +220,9 @@ def test_rtlsim_coverage_build_mode(tmp_path, monkeypatch):
     builds from the Verilog with src attributes into verilator-cov/; Icarus is unchanged."""
     import cocotb_tools.runner
 
-    from tinylpu import Config, rtlsim
+    from tinylpu import Config
+
+    from tinylpu.flow import rtlsim
 
     built = []
 

@@ -11,9 +11,9 @@ from tinylpu import host
 from tinylpu.cli import main
 from tinylpu.compiler import CompileError
 from tinylpu.config import Config
-from tinylpu.decoder import compile_decoder, config_for
+from tinylpu.compiler.decoder import compile_decoder, config_for
 from tinylpu.golden import GoldenTile
-from tinylpu.intmodel import IntDecoder, quantize
+from tinylpu.model.intmodel import IntDecoder, quantize
 from tinylpu.model import save_checkpoint, synthetic_model
 
 MODELS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "models"

@@ -7,7 +7,7 @@ import pytest
 
 from tinylpu import Config
 from tinylpu.cli import main
-from tinylpu.fit import (DEVICES, FitError, bram_blocks, longest_context, mapping, tile_brams,
+from tinylpu.flow.fit import (DEVICES, FitError, bram_blocks, longest_context, mapping, tile_brams,
                          tile_fit, tile_memories)
 from tinylpu.rtl.router import TOKEN_BITS
 from tinylpu.isa import INSTR_BITS

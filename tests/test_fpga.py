@@ -1,4 +1,4 @@
-"""The board build (tinylpu.fpga, `tinylpu fpga`): Amaranth's build plan for the board run
+"""The board build (tinylpu.flow.fpga, `tinylpu fpga`): Amaranth's build plan for the board run
 with stand-ins for Yosys, nextpnr and ecppack (the flow, the files, the report, no
 bitstream when timing fails), and (slow) one real build of the small board tile."""
 
@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-import tinylpu.fpga
+import tinylpu.flow.fpga
 from tinylpu import Config
 from tinylpu.cli import main
-from tinylpu.fpga import BOARD_CONFIG, BOARDS, FpgaError, build, check_request, format_report
+from tinylpu.flow.fpga import BOARD_CONFIG, BOARDS, FpgaError, build, check_request, format_report
 
 TINY = Config.parse(BOARD_CONFIG)
 
@@ -53,12 +53,12 @@ def fake_tools(tmp_path, monkeypatch):
     tools = tmp_path / "tools"
     tools.mkdir()
     paths = {}
-    for tool, wheel in tinylpu.fpga.TOOLS.items():
+    for tool, wheel in tinylpu.flow.fpga.TOOLS.items():
         path = tools / wheel
         path.write_text(FAKE.format(python=sys.executable, tool=tool))
         path.chmod(0o755)
         paths[wheel] = str(path)
-    monkeypatch.setattr(tinylpu.fpga, "find_tool", lambda name: paths.get(name))
+    monkeypatch.setattr(tinylpu.flow.fpga, "find_tool", lambda name: paths.get(name))
     out = tmp_path / "out"
     out.mkdir()
 
@@ -171,8 +171,8 @@ def test_the_critical_path_names_its_amaranth_source_lines():
                       "/share/lattice/arith_map_ccu2c.v:74.7-80.4"),
                   seg(0.5, "/v/site-packages/amaranth/lib/wiring.py:171",
                       "/work/b/tinylpu/rtl/top.py:185")]}]}
-    assert tinylpu.fpga._python_lines(report) == ["rtl/top.py:185", "rtl/epilogue.py:179"]
-    assert tinylpu.fpga._python_lines({"critical_paths": []}) == []
+    assert tinylpu.flow.fpga._python_lines(report) == ["rtl/top.py:185", "rtl/epilogue.py:179"]
+    assert tinylpu.flow.fpga._python_lines({"critical_paths": []}) == []
 
 
 def test_the_time_limit_stops_nextpnr_and_says_where_it_was(fake_tools):

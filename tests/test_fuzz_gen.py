@@ -1,4 +1,4 @@
-"""The random-program generator (tinylpu.fuzz), on the golden model alone: it covers every
+"""The random-program generator (tinylpu.verify.fuzz), on the golden model alone: it covers every
 instruction, unit and status bit, its cases are reproducible, and the golden model's
 not-strict mode reports a broken schedule rule by the RTL's status bit."""
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tinylpu import Config, host, isa
-from tinylpu.cases import schedule_cases
-from tinylpu.fuzz import FEATURES, check_response, features, random_case
+from tinylpu.verify.cases import schedule_cases
+from tinylpu.verify.fuzz import FEATURES, check_response, features, random_case
 from tinylpu.golden import GoldenError, GoldenTile
 
 CFG = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16)

@@ -1,4 +1,4 @@
-from tinylpu.gtkw import write_gtkw
+from tinylpu.flow.gtkw import write_gtkw
 
 
 def test_write_gtkw(tmp_path):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from tinylpu.compiler import CompileError
-from tinylpu.decoder import compile_decoder
-from tinylpu.intmodel import (IntDecoder, isqrt, kv_store, mulshr, norm_recip,
+from tinylpu.compiler.decoder import compile_decoder
+from tinylpu.model.intmodel import (IntDecoder, isqrt, kv_store, mulshr, norm_recip,
                               quantize)
 from tinylpu.numerics import EXP2_MAX, EXP2_TABLE, exp2_neg
 from tinylpu.model import load_checkpoint, load_tokenizer, synthetic_model
-from tinylpu.quality import calibration_sequences, evaluate
-from tinylpu.reference import generate_greedy
+from tinylpu.model.quality import calibration_sequences, evaluate
+from tinylpu.model.reference import generate_greedy
 
 MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 NEEDS_MODEL = pytest.mark.skipif(

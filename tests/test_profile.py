@@ -1,4 +1,4 @@
-"""tinylpu.profile: the per-unit schedule of a decode step agrees with the cycle model and
+"""tinylpu.compiler.profile: the per-unit schedule of a decode step agrees with the cycle model and
 with the golden model's output-unit and scalar-unit cycles and busy counters; chart, tables
 and CLI."""
 
@@ -10,10 +10,10 @@ import pytest
 
 from tinylpu import golden, host, isa
 from tinylpu.cli import main
-from tinylpu.decoder import compile_decoder, config_for
-from tinylpu.intmodel import quantize
+from tinylpu.compiler.decoder import compile_decoder, config_for
+from tinylpu.model.intmodel import quantize
 from tinylpu.model import save_checkpoint, synthetic_model
-from tinylpu.profile import (COUNTED, DRAIN, EPI, MAC, NEXT, NORM, SCALAR, UNITS, VU, WAIT,
+from tinylpu.compiler.profile import (COUNTED, DRAIN, EPI, MAC, NEXT, NORM, SCALAR, UNITS, VU, WAIT,
                              ProfileError, _merge, run_profile, schedule)
 
 MODELS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "models"

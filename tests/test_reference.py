@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinylpu.model import ModelConfig, load_checkpoint, load_tokenizer, synthetic_model
-from tinylpu.reference import FloatDecoder, generate_greedy, rmsnorm, teacher_forced
+from tinylpu.model.reference import FloatDecoder, generate_greedy, rmsnorm, teacher_forced
 
 MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 CHECKPOINT = MODELS / "stories260K.bin"

@@ -14,7 +14,7 @@ from tinylpu.config import Config
 from tinylpu.golden import GoldenTile
 from tinylpu.link import Link
 from tinylpu.rtl.board import (BoardTop, PLL_LIMITS, PLL_STUB, generate_verilog, pll_params)
-from tinylpu.rtlsim import lint
+from tinylpu.flow.rtlsim import lint
 
 # the small tile that places and routes on the ECP5-85F (docs/fpga.md, "Board build")
 TINY = Config.parse("lanes=4,rows=2,wdepth=64,adepth=16,pdepth=16,tdepth=16,mdepth=16,"

@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from amaranth_host import run_host_stream, send
 
 from tinylpu import host, isa
-from tinylpu.cases import program_case, schedule_cases, with_counters
+from tinylpu.verify.cases import program_case, schedule_cases, with_counters
 from tinylpu.compiler import compile_chain, compile_gemv
 from tinylpu.config import Config
 from tinylpu.golden import GoldenTile
@@ -553,7 +553,7 @@ def test_sum_of_squares_sets_the_norm_register(case):
     norm register (LAT_NORM_READ after its read) the cycle after the scale landed
     (LAT_SS_NORM after the resid's last read), and the RTL equals the golden model; "early":
     one cycle before, which the golden model refuses and the RTL flags (RAW_HAZARD). Two
-    totals into the norm unit in one cycle: tinylpu.cases.schedule_cases."""
+    totals into the norm unit in one cycle: tinylpu.verify.cases.schedule_cases."""
     cfg = CONFIGS[0]
     rng = np.random.default_rng(13)
     resid = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=2,
@@ -591,7 +591,7 @@ def test_sum_of_squares_sets_the_norm_register(case):
 @pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[1]], ids=lambda c: c.ident)
 def test_schedule_rules_are_flagged(cfg):
     """Every schedule rule the golden model refuses and the RTL reports by a status bit
-    (tinylpu.cases.schedule_cases: a vector-unit write clash, a busy scalar unit, reads of
+    (tinylpu.verify.cases.schedule_cases: a vector-unit write clash, a busy scalar unit, reads of
     writes in flight from the MATVEC pipeline, the vector unit or a PV drain, a VOP reading
     its own landed write, two totals into the norm unit, a norm MATVEC before the norm
     register lands, NEXT before the ARGMAX lands), one hand-written program each, in
@@ -732,14 +732,14 @@ def test_busy_counters_of_vops_waits_and_loops_match_golden():
 
 
 def test_busy_counters_of_a_decoder_match_golden_and_profile():
-    """A tiny synthetic Llama compiled by tinylpu.decoder (MATVECs with every epilogue, QK,
+    """A tiny synthetic Llama compiled by tinylpu.compiler.decoder (MATVECs with every epilogue, QK,
     PV, VOPs, WAITs, NEXT) under GENERATE: the counters read back equal the golden model's,
     each is busy, and each decode step's share (the golden model's counters at the end of
-    its NEXT minus those at the end of the previous one) is what tinylpu.profile predicts."""
-    from tinylpu.decoder import compile_decoder, config_for
-    from tinylpu.intmodel import quantize
+    its NEXT minus those at the end of the previous one) is what tinylpu.compiler.profile predicts."""
+    from tinylpu.compiler.decoder import compile_decoder, config_for
+    from tinylpu.model.intmodel import quantize
     from tinylpu.model import synthetic_model
-    from tinylpu.profile import schedule
+    from tinylpu.compiler.profile import schedule
 
     m = synthetic_model(seed=3, dim=16, hidden_dim=32, n_layers=1, n_heads=2, n_kv_heads=1,
                         vocab_size=16, seq_len=8)
@@ -795,10 +795,10 @@ def test_busy_counters_are_cleared_read_only_and_zero_beyond_the_last():
 
 
 def test_illegal_instructions_stop_the_run():
-    """Every kind of illegal word (tinylpu.cases.illegal_words) stops the run where it
+    """Every kind of illegal word (tinylpu.verify.cases.illegal_words) stops the run where it
     stands, with DONE | ILLEGAL_INSTRUCTION, the golden model's cycle count and memory: the
     MATVEC before it lands, the one after it never issues. Then a legal run is clean."""
-    from tinylpu.cases import illegal_cases
+    from tinylpu.verify.cases import illegal_cases
     cfg = CONFIGS[0]
     golden = GoldenTile(cfg)
     rng = np.random.default_rng(61)
@@ -819,10 +819,10 @@ def test_illegal_instructions_stop_the_run():
 
 @pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[0]], ids=lambda c: c.ident)
 def test_control_registers(cfg):
-    """tinylpu.cases.ctrl_cases on the RTL: TIMEOUT at the cycle budget (a program without
+    """tinylpu.verify.cases.ctrl_cases on the RTL: TIMEOUT at the cycle budget (a program without
     HALT ends), RANGE for a GENERATE past the token memory or Ctrl.POSITIONS, read-back;
     beat for beat the golden model's, then a clean run."""
-    from tinylpu.cases import ctrl_cases
+    from tinylpu.verify.cases import ctrl_cases
     golden = GoldenTile(cfg)
     cases = ctrl_cases(golden)
     clean = program_case("clean", golden, [isa.wait(2), isa.halt()], [], [])

@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 from tinylpu import isa
 from tinylpu.numerics import RSQRT_TABLE, SS_BITS, rsqrt_scale
 from tinylpu.rtl.norm import NormUnit
-from tinylpu.rtlsim import lint
+from tinylpu.flow.rtlsim import lint
 
 
 def _packed(ss):

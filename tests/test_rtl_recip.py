@@ -3,7 +3,7 @@
 Documented behaviour: ``valid`` and ``operand`` in cycle c give ``out_valid`` (= that
 ``valid``), ``mantissa`` and ``exponent`` of that operand in exactly cycle c + ``LATENCY``
 (``1 + ceil(14 / steps_per_stage)``), one operand per cycle with no stall; the values equal
-:func:`tinylpu.intmodel.norm_recip` bit for bit, operand 0 gives (0x7fff, 0), and results
+:func:`tinylpu.model.intmodel.norm_recip` bit for bit, operand 0 gives (0x7fff, 0), and results
 are computed for every cycle's operand, valid or not. ``out_valid`` is 0 in the LATENCY
 cycles after reset.
 """
@@ -15,9 +15,9 @@ import pytest
 from amaranth.back import rtlil, verilog
 from amaranth.sim import Simulator
 
-from tinylpu.intmodel import norm_recip
+from tinylpu.model.intmodel import norm_recip
 from tinylpu.rtl.recip import LATENCY, STEPS_PER_STAGE, RecipPipeline, latency
-from tinylpu.rtlsim import lint
+from tinylpu.flow.rtlsim import lint
 
 
 def _spec(v):

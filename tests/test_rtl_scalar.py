@@ -3,8 +3,8 @@
 Documented behaviour: ``start`` in cycle s is accepted unless ``busy``; ``done`` is high in
 exactly cycle s + ``latency(op, width)`` (operand-independent); ``busy`` from s+1 to the
 cycle before ``done``; ``result``/``exponent``/``error`` are valid in the ``done`` cycle and
-hold through the next accepted start cycle. Values equal :func:`tinylpu.intmodel.isqrt` and
-:func:`tinylpu.intmodel.norm_recip` bit for bit; RECIP of 0 gives (0x7fff, 0, error=1).
+hold through the next accepted start cycle. Values equal :func:`tinylpu.model.intmodel.isqrt` and
+:func:`tinylpu.model.intmodel.norm_recip` bit for bit; RECIP of 0 gives (0x7fff, 0, error=1).
 """
 
 import random
@@ -14,7 +14,7 @@ import pytest
 from amaranth.back import rtlil, verilog
 from amaranth.sim import Simulator
 
-from tinylpu.intmodel import isqrt, norm_recip
+from tinylpu.model.intmodel import isqrt, norm_recip
 from tinylpu.rtl.scalar import (ISQRT_LATENCY, RECIP_LATENCY, ScalarOp, ScalarUnit,
                                 latency)
 

@@ -1,10 +1,10 @@
-"""The scheduler both compilers emit through (tinylpu.schedule.Scheduler)."""
+"""The scheduler both compilers emit through (tinylpu.compiler.schedule.Scheduler)."""
 
 import pytest
 
 from tinylpu import isa
 from tinylpu.config import Config
-from tinylpu.schedule import Scheduler
+from tinylpu.compiler.schedule import Scheduler
 
 
 @pytest.mark.parametrize("word_timing, wait", [(True, isa.LAT_WRITE - 3),

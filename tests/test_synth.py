@@ -3,8 +3,8 @@
 import pytest
 
 from tinylpu import Config
-from tinylpu.rtlsim import write_verilog
-from tinylpu.synth import SynthError, synthesize
+from tinylpu.flow.rtlsim import write_verilog
+from tinylpu.flow.synth import SynthError, synthesize
 
 SMALL = Config(lanes=8, rows=2, wdepth=256, act_banks=2, adepth=64, pdepth=32)
 

@@ -1,5 +1,5 @@
 """TinyLPU: a miniature, deterministic LPU-style inference tile."""
 
-from .config import Config, ConfigError
+from tinylpu.config import Config, ConfigError
 
 __all__ = ["Config", "ConfigError"]

@@ -11,7 +11,7 @@ import pathlib
 import shutil
 import sys
 
-from .config import Config, ConfigError
+from tinylpu.config import Config, ConfigError
 
 
 def _config(text):
@@ -30,7 +30,7 @@ def _shape(text):
 
 
 def cmd_verilog(args):
-    from .rtlsim import write_verilog
+    from tinylpu.flow.rtlsim import write_verilog
     path = write_verilog(args.config)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ def cmd_verilog(args):
 
 
 def cmd_lint(args):
-    from .rtlsim import lint, write_verilog
+    from tinylpu.flow.rtlsim import lint, write_verilog
     path = write_verilog(args.config)
     warnings = lint(path)
     for line in warnings:
@@ -57,8 +57,8 @@ def cmd_lint(args):
 
 
 def cmd_synth(args):
-    from .rtlsim import write_verilog
-    from .synth import synthesize
+    from tinylpu.flow.rtlsim import write_verilog
+    from tinylpu.flow.synth import synthesize
     path = write_verilog(args.config)
     cells = synthesize(path, "tinylpu_tile", args.target)
     print(f"{args.target} synthesis of {args.config.ident}: no latches, no logic loops")
@@ -68,8 +68,8 @@ def cmd_synth(args):
 
 
 def cmd_pnr(args):
-    from .pnr import check_request, format_result, place_and_route
-    from .rtlsim import write_verilog
+    from tinylpu.flow.pnr import check_request, format_result, place_and_route
+    from tinylpu.flow.rtlsim import write_verilog
     check_request(args.target, args.freq, args.timeout_min)
     path = write_verilog(args.config)
     result = place_and_route(path, "tinylpu_tile", args.target, args.freq, args.timeout_min)
@@ -81,7 +81,7 @@ def cmd_pnr(args):
 
 
 def cmd_fpga(args):
-    from .fpga import BOARD_CONFIG, build, check_request, format_report
+    from tinylpu.flow.fpga import BOARD_CONFIG, build, check_request, format_report
     check_request(args.board, args.tile_mhz, args.baud, args.timeout_min)
     cfg = Config.parse(args.config_text or BOARD_CONFIG)
     result = build(args.board, cfg, args.tile_mhz, args.baud, args.out, args.timeout_min,
@@ -123,8 +123,8 @@ def cmd_bench(args):
 
 
 def cmd_profile(args):
-    from .generate import prepare
-    from .profile import parse_positions, run_profile
+    from tinylpu.generate import prepare
+    from tinylpu.compiler.profile import parse_positions, run_profile
     positions = None if args.positions is None else parse_positions(args.positions)
     prep = prepare(args.model, args.tokenizer)
     run_profile(prep.program, positions, args.out, name=args.model.name)
@@ -134,9 +134,9 @@ def cmd_profile(args):
 def cmd_quality(args):
     import time
 
-    from .intmodel import quantize
-    from .model import ModelError, load_checkpoint, load_tokenizer
-    from .quality import PROMPTS, calibration_sequences, evaluate, report_table
+    from tinylpu.model.intmodel import quantize
+    from tinylpu.model import ModelError, load_checkpoint, load_tokenizer
+    from tinylpu.model.quality import PROMPTS, calibration_sequences, evaluate, report_table
     if args.kv_shift is not None and args.kv_bits == 16:
         raise ModelError("--kv-shift needs --kv-bits 8 (the int16 KV cache has no shifts)")
     model = load_checkpoint(args.model)
@@ -178,10 +178,10 @@ def cmd_quality(args):
 def cmd_generate(args):
     import time
 
-    from .decoder import check_positions
-    from .generate import generate, measured_steps, parse_prompt, prepare
-    from .host import STATUS_DONE
-    from .model import ModelError, load_checkpoint, load_tokenizer
+    from tinylpu.compiler.decoder import check_positions
+    from tinylpu.generate import generate, measured_steps, parse_prompt, prepare
+    from tinylpu.host import STATUS_DONE
+    from tinylpu.model import ModelError, load_checkpoint, load_tokenizer
     out = sys.stdout
     if args.device is not None:
         if args.sim is not None or args.board is not None:
@@ -194,7 +194,7 @@ def cmd_generate(args):
         args.sim = "verilator"
     device = args.device
     if device is not None:       # a port that cannot be opened fails before anything else
-        from .link import open_serial
+        from tinylpu.link import open_serial
         device = open_serial(device, args.baud)
     if args.waves and args.sim != "icarus":
         raise ConfigError(f"--waves needs --sim icarus (waveforms come from Icarus runs; "
@@ -279,7 +279,7 @@ def cmd_generate(args):
     if args.waves and args.sim == "icarus":
         print(f"# waves: {args.waves}", file=sys.stderr)
     if args.counters:
-        from .host import format_counters
+        from tinylpu.host import format_counters
         print("# busy counters of the run (READ TARGET_COUNTERS):\n" + format_counters(
             run.counters), file=sys.stderr)
     if not ok:
@@ -290,13 +290,13 @@ def cmd_generate(args):
 
 
 def cmd_coverage(args):
-    from .coverage import report
+    from tinylpu.flow.coverage import report
     report(args.dat, args.output, limit=args.top, annotate=not args.no_annotate)
 
 
 def cmd_fit(args):
-    from .fit import DEVICES, FitError, format_table, model_fit, tile_fit
-    from .model import load_checkpoint
+    from tinylpu.flow.fit import DEVICES, FitError, format_table, model_fit, tile_fit
+    from tinylpu.model import load_checkpoint
     if args.device not in DEVICES:
         raise FitError(f"unknown device {args.device!r}: one of {', '.join(DEVICES)}")
     have = DEVICES[args.device]["dp16kd"]
@@ -372,7 +372,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from .fpga import BOARDS
+    from tinylpu.flow.fpga import BOARDS
     parser = _Parser(prog="tinylpu", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
@@ -429,7 +429,7 @@ def build_parser():
     p = add("waves", cmd_waves, "simulate a short GEMV on Icarus; write an FST and a GTKWave "
                                 "save file")
     p.add_argument("-o", "--output", type=pathlib.Path,
-                   help="directory for tinylpu.fst and tinylpu.gtkw (default build/<config>/waves)")
+                   help="directory for tinylpu.fst and tinylpu.flow.gtkw (default build/<config>/waves)")
     p = add("bench", cmd_bench, "GEMV and decode cycles, MAC utilization and simulation "
                                 "speed tables (fixed tile configurations: no --config)",
             config=False)
@@ -439,7 +439,7 @@ def build_parser():
     p.add_argument("--positions", type=_positive, default=256,
                    help="decode positions measured on Verilator (default 256)")
     p.add_argument("-o", "--output", type=pathlib.Path, default=pathlib.Path("build/bench"))
-    from .intmodel import KV_SHIFT_RULES
+    from tinylpu.model.intmodel import KV_SHIFT_RULES
     p = sub.add_parser("quality", help="integer decoder vs the float reference: teacher-forced "
                                         "top-1 agreement and free-running match",
                        description="integer decoder vs the float reference (llama2.c)")
@@ -532,17 +532,17 @@ def build_parser():
 
 
 def main(argv=None):
-    from .compiler import CompileError
-    from .coverage import CoverageError
-    from .fit import FitError
-    from .fpga import FpgaError
-    from .host import HostError
-    from .isa import IsaError
-    from .link import LinkError
-    from .model import ModelError
-    from .pnr import PnrError
-    from .rtlsim import SimError
-    from .synth import SynthError
+    from tinylpu.compiler import CompileError
+    from tinylpu.flow.coverage import CoverageError
+    from tinylpu.flow.fit import FitError
+    from tinylpu.flow.fpga import FpgaError
+    from tinylpu.host import HostError
+    from tinylpu.isa import IsaError
+    from tinylpu.link import LinkError
+    from tinylpu.model import ModelError
+    from tinylpu.flow.pnr import PnrError
+    from tinylpu.flow.rtlsim import SimError
+    from tinylpu.flow.synth import SynthError
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,7 +1,7 @@
 """Token generation on the tile: model in, tokens out, on the golden model or the RTL.
 
 :func:`prepare` reads a llama2.c checkpoint (and tokenizer), quantizes it
-(:mod:`tinylpu.intmodel`) and compiles it (:mod:`tinylpu.decoder`); :func:`generate` loads
+(:mod:`tinylpu.model.intmodel`) and compiles it (:mod:`tinylpu.compiler.decoder`); :func:`generate` loads
 the tile, sends the prompt and the step count once and streams the ids the tile emits, each
 with the cycle the tile emitted it in.
 """
@@ -11,11 +11,11 @@ __all__ = ["Prepared", "prepare", "parse_prompt", "generate", "CountedResult", "
 import dataclasses
 import time
 
-from . import host
-from .compiler import CompileError
-from .decoder import GenerateResult, compile_decoder, config_for
-from .intmodel import quantize
-from .model import BOS, ModelError, load_checkpoint, load_tokenizer
+from tinylpu import host
+from tinylpu.compiler import CompileError
+from tinylpu.compiler.decoder import GenerateResult, compile_decoder, config_for
+from tinylpu.model.intmodel import quantize
+from tinylpu.model import BOS, ModelError, load_checkpoint, load_tokenizer
 
 SIM_CHOICES = ("golden", "verilator", "icarus")
 # seconds a board may take to answer any one beat of a GENERATE (a token takes milliseconds)
@@ -27,7 +27,7 @@ class Prepared:
     model: object
     tokenizer: object          # None when ids are given
     qm: object
-    program: object            # tinylpu.decoder.DecoderProgram
+    program: object            # tinylpu.compiler.decoder.DecoderProgram
 
 
 @dataclasses.dataclass
@@ -39,8 +39,8 @@ class CountedResult(GenerateResult):
 
 def calibration(model, tokenizer, length=256):
     """Token sequences whose float activations fix the integer formats."""
-    from .quality import calibration_sequences
-    from .reference import generate_greedy
+    from tinylpu.model.quality import calibration_sequences
+    from tinylpu.model.reference import generate_greedy
     length = min(length, model.config.seq_len)
     if tokenizer is not None:
         return calibration_sequences(model, tokenizer, length)
@@ -93,7 +93,7 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, count
     is closed after the run) of a board running the tile of ``prep.program.cfg``; the request goes through the framed serial link at ``baud``
     (:mod:`tinylpu.link`). ``board`` (with ``sim="verilator"``): the same host code drives the
     simulated board top, bridge and tile, through a pseudo-terminal
-    (:mod:`tinylpu.boardsim`)."""
+    (:mod:`tinylpu.flow.boardsim`)."""
     prog = prep.program
     request = prog.generate_stream(prompt, steps)
     n_after = len(host.Counter) if counters else 0
@@ -101,7 +101,7 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, count
     if counters:
         request += host.counters_cmd(prog.cfg)
     if sim == "golden":
-        from .golden import GoldenTile
+        from tinylpu.golden import GoldenTile
         tile = GoldenTile(prog.cfg)
         tile.host(prog.load_stream())
         tile.on_emit = on_token
@@ -109,8 +109,8 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, count
         response = tile.host(request)
         seconds = time.perf_counter() - t0
     elif device is not None:
-        from .boardsim import run_link
-        from .link import Link, open_serial
+        from tinylpu.flow.boardsim import run_link
+        from tinylpu.link import Link, open_serial
         link = device if isinstance(device, Link) else open_serial(device, baud)
         try:
             response, seconds = run_link(link, prog.load_stream(), request, n_emit=steps,
@@ -122,13 +122,13 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, count
     elif board is not None:
         if sim != "verilator":
             raise ValueError(f"the board top is simulated on Verilator, not {sim}")
-        from .boardsim import board_sim, run_link
+        from tinylpu.flow.boardsim import board_sim, run_link
         with board_sim(prog.cfg) as bsim:
             response, seconds = run_link(bsim.link, prog.load_stream(), request, n_emit=steps,
                                          n_after=n_after, on_beat_pair=on_token, cfg=prog.cfg)
         link_stats = dict(bsim.link.stats, bad_frames=bsim.link.bad_frames, **bsim.stats)
     else:
-        from .rtlsim import run_generate
+        from tinylpu.flow.rtlsim import run_generate
         response, seconds = run_generate(prog.cfg, sim, prog.load_stream(), request,
                                          n_emit=steps, on_beat_pair=on_token, waves=waves,
                                          n_after=n_after)

@@ -16,9 +16,9 @@ import heapq
 
 import numpy as np
 
-from . import host, isa
-from .config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
-from .numerics import (exp2_neg, isqrt, norm_recip, norm_requantize, requantize, rope_rotate,
+from tinylpu import host, isa
+from tinylpu.config import ACT_BITS, ELEM_ADDR_BITS, X_BITS
+from tinylpu.numerics import (exp2_neg, isqrt, norm_recip, norm_requantize, requantize, rope_rotate,
                        rsqrt_scale, saturate, silu_gate,
                        silu_interp, wrap)
 

@@ -57,8 +57,8 @@ import zlib
 import numpy as np
 from amaranth.lib import data
 
-from .config import ACT_BITS
-from .isa import INSTR_BITS, TABLE_DEPTH
+from tinylpu.config import ACT_BITS
+from tinylpu.isa import INSTR_BITS, TABLE_DEPTH
 
 CMD_WRITE = 1
 CMD_READ = 2
@@ -142,7 +142,7 @@ class Counter(enum.IntEnum):
     """The busy counters, defined once: the word address of each in TARGET_COUNTERS, in
     order. Each counts cycles of the last run (RUN or GENERATE) from its start cycle to its
     first idle cycle; ``rtl/counters.py`` counts them, :class:`tinylpu.golden.GoldenTile`
-    computes them and :mod:`tinylpu.profile` predicts them per decode step."""
+    computes them and :mod:`tinylpu.compiler.profile` predicts them per decode step."""
     CYCLES = 0    # the run's cycles (= the cycles answer of the run)
     MAC = 1       # MAC array: the issue slots of MATVEC, QK and PV (a read token enters it)
     VU = 2        # vector unit: the issue slots of VOP (one element read a cycle)

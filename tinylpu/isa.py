@@ -31,8 +31,8 @@ import numpy as np
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
-from .config import ELEM_ADDR_BITS
-from . import numerics
+from tinylpu.config import ELEM_ADDR_BITS
+from tinylpu import numerics
 
 INSTR_BITS = 288
 

@@ -1,4 +1,4 @@
-"""The decoder compiler: a quantized Llama-style model (:class:`tinylpu.intmodel.QModel`)
+"""The decoder compiler: a quantized Llama-style model (:class:`tinylpu.model.intmodel.QModel`)
 becomes one tile program that runs the whole token loop on-chip.
 
 Placement. Weights go to the weight banks in MATVEC layout (the embedding is the classifier's
@@ -12,7 +12,7 @@ banks (one read port per bank). The exp and SiLU tables go to the vector unit's 
 
 Program. One pass over the layers per position (:func:`compile_decoder`), ending in ARGMAX and
 NEXT, which loops back to pc 0 while positions remain. Dependent instructions are kept apart
-by WAITs computed from the fixed latencies (:class:`tinylpu.schedule.Scheduler`; docs/isa.md,
+by WAITs computed from the fixed latencies (:class:`tinylpu.compiler.schedule.Scheduler`; docs/isa.md,
 "Timing"); durations that grow with the position (attention over ``pos + 1`` keys) only widen
 the gaps, so WAITs computed at position 0 hold at every position. The per-position cycle
 count is therefore a closed form, ``a + b * (pos + 1)``, which
@@ -26,12 +26,12 @@ import dataclasses
 
 import numpy as np
 
-from . import host, isa
-from .compiler import CompileError, weight_blocks
-from .config import Config, ELEM_ADDR_BITS
-from .intmodel import mulshr
-from .numerics import RECIP_FRAC
-from .schedule import Scheduler
+from tinylpu import host, isa
+from tinylpu.compiler import CompileError, weight_blocks
+from tinylpu.config import Config, ELEM_ADDR_BITS
+from tinylpu.model.intmodel import mulshr
+from tinylpu.numerics import RECIP_FRAC
+from tinylpu.compiler.schedule import Scheduler
 
 SS_RADIX = (1 << 15) - 1      # the first RMSNorm's tabulated sum of squares: hi * SS_RADIX + lo
 

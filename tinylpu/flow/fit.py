@@ -17,7 +17,7 @@ __all__ = ["DEVICES", "Memory", "mapping", "bram_blocks", "tile_memories", "tile
 import dataclasses
 import functools
 
-from .config import Config, ConfigError
+from tinylpu.config import Config, ConfigError
 
 # ECP5 family data sheet (FPGA-DS-02012), table 1.1: sysMEM blocks (18 Kbit EBR, DP16KD),
 # 18 x 18 multipliers, LUTs.
@@ -128,7 +128,7 @@ def tile_memories(cfg):
     walking its memory instances: a list of :class:`Memory` in hierarchy order."""
     from amaranth.hdl import Fragment, Shape
     from amaranth.hdl._mem import MemoryInstance
-    from .rtl.top import Tile
+    from tinylpu.rtl.top import Tile
 
     found = []
 
@@ -223,10 +223,10 @@ def _mode(m):
 
 def narrow_kv_config(qm, cfg, positions, kv_bits=8):
     """An estimate, not the RTL (whose KV cache is int16): the tile ``cfg`` that
-    :func:`tinylpu.decoder.config_for` sizes for ``positions``, with its activation banks
+    :func:`tinylpu.compiler.decoder.config_for` sizes for ``positions``, with its activation banks
     as deep as they would be if the K and V caches held ``kv_bits`` (8) a value, two
     positions a word instead of one, and nothing else changed."""
-    from .decoder import _pow2, compile_decoder
+    from tinylpu.compiler.decoder import _pow2, compile_decoder
     if kv_bits == 16:
         return cfg
     if kv_bits not in KV_BITS:
@@ -250,7 +250,7 @@ class ModelFit:
 
 def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None, kv_bits=16):
     """The tile for a llama2.c ``model`` (:class:`tinylpu.model.FloatModel`), sized by
-    :func:`tinylpu.decoder.config_for` (calibrated as ``tinylpu generate`` does without a
+    :func:`tinylpu.compiler.decoder.config_for` (calibrated as ``tinylpu generate`` does without a
     tokenizer): with ``positions``, for that KV cache; else for the longest one (at most the
     model's seq_len) whose tile fits the device's block RAMs. Returns a :class:`ModelFit`.
     ``kv_bits`` 8: an estimate for an 8-bit KV cache the RTL does not have
@@ -258,9 +258,9 @@ def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None,
 
     Raises :class:`FitError` when the model does not fit at any context, or ``positions``
     is outside [1, seq_len]."""
-    from .decoder import config_for
-    from .generate import calibration
-    from .intmodel import quantize
+    from tinylpu.compiler.decoder import config_for
+    from tinylpu.generate import calibration
+    from tinylpu.model.intmodel import quantize
     overrides = dict(overrides or {})
     have = device(device_name)["dp16kd"]
     seq_len = model.config.seq_len

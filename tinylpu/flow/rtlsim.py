@@ -29,7 +29,7 @@ import threading
 import time
 
 SIMULATORS = ("icarus", "verilator")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TB_DIR = ROOT / "tb"
 TOP = "tinylpu_tile"
 COVERAGE_ENV = "TINYLPU_COVERAGE"
@@ -281,7 +281,7 @@ def _follow(path, thread, callback, poll=0.05):
 def run_generate(cfg, sim, load, request, *, n_emit, on_beat_pair=None, waves=None, root=None,
                  n_after=0):
     """Load a tile (``load``: host beats that answer nothing, e.g. a decoder program's
-    :meth:`~tinylpu.decoder.DecoderProgram.load_stream`), then send ``request``, whose last
+    :meth:`~tinylpu.compiler.decoder.DecoderProgram.load_stream`), then send ``request``, whose last
     command is a GENERATE emitting ``n_emit`` ids, on the RTL.
 
     Returns ``(response, seconds)``: the ``2 * n_emit + 2`` response beats (ids with their

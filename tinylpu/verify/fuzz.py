@@ -1,6 +1,6 @@
 """Random programs for the tile, at scale: every instruction, every unit, every status bit.
 
-:func:`random_case` draws one host-stream case (see :func:`tinylpu.rtlsim.run_streams`): fresh
+:func:`random_case` draws one host-stream case (see :func:`tinylpu.flow.rtlsim.run_streams`): fresh
 memory contents, a random program, then RUN or GENERATE, perhaps under a cycle budget, after
 a bad command, with an illegal word in the program, or with the output not taken during the
 run. The golden model runs it *not strict* (``GoldenTile.strict = False``): a program that
@@ -24,9 +24,9 @@ from collections import Counter
 import numpy as np
 from amaranth.lib import data
 
-from . import host, isa
-from .cases import illegal_words
-from .golden import GoldenError
+from tinylpu import host, isa
+from tinylpu.verify.cases import illegal_words
+from tinylpu.golden import GoldenError
 
 _STATUS = data.Layout.cast(host.Status)
 _STATUS_BITS = {name: 1 << field.offset for name, field in _STATUS if name != "reserved"}
@@ -316,12 +316,12 @@ def random_case(golden, rng, name, *, depth=None, first=False, tries=50):
 
 
 def _snapshot(golden):
-    from .cases import snapshot
+    from tinylpu.verify.cases import snapshot
     return snapshot(golden), golden.bad_command, list(golden.ctrl)
 
 
 def _restore(golden, state):
-    from .cases import restore
+    from tinylpu.verify.cases import restore
     restore(golden, state[0])
     golden.bad_command, golden.ctrl = state[1], list(state[2])
 
@@ -369,7 +369,7 @@ def features(program, status, *, generate=False, budget=None, attention=True):
 
 def check_response(case, measured):
     """What differs between the tile's run of ``case`` (``measured``, as
-    :func:`tinylpu.rtlsim.run_streams` returns it) and the golden model, in the beats the
+    :func:`tinylpu.flow.rtlsim.run_streams` returns it) and the golden model, in the beats the
     case compares, its cycle count (from the tile's counter and from ``running``) and the
     arrival cycle of every emitted id; None when nothing does."""
     golden, response = case["golden"], measured["response"]
@@ -399,8 +399,8 @@ def campaign(cfg, sim, seed, n, batch=500):
     """``n`` random cases (:func:`random_case`, names ``<seed>:<index>``) on simulator
     ``sim``, ``batch`` to a simulation: returns (the cases that differed, with what
     differed; the features covered, counted; the cases by kind)."""
-    from .golden import GoldenTile
-    from .rtlsim import run_streams
+    from tinylpu.golden import GoldenTile
+    from tinylpu.flow.rtlsim import run_streams
     rng = np.random.default_rng(seed)
     failures, covered, kinds = [], Counter(), Counter()
     for start in range(0, n, batch):

@@ -27,10 +27,10 @@ import math
 
 import numpy as np
 
-from .numerics import (EXP2_STEPS, RECIP_FRAC, ROPE_FRAC, argmax, exp2_neg, isqrt,
+from tinylpu.numerics import (EXP2_STEPS, RECIP_FRAC, ROPE_FRAC, argmax, exp2_neg, isqrt,
                        norm_recip, norm_requantize, rope_rotate, rsqrt_scale, saturate,
                        silu_gate, silu_interp)
-from .model import WEIGHT_NAMES, ModelError
+from tinylpu.model import WEIGHT_NAMES, ModelError
 
 SCORE_SCALE = math.log2(math.e)   # q is stored times log2(e) / sqrt(head_size): scores in bits
 SILU_POINTS = 256      # SiLU table intervals over the h1 range
@@ -248,7 +248,7 @@ def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max")
     not on the tile; its static shifts are then chosen on the same calibration sequences by
     the rule ``kv_shift``, one of :data:`KV_SHIFT_RULES`, see :func:`kv_shifts`).
     """
-    from .reference import FloatDecoder
+    from tinylpu.model.reference import FloatDecoder
     if kv_bits not in range(8, 17):
         raise ValueError(f"kv_bits must be in [8, 16], not {kv_bits!r}")
     if kv_shift not in KV_SHIFT_RULES:

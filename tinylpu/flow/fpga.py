@@ -23,9 +23,9 @@ import pathlib
 import subprocess
 import time
 
-from .config import Config
-from .pnr import Device, PnrResult, _progress, format_result, parse_log_times, parse_report
-from .synth import find_tool
+from tinylpu.config import Config
+from tinylpu.flow.pnr import Device, PnrResult, _progress, format_result, parse_log_times, parse_report
+from tinylpu.flow.synth import find_tool
 
 NAME = "tinylpu_board"
 # the board build's default tile: it places and routes on the ECP5-85F in minutes (the

@@ -15,8 +15,8 @@ import dataclasses
 
 import numpy as np
 
-from .intmodel import IntDecoder
-from .reference import FloatDecoder
+from tinylpu.model.intmodel import IntDecoder
+from tinylpu.model.reference import FloatDecoder
 
 PROMPTS = ["", "Once upon a time", "The little dog", "Lily and Tom went to the park",
            "One day, a big bird"]
@@ -26,7 +26,7 @@ CALIBRATION_PROMPTS = ["Tom had a red ball", "Sara was sad because", "In the gar
 
 def calibration_sequences(model, tokenizer, length=256):
     """Float greedy continuations of the calibration prompts: the ranges quantize() sees."""
-    from .reference import generate_greedy
+    from tinylpu.model.reference import generate_greedy
     out = []
     for text in CALIBRATION_PROMPTS:
         ids = tokenizer.encode(text)

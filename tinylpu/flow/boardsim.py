@@ -24,8 +24,8 @@ import pathlib
 import subprocess
 import time
 
-from .link import Link, LinkError
-from .rtlsim import ROOT, TB_DIR, SimError, prepare_env
+from tinylpu.link import Link, LinkError
+from tinylpu.flow.rtlsim import ROOT, TB_DIR, SimError, prepare_env
 
 HARNESS = TB_DIR / "board_pty.cpp"
 TOP = "tinylpu_board"
@@ -42,8 +42,8 @@ class BoardSimError(SimError):
 def build_board(cfg, *, root=None, **board_kw):
     """Build the board top of ``cfg`` (``BoardTop(cfg, use_pll=False, **board_kw)``) with the
     pty harness; returns ``(executable, divisor)``. Rebuilt only when the Verilog changes."""
-    from .rtl.board import DEFAULT_BAUD, DEFAULT_TILE_HZ, generate_verilog
-    from .rtl.uart import divisor_for
+    from tinylpu.rtl.board import DEFAULT_BAUD, DEFAULT_TILE_HZ, generate_verilog
+    from tinylpu.rtl.uart import divisor_for
     kw = {"clk_hz": DEFAULT_TILE_HZ, "tile_hz": DEFAULT_TILE_HZ, **board_kw, "use_pll": False}
     divisor = divisor_for(kw["tile_hz"], kw.get("baud", DEFAULT_BAUD))
     prepare_env("verilator")
@@ -164,7 +164,7 @@ def check_config(link, cfg, timeout=None):
     """Read the tile's ``Ctrl.CONFIG`` through ``link``: a :class:`~tinylpu.link.LinkError`
     unless the tile was built for ``cfg`` (a program for another configuration would run
     wrong, silently)."""
-    from . import host
+    from tinylpu import host
     (word,) = link.transact(host.read_cmd(cfg, host.TARGET_CTRL, host.Ctrl.CONFIG, 1), 1,
                             timeout)
     if word != host.config_id(cfg):
@@ -179,7 +179,7 @@ def run_link(link, load, request, *, n_emit, n_after=0, on_beat_pair=None, timeo
     ``load`` (beats that answer nothing), then
     ``request``, whose last command is a GENERATE emitting ``n_emit`` ids (and ``n_after``
     answer beats of commands after it). Returns ``(response, seconds)`` as
-    :func:`tinylpu.rtlsim.run_generate` does: the response beats and the wall time from the
+    :func:`tinylpu.flow.rtlsim.run_generate` does: the response beats and the wall time from the
     request sent to the last beat. ``on_beat_pair(id, cycle)`` is called as each id arrives.
     ``timeout``: seconds to wait for each answer (None: no limit)."""
     link.reset()

@@ -17,7 +17,7 @@ import re
 import subprocess
 import time
 
-from .synth import find_tool, synthesize
+from tinylpu.flow.synth import find_tool, synthesize
 
 
 class PnrError(RuntimeError):
@@ -148,13 +148,13 @@ def _progress(text):
 
 
 def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0):
-    """Synthesize ``verilog`` (a file; see :func:`tinylpu.synth.synthesize`) and place and
+    """Synthesize ``verilog`` (a file; see :func:`tinylpu.flow.synth.synthesize`) and place and
     route it out of context on ``target`` for a clock of ``freq`` MHz; return a
     :class:`PnrResult`.
 
     Work files (netlist, nextpnr log and report) go beside ``verilog``. Synthesis and place
     and route together get ``timeout_min`` minutes: past that, the running tool is stopped
-    and :class:`PnrError` (or :class:`~tinylpu.synth.SynthError`) names the step it was in.
+    and :class:`PnrError` (or :class:`~tinylpu.flow.synth.SynthError`) names the step it was in.
     """
     check_request(target, freq, timeout_min)
     device = DEVICES[target]

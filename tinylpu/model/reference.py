@@ -11,7 +11,7 @@ __all__ = ["FloatDecoder", "generate_greedy", "teacher_forced", "rmsnorm", "rope
 
 import numpy as np
 
-from .model import BOS, FloatModel
+from tinylpu.model import BOS, FloatModel
 
 F32 = np.float32
 

@@ -1,5 +1,5 @@
 """The scheduler both compilers emit through (:mod:`tinylpu.compiler` for GEMV chains,
-:mod:`tinylpu.decoder` for the decoder).
+:mod:`tinylpu.compiler.decoder` for the decoder).
 
 :class:`Scheduler` takes instructions in program order, each as the operands of its
 :mod:`tinylpu.isa` constructor, and puts a WAIT in front of one that would break a schedule
@@ -11,7 +11,7 @@ __all__ = ["Scheduler"]
 
 import dataclasses
 
-from . import isa
+from tinylpu import isa
 
 A = isa.Space.ACT.value
 MEM, IMM, SCALE = isa.BMode.MEM, isa.BMode.IMM, isa.BMode.SCALE

@@ -37,8 +37,8 @@ __all__ = ["UNITS", "COUNTED", "ProfileError", "Slot", "Profile", "schedule", "a
 import dataclasses
 import pathlib
 
-from . import host, isa
-from .compiler import CompileError
+from tinylpu import host, isa
+from tinylpu.compiler import CompileError
 
 MAC, EPI, DRAIN, NORM, VU, SCALAR, WAIT, NEXT = UNITS = (
     "MAC array", "epilogue / write-back", "PV drain (reciprocals)", "norm unit (RMSNorm)",
@@ -161,7 +161,7 @@ def attention_macs(mc, pos):
 
 def schedule(program, pos):
     """The :class:`Profile` of the decode step at position ``pos`` of a
-    :class:`tinylpu.decoder.DecoderProgram`."""
+    :class:`tinylpu.compiler.decoder.DecoderProgram`."""
     if not 0 <= pos < program.positions:
         raise ProfileError(f"position {pos} is outside the compiled range "
                            f"0..{program.positions - 1}")

@@ -8,9 +8,9 @@ import re
 import numpy as np
 from amaranth.lib import data
 
-from . import host, isa
-from .compiler import compile_chain
-from .golden import GoldenError
+from tinylpu import host, isa
+from tinylpu.compiler import compile_chain
+from tinylpu.golden import GoldenError
 
 
 def _case(name, stream, golden, predicted):

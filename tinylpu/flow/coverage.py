@@ -1,7 +1,7 @@
 """Verilator line, branch and toggle coverage of the tile, per block (``make coverage``).
 
 ``make coverage`` runs the default suite's Verilator tests with ``TINYLPU_COVERAGE=1``
-(:mod:`tinylpu.rtlsim`): every run leaves a coverage file in ``build/coverage/dat/``. This
+(:mod:`tinylpu.flow.rtlsim`): every run leaves a coverage file in ``build/coverage/dat/``. This
 module reads them (Verilator's ``coverage.dat`` format: a line ``C '<key>' <count>`` per
 coverage point, the key a list of ``\\x01name\\x02value`` fields), adds the counts of equal
 points (what ``verilator_coverage --write`` does), and summarizes coverage per block: the

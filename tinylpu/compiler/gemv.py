@@ -1,5 +1,5 @@
 """The compiler: places tensors in SRAM, emits programs (scheduled by
-:class:`tinylpu.schedule.Scheduler`) and predicts cycles.
+:class:`tinylpu.compiler.schedule.Scheduler`) and predicts cycles.
 
 The cycle prediction is static: each instruction occupies the issue slot for a known number
 of cycles (:func:`tinylpu.isa.duration`) and every MATVEC token writes its result a fixed
@@ -15,9 +15,9 @@ import dataclasses
 
 import numpy as np
 
-from . import host, isa
-from .numerics import gemv_reference, quantize_multiplier
-from .schedule import Scheduler
+from tinylpu import host, isa
+from tinylpu.numerics import gemv_reference, quantize_multiplier
+from tinylpu.compiler.schedule import Scheduler
 
 
 class CompileError(ValueError):
@@ -177,7 +177,7 @@ def compile_chain(Ws, x, cfg, *, scales=None, mults=None, shifts=None, repeat=1)
 
     Weights of layer i follow those of layer i-1 in every weight bank; activations alternate
     between the two halves of the activation space (banks 0 and 1, or the two halves of bank
-    0 when the config has one bank). The scheduler (:class:`tinylpu.schedule.Scheduler`)
+    0 when the config has one bank). The scheduler (:class:`tinylpu.compiler.schedule.Scheduler`)
     inserts the WAITs that data dependencies between layers need; :func:`analyze` checks the
     result and predicts its cycles.
     """
