@@ -18,13 +18,13 @@ __all__ = ["FpgaError", "Board", "BOARDS", "BOARD_CONFIG", "NAME", "check_reques
 import dataclasses
 import importlib
 import json
-import math
 import pathlib
 import subprocess
 import time
 
 from tinylpu.config import Config
-from tinylpu.flow.pnr import Device, PnrResult, _progress, format_result, parse_log_times, parse_report
+from tinylpu.flow.pnr import (Device, PnrResult, _progress, check_positive, format_result,
+                              parse_log_times, parse_report)
 from tinylpu.flow.synth import find_tool
 
 NAME = "tinylpu_board"
@@ -108,10 +108,8 @@ def check_request(board, tile_mhz, baud, timeout_min, cfg=None):
     from tinylpu.rtl.uart import divisor_for
     if board not in BOARDS:
         raise FpgaError(f"unknown board {board!r}: one of {', '.join(BOARDS)}")
-    if not (math.isfinite(tile_mhz) and tile_mhz > 0):
-        raise FpgaError(f"tile clock must be a positive number of MHz, not {tile_mhz:g}")
-    if not (math.isfinite(timeout_min) and timeout_min > 0):
-        raise FpgaError(f"timeout must be a positive number of minutes, not {timeout_min:g}")
+    check_positive(tile_mhz, "tile clock", "MHz", FpgaError)
+    check_positive(timeout_min, "timeout", "minutes", FpgaError)
     tile_hz = round(tile_mhz * 1e6)
     if abs(tile_hz - tile_mhz * 1e6) > 1e-3:
         raise FpgaError(f"tile clock must be a whole number of Hz, not {tile_mhz * 1e6:g}")

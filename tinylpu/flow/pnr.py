@@ -77,15 +77,19 @@ class PnrResult:
         return all(achieved >= target for achieved, target in self.fmax.values())
 
 
+def check_positive(value, what, unit, error):
+    """Raise ``error`` unless ``value`` is a positive finite number (``what`` in ``unit``)."""
+    if not (math.isfinite(value) and value > 0):
+        raise error(f"{what} must be a positive number of {unit}, not {value:g}")
+
+
 def check_request(target, freq, timeout_min):
     """Raise :class:`PnrError` unless ``target`` is a known device, ``freq`` (MHz) and
     ``timeout_min`` (minutes) positive finite numbers."""
     if target not in DEVICES:
         raise PnrError(f"target must be one of {', '.join(DEVICES)}, not {target!r}")
-    if not (math.isfinite(freq) and freq > 0):
-        raise PnrError(f"target frequency must be a positive number of MHz, not {freq:g}")
-    if not (math.isfinite(timeout_min) and timeout_min > 0):
-        raise PnrError(f"timeout must be a positive number of minutes, not {timeout_min:g}")
+    check_positive(freq, "target frequency", "MHz", PnrError)
+    check_positive(timeout_min, "timeout", "minutes", PnrError)
 
 
 def _signal(name):
