@@ -10,10 +10,10 @@ import re
 
 import pytest
 
-from tinylpu.flow.boardsim import board_sim, finish_board, run_link, start_board
+from tinylpu.flow.boardsim import board_sim, finish_board, start_board
 from tinylpu.cli import main
 from tinylpu.generate import generate, prepare
-from tinylpu.link import ESC, FLAG, FrameType, Nak
+from tinylpu.link import ESC, FLAG, FrameType, Nak, run_link
 from tinylpu.model import save_checkpoint, synthetic_model
 
 PROMPT, STEPS = [1, 5, 9], 10

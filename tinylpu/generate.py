@@ -109,8 +109,7 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, count
         response = tile.host(request)
         seconds = time.perf_counter() - t0
     elif device is not None:
-        from tinylpu.flow.boardsim import run_link
-        from tinylpu.link import Link, open_serial
+        from tinylpu.link import Link, open_serial, run_link
         link = device if isinstance(device, Link) else open_serial(device, baud)
         try:
             response, seconds = run_link(link, prog.load_stream(), request, n_emit=steps,
@@ -122,7 +121,8 @@ def generate(prep, prompt, steps, sim="golden", on_token=None, waves=None, count
     elif board is not None:
         if sim != "verilator":
             raise ValueError(f"the board top is simulated on Verilator, not {sim}")
-        from tinylpu.flow.boardsim import board_sim, run_link
+        from tinylpu.flow.boardsim import board_sim
+        from tinylpu.link import run_link
         with board_sim(prog.cfg) as bsim:
             response, seconds = run_link(bsim.link, prog.load_stream(), request, n_emit=steps,
                                          n_after=n_after, on_beat_pair=on_token, cfg=prog.cfg)

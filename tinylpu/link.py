@@ -33,7 +33,7 @@ Retry rules (stop-and-wait in each direction, 8-bit sequence numbers):
 __all__ = ["FLAG", "ESC", "ESC_XOR", "CRC_POLY", "CRC_INIT", "CRC_XOROUT", "CRC_RESIDUE",
            "MAX_BEATS", "HEADER_BYTES", "CRC_BYTES", "MIN_FRAME_BYTES", "SEQ_MOD",
            "FrameType", "Nak", "FrameHeader", "Frame", "LinkError", "crc32", "crc_update",
-           "encode", "stuff", "Decoder", "Link", "open_serial"]
+           "encode", "stuff", "Decoder", "Link", "open_serial", "check_config", "run_link"]
 
 import enum
 import struct
@@ -359,3 +359,42 @@ def open_serial(device, baud=3_000_000, **kw):
     except (serial.SerialException, ValueError) as error:
         raise LinkError(f"cannot open {device}: {error}") from None
     return Link(port, **kw)
+
+
+def check_config(link, cfg, timeout=None):
+    """Read the tile's ``Ctrl.CONFIG`` through ``link``: a :class:`~tinylpu.link.LinkError`
+    unless the tile was built for ``cfg`` (a program for another configuration would run
+    wrong, silently)."""
+    from tinylpu import host     # here: rtl/bridge.py imports this module's constants
+    (word,) = link.transact(host.read_cmd(cfg, host.TARGET_CTRL, host.Ctrl.CONFIG, 1), 1,
+                            timeout)
+    if word != host.config_id(cfg):
+        raise LinkError(f"the tile on the link was built for another configuration (id "
+                        f"{word:#010x}), not {cfg.ident} (id {host.config_id(cfg):#010x}): "
+                        f"give --config the CONFIG of its `make fpga`")
+
+
+def run_link(link, load, request, *, n_emit, n_after=0, on_beat_pair=None, timeout=None,
+             cfg=None):
+    """Reset the tile through ``link`` (and with ``cfg``, :func:`check_config`), send
+    ``load`` (beats that answer nothing), then
+    ``request``, whose last command is a GENERATE emitting ``n_emit`` ids (and ``n_after``
+    answer beats of commands after it). Returns ``(response, seconds)`` as
+    :func:`tinylpu.flow.rtlsim.run_generate` does: the response beats and the wall time from the
+    request sent to the last beat. ``on_beat_pair(id, cycle)`` is called as each id arrives.
+    ``timeout``: seconds to wait for each answer (None: no limit)."""
+    link.reset()
+    if cfg is not None:
+        check_config(link, cfg, timeout)
+    link.send(load)
+    t0 = time.perf_counter()
+    link.send(request)
+    response = []
+    for _ in range(n_emit):
+        token, cycle = link.receive(2, timeout)
+        response += [token, cycle]
+        if on_beat_pair is not None:
+            on_beat_pair(token, cycle)
+    response += link.receive(2 + n_after, timeout)
+    return response, time.perf_counter() - t0
+

@@ -6,15 +6,16 @@ a pseudo-terminal, driven by the same host code as a real board's serial port.
 and models the serial line between the pty and the UART pins at the board's divisor (clock
 cycles per bit). :func:`board_sim` builds it, starts it and opens the pty with pyserial:
 from there on a :class:`~tinylpu.link.Link` sees what it would see on ``/dev/ttyUSB0``, and
-:func:`run_link` (which ``tinylpu generate`` uses for ``--device`` and for ``--sim verilator
---board``) is the one routine that loads the tile and runs a GENERATE through the link.
+:func:`tinylpu.link.run_link` (which ``tinylpu generate`` uses for ``--device`` and for
+``--sim verilator --board``) is the one routine that loads the tile and runs a GENERATE
+through the link.
 
 Simulated time is slower than a board's: the link's timeouts are stretched
 (:data:`SIM_TIMEOUT`, :data:`SIM_BYTE_TIME`).
 """
 
-__all__ = ["BoardSimError", "board_sim", "BoardSim", "run_link", "build_board", "start_board",
-           "finish_board", "check_config",
+__all__ = ["BoardSimError", "board_sim", "BoardSim", "build_board", "start_board",
+           "finish_board",
            "SIM_TIMEOUT", "SIM_BYTE_TIME"]
 
 import contextlib
@@ -22,9 +23,8 @@ import hashlib
 import os
 import pathlib
 import subprocess
-import time
 
-from tinylpu.link import Link, LinkError
+from tinylpu.link import Link
 from tinylpu.flow.rtlsim import ROOT, TB_DIR, SimError, prepare_env
 
 HARNESS = TB_DIR / "board_pty.cpp"
@@ -158,42 +158,3 @@ def board_sim(cfg, *, root=None, max_cycles=0, link_kw=None, **board_kw):
         stats = finish_board(proc)
         if sim is not None:
             sim.stats = stats
-
-
-def check_config(link, cfg, timeout=None):
-    """Read the tile's ``Ctrl.CONFIG`` through ``link``: a :class:`~tinylpu.link.LinkError`
-    unless the tile was built for ``cfg`` (a program for another configuration would run
-    wrong, silently)."""
-    from tinylpu import host
-    (word,) = link.transact(host.read_cmd(cfg, host.TARGET_CTRL, host.Ctrl.CONFIG, 1), 1,
-                            timeout)
-    if word != host.config_id(cfg):
-        raise LinkError(f"the tile on the link was built for another configuration (id "
-                        f"{word:#010x}), not {cfg.ident} (id {host.config_id(cfg):#010x}): "
-                        f"give --config the CONFIG of its `make fpga`")
-
-
-def run_link(link, load, request, *, n_emit, n_after=0, on_beat_pair=None, timeout=None,
-             cfg=None):
-    """Reset the tile through ``link`` (and with ``cfg``, :func:`check_config`), send
-    ``load`` (beats that answer nothing), then
-    ``request``, whose last command is a GENERATE emitting ``n_emit`` ids (and ``n_after``
-    answer beats of commands after it). Returns ``(response, seconds)`` as
-    :func:`tinylpu.flow.rtlsim.run_generate` does: the response beats and the wall time from the
-    request sent to the last beat. ``on_beat_pair(id, cycle)`` is called as each id arrives.
-    ``timeout``: seconds to wait for each answer (None: no limit)."""
-    link.reset()
-    if cfg is not None:
-        check_config(link, cfg, timeout)
-    link.send(load)
-    t0 = time.perf_counter()
-    link.send(request)
-    response = []
-    for _ in range(n_emit):
-        token, cycle = link.receive(2, timeout)
-        response += [token, cycle]
-        if on_beat_pair is not None:
-            on_beat_pair(token, cycle)
-    response += link.receive(2 + n_after, timeout)
-    return response, time.perf_counter() - t0
-
