@@ -94,13 +94,12 @@ class _SimPort:
 
 
 class BoardSim:
-    """A running board simulation: ``link`` (a :class:`Link` on its pty), ``port`` (the
-    pyserial port wrapped to notice a dead simulation), ``divisor``; after it ends,
+    """A running board simulation: ``link`` (a :class:`Link` on its pty, through a port
+    wrapper that notices a dead simulation), ``divisor``; after it ends,
     ``stats`` (the harness's counts: CYCLES, BYTES_IN, BYTES_OUT, FRAMING_ERRORS)."""
 
     def __init__(self, proc, serial, divisor, link):
         self.proc, self.serial, self.divisor, self.link = proc, serial, divisor, link
-        self.port = link.port
         self.stats = {}
 
 
