@@ -114,13 +114,15 @@ class Router(wiring.Component):
         m = Module()
         R, L = cfg.rows, cfg.lanes
         groups = L // R
-        wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth) for _ in range(R)]
+        # only the host writes these, while the tile is idle: no read meets a write
+        wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth, hold_on_write=True)
+                  for _ in range(R)]
         abanks = [Bank(width=cfg.act_word_bits, depth=cfg.adepth, granularity=ACT_BITS)
                   for _ in range(cfg.act_banks)]
-        imem = Bank(width=INSTR_BITS, depth=cfg.pdepth)
+        imem = Bank(width=INSTR_BITS, depth=cfg.pdepth, hold_on_write=True)
         tmem = Bank(width=TOKEN_BITS, depth=cfg.tdepth)
-        mmem = Bank(width=MULT_BITS * R, depth=cfg.mdepth)
-        rmem = Bank(width=MULT_BITS * R, depth=cfg.rdepth)
+        mmem = Bank(width=MULT_BITS * R, depth=cfg.mdepth, hold_on_write=True)
+        rmem = Bank(width=MULT_BITS * R, depth=cfg.rdepth, hold_on_write=True)
         for r, bank in enumerate(wbanks):
             m.submodules[f"wbank{r}"] = bank
         for a, bank in enumerate(abanks):

@@ -19,6 +19,15 @@ class Bank(wiring.Component):
     (and keeps it while ``ren`` is low). A write with ``wen`` lands at the end of the
     cycle; a read in the same cycle returns the old word (not transparent).
 
+    With ``hold_on_write``, a cycle with a write reads nothing: ``rdata`` keeps its word,
+    as if ``ren`` were low. For memories whose reads and writes never meet (the ones only
+    the host writes, while the tile is idle). It makes the memory block RAM with no
+    collision logic: a DP16KD cannot give a read the old word in its other port's write
+    cycle, so Yosys otherwise emulates that with 2 x ``width`` flip-flops and a
+    ``width``-bit multiplexer. The memory carries ``no_rw_check`` (Yosys: a read and a
+    write of one address in one cycle need not be emulated), which is safe because the
+    read enable already excludes that cycle.
+
     Parameters
     ----------
     width : int
@@ -27,10 +36,13 @@ class Bank(wiring.Component):
         Words.
     granularity : int
         Bits per write-enable lane; ``wen`` has ``width // granularity`` bits.
+    hold_on_write : bool
+        No read in a write's cycle (above).
     """
 
-    def __init__(self, *, width, depth, granularity=None):
+    def __init__(self, *, width, depth, granularity=None, hold_on_write=False):
         self.width, self.depth = width, depth
+        self.hold_on_write = hold_on_write
         self.granularity = granularity or width
         assert width % self.granularity == 0
         abits = addr_bits(depth)
@@ -41,13 +53,15 @@ class Bank(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        attrs = {"no_rw_check": 1} if self.hold_on_write else None
         m.submodules.mem = mem = memory.Memory(shape=unsigned(self.width), depth=self.depth,
-                                               init=[])
+                                               init=[], attrs=attrs)
         rd = mem.read_port()
         wr = mem.write_port(granularity=self.granularity if self.granularity < self.width
                             else None)
         m.d.comb += [
-            rd.addr.eq(self.raddr), rd.en.eq(self.ren), self.rdata.eq(rd.data),
+            rd.addr.eq(self.raddr), self.rdata.eq(rd.data),
+            rd.en.eq(self.ren & ~self.wen.any() if self.hold_on_write else self.ren),
             wr.addr.eq(self.waddr), wr.en.eq(self.wen), wr.data.eq(self.wdata),
         ]
         return m

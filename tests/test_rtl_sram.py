@@ -2,13 +2,18 @@
 
 Documented timing: ``rdata`` holds the word at ``raddr`` one cycle after a cycle with ``ren``
 and keeps it while ``ren`` is low; a write lands at the end of its cycle; a read in the same
-cycle as a write to the same word returns the old word (not transparent).
+cycle as a write to the same word returns the old word (not transparent); with
+``hold_on_write``, a write's cycle reads nothing (``rdata`` keeps its word) and the memory
+carries Yosys' ``no_rw_check``, which maps it to block RAM with no collision logic.
 """
 
 import random
 
 from amaranth.sim import Simulator
 
+from amaranth.back import verilog
+
+from tinylpu.flow.synth import synthesize
 from tinylpu.rtl.sram import Bank
 
 
@@ -187,3 +192,49 @@ def test_wide_bank_with_32_bit_lanes():
         model[addr] = (model[addr] & ~mask) | (value & mask)
         expected.append(model[addr])
     assert got == expected
+
+
+def test_hold_on_write_reads_nothing_in_a_write_cycle():
+    dut = Bank(width=32, depth=16, hold_on_write=True)
+    got = []
+
+    async def bench(ctx):
+        await _write(ctx, dut, 5, 0xdeadbeef)
+        await _write(ctx, dut, 6, 0x600d600d)
+        assert await _read(ctx, dut, 6) == 0x600d600d
+        # ren high throughout; cycle 1 writes word 5 (read: 5), cycle 3 word 9 (read: 6)
+        ctx.set(dut.ren, 1)
+        for cycle, (raddr, write) in enumerate([(5, None), (5, (5, 0x12345678)), (5, None),
+                                                (6, (9, 0x99999999)), (6, None)]):
+            ctx.set(dut.raddr, raddr)
+            if write:
+                ctx.set(dut.waddr, write[0])
+                ctx.set(dut.wdata, write[1])
+                ctx.set(dut.wen, 1)
+            await ctx.tick()
+            ctx.set(dut.wen, 0)
+            got.append(ctx.get(dut.rdata))
+        ctx.set(dut.ren, 0)
+
+    _run(dut, bench)
+    # a write's cycle keeps the previous word (any address), the next read sees the write
+    assert got == [0xdeadbeef, 0xdeadbeef, 0x12345678, 0x12345678, 0x600d600d]
+
+
+def _ecp5_cells(tmp_path, bank):
+    path = tmp_path / "bank.v"
+    path.write_text(verilog.convert(bank, name="bank"))
+    return synthesize(path, "bank", "ecp5")
+
+
+def test_hold_on_write_bank_is_block_ram_alone(tmp_path):
+    """The program memory's shape (128 x 288 bits): 8 DP16KD either way; read-first costs
+    2 x 288 flip-flops and a 288-bit multiplexer of collision logic, hold-on-write one LUT
+    (the read enable)."""
+    old = _ecp5_cells(tmp_path, Bank(width=288, depth=128))
+    held = _ecp5_cells(tmp_path, Bank(width=288, depth=128, hold_on_write=True))
+    assert old["DP16KD"] == held["DP16KD"] == 8
+    assert old["TRELLIS_FF"] >= 2 * 288 and old["LUT4"] >= 288
+    assert held.get("TRELLIS_FF", 0) == 0 and held.get("LUT4", 0) <= 1
+    assert "no_rw_check" in verilog.convert(Bank(width=8, depth=4, hold_on_write=True))
+    assert "no_rw_check" not in verilog.convert(Bank(width=8, depth=4))
