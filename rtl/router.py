@@ -15,7 +15,7 @@ There is no arbitration. While the tile runs, the schedule owns the SRAM ports:
   read ports.
 
 While the tile is idle, the host interface owns them, and the host's table target is routed
-to the vector unit's table port (``t_*``). The checker flags, in the same cycle:
+to the vector unit's table port (``t``). The checker flags, in the same cycle:
 
 - ``conflict``: a port asked for by two users in one cycle;
 - ``hazard``: a read (``x``, the score stream ``s``, RESID's ``r``) of lanes a write in the
@@ -31,7 +31,8 @@ Two users of one port in one cycle get the port in a fixed order (read ports: ``
 reports the conflict.
 """
 
-__all__ = ["Router", "write_layout"]
+__all__ = ["Router", "write_layout", "operand_read", "weight_read", "lane_write",
+           "table_port", "token_port"]
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
@@ -53,6 +54,40 @@ def write_layout(cfg):
     return data.StructLayout({"valid": 1, "bank": 2, "word": 16, "mask": cfg.lanes})
 
 
+# The ports between the router and the units that use its memories, as the unit sees them
+# (the router's side is flipped): requests in cycle n, read data in n + 1, writes landing at
+# the end of n.
+def operand_read(cfg):
+    """A vector-unit operand read (``a``, ``b``): a word of an activation bank."""
+    return wiring.Signature({"en": Out(1), "bank": Out(2), "word": Out(16),
+                             "data": In(cfg.act_word_bits)})
+
+
+def weight_read():
+    """The vector unit's weight-row read (WROW operands): the data comes on ``w_data``, as
+    for MATVEC."""
+    return wiring.Signature({"en": Out(1), "word": Out(16)})
+
+
+def lane_write(cfg):
+    """A vector-unit result: one 32-bit lane of a word of an activation bank."""
+    return wiring.Signature({"en": Out(1), "bank": Out(2), "word": Out(16),
+                             "lane": Out(range(cfg.lanes)), "data": Out(ACT_BITS)})
+
+
+def table_port():
+    """The host's access to the vector unit's table (the router drives it while idle)."""
+    tbits = addr_bits(TABLE_DEPTH)
+    return wiring.Signature({"wen": Out(1), "waddr": Out(tbits), "wdata": Out(TOKEN_BITS),
+                             "ren": Out(1), "raddr": Out(tbits), "rdata": In(TOKEN_BITS)})
+
+
+def token_port():
+    """The sequencer's token memory port: NEXT's read and write."""
+    return wiring.Signature({"ren": Out(1), "raddr": Out(16), "rdata": In(TOKEN_BITS),
+                             "wen": Out(1), "waddr": Out(16), "wdata": Out(TOKEN_BITS)})
+
+
 def _two_or_more(users):
     """High when at least two of ``users`` (1-bit values) are high."""
     pairs = [a & b for i, a in enumerate(users) for b in users[i + 1:]]
@@ -62,7 +97,7 @@ def _two_or_more(users):
 class Router(wiring.Component):
     """Owns the SRAM banks of the tile (all but the vector unit's table) and routes their ports.
 
-    Timing: read data (``w_data``, ``x_data``, ``a_data``, ``b_data``, ``i_data``, ``tm_rdata``,
+    Timing: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``, ``i_data``, ``tm.rdata``,
     ``h_rdata``) is valid the cycle after the read request and holds until the next read of
     that port; writes land at the end of the request cycle.
     """
@@ -71,7 +106,6 @@ class Router(wiring.Component):
         self.cfg = cfg
         R, L = cfg.rows, cfg.lanes
         self.host_bits = max(cfg.word_bits, cfg.act_word_bits, INSTR_BITS)
-        tbits = addr_bits(TABLE_DEPTH)
         super().__init__({
             # MATVEC: AGU reads and requantizer writes
             "w_en": In(1), "w_addr": In(16),
@@ -90,17 +124,11 @@ class Router(wiring.Component):
             "r_later": In(LAT_RESID_READ - 1),
             "r_data": Out(cfg.act_word_bits),
             # vector unit: operand reads, weight reads, result writes, table port
-            "a_en": In(1), "a_bank": In(2), "a_word": In(16), "a_data": Out(cfg.act_word_bits),
-            "b_en": In(1), "b_bank": In(2), "b_word": In(16), "b_data": Out(cfg.act_word_bits),
-            "vw_en": In(1), "vw_word": In(16),            # data on w_data, as for MATVEC
-            "c_en": In(1), "c_bank": In(2), "c_word": In(16), "c_lane": In(range(L)),
-            "c_data": In(ACT_BITS),
-            "t_wen": Out(1), "t_waddr": Out(tbits), "t_wdata": Out(TOKEN_BITS),
-            "t_ren": Out(1), "t_raddr": Out(tbits), "t_rdata": In(TOKEN_BITS),
+            "a": In(operand_read(cfg)), "b": In(operand_read(cfg)),
+            "vw": In(weight_read()), "c": In(lane_write(cfg)), "t": Out(table_port()),
             # sequencer: instruction fetch, token memory
             "i_en": In(1), "i_addr": In(16), "i_data": Out(INSTR_BITS),
-            "tm_ren": In(1), "tm_raddr": In(16), "tm_rdata": Out(TOKEN_BITS),
-            "tm_wen": In(1), "tm_waddr": In(16), "tm_wdata": In(TOKEN_BITS),
+            "tm": In(token_port()),
             # host side
             "h_ren": In(1), "h_wen": In(1), "h_target": In(8), "h_addr": In(16),
             "h_wdata": In(self.host_bits), "h_rdata": Out(self.host_bits),
@@ -147,39 +175,39 @@ class Router(wiring.Component):
         # written by the host
         for r, bank in enumerate(wbanks):
             h_rd = self.h_ren & is_w[r]
-            conflicts.append(_two_or_more([self.w_en, self.vw_en, h_rd]))
+            conflicts.append(_two_or_more([self.w_en, self.vw.en, h_rd]))
             m.d.comb += [
-                bank.ren.eq(self.w_en | self.vw_en | h_rd),
+                bank.ren.eq(self.w_en | self.vw.en | h_rd),
                 bank.raddr.eq(Mux(self.w_en, self.w_addr,
-                                  Mux(self.vw_en, self.vw_word, self.h_addr))),
+                                  Mux(self.vw.en, self.vw.word, self.h_addr))),
                 bank.waddr.eq(self.h_addr), bank.wdata.eq(self.h_wdata),
                 bank.wen.eq(self.h_wen & is_w[r]),
                 self.w_data[r].eq(bank.rdata),
             ]
         # activation banks: x, a, b reads and y, c writes of the schedule, or the host's
         y_word, y_mask = self.y_data, self.y_mask
-        c_word = Cat(*([self.c_data] * L))
-        c_mask = Cat(*[self.c_lane == l for l in range(L)])
+        c_word = Cat(*([self.c.data] * L))
+        c_mask = Cat(*[self.c.lane == l for l in range(L)])
         for a, bank in enumerate(abanks):
             here = lambda en, sel: en & (sel[:bank_bits] == a)
             x_rd, r_rd, s_rd = (here(self.x_en, self.x_bank), here(self.r_en, self.r_bank),
                                 here(self.s_en, self.s_bank))
-            a_rd, b_rd = here(self.a_en, self.a_bank), here(self.b_en, self.b_bank)
-            y_wr, c_wr = here(self.y_en, self.y_bank), here(self.c_en, self.c_bank)
+            a_rd, b_rd = here(self.a.en, self.a.bank), here(self.b.en, self.b.bank)
+            y_wr, c_wr = here(self.y_en, self.y_bank), here(self.c.en, self.c.bank)
             h_rd, h_wr = self.h_ren & is_a[a], self.h_wen & is_a[a]
             conflicts += [_two_or_more([x_rd, s_rd, r_rd, a_rd, b_rd, h_rd]),
                           _two_or_more([y_wr, c_wr, h_wr])]
             m.d.comb += [
                 bank.ren.eq(x_rd | s_rd | r_rd | a_rd | b_rd | h_rd),
                 bank.raddr.eq(Mux(x_rd, self.x_addr, Mux(s_rd, self.s_word, Mux(
-                    r_rd, self.r_word, Mux(a_rd, self.a_word, Mux(b_rd, self.b_word,
+                    r_rd, self.r_word, Mux(a_rd, self.a.word, Mux(b_rd, self.b.word,
                                                                    self.h_addr)))))),
             ]
             with m.If(y_wr):
                 m.d.comb += [bank.waddr.eq(self.y_word), bank.wdata.eq(y_word),
                              bank.wen.eq(y_mask)]
             with m.Elif(c_wr):
-                m.d.comb += [bank.waddr.eq(self.c_word), bank.wdata.eq(c_word),
+                m.d.comb += [bank.waddr.eq(self.c.word), bank.wdata.eq(c_word),
                              bank.wen.eq(c_mask)]
             with m.Else():
                 m.d.comb += [bank.waddr.eq(self.h_addr), bank.wdata.eq(self.h_wdata),
@@ -188,8 +216,8 @@ class Router(wiring.Component):
         for en, sel, out in ((self.x_en, self.x_bank, self.x_data),
                              (self.s_en, self.s_bank, self.s_data),
                              (self.r_en, self.r_bank, self.r_data),
-                             (self.a_en, self.a_bank, self.a_data),
-                             (self.b_en, self.b_bank, self.b_data)):
+                             (self.a.en, self.a.bank, self.a.data),
+                             (self.b.en, self.b.bank, self.b.data)):
             if cfg.act_banks == 1:
                 m.d.comb += out.eq(abanks[0].rdata)
                 continue
@@ -209,14 +237,14 @@ class Router(wiring.Component):
         ]
         # token memory: read and written by the sequencer (NEXT) or the host
         h_trd, h_twr = self.h_ren & is_tm, self.h_wen & is_tm
-        conflicts += [self.tm_ren & h_trd, self.tm_wen & h_twr]
+        conflicts += [self.tm.ren & h_trd, self.tm.wen & h_twr]
         m.d.comb += [
-            tmem.ren.eq(self.tm_ren | h_trd),
-            tmem.raddr.eq(Mux(self.tm_ren, self.tm_raddr, self.h_addr)),
-            tmem.wen.eq(self.tm_wen | h_twr),
-            tmem.waddr.eq(Mux(self.tm_wen, self.tm_waddr, self.h_addr)),
-            tmem.wdata.eq(Mux(self.tm_wen, self.tm_wdata, self.h_wdata[:TOKEN_BITS])),
-            self.tm_rdata.eq(tmem.rdata),
+            tmem.ren.eq(self.tm.ren | h_trd),
+            tmem.raddr.eq(Mux(self.tm.ren, self.tm.raddr, self.h_addr)),
+            tmem.wen.eq(self.tm.wen | h_twr),
+            tmem.waddr.eq(Mux(self.tm.wen, self.tm.waddr, self.h_addr)),
+            tmem.wdata.eq(Mux(self.tm.wen, self.tm.wdata, self.h_wdata[:TOKEN_BITS])),
+            self.tm.rdata.eq(tmem.rdata),
         ]
         # row-multiplier memory and RoPE table: read by the MATVEC pipeline or the host;
         # written by the host
@@ -232,9 +260,9 @@ class Router(wiring.Component):
             ]
         # the vector unit's table: the host's port
         m.d.comb += [
-            self.t_wen.eq(self.h_wen & is_t), self.t_waddr.eq(self.h_addr),
-            self.t_wdata.eq(self.h_wdata[:TOKEN_BITS]),
-            self.t_ren.eq(self.h_ren & is_t), self.t_raddr.eq(self.h_addr),
+            self.t.wen.eq(self.h_wen & is_t), self.t.waddr.eq(self.h_addr),
+            self.t.wdata.eq(self.h_wdata[:TOKEN_BITS]),
+            self.t.ren.eq(self.h_ren & is_t), self.t.raddr.eq(self.h_addr),
         ]
         # host read data: from the target named in the request cycle
         sel = Signal(8)
@@ -250,7 +278,7 @@ class Router(wiring.Component):
             with m.Case(TARGET_PROG):
                 m.d.comb += self.h_rdata.eq(imem.rdata)
             with m.Case(TARGET_TABLE):
-                m.d.comb += self.h_rdata.eq(self.t_rdata)
+                m.d.comb += self.h_rdata.eq(self.t.rdata)
             with m.Case(TARGET_TOKENS):
                 m.d.comb += self.h_rdata.eq(tmem.rdata)
             with m.Case(TARGET_MMEM):

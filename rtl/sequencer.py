@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from tinylpu.isa import (INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs,
                          illegal_expr)
 
+from .router import token_port
 from .sram import addr_bits
 
 # The cycle beat of an emission: NEXT's issue cycle, counted from the start cycle (= cycle 0).
@@ -67,8 +68,7 @@ class Sequencer(wiring.Component):
             "pipe_empty": In(1),
             # the token loop
             "next_token": In(16), "pos": Out(16), "tok": Out(16),
-            "tm_ren": Out(1), "tm_raddr": Out(16), "tm_rdata": In(16),
-            "tm_wen": Out(1), "tm_waddr": Out(16), "tm_wdata": Out(16),
+            "tm": Out(token_port()),
             "emit_valid": Out(1), "emit_data": Out(32), "issue_next": Out(1),
             "wait_slot": Out(1), "next_slot": Out(1), "illegal": Out(1),
             "budget": In(32, init=(1 << 32) - 1), "timeout": Out(1),
@@ -138,16 +138,16 @@ class Sequencer(wiring.Component):
         with m.If(issue_next):
             m.d.sync += pos.eq(pos_1)
         m.d.comb += [
-            self.tm_wen.eq(emit), self.tm_waddr.eq(pos_1), self.tm_wdata.eq(self.next_token),
+            self.tm.wen.eq(emit), self.tm.waddr.eq(pos_1), self.tm.wdata.eq(self.next_token),
             self.emit_valid.eq(emit | (in_next & emitted)),
             self.emit_data.eq(Mux(in_next, self.cycles + EMIT_CYCLE_OFFSET, self.next_token)),
         ]
         # NEXT, second cycle: read the token at the new position; loop back while positions
         # remain
         m.d.comb += [
-            self.tm_ren.eq(self.start | in_next),
-            self.tm_raddr.eq(Mux(self.start, 0, pos)),
-            self.tok.eq(self.tm_rdata),
+            self.tm.ren.eq(self.start | in_next),
+            self.tm.raddr.eq(Mux(self.start, 0, pos)),
+            self.tok.eq(self.tm.rdata),
             self.pos.eq(pos),
         ]
         jump = Signal()

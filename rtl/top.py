@@ -101,25 +101,15 @@ class Tile(wiring.Component):
             seq.agu_busy.eq(agu.busy | aagu.busy), seq.agu_final.eq(agu.final | aagu.final),
         ]
         # sequencer <-> token memory
-        m.d.comb += [
-            rt.tm_ren.eq(seq.tm_ren), rt.tm_raddr.eq(seq.tm_raddr), seq.tm_rdata.eq(rt.tm_rdata),
-            rt.tm_wen.eq(seq.tm_wen), rt.tm_waddr.eq(seq.tm_waddr), rt.tm_wdata.eq(seq.tm_wdata),
-        ]
+        wiring.connect(m, seq.tm, rt.tm)
         # sequencer <-> vector unit <-> router
         m.d.comb += [
             vu.issue.eq(seq.issue_vop), vu.args.eq(seq.vop), vu.pos.eq(seq.pos),
             vu.tok.eq(seq.tok), seq.vu_busy.eq(vu.busy), seq.vu_final.eq(vu.final),
-
-            rt.a_en.eq(vu.a_en), rt.a_bank.eq(vu.a_bank), rt.a_word.eq(vu.a_word),
-            vu.a_data.eq(rt.a_data),
-            rt.b_en.eq(vu.b_en), rt.b_bank.eq(vu.b_bank), rt.b_word.eq(vu.b_word),
-            vu.b_data.eq(rt.b_data),
-            rt.vw_en.eq(vu.w_en), rt.vw_word.eq(vu.w_word),
-            rt.c_en.eq(vu.c_en), rt.c_bank.eq(vu.c_bank), rt.c_word.eq(vu.c_word),
-            rt.c_lane.eq(vu.c_lane), rt.c_data.eq(vu.c_data),
-            vu.t_wen.eq(rt.t_wen), vu.t_waddr.eq(rt.t_waddr), vu.t_wdata.eq(rt.t_wdata),
-            vu.t_ren.eq(rt.t_ren), vu.t_raddr.eq(rt.t_raddr), rt.t_rdata.eq(vu.t_rdata),
         ]
+        for vu_port, rt_port in ((vu.a, rt.a), (vu.b, rt.b), (vu.w, rt.vw), (vu.c, rt.c)):
+            wiring.connect(m, vu_port, rt_port)
+        wiring.connect(m, rt.t, vu.t)
         m.d.comb += [vu.w_data[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
         # cycle c: the reads of the MATVEC or attention address generator (one is active)
         mv, at = agu.token, aagu.token
@@ -232,7 +222,8 @@ class Tile(wiring.Component):
             epi.y_bits.eq(r4.y_bits), epi.group.eq(r4.y_group), epi.epi_shift.eq(r4.epi_shift),
             epi.head.eq(r4.head), epi.final.eq(r4.final), epi.block.eq(r4.block),
             epi.old_word.eq(rt.r_data), epi.rope_word.eq(rt.p_data),
-            epi.t_wen.eq(rt.t_wen), epi.t_waddr.eq(rt.t_waddr), epi.t_wdata.eq(rt.t_wdata),
+            # the epilogue's SiLU copies take the table's writes too
+            epi.t_wen.eq(rt.t.wen), epi.t_waddr.eq(rt.t.waddr), epi.t_wdata.eq(rt.t.wdata),
         ]
         # the next-token register: the last ARGMAX of the vector unit or the epilogue
         from_epi, next_tok = Signal(), Signal(16)
@@ -294,7 +285,9 @@ class Tile(wiring.Component):
                          write.word.eq(stage.y_word),
                          write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
         # reads of lanes with a write in flight that the router does not see (rtl.checker)
-        _tap(m, checker, vu, [f"{p}_{f}" for p in "ab" for f in ("en", "bank", "word", "lane")])
+        m.d.comb += [getattr(checker, f"{p}_{f}").eq(getattr(getattr(vu, p), f))
+                     for p in "ab" for f in ("en", "bank", "word")]
+        _tap(m, checker, vu, ["a_lane", "b_lane"])
         _tap(m, checker, rt, ["x_en", "x_bank", "x_addr"] + [f"{p}_{f}" for p in "sr"
                                                             for f in ("en", "bank", "word", "mask")])
         m.d.comb += [

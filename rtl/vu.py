@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import isa
 from tinylpu.isa import BMode, GFunc, Index, OutFunc, Reduce, Space, VopArgs
 
+from .router import lane_write, operand_read, table_port, weight_read
 from .scalar import ScalarOp, ScalarUnit
 
 ACC_BITS = isa.SCALAR_WIDTH      # reduction accumulator (wraps) and scalar-unit operand: 48
@@ -21,7 +22,7 @@ PROD_BITS = 64                   # R * mult, and (R * mult + round) wraps at 64 
 TABLE_HALF = isa.TABLE_DEPTH // 2
 
 # Stage registers after the read of element (j, k) in cycle c: si holds in cycle c+i.
-STAGES = ("s1: element control; SRAM words on a_data/b_data/w_data (c+1)",
+STAGES = ("s1: element control; SRAM words on a.data/b.data/w_data (c+1)",
           "s2: A, B, SCALE exponent (c+2)",
           "s3: A*sext16(B) / A+B / A; table words on the table ports (c+3)",
           "s4: t0, (t1 - t0) * frac (c+4)",
@@ -99,15 +100,16 @@ class VectorUnit(wiring.Component):
     Issue and reads (as :class:`rtl.agu.MatvecAgu`): in the cycle ``issue`` is high (with
     ``args``, ``pos``, ``tok``, valid in that cycle only) the read of element (0, 0) is
     emitted combinationally; then one read per cycle with ``busy`` high, element (j, k) in
-    cycle t + j*N + k, until the read with ``final``. A reads use ``a_en/a_bank/a_word``
-    (Space.ACT) or ``w_en/w_word`` (Space.WROW: all R weight banks at one word); B reads
-    (BMode.MEM, SCALE) use ``b_en/b_bank/b_word``. Read data arrives the next cycle on
-    ``a_data``/``b_data``/``w_data``; the unit selects bank and lane.
+    cycle t + j*N + k, until the read with ``final``. A reads use ``a`` (``en``, ``bank``,
+    ``word``: :func:`rtl.router.operand_read`) (Space.ACT) or ``w`` (``en``, ``word``;
+    Space.WROW: all R weight banks at one word); B reads
+    (BMode.MEM, SCALE) use ``b``. Read data arrives the next cycle on
+    ``a.data``/``b.data``/``w_data``; the unit selects bank and lane.
 
     Element (j, k) read in cycle c moves through the stage registers (isa.V_STAGES):
 
     * c: addresses, SRAM reads; the element's control is registered into s1.
-    * c+1: lane select of ``a_data``/``w_data``/``b_data``; A, B (and the SCALE exponent)
+    * c+1: lane select of ``a.data``/``w_data``/``b.data``; A, B (and the SCALE exponent)
       registered into s2.
     * c+2: A * sext16(B), A + B, and the table address (EXP: clamp(B - A, 0, 255); SILU:
       256 + ((A + 2**15) & 0xffff) >> 8) presented to the two table halves (even/odd
@@ -123,7 +125,7 @@ class VectorUnit(wiring.Component):
       RSQRT/RECIP: the scalar unit starts here with R (unsigned 48-bit): ISQRT, then RECIP
       of the root started in ISQRT's done cycle (c+6+25), or RECIP directly. NORM:
       ``norm_valid`` and ``norm_total`` (R's low SS_BITS bits) for the tile's norm unit.
-    * c+7 (MULSHR, and ARGMAX with MULSHR): round, shift, saturate; ``c_en`` with the
+    * c+7 (MULSHR, and ARGMAX with MULSHR): round, shift, saturate; ``c.en`` with the
       result: the write lands at the end of c+7 = c + isa.LAT_V. RECIP lands at the end of
       c+6+16, RSQRT of c+6+25+16: the scalar unit's done cycle; = c + isa.vop_latency.
       ARGMAX with RSQRT/RECIP writes the index at that same (scalar) latency.
@@ -135,9 +137,9 @@ class VectorUnit(wiring.Component):
     not see ``issue`` in the same cycle): low from the cycle after an issue until the
     cycle after the last write (the tile's first idle cycle, as the golden model counts).
 
-    Table host port (use while the tile is idle): ``t_wen/t_waddr/t_wdata`` write one
-    entry at the end of the cycle; ``t_rdata`` holds entry ``t_raddr`` the cycle after
-    ``t_ren``. A host read in a cycle the unit reads the table takes the ports.
+    Table host port (use while the tile is idle): ``t.wen/t.waddr/t.wdata`` write one
+    entry at the end of the cycle; ``t.rdata`` holds entry ``t.raddr`` the cycle after
+    ``t.ren``. A host read in a cycle the unit reads the table takes the ports.
 
     Structural limits, which the golden model refuses and the unit reports (the tile's
     sticky status): one scalar operation at a time (``scalar_busy``: a RSQRT/RECIP
@@ -149,7 +151,7 @@ class VectorUnit(wiring.Component):
     ``writes``: the unit's writes in flight, a function of registers: entry i < 7 the result
     of the segment whose element is in stage s(i+1) (s1..s5: the segment's last element),
     entry 7 the scalar unit's (a NORM is not a memory write). ``a_lane``/``b_lane``:
-    the lanes of the A and B reads, with ``a_word``/``b_word``.
+    the lanes of the A and B reads, with ``a.word``/``b.word``.
 
     ``self_overlap`` (registered, in c+4 for the read in c): a read of an element in the
     result bank after this same VOP's write to it has landed (the golden model refuses it:
@@ -173,21 +175,15 @@ class VectorUnit(wiring.Component):
             "busy": Out(1),
             "final": Out(1),
             "idle": Out(1),
-            "a_en": Out(1), "a_bank": Out(2), "a_word": Out(16),
-            "a_data": In(cfg.lanes * 32),
-            "b_en": Out(1), "b_bank": Out(2), "b_word": Out(16),
-            "b_data": In(cfg.lanes * 32),
-            "w_en": Out(1), "w_word": Out(16),
-            "w_data": In(cfg.word_bits).array(cfg.rows),
-            "c_en": Out(1), "c_bank": Out(2), "c_word": Out(16),
-            "c_lane": Out(range(cfg.lanes)), "c_data": Out(32),
+            "a": Out(operand_read(cfg)), "b": Out(operand_read(cfg)),
+            "w": Out(weight_read()), "w_data": In(cfg.word_bits).array(cfg.rows),
+            "c": Out(lane_write(cfg)),
             "next_token": Out(16), "next_valid": Out(1), "argmax_pending": Out(1),
             "norm_valid": Out(1), "norm_total": Out(isa.SS_BITS), "norm_pending": Out(1),
             "a_lane": Out(range(max(cfg.lanes, 2))), "b_lane": Out(range(max(cfg.lanes, 2))),
             "writes": Out(data.ArrayLayout(write_layout(cfg), WRITES)),
             "write_clash": Out(1), "scalar_busy": Out(1), "self_overlap": Out(1),
-            "t_wen": In(1), "t_waddr": In(10), "t_wdata": In(16),
-            "t_ren": In(1), "t_raddr": In(10), "t_rdata": Out(16),
+            "t": In(table_port()),
         })
 
     def elaborate(self, platform):
@@ -263,11 +259,11 @@ class VectorUnit(wiring.Component):
             valid.eq(self.issue | self.busy),
             last.eq(k == cur.nm1),
             self.final.eq(valid & last & (j == cur.sm1)),
-            self.a_en.eq(valid & ~wrow), self.a_bank.eq(cur.a_bank),
-            self.a_word.eq(ea[ll:] & (cfg.adepth - 1)),
-            self.w_en.eq(valid & wrow), self.w_word.eq(ea[ll:] & (cfg.wdepth - 1)),
-            self.b_en.eq(valid & breads), self.b_bank.eq(cur.b_bank),
-            self.b_word.eq(eb[ll:] & (cfg.adepth - 1)),
+            self.a.en.eq(valid & ~wrow), self.a.bank.eq(cur.a_bank),
+            self.a.word.eq(ea[ll:] & (cfg.adepth - 1)),
+            self.w.en.eq(valid & wrow), self.w.word.eq(ea[ll:] & (cfg.wdepth - 1)),
+            self.b.en.eq(valid & breads), self.b.bank.eq(cur.b_bank),
+            self.b.word.eq(eb[ll:] & (cfg.adepth - 1)),
         ]
         if ll:
             m.d.comb += [self.a_lane.eq(ea[:ll]), self.b_lane.eq(eb[:ll])]
@@ -302,12 +298,12 @@ class VectorUnit(wiring.Component):
 
         # ---- c+1: operands ----------------------------------------------------------------
         s2 = st[2]
-        a_act = _lane(self.a_data, s1.a_lane, 32, ll).as_signed()
+        a_act = _lane(self.a.data, s1.a_lane, 32, ll).as_signed()
         wword = self.w_data[0] if lr == 0 else Array(self.w_data)[s1.w_bank[:lr]]
         a_w = _lane(wword, s1.a_lane, cfg.data_bits, ll).as_signed()
         a_val = Signal(signed(32))
         m.d.comb += a_val.eq(Mux(s1.space == Space.WROW, a_w, a_act))
-        b_raw = _lane(self.b_data, s1.b_lane, 32, ll)
+        b_raw = _lane(self.b.data, s1.b_lane, 32, ll)
         m.d.sync += [s2.valid.eq(s1.valid), s2.a.eq(a_val), s2.exp.eq(0)]
         with m.Switch(s1.bmode):
             with m.Case(BMode.IMM):
@@ -326,10 +322,10 @@ class VectorUnit(wiring.Component):
         rd_e, rd_o = t_even.read_port(), t_odd.read_port()
         wr_e, wr_o = t_even.write_port(), t_odd.write_port()
         m.d.comb += [
-            wr_e.addr.eq(self.t_waddr[1:]), wr_e.data.eq(self.t_wdata),
-            wr_e.en.eq(self.t_wen & ~self.t_waddr[0]),
-            wr_o.addr.eq(self.t_waddr[1:]), wr_o.data.eq(self.t_wdata),
-            wr_o.en.eq(self.t_wen & self.t_waddr[0]),
+            wr_e.addr.eq(self.t.waddr[1:]), wr_e.data.eq(self.t.wdata),
+            wr_e.en.eq(self.t.wen & ~self.t.waddr[0]),
+            wr_o.addr.eq(self.t.waddr[1:]), wr_o.data.eq(self.t.wdata),
+            wr_o.en.eq(self.t.wen & self.t.waddr[0]),
         ]
         b16 = s2.b[:16].as_signed()
         diff = Signal(signed(33))
@@ -346,15 +342,15 @@ class VectorUnit(wiring.Component):
         ]
         taddr_e = (taddr + 1)[1:]          # even entry t[a] or t[a+1]
         taddr_o = taddr[1:]
-        with m.If(self.t_ren):
-            m.d.comb += [rd_e.addr.eq(self.t_raddr[1:]), rd_o.addr.eq(self.t_raddr[1:])]
+        with m.If(self.t.ren):
+            m.d.comb += [rd_e.addr.eq(self.t.raddr[1:]), rd_o.addr.eq(self.t.raddr[1:])]
         with m.Else():
             m.d.comb += [rd_e.addr.eq(taddr_e), rd_o.addr.eq(taddr_o)]
-        m.d.comb += [rd_e.en.eq(self.t_ren | s2.valid), rd_o.en.eq(self.t_ren | s2.valid)]
+        m.d.comb += [rd_e.en.eq(self.t.ren | s2.valid), rd_o.en.eq(self.t.ren | s2.valid)]
         t_sel = Signal()
-        with m.If(self.t_ren):
-            m.d.sync += t_sel.eq(self.t_raddr[0])
-        m.d.comb += self.t_rdata.eq(Mux(t_sel, rd_o.data, rd_e.data))
+        with m.If(self.t.ren):
+            m.d.sync += t_sel.eq(self.t.raddr[0])
+        m.d.comb += self.t.rdata.eq(Mux(t_sel, rd_o.data, rd_e.data))
 
         m.d.sync += [s3.valid.eq(s2.valid), s3.frac.eq(u[:8]), s3.odd.eq(taddr[0])]
         with m.Switch(s2.g):
@@ -456,23 +452,23 @@ class VectorUnit(wiring.Component):
         scale = Cat(sc.result[:15], Const(0, 1), sc.exponent)
         with m.If(s7.valid):
             m.d.comb += [
-                self.c_en.eq(1), self.c_bank.eq(s7.c_bank),
-                self.c_word.eq(s7.c_e[ll:] & (cfg.adepth - 1)),
-                self.c_data.eq(Mux(argmax7, s7.idx, y[:32])),
+                self.c.en.eq(1), self.c.bank.eq(s7.c_bank),
+                self.c.word.eq(s7.c_e[ll:] & (cfg.adepth - 1)),
+                self.c.data.eq(Mux(argmax7, s7.idx, y[:32])),
             ]
             if ll:
-                m.d.comb += self.c_lane.eq(s7.c_e[:ll])
+                m.d.comb += self.c.lane.eq(s7.c_e[:ll])
             with m.If(argmax7 & s7.final):
                 m.d.sync += self.next_token.eq(s7.idx)
                 m.d.comb += self.next_valid.eq(1)
         with m.Elif(sc_write):
             m.d.comb += [
-                self.c_en.eq(1), self.c_bank.eq(sc_bank),
-                self.c_word.eq(sc_e[ll:] & (cfg.adepth - 1)),
-                self.c_data.eq(Mux(sc_argmax, sc_idx, scale)),
+                self.c.en.eq(1), self.c.bank.eq(sc_bank),
+                self.c.word.eq(sc_e[ll:] & (cfg.adepth - 1)),
+                self.c.data.eq(Mux(sc_argmax, sc_idx, scale)),
             ]
             if ll:
-                m.d.comb += self.c_lane.eq(sc_e[:ll])
+                m.d.comb += self.c.lane.eq(sc_e[:ll])
             with m.If(sc_argmax & sc_final):
                 m.d.sync += self.next_token.eq(sc_idx)
                 m.d.comb += self.next_valid.eq(1)

@@ -1,9 +1,9 @@
 """Unit tests of rtl/router.py ``Router`` in Amaranth's simulator.
 
-Documented behaviour: read data (``w_data``, ``x_data``, ``a_data``, ``b_data``, ``i_data``,
-``tm_rdata``, ``h_rdata``) is valid the cycle after the read request; writes land at the end
+Documented behaviour: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``, ``i_data``,
+``tm.rdata``, ``h_rdata``) is valid the cycle after the read request; writes land at the end
 of the request cycle. Activation words are ``lanes`` 32-bit lanes; ``y`` writes a lane group,
-``c`` one lane. The host's table target goes to the vector unit's table port (``t_*``).
+``c`` one lane. The host's table target goes to the vector unit's table port (``t``).
 ``conflict``: a port asked for by two users in one cycle; ``hazard``: an ``x`` read of a word
 whose ``y`` write is still in the pipeline (an in-flight token with valid & last).
 """
@@ -45,15 +45,26 @@ class _Tile(Elaboratable):
         m.submodules.router = rt = self.router
         m.submodules.table = table = memory.Memory(shape=16, depth=TABLE_DEPTH, init=[])
         rd, wr = table.read_port(), table.write_port()
-        m.d.comb += [rd.addr.eq(rt.t_raddr), rd.en.eq(rt.t_ren), rt.t_rdata.eq(rd.data),
-                     wr.addr.eq(rt.t_waddr), wr.en.eq(rt.t_wen), wr.data.eq(rt.t_wdata)]
+        m.d.comb += [rd.addr.eq(rt.t.raddr), rd.en.eq(rt.t.ren), rt.t.rdata.eq(rd.data),
+                     wr.addr.eq(rt.t.waddr), wr.en.eq(rt.t.wen), wr.data.eq(rt.t.wdata)]
         return m
+
+
+GROUPED = ("a", "b", "c", "vw", "t", "tm")   # ports with a signature: "a_en" is dut.a.en
+
+
+def _port(dut, name):
+    """The router's port ``name``, flat (``x_en``) or a member of a grouped port (``a_en``)."""
+    group, _, member = name.rpartition("_")
+    if group in GROUPED:
+        return getattr(getattr(dut, group), member)
+    return getattr(dut, name)
 
 
 def _set(ctx, dut, **ports):
     """Drive several of the router's ports in one step."""
     for name, value in ports.items():
-        ctx.set(getattr(dut, name), value)
+        ctx.set(_port(dut, name), value)
 
 
 def _run(dut, bench):
@@ -98,7 +109,7 @@ async def h_read(ctx, dut, target, addr):
 
 def _clear_schedule(ctx, dut):
     for name in ENABLES + ("x_bank", "y_bank", "a_bank", "b_bank", "c_bank"):
-        ctx.set(getattr(dut, name), 0)
+        ctx.set(_port(dut, name), 0)
     ctx.set(dut.pending, [{}] * isa.LAT_WRITE)
 
 
@@ -215,27 +226,27 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
             await h_write(ctx, dut, K, addr, v)
         ctx.set(dut.h_addr, 0)            # the host address must not matter now
         ctx.set(dut.i_en, 1)
-        ctx.set(dut.tm_ren, 1)
+        ctx.set(dut.tm.ren, 1)
         for unit, w, xa_bank, xa, b_bank, b, i, tm in reads:     # back to back
             mv = unit == "mv"
             _set(ctx, dut,
                  w_en=int(mv), x_en=int(mv), vw_en=int(not mv and w is not None),
                  a_en=int(not mv), b_en=int(not mv and b_bank != xa_bank))
-            ctx.set(dut.w_addr if mv else dut.vw_word, 0 if w is None else w)
-            ctx.set(dut.x_bank if mv else dut.a_bank, xa_bank)
-            ctx.set(dut.x_addr if mv else dut.a_word, xa)
+            ctx.set(dut.w_addr if mv else dut.vw.word, 0 if w is None else w)
+            ctx.set(dut.x_bank if mv else dut.a.bank, xa_bank)
+            ctx.set(dut.x_addr if mv else dut.a.word, xa)
             _set(ctx, dut, b_bank=b_bank or 0, b_word=b or 0, i_addr=i, tm_raddr=tm)
             assert ctx.get(dut.conflict) == 0 and ctx.get(dut.hazard) == 0
             await ctx.tick()
-            entry = dict(i=ctx.get(dut.i_data), tm=ctx.get(dut.tm_rdata))
+            entry = dict(i=ctx.get(dut.i_data), tm=ctx.get(dut.tm.rdata))
             expect = dict(i=prog[i], tm=timg[tm])
             if w is not None:
                 entry["w"] = [ctx.get(dut.w_data[r]) for r in range(cfg.rows)]
                 expect["w"] = [wimg[r][w] for r in range(cfg.rows)]
-            entry["xa"] = ctx.get(dut.x_data if mv else dut.a_data)
+            entry["xa"] = ctx.get(dut.x_data if mv else dut.a.data)
             expect["xa"] = aimg[xa_bank][xa]
             if not mv and b_bank != xa_bank:
-                entry["b"] = ctx.get(dut.b_data)
+                entry["b"] = ctx.get(dut.b.data)
                 expect["b"] = aimg[b_bank][b]
             got.append(entry)
             want.append(expect)
@@ -257,8 +268,8 @@ def test_read_data_holds_and_follows_each_users_bank():
         for (a, w), v in img.items():
             await h_write(ctx, dut, A + a, w, v)
         for en, bank, word, b, w in ((dut.x_en, dut.x_bank, dut.x_addr, 3, 1),
-                                     (dut.a_en, dut.a_bank, dut.a_word, 1, 2),
-                                     (dut.b_en, dut.b_bank, dut.b_word, 2, 3)):
+                                     (dut.a.en, dut.a.bank, dut.a.word, 1, 2),
+                                     (dut.b.en, dut.b.bank, dut.b.word, 2, 3)):
             ctx.set(en, 1)
             ctx.set(bank, b)
             ctx.set(word, w)
@@ -266,7 +277,7 @@ def test_read_data_holds_and_follows_each_users_bank():
             ctx.set(en, 0)
             ctx.set(bank, 0)
         await ctx.tick()
-        got.append([ctx.get(dut.x_data), ctx.get(dut.a_data), ctx.get(dut.b_data)])
+        got.append([ctx.get(dut.x_data), ctx.get(dut.a.data), ctx.get(dut.b.data)])
 
     _run(tile, bench)
     assert got == [[img[(3, 1)], img[(1, 2)], img[(2, 3)]]]
@@ -330,7 +341,7 @@ def test_c_write_touches_only_its_lane(cfg):
         for bank, word, lane, value in writes:        # back to back
             _set(ctx, dut, c_en=1, c_bank=bank, c_word=word, c_lane=lane, c_data=value)
             await ctx.tick()
-        ctx.set(dut.c_en, 0)
+        ctx.set(dut.c.en, 0)
         for a, w in base:
             got[(a, w)] = _unpack(cfg, await h_read(ctx, dut, A + a, w))
 
@@ -360,10 +371,10 @@ def test_writes_land_at_end_of_cycle_and_reads_see_the_old_word():
         _set(ctx, dut,
              c_en=1, c_bank=1, c_word=2, c_lane=7, c_data=0xdeadbeef, a_en=1, a_bank=1, a_word=2)
         await ctx.tick()
-        ctx.set(dut.c_en, 0)
-        got.append(_unpack(cfg, ctx.get(dut.a_data)))
+        ctx.set(dut.c.en, 0)
+        got.append(_unpack(cfg, ctx.get(dut.a.data)))
         await ctx.tick()
-        got.append(_unpack(cfg, ctx.get(dut.a_data)))
+        got.append(_unpack(cfg, ctx.get(dut.a.data)))
 
     _run(tile, bench)
     assert got == [[0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 100, 101, 4, 5, 6, 7],
@@ -382,14 +393,14 @@ def test_token_memory_sequencer_ports():
         # the sequencer writes 6 and reads 5 in one cycle, then reads 6 the cycle after
         _set(ctx, dut, tm_wen=1, tm_waddr=6, tm_wdata=0xbeef, tm_ren=1, tm_raddr=5)
         await ctx.tick()
-        ctx.set(dut.tm_wen, 0)
-        got.append(ctx.get(dut.tm_rdata))
-        ctx.set(dut.tm_raddr, 6 + cfg.tdepth)        # modulo the depth
+        ctx.set(dut.tm.wen, 0)
+        got.append(ctx.get(dut.tm.rdata))
+        ctx.set(dut.tm.raddr, 6 + cfg.tdepth)        # modulo the depth
         await ctx.tick()
-        ctx.set(dut.tm_ren, 0)
-        got.append(ctx.get(dut.tm_rdata))
+        ctx.set(dut.tm.ren, 0)
+        got.append(ctx.get(dut.tm.rdata))
         await ctx.tick()
-        got.append(ctx.get(dut.tm_rdata))             # holds
+        got.append(ctx.get(dut.tm.rdata))             # holds
         got.append(await h_read(ctx, dut, K, 6))
 
     _run(tile, bench)
@@ -463,7 +474,7 @@ def test_conflict_flag(cfg):
         for settings, _ in cases:
             _clear_schedule(ctx, dut)
             for k, v in settings.items():
-                ctx.set(getattr(dut, k), v)
+                ctx.set(_port(dut, k), v)
             got.append(ctx.get(dut.conflict))     # combinational, same cycle
             assert ctx.get(dut.hazard) == 0
             await ctx.tick()
@@ -518,7 +529,7 @@ def test_hazard_flag(cfg):
         for sched, writes, _ in cases:
             _clear_schedule(ctx, dut)
             for k, v in sched.items():
-                ctx.set(getattr(dut, k), v)
+                ctx.set(_port(dut, k), v)
             ctx.set(dut.pending, writes)
             got.append(ctx.get(dut.hazard))
             assert ctx.get(dut.conflict) == 0

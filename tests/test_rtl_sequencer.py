@@ -65,7 +65,7 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
             ctx.set(dut.n_prompt, generate[0] if generate else 0xffff)
             ctx.set(dut.steps, generate[1] if generate else 0x12345)
             ctx.set(dut.imem_data, imem_data)
-            ctx.set(dut.tm_rdata, tm_rdata)
+            ctx.set(dut.tm.rdata, tm_rdata)
             ctx.set(dut.next_token, next_token(c))
             busy = int(c <= busy_until)
             ctx.set(dut.agu_busy, busy)
@@ -109,10 +109,10 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
                               tok=ctx.get(dut.tok)))
             if ren:
                 imem_data = words[addr]
-            if ctx.get(dut.tm_ren):
-                tm_rdata = tmem[ctx.get(dut.tm_raddr) % cfg.tdepth]
-            if ctx.get(dut.tm_wen):
-                tmem[ctx.get(dut.tm_waddr) % cfg.tdepth] = ctx.get(dut.tm_wdata)
+            if ctx.get(dut.tm.ren):
+                tm_rdata = tmem[ctx.get(dut.tm.raddr) % cfg.tdepth]
+            if ctx.get(dut.tm.wen):
+                tmem[ctx.get(dut.tm.waddr) % cfg.tdepth] = ctx.get(dut.tm.wdata)
             await ctx.tick()
 
     sim = Simulator(dut)

@@ -117,8 +117,9 @@ def _harness(cfg):
     m.submodules.vu, m.submodules.checker = dut, checker
     m.d.comb += [checker.vop_issue.eq(dut.issue), checker.vu_writes.eq(dut.writes)]
     for port in ("a", "b"):
-        m.d.comb += [getattr(checker, f"{port}_{f}").eq(getattr(dut, f"{port}_{f}"))
-                     for f in ("en", "bank", "word", "lane")]
+        m.d.comb += [getattr(checker, f"{port}_{f}").eq(getattr(getattr(dut, port), f))
+                     for f in ("en", "bank", "word")]
+        m.d.comb += getattr(checker, f"{port}_lane").eq(getattr(dut, f"{port}_lane"))
     return m, dut, checker
 
 
@@ -133,12 +134,12 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
 
     async def bench(ctx):
         if load_table:
-            ctx.set(dut.t_wen, 1)
+            ctx.set(dut.t.wen, 1)
             for addr in range(TABLE_USED):
-                ctx.set(dut.t_waddr, addr)
-                ctx.set(dut.t_wdata, int(table[addr]) & 0xffff)
+                ctx.set(dut.t.waddr, addr)
+                ctx.set(dut.t.wdata, int(table[addr]) & 0xffff)
                 await ctx.tick()
-            ctx.set(dut.t_wen, 0)
+            ctx.set(dut.t.wen, 0)
         a_next = b_next = w_next = None
         for cycle in range(end):
             it = by_cycle.get(cycle)
@@ -153,17 +154,17 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
                 ctx.set(dut.pos, garbage.getrandbits(16))
                 ctx.set(dut.tok, garbage.getrandbits(16))
             if a_next is not None:
-                ctx.set(dut.a_data, a_next)
+                ctx.set(dut.a.data, a_next)
             if b_next is not None:
-                ctx.set(dut.b_data, b_next)
+                ctx.set(dut.b.data, b_next)
             if w_next is not None:
                 for r in range(cfg.rows):
                     ctx.set(dut.w_data[r], w_next[r])
             obs = dict(
                 busy=ctx.get(dut.busy), final=ctx.get(dut.final), idle=ctx.get(dut.idle),
-                a_en=ctx.get(dut.a_en), a_bank=ctx.get(dut.a_bank), a_word=ctx.get(dut.a_word),
-                b_en=ctx.get(dut.b_en), b_bank=ctx.get(dut.b_bank), b_word=ctx.get(dut.b_word),
-                w_en=ctx.get(dut.w_en), w_word=ctx.get(dut.w_word),
+                a_en=ctx.get(dut.a.en), a_bank=ctx.get(dut.a.bank), a_word=ctx.get(dut.a.word),
+                b_en=ctx.get(dut.b.en), b_bank=ctx.get(dut.b.bank), b_word=ctx.get(dut.b.word),
+                w_en=ctx.get(dut.w.en), w_word=ctx.get(dut.w.word),
                 next_token=ctx.get(dut.next_token), hazard=ctx.get(checker.hazard),
                 **{f: ctx.get(getattr(dut, f)) for f in FLAGS[:3]})
             trace.append(obs)
@@ -175,9 +176,9 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
             w_next = ([_pack(wmem[r, obs["w_word"]], cfg.data_bits) for r in range(cfg.rows)]
                       if obs["w_en"] else [garbage.getrandbits(cfg.word_bits)
                                            for _ in range(cfg.rows)])
-            if ctx.get(dut.c_en):
-                bank, word = ctx.get(dut.c_bank), ctx.get(dut.c_word)
-                lane, value = ctx.get(dut.c_lane) if ll else 0, ctx.get(dut.c_data)
+            if ctx.get(dut.c.en):
+                bank, word = ctx.get(dut.c.bank), ctx.get(dut.c.word)
+                lane, value = ctx.get(dut.c.lane) if ll else 0, ctx.get(dut.c.data)
                 writes.append((cycle, bank, word, lane, value))
                 amem[bank % cfg.act_banks, word, lane] = value - (value >> 31 << 32)
             await ctx.tick()
@@ -532,17 +533,17 @@ def test_table_host_port():
     got = []
 
     async def bench(ctx):
-        ctx.set(dut.t_wen, 1)
+        ctx.set(dut.t.wen, 1)
         for addr, v in enumerate(values):
-            ctx.set(dut.t_waddr, addr)
-            ctx.set(dut.t_wdata, v)
+            ctx.set(dut.t.waddr, addr)
+            ctx.set(dut.t.wdata, v)
             await ctx.tick()
-        ctx.set(dut.t_wen, 0)
+        ctx.set(dut.t.wen, 0)
         for addr in order[:200] + [None]:
-            ctx.set(dut.t_ren, addr is not None)
-            ctx.set(dut.t_raddr, addr or 0)
+            ctx.set(dut.t.ren, addr is not None)
+            ctx.set(dut.t.raddr, addr or 0)
             await ctx.tick()
-            got.append(ctx.get(dut.t_rdata))
+            got.append(ctx.get(dut.t.rdata))
 
     order = list(range(isa.TABLE_DEPTH))
     rng.shuffle(order)
