@@ -9,6 +9,8 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import host as proto
 from tinylpu.isa import INSTR_BITS
 
+from .sequencer import run_control
+
 
 class ScheduleFlags(data.Struct):
     """The run's sticky flags from the tile (the schedule checks, the stop at an illegal
@@ -28,8 +30,9 @@ class HostInterface(wiring.Component):
 
     A GENERATE without a prompt (count 0) or steps (address 0) is a bad command, as in the
     golden model. A WRITE to a ``read_only`` target (the busy counters) is a bad command; its
-    payload is consumed and dropped. While a GENERATE (or any run) runs, the sequencer's emissions
-    (``emit_valid``, ``emit_data``) go out on ``o`` in the cycle they are made; one that
+    payload is consumed and dropped. Runs go through ``run`` (:func:`rtl.sequencer.run_control`).
+    While a GENERATE (or any run) runs, the sequencer's emissions
+    (``run.emit_valid``, ``run.emit_data``) go out on ``o`` in the cycle they are made; one that
     finds ``o`` not ready is dropped and sets STATUS_OVERRUN in the run's status.
 
     The header and the status word are views of :class:`tinylpu.host.Header` and
@@ -47,11 +50,7 @@ class HostInterface(wiring.Component):
             "ren": Out(1), "wen": Out(1), "target": Out(8), "addr": Out(16),
             "wdata": Out(self.buf_beats * 32), "rdata": In(self.buf_bits),
             "valid_target": In(1), "read_only": In(1),
-            "start": Out(1), "start_pc": Out(16),
-            "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
-            "emit_valid": In(1), "emit_data": In(32),
-            "done": In(1), "flags": In(ScheduleFlags), "cycles": In(32),
-            "budget": Out(32),
+            "run": Out(run_control()), "flags": In(ScheduleFlags),
         })
 
     def elaborate(self, platform):
@@ -68,7 +67,7 @@ class HostInterface(wiring.Component):
         ctrl = [Const(reset[r], 32) if r in proto.CTRL_READ_ONLY
                 else Signal(32, name=f"ctrl_{r.name.lower()}", init=reset[r]) for r in proto.Ctrl]
         positions = ctrl[proto.Ctrl.POSITIONS]
-        m.d.comb += self.budget.eq(ctrl[proto.Ctrl.BUDGET])
+        m.d.comb += self.run.budget.eq(ctrl[proto.Ctrl.BUDGET])
         # beats per word of the target (an invalid target moves weight-bank words, as the
         # golden model does)
         t = self.target
@@ -99,10 +98,10 @@ class HostInterface(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     m.d.sync += [self.addr.eq(self.i.payload[:16]), beat.eq(0),
-                                 self.steps.eq(self.i.payload), self.n_prompt.eq(count)]
+                                 self.run.steps.eq(self.i.payload), self.run.n_prompt.eq(count)]
                     with m.Switch(cmd):
                         with m.Case(proto.CMD_RUN):
-                            m.d.sync += self.generate.eq(0)
+                            m.d.sync += self.run.generate.eq(0)
                             m.next = "START"
                         with m.Case(proto.CMD_GENERATE):
                             # a prompt and at least one step, else a bad command; within
@@ -117,7 +116,7 @@ class HostInterface(wiring.Component):
                                              status.bad_command.eq(bad), cycles.eq(0)]
                                 m.next = "STATUS"
                             with m.Else():
-                                m.d.sync += [self.generate.eq(1), self.addr.eq(0)]
+                                m.d.sync += [self.run.generate.eq(1), self.addr.eq(0)]
                                 m.next = "START"
                         with m.Case(proto.CMD_WRITE, proto.CMD_READ):
                             with m.If(~valid
@@ -177,24 +176,25 @@ class HostInterface(wiring.Component):
                         with m.Else():
                             m.next = "RADDR"
             with m.State("START"):
-                m.d.comb += [self.start.eq(1), self.start_pc.eq(self.addr)]
+                m.d.comb += [self.run.start.eq(1), self.run.start_pc.eq(self.addr)]
                 m.d.sync += overrun.eq(0)
                 m.next = "RUNNING"
             with m.State("RUNNING"):
                 # emissions go straight out; one the host is not ready for is lost
-                m.d.comb += [self.o.valid.eq(self.emit_valid), self.o.payload.eq(self.emit_data)]
-                with m.If(self.emit_valid & ~self.o.ready):
+                m.d.comb += [self.o.valid.eq(self.run.emit_valid),
+                             self.o.payload.eq(self.run.emit_data)]
+                with m.If(self.run.emit_valid & ~self.o.ready):
                     m.d.sync += overrun.eq(1)
-                with m.If(self.done):
+                with m.If(self.run.done):
                     m.d.sync += [status.eq(0), status.done.eq(1),
                                  status.port_conflict.eq(self.flags.port_conflict),
                                  status.raw_hazard.eq(self.flags.raw_hazard),
                                  status.bad_command.eq(bad),
-                                 status.overrun.eq(overrun | (self.emit_valid & ~self.o.ready)),
+                                 status.overrun.eq(overrun | (self.run.emit_valid & ~self.o.ready)),
                                  status.unit_busy.eq(self.flags.unit_busy),
                                  status.illegal.eq(self.flags.illegal),
                                  status.timeout.eq(self.flags.timeout),
-                                 cycles.eq(self.cycles)]
+                                 cycles.eq(self.run.cycles)]
                     m.next = "STATUS"
             with m.State("STATUS"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(status)]

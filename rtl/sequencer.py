@@ -1,7 +1,7 @@
 """The instruction sequencer: program counter, one-level hardware loop, WAIT, issue, the token
 loop (NEXT, GENERATE), done."""
 
-__all__ = ["Sequencer", "EMIT_CYCLE_OFFSET"]
+__all__ = ["run_control", "Sequencer", "EMIT_CYCLE_OFFSET"]
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
@@ -19,10 +19,23 @@ EMIT_CYCLE_OFFSET = -1
 POS_BITS = 33          # n_prompt (16 bits) + steps (32 bits) - 1 fits
 
 
+def run_control():
+    """The host's control of a run, as the host interface sees it: it starts a run (``start``
+    for one cycle with the rest), the sequencer answers ``emit_*`` and ``done`` with the
+    run's ``cycles``. ``budget`` is all ones (no limit) when nobody drives it."""
+    return wiring.Signature({
+        "start": Out(1), "start_pc": Out(16),
+        "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
+        "budget": Out(32, init=(1 << 32) - 1),
+        "emit_valid": In(1), "emit_data": In(32), "done": In(1), "cycles": In(32),
+    })
+
+
 class Sequencer(wiring.Component):
     """Fetches and issues instructions with no bubbles.
 
-    ``start`` (one cycle, with ``start_pc``, and for GENERATE ``generate``, ``n_prompt`` and
+    The host's port is ``run`` (:func:`run_control`). ``start`` (one cycle, with
+    ``start_pc``, and for GENERATE ``generate``, ``n_prompt`` and
     ``steps``) fetches the first instruction; it issues in the next cycle. An instruction
     issues in the cycle it appears on ``imem_data``; the sequencer fetches its successor in
     the instruction's last cycle (MATVEC: the AGU's ``final`` read; VOP: the vector unit's
@@ -57,8 +70,7 @@ class Sequencer(wiring.Component):
         self.cfg = cfg
         abits = addr_bits(cfg.pdepth)
         super().__init__({
-            "start": In(1), "start_pc": In(abits),
-            "generate": In(1), "n_prompt": In(16), "steps": In(32),
+            "run": In(run_control()),
             "imem_addr": Out(abits), "imem_ren": Out(1), "imem_data": In(INSTR_BITS),
             "issue_matvec": Out(1), "matvec": Out(MatvecArgs),
             "issue_vop": Out(1), "vop": Out(VopArgs),
@@ -69,10 +81,9 @@ class Sequencer(wiring.Component):
             # the token loop
             "next_token": In(16), "pos": Out(16), "tok": Out(16),
             "tm": Out(token_port()),
-            "emit_valid": Out(1), "emit_data": Out(32), "issue_next": Out(1),
+            "issue_next": Out(1),
             "wait_slot": Out(1), "next_slot": Out(1), "illegal": Out(1),
-            "budget": In(32, init=(1 << 32) - 1), "timeout": Out(1),
-            "running": Out(1), "done": Out(1), "cycles": Out(32),
+            "timeout": Out(1), "running": Out(1),
         })
 
     def elaborate(self, platform):
@@ -98,7 +109,7 @@ class Sequencer(wiring.Component):
                             & (wait_left == 0) & ~in_next)
         # the cycle budget is spent: nothing issues from this cycle on (the stop of a HALT)
         over = Signal()
-        m.d.comb += over.eq(self.cycles >= self.budget)
+        m.d.comb += over.eq(self.run.cycles >= self.run.budget)
         issuing = Signal()
         m.d.comb += [issuing.eq(slot & ~bad & ~over), self.illegal.eq(slot & bad & ~over),
                      self.timeout.eq(slot & over)]
@@ -139,14 +150,15 @@ class Sequencer(wiring.Component):
             m.d.sync += pos.eq(pos_1)
         m.d.comb += [
             self.tm.wen.eq(emit), self.tm.waddr.eq(pos_1), self.tm.wdata.eq(self.next_token),
-            self.emit_valid.eq(emit | (in_next & emitted)),
-            self.emit_data.eq(Mux(in_next, self.cycles + EMIT_CYCLE_OFFSET, self.next_token)),
+            self.run.emit_valid.eq(emit | (in_next & emitted)),
+            self.run.emit_data.eq(Mux(in_next, self.run.cycles + EMIT_CYCLE_OFFSET,
+                                      self.next_token)),
         ]
         # NEXT, second cycle: read the token at the new position; loop back while positions
         # remain
         m.d.comb += [
-            self.tm.ren.eq(self.start | in_next),
-            self.tm.raddr.eq(Mux(self.start, 0, pos)),
+            self.tm.ren.eq(self.run.start | in_next),
+            self.tm.raddr.eq(Mux(self.run.start, 0, pos)),
             self.tok.eq(self.tm.rdata),
             self.pos.eq(pos),
         ]
@@ -156,9 +168,9 @@ class Sequencer(wiring.Component):
         take_loop = (pc == loop_end) & (loop_left != 0)
         next_pc = Mux(jump, instr.args.next.target, Mux(take_loop, loop_start, pc + 1))
         m.d.comb += self.imem_ren.eq(1)
-        with m.If(self.start):
-            m.d.comb += self.imem_addr.eq(self.start_pc)
-            m.d.sync += pc.eq(self.start_pc)
+        with m.If(self.run.start):
+            m.d.comb += self.imem_addr.eq(self.run.start_pc)
+            m.d.sync += pc.eq(self.run.start_pc)
         with m.Elif(last_cycle):
             m.d.comb += self.imem_addr.eq(next_pc)
             m.d.sync += pc.eq(next_pc)
@@ -176,16 +188,16 @@ class Sequencer(wiring.Component):
         with m.If((issuing & (op == Opcode.HALT)) | self.illegal | self.timeout):
             m.d.sync += halted.eq(1)
 
-        m.d.comb += self.done.eq(self.running & halted & self.pipe_empty)
-        with m.If(self.start):
-            m.d.sync += [self.running.eq(1), halted.eq(0), self.cycles.eq(1),
+        m.d.comb += self.run.done.eq(self.running & halted & self.pipe_empty)
+        with m.If(self.run.start):
+            m.d.sync += [self.running.eq(1), halted.eq(0), self.run.cycles.eq(1),
                          wait_left.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0),
                          in_next.eq(0), emitted.eq(0), pos.eq(0),
-                         generating.eq(self.generate & (self.steps != 0)),
-                         n_prompt.eq(self.n_prompt),
-                         n_end.eq(self.n_prompt + self.steps - 1)]
-        with m.Elif(self.done):
+                         generating.eq(self.run.generate & (self.run.steps != 0)),
+                         n_prompt.eq(self.run.n_prompt),
+                         n_end.eq(self.run.n_prompt + self.run.steps - 1)]
+        with m.Elif(self.run.done):
             m.d.sync += self.running.eq(0)
         with m.Elif(self.running):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+            m.d.sync += self.run.cycles.eq(self.run.cycles + 1)
         return m

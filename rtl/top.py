@@ -84,16 +84,12 @@ class Tile(wiring.Component):
             hif.rdata.eq(Mux(is_counters, counters.rdata, rt.h_rdata)),
             hif.valid_target.eq(rt.h_valid_target | is_counters),
             hif.read_only.eq(is_counters),
-            seq.start.eq(hif.start), seq.start_pc.eq(hif.start_pc),
-            seq.generate.eq(hif.generate), seq.n_prompt.eq(hif.n_prompt),
-            seq.steps.eq(hif.steps), seq.budget.eq(hif.budget),
-            hif.done.eq(seq.done), hif.cycles.eq(seq.cycles),
-            hif.emit_valid.eq(seq.emit_valid), hif.emit_data.eq(seq.emit_data),
             self.running.eq(seq.running),
         ]
+        wiring.connect(m, hif.run, seq.run)
         # sequencer <-> instruction memory, AGU
         m.d.comb += [
-            rt.i_en.eq(seq.running | hif.start), rt.i_addr.eq(seq.imem_addr),
+            rt.i_en.eq(seq.running | hif.run.start), rt.i_addr.eq(seq.imem_addr),
             seq.imem_data.eq(rt.i_data),
             agu.issue.eq(seq.issue_matvec), agu.args.eq(seq.matvec), agu.pos.eq(seq.pos),
             aagu.issue_qk.eq(seq.issue_qk), aagu.qk.eq(seq.qk),
@@ -307,7 +303,7 @@ class Tile(wiring.Component):
         # write), the PV drain
         events = counters.events
         m.d.comb += [
-            counters.clear.eq(hif.start),
+            counters.clear.eq(hif.run.start),
             events.cycles.eq(seq.running),
             events.mac.eq(seq.running & (seq.issue_matvec | agu.busy | seq.issue_qk
                                          | seq.issue_pv | aagu.busy)),
@@ -335,7 +331,7 @@ class Tile(wiring.Component):
                       & norm_inflight)
         hazard_now = (rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
                       | checker.hazard | vu.self_overlap)
-        with m.If(hif.start):
+        with m.If(hif.run.start):
             m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0), illegal.eq(0),
                          timeout.eq(0)]
         with m.Else():

@@ -19,9 +19,9 @@ SIGNAL_GROUPS = [
                         "host_out__payload[31:0]", "running"]),
     ("Sequencer", ["seq.pc[{pc}:0]", "seq.imem_data[{instr}:0]", "seq.issue_matvec",
                    "seq.issue_vop", "seq.halted", "seq.wait_left[15:0]", "seq.loop_left[15:0]",
-                   "seq.done", "seq.cycles[31:0]"]),
+                   "seq.run__done", "seq.run__cycles[31:0]"]),
     ("Token loop", ["seq.in_next", "seq.pos_count[32:0]", "seq.generating", "seq.n_end[32:0]",
-                    "seq.emit_valid", "seq.emit_data[31:0]", "vu.next_token[15:0]"]),
+                    "seq.run__emit_valid", "seq.run__emit_data[31:0]", "vu.next_token[15:0]"]),
     ("Address generator", ["agu.busy", "agu.final", "agu.w_addr[15:0]", "agu.x_bank[1:0]",
                            "agu.x_addr[15:0]", "agu.chunk[11:0]", "agu.blocks_left[15:0]"]),
     ("Attention", ["aagu.busy", "aagu.final", "aagu.x_addr[15:0]", "aagu.s_en",
@@ -33,8 +33,8 @@ SIGNAL_GROUPS = [
     ("MAC array", ["mac.valid", "mac.first", "mac.last", "mac.acc0[{acc}:0]",
                    "mac.result_valid"]),
     ("Requantizer", ["requant.prod0[{prod}:0]", "requant.y__0[31:0]"]),
-    ("Vector unit", ["vu.busy", "vu.final", "vu.idle", "vu.a_en", "vu.a_word[15:0]", "vu.c_en",
-                     "vu.c_word[15:0]", "vu.c_data[31:0]"]),
+    ("Vector unit", ["vu.busy", "vu.final", "vu.idle", "vu.a__en", "vu.a__word[15:0]", "vu.c__en",
+                     "vu.c__word[15:0]", "vu.c__data[31:0]"]),
 ]
 
 

@@ -59,11 +59,11 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
         vu_busy_until = vu_final_at = -1     # vector unit, likewise
         token_cycles, vu_cycles = set(), set()
         for c in range(n_cycles):
-            ctx.set(dut.start, int(c in starts))
-            ctx.set(dut.start_pc, start_pc)
-            ctx.set(dut.generate, int(generate is not None))
-            ctx.set(dut.n_prompt, generate[0] if generate else 0xffff)
-            ctx.set(dut.steps, generate[1] if generate else 0x12345)
+            ctx.set(dut.run.start, int(c in starts))
+            ctx.set(dut.run.start_pc, start_pc)
+            ctx.set(dut.run.generate, int(generate is not None))
+            ctx.set(dut.run.n_prompt, generate[0] if generate else 0xffff)
+            ctx.set(dut.run.steps, generate[1] if generate else 0x12345)
             ctx.set(dut.imem_data, imem_data)
             ctx.set(dut.tm.rdata, tm_rdata)
             ctx.set(dut.next_token, next_token(c))
@@ -102,10 +102,10 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
             if vu_busy or vop is not None:
                 vu_cycles.add(c)
             addr, ren = ctx.get(dut.imem_addr), ctx.get(dut.imem_ren)
-            emit = ctx.get(dut.emit_data) if ctx.get(dut.emit_valid) else None
+            emit = ctx.get(dut.run.emit_data) if ctx.get(dut.run.emit_valid) else None
             trace.append(dict(addr=addr, ren=ren, matvec=args, vop=vop, emit=emit,
-                              done=ctx.get(dut.done), running=ctx.get(dut.running),
-                              cycles=ctx.get(dut.cycles), pos=ctx.get(dut.pos),
+                              done=ctx.get(dut.run.done), running=ctx.get(dut.running),
+                              cycles=ctx.get(dut.run.cycles), pos=ctx.get(dut.pos),
                               tok=ctx.get(dut.tok)))
             if ren:
                 imem_data = words[addr]
