@@ -1,10 +1,16 @@
 """One SRAM bank: one synchronous read port and one write port, inferred as block RAM."""
 
-__all__ = ["Bank", "addr_bits"]
+__all__ = ["Bank", "addr_bits", "YOSYS_NO_RW_CHECK"]
 
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
+
+# Yosys honours ``no_rw_check`` where it turns a read into a synchronous port (memory_dff:
+# the Verilog flow). Amaranth's RTLIL already has synchronous read ports, so a flow that
+# reads RTLIL (the board build) marks their collisions undefined itself, with this command
+# after reading the design: the read ports of every module with such a memory (a Bank).
+YOSYS_NO_RW_CHECK = "setparam -set COLLISION_X_MASK 1'1 a:no_rw_check %m t:$memrd_v2 %i"
 
 
 def addr_bits(depth):

@@ -11,6 +11,7 @@ import tinylpu.flow.fpga
 from tinylpu import Config
 from tinylpu.cli import main
 from tinylpu.flow.fpga import BOARD_CONFIG, BOARDS, FpgaError, build, check_request, format_report
+from tinylpu.rtl.sram import YOSYS_NO_RW_CHECK
 
 TINY = Config.parse(BOARD_CONFIG)
 
@@ -84,6 +85,10 @@ def test_a_build_that_meets_timing_writes_the_bitstream_and_report(fake_tools):
         assert f"LOCATE COMP {site};" in lpf
     assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
     assert "EHXPLLL" in (out / "tinylpu_board.il").read_text()
+    # the host-only memories' collisions are undefined in the RTLIL flow too
+    ys = (out / "tinylpu_board.ys").read_text().splitlines()
+    assert ys[ys.index("read_rtlil tinylpu_board.il") + 1] == YOSYS_NO_RW_CHECK
+    assert 'attribute \\no_rw_check' in (out / "tinylpu_board.il").read_text()
     args = json.loads((out / "nextpnr-ecp5.args").read_text())
     assert args[:3] == ["--report", "tinylpu_board-report.json", "--timing-allow-fail"]
     assert "--quiet" not in args and "--85k" in args and "CABGA381" in args

