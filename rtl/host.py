@@ -9,6 +9,8 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import host as proto
 from tinylpu.isa import INSTR_BITS
 
+from .counters import counter_read
+from .router import host_port
 from .sequencer import run_control
 
 
@@ -29,7 +31,9 @@ class HostInterface(wiring.Component):
     ready, plus two cycles per word to fetch it. The input stream is not ready during a run.
 
     A GENERATE without a prompt (count 0) or steps (address 0) is a bad command, as in the
-    golden model. A WRITE to a ``read_only`` target (the busy counters) is a bad command; its
+    golden model. Words move through ``mem`` (:func:`rtl.router.host_port`: the router's
+    memories), but those of the busy counters' target, which go through ``counters``
+    (:func:`rtl.counters.counter_read`); a WRITE to that target (read only) is a bad command: its
     payload is consumed and dropped. Runs go through ``run`` (:func:`rtl.sequencer.run_control`).
     While a GENERATE (or any run) runs, the sequencer's emissions
     (``run.emit_valid``, ``run.emit_data``) go out on ``o`` in the cycle they are made; one that
@@ -47,9 +51,7 @@ class HostInterface(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(32)),
             "o": Out(stream.Signature(32)),
-            "ren": Out(1), "wen": Out(1), "target": Out(8), "addr": Out(16),
-            "wdata": Out(self.buf_beats * 32), "rdata": In(self.buf_bits),
-            "valid_target": In(1), "read_only": In(1),
+            "mem": Out(host_port(cfg)), "counters": Out(counter_read()),
             "run": Out(run_control()), "flags": In(ScheduleFlags),
         })
 
@@ -70,9 +72,17 @@ class HostInterface(wiring.Component):
         m.d.comb += self.run.budget.eq(ctrl[proto.Ctrl.BUDGET])
         # beats per word of the target (an invalid target moves weight-bank words, as the
         # golden model does)
-        t = self.target
+        mem, t = self.mem, self.mem.target
+        # the busy counters answer their target (read only), the router's memories the others
+        is_counters = t == proto.TARGET_COUNTERS
+        rdata, valid_target = Signal(self.buf_bits), Signal()
+        m.d.comb += [
+            self.counters.ren.eq(mem.ren & is_counters), self.counters.addr.eq(mem.addr),
+            rdata.eq(Mux(is_counters, self.counters.rdata, mem.rdata)),
+            valid_target.eq(mem.valid_target | is_counters),
+        ]
         is_ctrl = t == proto.TARGET_CTRL
-        valid = self.valid_target | is_ctrl
+        valid = valid_target | is_ctrl
         is_prog = valid & (t == proto.TARGET_PROG)
         is_act = valid & (t >= proto.TARGET_ABANK) & (t < proto.TARGET_ABANK + 4)
         is_one = valid & ((t == proto.TARGET_TABLE) | (t == proto.TARGET_TOKENS)
@@ -92,12 +102,12 @@ class HostInterface(wiring.Component):
             with m.State("HDR0"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [cmd.eq(hdr.cmd), self.target.eq(hdr.target), count.eq(hdr.count)]
+                    m.d.sync += [cmd.eq(hdr.cmd), mem.target.eq(hdr.target), count.eq(hdr.count)]
                     m.next = "HDR1"
             with m.State("HDR1"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [self.addr.eq(self.i.payload[:16]), beat.eq(0),
+                    m.d.sync += [mem.addr.eq(self.i.payload[:16]), beat.eq(0),
                                  self.run.steps.eq(self.i.payload), self.run.n_prompt.eq(count)]
                     with m.Switch(cmd):
                         with m.Case(proto.CMD_RUN):
@@ -116,11 +126,11 @@ class HostInterface(wiring.Component):
                                              status.bad_command.eq(bad), cycles.eq(0)]
                                 m.next = "STATUS"
                             with m.Else():
-                                m.d.sync += [self.run.generate.eq(1), self.addr.eq(0)]
+                                m.d.sync += [self.run.generate.eq(1), mem.addr.eq(0)]
                                 m.next = "START"
                         with m.Case(proto.CMD_WRITE, proto.CMD_READ):
                             with m.If(~valid
-                                      | (self.read_only & (cmd == proto.CMD_WRITE))):
+                                      | (is_counters & (cmd == proto.CMD_WRITE))):
                                 m.d.sync += bad.eq(1)
                             with m.If(count == 0):
                                 m.next = "HDR0"
@@ -138,31 +148,31 @@ class HostInterface(wiring.Component):
                     with m.If(last_beat):
                         # the word sits in the top beats of the shift register
                         with m.If(is_prog):
-                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_p)))
+                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - n_p)))
                         with m.Elif(is_act):
-                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_a)))
+                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - n_a)))
                         with m.Elif(is_one):
-                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - 1)))
+                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - 1)))
                         with m.Elif(is_mm):
-                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_m)))
+                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - n_m)))
                         with m.Else():
-                            m.d.comb += self.wdata.eq(shifted_in >> (32 * (n_all - n_w)))
-                        m.d.comb += self.wen.eq(self.valid_target & ~self.read_only)
+                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - n_w)))
+                        m.d.comb += mem.wen.eq(valid_target & ~is_counters)
                         for reg in (r for r in proto.Ctrl if r not in proto.CTRL_READ_ONLY):
-                            with m.If(is_ctrl & (self.addr == reg)):
+                            with m.If(is_ctrl & (mem.addr == reg)):
                                 m.d.sync += ctrl[reg].eq(shifted_in[-32:])
-                        m.d.sync += [beat.eq(0), self.addr.eq(self.addr + 1),
+                        m.d.sync += [beat.eq(0), mem.addr.eq(mem.addr + 1),
                                      count.eq(count - 1)]
                         with m.If(count == 1):
                             m.next = "HDR0"
             with m.State("RADDR"):
-                m.d.comb += self.ren.eq(self.valid_target)
+                m.d.comb += mem.ren.eq(valid_target)
                 m.next = "RDATA"
             with m.State("RDATA"):
-                m.d.sync += [buf.eq(self.rdata & self.valid_target.replicate(len(self.rdata))),
+                m.d.sync += [buf.eq(rdata & valid_target.replicate(len(rdata))),
                              beat.eq(0)]
                 with m.If(is_ctrl):                 # beyond the last register: 0
-                    m.d.sync += buf.eq(Array(ctrl + [0])[Mux(self.addr < len(ctrl), self.addr,
+                    m.d.sync += buf.eq(Array(ctrl + [0])[Mux(mem.addr < len(ctrl), mem.addr,
                                                            len(ctrl))])
                 m.next = "RSEND"
             with m.State("RSEND"):
@@ -170,13 +180,13 @@ class HostInterface(wiring.Component):
                 with m.If(self.o.ready):
                     m.d.sync += [buf.eq(buf >> 32), beat.eq(beat + 1)]
                     with m.If(last_beat):
-                        m.d.sync += [self.addr.eq(self.addr + 1), count.eq(count - 1)]
+                        m.d.sync += [mem.addr.eq(mem.addr + 1), count.eq(count - 1)]
                         with m.If(count == 1):
                             m.next = "HDR0"
                         with m.Else():
                             m.next = "RADDR"
             with m.State("START"):
-                m.d.comb += [self.run.start.eq(1), self.run.start_pc.eq(self.addr)]
+                m.d.comb += [self.run.start.eq(1), self.run.start_pc.eq(mem.addr)]
                 m.d.sync += overrun.eq(0)
                 m.next = "RUNNING"
             with m.State("RUNNING"):

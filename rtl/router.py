@@ -31,8 +31,8 @@ Two users of one port in one cycle get the port in a fixed order (read ports: ``
 reports the conflict.
 """
 
-__all__ = ["Router", "write_layout", "operand_read", "weight_read", "lane_write",
-           "table_port", "token_port"]
+__all__ = ["Router", "write_layout", "host_bits", "host_port", "operand_read", "weight_read",
+           "lane_write", "table_port", "token_port"]
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
@@ -54,9 +54,24 @@ def write_layout(cfg):
     return data.StructLayout({"valid": 1, "bank": 2, "word": 16, "mask": cfg.lanes})
 
 
+def host_bits(cfg):
+    """The width of a word the host moves: the widest memory word."""
+    return max(cfg.word_bits, cfg.act_word_bits, INSTR_BITS)
+
+
 # The ports between the router and the units that use its memories, as the unit sees them
 # (the router's side is flipped): requests in cycle n, read data in n + 1, writes landing at
 # the end of n.
+def host_port(cfg):
+    """The host interface's access to the memories (while the tile is idle): a read
+    (``ren``) or a write (``wen``, ``wdata``: the word's low bits) of word ``addr`` of memory
+    ``target`` (:data:`tinylpu.host.TARGET_WBANK` ...); ``valid_target``: ``target`` names one
+    of the router's memories (combinational)."""
+    bits = host_bits(cfg)
+    return wiring.Signature({"ren": Out(1), "wen": Out(1), "target": Out(8), "addr": Out(16),
+                             "wdata": Out(bits), "rdata": In(bits), "valid_target": In(1)})
+
+
 def operand_read(cfg):
     """A vector-unit operand read (``a``, ``b``): a word of an activation bank."""
     return wiring.Signature({"en": Out(1), "bank": Out(2), "word": Out(16),
@@ -98,14 +113,13 @@ class Router(wiring.Component):
     """Owns the SRAM banks of the tile (all but the vector unit's table) and routes their ports.
 
     Timing: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``, ``i_data``, ``tm.rdata``,
-    ``h_rdata``) is valid the cycle after the read request and holds until the next read of
+    ``h.rdata``) is valid the cycle after the read request and holds until the next read of
     that port; writes land at the end of the request cycle.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
         R, L = cfg.rows, cfg.lanes
-        self.host_bits = max(cfg.word_bits, cfg.act_word_bits, INSTR_BITS)
         super().__init__({
             # MATVEC: AGU reads and requantizer writes
             "w_en": In(1), "w_addr": In(16),
@@ -130,9 +144,7 @@ class Router(wiring.Component):
             "i_en": In(1), "i_addr": In(16), "i_data": Out(INSTR_BITS),
             "tm": In(token_port()),
             # host side
-            "h_ren": In(1), "h_wen": In(1), "h_target": In(8), "h_addr": In(16),
-            "h_wdata": In(self.host_bits), "h_rdata": Out(self.host_bits),
-            "h_valid_target": Out(1),
+            "h": In(host_port(cfg)),
             # checker
             "conflict": Out(1), "hazard": Out(1),
         })
@@ -162,26 +174,27 @@ class Router(wiring.Component):
 
         bank_bits = (cfg.act_banks - 1).bit_length()
         aw = addr_bits(cfg.adepth)
-        t = self.h_target
+        h = self.h
+        t = h.target
         is_w = [t == TARGET_WBANK + r for r in range(R)]
         is_a = [t == TARGET_ABANK + a for a in range(cfg.act_banks)]
         is_i, is_t, is_tm = t == TARGET_PROG, t == TARGET_TABLE, t == TARGET_TOKENS
         is_m, is_r = t == TARGET_MMEM, t == TARGET_RMEM
-        m.d.comb += self.h_valid_target.eq(Cat(*is_w, *is_a, is_i, is_t, is_tm, is_m,
+        m.d.comb += h.valid_target.eq(Cat(*is_w, *is_a, is_i, is_t, is_tm, is_m,
                                                is_r).any())
 
         conflicts = []
         # weight banks: read by MATVEC or the vector unit (all rows at once) or the host;
         # written by the host
         for r, bank in enumerate(wbanks):
-            h_rd = self.h_ren & is_w[r]
+            h_rd = h.ren & is_w[r]
             conflicts.append(_two_or_more([self.w_en, self.vw.en, h_rd]))
             m.d.comb += [
                 bank.ren.eq(self.w_en | self.vw.en | h_rd),
                 bank.raddr.eq(Mux(self.w_en, self.w_addr,
-                                  Mux(self.vw.en, self.vw.word, self.h_addr))),
-                bank.waddr.eq(self.h_addr), bank.wdata.eq(self.h_wdata),
-                bank.wen.eq(self.h_wen & is_w[r]),
+                                  Mux(self.vw.en, self.vw.word, h.addr))),
+                bank.waddr.eq(h.addr), bank.wdata.eq(h.wdata),
+                bank.wen.eq(h.wen & is_w[r]),
                 self.w_data[r].eq(bank.rdata),
             ]
         # activation banks: x, a, b reads and y, c writes of the schedule, or the host's
@@ -194,14 +207,14 @@ class Router(wiring.Component):
                                 here(self.s_en, self.s_bank))
             a_rd, b_rd = here(self.a.en, self.a.bank), here(self.b.en, self.b.bank)
             y_wr, c_wr = here(self.y_en, self.y_bank), here(self.c.en, self.c.bank)
-            h_rd, h_wr = self.h_ren & is_a[a], self.h_wen & is_a[a]
+            h_rd, h_wr = h.ren & is_a[a], h.wen & is_a[a]
             conflicts += [_two_or_more([x_rd, s_rd, r_rd, a_rd, b_rd, h_rd]),
                           _two_or_more([y_wr, c_wr, h_wr])]
             m.d.comb += [
                 bank.ren.eq(x_rd | s_rd | r_rd | a_rd | b_rd | h_rd),
                 bank.raddr.eq(Mux(x_rd, self.x_addr, Mux(s_rd, self.s_word, Mux(
                     r_rd, self.r_word, Mux(a_rd, self.a.word, Mux(b_rd, self.b.word,
-                                                                   self.h_addr)))))),
+                                                                   h.addr)))))),
             ]
             with m.If(y_wr):
                 m.d.comb += [bank.waddr.eq(self.y_word), bank.wdata.eq(y_word),
@@ -210,7 +223,7 @@ class Router(wiring.Component):
                 m.d.comb += [bank.waddr.eq(self.c.word), bank.wdata.eq(c_word),
                              bank.wen.eq(c_mask)]
             with m.Else():
-                m.d.comb += [bank.waddr.eq(self.h_addr), bank.wdata.eq(self.h_wdata),
+                m.d.comb += [bank.waddr.eq(h.addr), bank.wdata.eq(h.wdata),
                              bank.wen.eq(h_wr.replicate(L))]
         # read data of x, a, b: from the bank named in the request cycle
         for en, sel, out in ((self.x_en, self.x_bank, self.x_data),
@@ -226,65 +239,65 @@ class Router(wiring.Component):
                 m.d.sync += sel_q.eq(sel[:bank_bits])
             m.d.comb += out.eq(Array([b.rdata for b in abanks])[sel_q])
         # instruction memory: read by the sequencer, or the host; written by the host
-        h_ird = self.h_ren & is_i
+        h_ird = h.ren & is_i
         conflicts.append(self.i_en & h_ird)
         m.d.comb += [
             imem.ren.eq(self.i_en | h_ird),
-            imem.raddr.eq(Mux(self.i_en, self.i_addr, self.h_addr)),
-            imem.waddr.eq(self.h_addr), imem.wdata.eq(self.h_wdata),
-            imem.wen.eq(self.h_wen & is_i),
+            imem.raddr.eq(Mux(self.i_en, self.i_addr, h.addr)),
+            imem.waddr.eq(h.addr), imem.wdata.eq(h.wdata),
+            imem.wen.eq(h.wen & is_i),
             self.i_data.eq(imem.rdata),
         ]
         # token memory: read and written by the sequencer (NEXT) or the host
-        h_trd, h_twr = self.h_ren & is_tm, self.h_wen & is_tm
+        h_trd, h_twr = h.ren & is_tm, h.wen & is_tm
         conflicts += [self.tm.ren & h_trd, self.tm.wen & h_twr]
         m.d.comb += [
             tmem.ren.eq(self.tm.ren | h_trd),
-            tmem.raddr.eq(Mux(self.tm.ren, self.tm.raddr, self.h_addr)),
+            tmem.raddr.eq(Mux(self.tm.ren, self.tm.raddr, h.addr)),
             tmem.wen.eq(self.tm.wen | h_twr),
-            tmem.waddr.eq(Mux(self.tm.wen, self.tm.waddr, self.h_addr)),
-            tmem.wdata.eq(Mux(self.tm.wen, self.tm.wdata, self.h_wdata[:TOKEN_BITS])),
+            tmem.waddr.eq(Mux(self.tm.wen, self.tm.waddr, h.addr)),
+            tmem.wdata.eq(Mux(self.tm.wen, self.tm.wdata, h.wdata[:TOKEN_BITS])),
             self.tm.rdata.eq(tmem.rdata),
         ]
         # row-multiplier memory and RoPE table: read by the MATVEC pipeline or the host;
         # written by the host
         for mem, en, addr, rdata, is_mem in ((mmem, self.m_en, self.m_addr, self.m_data, is_m),
                                              (rmem, self.p_en, self.p_addr, self.p_data, is_r)):
-            h_rd = self.h_ren & is_mem
+            h_rd = h.ren & is_mem
             conflicts.append(en & h_rd)
             m.d.comb += [
-                mem.ren.eq(en | h_rd), mem.raddr.eq(Mux(en, addr, self.h_addr)),
-                mem.waddr.eq(self.h_addr), mem.wdata.eq(self.h_wdata),
-                mem.wen.eq(self.h_wen & is_mem),
+                mem.ren.eq(en | h_rd), mem.raddr.eq(Mux(en, addr, h.addr)),
+                mem.waddr.eq(h.addr), mem.wdata.eq(h.wdata),
+                mem.wen.eq(h.wen & is_mem),
                 rdata.eq(mem.rdata),
             ]
         # the vector unit's table: the host's port
         m.d.comb += [
-            self.t.wen.eq(self.h_wen & is_t), self.t.waddr.eq(self.h_addr),
-            self.t.wdata.eq(self.h_wdata[:TOKEN_BITS]),
-            self.t.ren.eq(self.h_ren & is_t), self.t.raddr.eq(self.h_addr),
+            self.t.wen.eq(h.wen & is_t), self.t.waddr.eq(h.addr),
+            self.t.wdata.eq(h.wdata[:TOKEN_BITS]),
+            self.t.ren.eq(h.ren & is_t), self.t.raddr.eq(h.addr),
         ]
         # host read data: from the target named in the request cycle
         sel = Signal(8)
-        with m.If(self.h_ren):
+        with m.If(h.ren):
             m.d.sync += sel.eq(t)
         with m.Switch(sel):
             for r, bank in enumerate(wbanks):
                 with m.Case(TARGET_WBANK + r):
-                    m.d.comb += self.h_rdata.eq(bank.rdata)
+                    m.d.comb += h.rdata.eq(bank.rdata)
             for a, bank in enumerate(abanks):
                 with m.Case(TARGET_ABANK + a):
-                    m.d.comb += self.h_rdata.eq(bank.rdata)
+                    m.d.comb += h.rdata.eq(bank.rdata)
             with m.Case(TARGET_PROG):
-                m.d.comb += self.h_rdata.eq(imem.rdata)
+                m.d.comb += h.rdata.eq(imem.rdata)
             with m.Case(TARGET_TABLE):
-                m.d.comb += self.h_rdata.eq(self.t.rdata)
+                m.d.comb += h.rdata.eq(self.t.rdata)
             with m.Case(TARGET_TOKENS):
-                m.d.comb += self.h_rdata.eq(tmem.rdata)
+                m.d.comb += h.rdata.eq(tmem.rdata)
             with m.Case(TARGET_MMEM):
-                m.d.comb += self.h_rdata.eq(mmem.rdata)
+                m.d.comb += h.rdata.eq(mmem.rdata)
             with m.Case(TARGET_RMEM):
-                m.d.comb += self.h_rdata.eq(rmem.rdata)
+                m.d.comb += h.rdata.eq(rmem.rdata)
 
         m.d.comb += self.conflict.eq(Cat(*conflicts).any())
         def hits(en, bank, word, mask, skip=None, later=None):

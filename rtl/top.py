@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu import host as proto, isa
+from tinylpu import isa
 from tinylpu.config import ACT_BITS
 from tinylpu.numerics import RECIP_FRAC
 
@@ -76,17 +76,10 @@ class Tile(wiring.Component):
         wiring.connect(m, hif.o, wiring.flipped(self.host_out))
 
         # host interface <-> router (the SRAMs), busy counters and sequencer
-        is_counters = hif.target == proto.TARGET_COUNTERS
-        m.d.comb += [
-            rt.h_ren.eq(hif.ren), rt.h_wen.eq(hif.wen), rt.h_target.eq(hif.target),
-            rt.h_addr.eq(hif.addr), rt.h_wdata.eq(hif.wdata),
-            counters.ren.eq(hif.ren & is_counters), counters.addr.eq(hif.addr),
-            hif.rdata.eq(Mux(is_counters, counters.rdata, rt.h_rdata)),
-            hif.valid_target.eq(rt.h_valid_target | is_counters),
-            hif.read_only.eq(is_counters),
-            self.running.eq(seq.running),
-        ]
+        wiring.connect(m, hif.mem, rt.h)
+        wiring.connect(m, hif.counters, counters.host)
         wiring.connect(m, hif.run, seq.run)
+        m.d.comb += self.running.eq(seq.running)
         # sequencer <-> instruction memory, AGU
         m.d.comb += [
             rt.i_en.eq(seq.running | hif.run.start), rt.i_addr.eq(seq.imem_addr),

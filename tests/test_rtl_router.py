@@ -1,7 +1,7 @@
 """Unit tests of rtl/router.py ``Router`` in Amaranth's simulator.
 
 Documented behaviour: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``, ``i_data``,
-``tm.rdata``, ``h_rdata``) is valid the cycle after the read request; writes land at the end
+``tm.rdata``, ``h.rdata``) is valid the cycle after the read request; writes land at the end
 of the request cycle. Activation words are ``lanes`` 32-bit lanes; ``y`` writes a lane group,
 ``c`` one lane. The host's table target goes to the vector unit's table port (``t``).
 ``conflict``: a port asked for by two users in one cycle; ``hazard``: an ``x`` read of a word
@@ -50,7 +50,7 @@ class _Tile(Elaboratable):
         return m
 
 
-GROUPED = ("a", "b", "c", "vw", "t", "tm")   # ports with a signature: "a_en" is dut.a.en
+GROUPED = ("a", "b", "c", "vw", "t", "tm", "h")   # ports with a signature: "a_en" is dut.a.en
 
 
 def _port(dut, name):
@@ -96,15 +96,15 @@ def _bits(cfg, target):
 async def h_write(ctx, dut, target, addr, value):
     _set(ctx, dut, h_target=target, h_addr=addr, h_wdata=value, h_wen=1)
     await ctx.tick()
-    ctx.set(dut.h_wen, 0)
+    ctx.set(dut.h.wen, 0)
 
 
 async def h_read(ctx, dut, target, addr):
     _set(ctx, dut, h_target=target, h_addr=addr, h_ren=1)
     await ctx.tick()
-    ctx.set(dut.h_ren, 0)
-    ctx.set(dut.h_target, 0xff)      # the data belongs to the target of the request cycle
-    return ctx.get(dut.h_rdata)
+    ctx.set(dut.h.ren, 0)
+    ctx.set(dut.h.target, 0xff)      # the data belongs to the target of the request cycle
+    return ctx.get(dut.h.rdata)
 
 
 def _clear_schedule(ctx, dut):
@@ -147,8 +147,8 @@ def test_host_write_and_read_back_every_target(cfg):
             for addr in images[t]:
                 got[(t, addr)] = await h_read(ctx, dut, t, addr)
         for t in targets + [W + cfg.rows, A + cfg.act_banks, P + 1, T + 1, K + 1, 0x3f, 0xff]:
-            ctx.set(dut.h_target, t)
-            valid[t] = ctx.get(dut.h_valid_target)
+            ctx.set(dut.h.target, t)
+            valid[t] = ctx.get(dut.h.valid_target)
 
     _run(tile, bench)
     assert got == {(t, addr): v for t in targets for addr, v in images[t].items()}
@@ -167,15 +167,15 @@ def test_host_read_latency_and_invalid_target():
         await h_write(ctx, dut, A + 0, 3, 0x0102030405060708)
         # request in cycle n: data in n+1, not in n
         _set(ctx, dut, h_target=W + 1, h_addr=3, h_ren=1)
-        seen["request cycle"] = ctx.get(dut.h_rdata)
+        seen["request cycle"] = ctx.get(dut.h.rdata)
         await ctx.tick()
-        ctx.set(dut.h_ren, 0)
-        seen["next cycle"] = ctx.get(dut.h_rdata)
+        ctx.set(dut.h.ren, 0)
+        seen["next cycle"] = ctx.get(dut.h.rdata)
         # holds while no read is requested, whatever the target and address say
-        ctx.set(dut.h_target, A + 0)
-        ctx.set(dut.h_addr, 0)
+        ctx.set(dut.h.target, A + 0)
+        ctx.set(dut.h.addr, 0)
         await ctx.tick()
-        seen["held"] = ctx.get(dut.h_rdata)
+        seen["held"] = ctx.get(dut.h.rdata)
         # a read of a target that does not exist returns 0 and writes nothing
         await h_write(ctx, dut, W + 2, 3, 0xffffffffffffffff)
         seen["invalid"] = await h_read(ctx, dut, W + 2, 3)
@@ -224,7 +224,7 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
             await h_write(ctx, dut, P, addr, v)
         for addr, v in enumerate(timg):
             await h_write(ctx, dut, K, addr, v)
-        ctx.set(dut.h_addr, 0)            # the host address must not matter now
+        ctx.set(dut.h.addr, 0)            # the host address must not matter now
         ctx.set(dut.i_en, 1)
         ctx.set(dut.tm.ren, 1)
         for unit, w, xa_bank, xa, b_bank, b, i, tm in reads:     # back to back
@@ -301,7 +301,7 @@ def test_y_write_touches_only_its_lane_group(cfg):
                 await h_write(ctx, dut, A + a, addr, _pack(cfg, base[a]))
         for bank, word, g, values in writes:
             _y_write(ctx, dut, cfg, bank, word, g, values)
-            ctx.set(dut.h_wen, 0)
+            ctx.set(dut.h.wen, 0)
             await ctx.tick()
             ctx.set(dut.y_en, 0)
             after.append({(a, addr): _unpack(cfg, await h_read(ctx, dut, A + a, addr))
