@@ -32,7 +32,7 @@ reports the conflict.
 """
 
 __all__ = ["Router", "write_layout", "host_bits", "host_port", "operand_read", "weight_read",
-           "lane_write", "table_port", "token_port"]
+           "lane_write", "table_port", "token_port", "fetch_port"]
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
@@ -97,6 +97,12 @@ def table_port():
                              "ren": Out(1), "raddr": Out(tbits), "rdata": In(TOKEN_BITS)})
 
 
+def fetch_port(cfg):
+    """The sequencer's instruction fetch: the word at ``addr`` of the instruction memory."""
+    return wiring.Signature({"en": Out(1), "addr": Out(addr_bits(cfg.pdepth)),
+                             "data": In(INSTR_BITS)})
+
+
 def token_port():
     """The sequencer's token memory port: NEXT's read and write."""
     return wiring.Signature({"ren": Out(1), "raddr": Out(16), "rdata": In(TOKEN_BITS),
@@ -112,7 +118,7 @@ def _two_or_more(users):
 class Router(wiring.Component):
     """Owns the SRAM banks of the tile (all but the vector unit's table) and routes their ports.
 
-    Timing: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``, ``i_data``, ``tm.rdata``,
+    Timing: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``, ``i.data``, ``tm.rdata``,
     ``h.rdata``) is valid the cycle after the read request and holds until the next read of
     that port; writes land at the end of the request cycle.
     """
@@ -141,7 +147,7 @@ class Router(wiring.Component):
             "a": In(operand_read(cfg)), "b": In(operand_read(cfg)),
             "vw": In(weight_read()), "c": In(lane_write(cfg)), "t": Out(table_port()),
             # sequencer: instruction fetch, token memory
-            "i_en": In(1), "i_addr": In(16), "i_data": Out(INSTR_BITS),
+            "i": In(fetch_port(cfg)),
             "tm": In(token_port()),
             # host side
             "h": In(host_port(cfg)),
@@ -240,13 +246,13 @@ class Router(wiring.Component):
             m.d.comb += out.eq(Array([b.rdata for b in abanks])[sel_q])
         # instruction memory: read by the sequencer, or the host; written by the host
         h_ird = h.ren & is_i
-        conflicts.append(self.i_en & h_ird)
+        conflicts.append(self.i.en & h_ird)
         m.d.comb += [
-            imem.ren.eq(self.i_en | h_ird),
-            imem.raddr.eq(Mux(self.i_en, self.i_addr, h.addr)),
+            imem.ren.eq(self.i.en | h_ird),
+            imem.raddr.eq(Mux(self.i.en, self.i.addr, h.addr)),
             imem.waddr.eq(h.addr), imem.wdata.eq(h.wdata),
             imem.wen.eq(h.wen & is_i),
-            self.i_data.eq(imem.rdata),
+            self.i.data.eq(imem.rdata),
         ]
         # token memory: read and written by the sequencer (NEXT) or the host
         h_trd, h_twr = h.ren & is_tm, h.wen & is_tm

@@ -7,11 +7,10 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import (INSTR_BITS, INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs,
+from tinylpu.isa import (INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs,
                          illegal_expr)
 
-from .router import token_port
-from .sram import addr_bits
+from .router import fetch_port, token_port
 
 # The cycle beat of an emission: NEXT's issue cycle, counted from the start cycle (= cycle 0).
 # In NEXT's second cycle the cycle counter holds issue + 1.
@@ -36,8 +35,10 @@ class Sequencer(wiring.Component):
 
     The host's port is ``run`` (:func:`run_control`). ``start`` (one cycle, with
     ``start_pc``, and for GENERATE ``generate``, ``n_prompt`` and
-    ``steps``) fetches the first instruction; it issues in the next cycle. An instruction
-    issues in the cycle it appears on ``imem_data``; the sequencer fetches its successor in
+    ``steps``) fetches the first instruction; it issues in the next cycle. The instruction
+    memory's port is ``imem`` (:func:`rtl.router.fetch_port`), enabled in the start cycle and
+    while ``running``. An instruction
+    issues in the cycle it appears on ``imem.data``; the sequencer fetches its successor in
     the instruction's last cycle (MATVEC: the AGU's ``final`` read; VOP: the vector unit's
     ``final`` read; WAIT n: its n-th cycle; NEXT: its second cycle; LOOP: its only cycle), so
     the successor issues the cycle after. HALT stops issue; ``done`` is high for one cycle, the
@@ -68,10 +69,9 @@ class Sequencer(wiring.Component):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        abits = addr_bits(cfg.pdepth)
         super().__init__({
             "run": In(run_control()),
-            "imem_addr": Out(abits), "imem_ren": Out(1), "imem_data": In(INSTR_BITS),
+            "imem": Out(fetch_port(cfg)),
             "issue_matvec": Out(1), "matvec": Out(MatvecArgs),
             "issue_vop": Out(1), "vop": Out(VopArgs),
             "issue_qk": Out(1), "qk": Out(QkArgs), "issue_pv": Out(1), "pv": Out(PvArgs),
@@ -88,8 +88,8 @@ class Sequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        instr = INSTR_LAYOUT(self.imem_data[:INSTR_LAYOUT.size])
-        pc = Signal.like(self.imem_addr)
+        instr = INSTR_LAYOUT(self.imem.data[:INSTR_LAYOUT.size])
+        pc = Signal.like(self.imem.addr)
         halted = Signal()
         wait_left = Signal(16)
         loop_start, loop_end = Signal.like(pc), Signal.like(pc)
@@ -103,7 +103,7 @@ class Sequencer(wiring.Component):
         # an illegal word (isa.illegal) in the issue slot stops the run as HALT does, without
         # issuing anything; ``illegal`` is high in that cycle
         bad = Signal()
-        m.d.comb += bad.eq(illegal_expr(self.imem_data, self.cfg.attention))
+        m.d.comb += bad.eq(illegal_expr(self.imem.data, self.cfg.attention))
         slot = Signal()
         m.d.comb += slot.eq(self.running & ~halted & ~self.agu_busy & ~self.vu_busy
                             & (wait_left == 0) & ~in_next)
@@ -167,17 +167,17 @@ class Sequencer(wiring.Component):
 
         take_loop = (pc == loop_end) & (loop_left != 0)
         next_pc = Mux(jump, instr.args.next.target, Mux(take_loop, loop_start, pc + 1))
-        m.d.comb += self.imem_ren.eq(1)
+        m.d.comb += self.imem.en.eq(self.running | self.run.start)
         with m.If(self.run.start):
-            m.d.comb += self.imem_addr.eq(self.run.start_pc)
+            m.d.comb += self.imem.addr.eq(self.run.start_pc)
             m.d.sync += pc.eq(self.run.start_pc)
         with m.Elif(last_cycle):
-            m.d.comb += self.imem_addr.eq(next_pc)
+            m.d.comb += self.imem.addr.eq(next_pc)
             m.d.sync += pc.eq(next_pc)
             with m.If(take_loop):
                 m.d.sync += loop_left.eq(loop_left - 1)
         with m.Else():
-            m.d.comb += self.imem_addr.eq(pc)
+            m.d.comb += self.imem.addr.eq(pc)
         with m.If(issuing & (op == Opcode.LOOP)):
             body, count = instr.args.loop.body, instr.args.loop.count
             m.d.sync += [

@@ -81,9 +81,8 @@ class Tile(wiring.Component):
         wiring.connect(m, hif.run, seq.run)
         m.d.comb += self.running.eq(seq.running)
         # sequencer <-> instruction memory, AGU
+        wiring.connect(m, seq.imem, rt.i)
         m.d.comb += [
-            rt.i_en.eq(seq.running | hif.run.start), rt.i_addr.eq(seq.imem_addr),
-            seq.imem_data.eq(rt.i_data),
             agu.issue.eq(seq.issue_matvec), agu.args.eq(seq.matvec), agu.pos.eq(seq.pos),
             aagu.issue_qk.eq(seq.issue_qk), aagu.qk.eq(seq.qk),
             aagu.issue_pv.eq(seq.issue_pv), aagu.pv.eq(seq.pv), aagu.pos.eq(seq.pos),

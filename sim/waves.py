@@ -17,7 +17,7 @@ SIGNAL_GROUPS = [
     ("Host interface", ["clk", "rst", "host_in__valid", "host_in__ready",
                         "host_in__payload[31:0]", "host_out__valid", "host_out__ready",
                         "host_out__payload[31:0]", "running"]),
-    ("Sequencer", ["seq.pc[{pc}:0]", "seq.imem_data[{instr}:0]", "seq.issue_matvec",
+    ("Sequencer", ["seq.pc[{pc}:0]", "seq.imem__data[{instr}:0]", "seq.issue_matvec",
                    "seq.issue_vop", "seq.halted", "seq.wait_left[15:0]", "seq.loop_left[15:0]",
                    "seq.run__done", "seq.run__cycles[31:0]"]),
     ("Token loop", ["seq.in_next", "seq.pos_count[32:0]", "seq.generating", "seq.n_end[32:0]",

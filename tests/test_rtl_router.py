@@ -1,6 +1,6 @@
 """Unit tests of rtl/router.py ``Router`` in Amaranth's simulator.
 
-Documented behaviour: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``, ``i_data``,
+Documented behaviour: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``, ``i.data``,
 ``tm.rdata``, ``h.rdata``) is valid the cycle after the read request; writes land at the end
 of the request cycle. Activation words are ``lanes`` 32-bit lanes; ``y`` writes a lane group,
 ``c`` one lane. The host's table target goes to the vector unit's table port (``t``).
@@ -50,7 +50,7 @@ class _Tile(Elaboratable):
         return m
 
 
-GROUPED = ("a", "b", "c", "vw", "t", "tm", "h")   # ports with a signature: "a_en" is dut.a.en
+GROUPED = ("a", "b", "c", "vw", "t", "tm", "h", "i")   # ports with a signature: "a_en" is dut.a.en
 
 
 def _port(dut, name):
@@ -225,7 +225,7 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
         for addr, v in enumerate(timg):
             await h_write(ctx, dut, K, addr, v)
         ctx.set(dut.h.addr, 0)            # the host address must not matter now
-        ctx.set(dut.i_en, 1)
+        ctx.set(dut.i.en, 1)
         ctx.set(dut.tm.ren, 1)
         for unit, w, xa_bank, xa, b_bank, b, i, tm in reads:     # back to back
             mv = unit == "mv"
@@ -238,7 +238,7 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
             _set(ctx, dut, b_bank=b_bank or 0, b_word=b or 0, i_addr=i, tm_raddr=tm)
             assert ctx.get(dut.conflict) == 0 and ctx.get(dut.hazard) == 0
             await ctx.tick()
-            entry = dict(i=ctx.get(dut.i_data), tm=ctx.get(dut.tm.rdata))
+            entry = dict(i=ctx.get(dut.i.data), tm=ctx.get(dut.tm.rdata))
             expect = dict(i=prog[i], tm=timg[tm])
             if w is not None:
                 entry["w"] = [ctx.get(dut.w_data[r]) for r in range(cfg.rows)]

@@ -1,13 +1,13 @@
 """Unit tests of rtl/sequencer.py ``Sequencer`` in Amaranth's simulator.
 
-The testbench models the instruction memory (``imem_data`` is the word at the ``imem_addr``
+The testbench models the instruction memory (``imem.data`` is the word at the ``imem.addr``
 of the previous cycle, as a synchronous SRAM read) and the AGU (a MATVEC of d = n_blocks *
 n_chunks reads: ``final`` in the issue cycle when d == 1, else ``busy`` in the next d - 1
 cycles with ``final`` in the last of them), and ``pipe_empty`` as the tile derives it (no
 AGU read pending and no token in the 4 pipeline stages).
 
 Documented timing: ``start`` fetches the first instruction, which issues in the next cycle;
-an instruction issues in the cycle it appears on ``imem_data``; its successor is fetched in
+an instruction issues in the cycle it appears on ``imem.data``; its successor is fetched in
 its last cycle and issues the cycle after (no bubbles); HALT stops issue; ``done`` rises once
 ``pipe_empty``; ``cycles`` counts from the start cycle (= 1) to the first done cycle,
 exclusive. The expected timeline below is derived from :func:`tinylpu.isa.execution_order`
@@ -64,7 +64,7 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
             ctx.set(dut.run.generate, int(generate is not None))
             ctx.set(dut.run.n_prompt, generate[0] if generate else 0xffff)
             ctx.set(dut.run.steps, generate[1] if generate else 0x12345)
-            ctx.set(dut.imem_data, imem_data)
+            ctx.set(dut.imem.data, imem_data)
             ctx.set(dut.tm.rdata, tm_rdata)
             ctx.set(dut.next_token, next_token(c))
             busy = int(c <= busy_until)
@@ -101,7 +101,7 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
                 token_cycles.add(c)
             if vu_busy or vop is not None:
                 vu_cycles.add(c)
-            addr, ren = ctx.get(dut.imem_addr), ctx.get(dut.imem_ren)
+            addr, ren = ctx.get(dut.imem.addr), ctx.get(dut.imem.en)
             emit = ctx.get(dut.run.emit_data) if ctx.get(dut.run.emit_valid) else None
             trace.append(dict(addr=addr, ren=ren, matvec=args, vop=vop, emit=emit,
                               done=ctx.get(dut.run.done), running=ctx.get(dut.running),
@@ -164,8 +164,10 @@ def _check_run(cfg, words, *, start_pc=0, s=2, pipe_low_until=0, extra=4):
     # the fetch address of every cycle from start to done
     assert [trace[c]["addr"] for c in range(s, done + 1)] == [addr[c]
                                                               for c in range(s, done + 1)]
-    assert all(trace[c]["ren"] for c in range(n_cycles))
-    # the instruction on imem_data in each expected issue cycle is the one execution_order
+    # the fetch port is enabled from the start cycle through the done cycle
+    assert [trace[c]["ren"] for c in range(n_cycles)] == [int(s <= c <= done)
+                                                          for c in range(n_cycles)]
+    # the instruction on imem.data in each expected issue cycle is the one execution_order
     # names: it was fetched in the previous cycle
     assert [trace[t - 1]["addr"] for _, _, t, _ in order] == [pc for pc, *_ in order]
     # MATVEC issue cycles and operands, in execution order
