@@ -10,6 +10,7 @@ from tinylpu.isa import Epi, Index, MatvecArgs
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
 from .mac import MacMode
+from .sequencer import issue_port
 
 
 def token_layout(cfg, fields=None):
@@ -58,10 +59,11 @@ ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_gro
 class MatvecAgu(wiring.Component):
     """Walks a MATVEC: one read per cycle, chunk by chunk within row blocks.
 
-    In the cycle ``issue`` is high (with ``args`` and ``pos``) it emits read 0
-    combinationally; it then emits one read per cycle, ``busy`` high, until the read with
-    ``final``. Read j (block b = j // n_chunks, chunk k = j % n_chunks) drives
-    ``w_addr = w_base + j``, ``x_addr = x_addr + k`` on bank ``x_bank``, and ``token``
+    Its issue port is ``op`` (:func:`rtl.sequencer.issue_port`). In the cycle ``issue`` is
+    high (with ``args`` and ``pos``) it emits read 0 combinationally; it then emits one read
+    per cycle, ``busy`` high, until the read with ``final``. Read j (block b = j // n_chunks,
+    chunk k = j % n_chunks) drives ``w_addr = w_base + j``, ``x_addr = x_addr + k`` on bank
+    ``x_bank``, and ``token``
     (first = k == 0, last = k == n_chunks - 1, the y word ``y_addr + (pos << y_shift) +
     (b*R) // L`` (POS index) and lane group of block b, its row-multiplier word
     ``m_base + b``, its RoPE-table word ``rope_base + (pos << rope_shift) + b %
@@ -71,11 +73,7 @@ class MatvecAgu(wiring.Component):
     def __init__(self, cfg):
         self.cfg = cfg
         super().__init__({
-            "issue": In(1),
-            "args": In(MatvecArgs),
-            "pos": In(16),
-            "busy": Out(1),              # a read is pending for this cycle from a prior issue
-            "final": Out(1),             # this cycle's read is the instruction's last
+            "op": In(issue_port(MatvecArgs)),
             "w_addr": Out(16),
             "x_bank": Out(2),
             "x_addr": Out(16),
@@ -96,11 +94,11 @@ class MatvecAgu(wiring.Component):
         cur_rope0, cur_mask, cur_block = Signal(16), Signal(8), Signal(16)
 
         cur_chunk, cur_nc_m1, cur_blocks = Signal(12), Signal(12), Signal(16)
-        a = self.args
-        y_pos = Mux(a.y_index == Index.POS, self.pos << a.y_shift, 0)
+        a = self.op.args
+        y_pos = Mux(a.y_index == Index.POS, self.op.pos << a.y_shift, 0)
         # RESID and SILU_GATE ignore y_pack (isa.MatvecArgs)
         packed = a.y_pack & (a.epi != Epi.RESID) & (a.epi != Epi.SILU_GATE)
-        with m.If(self.issue):
+        with m.If(self.op.issue):
             m.d.comb += [
                 cur_chunk.eq(0), cur_nc_m1.eq(a.n_chunks - 1), cur_blocks.eq(a.n_blocks),
                 self.w_addr.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
@@ -110,7 +108,7 @@ class MatvecAgu(wiring.Component):
                 tok.y_pack.eq(packed), tok.y_half.eq(packed | (a.epi == Epi.SILU_GATE)),
                 tok.epi_shift.eq(a.epi_shift), tok.norm.eq(a.norm), tok.ss.eq(a.ss),
                 tok.ss_init.eq(a.ss_init),
-                cur_rope0.eq(a.rope_base + (self.pos << a.rope_shift)),
+                cur_rope0.eq(a.rope_base + (self.op.pos << a.rope_shift)),
                 cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
             ]
         with m.Else():
@@ -127,22 +125,22 @@ class MatvecAgu(wiring.Component):
             ]
         m.d.comb += [
             tok.rope_addr.eq(cur_rope0 + (cur_block & cur_mask)),
-            tok.head.eq(cur_block == 0), tok.final.eq(self.final), tok.block.eq(cur_block),
-            tok.valid.eq(self.issue | self.busy),
+            tok.head.eq(cur_block == 0), tok.final.eq(self.op.final), tok.block.eq(cur_block),
+            tok.valid.eq(self.op.issue | self.op.busy),
             tok.first.eq(cur_chunk == 0),
             tok.last.eq(cur_chunk == cur_nc_m1),
-            self.final.eq(tok.valid & tok.last & (cur_blocks == 1)),
+            self.op.final.eq(tok.valid & tok.last & (cur_blocks == 1)),
         ]
-        with m.If(tok.valid & ~self.final):
+        with m.If(tok.valid & ~self.op.final):
             m.d.sync += [
-                self.busy.eq(1), w_addr.eq(self.w_addr + 1), nc_m1.eq(cur_nc_m1),
+                self.op.busy.eq(1), w_addr.eq(self.w_addr + 1), nc_m1.eq(cur_nc_m1),
                 x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
                 st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi), st.y_pack.eq(tok.y_pack),
                 st.y_half.eq(tok.y_half), st.epi_shift.eq(tok.epi_shift),
                 st.norm.eq(tok.norm), st.ss.eq(tok.ss), st.ss_init.eq(tok.ss_init), rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
             ]
-            with m.If(self.issue):
+            with m.If(self.op.issue):
                 m.d.sync += x_base.eq(a.x_addr)
             with m.If(tok.last):
                 last_group = tok.y_group == Mux(tok.y_half, 2 * groups - 1, groups - 1)
@@ -157,5 +155,5 @@ class MatvecAgu(wiring.Component):
                              st.y_group.eq(tok.y_group), st.y_word.eq(tok.y_word),
                              st.m_addr.eq(tok.m_addr), block.eq(cur_block)]
         with m.Else():
-            m.d.sync += self.busy.eq(0)
+            m.d.sync += self.op.busy.eq(0)
         return m

@@ -9,13 +9,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu import isa
-from tinylpu.isa import PvArgs, QkArgs
 from tinylpu.numerics import EXP2_MAX, EXP2_TABLE
 
 from .agu import ATTENTION_FIELDS, token_layout
 from .mac import MacMode
 from .recip import RecipPipeline
 from .rounding import round_shift
+from .sequencer import attention_issue
 
 SCORE_BITS = 16
 SUM_BITS = 32            # a head's sum of weights: at most 2**14 * 2**16 positions
@@ -24,8 +24,9 @@ SUM_BITS = 32            # a head's sum of weights: at most 2**14 * 2**16 positi
 class AttentionAgu(wiring.Component):
     """Streams the reads of QK and PV, one cycle each, no bubbles.
 
-    In the cycle ``issue_qk`` or ``issue_pv`` is high (with the args and ``pos``) the first
-    cycle's reads are emitted combinationally; the instruction then runs with ``busy`` high
+    Its issue port is ``op`` (:func:`rtl.sequencer.attention_issue`). In the cycle
+    ``issue_qk`` or ``issue_pv`` is high (with the args and ``pos``) the first cycle's reads are
+    emitted combinationally; the instruction then runs with ``busy`` high
     until the cycle with ``final`` (its :func:`tinylpu.isa.duration`).
 
     * QK cycle k < q_words: ``x`` reads q word ``q_addr + k``, token QLOAD row k. Then for
@@ -39,9 +40,7 @@ class AttentionAgu(wiring.Component):
     def __init__(self, cfg):
         self.cfg = cfg
         super().__init__({
-            "issue_qk": In(1), "qk": In(QkArgs), "issue_pv": In(1), "pv": In(PvArgs),
-            "pos": In(16),
-            "busy": Out(1), "final": Out(1),
+            "op": In(attention_issue()),
             "x_en": Out(1), "x_bank": Out(2), "x_addr": Out(16),
             "s_en": Out(1), "s_bank": Out(2), "s_addr": Out(16),
             "s_group": Out(range(max(cfg.lanes // cfg.rows, 2))),
@@ -52,9 +51,9 @@ class AttentionAgu(wiring.Component):
         cfg = self.cfg
         m = Module()
         per_word = cfg.lanes // cfg.rows
-        qk, pv, tok = self.qk, self.pv, self.token
-        issue = self.issue_qk | self.issue_pv
-        n_of = lambda a: Mux(a.n_pos, self.pos + 1, Mux(a.n == 0, 1 << 16, a.n))
+        qk, pv, tok = self.op.qk, self.op.pv, self.token
+        issue = self.op.issue_qk | self.op.issue_pv
+        n_of = lambda a: Mux(a.n_pos, self.op.pos + 1, Mux(a.n == 0, 1 << 16, a.n))
 
         # the instruction's constant operands, latched at issue
         is_pv, nq, last_k = Signal(), Signal(3), Signal(18)
@@ -70,7 +69,7 @@ class AttentionAgu(wiring.Component):
                     s_bank=s_bank, step=step, shift=shift, kv_shift=kv_shift, y_bank=y_bank,
                     y_addr=y_addr, d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
                     pg=pg).items()}
-        with m.If(self.issue_pv):
+        with m.If(self.op.issue_pv):
             m.d.comb += [
                 cur["is_pv"].eq(1), cur["nq"].eq(0), cur["last_k"].eq(n_of(pv)),
                 cur["x_bank"].eq(pv.v_bank), cur["s_bank"].eq(pv.s_bank),
@@ -80,7 +79,7 @@ class AttentionAgu(wiring.Component):
                 cur["y_bits"].eq(pv.y_bits), cur["k"].eq(0), cur["xa"].eq(pv.v_addr),
                 cur["sa"].eq(pv.s_addr), cur["sg"].eq(0), cur["pg"].eq(0),
             ]
-        with m.Elif(self.issue_qk):
+        with m.Elif(self.op.issue_qk):
             nq_qk = Mux(qk.q_words == 0, 8, qk.q_words)
             m.d.comb += [
                 cur["is_pv"].eq(0), cur["nq"].eq(qk.q_words), cur["last_k"].eq(
@@ -100,11 +99,11 @@ class AttentionAgu(wiring.Component):
                               kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
                               d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
                               pg=pg).items()]
-        active = issue | self.busy
+        active = issue | self.op.busy
         c = cur
         nq_eff = Mux(c["nq"] == 0, 8, c["nq"])
         loading = ~c["is_pv"] & (c["k"] < nq_eff)
-        m.d.comb += self.final.eq(active & (c["k"] == c["last_k"]))
+        m.d.comb += self.op.final.eq(active & (c["k"] == c["last_k"]))
         next_sg = Mux(c["sg"] == per_word - 1, 0, c["sg"] + 1)
         next_sa = c["sa"] + (c["sg"] == per_word - 1)
         m.d.comb += [
@@ -133,8 +132,8 @@ class AttentionAgu(wiring.Component):
                 tok.y_word.eq(c["sa"]), tok.y_group.eq(c["sg"]),
             ]
 
-        with m.If(active & ~self.final):
-            m.d.sync += self.busy.eq(1)
+        with m.If(active & ~self.op.final):
+            m.d.sync += self.op.busy.eq(1)
             m.d.sync += [sig.eq(c[name]) for name, sig in
                          dict(is_pv=is_pv, nq=nq, last_k=last_k, qa=qa, q_bank=q_bank,
                               x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
@@ -149,7 +148,7 @@ class AttentionAgu(wiring.Component):
             with m.Else():
                 m.d.sync += [xa.eq(c["xa"] + c["step"]), sa.eq(next_sa), sg.eq(next_sg)]
         with m.Else():
-            m.d.sync += self.busy.eq(0)
+            m.d.sync += self.op.busy.eq(0)
         return m
 
 

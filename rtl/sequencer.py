@@ -1,7 +1,7 @@
 """The instruction sequencer: program counter, one-level hardware loop, WAIT, issue, the token
 loop (NEXT, GENERATE), done."""
 
-__all__ = ["run_control", "Sequencer", "EMIT_CYCLE_OFFSET"]
+__all__ = ["run_control", "issue_port", "attention_issue", "Sequencer", "EMIT_CYCLE_OFFSET"]
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
@@ -30,6 +30,26 @@ def run_control():
     })
 
 
+def issue_port(args, *, tok=False):
+    """An execution unit's issue port, as the sequencer sees it: ``issue`` for one cycle with
+    the instruction's ``args`` and the token loop's position ``pos`` (and, with ``tok``, its
+    token ``tok``), valid in that cycle only; the unit answers ``busy`` (it has a read to make
+    in this cycle from an earlier issue) and ``final`` (this cycle's read is the instruction's
+    last)."""
+    members = {"issue": Out(1), "args": Out(args), "pos": Out(16)}
+    if tok:
+        members["tok"] = Out(16)
+    return wiring.Signature({**members, "busy": In(1), "final": In(1)})
+
+
+def attention_issue():
+    """The attention address generator's issue port: as :func:`issue_port`, for QK
+    (``issue_qk``, ``qk``) and PV (``issue_pv``, ``pv``)."""
+    return wiring.Signature({"issue_qk": Out(1), "qk": Out(QkArgs),
+                             "issue_pv": Out(1), "pv": Out(PvArgs), "pos": Out(16),
+                             "busy": In(1), "final": In(1)})
+
+
 class Sequencer(wiring.Component):
     """Fetches and issues instructions with no bubbles.
 
@@ -38,9 +58,13 @@ class Sequencer(wiring.Component):
     ``steps``) fetches the first instruction; it issues in the next cycle. The instruction
     memory's port is ``imem`` (:func:`rtl.router.fetch_port`), enabled in the start cycle and
     while ``running``. An instruction
-    issues in the cycle it appears on ``imem.data``; the sequencer fetches its successor in
-    the instruction's last cycle (MATVEC: the AGU's ``final`` read; VOP: the vector unit's
-    ``final`` read; WAIT n: its n-th cycle; NEXT: its second cycle; LOOP: its only cycle), so
+    issues in the cycle it appears on ``imem.data``, on the issue port of its unit
+    (:func:`issue_port`: ``matvec`` to the MATVEC address generator, ``attention``
+    (:func:`attention_issue`) to the QK/PV one, ``vop`` to the vector unit); no instruction
+    issues while a unit is ``busy``. The sequencer fetches its successor in
+    the instruction's last cycle (MATVEC, QK, PV: the address generator's ``final`` read; VOP:
+    the vector unit's ``final`` read; WAIT n: its n-th cycle; NEXT: its second cycle; LOOP: its
+    only cycle), so
     the successor issues the cycle after. HALT stops issue; ``done`` is high for one cycle, the
     first with ``pipe_empty`` after HALT, and ``running`` falls at its end.
     An illegal word (:func:`tinylpu.isa.illegal`) in the issue slot issues nothing and stops
@@ -50,7 +74,8 @@ class Sequencer(wiring.Component):
     from the start cycle to the ``done`` cycle, exclusive (the start cycle counts as 1), and
     holds until the next start.
 
-    The token loop. ``pos`` is 0 from the cycle after the start; ``tok`` is the token memory
+    The token loop. ``pos`` (on every issue port) is 0 from the cycle after the start;
+    ``tok`` (on ``vop``) is the token memory
     at ``pos`` (read at 0 in the start cycle and at the new ``pos`` in NEXT's second cycle, so
     it is valid from the first issue cycle on). NEXT (two cycles, the issue cycle c and c+1):
 
@@ -72,14 +97,11 @@ class Sequencer(wiring.Component):
         super().__init__({
             "run": In(run_control()),
             "imem": Out(fetch_port(cfg)),
-            "issue_matvec": Out(1), "matvec": Out(MatvecArgs),
-            "issue_vop": Out(1), "vop": Out(VopArgs),
-            "issue_qk": Out(1), "qk": Out(QkArgs), "issue_pv": Out(1), "pv": Out(PvArgs),
-            "agu_busy": In(1), "agu_final": In(1),
-            "vu_busy": In(1), "vu_final": In(1),
+            "matvec": Out(issue_port(MatvecArgs)), "attention": Out(attention_issue()),
+            "vop": Out(issue_port(VopArgs, tok=True)),
             "pipe_empty": In(1),
             # the token loop
-            "next_token": In(16), "pos": Out(16), "tok": Out(16),
+            "next_token": In(16),
             "tm": Out(token_port()),
             "issue_next": Out(1),
             "wait_slot": Out(1), "next_slot": Out(1), "illegal": Out(1),
@@ -105,7 +127,9 @@ class Sequencer(wiring.Component):
         bad = Signal()
         m.d.comb += bad.eq(illegal_expr(self.imem.data, self.cfg.attention))
         slot = Signal()
-        m.d.comb += slot.eq(self.running & ~halted & ~self.agu_busy & ~self.vu_busy
+        agu_busy = self.matvec.busy | self.attention.busy
+        agu_final = self.matvec.final | self.attention.final
+        m.d.comb += slot.eq(self.running & ~halted & ~agu_busy & ~self.vop.busy
                             & (wait_left == 0) & ~in_next)
         # the cycle budget is spent: nothing issues from this cycle on (the stop of a HALT)
         over = Signal()
@@ -115,17 +139,19 @@ class Sequencer(wiring.Component):
                      self.timeout.eq(slot & over)]
         op = instr.op
         m.d.comb += [
-            self.issue_matvec.eq(issuing & (op == Opcode.MATVEC)),
-            self.matvec.eq(instr.args.matvec),
-            self.issue_vop.eq(issuing & (op == Opcode.VOP)),
-            self.vop.eq(instr.args.vop),
-            self.issue_qk.eq(issuing & (op == Opcode.QK)), self.qk.eq(instr.args.qk),
-            self.issue_pv.eq(issuing & (op == Opcode.PV)), self.pv.eq(instr.args.pv),
+            self.matvec.issue.eq(issuing & (op == Opcode.MATVEC)),
+            self.matvec.args.eq(instr.args.matvec),
+            self.vop.issue.eq(issuing & (op == Opcode.VOP)),
+            self.vop.args.eq(instr.args.vop),
+            self.attention.issue_qk.eq(issuing & (op == Opcode.QK)),
+            self.attention.qk.eq(instr.args.qk),
+            self.attention.issue_pv.eq(issuing & (op == Opcode.PV)),
+            self.attention.pv.eq(instr.args.pv),
         ]
         wait_cycles = instr.args.wait.cycles
         last_cycle = Signal()
         m.d.comb += last_cycle.eq(
-            self.agu_final | self.vu_final | in_next
+            agu_final | self.vop.final | in_next
             | (issuing & (op == Opcode.LOOP))
             | (issuing & (op == Opcode.WAIT) & (wait_cycles <= 1))
             | (wait_left == 1))
@@ -159,8 +185,8 @@ class Sequencer(wiring.Component):
         m.d.comb += [
             self.tm.ren.eq(self.run.start | in_next),
             self.tm.raddr.eq(Mux(self.run.start, 0, pos)),
-            self.tok.eq(self.tm.rdata),
-            self.pos.eq(pos),
+            self.vop.tok.eq(self.tm.rdata),
+            self.matvec.pos.eq(pos), self.attention.pos.eq(pos), self.vop.pos.eq(pos),
         ]
         jump = Signal()
         m.d.comb += jump.eq(in_next & generating & (pos < n_end))

@@ -80,21 +80,13 @@ class Tile(wiring.Component):
         wiring.connect(m, hif.counters, counters.host)
         wiring.connect(m, hif.run, seq.run)
         m.d.comb += self.running.eq(seq.running)
-        # sequencer <-> instruction memory, AGU
+        # sequencer <-> instruction and token memories, the units it issues to
         wiring.connect(m, seq.imem, rt.i)
-        m.d.comb += [
-            agu.issue.eq(seq.issue_matvec), agu.args.eq(seq.matvec), agu.pos.eq(seq.pos),
-            aagu.issue_qk.eq(seq.issue_qk), aagu.qk.eq(seq.qk),
-            aagu.issue_pv.eq(seq.issue_pv), aagu.pv.eq(seq.pv), aagu.pos.eq(seq.pos),
-            seq.agu_busy.eq(agu.busy | aagu.busy), seq.agu_final.eq(agu.final | aagu.final),
-        ]
-        # sequencer <-> token memory
         wiring.connect(m, seq.tm, rt.tm)
-        # sequencer <-> vector unit <-> router
-        m.d.comb += [
-            vu.issue.eq(seq.issue_vop), vu.args.eq(seq.vop), vu.pos.eq(seq.pos),
-            vu.tok.eq(seq.tok), seq.vu_busy.eq(vu.busy), seq.vu_final.eq(vu.final),
-        ]
+        wiring.connect(m, seq.matvec, agu.op)
+        wiring.connect(m, seq.attention, aagu.op)
+        wiring.connect(m, seq.vop, vu.op)
+        # vector unit <-> router
         for vu_port, rt_port in ((vu.a, rt.a), (vu.b, rt.b), (vu.w, rt.vw), (vu.c, rt.c)):
             wiring.connect(m, vu_port, rt_port)
         wiring.connect(m, rt.t, vu.t)
@@ -279,13 +271,13 @@ class Tile(wiring.Component):
         _tap(m, checker, rt, ["x_en", "x_bank", "x_addr"] + [f"{p}_{f}" for p in "sr"
                                                             for f in ("en", "bank", "word", "mask")])
         m.d.comb += [
-            checker.vop_issue.eq(seq.issue_vop),
+            checker.vop_issue.eq(seq.vop.issue),
             checker.mxm.eq(rt.pending), checker.vu_writes.eq(vu.writes),
             checker.drain_busy.eq(drain.busy), checker.drain_bank.eq(drain.o_bank),
             checker.drain_addr.eq(drain.o_addr), checker.drain_first.eq(drain.left_first),
             checker.drain_end.eq(drain.left_end),
         ]
-        m.d.comb += seq.pipe_empty.eq(~agu.busy & ~aagu.busy & ~drain.busy
+        m.d.comb += seq.pipe_empty.eq(~agu.op.busy & ~aagu.op.busy & ~drain.busy
                                       & ~Cat(*(st.valid for st in front + results)).any()
                                       & vu.idle & ~ss_pending)
 
@@ -297,9 +289,10 @@ class Tile(wiring.Component):
         m.d.comb += [
             counters.clear.eq(hif.run.start),
             events.cycles.eq(seq.running),
-            events.mac.eq(seq.running & (seq.issue_matvec | agu.busy | seq.issue_qk
-                                         | seq.issue_pv | aagu.busy)),
-            events.vu.eq(seq.running & (seq.issue_vop | vu.busy)),
+            events.mac.eq(seq.running & (seq.matvec.issue | agu.op.busy
+                                         | seq.attention.issue_qk | seq.attention.issue_pv
+                                         | aagu.op.busy)),
+            events.vu.eq(seq.running & (seq.vop.issue | vu.op.busy)),
             events.out.eq(seq.running & Cat(*(st.valid for st in results)).any()),
             events.drain.eq(seq.running & drain.busy),
             events.wait.eq(seq.running & seq.wait_slot),

@@ -15,6 +15,7 @@ from tinylpu.isa import BMode, GFunc, Index, OutFunc, Reduce, Space, VopArgs
 
 from .router import lane_write, operand_read, table_port, weight_read
 from .scalar import ScalarOp, ScalarUnit
+from .sequencer import issue_port
 
 ACC_BITS = isa.SCALAR_WIDTH      # reduction accumulator (wraps) and scalar-unit operand: 48
 G_BITS = 48                      # an element's value G: A * sext16(B) needs 48 bits
@@ -97,7 +98,8 @@ def _lane(word, lane, width, ll):
 class VectorUnit(wiring.Component):
     """Streams a VOP: S segments of N elements, one element read per cycle, no stalls.
 
-    Issue and reads (as :class:`rtl.agu.MatvecAgu`): in the cycle ``issue`` is high (with
+    Issue and reads (as :class:`rtl.agu.MatvecAgu`), on the issue port ``op``
+    (:func:`rtl.sequencer.issue_port`): in the cycle ``issue`` is high (with
     ``args``, ``pos``, ``tok``, valid in that cycle only) the read of element (0, 0) is
     emitted combinationally; then one read per cycle with ``busy`` high, element (j, k) in
     cycle t + j*N + k, until the read with ``final``. A reads use ``a`` (``en``, ``bank``,
@@ -168,12 +170,7 @@ class VectorUnit(wiring.Component):
     def __init__(self, cfg):
         self.cfg = cfg
         super().__init__({
-            "issue": In(1),
-            "args": In(VopArgs),
-            "pos": In(16),
-            "tok": In(16),
-            "busy": Out(1),
-            "final": Out(1),
+            "op": In(issue_port(VopArgs, tok=True)),
             "idle": Out(1),
             "a": Out(operand_read(cfg)), "b": Out(operand_read(cfg)),
             "w": Out(weight_read()), "w_data": In(cfg.word_bits).array(cfg.rows),
@@ -212,7 +209,7 @@ class VectorUnit(wiring.Component):
             "a_ks": 12, "a_js": 12, "b_ks": 12, "b_js": 12, "c_js": 12,
             "nm1": 16, "sm1": 16,
         })
-        a = self.args
+        a = self.op.args
         cur, cfg_q = Signal(cfgl), Signal(cfgl)
         k_q, j_q = Signal(16), Signal(16)
         ea_q, sa_q, eb_q, sb_q, ec_q = (Signal(ew, name=n) for n in
@@ -221,8 +218,9 @@ class VectorUnit(wiring.Component):
                                     *(Signal(ew, name=n) for n in ("ea", "sa", "eb", "sb",
                                                                    "ec")))
 
-        def index(op):
-            return Mux(op.index == Index.POS, self.pos, Mux(op.index == Index.TOK, self.tok, 0))
+        def index(operand):
+            return Mux(operand.index == Index.POS, self.op.pos,
+                       Mux(operand.index == Index.TOK, self.op.tok, 0))
 
         ia, ib, ic = index(a.a), index(a.b), index(a.c)
         wword0 = Signal(16)
@@ -232,7 +230,7 @@ class VectorUnit(wiring.Component):
         eb0 = (a.b.base + ib * a.b.istride)[:ew]
         ec0 = (a.c.base + ic * a.c.istride)[:ew]
 
-        with m.If(self.issue):
+        with m.If(self.op.issue):
             m.d.comb += [
                 cur.space.eq(a.a.space), cur.bmode.eq(a.b.mode), cur.w_bank.eq(ia[:lr]),
                 cur.imm.eq(a.b.base[:16]), cur.g.eq(a.g), cur.red.eq(a.red),
@@ -242,8 +240,8 @@ class VectorUnit(wiring.Component):
                 cur.c_bank.eq(a.c.bank & bmask),
                 cur.a_ks.eq(a.a.ks), cur.a_js.eq(a.a.js), cur.b_ks.eq(a.b.ks),
                 cur.b_js.eq(a.b.js), cur.c_js.eq(a.c.js),
-                cur.nm1.eq(Mux(a.n_pos, self.pos, a.n - 1)),
-                cur.sm1.eq(Mux(a.s_pos, self.pos, a.s - 1)),
+                cur.nm1.eq(Mux(a.n_pos, self.op.pos, a.n - 1)),
+                cur.sm1.eq(Mux(a.s_pos, self.op.pos, a.s - 1)),
                 k.eq(0), j.eq(0), ea.eq(ea0), sa.eq(ea0), eb.eq(eb0), sb.eq(eb0), ec.eq(ec0),
             ]
             m.d.sync += cfg_q.eq(cur)
@@ -256,9 +254,9 @@ class VectorUnit(wiring.Component):
         breads = (cur.bmode == BMode.MEM) | (cur.bmode == BMode.SCALE)
         wrow = cur.space == Space.WROW
         m.d.comb += [
-            valid.eq(self.issue | self.busy),
+            valid.eq(self.op.issue | self.op.busy),
             last.eq(k == cur.nm1),
-            self.final.eq(valid & last & (j == cur.sm1)),
+            self.op.final.eq(valid & last & (j == cur.sm1)),
             self.a.en.eq(valid & ~wrow), self.a.bank.eq(cur.a_bank),
             self.a.word.eq(ea[ll:] & (cfg.adepth - 1)),
             self.w.en.eq(valid & wrow), self.w.word.eq(ea[ll:] & (cfg.wdepth - 1)),
@@ -270,15 +268,15 @@ class VectorUnit(wiring.Component):
         s1 = st[1]
         m.d.sync += [
             s1.valid.eq(valid), s1.first.eq(k == 0), s1.last.eq(last),
-            s1.final.eq(self.final), s1.g.eq(cur.g), s1.bmode.eq(cur.bmode),
+            s1.final.eq(self.op.final), s1.g.eq(cur.g), s1.bmode.eq(cur.bmode),
             s1.space.eq(cur.space), s1.w_bank.eq(cur.w_bank),
             s1.a_lane.eq(ea[:max(ll, 1)] if ll else 0), s1.b_lane.eq(eb[:ll] if ll else 0),
             s1.imm.eq(cur.imm), s1.red.eq(cur.red), s1.out.eq(cur.out),
             s1.init.eq(cur.init), s1.mult.eq(cur.mult), s1.shift.eq(cur.shift),
             s1.sat.eq(cur.sat), s1.c_bank.eq(cur.c_bank), s1.c_e.eq(ec),
         ]
-        with m.If(valid & ~self.final):
-            m.d.sync += self.busy.eq(1)
+        with m.If(valid & ~self.op.final):
+            m.d.sync += self.op.busy.eq(1)
             with m.If(last):
                 m.d.sync += [
                     k_q.eq(0), j_q.eq(j + 1),
@@ -294,7 +292,7 @@ class VectorUnit(wiring.Component):
                     ec_q.eq(ec),
                 ]
         with m.Else():
-            m.d.sync += self.busy.eq(0)
+            m.d.sync += self.op.busy.eq(0)
 
         # ---- c+1: operands ----------------------------------------------------------------
         s2 = st[2]
@@ -478,15 +476,15 @@ class VectorUnit(wiring.Component):
             Cat(*(st[i].valid & (st[i].red == Reduce.ARGMAX) & st[i].final
                   for i in range(1, 8))).any()
             | ((sc_phase != 0) & sc_argmax & sc_final)
-            | (self.busy & (cfg_q.red == Reduce.ARGMAX)))
+            | (self.op.busy & (cfg_q.red == Reduce.ARGMAX)))
         # NORM: the total R (its low SS_BITS bits) goes to the tile's norm unit in c+6
         m.d.comb += [self.norm_valid.eq(s6.valid & (s6.out == OutFunc.NORM)),
                      self.norm_total.eq(acc[:isa.SS_BITS])]
         # a NORM whose total has not reached the norm unit yet
         m.d.comb += self.norm_pending.eq(
             Cat(*(st[i].valid & (st[i].out == OutFunc.NORM) for i in range(1, 7))).any()
-            | (self.busy & (cfg_q.out == OutFunc.NORM)))
-        m.d.comb += self.idle.eq(~self.busy & ~Cat(*(st[i].valid for i in range(1, 8))).any()
+            | (self.op.busy & (cfg_q.out == OutFunc.NORM)))
+        m.d.comb += self.idle.eq(~self.op.busy & ~Cat(*(st[i].valid for i in range(1, 8))).any()
                                  & (sc_phase == 0))
 
         # ---- schedule checks ---------------------------------------------------------------
@@ -520,7 +518,7 @@ class VectorUnit(wiring.Component):
         c0, vmask, vstep = Signal(width), Signal(width), Signal(mb + 1)
         u, x, p, inv = (Signal(width, name=f"ov_{n}") for n in ("u", "x", "p", "inv"))
         step = Signal(range(6))
-        with m.If(self.issue):
+        with m.If(self.op.issue):
             m.d.sync += [c0.eq(ec0[:width]), step.eq(1)]
         with m.Elif(step != 0):
             m.d.sync += step.eq(Mux(step == 5, 0, step + 1))
@@ -548,7 +546,7 @@ class VectorUnit(wiring.Component):
         # MULSHR writes are the ones from c+7 of its first read (issue t) on
         age = Signal(range(isa.LAT_V + 1))
         landed = Signal(mb + 1)
-        with m.If(self.issue):
+        with m.If(self.op.issue):
             m.d.sync += [age.eq(1), landed.eq(0)]
         with m.Else():
             with m.If(age != isa.LAT_V):
@@ -566,7 +564,7 @@ class VectorUnit(wiring.Component):
         m.d.comb += delta.eq(e1 - c0)
         m.d.sync += [
             chk1.eq(valid & (use_a | use_b)), e1.eq(Mux(use_a, ea, eb)[:width]),
-            lv1.eq(Mux(self.issue, 0, landed)),
+            lv1.eq(Mux(self.op.issue, 0, landed)),
             chk2.eq(chk1 & ((delta & vmask) == 0) & (lv1 != 0)), delta2.eq(delta),
             lv2.eq(lv1),
             chk3.eq(chk2), prod3.eq((delta2 * inv)[:width]), lv3.eq(lv2),

@@ -1,6 +1,6 @@
 """Unit tests of rtl/agu.py ``MatvecAgu`` in Amaranth's simulator.
 
-Documented behaviour: in the cycle ``issue`` is high (with ``args``) read 0 is emitted
+Documented behaviour: in the cycle ``op.issue`` is high (with ``args``) read 0 is emitted
 combinationally; then one read per cycle with ``busy`` high until the read with ``final``.
 Read j (block b = j // n_chunks, chunk k = j % n_chunks): ``w_addr = w_base + j``,
 ``x_addr = x_addr + k`` on ``x_bank``, token first = (k == 0), last = (k == n_chunks - 1),
@@ -26,7 +26,8 @@ def _args(**kw):
 
 def _observe(ctx, dut):
     tok = ctx.get(dut.token)
-    return dict(valid=int(tok.valid), busy=int(ctx.get(dut.busy)), final=int(ctx.get(dut.final)),
+    return dict(valid=int(tok.valid), busy=int(ctx.get(dut.op.busy)),
+                final=int(ctx.get(dut.op.final)),
                 w_addr=int(ctx.get(dut.w_addr)), x_bank=int(ctx.get(dut.x_bank)),
                 x_addr=int(ctx.get(dut.x_addr)), first=int(tok.first), last=int(tok.last),
                 y_bank=int(tok.y_bank), y_word=int(tok.y_word), y_group=int(tok.y_group),
@@ -42,7 +43,7 @@ def _simulate(cfg, program, idle_before=2, idle_after=3, max_cycles=1000):
 
     async def bench(ctx):
         cycle = 0
-        ctx.set(dut.args, GARBAGE)
+        ctx.set(dut.op.args, GARBAGE)
         for _ in range(idle_before):
             trace.append(_observe(ctx, dut))
             await ctx.tick()
@@ -52,16 +53,16 @@ def _simulate(cfg, program, idle_before=2, idle_after=3, max_cycles=1000):
                 trace.append(_observe(ctx, dut))
                 await ctx.tick()
                 cycle += 1
-            ctx.set(dut.issue, 1)
-            ctx.set(dut.args, args)
+            ctx.set(dut.op.issue, 1)
+            ctx.set(dut.op.args, args)
             issues.append(cycle)
             while True:
                 obs = _observe(ctx, dut)
                 trace.append(obs)
                 await ctx.tick()
                 cycle += 1
-                ctx.set(dut.issue, 0)
-                ctx.set(dut.args, GARBAGE)     # the AGU must have registered what it needs
+                ctx.set(dut.op.issue, 0)
+                ctx.set(dut.op.args, GARBAGE)     # the AGU must have registered what it needs
                 if obs["final"] or cycle > max_cycles:
                     break
         for _ in range(idle_after):

@@ -68,45 +68,47 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
             ctx.set(dut.tm.rdata, tm_rdata)
             ctx.set(dut.next_token, next_token(c))
             busy = int(c <= busy_until)
-            ctx.set(dut.agu_busy, busy)
-            ctx.set(dut.agu_final, int(c == final_at))
+            ctx.set(dut.matvec.busy, busy)
+            ctx.set(dut.matvec.final, int(c == final_at))
             vu_busy = int(c <= vu_busy_until)
-            ctx.set(dut.vu_busy, vu_busy)
-            ctx.set(dut.vu_final, int(c == vu_final_at))
+            ctx.set(dut.vop.busy, vu_busy)
+            ctx.set(dut.vop.final, int(c == vu_final_at))
             pipe_empty = not busy and not any(c - k in token_cycles
                                               for k in range(1, PIPE_STAGES + 1))
             pipe_empty = pipe_empty and not vu_busy and not any(
                 c - k in vu_cycles for k in range(1, isa.LAT_V + 1))
             ctx.set(dut.pipe_empty, int(pipe_empty and c >= pipe_low_until))
             args = vop = None
-            if ctx.get(dut.issue_matvec):
-                view = ctx.get(dut.matvec)
+            if ctx.get(dut.matvec.issue):
+                view = ctx.get(dut.matvec.args)
                 args = {name: int(getattr(getattr(view, name), "value", getattr(view, name)))
                         for name in MV_FIELDS}
                 d = args["n_blocks"] * args["n_chunks"]
                 busy_until, final_at = c + d - 1, c + d - 1
                 if d == 1:
-                    ctx.set(dut.agu_final, 1)
-            if ctx.get(dut.issue_vop):
-                view = ctx.get(dut.vop)
-                vop = dict(tag=int(view.mult), pos=ctx.get(dut.pos), tok=ctx.get(dut.tok))
+                    ctx.set(dut.matvec.final, 1)
+            if ctx.get(dut.vop.issue):
+                view = ctx.get(dut.vop.args)
+                vop = dict(tag=int(view.mult), pos=ctx.get(dut.vop.pos), tok=ctx.get(dut.vop.tok))
                 sv, nv = isa.vop_dims({"s": int(view.s), "n": int(view.n),
                                        "s_pos": int(view.s_pos), "n_pos": int(view.n_pos)},
                                       vop["pos"])
                 d = sv * nv
                 vu_busy_until, vu_final_at = c + d - 1, c + d - 1
                 if d == 1:
-                    ctx.set(dut.vu_final, 1)
+                    ctx.set(dut.vop.final, 1)
             if busy or args is not None:
                 token_cycles.add(c)
             if vu_busy or vop is not None:
                 vu_cycles.add(c)
             addr, ren = ctx.get(dut.imem.addr), ctx.get(dut.imem.en)
+            # every issue port carries the position
+            assert ctx.get(dut.matvec.pos) == ctx.get(dut.attention.pos) == ctx.get(dut.vop.pos)
             emit = ctx.get(dut.run.emit_data) if ctx.get(dut.run.emit_valid) else None
             trace.append(dict(addr=addr, ren=ren, matvec=args, vop=vop, emit=emit,
                               done=ctx.get(dut.run.done), running=ctx.get(dut.running),
-                              cycles=ctx.get(dut.run.cycles), pos=ctx.get(dut.pos),
-                              tok=ctx.get(dut.tok)))
+                              cycles=ctx.get(dut.run.cycles), pos=ctx.get(dut.vop.pos),
+                              tok=ctx.get(dut.vop.tok)))
             if ren:
                 imem_data = words[addr]
             if ctx.get(dut.tm.ren):

@@ -115,7 +115,7 @@ def _harness(cfg):
     dut, checker = VectorUnit(cfg), ReadChecker(cfg)
     m = Module()
     m.submodules.vu, m.submodules.checker = dut, checker
-    m.d.comb += [checker.vop_issue.eq(dut.issue), checker.vu_writes.eq(dut.writes)]
+    m.d.comb += [checker.vop_issue.eq(dut.op.issue), checker.vu_writes.eq(dut.writes)]
     for port in ("a", "b"):
         m.d.comb += [getattr(checker, f"{port}_{f}").eq(getattr(getattr(dut, port), f))
                      for f in ("en", "bank", "word")]
@@ -144,15 +144,15 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
         for cycle in range(end):
             it = by_cycle.get(cycle)
             if it is not None:
-                ctx.set(dut.issue, 1)
-                ctx.set(dut.args, VOP_LAYOUT.const(it.args))
-                ctx.set(dut.pos, it.pos)
-                ctx.set(dut.tok, it.tok)
+                ctx.set(dut.op.issue, 1)
+                ctx.set(dut.op.args, VOP_LAYOUT.const(it.args))
+                ctx.set(dut.op.pos, it.pos)
+                ctx.set(dut.op.tok, it.tok)
             else:       # operands are valid in the issue cycle only
-                ctx.set(dut.issue, 0)
-                ctx.set(dut.args.as_value(), garbage.getrandbits(VOP_LAYOUT.size))
-                ctx.set(dut.pos, garbage.getrandbits(16))
-                ctx.set(dut.tok, garbage.getrandbits(16))
+                ctx.set(dut.op.issue, 0)
+                ctx.set(dut.op.args.as_value(), garbage.getrandbits(VOP_LAYOUT.size))
+                ctx.set(dut.op.pos, garbage.getrandbits(16))
+                ctx.set(dut.op.tok, garbage.getrandbits(16))
             if a_next is not None:
                 ctx.set(dut.a.data, a_next)
             if b_next is not None:
@@ -161,7 +161,7 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
                 for r in range(cfg.rows):
                     ctx.set(dut.w_data[r], w_next[r])
             obs = dict(
-                busy=ctx.get(dut.busy), final=ctx.get(dut.final), idle=ctx.get(dut.idle),
+                busy=ctx.get(dut.op.busy), final=ctx.get(dut.op.final), idle=ctx.get(dut.idle),
                 a_en=ctx.get(dut.a.en), a_bank=ctx.get(dut.a.bank), a_word=ctx.get(dut.a.word),
                 b_en=ctx.get(dut.b.en), b_bank=ctx.get(dut.b.bank), b_word=ctx.get(dut.b.word),
                 w_en=ctx.get(dut.w.en), w_word=ctx.get(dut.w.word),
