@@ -10,6 +10,7 @@ from tinylpu.isa import Epi, Index, MatvecArgs
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
 from .mac import MacMode
+from .router import weight_read
 from .sequencer import issue_port
 
 
@@ -62,9 +63,9 @@ class MatvecAgu(wiring.Component):
     Its issue port is ``op`` (:func:`rtl.sequencer.issue_port`). In the cycle ``issue`` is
     high (with ``args`` and ``pos``) it emits read 0 combinationally; it then emits one read
     per cycle, ``busy`` high, until the read with ``final``. Read j (block b = j // n_chunks,
-    chunk k = j % n_chunks) drives ``w_addr = w_base + j``, ``x_addr = x_addr + k`` on bank
-    ``x_bank``, and ``token``
-    (first = k == 0, last = k == n_chunks - 1, the y word ``y_addr + (pos << y_shift) +
+    chunk k = j % n_chunks) reads weight word ``w.word = w_base + j`` (``w``:
+    :func:`rtl.router.weight_read`), drives ``x_addr = x_addr + k`` on bank ``x_bank``, and
+    ``token`` (first = k == 0, last = k == n_chunks - 1, the y word ``y_addr + (pos << y_shift) +
     (b*R) // L`` (POS index) and lane group of block b, its row-multiplier word
     ``m_base + b``, its RoPE-table word ``rope_base + (pos << rope_shift) + b %
     2**rope_shift``, and the requantization ``mult``, ``shift``, ``y_bits``, ``epi``).
@@ -74,7 +75,7 @@ class MatvecAgu(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "op": In(issue_port(MatvecArgs)),
-            "w_addr": Out(16),
+            "w": Out(weight_read()),
             "x_bank": Out(2),
             "x_addr": Out(16),
             "token": Out(token_layout(cfg, MATVEC_FIELDS)),
@@ -101,7 +102,7 @@ class MatvecAgu(wiring.Component):
         with m.If(self.op.issue):
             m.d.comb += [
                 cur_chunk.eq(0), cur_nc_m1.eq(a.n_chunks - 1), cur_blocks.eq(a.n_blocks),
-                self.w_addr.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
+                self.w.word.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
                 tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos), tok.y_group.eq(0),
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
@@ -114,7 +115,7 @@ class MatvecAgu(wiring.Component):
         with m.Else():
             m.d.comb += [
                 cur_chunk.eq(chunk), cur_nc_m1.eq(nc_m1), cur_blocks.eq(blocks_left),
-                self.w_addr.eq(w_addr), self.x_bank.eq(x_bank), self.x_addr.eq(x_base + chunk),
+                self.w.word.eq(w_addr), self.x_bank.eq(x_bank), self.x_addr.eq(x_base + chunk),
                 tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
                 tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
@@ -126,14 +127,14 @@ class MatvecAgu(wiring.Component):
         m.d.comb += [
             tok.rope_addr.eq(cur_rope0 + (cur_block & cur_mask)),
             tok.head.eq(cur_block == 0), tok.final.eq(self.op.final), tok.block.eq(cur_block),
-            tok.valid.eq(self.op.issue | self.op.busy),
+            tok.valid.eq(self.op.issue | self.op.busy), self.w.en.eq(tok.valid),
             tok.first.eq(cur_chunk == 0),
             tok.last.eq(cur_chunk == cur_nc_m1),
             self.op.final.eq(tok.valid & tok.last & (cur_blocks == 1)),
         ]
         with m.If(tok.valid & ~self.op.final):
             m.d.sync += [
-                self.op.busy.eq(1), w_addr.eq(self.w_addr + 1), nc_m1.eq(cur_nc_m1),
+                self.op.busy.eq(1), w_addr.eq(self.w.word + 1), nc_m1.eq(cur_nc_m1),
                 x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
                 st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi), st.y_pack.eq(tok.y_pack),

@@ -79,8 +79,9 @@ def operand_read(cfg):
 
 
 def weight_read():
-    """The vector unit's weight-row read (WROW operands): the data comes on ``w_data``, as
-    for MATVEC."""
+    """A read of all R weight banks at one word: the MATVEC address generator's (``w``) or
+    the vector unit's (WROW operands, ``vw``). The data comes on the router's ``w_data``,
+    which the MAC array and the vector unit both take."""
     return wiring.Signature({"en": Out(1), "word": Out(16)})
 
 
@@ -128,7 +129,7 @@ class Router(wiring.Component):
         R, L = cfg.rows, cfg.lanes
         super().__init__({
             # MATVEC: AGU reads and requantizer writes
-            "w_en": In(1), "w_addr": In(16),
+            "w": In(weight_read()),
             "w_data": Out(cfg.word_bits).array(R),        # one port per weight bank
             "x_en": In(1), "x_bank": In(2), "x_addr": In(16), "x_data": Out(cfg.act_word_bits),
             "y_en": In(1), "y_bank": In(2), "y_word": In(16), "y_mask": In(L),
@@ -194,10 +195,10 @@ class Router(wiring.Component):
         # written by the host
         for r, bank in enumerate(wbanks):
             h_rd = h.ren & is_w[r]
-            conflicts.append(_two_or_more([self.w_en, self.vw.en, h_rd]))
+            conflicts.append(_two_or_more([self.w.en, self.vw.en, h_rd]))
             m.d.comb += [
-                bank.ren.eq(self.w_en | self.vw.en | h_rd),
-                bank.raddr.eq(Mux(self.w_en, self.w_addr,
+                bank.ren.eq(self.w.en | self.vw.en | h_rd),
+                bank.raddr.eq(Mux(self.w.en, self.w.word,
                                   Mux(self.vw.en, self.vw.word, h.addr))),
                 bank.waddr.eq(h.addr), bank.wdata.eq(h.wdata),
                 bank.wen.eq(h.wen & is_w[r]),

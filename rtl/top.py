@@ -92,6 +92,7 @@ class Tile(wiring.Component):
         wiring.connect(m, rt.t, vu.t)
         m.d.comb += [vu.w_data[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
         # cycle c: the reads of the MATVEC or attention address generator (one is active)
+        wiring.connect(m, agu.w, rt.w)
         mv, at = agu.token, aagu.token
         t0 = Signal(token_layout(cfg))
         for name in MATVEC_FIELDS:      # an attention token has 0 in the MATVEC-only fields
@@ -102,7 +103,6 @@ class Tile(wiring.Component):
                      if name not in MATVEC_FIELDS and name != "kind"]
         m.d.comb += [
             t0.kind.eq(Mux(at.valid, at.kind, MacMode.MATVEC)),
-            rt.w_en.eq(mv.valid), rt.w_addr.eq(agu.w_addr),
             rt.x_en.eq(mv.valid | aagu.x_en),
             rt.x_bank.eq(Mux(aagu.x_en, aagu.x_bank, agu.x_bank)),
             rt.x_addr.eq(Mux(aagu.x_en, aagu.x_addr, agu.x_addr)),

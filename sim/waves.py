@@ -22,7 +22,7 @@ SIGNAL_GROUPS = [
                    "seq.run__done", "seq.run__cycles[31:0]"]),
     ("Token loop", ["seq.in_next", "seq.pos_count[32:0]", "seq.generating", "seq.n_end[32:0]",
                     "seq.run__emit_valid", "seq.run__emit_data[31:0]", "vu.next_token[15:0]"]),
-    ("Address generator", ["agu.op__busy", "agu.op__final", "agu.w_addr[15:0]",
+    ("Address generator", ["agu.op__busy", "agu.op__final", "agu.w__word[15:0]",
                            "agu.x_bank[1:0]", "agu.x_addr[15:0]", "agu.chunk[11:0]",
                            "agu.blocks_left[15:0]"]),
     ("Attention", ["aagu.op__busy", "aagu.op__final", "aagu.x_addr[15:0]", "aagu.s_en",

@@ -2,7 +2,7 @@
 
 Documented behaviour: in the cycle ``op.issue`` is high (with ``args``) read 0 is emitted
 combinationally; then one read per cycle with ``busy`` high until the read with ``final``.
-Read j (block b = j // n_chunks, chunk k = j % n_chunks): ``w_addr = w_base + j``,
+Read j (block b = j // n_chunks, chunk k = j % n_chunks): ``w.word = w_base + j``,
 ``x_addr = x_addr + k`` on ``x_bank``, token first = (k == 0), last = (k == n_chunks - 1),
 y word / lane group of block b.
 """
@@ -26,9 +26,10 @@ def _args(**kw):
 
 def _observe(ctx, dut):
     tok = ctx.get(dut.token)
+    assert ctx.get(dut.w.en) == tok.valid          # the weight read goes with every read
     return dict(valid=int(tok.valid), busy=int(ctx.get(dut.op.busy)),
                 final=int(ctx.get(dut.op.final)),
-                w_addr=int(ctx.get(dut.w_addr)), x_bank=int(ctx.get(dut.x_bank)),
+                w_addr=int(ctx.get(dut.w.word)), x_bank=int(ctx.get(dut.x_bank)),
                 x_addr=int(ctx.get(dut.x_addr)), first=int(tok.first), last=int(tok.last),
                 y_bank=int(tok.y_bank), y_word=int(tok.y_word), y_group=int(tok.y_group),
                 mult=int(tok.mult), shift=int(tok.shift), y_bits=int(tok.y_bits))

@@ -50,7 +50,8 @@ class _Tile(Elaboratable):
         return m
 
 
-GROUPED = ("a", "b", "c", "vw", "t", "tm", "h", "i")   # ports with a signature: "a_en" is dut.a.en
+# ports with a signature: "a_en" is dut.a.en
+GROUPED = ("a", "b", "c", "w", "vw", "t", "tm", "h", "i")
 
 
 def _port(dut, name):
@@ -232,7 +233,7 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
             _set(ctx, dut,
                  w_en=int(mv), x_en=int(mv), vw_en=int(not mv and w is not None),
                  a_en=int(not mv), b_en=int(not mv and b_bank != xa_bank))
-            ctx.set(dut.w_addr if mv else dut.vw.word, 0 if w is None else w)
+            ctx.set(dut.w.word if mv else dut.vw.word, 0 if w is None else w)
             ctx.set(dut.x_bank if mv else dut.a.bank, xa_bank)
             ctx.set(dut.x_addr if mv else dut.a.word, xa)
             _set(ctx, dut, b_bank=b_bank or 0, b_word=b or 0, i_addr=i, tm_raddr=tm)
