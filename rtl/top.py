@@ -19,7 +19,7 @@ from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit
 from .checker import ReadChecker
 from .counters import Counters
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
-from .host import HostInterface
+from .host import HostInterface, ScheduleFlags
 from .mac import MacArray, MacMode
 from .norm import NormUnit
 from .requant import Requantizer
@@ -299,9 +299,8 @@ class Tile(wiring.Component):
             events.next.eq(seq.running & seq.next_slot),
         ]
 
-        # sticky schedule-checker flags of the current run
-        conflict, hazard, busy, illegal, timeout = (Signal(), Signal(), Signal(), Signal(),
-                                                    Signal())
+        # sticky schedule-checker flags of the current run, for its status (rtl.host.ScheduleFlags)
+        flags = Signal(ScheduleFlags)
         # a result and a drain block for the output unit in one cycle; a PV while the
         # previous one drains; a scalar-unit start while it is busy. PV weights
         # formed while QK's maxima are still being written
@@ -317,23 +316,20 @@ class Tile(wiring.Component):
         hazard_now = (rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
                       | checker.hazard | vu.self_overlap)
         with m.If(hif.run.start):
-            m.d.sync += [conflict.eq(0), hazard.eq(0), busy.eq(0), illegal.eq(0),
-                         timeout.eq(0)]
+            m.d.sync += flags.eq(0)
         with m.Else():
             # two users of a port; the vector unit's one write port; the norm unit's input
             with m.If(rt.conflict | vu.write_clash | (ss10 & vu.norm_valid)):
-                m.d.sync += conflict.eq(1)
+                m.d.sync += flags.port_conflict.eq(1)
             with m.If(hazard_now & seq.running):
-                m.d.sync += hazard.eq(1)
+                m.d.sync += flags.raw_hazard.eq(1)
             with m.If(busy_now):
-                m.d.sync += busy.eq(1)
+                m.d.sync += flags.unit_busy.eq(1)
             with m.If(seq.illegal):             # the run stopped at an illegal word
-                m.d.sync += illegal.eq(1)
+                m.d.sync += flags.illegal.eq(1)
             with m.If(seq.timeout):             # ... or at its cycle budget
-                m.d.sync += timeout.eq(1)
-        m.d.comb += [hif.flags.port_conflict.eq(conflict), hif.flags.raw_hazard.eq(hazard),
-                     hif.flags.unit_busy.eq(busy), hif.flags.illegal.eq(illegal),
-                     hif.flags.timeout.eq(timeout)]
+                m.d.sync += flags.timeout.eq(1)
+        m.d.comb += hif.flags.eq(flags)
         return m
 
 
