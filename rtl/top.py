@@ -74,6 +74,12 @@ class Tile(wiring.Component):
         m.submodules.counters = counters = Counters()
         wiring.connect(m, wiring.flipped(self.host_in), hif.i)
         wiring.connect(m, hif.o, wiring.flipped(self.host_out))
+        # The control and memory ports are typed (wiring.Signature) and joined with
+        # wiring.connect. The .eq lines below select between units (the two address
+        # generators), take fields of the pipeline's tokens, compute, fan a unit's outputs out
+        # to several units (read data, the table's writes, the read checker's taps), or carry
+        # the datapath's value arrays (MAC array, score, weight and drain units, requantizer,
+        # epilogue).
 
         # host interface <-> router (the SRAMs), busy counters and sequencer
         wiring.connect(m, hif.mem, rt.h)
@@ -90,8 +96,11 @@ class Tile(wiring.Component):
         for vu_port, rt_port in ((vu.a, rt.a), (vu.b, rt.b), (vu.w, rt.vw), (vu.c, rt.c)):
             wiring.connect(m, vu_port, rt_port)
         wiring.connect(m, rt.t, vu.t)
+        # the weight banks' read data: the vector unit's WROW operands, the MAC array (c+1)
         m.d.comb += [vu.w_data[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
-        # cycle c: the reads of the MATVEC or attention address generator (one is active)
+        # cycle c: the reads of the MATVEC or attention address generator (one is active):
+        # MATVEC's weights; the x stream of either (selected by hand); PV's score words, with
+        # the lanes of the score group
         wiring.connect(m, agu.w, rt.w)
         mv, at = agu.token, aagu.token
         t0 = Signal(token_layout(cfg))
