@@ -33,11 +33,12 @@ class HostInterface(wiring.Component):
     A GENERATE without a prompt (count 0) or steps (address 0) is a bad command, as in the
     golden model. Words move through ``mem`` (:func:`rtl.router.host_port`: the router's
     memories), but those of the busy counters' target, which go through ``counters``
-    (:func:`rtl.counters.counter_read`); a WRITE to that target (read only) is a bad command: its
-    payload is consumed and dropped. Runs go through ``run`` (:func:`rtl.sequencer.run_control`).
-    While a GENERATE (or any run) runs, the sequencer's emissions
-    (``run.emit_valid``, ``run.emit_data``) go out on ``o`` in the cycle they are made; one that
-    finds ``o`` not ready is dropped and sets STATUS_OVERRUN in the run's status.
+    (:func:`rtl.counters.counter_read`); a WRITE to that target (read only) is a bad
+    command: its payload is consumed and dropped. Runs go through ``run``
+    (:func:`rtl.sequencer.run_control`). While a GENERATE (or any run) runs, the sequencer's
+    emissions (``run.emit_valid``, ``run.emit_data``) go out on ``o`` in the cycle they are
+    made; one that finds ``o`` not ready is dropped and sets STATUS_OVERRUN in the run's
+    status.
 
     The header and the status word are views of :class:`tinylpu.host.Header` and
     :class:`tinylpu.host.Status`; ``flags`` (:class:`ScheduleFlags`) fills the status
@@ -70,8 +71,6 @@ class HostInterface(wiring.Component):
                 else Signal(32, name=f"ctrl_{r.name.lower()}", init=reset[r]) for r in proto.Ctrl]
         positions = ctrl[proto.Ctrl.POSITIONS]
         m.d.comb += self.run.budget.eq(ctrl[proto.Ctrl.BUDGET])
-        # beats per word of the target (an invalid target moves weight-bank words, as the
-        # golden model does)
         mem, t = self.mem, self.mem.target
         # the busy counters answer their target (read only), the router's memories the others
         is_counters = t == proto.TARGET_COUNTERS
@@ -81,6 +80,8 @@ class HostInterface(wiring.Component):
             rdata.eq(Mux(is_counters, self.counters.rdata, mem.rdata)),
             valid_target.eq(mem.valid_target | is_counters),
         ]
+        # beats per word of the target (an invalid target moves weight-bank words, as the
+        # golden model does)
         is_ctrl = t == proto.TARGET_CTRL
         valid = valid_target | is_ctrl
         is_prog = valid & (t == proto.TARGET_PROG)
