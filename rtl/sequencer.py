@@ -21,7 +21,9 @@ POS_BITS = 33          # n_prompt (16 bits) + steps (32 bits) - 1 fits
 def run_control():
     """The host's control of a run, as the host interface sees it: it starts a run (``start``
     for one cycle with the rest), the sequencer answers ``emit_*`` and ``done`` with the
-    run's ``cycles``. ``budget`` is all ones (no limit) when nobody drives it."""
+    run's ``cycles``. ``budget`` is all ones (no limit) when nobody drives it; it holds from
+    the start cycle to the end of the run (the host's control registers do not change while
+    a run runs)."""
     return wiring.Signature({
         "start": Out(1), "start_pc": Out(16),
         "generate": Out(1), "n_prompt": Out(16), "steps": Out(32),
@@ -70,7 +72,8 @@ class Sequencer(wiring.Component):
     An illegal word (:func:`tinylpu.isa.illegal`) in the issue slot issues nothing and stops
     the run as HALT does (``illegal`` high in that cycle: the ILLEGAL_INSTRUCTION status).
     Nothing issues in a cycle whose count (``cycles``) is at least ``budget``: the run stops
-    there as at a HALT (``timeout`` high in that cycle: the TIMEOUT status). ``cycles`` counts
+    there as at a HALT (``timeout`` high in that cycle: the TIMEOUT status); the comparison is
+    registered (made for the next cycle's count), so it is not on the issue path. ``cycles`` counts
     from the start cycle to the ``done`` cycle, exclusive (the start cycle counts as 1), and
     holds until the next start.
 
@@ -132,8 +135,9 @@ class Sequencer(wiring.Component):
         m.d.comb += slot.eq(self.running & ~halted & ~agu_busy & ~self.vop.busy
                             & (wait_left == 0) & ~in_next)
         # the cycle budget is spent: nothing issues from this cycle on (the stop of a HALT)
+        # (registered: compared with the count the next cycle will have, which keeps the 32-bit
+        # comparison off the path from the instruction word to the units' first reads)
         over = Signal()
-        m.d.comb += over.eq(self.run.cycles >= self.run.budget)
         issuing = Signal()
         m.d.comb += [issuing.eq(slot & ~bad & ~over), self.illegal.eq(slot & bad & ~over),
                      self.timeout.eq(slot & over)]
@@ -217,6 +221,7 @@ class Sequencer(wiring.Component):
         m.d.comb += self.run.done.eq(self.running & halted & self.pipe_empty)
         with m.If(self.run.start):
             m.d.sync += [self.running.eq(1), halted.eq(0), self.run.cycles.eq(1),
+                         over.eq(self.run.budget <= 1),
                          wait_left.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0),
                          in_next.eq(0), emitted.eq(0), pos.eq(0),
                          generating.eq(self.run.generate & (self.run.steps != 0)),
@@ -225,5 +230,6 @@ class Sequencer(wiring.Component):
         with m.Elif(self.run.done):
             m.d.sync += self.running.eq(0)
         with m.Elif(self.running):
-            m.d.sync += self.run.cycles.eq(self.run.cycles + 1)
+            cycles_1 = (self.run.cycles + 1)[:32]
+            m.d.sync += [self.run.cycles.eq(cycles_1), over.eq(cycles_1 >= self.run.budget)]
         return m
