@@ -14,7 +14,7 @@ from tinylpu.numerics import EXP2_MAX, EXP2_TABLE
 from .agu import ATTENTION_FIELDS, token_layout
 from .mac import MacMode
 from .recip import RecipPipeline
-from .rounding import round_shift
+from .rounding import round_shift_sat
 from .sequencer import attention_issue
 
 SCORE_BITS = 16
@@ -179,13 +179,12 @@ class ScoreUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R = self.cfg.rows
-        lo, hi = -(1 << (SCORE_BITS - 1)), (1 << (SCORE_BITS - 1)) - 1
         scores = [Signal(signed(SCORE_BITS), name=f"d{h}") for h in range(2 * R)]
         valid, first = Signal(), Signal()
         m.d.sync += [valid.eq(self.valid), first.eq(self.first)]
         for h in range(2 * R):
-            v = round_shift(m, self.halves[h // 2][h % 2], self.shift, f"sh{h}")
-            m.d.sync += scores[h].eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
+            m.d.sync += scores[h].eq(round_shift_sat(m, self.halves[h // 2][h % 2], self.shift,
+                                                     SCORE_BITS - 1, SCORE_BITS, f"sh{h}"))
             with m.If(valid & (first | (scores[h] > self.maxima[h]))):
                 m.d.sync += self.maxima[h].eq(scores[h])
         m.d.comb += [self.packed[r].eq(Cat(scores[2 * r], scores[2 * r + 1]))

@@ -2,7 +2,7 @@
 
 __all__ = ["Requantizer", "Y_BITS_FIELD"]
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,7 +10,7 @@ from tinylpu.config import ACT_BITS
 from tinylpu.isa import ATT_ACC_BITS
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
-from .rounding import round_shift
+from .rounding import round_shift_sat
 
 Y_BITS_FIELD = 6        # MatvecArgs.y_bits: 0 counts as 64 (no saturation before the lane)
 
@@ -45,20 +45,17 @@ class Requantizer(wiring.Component):
         pbits = max(cfg.acc_bits, ATT_ACC_BITS) + MULT_BITS
         shift = Signal.like(self.shift)
         m.d.sync += shift.eq(self.shift)
-        # saturation bounds of the registered y_bits: hi = 2**(b-1) - 1, lo = -hi - 1
+        # saturation to the registered y_bits: b - 1, b = y_bits or 64
         y_bits = Signal(Y_BITS_FIELD)
         m.d.sync += y_bits.eq(self.y_bits)
-        top = Signal(range(64))                       # b - 1, b = y_bits or 64
+        top = Signal(range(64))
         m.d.comb += top.eq(Mux(y_bits == 0, 63, y_bits - 1))
-        hi = Signal(unsigned(64))
-        m.d.comb += hi.eq((Const(1, 64) << top) - 1)
-        lo = Signal(signed(65))
-        m.d.comb += lo.eq(-hi - 1)
         for r in range(cfg.rows):
             prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
             m.d.sync += prod.eq(self.acc[r] * self.mult[r])
-            # (prod + 2**(shift-1)) >> shift, no rounding for shift 0 (rtl.rounding)
-            rounded = round_shift(m, prod, shift, f"rounded{r}")
-            # truncating the saturated value to the 32-bit lane wraps it, as the golden model
-            m.d.comb += self.y[r].eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded)))
+            # (prod + 2**(shift-1)) >> shift, no rounding for shift 0, saturated; its low 32
+            # bits are the lane, which wraps a wider saturation as the golden model does
+            # (rtl.rounding)
+            m.d.comb += self.y[r].eq(round_shift_sat(m, prod, shift, top, ACT_BITS,
+                                                     f"rounded{r}"))
         return m

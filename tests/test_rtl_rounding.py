@@ -1,51 +1,65 @@
-"""rtl/rounding.py ``round_shift`` against the wide form it replaces in the score unit, the
-requantizer and the epilogue's SILU_GATE: ``(x + (Const(1, 64) << (s - 1) if s else 0)) >> s``
-computed 66 bits wide, for every shift 0 .. 63 and edge and random values, in Amaranth's
-simulator (both forms side by side, combinational)."""
+"""rtl/rounding.py's ``round_shift_sat`` (the score unit's, the requantizer's and the
+epilogue's SILU_GATE's rounding shift and saturation) against Python's integers, at the units'
+widths, for every shift 0 .. 63, several saturation widths and edge and random values, in
+Amaranth's simulator (combinational)."""
 
 import random
 
 import pytest
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from tinylpu.rtl.rounding import round_shift
+from tinylpu.rtl.rounding import round_shift_sat
 
 
 def _reference(x, s):
     return x if s == 0 else (x + (1 << (s - 1))) >> s
 
 
-@pytest.mark.parametrize("width", [40, 50, 56])
-def test_round_shift_equals_the_wide_form(width):
+def _saturated_low(v, top, n):
+    """``v`` saturated to ``top + 1`` signed bits, its low ``n`` bits."""
+    return max(-(1 << top), min((1 << top) - 1, v)) & ((1 << n) - 1)
+
+
+def _values(width, seed, n_random):
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    rng = random.Random(seed)
+    values = [lo, lo + 1, -1, 0, 1, hi - 1, hi]
+    values += [s * (1 << k) + d for k in range(width - 1) for d in (-1, 0, 1) for s in (1, -1)]
+    values += [rng.randint(lo, hi) >> rng.randrange(width) for _ in range(n_random)]
+    return [v for v in dict.fromkeys(values) if lo <= v <= hi]
+
+
+# (value width, top: an int, or the tops a signal takes, output bits): the score unit's
+# 40-bit head sums to 16-bit scores; the requantizer's 56-bit products and SILU_GATE's 50-bit
+# ones to a y_bits saturation (0 .. 63) and a 32-bit lane
+@pytest.mark.parametrize("width,tops,n", [
+    (40, 15, 16),
+    (56, (0, 7, 31, 32, 55, 63), 32),
+    (50, (15, 31, 49), 32),
+])
+def test_round_shift_sat_is_the_saturated_low_bits(width, tops, n):
     m = Module()
     x, shift = Signal(signed(width)), Signal(6)
-    narrow = round_shift(m, x, shift, "narrow")
-    shm1 = Signal(6)
-    wide = Signal(signed(width + 1))           # the units' old result signals
-    m.d.comb += [shm1.eq(shift - 1),
-                 wide.eq((x + Mux(shift == 0, 0, Const(1, 64) << shm1)) >> shift)]
-    assert len(narrow) == width
-    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    rng = random.Random(width)
-    values = [lo, lo + 1, -1, 0, 1, hi - 1, hi]
-    values += [(1 << k) + d for k in range(width - 1) for d in (-1, 0, 1)]
-    values += [-(1 << k) + d for k in range(width) for d in (-1, 0, 1)]
-    values += [rng.randint(lo, hi) for _ in range(200)]
-    values = [v for v in dict.fromkeys(values) if lo <= v <= hi]
+    top = tops if isinstance(tops, int) else Signal(6)
+    out = round_shift_sat(m, x, shift, top, n, "out")
+    assert len(out) == n
+    values = _values(width, width, 40 if isinstance(tops, int) else 8)
     checked = []
 
     async def bench(ctx):
-        for s in range(64):
-            ctx.set(shift, s)
-            for v in values:
-                ctx.set(x, v)
-                expect = _reference(v, s)
-                assert ctx.get(wide) == expect, (v, s)
-                assert ctx.get(narrow) == expect, (v, s)
-                checked.append((v, s))
+        for t in ([tops] if isinstance(tops, int) else tops):
+            if not isinstance(tops, int):
+                ctx.set(top, t)
+            for s in range(64):
+                ctx.set(shift, s)
+                for v in values:
+                    ctx.set(x, v)
+                    rounded = 0 if s >= width else _reference(v, s)
+                    assert ctx.get(out) == _saturated_low(rounded, t, n), (v, s, t)
+                    checked.append(v)
 
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
-    assert len(checked) == 64 * len(values)
+    assert len(checked) == 64 * len(values) * (1 if isinstance(tops, int) else len(tops))
