@@ -18,7 +18,7 @@ value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5`
 671 and 88. tests/test_rtl_rounding.py checks it against Python's integers.
 """
 
-__all__ = ["round_shift_sat", "significant"]
+__all__ = ["round_shift_sat", "shift_sat", "significant"]
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
@@ -44,24 +44,20 @@ def _saturated(top, n):
     return Cat(*(top > i for i in range(n)))
 
 
-def round_shift_sat(m, value, shift, top, n, name):
-    """The low ``n`` bits of ``v = (value + 2**(shift-1)) >> shift`` (``value`` for shift 0,
-    0 for a shift of ``len(value)`` or more) saturated to ``top + 1`` signed bits (``top``:
-    an int or an unsigned signal), ``Mux(v > hi, hi, Mux(v < lo, lo, v))[:n]`` with ``hi =
-    2**top - 1`` and ``lo = -2**top``, as an ``n``-bit signal (``n <= len(value)``).
-    Without a shift the two comparisons are the cheaper saturation (carry chains)."""
-    width = len(value)
-    assert value.shape().signed and n <= width
-    rnd = Signal(width, name=f"{name}_rnd")
-    m.d.comb += rnd.eq((Const(1, width + 1) << shift)[1:width + 1])
-    total = Signal(signed(width + 1), name=f"{name}_sum")
-    m.d.comb += total.eq(value + rnd)
+def shift_sat(m, total, shift, top, n, name):
+    """The low ``n`` bits of ``total >> shift`` (arithmetic; ``shift`` below ``len(total)``)
+    saturated to ``top + 1`` signed bits (``top``: an int or an unsigned signal), as an
+    ``n``-bit signal (``n <= len(total)``): ``Mux(v > hi, hi, Mux(v < lo, lo, v))[:n]``
+    with ``hi = 2**top - 1`` and ``lo = -2**top``. Without a shift the two comparisons are
+    the cheaper saturation (carry chains)."""
+    width = len(total)
+    assert total.shape().signed and n <= width
     # bits 0 .. n-1 of total >> shift: the largest shift first; after the stage of 2**k only
     # the n + 2**k - 1 low bits can still reach the result
     cur = total
     for k in reversed(range(len(shift))):
         step = 1 << k
-        need = min(n + step - 1, width + 1)
+        need = min(n + step - 1, width)
         shifted = (Cat(cur[step:], cur[-1].replicate(step)) if step < len(cur)
                    else cur[-1].replicate(len(cur)))
         stage = Signal(need, name=f"{name}_s{k}")
@@ -72,6 +68,20 @@ def round_shift_sat(m, value, shift, top, n, name):
     m.d.comb += over.eq(significant(m, total, name) > shift + top)
     hi = _saturated(top, n)
     out = Signal(n, name=name)
-    m.d.comb += out.eq(Mux(shift >= width, 0,
-                           Mux(over, Mux(total[-1], ~hi, hi), cur[:n])))
+    m.d.comb += out.eq(Mux(over, Mux(total[-1], ~hi, hi), cur[:n]))
+    return out
+
+
+def round_shift_sat(m, value, shift, top, n, name):
+    """The low ``n`` bits of ``v = (value + 2**(shift-1)) >> shift`` (``value`` for shift 0,
+    0 for a shift of ``len(value)`` or more) saturated to ``top + 1`` signed bits, as
+    :func:`shift_sat`; the sum is one bit wider than ``value`` and does not wrap."""
+    width = len(value)
+    assert value.shape().signed and n <= width
+    rnd = Signal(width, name=f"{name}_rnd")
+    m.d.comb += rnd.eq((Const(1, width + 1) << shift)[1:width + 1])
+    total = Signal(signed(width + 1), name=f"{name}_sum")
+    m.d.comb += total.eq(value + rnd)
+    out = Signal(n, name=name)
+    m.d.comb += out.eq(Mux(shift >= width, 0, shift_sat(m, total, shift, top, n, f"{name}_sat")))
     return out

@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import isa
 from tinylpu.isa import BMode, GFunc, Index, OutFunc, Reduce, Space, VopArgs
 
+from .rounding import shift_sat
 from .router import lane_write, operand_read, table_port, weight_read
 from .scalar import ScalarOp, ScalarUnit
 from .sequencer import issue_port
@@ -82,8 +83,7 @@ def _stage_fields(cfg):
         ("prod", signed(PROD_BITS), 7, 7),
         ("sh", range(64), 7, 7),
         ("rnd", PROD_BITS, 7, 7),    # 2**(sh-1), 0 for sh = 0
-        ("hi", signed(PROD_BITS), 7, 7),   # the clamp: 2**(sat-1) - 1 (sat 0: 64 bits)
-        ("lo", signed(PROD_BITS), 7, 7),   # and -2**(sat-1)
+        ("top", range(64), 7, 7),    # the clamp to sat bits: sat - 1 (sat 0: 64 bits)
         ("idx", 16, 7, 7),
     ]
 
@@ -123,7 +123,7 @@ class VectorUnit(wiring.Component):
       first index of the maximum) updated at the end of c+5. For the segment's last
       element the result R is valid in c+6 (stage s6).
     * c+6: R * mult (64-bit) and s = clamp(shift + exponent, 0, 63) registered into s7,
-      with c+7's rounding constant 2**(s-1) and clamp bounds (off c+7's path).
+      with c+7's rounding constant 2**(s-1) and saturation width (off c+7's path).
       RSQRT/RECIP: the scalar unit starts here with R (unsigned 48-bit): ISQRT, then RECIP
       of the root started in ISQRT's done cycle (c+6+25), or RECIP directly. NORM:
       ``norm_valid`` and ``norm_total`` (R's low SS_BITS bits) for the tile's norm unit.
@@ -400,16 +400,13 @@ class VectorUnit(wiring.Component):
         sqrt_first = s6.out == OutFunc.RSQRT
         sh6 = Signal(range(64))
         m.d.comb += sh6.eq(Mux(sh_raw < 0, 0, Mux(sh_raw > 63, 63, sh_raw[:6])))
-        # the rounding constant and the clamp bounds of c+7, here: off c+7's critical path
-        pw = Signal(PROD_BITS)
-        m.d.comb += pw.eq(Const(1, PROD_BITS) << (s6.sat - 1)[:6])   # sat 0: 2**63
+        # the rounding constant and the clamp of c+7, here: off c+7's critical path
         m.d.sync += [
             s7.valid.eq(s6.valid & (s6.out == OutFunc.MULSHR)),
             s7.prod.eq(acc * s6.mult),
             s7.sh.eq(sh6),
             s7.rnd.eq((Const(1, PROD_BITS + 1) << sh6)[1:]),
-            s7.hi.eq(pw - 1),
-            s7.lo.eq(-pw),
+            s7.top.eq((s6.sat - 1)[:6]),
             s7.idx.eq(best),
         ]
 
@@ -438,14 +435,11 @@ class VectorUnit(wiring.Component):
                 ]
 
         # ---- c+7: round, shift, saturate, write --------------------------------------------
+        # (prod + rnd, wrapping at 64 bits) >> sh, clamped to sat bits: its low 32 bits are
+        # the lane (rtl.rounding.shift_sat)
         total = Signal(signed(PROD_BITS))
-        shifted = Signal(signed(PROD_BITS))
-        y = Signal(signed(PROD_BITS))
-        m.d.comb += [
-            total.eq(s7.prod + s7.rnd),
-            shifted.eq(total >> s7.sh),
-            y.eq(Mux(shifted > s7.hi, s7.hi, Mux(shifted < s7.lo, s7.lo, shifted))),
-        ]
+        m.d.comb += total.eq(s7.prod + s7.rnd)
+        y = shift_sat(m, total, s7.sh, s7.top, 32, "y")
         argmax7 = s7.red == Reduce.ARGMAX
         scale = Cat(sc.result[:15], Const(0, 1), sc.exponent)
         with m.If(s7.valid):

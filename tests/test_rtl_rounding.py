@@ -1,5 +1,6 @@
 """rtl/rounding.py's ``round_shift_sat`` (the score unit's, the requantizer's and the
-epilogue's SILU_GATE's rounding shift and saturation) against Python's integers, at the units'
+epilogue's SILU_GATE's rounding shift and saturation) and ``shift_sat`` (the vector unit's
+shift and saturation of its 64-bit rounded sum) against Python's integers, at the units'
 widths, for every shift 0 .. 63, several saturation widths and edge and random values, in
 Amaranth's simulator (combinational)."""
 
@@ -9,7 +10,7 @@ import pytest
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from tinylpu.rtl.rounding import round_shift_sat
+from tinylpu.rtl.rounding import round_shift_sat, shift_sat
 
 
 def _reference(x, s):
@@ -63,3 +64,29 @@ def test_round_shift_sat_is_the_saturated_low_bits(width, tops, n):
     sim.add_testbench(bench)
     sim.run()
     assert len(checked) == 64 * len(values) * (1 if isinstance(tops, int) else len(tops))
+
+
+def test_shift_sat_is_the_saturated_low_bits():
+    """The vector unit's c+7: a 64-bit sum (it wraps before the shift), shifts 0 .. 63,
+    saturation to sat bits (top = sat - 1, 0 .. 63), the 32-bit lane."""
+    m = Module()
+    total, shift, top = Signal(signed(64)), Signal(6), Signal(6)
+    out = shift_sat(m, total, shift, top, 32, "out")
+    values = _values(64, 64, 8)
+    tops = (0, 15, 31, 32, 63)
+    checked = []
+
+    async def bench(ctx):
+        for t in tops:
+            ctx.set(top, t)
+            for s in range(64):
+                ctx.set(shift, s)
+                for v in values:
+                    ctx.set(total, v)
+                    assert ctx.get(out) == _saturated_low(v >> s, t, 32), (v, s, t)
+                    checked.append(v)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) == 64 * len(values) * len(tops)
