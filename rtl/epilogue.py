@@ -12,23 +12,16 @@ from tinylpu.isa import Epi
 from tinylpu.numerics import MULT_BITS, ROPE_FRAC
 
 from .requant import Y_BITS_FIELD
-from .rounding import round_shift_sat
+from .rounding import round_shift_sat, saturation_top
 
 LATENCY = 4     # from y in cycle n to out in cycle n + 4
 SILU_HALF = (isa.SILU_SIZE + 1) // 2     # entries in each of the even/odd table halves
 
 
-def _top(m, y_bits, name):
-    """``b - 1`` for saturation to ``b = y_bits`` signed bits (``y_bits`` 0 counts as 64)."""
-    top = Signal(range(64), name=f"{name}_top")
-    m.d.comb += top.eq(Mux(y_bits == 0, 63, y_bits - 1))
-    return top
-
-
 def _saturation_bounds(m, y_bits, name):
     """(hi, lo) of the signed ``y_bits``-bit range (``y_bits`` 0 counts as 64)."""
     hi = Signal(unsigned(64), name=f"{name}_hi")
-    m.d.comb += hi.eq((Const(1, 64) << _top(m, y_bits, name)) - 1)
+    m.d.comb += hi.eq((Const(1, 64) << saturation_top(y_bits)) - 1)
     lo = Signal(signed(65), name=f"{name}_lo")
     m.d.comb += lo.eq(-hi - 1)
     return hi, lo
@@ -153,7 +146,8 @@ class Epilogue(wiring.Component):
         """n+1: the table addresses of ``silu(h1)``, the reads; n+2: the interpolation; n+3:
         times the gate h3; n+4: rounded, shifted, saturated (combinational)."""
         out = []
-        top = _top(m, bits4, "gate")
+        top = Signal(range(64), name="gate_top")
+        m.d.comb += top.eq(saturation_top(bits4))
         for j in range(self.cfg.rows // 2):
             h1, h3 = y[2 * j], y[2 * j + 1]
             even = memory.Memory(shape=signed(16), depth=SILU_HALF, init=[])

@@ -2,7 +2,7 @@
 
 __all__ = ["Requantizer", "Y_BITS_FIELD"]
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,7 +10,7 @@ from tinylpu.config import ACT_BITS
 from tinylpu.isa import ATT_ACC_BITS
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
-from .rounding import round_shift_sat
+from .rounding import round_shift_sat, saturation_top
 
 Y_BITS_FIELD = 6        # MatvecArgs.y_bits: 0 counts as 64 (no saturation before the lane)
 
@@ -49,7 +49,7 @@ class Requantizer(wiring.Component):
         y_bits = Signal(Y_BITS_FIELD)
         m.d.sync += y_bits.eq(self.y_bits)
         top = Signal(range(64))
-        m.d.comb += top.eq(Mux(y_bits == 0, 63, y_bits - 1))
+        m.d.comb += top.eq(saturation_top(y_bits))
         for r in range(cfg.rows):
             prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
             m.d.sync += prod.eq(self.acc[r] * self.mult[r])

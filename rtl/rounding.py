@@ -18,9 +18,16 @@ value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5`
 671 and 88. tests/test_rtl_rounding.py checks it against Python's integers.
 """
 
-__all__ = ["round_shift_sat", "shift_sat", "significant"]
+__all__ = ["round_shift_sat", "saturation_top", "shift_sat", "significant"]
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
+
+
+def saturation_top(bits):
+    """``top`` for a saturation to ``bits`` signed bits, a 6-bit field in which 0 counts as
+    64 (``MatvecArgs.y_bits``, the VOP's ``sat``): ``bits - 1``, modulo 64."""
+    assert len(bits) == 6
+    return (bits - 1)[:6]
 
 
 def significant(m, value, name):

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import isa
 from tinylpu.isa import BMode, GFunc, Index, OutFunc, Reduce, Space, VopArgs
 
-from .rounding import shift_sat
+from .rounding import saturation_top, shift_sat
 from .router import lane_write, operand_read, table_port, weight_read
 from .scalar import ScalarOp, ScalarUnit
 from .sequencer import issue_port
@@ -406,7 +406,7 @@ class VectorUnit(wiring.Component):
             s7.prod.eq(acc * s6.mult),
             s7.sh.eq(sh6),
             s7.rnd.eq((Const(1, PROD_BITS + 1) << sh6)[1:]),
-            s7.top.eq((s6.sat - 1)[:6]),
+            s7.top.eq(saturation_top(s6.sat)),
             s7.idx.eq(best),
         ]
 
