@@ -7,10 +7,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu import host as proto
-from tinylpu.isa import INSTR_BITS
 
 from .counters import counter_read
-from .router import host_port
+from .router import host_bits, host_port
 from .sequencer import run_control
 
 
@@ -47,7 +46,7 @@ class HostInterface(wiring.Component):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.buf_bits = max(cfg.word_bits, cfg.act_word_bits, INSTR_BITS)
+        self.buf_bits = host_bits(cfg)
         self.buf_beats = -(-self.buf_bits // 32)
         super().__init__({
             "i": In(stream.Signature(32)),
