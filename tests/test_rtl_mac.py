@@ -204,3 +204,61 @@ def test_sixteen_bit_products_wrap_small_accumulators():
     blocks = _blocks(rng, cfg, [2, 5, 1], x_bits=16)
     last_cycles, trace = _simulate(cfg, blocks, junk=0x1234)
     _check(cfg, blocks, last_cycles, trace)
+
+
+def test_pv_accumulates_per_mac_and_restarts_at_the_next_pv():
+    """PV: MAC (r, l) adds ``e`` of its head times its packed value of the V row (by
+    ``kv_shift``), into its own 40-bit accumulator; the next PV's first row starts it anew
+    (the accumulators are cleared as that row comes in). ``pv_out`` is block ``pv_sel``."""
+    from tinylpu import isa
+    from tinylpu.rtl.mac import MacMode
+    cfg = Config(lanes=8, rows=2, wdepth=16, adepth=16, pdepth=16)
+    R, L = cfg.rows, cfg.lanes
+    rng = np.random.default_rng(12)
+    pvs = []
+    for n, shift in ((3, 1), (1, 0), (2, 2)):
+        e = rng.integers(0, 1 << 15, (n, 2 * R))
+        v = rng.integers(-(1 << 15), 1 << 15, (n, 2 * L))
+        if shift == 0:
+            e[0], v[0] = 32767, -32768                      # extremes
+        pvs.append((shift, e, v))
+    dut = MacArray(cfg)
+    seen = []
+
+    async def bench(ctx):
+        async def readout():
+            blocks = []
+            for j in range(L):
+                ctx.set(dut.pv_sel, j)
+                blocks += [ctx.get(dut.pv_out[r]) for r in range(R)]
+            return blocks
+
+        for shift, e, v in pvs:
+            ctx.set(dut.mode, MacMode.PV)
+            ctx.set(dut.kv_shift, shift)
+            for k in range(len(e)):
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.first, k == 0)
+                ctx.set(dut.last, k == len(e) - 1)
+                for h in range(2 * R):
+                    ctx.set(dut.e[h], int(e[k][h]))
+                packed = [int(x) & 0xffff for x in v[k]]
+                ctx.set(dut.x, sum((packed[2 * i] | packed[2 * i + 1] << 16) << (32 * i)
+                                   for i in range(L)))
+                await ctx.tick()
+            ctx.set(dut.valid, 0)
+            for h in range(2 * R):
+                ctx.set(dut.e[h], 0)
+            await ctx.tick().repeat(LATENCY)
+            seen.append(await readout())
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for (shift, e, v), got in zip(pvs, seen):
+        want = [sum(int(e[k][isa.att_head(r, l, L)]) * int(v[k][isa.att_kv_index(r, l, L, shift)])
+                    for k in range(len(e)))
+                for r in range(R) for l in range(L)]
+        assert got == [int(x) for x in wrap(np.array(want), isa.ATT_ACC_BITS)]
+    assert seen[1] == [32767 * -32768] * (R * L)       # nothing left of the first PV
