@@ -2,7 +2,7 @@
 
 __all__ = ["HostInterface", "ScheduleFlags"]
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,8 +26,9 @@ class ScheduleFlags(data.Struct):
 class HostInterface(wiring.Component):
     """Parses host commands, moves SRAM words, starts runs and reports their outcome.
 
-    Throughput: a WRITE takes one cycle per beat; a READ emits one beat per cycle the host is
-    ready, plus two cycles per word to fetch it. The input stream is not ready during a run.
+    Throughput: a WRITE takes one cycle per beat (each word lands in its memory at the end of
+    the cycle after its last beat); a READ emits one beat per cycle the host is ready, plus
+    two cycles per word to fetch it. The input stream is not ready during a run.
 
     A GENERATE without a prompt (count 0) or steps (address 0) is a bad command, as in the
     golden model. Words move through ``mem`` (:func:`rtl.router.host_port`: the router's
@@ -95,8 +96,14 @@ class HostInterface(wiring.Component):
         last_beat = Signal()
         m.d.comb += last_beat.eq(beat == Mux(is_prog, n_p - 1, Mux(is_act, n_a - 1, Mux(
             is_one, 0, Mux(is_mm, n_m - 1, n_w - 1)))))
-        shifted_in = Cat(buf[32:], self.i.payload)
         hdr = proto.Header(self.i.payload)
+        # a WRITE's word is written the cycle after its last beat, from ``buf``: no choice
+        # among the targets' word lengths on the host's wide write data (the address: the
+        # word's, kept in ``wr_addr``; nothing else uses the port in that cycle)
+        addr, wr_addr, wr_pending = Signal(16), Signal(16), Signal()
+        m.d.comb += [mem.addr.eq(Mux(wr_pending, wr_addr, addr)), mem.wdata.eq(buf),
+                     mem.wen.eq(wr_pending)]
+        m.d.sync += wr_pending.eq(0)
 
         with m.FSM():
             with m.State("HDR0"):
@@ -107,7 +114,7 @@ class HostInterface(wiring.Component):
             with m.State("HDR1"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [mem.addr.eq(self.i.payload[:16]), beat.eq(0),
+                    m.d.sync += [addr.eq(self.i.payload[:16]), beat.eq(0),
                                  self.run.steps.eq(self.i.payload), self.run.n_prompt.eq(count)]
                     with m.Switch(cmd):
                         with m.Case(proto.CMD_RUN):
@@ -126,7 +133,7 @@ class HostInterface(wiring.Component):
                                              status.bad_command.eq(bad), cycles.eq(0)]
                                 m.next = "STATUS"
                             with m.Else():
-                                m.d.sync += [self.run.generate.eq(1), mem.addr.eq(0)]
+                                m.d.sync += [self.run.generate.eq(1), addr.eq(0)]
                                 m.next = "START"
                         with m.Case(proto.CMD_WRITE, proto.CMD_READ):
                             with m.If(~valid
@@ -144,25 +151,20 @@ class HostInterface(wiring.Component):
             with m.State("WDATA"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [buf.eq(shifted_in), beat.eq(beat + 1)]
+                    # beat k of a word into bits 32k .. 32k + 31: the word sits at bit 0
+                    # whatever its length, and is written from the register a cycle later
+                    with m.Switch(beat):
+                        for k in range(n_all):
+                            with m.Case(k):
+                                m.d.sync += buf[32 * k:32 * (k + 1)].eq(self.i.payload)
+                    m.d.sync += beat.eq(beat + 1)
                     with m.If(last_beat):
-                        # the word sits in the top beats of the shift register
-                        with m.If(is_prog):
-                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - n_p)))
-                        with m.Elif(is_act):
-                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - n_a)))
-                        with m.Elif(is_one):
-                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - 1)))
-                        with m.Elif(is_mm):
-                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - n_m)))
-                        with m.Else():
-                            m.d.comb += mem.wdata.eq(shifted_in >> (32 * (n_all - n_w)))
-                        m.d.comb += mem.wen.eq(valid_target & ~is_counters)
+                        m.d.sync += [wr_pending.eq(valid_target & ~is_counters),
+                                     wr_addr.eq(addr)]
                         for reg in (r for r in proto.Ctrl if r not in proto.CTRL_READ_ONLY):
-                            with m.If(is_ctrl & (mem.addr == reg)):
-                                m.d.sync += ctrl[reg].eq(shifted_in[-32:])
-                        m.d.sync += [beat.eq(0), mem.addr.eq(mem.addr + 1),
-                                     count.eq(count - 1)]
+                            with m.If(is_ctrl & (addr == reg)):
+                                m.d.sync += ctrl[reg].eq(self.i.payload)
+                        m.d.sync += [beat.eq(0), addr.eq(addr + 1), count.eq(count - 1)]
                         with m.If(count == 1):
                             m.next = "HDR0"
             with m.State("RADDR"):
@@ -172,21 +174,22 @@ class HostInterface(wiring.Component):
                 m.d.sync += [buf.eq(rdata & valid_target.replicate(len(rdata))),
                              beat.eq(0)]
                 with m.If(is_ctrl):                 # beyond the last register: 0
-                    m.d.sync += buf.eq(Array(ctrl + [0])[Mux(mem.addr < len(ctrl), mem.addr,
+                    m.d.sync += buf.eq(Array(ctrl + [0])[Mux(addr < len(ctrl), addr,
                                                            len(ctrl))])
                 m.next = "RSEND"
             with m.State("RSEND"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(buf[:32])]
+                m.d.comb += [self.o.valid.eq(1),
+                             self.o.payload.eq(buf.word_select(beat, 32))]
                 with m.If(self.o.ready):
-                    m.d.sync += [buf.eq(buf >> 32), beat.eq(beat + 1)]
+                    m.d.sync += beat.eq(beat + 1)
                     with m.If(last_beat):
-                        m.d.sync += [mem.addr.eq(mem.addr + 1), count.eq(count - 1)]
+                        m.d.sync += [addr.eq(addr + 1), count.eq(count - 1)]
                         with m.If(count == 1):
                             m.next = "HDR0"
                         with m.Else():
                             m.next = "RADDR"
             with m.State("START"):
-                m.d.comb += [self.run.start.eq(1), self.run.start_pc.eq(mem.addr)]
+                m.d.comb += [self.run.start.eq(1), self.run.start_pc.eq(addr)]
                 m.d.sync += overrun.eq(0)
                 m.next = "RUNNING"
             with m.State("RUNNING"):
