@@ -55,7 +55,9 @@ class MacArray(wiring.Component):
       2r + 1.
     * PV: MAC (r, l) multiplies ``e`` of its head (:func:`tinylpu.isa.att_head`) by the same
       packed value of ``x`` (a V row) and adds it to its own ``ATT_ACC_BITS`` accumulator
-      (``first``: starts from the product). ``pv_out`` is accumulators
+      (``first``: starts from the product; the accumulators are cleared in the cycle a
+      ``first`` PV input comes in, so they read 0 from then until its product is added).
+      ``pv_out`` is accumulators
       ``pv_sel * R .. pv_sel * R + R - 1`` (row-major), combinationally.
 
     Timing: inputs in cycle n; products registered at the end of n; sums, accumulators and

@@ -226,7 +226,7 @@ def test_pv_accumulates_per_mac_and_restarts_at_the_next_pv():
     seen = []
 
     async def bench(ctx):
-        async def readout():
+        def readout():
             blocks = []
             for j in range(L):
                 ctx.set(dut.pv_sel, j)
@@ -242,15 +242,14 @@ def test_pv_accumulates_per_mac_and_restarts_at_the_next_pv():
                 ctx.set(dut.last, k == len(e) - 1)
                 for h in range(2 * R):
                     ctx.set(dut.e[h], int(e[k][h]))
-                packed = [int(x) & 0xffff for x in v[k]]
-                ctx.set(dut.x, sum((packed[2 * i] | packed[2 * i + 1] << 16) << (32 * i)
-                                   for i in range(L)))
+                lanes = isa.pack_halves(v[k])
+                ctx.set(dut.x, sum((int(x) & 0xffffffff) << (32 * i) for i, x in enumerate(lanes)))
                 await ctx.tick()
             ctx.set(dut.valid, 0)
             for h in range(2 * R):
                 ctx.set(dut.e[h], 0)
             await ctx.tick().repeat(LATENCY)
-            seen.append(await readout())
+            seen.append(readout())
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
