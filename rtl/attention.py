@@ -203,10 +203,11 @@ def _exp2_neg(m, delta, name):
 
 class WeightUnit(wiring.Component):
     """PV's softmax weights: ``e_h = exp2_neg(maxima_h - d_h)`` for the 2R head slots of a
-    position's scores (lane group ``group`` of ``score_word``), and their sums per head.
+    position's scores (``scores``: the lane group of its score word, which the router picks),
+    and their sums per head.
 
-    Timing: ``valid``, ``first``, ``group`` and ``score_word`` in cycle n (the PV token of
-    the V-row read in n, whose score word was read in n - 1); ``e`` registered at its end,
+    Timing: ``valid``, ``first`` and ``scores`` in cycle n (the PV token of the V-row read
+    in n, whose score word was read in n - 1); ``e`` registered at its end,
     valid in n + 1 (the MAC array's operand); the sums, restarting on ``first``, registered
     at the end of n + 1.
     """
@@ -215,8 +216,7 @@ class WeightUnit(wiring.Component):
         self.cfg = cfg
         R = cfg.rows
         super().__init__({
-            "valid": In(1), "first": In(1), "group": In(range(max(cfg.lanes // R, 2))),
-            "score_word": In(cfg.act_word_bits),
+            "valid": In(1), "first": In(1), "scores": In(R * 32),
             "maxima": In(signed(SCORE_BITS)).array(2 * R),
             "e": Out(16).array(2 * R),
             "sums": Out(SUM_BITS).array(2 * R),
@@ -225,14 +225,11 @@ class WeightUnit(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        R, groups = cfg.rows, cfg.lanes // cfg.rows
-        bits = R * 32
-        lanes = (self.score_word.word_select(self.group, bits) if groups > 1
-                 else self.score_word[:bits])
+        R = cfg.rows
         valid, first = Signal(), Signal()
         m.d.sync += [valid.eq(self.valid), first.eq(self.first)]
         for h in range(2 * R):
-            d = lanes[16 * h:16 * (h + 1)].as_signed()
+            d = self.scores[16 * h:16 * (h + 1)].as_signed()
             delta = Signal(signed(SCORE_BITS + 1), name=f"delta{h}")
             m.d.comb += delta.eq(self.maxima[h] - d)
             m.d.sync += self.e[h].eq(_exp2_neg(m, delta, f"e{h}"))

@@ -46,7 +46,8 @@ class Epilogue(wiring.Component):
 
     * NONE, ARGMAX: ``out[r] = y[r]``.
     * RESID: ``out[r] = sat_{y_bits}(old[r] + y[r])`` (a 33-bit sum; ``y_bits`` 0 counts as
-      64), ``old[r]`` lane ``group * R + r`` of ``old_word``.
+      64), ``old[r]`` lane r of ``old`` (the destination's lane group, which the router
+      picks from the word).
     * ROPE: pair j, ``(a, b) = (y[2j], y[2j+1])``, rotated by ``(c, s)`` = entries 2j, 2j+1
       of ``rope_word`` (:func:`tinylpu.numerics.rope_rotate`). With one row, nothing rotates.
     * SILU_GATE: ``out[j] = silu_gate(y[2j], y[2j+1], table, epi_shift)`` for j < R/2
@@ -56,7 +57,7 @@ class Epilogue(wiring.Component):
       (lowest lane on ties) replaces it on ``head`` (the instruction's first block) or when
       larger; on ``final`` its row ``block * R + lane`` goes to ``next_token``.
 
-    Timing: ``y`` and the controls in cycle n are registered at its end; ``old_word`` and
+    Timing: ``y`` and the controls in cycle n are registered at its end; ``old`` and
     ``rope_word`` (read in n) arrive in n + 1; ``out`` is valid in n + 4
     (:data:`LATENCY`); ``next_valid``/``next_token`` in n + 2 (one cycle, with ``final``).
 
@@ -70,9 +71,8 @@ class Epilogue(wiring.Component):
         super().__init__({
             "y": In(signed(ACT_BITS)).array(R),
             "epi": In(Epi), "y_bits": In(Y_BITS_FIELD), "epi_shift": In(6),
-            "group": In(range(max(cfg.lanes // R, 2))),
             "head": In(1), "final": In(1), "block": In(16),
-            "old_word": In(cfg.act_word_bits),
+            "old": In(R * ACT_BITS),
             "rope_word": In(MULT_BITS * R),
             "out": Out(signed(ACT_BITS)).array(R),
             "next_valid": Out(1), "next_token": Out(16),
@@ -85,14 +85,14 @@ class Epilogue(wiring.Component):
         R = cfg.rows
         # n -> n+1: the block and its controls
         y = [Signal(signed(ACT_BITS), name=f"y{r}") for r in range(R)]
-        epi1, bits1, group1 = Signal(Epi), Signal(Y_BITS_FIELD), Signal.like(self.group)
-        m.d.sync += [epi1.eq(self.epi), bits1.eq(self.y_bits), group1.eq(self.group)]
+        epi1, bits1 = Signal(Epi), Signal(Y_BITS_FIELD)
+        m.d.sync += [epi1.eq(self.epi), bits1.eq(self.y_bits)]
         m.d.sync += [y[r].eq(self.y[r]) for r in range(R)]
         epi = [epi1] + [_delayed(m, epi1, i, f"epi{i + 1}") for i in range(1, 4)]
         bits = [bits1] + [_delayed(m, bits1, i, f"bits{i + 1}") for i in range(1, 4)]
         shift4 = _delayed(m, self.epi_shift, 4, "shift")
 
-        plain = self._plain(m, y, epi1, bits1, group1)          # valid n+2
+        plain = self._plain(m, y, epi1, bits1)                  # valid n+2
         rotated = self._rope(m, y, epi[1], bits[1])              # valid n+2 (registered n+3)
         gated = self._silu_gate(m, y, bits[3], shift4)           # valid n+4
         out2 = [Mux((epi[1] == Epi.ROPE) & (r < R // 2 * 2), rotated[r], plain[r])
@@ -104,17 +104,13 @@ class Epilogue(wiring.Component):
         self._argmax(m, y, epi1)
         return m
 
-    def _plain(self, m, y, epi, bits, group):
+    def _plain(self, m, y, epi, bits):
         """NONE, ARGMAX: y; RESID: old + y, saturated. Registered at the end of n + 1."""
         cfg = self.cfg
-        R, groups = cfg.rows, cfg.lanes // cfg.rows
         bounds = _saturation_bounds(m, bits, "resid")
-        lane_bits = R * ACT_BITS
-        group_word = (self.old_word.word_select(group, lane_bits) if groups > 1
-                      else self.old_word[:lane_bits])
         out = []
-        for r in range(R):
-            old = group_word[r * ACT_BITS:(r + 1) * ACT_BITS].as_signed()
+        for r in range(cfg.rows):
+            old = self.old[r * ACT_BITS:(r + 1) * ACT_BITS].as_signed()
             total = Signal(signed(ACT_BITS + 1), name=f"sum{r}")
             m.d.comb += total.eq(old + y[r])
             reg = Signal(signed(ACT_BITS), name=f"plain{r}")

@@ -5,14 +5,15 @@ There is no arbitration. While the tile runs, the schedule owns the SRAM ports:
 - weight banks (one read port each, all read at one word address): the MATVEC AGU's ``w``
   stream, or the vector unit's ``vw`` reads (a WROW operand);
 - activation banks (one read and one write port each, 32-bit lanes): the read port serves
-  the MATVEC ``x`` stream and the vector unit's ``a`` and ``b`` operand streams; the write
+  the MATVEC ``x`` stream (a word), PV's score stream ``s`` (a lane group) and the vector
+  unit's ``a`` and ``b`` operand streams (a lane each); the write
   port the requantizer's ``y`` stream (a lane group of R lanes) and the vector unit's ``c``
   results (one lane);
 - the instruction memory (read by the sequencer), the token memory (read and written by
   the sequencer's NEXT), the row-multiplier memory and the RoPE table (read by the MATVEC
   pipeline, ``m`` and ``p``);
-- the MATVEC epilogue's read of a destination word (RESID, ``r``) on the activation banks'
-  read ports.
+- the MATVEC epilogue's read of a destination lane group (RESID, ``r``) on the activation
+  banks' read ports.
 
 While the tile is idle, the host interface owns them, and the host's table target is routed
 to the vector unit's table port (``t``). The checker flags, in the same cycle:
@@ -73,9 +74,10 @@ def host_port(cfg):
 
 
 def operand_read(cfg):
-    """A vector-unit operand read (``a``, ``b``): a word of an activation bank."""
+    """A vector-unit operand read (``a``, ``b``): lane ``lane`` of a word of an activation
+    bank (the router picks the lane: one 32-bit lane, not the whole word, leaves it)."""
     return wiring.Signature({"en": Out(1), "bank": Out(2), "word": Out(16),
-                             "data": In(cfg.act_word_bits)})
+                             "lane": Out(range(max(cfg.lanes, 2))), "data": In(ACT_BITS)})
 
 
 def weight_read():
@@ -137,13 +139,13 @@ class Router(wiring.Component):
             "pending": In(data.ArrayLayout(write_layout(cfg), LAT_WRITE)),
             # the score stream of PV
             "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
-            "s_data": Out(cfg.act_word_bits),
+            "s_group": In(range(max(L // R, 2))), "s_data": Out(R * ACT_BITS),
             # MATVEC: row multipliers, RESID's read of the destination word
             "m_en": In(1), "m_addr": In(16), "m_data": Out(MULT_BITS * R),
             "p_en": In(1), "p_addr": In(16), "p_data": Out(MULT_BITS * R),
             "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_mask": In(L),
-            "r_later": In(LAT_RESID_READ - 1),
-            "r_data": Out(cfg.act_word_bits),
+            "r_group": In(range(max(L // R, 2))), "r_later": In(LAT_RESID_READ - 1),
+            "r_data": Out(R * ACT_BITS),
             # vector unit: operand reads, weight reads, result writes, table port
             "a": In(operand_read(cfg)), "b": In(operand_read(cfg)),
             "vw": In(weight_read()), "c": In(lane_write(cfg)), "t": Out(table_port()),
@@ -232,19 +234,27 @@ class Router(wiring.Component):
             with m.Else():
                 m.d.comb += [bank.waddr.eq(h.addr), bank.wdata.eq(h.wdata),
                              bank.wen.eq(h_wr.replicate(L))]
-        # read data of x, a, b: from the bank named in the request cycle
-        for en, sel, out in ((self.x_en, self.x_bank, self.x_data),
-                             (self.s_en, self.s_bank, self.s_data),
-                             (self.r_en, self.r_bank, self.r_data),
-                             (self.a.en, self.a.bank, self.a.data),
-                             (self.b.en, self.b.bank, self.b.data)):
-            if cfg.act_banks == 1:
-                m.d.comb += out.eq(abanks[0].rdata)
+        # read data: from the bank (and for s, r, a, b the part of its word) named in the
+        # request cycle. Each user gets only the bits it takes (x: the word; s, r: a lane
+        # group; a, b: a lane), chosen from the banks' read words in one step, so no other
+        # word-wide choice sits between the banks and the units.
+        words = Cat(*[b.rdata for b in abanks])
+        for en, sel, part, width, out in (
+                (self.x_en, self.x_bank, None, cfg.act_word_bits, self.x_data),
+                (self.s_en, self.s_bank, self.s_group, R * ACT_BITS, self.s_data),
+                (self.r_en, self.r_bank, self.r_group, R * ACT_BITS, self.r_data),
+                (self.a.en, self.a.bank, self.a.lane, ACT_BITS, self.a.data),
+                (self.b.en, self.b.bank, self.b.lane, ACT_BITS, self.b.data)):
+            parts = cfg.act_word_bits // width
+            index = Cat(*([part[:(parts - 1).bit_length()]] if parts > 1 else []),
+                        sel[:bank_bits])
+            if len(index) == 0:
+                m.d.comb += out.eq(words)
                 continue
-            sel_q = Signal(bank_bits, name=f"{out.name}_bank")
+            index_q = Signal(len(index), name=f"{out.name}_sel")
             with m.If(en):
-                m.d.sync += sel_q.eq(sel[:bank_bits])
-            m.d.comb += out.eq(Array([b.rdata for b in abanks])[sel_q])
+                m.d.sync += index_q.eq(index)
+            m.d.comb += out.eq(words.word_select(index_q, width))
         # instruction memory: read by the sequencer, or the host; written by the host
         h_ird = h.ren & is_i
         conflicts.append(self.i.en & h_ird)

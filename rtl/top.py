@@ -116,7 +116,7 @@ class Tile(wiring.Component):
             rt.x_bank.eq(Mux(aagu.x_en, aagu.x_bank, agu.x_bank)),
             rt.x_addr.eq(Mux(aagu.x_en, aagu.x_addr, agu.x_addr)),
             rt.s_en.eq(aagu.s_en), rt.s_bank.eq(aagu.s_bank), rt.s_word.eq(aagu.s_addr),
-            rt.s_mask.eq(_group_mask(cfg, aagu.s_group, 0)),
+            rt.s_mask.eq(_group_mask(cfg, aagu.s_group, 0)), rt.s_group.eq(aagu.s_group),
         ]
         front = [Signal(token_layout(cfg), name=f"s{i + 1}") for i in range(2)]
         m.d.sync += [front[0].eq(t0), front[1].eq(front[0])]
@@ -124,7 +124,7 @@ class Tile(wiring.Component):
         # c (PV): the weights of the position whose V row is read, from its score word
         m.d.comb += [
             weight.valid.eq(t0.valid & (t0.kind == MacMode.PV)), weight.first.eq(t0.first),
-            weight.group.eq(t0.y_group), weight.score_word.eq(rt.s_data),
+            weight.scores.eq(rt.s_data),
         ]
         m.d.comb += [weight.maxima[h].eq(score.maxima[h]) for h in range(2 * cfg.rows)]
         # c+1: SRAM data into the MAC array, a block's row multipliers are read
@@ -198,19 +198,19 @@ class Tile(wiring.Component):
                 rq.mult[r].eq(Mux(is_pv3, drain.mult, mults[r])),
                 score.halves[r][0].eq(mac.halves[r][0]), score.halves[r][1].eq(mac.halves[r][1]),
             ]
-        # c+4: the requantized block into the epilogue; RESID reads the destination word,
+        # c+4: the requantized block into the epilogue; RESID reads the destination lane group,
         # ROPE its table word; the scores go on towards the write
         resid4 = r4.valid & (r4.epi == isa.Epi.RESID) & (r4.kind == MacMode.MATVEC)
         m.d.comb += [
             rt.r_en.eq(resid4), rt.r_bank.eq(r4.y_bank), rt.r_word.eq(r4.y_word),
-            rt.r_mask.eq(_group_mask(cfg, r4.y_group, 0)),
+            rt.r_mask.eq(_group_mask(cfg, r4.y_group, 0)), rt.r_group.eq(r4.y_group),
             rt.r_later.eq(_later(front + results, isa.LAT_RESID_READ)),
             rt.p_en.eq(r4.valid & (r4.epi == isa.Epi.ROPE) & (r4.kind == MacMode.MATVEC)),
             rt.p_addr.eq(r4.rope_addr),
             epi.epi.eq(Mux(r4.kind == MacMode.MATVEC, r4.epi, isa.Epi.NONE)),
-            epi.y_bits.eq(r4.y_bits), epi.group.eq(r4.y_group), epi.epi_shift.eq(r4.epi_shift),
+            epi.y_bits.eq(r4.y_bits), epi.epi_shift.eq(r4.epi_shift),
             epi.head.eq(r4.head), epi.final.eq(r4.final), epi.block.eq(r4.block),
-            epi.old_word.eq(rt.r_data), epi.rope_word.eq(rt.p_data),
+            epi.old.eq(rt.r_data), epi.rope_word.eq(rt.p_data),
             # the epilogue's SiLU copies take the table's writes too
             epi.t_wen.eq(rt.t.wen), epi.t_waddr.eq(rt.t.waddr), epi.t_wdata.eq(rt.t.wdata),
         ]
@@ -275,8 +275,7 @@ class Tile(wiring.Component):
                          write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
         # reads of lanes with a write in flight that the router does not see (rtl.checker)
         m.d.comb += [getattr(checker, f"{p}_{f}").eq(getattr(getattr(vu, p), f))
-                     for p in "ab" for f in ("en", "bank", "word")]
-        _tap(m, checker, vu, ["a_lane", "b_lane"])
+                     for p in "ab" for f in ("en", "bank", "word", "lane")]
         _tap(m, checker, rt, ["x_en", "x_bank", "x_addr"] + [f"{p}_{f}" for p in "sr"
                                                             for f in ("en", "bank", "word", "mask")])
         m.d.comb += [

@@ -60,7 +60,6 @@ def _stage_fields(cfg):
         ("space", Space, 1, 1),
         ("w_bank", max(lr, 1), 1, 1),
         ("a_lane", max(ll, 1), 1, 1),
-        ("b_lane", max(ll, 1), 1, 1),
         ("imm", signed(16), 1, 1),
         ("red", Reduce, 1, 7),
         ("out", OutFunc, 1, 6),
@@ -103,15 +102,16 @@ class VectorUnit(wiring.Component):
     ``args``, ``pos``, ``tok``, valid in that cycle only) the read of element (0, 0) is
     emitted combinationally; then one read per cycle with ``busy`` high, element (j, k) in
     cycle t + j*N + k, until the read with ``final``. A reads use ``a`` (``en``, ``bank``,
-    ``word``: :func:`rtl.router.operand_read`) (Space.ACT) or ``w`` (``en``, ``word``;
-    Space.WROW: all R weight banks at one word); B reads
-    (BMode.MEM, SCALE) use ``b``. Read data arrives the next cycle on
-    ``a.data``/``b.data``/``w_data``; the unit selects bank and lane.
+    ``word``, ``lane``: :func:`rtl.router.operand_read`) (Space.ACT) or ``w`` (``en``,
+    ``word``; Space.WROW: all R weight banks at one word); B reads
+    (BMode.MEM, SCALE) use ``b``. Read data arrives the next cycle: the lane on
+    ``a.data``/``b.data`` (the router picks it), the R banks' words on ``w_data`` (the unit
+    selects bank and lane).
 
     Element (j, k) read in cycle c moves through the stage registers (isa.V_STAGES):
 
     * c: addresses, SRAM reads; the element's control is registered into s1.
-    * c+1: lane select of ``a.data``/``w_data``/``b.data``; A, B (and the SCALE exponent)
+    * c+1: bank and lane select of ``w_data``; A, B (and the SCALE exponent)
       registered into s2.
     * c+2: A * sext16(B), A + B, and the table address (EXP: clamp(B - A, 0, 255); SILU:
       256 + ((A + 2**15) & 0xffff) >> 8) presented to the two table halves (even/odd
@@ -152,8 +152,7 @@ class VectorUnit(wiring.Component):
 
     ``writes``: the unit's writes in flight, a function of registers: entry i < 7 the result
     of the segment whose element is in stage s(i+1) (s1..s5: the segment's last element),
-    entry 7 the scalar unit's (a NORM is not a memory write). ``a_lane``/``b_lane``:
-    the lanes of the A and B reads, with ``a.word``/``b.word``.
+    entry 7 the scalar unit's (a NORM is not a memory write).
 
     ``self_overlap`` (registered, in c+4 for the read in c): a read of an element in the
     result bank after this same VOP's write to it has landed (the golden model refuses it:
@@ -177,7 +176,6 @@ class VectorUnit(wiring.Component):
             "c": Out(lane_write(cfg)),
             "next_token": Out(16), "next_valid": Out(1), "argmax_pending": Out(1),
             "norm_valid": Out(1), "norm_total": Out(isa.SS_BITS), "norm_pending": Out(1),
-            "a_lane": Out(range(max(cfg.lanes, 2))), "b_lane": Out(range(max(cfg.lanes, 2))),
             "writes": Out(data.ArrayLayout(write_layout(cfg), WRITES)),
             "write_clash": Out(1), "scalar_busy": Out(1), "self_overlap": Out(1),
             "t": In(table_port()),
@@ -264,13 +262,13 @@ class VectorUnit(wiring.Component):
             self.b.word.eq(eb[ll:] & (cfg.adepth - 1)),
         ]
         if ll:
-            m.d.comb += [self.a_lane.eq(ea[:ll]), self.b_lane.eq(eb[:ll])]
+            m.d.comb += [self.a.lane.eq(ea[:ll]), self.b.lane.eq(eb[:ll])]
         s1 = st[1]
         m.d.sync += [
             s1.valid.eq(valid), s1.first.eq(k == 0), s1.last.eq(last),
             s1.final.eq(self.op.final), s1.g.eq(cur.g), s1.bmode.eq(cur.bmode),
             s1.space.eq(cur.space), s1.w_bank.eq(cur.w_bank),
-            s1.a_lane.eq(ea[:max(ll, 1)] if ll else 0), s1.b_lane.eq(eb[:ll] if ll else 0),
+            s1.a_lane.eq(ea[:max(ll, 1)] if ll else 0),
             s1.imm.eq(cur.imm), s1.red.eq(cur.red), s1.out.eq(cur.out),
             s1.init.eq(cur.init), s1.mult.eq(cur.mult), s1.shift.eq(cur.shift),
             s1.sat.eq(cur.sat), s1.c_bank.eq(cur.c_bank), s1.c_e.eq(ec),
@@ -296,12 +294,12 @@ class VectorUnit(wiring.Component):
 
         # ---- c+1: operands ----------------------------------------------------------------
         s2 = st[2]
-        a_act = _lane(self.a.data, s1.a_lane, 32, ll).as_signed()
+        a_act = self.a.data.as_signed()
         wword = self.w_data[0] if lr == 0 else Array(self.w_data)[s1.w_bank[:lr]]
         a_w = _lane(wword, s1.a_lane, cfg.data_bits, ll).as_signed()
         a_val = Signal(signed(32))
         m.d.comb += a_val.eq(Mux(s1.space == Space.WROW, a_w, a_act))
-        b_raw = _lane(self.b.data, s1.b_lane, 32, ll)
+        b_raw = self.b.data
         m.d.sync += [s2.valid.eq(s1.valid), s2.a.eq(a_val), s2.exp.eq(0)]
         with m.Switch(s1.bmode):
             with m.Case(BMode.IMM):

@@ -37,7 +37,7 @@ def _expected(epi, y, old, rope, bits, table, shift):
 @pytest.mark.parametrize("cfg", [Config(lanes=8, rows=2), Config(lanes=16, rows=4),
                                  Config(lanes=4, rows=1)], ids=lambda c: c.ident)
 def test_random_blocks_back_to_back(cfg):
-    R, groups = cfg.rows, cfg.lanes // cfg.rows
+    R = cfg.rows
     rng = np.random.default_rng(cfg.rows)
     table = rng.integers(-(1 << 15), 1 << 15, isa.SILU_SIZE)
     cases = []
@@ -48,9 +48,8 @@ def test_random_blocks_back_to_back(cfg):
         y = rng.integers(-(1 << 31), 1 << 31, R) if i % 4 == 0 else \
             rng.integers(-(1 << 16), 1 << 16, R)
         cases.append(dict(epi=epi, bits=bits, y=y, shift=int(rng.integers(0, 40)),
-                          old=rng.integers(-(1 << 31), 1 << 31, cfg.lanes),
+                          old=rng.integers(-(1 << 31), 1 << 31, R),
                           rope=rng.integers(-(1 << 15), 1 << 15, R),
-                          group=int(rng.integers(groups)),
                           head=i in (40, 47), final=i in (46, 59),
                           block=max(0, i - (47 if i >= 47 else 40))))
     dut = Epilogue(cfg)
@@ -66,7 +65,7 @@ def test_random_blocks_back_to_back(cfg):
         for n in range(len(cases) + LATENCY):
             if n < len(cases):
                 c = cases[n]
-                for name in ("epi", "head", "final", "block", "group"):
+                for name in ("epi", "head", "final", "block"):
                     ctx.set(getattr(dut, name), c[name])
                 ctx.set(dut.y_bits, c["bits"])
                 ctx.set(dut.epi_shift, c["shift"])
@@ -74,7 +73,7 @@ def test_random_blocks_back_to_back(cfg):
                     ctx.set(dut.y[r], int(c["y"][r]))
             if 1 <= n <= len(cases):            # the words read in cycle n - 1
                 c = cases[n - 1]
-                ctx.set(dut.old_word, sum((int(v) & 0xffffffff) << (32 * l)
+                ctx.set(dut.old, sum((int(v) & 0xffffffff) << (32 * l)
                                           for l, v in enumerate(c["old"])))
                 ctx.set(dut.rope_word, sum((int(v) & 0xffff) << (16 * r)
                                            for r, v in enumerate(c["rope"])))
@@ -90,8 +89,7 @@ def test_random_blocks_back_to_back(cfg):
     sim.run()
     best = None
     for i, c in enumerate(cases):
-        lanes = c["old"][c["group"] * R:(c["group"] + 1) * R]
-        want = _expected(c["epi"], wrap(c["y"], ACT_BITS), lanes, c["rope"], c["bits"], table,
+        want = _expected(c["epi"], wrap(c["y"], ACT_BITS), c["old"], c["rope"], c["bits"], table,
                          c["shift"])
         assert got[i][:len(want)] == [int(v) for v in want], (i, c["epi"], c["bits"])
         if c["epi"] == Epi.ARGMAX:           # the running best over the ARGMAX blocks

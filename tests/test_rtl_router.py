@@ -236,7 +236,9 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
             ctx.set(dut.w.word if mv else dut.vw.word, 0 if w is None else w)
             ctx.set(dut.x_bank if mv else dut.a.bank, xa_bank)
             ctx.set(dut.x_addr if mv else dut.a.word, xa)
-            _set(ctx, dut, b_bank=b_bank or 0, b_word=b or 0, i_addr=i, tm_raddr=tm)
+            a_lane, b_lane = (xa + 1) % cfg.lanes, ((b or 0) + 2) % cfg.lanes
+            _set(ctx, dut, b_bank=b_bank or 0, b_word=b or 0, a_lane=a_lane, b_lane=b_lane,
+                 i_addr=i, tm_raddr=tm)
             assert ctx.get(dut.conflict) == 0 and ctx.get(dut.hazard) == 0
             await ctx.tick()
             entry = dict(i=ctx.get(dut.i.data), tm=ctx.get(dut.tm.rdata))
@@ -244,11 +246,12 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
             if w is not None:
                 entry["w"] = [ctx.get(dut.w_data[r]) for r in range(cfg.rows)]
                 expect["w"] = [wimg[r][w] for r in range(cfg.rows)]
+            # x: the word; a, b: the lane each asked for
             entry["xa"] = ctx.get(dut.x_data if mv else dut.a.data)
-            expect["xa"] = aimg[xa_bank][xa]
+            expect["xa"] = aimg[xa_bank][xa] if mv else _unpack(cfg, aimg[xa_bank][xa])[a_lane]
             if not mv and b_bank != xa_bank:
                 entry["b"] = ctx.get(dut.b.data)
-                expect["b"] = aimg[b_bank][b]
+                expect["b"] = _unpack(cfg, aimg[b_bank][b])[b_lane]
             got.append(entry)
             want.append(expect)
 
@@ -257,31 +260,42 @@ def test_schedule_reads_have_one_cycle_latency(cfg):
 
 
 def test_read_data_holds_and_follows_each_users_bank():
-    """x, a and b data each come from the bank their own last read named, and hold."""
+    """Each user's data comes from the bank its own last read named, and holds: x the word,
+    s and r the lane group, a and b the lane each named with it."""
     cfg = CFG4
+    R = cfg.rows
     tile = _Tile(cfg)
     dut = tile.router
-    img = {(a, w): (a + 1) * 0x1111 + w for a in range(4) for w in range(4)}
+    img = {(a, w): _pack(cfg, [(a << 12) | (w << 8) | l for l in range(cfg.lanes)])
+           for a in range(4) for w in range(4)}
     got = []
+
+    def group(word, g):
+        return _pack(cfg, _unpack(cfg, word)[g * R:(g + 1) * R])
 
     async def bench(ctx):
         _clear_schedule(ctx, dut)
         for (a, w), v in img.items():
             await h_write(ctx, dut, A + a, w, v)
-        for en, bank, word, b, w in ((dut.x_en, dut.x_bank, dut.x_addr, 3, 1),
-                                     (dut.a.en, dut.a.bank, dut.a.word, 1, 2),
-                                     (dut.b.en, dut.b.bank, dut.b.word, 2, 3)):
-            ctx.set(en, 1)
-            ctx.set(bank, b)
-            ctx.set(word, w)
+        # four users on four banks, then b on r's bank (a bank's data changes with its
+        # next read, whoever makes it)
+        for user, b, w, part in (("x", 3, 1, None), ("s", 0, 3, 1), ("r", 2, 0, 1),
+                                 ("a", 1, 2, 3), ("b", 2, 3, 0)):
+            word = "addr" if user == "x" else "word"
+            _set(ctx, dut, **{f"{user}_en": 1, f"{user}_bank": b, f"{user}_{word}": w})
+            if part is not None:
+                _set(ctx, dut, **{f"{user}_{'lane' if user in 'ab' else 'group'}": part})
             await ctx.tick()
-            ctx.set(en, 0)
-            ctx.set(bank, 0)
-        await ctx.tick()
-        got.append([ctx.get(dut.x_data), ctx.get(dut.a.data), ctx.get(dut.b.data)])
+            _set(ctx, dut, **{f"{user}_en": 0, f"{user}_bank": 0})
+            if user == "a":
+                await ctx.tick()
+                got.append([ctx.get(d) for d in (dut.x_data, dut.s_data, dut.r_data,
+                                                 dut.a.data)])
+        got.append(ctx.get(dut.b.data))
 
     _run(tile, bench)
-    assert got == [[img[(3, 1)], img[(1, 2)], img[(2, 3)]]]
+    assert got == [[img[(3, 1)], group(img[(0, 3)], 1), group(img[(2, 0)], 1),
+                    _unpack(cfg, img[(1, 2)])[3]], _unpack(cfg, img[(2, 3)])[0]]
 
 
 @pytest.mark.parametrize("cfg", [CFG, CFG1], ids=lambda c: c.ident)
@@ -368,18 +382,20 @@ def test_writes_land_at_end_of_cycle_and_reads_see_the_old_word():
         ctx.set(dut.y_en, 0)
         ctx.set(dut.x_en, 0)
         got.append(_unpack(cfg, ctx.get(dut.x_data)))
-        # a c write of lane 7 and an a read of the same word
-        _set(ctx, dut,
-             c_en=1, c_bank=1, c_word=2, c_lane=7, c_data=0xdeadbeef, a_en=1, a_bank=1, a_word=2)
+        # a c write of lane 7 and an a read of the same word's lanes 7, then 2
+        _set(ctx, dut, c_en=1, c_bank=1, c_word=2, c_lane=7, c_data=0xdeadbeef,
+             a_en=1, a_bank=1, a_word=2, a_lane=7)
         await ctx.tick()
         ctx.set(dut.c.en, 0)
-        got.append(_unpack(cfg, ctx.get(dut.a.data)))
+        got.append(ctx.get(dut.a.data))
         await ctx.tick()
-        got.append(_unpack(cfg, ctx.get(dut.a.data)))
+        ctx.set(dut.a.lane, 2)
+        got.append(ctx.get(dut.a.data))
+        await ctx.tick()
+        got.append(ctx.get(dut.a.data))
 
     _run(tile, bench)
-    assert got == [[0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 100, 101, 4, 5, 6, 7],
-                   [0, 1, 100, 101, 4, 5, 6, 0xdeadbeef]]
+    assert got == [[0, 1, 2, 3, 4, 5, 6, 7], 7, 0xdeadbeef, 100]
 
 
 def test_token_memory_sequencer_ports():

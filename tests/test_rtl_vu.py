@@ -118,8 +118,7 @@ def _harness(cfg):
     m.d.comb += [checker.vop_issue.eq(dut.op.issue), checker.vu_writes.eq(dut.writes)]
     for port in ("a", "b"):
         m.d.comb += [getattr(checker, f"{port}_{f}").eq(getattr(getattr(dut, port), f))
-                     for f in ("en", "bank", "word")]
-        m.d.comb += getattr(checker, f"{port}_lane").eq(getattr(dut, f"{port}_lane"))
+                     for f in ("en", "bank", "word", "lane")]
     return m, dut, checker
 
 
@@ -163,16 +162,18 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
             obs = dict(
                 busy=ctx.get(dut.op.busy), final=ctx.get(dut.op.final), idle=ctx.get(dut.idle),
                 a_en=ctx.get(dut.a.en), a_bank=ctx.get(dut.a.bank), a_word=ctx.get(dut.a.word),
+                a_lane=ctx.get(dut.a.lane) if ll else 0,
                 b_en=ctx.get(dut.b.en), b_bank=ctx.get(dut.b.bank), b_word=ctx.get(dut.b.word),
+                b_lane=ctx.get(dut.b.lane) if ll else 0,
                 w_en=ctx.get(dut.w.en), w_word=ctx.get(dut.w.word),
                 next_token=ctx.get(dut.next_token), hazard=ctx.get(checker.hazard),
                 **{f: ctx.get(getattr(dut, f)) for f in FLAGS[:3]})
             trace.append(obs)
-            # reads: data as of this cycle (before this cycle's write lands)
-            a_next = (_pack(amem[obs["a_bank"] % cfg.act_banks, obs["a_word"]], 32)
-                      if obs["a_en"] else garbage.getrandbits(32 * L))
-            b_next = (_pack(amem[obs["b_bank"] % cfg.act_banks, obs["b_word"]], 32)
-                      if obs["b_en"] else garbage.getrandbits(32 * L))
+            # reads: the lane as of this cycle (before this cycle's write lands)
+            a_next = (int(amem[obs["a_bank"] % cfg.act_banks, obs["a_word"], obs["a_lane"]])
+                      & 0xffffffff if obs["a_en"] else garbage.getrandbits(32))
+            b_next = (int(amem[obs["b_bank"] % cfg.act_banks, obs["b_word"], obs["b_lane"]])
+                      & 0xffffffff if obs["b_en"] else garbage.getrandbits(32))
             w_next = ([_pack(wmem[r, obs["w_word"]], cfg.data_bits) for r in range(cfg.rows)]
                       if obs["w_en"] else [garbage.getrandbits(cfg.word_bits)
                                            for _ in range(cfg.rows)])
