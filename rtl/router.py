@@ -166,7 +166,10 @@ class Router(wiring.Component):
         # only the host writes these, while the tile is idle: no read meets a write
         wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth, hold_on_write=True)
                   for _ in range(R)]
-        abanks = [Bank(width=cfg.act_word_bits, depth=cfg.adepth, granularity=ACT_BITS)
+        # a read of a lane in the cycle its write lands is flagged (``hazard`` and
+        # rtl.checker): no collision logic
+        abanks = [Bank(width=cfg.act_word_bits, depth=cfg.adepth, granularity=ACT_BITS,
+                       flagged_collisions=True)
                   for _ in range(cfg.act_banks)]
         imem = Bank(width=INSTR_BITS, depth=cfg.pdepth, hold_on_write=True)
         tmem = Bank(width=TOKEN_BITS, depth=cfg.tdepth)

@@ -34,6 +34,15 @@ class Bank(wiring.Component):
     write of one address in one cycle need not be emulated), which is safe because the
     read enable already excludes that cycle.
 
+    With ``flagged_collisions``, reads in a write's cycle do happen, but never of a lane
+    (a ``granularity`` group) the write changes: the tile flags such a read as a schedule
+    violation (``RAW_HAZARD``: a read of a write in flight, docs/isa.md "Schedule rules"), so
+    only schedules that already report a broken rule could meet one. The memory carries
+    ``no_rw_check`` too, and reads of the other lanes are still exact in block RAM: a DP16KD
+    holds the bits of one write-enable group only (a 32-bit lane is one 512 x 36 block or
+    two 1024 x 18), so a write of one lane and a read of another never meet in one block.
+    In simulation the read returns the old word, as without it. The activation banks.
+
     Parameters
     ----------
     width : int
@@ -44,11 +53,15 @@ class Bank(wiring.Component):
         Bits per write-enable lane; ``wen`` has ``width // granularity`` bits.
     hold_on_write : bool
         No read in a write's cycle (above).
+    flagged_collisions : bool
+        No read of a lane in its write's cycle; the tile flags one (above).
     """
 
-    def __init__(self, *, width, depth, granularity=None, hold_on_write=False):
+    def __init__(self, *, width, depth, granularity=None, hold_on_write=False,
+                 flagged_collisions=False):
         self.width, self.depth = width, depth
         self.hold_on_write = hold_on_write
+        self.flagged_collisions = flagged_collisions
         self.granularity = granularity or width
         assert width % self.granularity == 0
         abits = addr_bits(depth)
@@ -59,7 +72,8 @@ class Bank(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        attrs = {"no_rw_check": 1} if self.hold_on_write else None
+        no_rw_check = self.hold_on_write or self.flagged_collisions
+        attrs = {"no_rw_check": 1} if no_rw_check else None
         m.submodules.mem = mem = memory.Memory(shape=unsigned(self.width), depth=self.depth,
                                                init=[], attrs=attrs)
         rd = mem.read_port()

@@ -4,12 +4,17 @@ Documented timing: ``rdata`` holds the word at ``raddr`` one cycle after a cycle
 and keeps it while ``ren`` is low; a write lands at the end of its cycle; a read in the same
 cycle as a write to the same word returns the old word (not transparent); with
 ``hold_on_write``, a write's cycle reads nothing (``rdata`` keeps its word) and the memory
-carries Yosys' ``no_rw_check``, which maps it to block RAM with no collision logic.
+carries Yosys' ``no_rw_check``, which maps it to block RAM with no collision logic; with
+``flagged_collisions`` reads in a write's cycle return the old word in simulation, and in block
+RAM every block holds one write-enable lane.
 """
 
+import json
 import random
 import re
 import subprocess
+
+import pytest
 
 from amaranth.sim import Simulator
 
@@ -262,3 +267,44 @@ def test_hold_on_write_bank_from_rtlil_is_block_ram_alone(tmp_path):
     assert old["DP16KD"] == held["DP16KD"] == 8
     assert old["TRELLIS_FF"] >= 2 * 288
     assert held.get("TRELLIS_FF", 0) == 0 and held.get("LUT4", 0) <= 1
+
+
+def test_flagged_collisions_read_other_lanes_in_a_write_cycle():
+    """In simulation a read in a write's cycle returns the old word, as without the option
+    (the tile never reads a lane in its write's cycle without flagging it)."""
+    dut = Bank(width=64, depth=16, granularity=32, flagged_collisions=True)
+    got = []
+
+    async def bench(ctx):
+        await _write(ctx, dut, 3, 0x11111111_22222222)
+        ctx.set(dut.raddr, 3)
+        ctx.set(dut.ren, 1)
+        await _write(ctx, dut, 3, 0x33333333_44444444, wen=0b01)    # lane 0 only
+        got.append(ctx.get(dut.rdata))
+        await ctx.tick()
+        got.append(ctx.get(dut.rdata))
+
+    _run(dut, bench)
+    assert got == [0x11111111_22222222, 0x11111111_44444444]
+
+
+@pytest.mark.parametrize("depth, blocks", [(256, 4), (1024, 8)])
+def test_flagged_collisions_bank_is_one_lane_a_block(tmp_path, depth, blocks):
+    """An activation bank's shape (4 lanes of 32 bits; 512 x 36 blocks at depth 256, 1024 x
+    18 at 1024): no collision logic, and every DP16KD writes bits of one lane only, so a
+    write of one lane and a read of another never meet in a block."""
+    bank = Bank(width=128, depth=depth, granularity=32, flagged_collisions=True)
+    path = tmp_path / "bank.v"
+    path.write_text(verilog.convert(bank, name="bank"))
+    cells = synthesize(path, "bank", "ecp5", netlist="bank.json")
+    assert cells["DP16KD"] == blocks and cells.get("TRELLIS_FF", 0) == 0
+    module = json.loads((tmp_path / "bank.json").read_text())["modules"]["bank"]
+    lane_of = {bit: i // 32 for i, bit in enumerate(module["ports"]["wdata"]["bits"])}
+    for name, cell in module["cells"].items():
+        if cell["type"] != "DP16KD":
+            continue
+        data = [bit for pin, bits in cell["connections"].items() if re.fullmatch(r"DI[AB]\d+", pin)
+                for bit in bits if bit in lane_of]
+        assert data and len({lane_of[bit] for bit in data}) == 1, name
+    plain = _ecp5_cells(tmp_path, Bank(width=128, depth=depth, granularity=32))
+    assert plain["TRELLIS_FF"] >= 2 * 128
