@@ -599,7 +599,7 @@ def test_schedule_rules_are_flagged(cfg):
     RTL finishes with DONE, the rule's bit and the timing model's cycles; then a clean run."""
     golden = GoldenTile(cfg)
     cases = schedule_cases(golden)
-    assert len(cases) == 11 + (cfg.act_banks > 1)
+    assert len(cases) == 12 + (cfg.act_banks > 1)
     stream = [beat for case in cases for beat in case["stream"]] + host.run_cmd(7)
     expected = [beat for case in cases for beat in case["expected"]]
     expected += golden.host(host.run_cmd(7))

@@ -272,6 +272,13 @@ def schedule_cases(golden):
           pas(dict(bank=b1, base=5), dict(bank=b0, base=far), n=2)]),
         ("MATVEC read of a vector-unit write in flight", raw, "MATVEC read .* vector-unit",
          [pas(dict(bank=b1, base=3 * L), dict(bank=b0, base=2)), mv(y_addr=8)]),
+        # the PASS result (element 3L: word 3, lane 0) lands at the end of 1 + its latency,
+        # the very cycle the MATVEC reads word 3: a read in a write's landing cycle (the
+        # activation banks' block RAM has no collision logic for it: docs/isa.md)
+        ("MATVEC read in a vector-unit write's landing cycle", raw, "MATVEC read .* vector-unit",
+         [pas(dict(bank=b0), dict(bank=b1, base=3 * L)),
+          isa.wait(isa.vop_latency(pas(dict(bank=b0), dict(bank=b1))["args"]["vop"]) - 1),
+          mv(x_bank=b1, x_addr=3, y_bank=b0, y_addr=8)]),
         ("RESID read of a vector-unit write in flight", raw, "MATVEC read .* vector-unit",
          [pas(dict(bank=b0, base=3 * L), dict(bank=b1, base=2 * L)),
           mv(y_addr=2, epi=isa.Epi.RESID)]),
