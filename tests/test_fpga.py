@@ -90,7 +90,8 @@ def test_a_build_that_meets_timing_writes_the_bitstream_and_report(fake_tools):
     assert ys[ys.index("read_rtlil tinylpu_board.il") + 1] == YOSYS_NO_RW_CHECK
     assert 'attribute \\no_rw_check' in (out / "tinylpu_board.il").read_text()
     args = json.loads((out / "nextpnr-ecp5.args").read_text())
-    assert args[:3] == ["--report", "tinylpu_board-report.json", "--timing-allow-fail"]
+    assert args[:5] == ["--report", "tinylpu_board-report.json", "--timing-allow-fail",
+                        "--placer", "heap"]
     assert "--quiet" not in args and "--85k" in args and "CABGA381" in args
     assert "--compress" in json.loads((out / "ecppack.args").read_text())
     text = (out / "report.txt").read_text()

@@ -140,8 +140,23 @@ def test_cli_rejects_bad_numbers(capsys, argv, message):
     assert err == f"tinylpu pnr: error: {message}\n"
 
 
+def test_placer_is_checked_and_passed_to_nextpnr(tmp_path, monkeypatch):
+    with pytest.raises(PnrError, match="placer must be one of heap, static, not 'sa'"):
+        place_and_route(_counter(tmp_path), "count", "ecp5", placer="sa")
+    # a stand-in for nextpnr that records its arguments and fails
+    tool = tmp_path / "recording-nextpnr"
+    tool.write_text('#!/bin/sh\necho "$@" > args\nexit 3\n')
+    tool.chmod(0o755)
+    monkeypatch.setitem(DEVICES, "ecp5", dataclasses.replace(DEVICES["ecp5"], tool=str(tool)))
+    monkeypatch.setattr(tinylpu.flow.pnr, "synthesize", lambda *args, **kwargs: {})
+    with pytest.raises(PnrError, match="exit status 3"):
+        place_and_route(_counter(tmp_path), "count", "ecp5", placer="static")
+    assert "--placer static" in (tmp_path / "args").read_text()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--target", "ice40"], "invalid choice: 'ice40'"),
+    (["--placer", "sa"], "invalid choice: 'sa'"),
     (["--freq", "fast"], "invalid float value: 'fast'"),
 ])
 def test_cli_rejects_bad_arguments(capsys, argv, message):

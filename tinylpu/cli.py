@@ -67,12 +67,20 @@ def cmd_synth(args):
     return 0
 
 
+def _placer_option(p):
+    from tinylpu.flow.pnr import PLACERS
+    p.add_argument("--placer", choices=PLACERS, default="heap",
+                   help="nextpnr's placer: heap (analytic, the default) or static "
+                        "(electrostatic; docs/fpga.md measures both)")
+
+
 def cmd_pnr(args):
     from tinylpu.flow.pnr import check_request, format_result, place_and_route
     from tinylpu.flow.rtlsim import write_verilog
-    check_request(args.target, args.freq, args.timeout_min)
+    check_request(args.target, args.freq, args.timeout_min, args.placer)
     path = write_verilog(args.config)
-    result = place_and_route(path, "tinylpu_tile", args.target, args.freq, args.timeout_min)
+    result = place_and_route(path, "tinylpu_tile", args.target, args.freq, args.timeout_min,
+                             args.placer)
     print(f"{args.target} place and route of {args.config.ident} on {result.device.name}, "
           f"out of context:")
     for line in format_result(result):
@@ -85,7 +93,8 @@ def cmd_fpga(args):
     check_request(args.board, args.tile_mhz, args.baud, args.timeout_min)
     cfg = Config.parse(args.config_text or BOARD_CONFIG)
     result = build(args.board, cfg, args.tile_mhz, args.baud, args.out, args.timeout_min,
-                   args.seed, progress=lambda text: print(f"# {text}", flush=True))
+                   args.seed, progress=lambda text: print(f"# {text}", flush=True),
+                   placer=args.placer)
     for line in format_report(result):
         print(line)
     print(f"  summary: {result.out / 'report.txt'}")
@@ -398,6 +407,7 @@ def build_parser():
     p.add_argument("--timeout-min", type=float, default=60.0,
                    help="stop synthesis and place and route after this many minutes "
                         "(default 60)")
+    _placer_option(p)
     p = sub.add_parser("fpga", help="the board build: Yosys, nextpnr-ecp5 and ecppack of the "
                                      "tile behind the serial bridge, with the board's pins, "
                                      "PLL and clock constraint; exit status 1 if timing fails",
@@ -420,6 +430,7 @@ def build_parser():
     p.add_argument("--timeout-min", type=float, default=60.0,
                    help="stop the build after this many minutes (default 60)")
     p.add_argument("--seed", type=int, help="nextpnr's placement seed")
+    _placer_option(p)
     p.set_defaults(func=cmd_fpga)
     p = add("sim", cmd_sim, "run a random int8 GEMV on the RTL and compare it with the golden "
                             "model")

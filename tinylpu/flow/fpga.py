@@ -23,7 +23,7 @@ import subprocess
 import time
 
 from tinylpu.config import Config
-from tinylpu.flow.pnr import (Device, PnrResult, _progress, check_positive, format_result,
+from tinylpu.flow.pnr import (PLACERS, Device, PnrResult, _progress, check_positive, format_result,
                               parse_log_times, parse_report)
 from tinylpu.flow.synth import find_tool
 
@@ -153,16 +153,18 @@ def _run(step, argv, work, log, deadline, limit_min, progress_log=None):
 
 
 def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed=None,
-          progress=None):
+          progress=None, placer="heap"):
     """Build ``cfg``'s board top for ``board`` (a key of :data:`BOARDS`) with the tile at
     ``tile_mhz``; return a :class:`BuildResult`. Files go to ``out`` (default
     ``build/fpga/<board>/<config>``); the bitstream is ``<out>/tinylpu_board.bit``, written
     only when every clock meets its constraint. ``progress(text)``, if given, is told each
-    step as it starts."""
+    step as it starts. ``placer``: nextpnr's placer (:data:`tinylpu.flow.pnr.PLACERS`)."""
     from tinylpu.rtl.board import DEFAULT_BAUD, BoardTop
     from tinylpu.rtl.sram import YOSYS_NO_RW_CHECK
     baud = DEFAULT_BAUD if baud is None else baud
     platform, clk_hz, tile_hz, pll, divisor = check_request(board, tile_mhz, baud, timeout_min)
+    if placer not in PLACERS:
+        raise FpgaError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     b = BOARDS[board]
     exes = {}
     for tool, wheel in TOOLS.items():
@@ -174,7 +176,7 @@ def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed
     deadline = start + timeout_min * 60
     top = BoardTop(cfg, clk_hz=clk_hz, tile_hz=tile_hz, baud=baud, pins=b.pins())
     report = out / f"{NAME}-report.json"
-    nextpnr_opts = ["--report", report.name, "--timing-allow-fail"]
+    nextpnr_opts = ["--report", report.name, "--timing-allow-fail", "--placer", placer]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
     plan = platform.prepare(top, name=NAME, nextpnr_opts=" ".join(nextpnr_opts),

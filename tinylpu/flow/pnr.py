@@ -6,7 +6,7 @@ a reset and two 32-bit streams, so nextpnr runs *out of context*: no I/O buffers
 constraints; the clock is routed in the fabric, not on the global network.
 """
 
-__all__ = ["PnrError", "Device", "DEVICES", "CriticalPath", "PnrResult", "check_request",
+__all__ = ["PnrError", "Device", "DEVICES", "PLACERS", "CriticalPath", "PnrResult", "check_request",
            "place_and_route", "parse_report", "parse_log_times", "format_result"]
 
 import dataclasses
@@ -42,6 +42,8 @@ DEVICES = {
                     ("block RAM", "DP16KD"), ("LUT RAM", "TRELLIS_RAMW"))),
 }
 OPTIONAL = {"ALU54B"}     # reported only when used
+# nextpnr's placers: analytic (HeAP) or electrostatic, each followed by simulated annealing
+PLACERS = ("heap", "static")
 
 # suffixes Yosys and nextpnr append to the signal a cell or net comes from
 _GENERATED = re.compile(r"_(?:LUT4|CCU2C|PFUMX|L6MUX21|TRELLIS_[A-Z0-9]+|DP16KD|MULT18X18D|"
@@ -83,11 +85,14 @@ def check_positive(value, what, unit, error):
         raise error(f"{what} must be a positive number of {unit}, not {value:g}")
 
 
-def check_request(target, freq, timeout_min):
+def check_request(target, freq, timeout_min, placer="heap"):
     """Raise :class:`PnrError` unless ``target`` is a known device, ``freq`` (MHz) and
-    ``timeout_min`` (minutes) positive finite numbers."""
+    ``timeout_min`` (minutes) positive finite numbers, and ``placer`` one of
+    :data:`PLACERS`."""
     if target not in DEVICES:
         raise PnrError(f"target must be one of {', '.join(DEVICES)}, not {target!r}")
+    if placer not in PLACERS:
+        raise PnrError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     check_positive(freq, "target frequency", "MHz", PnrError)
     check_positive(timeout_min, "timeout", "minutes", PnrError)
 
@@ -151,16 +156,16 @@ def _progress(text):
     return "reading and packing the netlist"
 
 
-def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0):
+def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0, placer="heap"):
     """Synthesize ``verilog`` (a file; see :func:`tinylpu.flow.synth.synthesize`) and place and
-    route it out of context on ``target`` for a clock of ``freq`` MHz; return a
-    :class:`PnrResult`.
+    route it out of context on ``target`` for a clock of ``freq`` MHz with nextpnr's
+    ``placer`` (one of :data:`PLACERS`); return a :class:`PnrResult`.
 
     Work files (netlist, nextpnr log and report) go beside ``verilog``. Synthesis and place
     and route together get ``timeout_min`` minutes: past that, the running tool is stopped
     and :class:`PnrError` (or :class:`~tinylpu.flow.synth.SynthError`) names the step it was in.
     """
-    check_request(target, freq, timeout_min)
+    check_request(target, freq, timeout_min, placer)
     device = DEVICES[target]
     exe = find_tool(device.tool)
     if exe is None:
@@ -175,7 +180,8 @@ def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0):
     synthesized = time.monotonic()
     # yowasp tools see only the working directory: use paths relative to it
     cmd = [exe, *device.options, "--out-of-context", "--json", netlist.name, "--top", top,
-           "--freq", f"{freq:g}", "--timing-allow-fail", "--report", report.name]
+           "--freq", f"{freq:g}", "--timing-allow-fail", "--report", report.name,
+           "--placer", placer]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT)
         try:
