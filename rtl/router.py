@@ -140,7 +140,7 @@ class Router(wiring.Component):
             # the score stream of PV
             "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
             "s_group": In(range(max(L // R, 2))), "s_data": Out(R * ACT_BITS),
-            # MATVEC: row multipliers, RESID's read of the destination word
+            # MATVEC: row multipliers, RESID's read of the destination lane group
             "m_en": In(1), "m_addr": In(16), "m_data": Out(MULT_BITS * R),
             "p_en": In(1), "p_addr": In(16), "p_data": Out(MULT_BITS * R),
             "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_mask": In(L),
