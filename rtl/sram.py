@@ -41,7 +41,7 @@ class Bank(wiring.Component):
     ``no_rw_check`` too, and reads of the other lanes are still exact in block RAM: a DP16KD
     holds the bits of one write-enable group only (a 32-bit lane is one 512 x 36 block or
     two 1024 x 18), so a write of one lane and a read of another never meet in one block.
-    In simulation the read returns the old word, as without it. The activation banks.
+    In simulation the read returns the old word, as without it. For the activation banks.
 
     Parameters
     ----------

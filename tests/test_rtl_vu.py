@@ -126,7 +126,7 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
     """Simulate; return per-cycle observations and the writes."""
     amem, wmem, table = (x.copy() for x in mems)
     top, dut, checker = _harness(cfg)
-    L, ll = cfg.lanes, cfg.lanes.bit_length() - 1
+    ll = cfg.lanes.bit_length() - 1
     by_cycle = dict(zip(issues, items))
     trace, writes = [], []
     garbage = random.Random(1)

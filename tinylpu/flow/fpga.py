@@ -23,7 +23,7 @@ import subprocess
 import time
 
 from tinylpu.config import Config
-from tinylpu.flow.pnr import (PLACERS, Device, PnrResult, _progress, check_positive, format_result,
+from tinylpu.flow.pnr import (Device, PnrResult, _progress, check_placer, check_positive, format_result,
                               parse_log_times, parse_report)
 from tinylpu.flow.synth import find_tool
 
@@ -163,8 +163,7 @@ def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed
     from tinylpu.rtl.sram import YOSYS_NO_RW_CHECK
     baud = DEFAULT_BAUD if baud is None else baud
     platform, clk_hz, tile_hz, pll, divisor = check_request(board, tile_mhz, baud, timeout_min)
-    if placer not in PLACERS:
-        raise FpgaError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    check_placer(placer, FpgaError)
     b = BOARDS[board]
     exes = {}
     for tool, wheel in TOOLS.items():

@@ -6,8 +6,9 @@ a reset and two 32-bit streams, so nextpnr runs *out of context*: no I/O buffers
 constraints; the clock is routed in the fabric, not on the global network.
 """
 
-__all__ = ["PnrError", "Device", "DEVICES", "PLACERS", "CriticalPath", "PnrResult", "check_request",
-           "place_and_route", "parse_report", "parse_log_times", "format_result"]
+__all__ = ["PnrError", "Device", "DEVICES", "PLACERS", "CriticalPath", "PnrResult",
+           "check_placer", "check_request", "place_and_route", "parse_report",
+           "parse_log_times", "format_result"]
 
 import dataclasses
 import json
@@ -85,14 +86,19 @@ def check_positive(value, what, unit, error):
         raise error(f"{what} must be a positive number of {unit}, not {value:g}")
 
 
+def check_placer(placer, error):
+    """Raise ``error`` unless ``placer`` is one of :data:`PLACERS`."""
+    if placer not in PLACERS:
+        raise error(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+
+
 def check_request(target, freq, timeout_min, placer="heap"):
     """Raise :class:`PnrError` unless ``target`` is a known device, ``freq`` (MHz) and
     ``timeout_min`` (minutes) positive finite numbers, and ``placer`` one of
     :data:`PLACERS`."""
     if target not in DEVICES:
         raise PnrError(f"target must be one of {', '.join(DEVICES)}, not {target!r}")
-    if placer not in PLACERS:
-        raise PnrError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    check_placer(placer, PnrError)
     check_positive(freq, "target frequency", "MHz", PnrError)
     check_positive(timeout_min, "timeout", "minutes", PnrError)
 

@@ -252,6 +252,7 @@ def schedule_cases(golden):
     rsqrt = pas(dict(bank=b0), dict(bank=b1, base=far), out=O.RSQRT)
     raw, busy, clash = host.STATUS_RAW_HAZARD, host.STATUS_UNIT_BUSY, host.STATUS_PORT_CONFLICT
     norm = pas(dict(bank=b0, base=2), dict(bank=b1, base=far), out=O.NORM)
+    landing = pas(dict(bank=b0), dict(bank=b1, base=3 * L))
     rules = [
         # a RECIP result (issue + 22) and a MULSHR result (issue + 7) land together
         ("vector-unit write clash", clash, "two vector-unit writes",
@@ -276,8 +277,7 @@ def schedule_cases(golden):
         # the very cycle the MATVEC reads word 3: a read in a write's landing cycle (the
         # activation banks' block RAM has no collision logic for it: docs/isa.md)
         ("MATVEC read in a vector-unit write's landing cycle", raw, "MATVEC read .* vector-unit",
-         [pas(dict(bank=b0), dict(bank=b1, base=3 * L)),
-          isa.wait(isa.vop_latency(pas(dict(bank=b0), dict(bank=b1))["args"]["vop"]) - 1),
+         [landing, isa.wait(isa.vop_latency(landing["args"]["vop"]) - 1),
           mv(x_bank=b1, x_addr=3, y_bank=b0, y_addr=8)]),
         ("RESID read of a vector-unit write in flight", raw, "MATVEC read .* vector-unit",
          [pas(dict(bank=b0, base=3 * L), dict(bank=b1, base=2 * L)),
