@@ -9,7 +9,23 @@ from tinylpu.flow.synth import SynthError, synthesize
 SMALL = Config(lanes=8, rows=2, wdepth=256, act_banks=2, adepth=64, pdepth=32)
 
 
+def test_small_tile_synthesizes_for_ecp5(tmp_path):
+    path = write_verilog(SMALL, root=tmp_path)
+    cells = synthesize(path, "tinylpu_tile", "ecp5")
+    # the large SRAMs became ECP5 block RAM (a DP16KD is at most 36 bits wide): 2 weight
+    # banks 256 x 64 (2 each), 2 activation banks 64 x 256 with 32-bit lane enables (one
+    # 36-bit block a lane: 8 each), the 32 x 288 instruction memory (8)
+    assert cells.get("DP16KD", 0) >= 2 * 2 + 2 * 8 + 8
+    # the 16 MACs' products (int8 x int16) each fit one 18 x 18 multiplier
+    assert cells.get("MULT18X18D", 0) >= SMALL.rows * SMALL.lanes
+    assert not any(name.startswith("$") for name in cells), cells
+    assert cells["LUT4"] > 0
+
+
+@pytest.mark.slow
 def test_small_tile_synthesizes_for_ice40(tmp_path):
+    # slow: iCE40 has no multipliers synth_ice40 uses by default, so the MACs become LUTs
+    # (about 3 minutes, against 1 for ECP5)
     path = write_verilog(SMALL, root=tmp_path)
     cells = synthesize(path, "tinylpu_tile", "ice40")
     # every SRAM became iCE40 block RAM (at most 16 bits wide each): 2 weight banks 256x64
