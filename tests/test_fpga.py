@@ -91,7 +91,7 @@ def test_a_build_that_meets_timing_writes_the_bitstream_and_report(fake_tools):
     assert 'attribute \\no_rw_check' in (out / "tinylpu_board.il").read_text()
     args = json.loads((out / "nextpnr-ecp5.args").read_text())
     assert args[:5] == ["--report", "tinylpu_board-report.json", "--timing-allow-fail",
-                        "--placer", "heap"]
+                        "--placer", "static"]
     assert "--quiet" not in args and "--85k" in args and "CABGA381" in args
     assert "--compress" in json.loads((out / "ecppack.args").read_text())
     text = (out / "report.txt").read_text()

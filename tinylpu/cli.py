@@ -68,10 +68,10 @@ def cmd_synth(args):
 
 
 def _placer_option(p):
-    from tinylpu.flow.pnr import PLACERS
-    p.add_argument("--placer", choices=PLACERS, default="heap",
-                   help="nextpnr's placer: heap (analytic, the default) or static "
-                        "(electrostatic; docs/fpga.md measures both)")
+    from tinylpu.flow.pnr import DEFAULT_PLACER, PLACERS
+    p.add_argument("--placer", choices=PLACERS, default=DEFAULT_PLACER,
+                   help="nextpnr's placer: static (electrostatic, the default) or heap "
+                        "(analytic; docs/fpga.md measures both)")
 
 
 def cmd_pnr(args):

@@ -23,8 +23,8 @@ import subprocess
 import time
 
 from tinylpu.config import Config
-from tinylpu.flow.pnr import (Device, PnrResult, _progress, check_placer, check_positive, format_result,
-                              parse_log_times, parse_report)
+from tinylpu.flow.pnr import (DEFAULT_PLACER, Device, PnrResult, _progress, check_placer,
+                              check_positive, format_result, parse_log_times, parse_report)
 from tinylpu.flow.synth import find_tool
 
 NAME = "tinylpu_board"
@@ -153,7 +153,7 @@ def _run(step, argv, work, log, deadline, limit_min, progress_log=None):
 
 
 def build(board, cfg, tile_mhz=30.0, baud=None, out=None, timeout_min=60.0, seed=None,
-          progress=None, placer="heap"):
+          progress=None, placer=DEFAULT_PLACER):
     """Build ``cfg``'s board top for ``board`` (a key of :data:`BOARDS`) with the tile at
     ``tile_mhz``; return a :class:`BuildResult`. Files go to ``out`` (default
     ``build/fpga/<board>/<config>``); the bitstream is ``<out>/tinylpu_board.bit``, written

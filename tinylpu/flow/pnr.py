@@ -7,7 +7,7 @@ constraints; the clock is routed in the fabric, not on the global network.
 """
 
 __all__ = ["PnrError", "Device", "DEVICES", "PLACERS", "CriticalPath", "PnrResult",
-           "check_placer", "check_request", "place_and_route", "parse_report",
+           "DEFAULT_PLACER", "check_placer", "check_request", "place_and_route", "parse_report",
            "parse_log_times", "format_result"]
 
 import dataclasses
@@ -43,8 +43,11 @@ DEVICES = {
                     ("block RAM", "DP16KD"), ("LUT RAM", "TRELLIS_RAMW"))),
 }
 OPTIONAL = {"ALU54B"}     # reported only when used
-# nextpnr's placers: analytic (HeAP) or electrostatic, each followed by simulated annealing
-PLACERS = ("heap", "static")
+# nextpnr's placers: electrostatic or analytic (HeAP), each followed by simulated annealing;
+# static is the default: it places and routes the medium board build in a fifth of HeAP's
+# time to the same Fmax (docs/fpga.md, "nextpnr's placers")
+PLACERS = ("static", "heap")
+DEFAULT_PLACER = "static"
 
 # suffixes Yosys and nextpnr append to the signal a cell or net comes from
 _GENERATED = re.compile(r"_(?:LUT4|CCU2C|PFUMX|L6MUX21|TRELLIS_[A-Z0-9]+|DP16KD|MULT18X18D|"
@@ -92,7 +95,7 @@ def check_placer(placer, error):
         raise error(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
 
 
-def check_request(target, freq, timeout_min, placer="heap"):
+def check_request(target, freq, timeout_min, placer=DEFAULT_PLACER):
     """Raise :class:`PnrError` unless ``target`` is a known device, ``freq`` (MHz) and
     ``timeout_min`` (minutes) positive finite numbers, and ``placer`` one of
     :data:`PLACERS`."""
@@ -144,11 +147,14 @@ def parse_report(report, source):
 
 def parse_log_times(text):
     """Seconds nextpnr states it spent placing (analytic and annealing placers) and routing,
-    from its log; None for a step the log does not time."""
+    from its log; None for a step the log does not time (the static placer times only its
+    annealing)."""
     def total(pattern):
         found = re.findall(pattern, text, re.MULTILINE)
         return sum(map(float, found)) if found else None
-    return {"placement": total(r"^Info: (?:HeAP Placer Time:|SA placement time) ([\d.]+)s$"),
+    static = re.search(r"^Info: Running Static placer", text, re.MULTILINE)
+    return {"placement": None if static else
+            total(r"^Info: (?:HeAP Placer Time:|SA placement time) ([\d.]+)s$"),
             "routing": total(r"^Info: Router[12] time ([\d.]+)s$")}
 
 
@@ -162,7 +168,8 @@ def _progress(text):
     return "reading and packing the netlist"
 
 
-def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0, placer="heap"):
+def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
+                    placer=DEFAULT_PLACER):
     """Synthesize ``verilog`` (a file; see :func:`tinylpu.flow.synth.synthesize`) and place and
     route it out of context on ``target`` for a clock of ``freq`` MHz with nextpnr's
     ``placer`` (one of :data:`PLACERS`); return a :class:`PnrResult`.
