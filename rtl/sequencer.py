@@ -3,12 +3,12 @@ loop (NEXT, GENERATE), done."""
 
 __all__ = ["run_control", "issue_port", "attention_issue", "Sequencer", "EMIT_CYCLE_OFFSET"]
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import (INSTR_LAYOUT, MatvecArgs, Opcode, PvArgs, QkArgs, VopArgs,
-                         illegal_expr)
+from tinylpu.isa import (INSTR_LAYOUT, ISSUE_LAT, MatvecArgs, Opcode, PvArgs, QkArgs,
+                         VopArgs, illegal_expr)
 
 from .router import fetch_port, token_port
 
@@ -33,11 +33,12 @@ def run_control():
 
 
 def issue_port(args, *, tok=False):
-    """An execution unit's issue port, as the sequencer sees it: ``issue`` for one cycle with
-    the instruction's ``args`` and the token loop's position ``pos`` (and, with ``tok``, its
-    token ``tok``), valid in that cycle only; the unit answers ``busy`` (it has a read to make
-    in this cycle from an earlier issue) and ``final`` (this cycle's read is the instruction's
-    last)."""
+    """An execution unit's issue port, as the sequencer sees it: ``issue`` for one cycle (the
+    cycle after the instruction issued, :data:`tinylpu.isa.ISSUE_LAT`: the unit's first read)
+    with the instruction's ``args`` and the token loop's position ``pos`` (and, with ``tok``,
+    its token ``tok``) as of the issue, valid in that cycle only; the unit answers ``busy``
+    (it has a read to make in this cycle from an earlier issue) and ``final`` (this cycle's
+    read is the instruction's last)."""
     members = {"issue": Out(1), "args": Out(args), "pos": Out(16)}
     if tok:
         members["tok"] = Out(16)
@@ -59,16 +60,17 @@ class Sequencer(wiring.Component):
     ``start_pc``, and for GENERATE ``generate``, ``n_prompt`` and
     ``steps``) fetches the first instruction; it issues in the next cycle. The instruction
     memory's port is ``imem`` (:func:`rtl.router.fetch_port`), enabled in the start cycle and
-    while ``running``. An instruction
-    issues in the cycle it appears on ``imem.data``, on the issue port of its unit
+    while ``running``. An instruction issues in the cycle it appears on ``imem.data`` (if the
+    issue slot is free), and its successor is fetched in that same cycle, so it waits on
+    ``imem.data`` for the slot. The issue is registered: the unit's issue port
     (:func:`issue_port`: ``matvec`` to the MATVEC address generator, ``attention``
-    (:func:`attention_issue`) to the QK/PV one, ``vop`` to the vector unit); no instruction
-    issues while a unit is ``busy``. The sequencer fetches its successor in
-    the instruction's last cycle (MATVEC, QK, PV: the address generator's ``final`` read; VOP:
-    the vector unit's ``final`` read; WAIT n: its n-th cycle; NEXT: its second cycle; LOOP: its
-    only cycle), so
-    the successor issues the cycle after. HALT stops issue; ``done`` is high for one cycle, the
-    first with ``pipe_empty`` after HALT, and ``running`` falls at its end.
+    (:func:`attention_issue`) to the QK/PV one, ``vop`` to the vector unit) carries it, with
+    the instruction's ``args``, ``pos`` and ``tok`` as of the issue cycle, in the cycle after
+    (``tinylpu.isa.ISSUE_LAT``), the unit's first read. The slot is free again in the cycle of
+    the unit's ``final`` read (MATVEC, QK, PV, VOP: ``isa.duration`` cycles after the issue),
+    after a WAIT n's n cycles, NEXT's two and LOOP's one, so the successor issues then: no
+    bubbles, the units' reads back to back. HALT stops issue; ``done`` is high for one cycle,
+    the first with ``pipe_empty`` after HALT, and ``running`` falls at its end.
     An illegal word (:func:`tinylpu.isa.illegal`) in the issue slot issues nothing and stops
     the run as HALT does (``illegal`` high in that cycle: the ILLEGAL_INSTRUCTION status).
     Nothing issues in a cycle whose count (``cycles``) is at least ``budget``: the run stops
@@ -77,17 +79,18 @@ class Sequencer(wiring.Component):
     from the start cycle to the ``done`` cycle, exclusive (the start cycle counts as 1), and
     holds until the next start.
 
-    The token loop. ``pos`` (on every issue port) is 0 from the cycle after the start;
-    ``tok`` (on ``vop``) is the token memory
+    The token loop. ``pos`` is 0 from the cycle after the start; ``tok`` is the token memory
     at ``pos`` (read at 0 in the start cycle and at the new ``pos`` in NEXT's second cycle, so
-    it is valid from the first issue cycle on). NEXT (two cycles, the issue cycle c and c+1):
+    it is on the read port's data from the first issue cycle on); the issue ports carry both
+    as of the issue. NEXT (two cycles, the issue cycle c and c+1), whose successor is fetched
+    in c: NEXT's ``target`` when generating and ``pos + 1`` is below ``n_prompt + steps -
+    1``, else as for any instruction (pc + 1 or the loop):
 
     - in c, when generating (GENERATE with ``steps`` > 0) and ``pos + 1 >= n_prompt``: emit
       beat 0, ``next_token``, and write it to the token memory at ``pos + 1``; ``pos`` becomes
       ``pos + 1`` at the end of c (under RUN too);
     - in c+1, after an emission in c: emit beat 1, the cycle c counted from the start cycle
-      (cycle 0); fetch the successor: NEXT's ``target`` when generating and the new ``pos``
-      is below ``n_prompt + steps - 1``, else as for any instruction (pc + 1 or the loop).
+      (cycle 0).
 
     An emission is one cycle of ``emit_valid`` with ``emit_data``; nothing waits for it.
 
@@ -129,10 +132,15 @@ class Sequencer(wiring.Component):
         # issuing anything; ``illegal`` is high in that cycle
         bad = Signal()
         m.d.comb += bad.eq(illegal_expr(self.imem.data, self.cfg.attention))
+        # a unit's read stream holds the slot until its final read (unit time: the registered
+        # issue is its first read)
+        units = (self.matvec, self.attention, self.vop)
+        issued = [self.matvec.issue, self.attention.issue_qk, self.attention.issue_pv,
+                  self.vop.issue]
+        unit_reading = Cat(*issued, *(u.busy for u in units)).any()
+        unit_final = Cat(*(u.final for u in units)).any()
         slot = Signal()
-        agu_busy = self.matvec.busy | self.attention.busy
-        agu_final = self.matvec.final | self.attention.final
-        m.d.comb += slot.eq(self.running & ~halted & ~agu_busy & ~self.vop.busy
+        m.d.comb += slot.eq(self.running & ~halted & (~unit_reading | unit_final)
                             & (wait_left == 0) & ~in_next)
         # the cycle budget is spent: nothing issues from this cycle on (the stop of a HALT)
         # (registered: compared with the count the next cycle will have, which keeps the 32-bit
@@ -142,23 +150,20 @@ class Sequencer(wiring.Component):
         m.d.comb += [issuing.eq(slot & ~bad & ~over), self.illegal.eq(slot & bad & ~over),
                      self.timeout.eq(slot & over)]
         op = instr.op
-        m.d.comb += [
+        # the registered issue (isa.ISSUE_LAT): a unit sees its instruction, the position and
+        # the token as of the issue cycle, in the next cycle
+        assert ISSUE_LAT == 1
+        args = Signal.like(instr.args)
+        m.d.sync += [
+            args.eq(instr.args),
             self.matvec.issue.eq(issuing & (op == Opcode.MATVEC)),
-            self.matvec.args.eq(instr.args.matvec),
             self.vop.issue.eq(issuing & (op == Opcode.VOP)),
-            self.vop.args.eq(instr.args.vop),
             self.attention.issue_qk.eq(issuing & (op == Opcode.QK)),
-            self.attention.qk.eq(instr.args.qk),
             self.attention.issue_pv.eq(issuing & (op == Opcode.PV)),
-            self.attention.pv.eq(instr.args.pv),
         ]
+        m.d.comb += [self.matvec.args.eq(args.matvec), self.vop.args.eq(args.vop),
+                     self.attention.qk.eq(args.qk), self.attention.pv.eq(args.pv)]
         wait_cycles = instr.args.wait.cycles
-        last_cycle = Signal()
-        m.d.comb += last_cycle.eq(
-            agu_final | self.vop.final | in_next
-            | (issuing & (op == Opcode.LOOP))
-            | (issuing & (op == Opcode.WAIT) & (wait_cycles <= 1))
-            | (wait_left == 1))
         with m.If(wait_left != 0):
             m.d.sync += wait_left.eq(wait_left - 1)
         with m.If(issuing & (op == Opcode.WAIT) & (wait_cycles > 1)):
@@ -184,16 +189,15 @@ class Sequencer(wiring.Component):
             self.run.emit_data.eq(Mux(in_next, self.run.cycles + EMIT_CYCLE_OFFSET,
                                       self.next_token)),
         ]
-        # NEXT, second cycle: read the token at the new position; loop back while positions
-        # remain
-        m.d.comb += [
-            self.tm.ren.eq(self.run.start | in_next),
-            self.tm.raddr.eq(Mux(self.run.start, 0, pos)),
-            self.vop.tok.eq(self.tm.rdata),
-            self.matvec.pos.eq(pos), self.attention.pos.eq(pos), self.vop.pos.eq(pos),
-        ]
+        # NEXT, second cycle: read the token at the new position
+        m.d.comb += self.tm.ren.eq(self.run.start | in_next)
+        m.d.comb += self.tm.raddr.eq(Mux(self.run.start, 0, pos))
+        m.d.sync += [self.vop.tok.eq(self.tm.rdata),
+                     self.matvec.pos.eq(pos), self.attention.pos.eq(pos), self.vop.pos.eq(pos)]
+        # NEXT loops back while positions remain (its successor is fetched as it issues, with
+        # the position it makes)
         jump = Signal()
-        m.d.comb += jump.eq(in_next & generating & (pos < n_end))
+        m.d.comb += jump.eq(issue_next & generating & (pos_1 < n_end))
 
         take_loop = (pc == loop_end) & (loop_left != 0)
         next_pc = Mux(jump, instr.args.next.target, Mux(take_loop, loop_start, pc + 1))
@@ -201,7 +205,7 @@ class Sequencer(wiring.Component):
         with m.If(self.run.start):
             m.d.comb += self.imem.addr.eq(self.run.start_pc)
             m.d.sync += pc.eq(self.run.start_pc)
-        with m.Elif(last_cycle):
+        with m.Elif(issuing):
             m.d.comb += self.imem.addr.eq(next_pc)
             m.d.sync += pc.eq(next_pc)
             with m.If(take_loop):

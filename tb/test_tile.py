@@ -46,7 +46,7 @@ def test_harness_reports_a_wrong_expectation():
     case = gemv_case("3x3 ones", GoldenTile(cfg), [np.ones((3, 3), int)], np.ones(3, int))
     case["expected"][2] ^= 1
     case["cycles"] += 1
-    counted = 2 + isa.DRAIN                         # one MATVEC of one read, HALT
+    counted = 2 + isa.ISSUE_LAT + isa.DRAIN         # one MATVEC (read in 2), HALT
     with pytest.raises(SimError, match=rf"(?s)differs from golden at beats \[2\].*"
                                        rf"predicted {counted + 1} cycles, tile counted {counted}"):
         run_streams(cfg, "icarus", [case], name="negative")

@@ -42,7 +42,7 @@ def test_predicted_cycles_and_utilization(out):
     W, x = rng.integers(-128, 128, (out, 64)), rng.integers(-128, 128, 64)
     g = compile_gemv(W, x, DEFAULT, mult=1, shift=10)
     n_blocks, n_chunks = out // 4, 4
-    cycles = n_blocks * n_chunks + isa.DRAIN
+    cycles = isa.ISSUE_LAT + n_blocks * n_chunks + isa.DRAIN
     util = out / cycles
     assert g.schedule.cycles == cycles
     assert g.schedule.issued == 2
@@ -51,7 +51,7 @@ def test_predicted_cycles_and_utilization(out):
     assert g.schedule.macs == n_blocks * n_chunks * 64
     utilization = out * 64 / (g.schedule.cycles * DEFAULT.macs)
     assert utilization == pytest.approx(util)
-    assert utilization == n_blocks * n_chunks / (n_blocks * n_chunks + isa.DRAIN)
+    assert utilization == n_blocks * n_chunks / (isa.ISSUE_LAT + n_blocks * n_chunks + isa.DRAIN)
     run, response, y = _run(g)
     assert response[:2] == [host.STATUS_DONE, cycles]
     assert run.hazards == []
@@ -166,19 +166,20 @@ def test_analyze_rejects_a_race():
     mv = lambda **kw: isa.matvec(**{**dict(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0,
                                             n_blocks=1, n_chunks=1, q_mult=1, q_shift=0), **kw})
     program = [isa.encode(i) for i in (mv(), mv(x_bank=1, y_bank=0, y_addr=4), isa.halt())]
-    message = (f"cycle 2: read of bank 1 word 0 races its write in flight "
-               f"(lands at the end of cycle {1 + isa.LAT_WRITE}); wait {isa.LAT_WRITE} more "
+    # cycles of the reads: the second MATVEC (issued in 2) reads in 3
+    message = (f"cycle 3: read of bank 1 word 0 races its write in flight "
+               f"(lands at the end of cycle {2 + isa.LAT_WRITE}); wait {isa.LAT_WRITE} more "
                f"cycles")
     with pytest.raises(ScheduleError, match=re.escape(message)):
         analyze(program, DEFAULT)
     assert issubclass(ScheduleError, CompileError)
     # in-place: block 1 of a MATVEC reads the word block 0 is still writing
     inplace = [isa.encode(mv(x_bank=1, y_bank=1, n_blocks=2, n_chunks=1)), isa.encode(isa.halt())]
-    with pytest.raises(ScheduleError, match=re.escape("cycle 2: read of bank 1 word 0 races")):
+    with pytest.raises(ScheduleError, match=re.escape("cycle 3: read of bank 1 word 0 races")):
         analyze(inplace, DEFAULT)
     # the same with enough WAIT is accepted, with its cycles
     ok = [program[0], isa.encode(isa.wait(isa.LAT_WRITE))] + program[1:]
-    assert analyze(ok, DEFAULT).cycles == 2 + isa.LAT_WRITE + isa.DRAIN
+    assert analyze(ok, DEFAULT).cycles == 2 + isa.LAT_WRITE + isa.ISSUE_LAT + isa.DRAIN
 
 
 def _w(out, inp):

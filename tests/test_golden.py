@@ -56,7 +56,7 @@ def test_golden_gemv_matches_numpy(problem):
     assert g.result(response).tolist() == expected
     assert response[0] == host.STATUS_DONE
     # cycles: the golden model, the compiler's prediction and the closed form agree
-    assert response[1] == tile.last_run.cycles == g.schedule.cycles == nb * nc + isa.DRAIN
+    assert response[1] == tile.last_run.cycles == g.schedule.cycles == isa.ISSUE_LAT + nb * nc + isa.DRAIN
     assert tile.last_run.hazards == []
     assert tile.last_run.instructions == 2
 
@@ -119,8 +119,8 @@ def test_row_multipliers_position_index_and_residual_add():
     stream += host.run_cmd(0) + host.read_cmd(cfg, host.TARGET_ABANK + 1, 4, 1)
     tile = GoldenTile(cfg)
     response = tile.host(stream)
-    # NEXT (2 cycles) at 1, MATVEC at 3, its write lands at 3 + LAT_WRITE
-    assert response[:2] == [host.STATUS_DONE, 3 + isa.DRAIN]
+    # NEXT (2 cycles) at 1, MATVEC issued at 3 (reads in 4), its write lands at 4 + LAT_WRITE
+    assert response[:2] == [host.STATUS_DONE, 3 + isa.ISSUE_LAT + isa.DRAIN]
     got = host.unpack_words(cfg, host.TARGET_ABANK, response[2:])[0]
     assert got[:5].tolist() == [32767, -37, 72, -32640, 99]
 
@@ -155,13 +155,13 @@ def test_residual_read_port_conflict():
 
 
 def test_raw_race_is_flagged():
-    # the second MATVEC reads bank 1 word 0 in cycle 2; the first writes it at the end of
-    # 1 + LAT_WRITE
+    # the second MATVEC reads bank 1 word 0 in cycle 3 (issued in 2); the first writes it at
+    # the end of 2 + LAT_WRITE
     program = [_mv(), _mv(w_base=1, x_bank=1, y_bank=0, y_addr=4, q_shift=2), isa.halt()]
     tile, (status, cycles), (y1, y2) = _race_tile(program)
     assert status == host.STATUS_DONE | host.STATUS_RAW_HAZARD
-    assert tile.last_run.hazards == [(2, 1, 0)]
-    assert cycles == 2 + isa.DRAIN
+    assert tile.last_run.hazards == [(3, 1, 0)]
+    assert cycles == 2 + isa.ISSUE_LAT + isa.DRAIN
     assert y1.tolist() == [16, 32, 48, 64] + [0] * 12
     assert y2.tolist() == [0] * 16          # it read the stale zeros
     with pytest.raises(ScheduleError, match="races its write in flight"):
@@ -175,14 +175,14 @@ def test_raw_race_with_wait_is_clean():
     tile, (status, cycles), (y1, y2) = _race_tile(program)
     assert status == host.STATUS_DONE
     assert tile.last_run.hazards == []
-    assert cycles == 2 + lat + isa.DRAIN == analyze([isa.encode(i) for i in program],
+    assert cycles == 2 + lat + isa.ISSUE_LAT + isa.DRAIN == analyze([isa.encode(i) for i in program],
                                                     DEFAULT).cycles
     assert y2.tolist() == [40] * 4 + [0] * 12       # (16+32+48+64) / 4
     # one cycle less is still a race
     program[1] = isa.wait(lat - 1)
     tile, (status, _), _ = _race_tile(program)
     assert status == host.STATUS_DONE | host.STATUS_RAW_HAZARD
-    assert tile.last_run.hazards == [(1 + lat, 1, 0)]
+    assert tile.last_run.hazards == [(1 + lat + isa.ISSUE_LAT, 1, 0)]
 
 
 def test_same_work_through_compile_chain_has_no_hazard():
@@ -195,7 +195,7 @@ def test_same_work_through_compile_chain_has_no_hazard():
     assert isa.decode(g.program[1])["args"]["wait"]["cycles"] == isa.LAT_WRITE
     tile = GoldenTile(DEFAULT)
     response = tile.host(g.host_stream())
-    cycles = 2 + isa.LAT_WRITE + isa.DRAIN
+    cycles = 2 + isa.LAT_WRITE + isa.ISSUE_LAT + isa.DRAIN
     assert response[:2] == [host.STATUS_DONE, cycles]
     assert g.schedule.cycles == cycles
     assert tile.last_run.hazards == []
@@ -208,8 +208,9 @@ def test_loop_program_timing_matches_analyze():
     tile = GoldenTile(DEFAULT)
     tile.write(host.TARGET_PROG, 0, words)
     run = tile.run(0)
-    # LOOP@1, (WAIT 2 + MATVEC 4) x 3 -> HALT@20, last write lands at 19 + LAT_WRITE
-    assert run.cycles == 20 + isa.LAT_WRITE == analyze(words, DEFAULT).cycles
+    # LOOP@1, (WAIT 2 + MATVEC 4) x 3 -> HALT@20; the last MATVEC reads 17..20, its last
+    # write lands at 20 + LAT_WRITE
+    assert run.cycles == 21 + isa.LAT_WRITE == analyze(words, DEFAULT).cycles
     assert run.instructions == 1 + 3 * 2 + 1
     assert run.status == host.STATUS_DONE
     assert run.hazards == []
@@ -342,7 +343,7 @@ def _matvec_tile(weights, x_word, y_bits, y_fill=-7):
     program = [_mv(y_bits=y_bits), isa.halt()]
     tile.write(host.TARGET_PROG, 0, [isa.encode(i) for i in program])
     run = tile.run(0)
-    assert run.status == host.STATUS_DONE and run.cycles == 1 + isa.DRAIN
+    assert run.status == host.STATUS_DONE and run.cycles == 1 + isa.ISSUE_LAT + isa.DRAIN
     return tile.read(host.TARGET_ABANK + 1, 0, 1)[0].tolist()
 
 
@@ -387,8 +388,8 @@ def test_busy_counters_of_attention_by_hand():
     out = tile.host(stream)
     assert out[0] == host.STATUS_DONE
     busy = isa.LAT_OUT + 1                         # a result's cycles in the output unit
-    t_pv = 1 + q_words + n + gap
-    c_last = t_pv + n                              # PV's last V read
+    t_pv = 1 + q_words + n + gap                   # PV's issue
+    c_last = t_pv + isa.ISSUE_LAT + n              # PV's last V read
     counts = {"cycles": c_last + isa.PV_DRAIN + d_blocks - 1 + isa.LAT_OUT + 1,
               "mac": (q_words + n) + (1 + n),
               "vu": 0,

@@ -68,7 +68,8 @@ def _one_vop(A, B=None, *, s=1, n=None, table=None, b=None, **kw):
                     **kw)
     run = _run(tile, [instr, isa.halt()])
     assert run.status == DONE
-    assert run.cycles == s * n + LATENCY[OutFunc(kw.get("out", OutFunc.MULSHR))] + 1
+    # issued in 1, reads from 1 + ISSUE_LAT: the last lands LATENCY after the last read
+    assert run.cycles == isa.ISSUE_LAT + s * n + LATENCY[OutFunc(kw.get("out", OutFunc.MULSHR))] + 1
     return _elems(tile, 1, C_BASE, s)
 
 
@@ -228,7 +229,7 @@ def test_argmax_takes_the_first_of_equal_maxima():
     instr = isa.vop(g=GFunc.PASS, red=Reduce.ARGMAX, s=4, n=5, a=dict(bank=0, ks=1, js=5),
                     c=dict(bank=1, base=C_BASE, js=1))
     run = _run(tile, [instr, isa.halt()])
-    assert run.status == DONE and run.cycles == 20 + 7 + 1
+    assert run.status == DONE and run.cycles == 1 + 20 + 7 + 1     # reads 2..21
     assert _elems(tile, 1, C_BASE, 4) == [1, 0, 4, 2]
     # the next-token register holds the last segment's index
     assert tile.next_token == 2
@@ -509,18 +510,18 @@ def test_index_pos_and_tok_with_s_pos_and_n_pos():
     # segment j: sum(20 + 3j + k for k < 3) = 63 + 9j
     assert _elems(tile, 1, 140, 3) == [63, 72, 81]
     assert _elems(tile, 1, 11, 1) == [401 + 402 + 403]
-    # NEXT 1..2, NEXT 3..4, VOP 5..13, VOP 14..16, HALT 17; last write 14 + 2 + 7 = 23
-    assert run.cycles == 24
+    # NEXT 1..2, NEXT 3..4, VOP 5..13, VOP 14..16 (reads 15..17), HALT 17; last write 17 + 7
+    assert run.cycles == 25
     assert tile.read(host.TARGET_TOKENS, 0, 4).ravel().tolist() == [0, 0, 4, 0]  # RUN: no ids
 
 
 # Timing --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("s, n, out, cycles", [
-    (1, 1, OutFunc.MULSHR, 9),          # VOP 1, lands 1 + 0 + 7 = 8: done in 9
-    (3, 4, OutFunc.MULSHR, 20),         # VOP 1..12, last lands 12 + 7 = 19
-    (1, 5, OutFunc.RECIP, 28),          # 5 + 22 = 27
-    (1, 5, OutFunc.RSQRT, 53),          # 5 + 47 = 52
+    (1, 1, OutFunc.MULSHR, 10),         # VOP issued in 1, read in 2, lands 2 + 7 = 9
+    (3, 4, OutFunc.MULSHR, 21),         # reads 2..13, the last lands 13 + 7 = 20
+    (1, 5, OutFunc.RECIP, 29),          # 6 + 22 = 28
+    (1, 5, OutFunc.RSQRT, 54),          # 6 + 47 = 53
 ])
 def test_vop_run_cycles(s, n, out, cycles):
     tile = _tile()
@@ -533,8 +534,8 @@ def test_vop_run_cycles(s, n, out, cycles):
 
 
 def _reader_program(j, wait):
-    """VOP 1: S 3 of N 2 at cycle 1 (cycles 1..6); segment j lands at 1 + 2j + 1 + 7.
-    WAIT; VOP 2 reads segment j's result (issued in cycle 7 + wait)."""
+    """VOP 1: S 3 of N 2 issued in cycle 1 (reads 2..7); segment j lands at 2 + 2j + 1 + 7.
+    WAIT; VOP 2 reads segment j's result (issued in cycle 7 + wait, reads in 8 + wait)."""
     write = isa.vop(g=GFunc.PASS, s=3, n=2, a=dict(bank=0, ks=1, js=2),
                     c=dict(bank=1, base=40, js=1))
     read = isa.vop(g=GFunc.PASS, a=dict(bank=1, base=40 + j), c=dict(bank=0, base=100))
@@ -544,45 +545,45 @@ def _reader_program(j, wait):
 @pytest.mark.parametrize("j", [0, 2])
 def test_vop_result_lands_at_t_plus_segment_end_plus_latency(j):
     A = {0: 1, 1: 2, 2: 30, 3: 40, 4: 500, 5: 600}
-    # segment j lands at the end of cycle 9 + 2j: a read in 10 + 2j sees it
+    # segment j lands at the end of cycle 10 + 2j: a read in 11 + 2j sees it
     tile = _tile({0: A})
     run = _run(tile, _reader_program(j, 3 + 2 * j))
     assert run.status == DONE
     assert _elems(tile, 1, 40, 3) == [3, 70, 1100]
     assert _elems(tile, 0, 100, 1) == [[3, 70, 1100][j]]
-    assert run.cycles == 10 + 2 * j + 8
+    assert run.cycles == 11 + 2 * j + 8
     # one cycle earlier the read would see the old value: a schedule error
     with pytest.raises(GoldenError, match=r"VOP at pc 2 reads A from bank 1 word 5 .*"
-                                          r"\bcycle %d\)" % (9 + 2 * j)):
+                                          r"\bcycle %d\)" % (10 + 2 * j)):
         _run(_tile({0: A}), _reader_program(j, 2 + 2 * j))
 
 
 def test_reads_of_in_flight_vop_writes_are_errors():
     # directly after the writer (no WAIT)
-    with pytest.raises(GoldenError, match=r"VOP at pc 1 reads A from bank 1 word 5 .*\bcycle 9\)"):
+    with pytest.raises(GoldenError, match=r"VOP at pc 1 reads A from bank 1 word 5 .*\bcycle 10\)"):
         _run(_tile(), _reader_program(0, 0))
     # a MATVEC reading an activation word whose vector-unit write is in flight
     write = isa.vop(g=GFunc.PASS, a=dict(bank=0), c=dict(bank=1, base=3))
     mv = isa.matvec(w_base=0, x_bank=1, x_addr=0, y_bank=0, y_addr=4, n_blocks=1, n_chunks=1,
                     q_mult=1, q_shift=0)
-    for wait in (5, 6):                                         # MATVEC in 7, 8: lands 8
+    for wait in (5, 6):                             # MATVEC reads in 8, 9: the write lands 9
         with pytest.raises(GoldenError, match="while a vector-unit write to it is in flight"):
             _run(_tile(), [write, isa.wait(wait), mv, isa.halt()])
     assert _run(_tile(), [write, isa.wait(7), mv, isa.halt()]).status == DONE
-    # a VOP reading a MATVEC result in flight (lands 1 + LAT_WRITE)
+    # a VOP reading a MATVEC result in flight (read in 2, lands 2 + LAT_WRITE)
     mv = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=1, n_chunks=1,
                     q_mult=1, q_shift=0)
     read = isa.vop(g=GFunc.PASS, a=dict(bank=1, base=1), c=dict(bank=0, base=100))
     lat = isa.LAT_WRITE
     with pytest.raises(GoldenError, match=rf"VOP at pc 2 reads A from bank 1 word 0 .*\bcycle "
-                                          rf"{1 + lat}\)"):
-        _run(_tile(), [mv, isa.wait(lat - 1), read, isa.halt()])      # VOP in 1 + lat
+                                          rf"{2 + lat}\)"):
+        _run(_tile(), [mv, isa.wait(lat - 1), read, isa.halt()])      # VOP reads in 2 + lat
     assert _run(_tile(), [mv, isa.wait(lat), read, isa.halt()]).status == DONE
 
 
 def test_a_vop_never_reads_a_stale_element():
-    # VOP 1 (cycle 1) writes element 100 of bank 1, landing at the end of 8; VOP 2 (cycles
-    # 2..11) reads elements 91..100, element 100 in cycle 11, after the write landed. The
+    # VOP 1 (read in cycle 2) writes element 100 of bank 1, landing at the end of 9; VOP 2
+    # (reads 3..12) reads elements 91..100, element 100 in cycle 12, after the write landed. The
     # model must not give the value of memory at VOP 2's issue (0): it rejects a VOP that
     # reads an element whose write is in flight when the VOP issues.
     tile = _tile({0: {0: 42}})
@@ -590,29 +591,29 @@ def test_a_vop_never_reads_a_stale_element():
                isa.vop(g=GFunc.PASS, n=10, a=dict(bank=1, base=91, ks=1),
                        c=dict(bank=0, base=200)),
                isa.halt()]
-    with pytest.raises(GoldenError, match=r"VOP at pc 1 reads A from bank 1 word 12 .*\bcycle 8\)"):
+    with pytest.raises(GoldenError, match=r"VOP at pc 1 reads A from bank 1 word 12 .*\bcycle 9\)"):
         _run(tile, program)
     # issued after the write landed, it reads 42
     tile = _tile({0: {0: 42}})
-    program.insert(1, isa.wait(7))                   # VOP 2 in 9
+    program.insert(1, isa.wait(7))                   # VOP 2 issued in 9, reads from 10
     assert _run(tile, program).status == DONE
     assert _elems(tile, 0, 200, 1) == [42]
 
 
 def test_in_place_vop_and_its_own_writes():
-    # segment j reads element j in cycle 1 + j; its write lands at the end of 1 + j + 7
+    # segment j reads element j in cycle 2 + j; its write lands at the end of 2 + j + 7
     A = {e: 10 + e for e in range(30)}
     tile = _tile({0: A})
     instr = lambda c_base: isa.vop(g=GFunc.PASS, s=20, n=1, a=dict(bank=0, js=1),
                                    c=dict(bank=0, base=c_base, js=1))
-    run = _run(tile, [instr(7), isa.halt()])          # element 7 + j is read in 8 + j: old
+    run = _run(tile, [instr(7), isa.halt()])          # element 7 + j is read in 9 + j: old
     assert run.status == DONE
     assert _elems(tile, 0, 0, 27) == [10 + e for e in range(7)] + [10 + j for j in range(20)]
     tile = _tile({0: A})
     _run(tile, [instr(0), isa.halt()])               # element-wise in place
     assert _elems(tile, 0, 0, 21) == [10 + e for e in range(21)]
     with pytest.raises(GoldenError, match="after its own write landed"):
-        _run(_tile({0: A}), [instr(8), isa.halt()])   # element 8 is written at 8, read at 9
+        _run(_tile({0: A}), [instr(8), isa.halt()])   # element 8 is written at 9, read at 10
 
 
 # Ports ---------------------------------------------------------------------------------------
@@ -631,17 +632,18 @@ def test_a_and_b_in_one_bank_is_a_port_conflict(mode):
     tile.write(host.TARGET_PROG, 0, [isa.encode({"op": isa.Opcode.VOP, "args": {"vop": args}}),
                                      isa.encode(isa.halt())])
     response = tile.host(host.run_cmd(0))
-    assert response == [DONE | host.STATUS_PORT_CONFLICT, 4 + 7 + 1]
+    assert response == [DONE | host.STATUS_PORT_CONFLICT, 1 + 4 + 7 + 1]   # reads 2..5
     # the flag is per run
     tile.write(host.TARGET_PROG, 0, [isa.encode(isa.halt())])
     assert tile.host(host.run_cmd(0)) == [DONE, 2]
 
 
 def test_matvec_and_vop_writes_to_one_bank_in_one_cycle_are_a_port_conflict():
-    # MATVEC of d blocks from cycle 1: its last block (read in d) lands at d + LAT_WRITE; the
-    # VOP reads in d + 1 and lands at d + 1 + LAT_V: the same cycle for d = LAT_WRITE - LAT_V + 1
+    # MATVEC of d blocks reading from cycle 1 + ISSUE_LAT: its last block (read in d + 1) lands
+    # at d + 1 + LAT_WRITE; the VOP reads in d + 2 and lands at d + 2 + LAT_V: the same cycle
+    # for d = LAT_WRITE - LAT_V + 1
     blocks = isa.LAT_WRITE - isa.LAT_V + 1
-    land = blocks + isa.LAT_WRITE
+    land = blocks + isa.ISSUE_LAT + isa.LAT_WRITE
     for y_bank, status in ((1, DONE | host.STATUS_PORT_CONFLICT), (0, DONE)):
         vop = isa.vop(g=GFunc.PASS, a=dict(bank=0), c=dict(bank=1, base=200))
         mv = isa.matvec(w_base=0, x_bank=0, x_addr=1, y_bank=y_bank, y_addr=8, n_blocks=blocks,
@@ -684,7 +686,7 @@ def _next_id(t):
     return (3 * t + 1) % V
 
 
-def _lm_tile(prompt, *, wait=7, embed="wrow"):
+def _lm_tile(prompt, *, wait=8, embed="wrow"):
     """Row t of an 8 x 8 "logit" matrix has its maximum 5 at (3t + 1) % 8 and 2 at t (a
     second, smaller peak). Program: VOP ARGMAX of row tok (cycles 1..8 of an iteration),
     c = the id at element pos of bank 1; WAIT ``wait`` (None: no WAIT); NEXT 0; HALT."""
@@ -714,11 +716,11 @@ def _lm_tile(prompt, *, wait=7, embed="wrow"):
 def test_generate_from_a_one_token_prompt(embed):
     tile = _lm_tile([2], embed=embed)
     response = tile.host(host.generate_cmd(1, 3))
-    # iteration p: VOP 1 + 17p .. 8 + 17p, argmax lands 15 + 17p, WAIT, NEXT 16 + 17p
-    # ids: 2 -> 7 -> 6 -> 3; the last NEXT falls through to HALT in 52
+    # iteration p: VOP issued 1 + 18p (reads 2 + 18p .. 9 + 18p), argmax lands 16 + 18p, WAIT
+    # 8, NEXT 17 + 18p; ids: 2 -> 7 -> 6 -> 3; the last NEXT falls through to HALT in 55
     assert (_next_id(2), _next_id(7), _next_id(6)) == (7, 6, 3)
-    assert response == [7, 16, 6, 33, 3, 50, DONE, 53]
-    assert tile.last_run.cycles == 53
+    assert response == [7, 17, 6, 35, 3, 53, DONE, 56]
+    assert tile.last_run.cycles == 56
     assert tile.read(host.TARGET_TOKENS, 0, 16).ravel().tolist() == [2, 7, 6, 3] + [0] * 12
     assert _elems(tile, 1, 0, 4) == [7, 6, 3, 0]          # c at element pos
 
@@ -727,27 +729,27 @@ def test_generate_emits_only_after_the_prompt():
     tile = _lm_tile([2, 5, 1])
     stream = host.generate_cmd(3, 2) + host.read_cmd(CFG, host.TARGET_TOKENS, 0, 6)
     response = tile.host(stream)
-    # positions 0..3 (n_prompt + steps - 2); NEXTs in 16, 33, 50, 67; ids emitted by the
+    # positions 0..3 (n_prompt + steps - 2); NEXTs in 17, 35, 53, 71; ids emitted by the
     # NEXTs of positions 2 and 3 (pos + 1 >= n_prompt): row 1 -> 4, row 4 -> 5; the prompt
     # ids at 1 and 2 are not overwritten
-    assert response == [4, 50, 5, 67, DONE, 70] + [2, 5, 1, 4, 5, 0]
+    assert response == [4, 53, 5, 71, DONE, 74] + [2, 5, 1, 4, 5, 0]
     assert _elems(tile, 1, 0, 5) == [7, 0, 4, 5, 0]       # rows 2, 5, 1, 4
     assert tile.last_run.instructions == 4 * 3 + 1
 
 
 def test_generate_one_step():
     tile = _lm_tile([6])
-    assert tile.host(host.generate_cmd(1, 1)) == [3, 16, DONE, 19]     # HALT in 18
+    assert tile.host(host.generate_cmd(1, 1)) == [3, 17, DONE, 20]     # HALT in 19
     # a second GENERATE starts again at position 0 and overwrites the generated ids
     tile.write(host.TARGET_TOKENS, 0, [[1]])
-    assert tile.host(host.generate_cmd(1, 2)) == [4, 16, 5, 33, DONE, 36]
+    assert tile.host(host.generate_cmd(1, 2)) == [4, 17, 5, 35, DONE, 38]
     assert tile.read(host.TARGET_TOKENS, 0, 4).ravel().tolist() == [1, 4, 5, 0]
 
 
 def test_run_does_not_loop_or_emit():
     tile = _lm_tile([2])
-    # one pass: NEXT only advances pos and falls through; HALT in 18
-    assert tile.host(host.run_cmd(0)) == [DONE, 19]
+    # one pass: NEXT only advances pos and falls through; HALT in 19
+    assert tile.host(host.run_cmd(0)) == [DONE, 20]
     assert tile.read(host.TARGET_TOKENS, 0, 3).ravel().tolist() == [2, 0, 0]
     assert _elems(tile, 1, 0, 2) == [7, 0]
 
@@ -760,10 +762,10 @@ def test_generate_without_steps_or_prompt_is_a_bad_command(header):
     assert tile.host(header) == []                        # not run, nothing emitted
     assert tile.read(host.TARGET_TOKENS, 0, 2).ravel().tolist() == [2, 0]
     # reported by the next run (RUN or GENERATE), once
-    assert tile.host(host.generate_cmd(1, 1)) == [7, 16, DONE | host.STATUS_BAD_COMMAND, 19]
-    assert tile.host(host.generate_cmd(1, 1)) == [7, 16, DONE, 19]
+    assert tile.host(host.generate_cmd(1, 1)) == [7, 17, DONE | host.STATUS_BAD_COMMAND, 20]
+    assert tile.host(host.generate_cmd(1, 1)) == [7, 17, DONE, 20]
     tile.host(header)
-    assert tile.host(host.run_cmd(0)) == [DONE | host.STATUS_BAD_COMMAND, 19]
+    assert tile.host(host.run_cmd(0)) == [DONE | host.STATUS_BAD_COMMAND, 20]
 
 
 def test_generate_cmd_checks_its_arguments():
@@ -773,9 +775,9 @@ def test_generate_cmd_checks_its_arguments():
             host.generate_cmd(n_prompt, steps)
 
 
-@pytest.mark.parametrize("wait", [None, 1, 5, 6])
+@pytest.mark.parametrize("wait", [None, 1, 6, 7])
 def test_next_before_the_argmax_lands_is_an_error(wait):
-    # argmax lands at the end of 15; NEXT issues in 9 + wait (<= 15)
+    # argmax lands at the end of 16 (reads 2..9); NEXT issues in 9 + wait (<= 16)
     tile = _lm_tile([2], wait=wait)
     issue = 9 + (wait or 0)
     with pytest.raises(GoldenError, match=re.escape(f"NEXT at pc {1 if wait is None else 2} "
@@ -785,9 +787,9 @@ def test_next_before_the_argmax_lands_is_an_error(wait):
 
 
 def test_next_right_after_the_argmax_lands():
-    # WAIT 7: NEXT in 16, the argmax landed at the end of 15
-    tile = _lm_tile([2], wait=7)
-    assert tile.host(host.generate_cmd(1, 1)) == [7, 16, DONE, 19]
+    # WAIT 8: NEXT in 17, the argmax landed at the end of 16
+    tile = _lm_tile([2], wait=8)
+    assert tile.host(host.generate_cmd(1, 1)) == [7, 17, DONE, 20]
 
 
 # Host protocol of the new targets --------------------------------------------------------------

@@ -100,7 +100,7 @@ def test_raw_race_is_flagged():
     assert golden.last_run.status == host.STATUS_DONE
     got = run_host_stream(Tile(cfg), stream, len(expected))
     assert got == expected
-    assert got[:2] == [host.STATUS_DONE | host.STATUS_RAW_HAZARD, 2 + isa.DRAIN]
+    assert got[:2] == [host.STATUS_DONE | host.STATUS_RAW_HAZARD, 2 + isa.ISSUE_LAT + isa.DRAIN]
     assert got[-2:] == [host.STATUS_DONE, 2]
 
 
@@ -613,25 +613,26 @@ def test_schedule_rules_are_flagged(cfg):
 @pytest.mark.parametrize("unit", ["matvec", "vop"])
 def test_next_waits_for_the_argmax(unit):
     """NEXT reads the next-token register: an ARGMAX MATVEC writes it at the end of
-    c_final + LAT_ARGMAX, an ARGMAX VOP with its last result (c_final + LAT_V). A NEXT in the
-    cycle after is clean and equals the golden model; one cycle earlier the golden model
-    refuses it and the RTL flags RAW_HAZARD."""
+    c_final + LAT_ARGMAX, an ARGMAX VOP with its last result (c_final + LAT_V), c_final being
+    ISSUE_LAT after the issue slot's last cycle. A NEXT in the cycle after is clean and equals
+    the golden model; one cycle earlier the golden model refuses it and the RTL flags
+    RAW_HAZARD."""
     cfg = GEN_CFG
     if unit == "matvec":
         first = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=2,
                            n_chunks=1, epi=isa.Epi.ARGMAX, y_bits=16)
-        lat = isa.LAT_ARGMAX
+        lat = isa.ISSUE_LAT + isa.LAT_ARGMAX
     else:
         first = isa.vop(g=isa.GFunc.PASS, red=isa.Reduce.ARGMAX, n=3, a=dict(bank=0, ks=1),
                         c=dict(bank=1, base=5))
-        lat = isa.LAT_V
+        lat = isa.ISSUE_LAT + isa.LAT_V
     rng = np.random.default_rng(45)
     stream = []
     for r in range(cfg.rows):
         stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
     stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-999, 999, (2, cfg.lanes)))
     stream += host.write_cmd(cfg, host.TARGET_TOKENS, 0, [[3]])
-    for gap in (lat - 1, lat):                 # the NEXT issues gap + 1 cycles after c_final
+    for gap in (lat - 1, lat):      # the NEXT issues gap + 1 cycles after the slot's last
         program = [first, isa.wait(gap), isa.next_(0), isa.halt()]
         stream += host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
         stream += host.generate_cmd(1, 1)
@@ -784,8 +785,8 @@ def test_busy_counters_are_cleared_read_only_and_zero_beyond_the_last():
     expected = golden.host(stream)
     got = run_host_stream(Tile(cfg), stream, len(expected))
     assert got == expected
-    # the MATVEC's last read in cycle 5; the tile is idle from 5 + DRAIN
-    first = {"cycles": 3 + 2 + isa.DRAIN, "mac": 2, "vu": 0, "out": isa.LAT_OUT + 1,
+    # the MATVEC (issued in 4) reads in 5 and 6; the tile is idle from 6 + DRAIN
+    first = {"cycles": 3 + 2 + isa.ISSUE_LAT + isa.DRAIN, "mac": 2, "vu": 0, "out": isa.LAT_OUT + 1,
              "drain": 0, "wait": 3, "next": 0}
     assert got[:2] == [host.STATUS_DONE, first["cycles"]]
     assert host.parse_counters(got[2:2 + n]) == first

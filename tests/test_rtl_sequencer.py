@@ -2,13 +2,15 @@
 
 The testbench models the instruction memory (``imem.data`` is the word at the ``imem.addr``
 of the previous cycle, as a synchronous SRAM read) and the AGU (a MATVEC of d = n_blocks *
-n_chunks reads: ``final`` in the issue cycle when d == 1, else ``busy`` in the next d - 1
-cycles with ``final`` in the last of them), and ``pipe_empty`` as the tile derives it (no
-AGU read pending and no token in the 4 pipeline stages).
+n_chunks reads from the cycle its issue port's ``issue`` is high: ``final`` in that cycle
+when d == 1, else ``busy`` in the next d - 1 cycles with ``final`` in the last of them), and
+``pipe_empty`` as the tile derives it (no AGU read pending and no token in the pipeline
+stages).
 
 Documented timing: ``start`` fetches the first instruction, which issues in the next cycle;
-an instruction issues in the cycle it appears on ``imem.data``; its successor is fetched in
-its last cycle and issues the cycle after (no bubbles); HALT stops issue; ``done`` rises once
+an instruction issues in the cycle it appears on ``imem.data`` and reaches its unit's issue
+port ``isa.ISSUE_LAT`` (1) cycle later; its successor is fetched in its issue cycle and issues
+``duration`` cycles later (no bubbles); HALT stops issue; ``done`` rises once
 ``pipe_empty``; ``cycles`` counts from the start cycle (= 1) to the first done cycle,
 exclusive. The expected timeline below is derived from :func:`tinylpu.isa.execution_order`
 and :func:`tinylpu.isa.duration`.
@@ -26,6 +28,7 @@ from tinylpu.rtl.sequencer import Sequencer
 CFG = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16)
 MV_FIELDS = [name for name, _ in data.Layout.cast(isa.MatvecArgs)]
 PIPE_STAGES = isa.LAT_WRITE
+U = isa.ISSUE_LAT              # a unit's first read is this many cycles after the issue
 
 
 def mv(tag, nb=1, nc=1):
@@ -137,20 +140,20 @@ def _timeline(cfg, words, start_pc, s):
 def _expected_trace(cfg, words, start_pc, s, n_cycles, pipe_low_until=0):
     order = _timeline(cfg, words, start_pc, s)
     pc_h, _, t_h, _ = order[-1]
-    last_read = max((t + d - 1 for _, i, t, d in order if i["op"] == isa.Opcode.MATVEC),
+    last_read = max((t + U + d - 1 for _, i, t, d in order if i["op"] == isa.Opcode.MATVEC),
                     default=-100)
     done = max(t_h + 1, last_read + PIPE_STAGES + 1, pipe_low_until)
     addr = {s: start_pc}
     matvecs = {}
     for (pc, instr, t, d), nxt in zip(order, order[1:] + [None]):
-        if nxt is None:                            # HALT: keeps presenting its own pc
+        if nxt is None:                            # HALT: fetches pc + 1 as it issues
             for c in range(t, n_cycles):
-                addr[c] = pc
+                addr[c] = (pc + 1) % cfg.pdepth
             continue
-        for c in range(t, t + d):
-            addr[c] = nxt[0] if c == t + d - 1 else pc
-        if instr["op"] == isa.Opcode.MATVEC:
-            matvecs[t] = instr["args"]["matvec"]
+        for c in range(t, t + d):                  # the successor, from the issue cycle on
+            addr[c] = nxt[0]
+        if instr["op"] == isa.Opcode.MATVEC:       # at the unit: the registered issue
+            matvecs[t + U] = instr["args"]["matvec"]
     return order, done, addr, matvecs
 
 
@@ -200,10 +203,10 @@ def test_halt_only():
 def test_first_instruction_issues_the_cycle_after_start():
     words = _image(CFG, [mv(1, 2, 3), isa.halt()])
     order, done, trace = _check_run(CFG, words, s=3)
-    assert [c for c, e in enumerate(trace) if e["matvec"]] == [4]
-    # HALT issues the cycle after the final read (cycle 9); done once the last token drained
+    assert [c for c, e in enumerate(trace) if e["matvec"]] == [5]      # issued in 4
+    # HALT issues in the cycle of the final read (cycle 10); done once the last token drained
     assert [t for _, _, t, _ in order] == [4, 10]
-    assert done == 9 + PIPE_STAGES + 1
+    assert done == 10 + PIPE_STAGES + 1
     assert trace[done - 1]["cycles"] == done - 1 - 3
 
 
@@ -212,22 +215,23 @@ def test_wait_occupies_n_cycles():
                          isa.halt()])
     order, done, trace = _check_run(CFG, words)
     # start at 2: WAIT 5 in 3..7, MATVEC 8, WAIT 1 in 9, MATVEC 10, WAIT 2 in 11..12, MATVEC 13
-    assert [c for c, e in enumerate(trace) if e["matvec"]] == [8, 10, 13]
+    # (the unit reads in 9, 11, 14)
+    assert [c for c, e in enumerate(trace) if e["matvec"]] == [9, 11, 14]
     assert [t for _, _, t, _ in order] == [3, 8, 9, 10, 11, 13, 14]
-    assert done == 13 + PIPE_STAGES + 1
+    assert done == 14 + PIPE_STAGES + 1
 
 
 def test_back_to_back_matvecs_have_no_bubbles():
     words = _image(CFG, [mv(1, 2, 2), mv(2), mv(3, 1, 3), mv(4), isa.halt()])
     order, done, trace = _check_run(CFG, words)
-    assert [c for c, e in enumerate(trace) if e["matvec"]] == [3, 7, 8, 11]
+    assert [c for c, e in enumerate(trace) if e["matvec"]] == [4, 8, 9, 12]
 
 
 def test_loop_repeats_body_without_bubbles():
     words = _image(CFG, [isa.loop(3, 1), mv(1, 2, 1), isa.halt()])
     order, done, trace = _check_run(CFG, words)
-    # LOOP at 3, the MATVEC (2 cycles) at 4, 6, 8, HALT at 10
-    assert [c for c, e in enumerate(trace) if e["matvec"]] == [4, 6, 8]
+    # LOOP at 3, the MATVEC (2 cycles) at 4, 6, 8 (reads from 5, 7, 9), HALT at 10
+    assert [c for c, e in enumerate(trace) if e["matvec"]] == [5, 7, 9]
     assert [pc for pc, *_ in order] == [0, 1, 1, 1, 2]
     assert [t for _, _, t, _ in order] == [3, 4, 6, 8, 10]
 
@@ -235,7 +239,7 @@ def test_loop_repeats_body_without_bubbles():
 def test_loop_with_wait_and_matvec_body():
     words = _image(CFG, [isa.loop(3, 2), isa.wait(2), mv(1, 2, 2), isa.halt()])
     order, done, trace = _check_run(CFG, words)
-    assert [c for c, e in enumerate(trace) if e["matvec"]] == [6, 12, 18]
+    assert [c for c, e in enumerate(trace) if e["matvec"]] == [7, 13, 19]
     assert [pc for pc, *_ in order] == [0, 1, 2, 1, 2, 1, 2, 3]
 
 
@@ -243,7 +247,7 @@ def test_loop_single_cycle_body_and_instructions_around():
     words = _image(CFG, [mv(1), isa.loop(4, 1), mv(2), isa.wait(3), isa.loop(2, 3), mv(3),
                          isa.wait(1), mv(4, 1, 2), isa.halt()])
     order, done, trace = _check_run(CFG, words)
-    assert [c for c, e in enumerate(trace) if e["matvec"]] == [3, 5, 6, 7, 8, 13, 15, 17, 19]
+    assert [c for c, e in enumerate(trace) if e["matvec"]] == [4, 6, 7, 8, 9, 14, 16, 18, 20]
     assert [pc for pc, *_ in order] == [0, 1, 2, 2, 2, 2, 3, 4, 5, 6, 7, 5, 6, 7, 8]
 
 
@@ -265,12 +269,12 @@ def test_done_waits_for_pipe_empty():
 
 def test_restart_after_done():
     words = _image(CFG, [mv(1, 1, 2), isa.wait(3), isa.halt()])
-    # HALT issues at 8; done once the last token (read at 4) drained
-    first_done = max(2 + 1 + 2 + 3 + 1, 4 + isa.DRAIN)
+    # HALT issues at 8; done once the last token (read at 5) drained
+    first_done = max(2 + 1 + 2 + 3 + 1, 5 + isa.DRAIN)
     s2 = first_done + 3
-    trace = _simulate(CFG, words, starts=(2, s2), n_cycles=s2 + 12)
+    trace = _simulate(CFG, words, starts=(2, s2), n_cycles=s2 + first_done)
     assert [c for c, e in enumerate(trace) if e["done"]] == [first_done, s2 + first_done - 2]
-    assert [c for c, e in enumerate(trace) if e["matvec"]] == [3, s2 + 1]
+    assert [c for c, e in enumerate(trace) if e["matvec"]] == [4, s2 + 2]
     cycles = first_done - 2
     assert trace[first_done]["cycles"] == cycles
     assert trace[s2 + cycles]["cycles"] == cycles
@@ -355,12 +359,12 @@ def _token_reference(cfg, words, *, s, generate, tmem, next_token, start_pc=0):
         t = st["issue"] = st["t"]
         d = isa.duration(instr, st["pos"])
         order.append((pc, instr["op"], t))
-        if instr["op"] == isa.Opcode.VOP:
-            vops[t] = dict(tag=instr["args"]["vop"]["mult"], pos=st["pos"] & 0xffff,
-                           tok=tm[st["pos"] % cfg.tdepth])
-            last_vu = t + d - 1
+        if instr["op"] == isa.Opcode.VOP:      # at the unit's issue port ISSUE_LAT later
+            vops[t + U] = dict(tag=instr["args"]["vop"]["mult"], pos=st["pos"] & 0xffff,
+                               tok=tm[st["pos"] % cfg.tdepth])
+            last_vu = t + U + d - 1
         if instr["op"] == isa.Opcode.MATVEC:
-            last_mv = t + d - 1
+            last_mv = t + U + d - 1
         st["t"] = t + d
     done = max(order[-1][2] + 1, last_mv + PIPE_STAGES + 1, last_vu + isa.LAT_V + 1)
     return order, vops, emits, tm, done
@@ -464,5 +468,5 @@ def test_restart_reads_token_zero_and_clears_pos():
     s2 = 20
     trace = _simulate(cfg, words, starts=(2, s2), n_cycles=s2 + 12, tmem=tmem)
     got = [(c, e["vop"]) for c, e in enumerate(trace) if e["vop"]]
-    assert got == [(3, dict(tag=1, pos=0, tok=50)), (8, dict(tag=2, pos=2, tok=52)),
-                   (s2 + 1, dict(tag=1, pos=0, tok=50)), (s2 + 6, dict(tag=2, pos=2, tok=52))]
+    assert got == [(4, dict(tag=1, pos=0, tok=50)), (9, dict(tag=2, pos=2, tok=52)),
+                   (s2 + 2, dict(tag=1, pos=0, tok=50)), (s2 + 7, dict(tag=2, pos=2, tok=52))]

@@ -236,11 +236,12 @@ class GoldenTile:
                     return RunResult(cycles, status, st.hazards, issued,
                                      dict(zip(host.COUNTERS, self.counters)), next_counters,
                                      st.refusals)
+                u = t + isa.ISSUE_LAT             # a unit's first read (registered issue)
                 if op == isa.Opcode.MATVEC:
-                    st.land_before(t, self)
+                    st.land_before(u, self)
                     mv = instr["args"]["matvec"]
                     if mv["norm"]:            # its first block reads the norm register then
-                        read = t + isa.matvec_dims(mv)[1] - 1 + isa.LAT_NORM_READ
+                        read = u + isa.matvec_dims(mv)[1] - 1 + isa.LAT_NORM_READ
                         st.land_norm_before(read, self)
                         if st.norm_pending:
                             st.refuse(
@@ -248,16 +249,16 @@ class GoldenTile:
                                 f"MATVEC at pc {pc} reads the norm register in cycle {read}, "
                                 f"before the write that sets it lands (cycle "
                                 f"{st.norm_pending[0][0]})")
-                    self._matvec(instr["args"]["matvec"], t, pos, st)
+                    self._matvec(instr["args"]["matvec"], u, pos, st)
                 elif op == isa.Opcode.VOP:
                     tok = int(self.tmem[pos % cfg.tdepth])
-                    self._vop(instr["args"]["vop"], t, pos, tok, st, pc)
+                    self._vop(instr["args"]["vop"], u, pos, tok, st, pc)
                 elif op == isa.Opcode.QK:
-                    st.land_before(t, self)
-                    self._qk(instr["args"]["qk"], t, pos, st)
+                    st.land_before(u, self)
+                    self._qk(instr["args"]["qk"], u, pos, st)
                 elif op == isa.Opcode.PV:
-                    st.land_before(t, self)
-                    self._pv(instr["args"]["pv"], t, pos, st, pc)
+                    st.land_before(u, self)
+                    self._pv(instr["args"]["pv"], u, pos, st, pc)
                 duration = isa.duration(instr, pos)
                 slots[_SLOT_COUNTER[op]] += duration
                 if op == isa.Opcode.NEXT:
@@ -548,10 +549,11 @@ class GoldenTile:
                 return
         if out == isa.OutFunc.NORM:       # the result into the norm register (S = 1)
             late = [r for r in st.norm_reads if r > t]
-            if late:        # its total is in flight from the cycle after the issue on
+            if late:        # its total is in flight from the cycle after its first read on
                 st.refuse(host.STATUS_RAW_HAZARD,
                           f"a norm MATVEC reads the norm register in cycle {late[0]} while "
-                          f"the write of the VOP NORM at pc {pc} (issued in {t}) is in flight")
+                          f"the write of the VOP NORM at pc {pc} (first read in {t}) is in "
+                          f"flight")
             st.push_norm(int(t + N - 1 + lat), int(Y[0]))
             return
         e = (C_op["base"] + index(C_op) * C_op["istride"] + np.arange(S) * C_op["js"]) & emask
@@ -782,7 +784,7 @@ class _RunState:
         return value if lanes is None else value[lanes]
 
     def read_port(self, cycles, bank):
-        """An instruction reads ``bank`` in ``cycles`` (a range, inside its issue slot): a
+        """An instruction reads ``bank`` in ``cycles`` (a range, its read stream): a
         delayed read of another instruction in one of them is a port conflict."""
         if any(b == bank and c in cycles for c, b in self.delayed_reads):
             self.conflict = True

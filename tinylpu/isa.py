@@ -22,7 +22,7 @@ __all__ = ["illegal", "illegal_expr", "IllegalInstruction",
     "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
     "att_kv_index", "score_slot", "halves", "pack_halves", "LAT_QK_MAX", "RECIP_PIPE_LAT",
     "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX", "SS_BITS",
-    "NORM_LAT", "LAT_SS_NORM", "LAT_NORM_READ",
+    "NORM_LAT", "LAT_SS_NORM", "LAT_NORM_READ", "ISSUE_LAT",
 ]
 
 import functools
@@ -35,6 +35,13 @@ from tinylpu.config import ELEM_ADDR_BITS
 from tinylpu import numerics
 
 INSTR_BITS = 288
+
+# The issue is registered: an instruction issued in cycle t reaches its unit (MATVEC and QK/PV
+# address generators, vector unit) in t + ISSUE_LAT, the cycle of its first read; every unit
+# time below (reads, writes, landings) counts from that first read. The issue slot, WAIT,
+# NEXT and the emission stay in issue time, so the issue cadence (:func:`duration`) is as
+# without the register, and the units' reads are still back to back.
+ISSUE_LAT = 1
 
 # The MATVEC pipeline: what happens to the token of an SRAM read issued in cycle c. A row
 # block's results are written (land) at the end of cycle c_last + LAT_WRITE, c_last being the

@@ -43,7 +43,7 @@ def analyze(program, cfg, start_pc=0):
     Raises :class:`ScheduleError` naming the cycle, bank and word of the first conflict.
     """
     R, L = cfg.rows, cfg.lanes
-    t, issued, macs = 1, 0, 0
+    t, issued, macs = 1 + isa.ISSUE_LAT, 0, 0      # the first MATVEC's first read
     reads = {}                      # cycle -> (bank, word) of the activation read port
     writes = {}                     # cycle -> (bank, word, token's last read cycle)
     try:
@@ -75,7 +75,9 @@ def analyze(program, cfg, start_pc=0):
                     f"cycle {c}: read of bank {bank} word {word} races its write in flight "
                     f"(lands at the end of cycle {cycle}); wait {cycle - c + 1} more cycles")
     last_write = max(writes, default=-1)
-    return Schedule(cycles=max(t + 1, last_write + 1), issued=issued, reads=len(reads),
+    # HALT issues in t - ISSUE_LAT; done the cycle after it, or after the last write lands
+    return Schedule(cycles=max(t - isa.ISSUE_LAT + 1, last_write + 1), issued=issued,
+                    reads=len(reads),
                     writes=len(writes), macs=macs)
 
 

@@ -6,14 +6,15 @@ the pipelines behind it drain. :func:`schedule` places every instruction of the 
 issue cycle and derives, from the latencies in :mod:`tinylpu.isa`, when each unit works on
 it:
 
-* MAC array: MATVEC, QK and PV for their issue slot (one read a cycle);
+* MAC array: MATVEC, QK and PV for their issue slot, ``ISSUE_LAT`` later (one read a cycle;
+  every unit's times count from its first read, the cycle after the issue);
 * epilogue / write-back (the output unit, requantizer to write port): each result (a MATVEC
   row block, a QK position's scores, a PV drain block) from the cycle it enters the unit
   (``LAT_RESULT`` after its last read; PV: ``PV_DRAIN + j`` after its last V read) to the
   cycle it is written (``LAT_OUT`` later);
 * PV drain: the head sums through the reciprocal pipeline, from the cycle after the last V
   read until the last block enters the output unit;
-* vector unit: VOP for its issue slot;
+* vector unit: VOP for its issue slot, ``ISSUE_LAT`` later;
 * scalar unit: a VOP's RSQRT / RECIP output, from its start (``LAT_V - 1`` after the last
   element's read) to the landing of its result (:func:`tinylpu.isa.vop_latency`);
 * norm unit: the RMSNorm scale of a MATVEC with ``ss`` or of a NORM VOP, from its total's
@@ -121,7 +122,13 @@ def _kind(instr):
 
 def _busy(instr, t, d, pos):
     """unit -> intervals of an instruction issued in cycle t holding the slot d cycles."""
-    op, last = instr["op"], t + d - 1          # last: the cycle of its last read
+    op = instr["op"]
+    if op == isa.Opcode.NEXT:
+        return {NEXT: [(t, t + d)]}
+    if op not in (isa.Opcode.MATVEC, isa.Opcode.QK, isa.Opcode.PV, isa.Opcode.VOP):
+        return {WAIT: [(t, t + d)]}            # WAIT, LOOP
+    t += isa.ISSUE_LAT                         # the unit's first read (registered issue)
+    last = t + d - 1                           # the cycle of its last read
     if op == isa.Opcode.MATVEC:
         args = instr["args"]["matvec"]
         nb, nc = isa.matvec_dims(args)
@@ -148,10 +155,7 @@ def _busy(instr, t, d, pos):
         if lat > isa.LAT_V:                    # through the norm unit or the scalar unit
             unit = NORM if args["out"] == isa.OutFunc.NORM.value else SCALAR
             busy[unit] = [(last + isa.LAT_V - 1, last + lat)]
-        return busy
-    if op == isa.Opcode.NEXT:
-        return {NEXT: [(t, t + d)]}
-    return {WAIT: [(t, t + d)]}                # WAIT, LOOP
+    return busy
 
 
 def attention_macs(mc, pos):

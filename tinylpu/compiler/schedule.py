@@ -28,8 +28,10 @@ class _Issued:
     rlat: int = 0            # ... until end - 1 + rlat
 
     def landed(self):
-        """The cycle after which every write (registers too) has landed (at position 0)."""
-        return self.end - 1 + max([self.lat, *(lat for _, lat in self.writes)])
+        """The cycle after which every write (registers too) has landed (at position 0), in
+        issue time: the unit's reads, and so its writes, come ``isa.ISSUE_LAT`` cycles after
+        the issue slot's."""
+        return self.end - 1 + isa.ISSUE_LAT + max([self.lat, *(lat for _, lat in self.writes)])
 
 
 class Scheduler:
@@ -44,6 +46,8 @@ class Scheduler:
     position). A read is ``(region, first, sweep)``: read from ``first`` cycles after the
     issue on, with ``sweep`` word k of the region ``first + k`` cycles after the issue. A
     write is ``(region, lat)``: it lands ``lat`` cycles after the last cycle of the issue slot.
+    (Both count in the units' time, ``isa.ISSUE_LAT`` after the issue's, the same shift for
+    every unit; only NEXT, the sequencer's own, reads in issue time.)
 
     ``word_timing``: a MATVEC sweeps x (word k in the k-th cycle after its issue) and each
     y word lands with the last row block that writes it, so a MATVEC issues as soon as every

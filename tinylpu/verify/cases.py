@@ -212,19 +212,21 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
 
 def _timing_cycles(program):
     """The cycle count of a straight-line program of MATVEC, VOP, PV, WAIT and NEXT, ended by
-    HALT, by the timing model: ``max(t_halt + 1, last_write + 1)``."""
+    HALT, by the timing model: ``max(t_halt + 1, last_write + 1)`` (a unit's last read is
+    ``ISSUE_LAT`` after its issue slot's last cycle)."""
     t, last = 1, -1
     for instr in program:
         op, d = instr["op"], isa.duration(instr)
         args = next(iter(instr["args"].values()), None) if instr["args"] else None
         if op == isa.Opcode.HALT:
             return max(t + 1, last + 1)
+        c_last = t + isa.ISSUE_LAT + d - 1
         if op == isa.Opcode.MATVEC:
-            last = max(last, t + d - 1 + (isa.LAT_SS_NORM if args["ss"] else isa.LAT_WRITE))
+            last = max(last, c_last + (isa.LAT_SS_NORM if args["ss"] else isa.LAT_WRITE))
         elif op == isa.Opcode.VOP:
-            last = max(last, t + d - 1 + isa.vop_latency(args))
+            last = max(last, c_last + isa.vop_latency(args))
         elif op == isa.Opcode.PV:
-            last = max(last, t + d - 1 + isa.PV_DRAIN + args["d_blocks"] - 1 + isa.LAT_OUT)
+            last = max(last, c_last + isa.PV_DRAIN + args["d_blocks"] - 1 + isa.LAT_OUT)
         t += d
     raise ValueError("no HALT")
 
@@ -254,17 +256,17 @@ def schedule_cases(golden):
     norm = pas(dict(bank=b0, base=2), dict(bank=b1, base=far), out=O.NORM)
     landing = pas(dict(bank=b0), dict(bank=b1, base=3 * L))
     rules = [
-        # a RECIP result (issue + 22) and a MULSHR result (issue + 7) land together
+        # a RECIP result (its read + 22) and a MULSHR result (its read + 7) land together
         ("vector-unit write clash", clash, "two vector-unit writes",
          [recip, isa.wait(isa.vop_latency(recip["args"]["vop"]) - isa.LAT_V - 1),
           pas(dict(bank=b0, base=1), dict(bank=b1, base=far + 1))]),
         # a RECIP's operand reaches the scalar unit while the RSQRT before it runs
         ("scalar unit busy", busy, "scalar unit started",
          [rsqrt, pas(dict(bank=b0, base=1), dict(bank=b1, base=far + 1), out=O.RECIP)]),
-        # the MATVEC's block (lanes 0 .. R-1 of word 0) lands in cycle 9, read in 2 and 3
+        # the MATVEC's block (lanes 0 .. R-1 of word 0) lands in cycle 10, read in 3 and 4
         ("VOP read of a MATVEC write in flight", raw, "reads A .* in flight",
          [mv(), pas(dict(bank=b1, base=1), dict(bank=b0, base=far), n=2)]),
-        # ... and read in cycle 10, after it landed but with the write pending at the issue
+        # ... and read in cycle 11, after it landed but with the write pending at the issue
         ("VOP read of a write landing after its issue", raw, "reads A .* in flight",
          [mv(), pas(dict(bank=b1, base=(1 - 8) & emask, ks=1), dict(bank=b0, base=far),
                     red=isa.Reduce.SUM, n=12)]),
@@ -273,7 +275,7 @@ def schedule_cases(golden):
           pas(dict(bank=b1, base=5), dict(bank=b0, base=far), n=2)]),
         ("MATVEC read of a vector-unit write in flight", raw, "MATVEC read .* vector-unit",
          [pas(dict(bank=b1, base=3 * L), dict(bank=b0, base=2)), mv(y_addr=8)]),
-        # the PASS result (element 3L: word 3, lane 0) lands at the end of 1 + its latency,
+        # the PASS result (element 3L: word 3, lane 0) lands at the end of 2 + its latency,
         # the very cycle the MATVEC reads word 3: a read in a write's landing cycle (the
         # activation banks' block RAM has no collision logic for it: docs/isa.md)
         ("MATVEC read in a vector-unit write's landing cycle", raw, "MATVEC read .* vector-unit",
@@ -282,7 +284,7 @@ def schedule_cases(golden):
         ("RESID read of a vector-unit write in flight", raw, "MATVEC read .* vector-unit",
          [pas(dict(bank=b0, base=3 * L), dict(bank=b1, base=2 * L)),
           mv(y_addr=2, epi=isa.Epi.RESID)]),
-        # element 7 is rewritten every cycle from issue + 7 and read every cycle to issue + 8
+        # element 7 is rewritten every cycle from its first read + 7 and read up to that + 8
         ("VOP read after its own write landed", raw, "after its own write landed",
          [pas(dict(bank=b1, base=7), dict(bank=b1, base=7), s=9)]),
         # the MATVEC's total enters the norm unit in 1 + 10, the NORM VOP's in its read + 6
@@ -298,7 +300,7 @@ def schedule_cases(golden):
     ]
     if cfg.act_banks > 1 and L >= 2 * R:
         # PV's drain block 1 (lanes R .. 2R-1 of word 4) is offered to the output unit in
-        # cycle 14 and lands in 20; the VOP reads it in 3
+        # cycle 15 and lands in 21; the VOP reads it in 4
         rules.append(("VOP read of a PV output still draining", raw, "reads A .* in flight",
                       [isa.pv(v_bank=b0, v_addr=0, s_bank=b1, s_addr=1, y_bank=b1, y_addr=4,
                               d_blocks=2, shift=14, n=1),
