@@ -12,7 +12,7 @@ from tinylpu.isa import Epi
 from tinylpu.numerics import MULT_BITS, ROPE_FRAC
 
 from .requant import Y_BITS_FIELD
-from .rounding import round_shift_sat, saturation_top
+from .rounding import round_shift_sat, rounding_constant, saturation_top
 
 LATENCY = 4     # from y in cycle n to out in cycle n + 4
 SILU_HALF = (isa.SILU_SIZE + 1) // 2     # entries in each of the even/odd table halves
@@ -89,12 +89,12 @@ class Epilogue(wiring.Component):
         m.d.sync += [epi1.eq(self.epi), bits1.eq(self.y_bits)]
         m.d.sync += [y[r].eq(self.y[r]) for r in range(R)]
         epi = [epi1] + [_delayed(m, epi1, i, f"epi{i + 1}") for i in range(1, 4)]
-        bits = [bits1] + [_delayed(m, bits1, i, f"bits{i + 1}") for i in range(1, 4)]
-        shift4 = _delayed(m, self.epi_shift, 4, "shift")
+        bits = [bits1] + [_delayed(m, bits1, i, f"bits{i + 1}") for i in range(1, 3)]
+        shift3 = _delayed(m, self.epi_shift, 3, "shift")
 
         plain = self._plain(m, y, epi1, bits1)                  # valid n+2
         rotated = self._rope(m, y, epi[1], bits[1])              # valid n+2 (registered n+3)
-        gated = self._silu_gate(m, y, bits[3], shift4)           # valid n+4
+        gated = self._silu_gate(m, y, bits[2], shift3)           # valid n+4
         out2 = [Mux((epi[1] == Epi.ROPE) & (r < R // 2 * 2), rotated[r], plain[r])
                 for r in range(R)]
         out4 = [_delayed(m, v, 2, f"out{r}") for r, v in enumerate(out2)]
@@ -138,12 +138,19 @@ class Epilogue(wiring.Component):
             out.append(rot)
         return out
 
-    def _silu_gate(self, m, y, bits4, shift4):
+    def _silu_gate(self, m, y, bits3, shift3):
         """n+1: the table addresses of ``silu(h1)``, the reads; n+2: the interpolation; n+3:
-        times the gate h3; n+4: rounded, shifted, saturated (combinational)."""
+        times the gate h3, and the rounding constant and the saturation bound from the
+        shift and ``y_bits`` (``bits3``, ``shift3``: valid in n+3; registered, so they are not
+        on n+4's path to the write); n+4: rounded, shifted, saturated (combinational)."""
         out = []
+        width = 18 + ACT_BITS                            # silu (18 bits) times a lane
+        shift4 = Signal.like(shift3, name="gate_shift")
         top = Signal(range(64), name="gate_top")
-        m.d.comb += top.eq(saturation_top(bits4))
+        rnd_value, zero_value = rounding_constant(shift3, width)
+        rnd, zero = Signal(width, name="gate_rnd"), Signal(name="gate_zero")
+        m.d.sync += [shift4.eq(shift3), top.eq(saturation_top(bits3)), rnd.eq(rnd_value),
+                     zero.eq(zero_value)]
         for j in range(self.cfg.rows // 2):
             h1, h3 = y[2 * j], y[2 * j + 1]
             even = memory.Memory(shape=signed(16), depth=SILU_HALF, init=[])
@@ -169,11 +176,12 @@ class Epilogue(wiring.Component):
             silu = Signal(signed(18), name=f"silu{j}")
             m.d.sync += silu.eq(t0 + (((t1 - t0) * frac + 128) >> 8))
             gate3 = _delayed(m, gate, 1, f"gate{j}")
-            prod = Signal(signed(18 + ACT_BITS), name=f"gprod{j}")
+            prod = Signal(signed(width), name=f"gprod{j}")
             m.d.sync += prod.eq(silu * gate3)
             # rounded, shifted and saturated; the lane is its low 32 bits (rtl.rounding)
             val = Signal(signed(ACT_BITS), name=f"gate_out{j}")
-            m.d.comb += val.eq(round_shift_sat(m, prod, shift4, top, ACT_BITS, f"gshift{j}"))
+            m.d.comb += val.eq(round_shift_sat(m, prod, shift4, top, ACT_BITS, f"gshift{j}",
+                                               terms=(rnd, zero)))
             out.append(val)
         return out
 

@@ -18,7 +18,8 @@ value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5`
 671 and 88. tests/test_rtl_rounding.py checks it against Python's integers.
 """
 
-__all__ = ["round_shift_sat", "saturation_top", "shift_sat", "significant"]
+__all__ = ["round_shift_sat", "rounding_constant", "saturation_top", "shift_sat",
+           "significant"]
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
@@ -79,16 +80,26 @@ def shift_sat(m, total, shift, top, n, name):
     return out
 
 
-def round_shift_sat(m, value, shift, top, n, name):
+def rounding_constant(shift, width):
+    """``(rnd, zero)`` of a round-half-up shift of a ``width``-bit value by ``shift``: ``rnd``
+    = ``2**(shift-1)`` (0 for shift 0) as ``width`` bits, ``zero``: the result is 0 (``shift
+    >= width``). A unit that knows the shift a cycle early registers them (rtl/epilogue.py)."""
+    return (Const(1, width + 1) << shift)[1:width + 1], shift >= width
+
+
+def round_shift_sat(m, value, shift, top, n, name, *, terms=None):
     """The low ``n`` bits of ``v = (value + 2**(shift-1)) >> shift`` (``value`` for shift 0,
     0 for a shift of ``len(value)`` or more) saturated to ``top + 1`` signed bits, as
-    :func:`shift_sat`; the sum is one bit wider than ``value`` and does not wrap."""
+    :func:`shift_sat`; the sum is one bit wider than ``value`` and does not wrap.
+    ``terms``: :func:`rounding_constant` of ``shift``, formed (and registered) elsewhere."""
     width = len(value)
     assert value.shape().signed and n <= width
+    rnd_value, zero_value = terms if terms is not None else rounding_constant(shift, width)
     rnd = Signal(width, name=f"{name}_rnd")
-    m.d.comb += rnd.eq((Const(1, width + 1) << shift)[1:width + 1])
+    zero = Signal(name=f"{name}_zero")
+    m.d.comb += [rnd.eq(rnd_value), zero.eq(zero_value)]
     total = Signal(signed(width + 1), name=f"{name}_sum")
     m.d.comb += total.eq(value + rnd)
     out = Signal(n, name=name)
-    m.d.comb += out.eq(Mux(shift >= width, 0, shift_sat(m, total, shift, top, n, f"{name}_sat")))
+    m.d.comb += out.eq(Mux(zero, 0, shift_sat(m, total, shift, top, n, f"{name}_sat")))
     return out
