@@ -124,8 +124,10 @@ class MatvecAgu(wiring.Component):
                 tok.ss_init.eq(st.ss_init),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
             ]
+        # a packed block's pairs come from the word of block // 2 (isa.rope_entries)
+        rope_block = Mux(tok.y_pack, cur_block >> 1, cur_block) if cfg.rows >= 4 else cur_block
         m.d.comb += [
-            tok.rope_addr.eq(cur_rope0 + (cur_block & cur_mask)),
+            tok.rope_addr.eq(cur_rope0 + (rope_block & cur_mask)),
             tok.head.eq(cur_block == 0), tok.final.eq(self.op.final), tok.block.eq(cur_block),
             tok.valid.eq(self.op.issue | self.op.busy), self.w.en.eq(tok.valid),
             tok.first.eq(cur_chunk == 0),

@@ -48,8 +48,10 @@ class Epilogue(wiring.Component):
     * RESID: ``out[r] = sat_{y_bits}(old[r] + y[r])`` (a 33-bit sum; ``y_bits`` 0 counts as
       64), ``old[r]`` lane r of ``old`` (the destination's lane group, which the router
       picks from the word).
-    * ROPE: pair j, ``(a, b) = (y[2j], y[2j+1])``, rotated by ``(c, s)`` = entries 2j, 2j+1
-      of ``rope_word`` (:func:`tinylpu.numerics.rope_rotate`). With one row, nothing rotates.
+    * ROPE: pair j, ``(a, b) = (y[2j], y[2j+1])``, rotated by ``(c, s)`` = entries 2e, 2e+1
+      of ``rope_word`` (:func:`tinylpu.numerics.rope_rotate`), e = j, or with ``pack`` (a
+      packed block, 4 or more rows) the e of :func:`tinylpu.isa.rope_entries` for ``block``:
+      pair j's entry or the one R/4 pairs away. With one row, nothing rotates.
     * SILU_GATE: ``out[j] = silu_gate(y[2j], y[2j+1], table, epi_shift)`` for j < R/2
       (:func:`tinylpu.numerics.silu_gate`), from the SiLU table (one copy per pair, each in
       even and odd halves so that an interpolation reads two entries a cycle).
@@ -71,7 +73,7 @@ class Epilogue(wiring.Component):
         super().__init__({
             "y": In(signed(ACT_BITS)).array(R),
             "epi": In(Epi), "y_bits": In(Y_BITS_FIELD), "epi_shift": In(6),
-            "head": In(1), "final": In(1), "block": In(16),
+            "head": In(1), "final": In(1), "block": In(16), "pack": In(1),
             "old": In(R * ACT_BITS),
             "rope_word": In(MULT_BITS * R),
             "out": Out(signed(ACT_BITS)).array(R),
@@ -93,7 +95,9 @@ class Epilogue(wiring.Component):
         shift3 = _delayed(m, self.epi_shift, 3, "shift")
 
         plain = self._plain(m, y, epi1, bits1)                  # valid n+2
-        rotated = self._rope(m, y, epi[1], bits[1])              # valid n+2 (registered n+3)
+        pack1, odd1 = Signal(), Signal()
+        m.d.sync += [pack1.eq(self.pack), odd1.eq(self.block[0])]
+        rotated = self._rope(m, y, epi[1], bits[1], pack1, odd1)  # valid n+2 (registered n+3)
         gated = self._silu_gate(m, y, bits[2], shift3)           # valid n+4
         out2 = [Mux((epi[1] == Epi.ROPE) & (r < R // 2 * 2), rotated[r], plain[r])
                 for r in range(R)]
@@ -118,15 +122,25 @@ class Epilogue(wiring.Component):
             out.append(reg)
         return out
 
-    def _rope(self, m, y, epi2, bits2):
+    def _rope(self, m, y, epi2, bits2, pack, odd):
         """The four products of each pair (registered at the end of n + 1), then rounded and
-        saturated (combinational in n + 2)."""
+        saturated (combinational in n + 2). A packed block's pair j takes the entries of
+        pair ``j ± R/4`` when :func:`tinylpu.isa.rope_entries` says so (``pack``, ``odd``:
+        the block's, in n + 1)."""
         R = self.cfg.rows
+        q = R // 4
         entry = lambda i: self.rope_word[MULT_BITS * i:MULT_BITS * (i + 1)].as_signed()
         sums = [Signal(signed(2 * ACT_BITS + 2), name=f"rot{r}") for r in range(R)]
         for j in range(R // 2):
             a, b = y[2 * j], y[2 * j + 1]
             c, s = entry(2 * j), entry(2 * j + 1)
+            if q:
+                # pairs 0 .. q-1 take q .. 2q-1 in an odd packed block; q .. 2q-1 take
+                # 0 .. q-1 in an even one
+                e = j + q if j < q else j - q
+                other = pack & (odd if j < q else ~odd)
+                c = Mux(other, entry(2 * e), c)
+                s = Mux(other, entry(2 * e + 1), s)
             m.d.sync += [sums[2 * j].eq(a * c - b * s), sums[2 * j + 1].eq(a * s + b * c)]
         bounds = _saturation_bounds(m, bits2, "rope")
         out = []

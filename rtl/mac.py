@@ -50,7 +50,8 @@ class MacArray(wiring.Component):
       ``last`` input.
     * QLOAD: q-latch row ``row`` takes the low 16 bits of the lanes of ``x``.
     * QK: MAC (r, l) multiplies q-latch (r, l) by packed value
-      :func:`tinylpu.isa.att_kv_index` ``(r, l, kv_shift)`` of ``x`` (a K row); ``halves[r]``
+      :func:`tinylpu.isa.att_kv_index` ``(r, l, L, R, kv_shift)`` of ``x`` (a K row: with
+      4 or more rows a half of lane l, so no MAC reads another lane's wires); ``halves[r]``
       are the sums of lanes ``0 .. L/2 - 1`` and ``L/2 .. L - 1``: the scores of heads 2r and
       2r + 1.
     * PV: MAC (r, l) multiplies ``e`` of its head (:func:`tinylpu.isa.att_head`) by the same
@@ -111,10 +112,14 @@ class MacArray(wiring.Component):
             prod = []
             for l in range(L):
                 p = Signal(signed(2 * OPERAND_BITS), name=f"p{r}_{l}", reset_less=True)
-                kv = Array([packed(isa.att_kv_index(r, l, L, s)) for s in range(4)])
+                if R >= 4:      # a half of its own lane: the low half is x_lane's bits
+                    kv = packed(isa.att_kv_index(r, l, L, R, 0))
+                else:
+                    kv = Array([packed(isa.att_kv_index(r, l, L, R, s)) for s in range(4)])
+                    kv = kv[self.kv_shift]
                 a = Mux(mode == MacMode.PV, self.e[isa.att_head(r, l, L)],
                         Mux(mode == MacMode.QK, qlatch[r][l], w_lane(r, l)))
-                b = Mux(att, kv[self.kv_shift], x_lane(l))
+                b = Mux(att, kv, x_lane(l))
                 m.d.sync += p.eq(a.as_signed() * b)
                 prod.append(p)
                 acc = Signal(signed(isa.ATT_ACC_BITS), name=f"pv{r}_{l}")

@@ -210,6 +210,7 @@ class Tile(wiring.Component):
             epi.epi.eq(Mux(r4.kind == MacMode.MATVEC, r4.epi, isa.Epi.NONE)),
             epi.y_bits.eq(r4.y_bits), epi.epi_shift.eq(r4.epi_shift),
             epi.head.eq(r4.head), epi.final.eq(r4.final), epi.block.eq(r4.block),
+            epi.pack.eq(r4.y_pack),
             epi.old.eq(rt.r_data), epi.rope_word.eq(rt.p_data),
             # the epilogue's SiLU copies take the table's writes too
             epi.t_wen.eq(rt.t.wen), epi.t_waddr.eq(rt.t.waddr), epi.t_wdata.eq(rt.t.wdata),
@@ -370,12 +371,13 @@ def _group_mask(cfg, group, pack):
 
 def _write_lanes(m, cfg, res, out, scores):
     """Lane mask and data of a result's write: the R outputs in lane group ``y_group``, or
-    R/2 lanes (``y_half``) of outputs packed two to a lane (``y_pack``) or of SILU_GATE's R/2
+    R/2 lanes (``y_half``) of outputs packed two to a lane (``y_pack``: lane j holds outputs
+    j and j + R/2, :func:`tinylpu.isa.pack_block`) or of SILU_GATE's R/2
     outputs, or a QK position's packed scores."""
     R, L = cfg.rows, cfg.lanes
     groups, half = max(L // R, 1), max(R // 2, 1)
     plain = Cat(*(out * groups))[:L * ACT_BITS]
-    packed_lanes = [Cat(out[2 * i][:16], out[2 * i + 1][:16]) for i in range(R // 2)] or \
+    packed_lanes = [Cat(out[i][:16], out[i + R // 2][:16]) for i in range(R // 2)] or \
         [Cat(*out)[:ACT_BITS]]
     packed = Cat(*(packed_lanes * (L // len(packed_lanes))))[:L * ACT_BITS]
     halves = Cat(*(out[:half] * (L // half)))[:L * ACT_BITS]

@@ -61,6 +61,24 @@ def test_synthetic_tokens_logits_and_cycles(shared):
     assert tile.tmem[:len(prompt) + steps].tolist() == prompt + tokens
 
 
+@pytest.mark.parametrize("heads, kv_heads", [(8, 2), (4, 4), (8, 1), (2, 1)])
+def test_head_slots_for_each_kv_sharing(heads, kv_heads):
+    """On 4 rows each lane's K/V halves feed its own MACs (isa.att_kv_index), so the compiler
+    places the heads in slots: K/V heads shared by more heads than a slot serves (kv_mul 4,
+    8) are held twice or four times, kv_mul 1 leaves half the slots' rows idle, and fewer
+    heads than slots leave zero rows. Tokens and logits stay the integer spec's."""
+    _, qm = _qmodel(seed=5, dim=8 * heads, n_heads=heads, n_kv_heads=kv_heads)
+    prog = compile_decoder(qm, config_for(qm, 32), 32)
+    assert prog.cfg.rows == 4
+    tile = _golden(prog)
+    prompt, steps = [2, 9], 6
+    result = prog.parse(tile.host(prog.generate_stream(prompt, steps)), steps)
+    tokens, logits = _spec_run(qm, prompt, steps)
+    assert result.tokens == tokens and result.status == host.STATUS_DONE
+    got = prog.read_values("logits", tile.host(prog.read_stream("logits")))
+    np.testing.assert_array_equal(got, logits)
+
+
 def test_cycles_grow_linearly_with_position():
     _, qm = _qmodel()
     prog = compile_decoder(qm, config_for(qm, 32), 32)
@@ -82,7 +100,7 @@ def test_two_requests_reuse_the_loaded_program():
 
 def test_model_too_big_names_needed_and_available():
     _, qm = _qmodel()
-    with pytest.raises(CompileError, match=r"weight words \(per bank\): needs 320, the config "
+    with pytest.raises(CompileError, match=r"weight words \(per bank\): needs 352, the config "
                                            r"has 64"):
         compile_decoder(qm, Config(wdepth=64, adepth=256, pdepth=256), 32)
     with pytest.raises(CompileError, match=r"activation bank 0 words: needs \d+, the config "

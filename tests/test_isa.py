@@ -462,8 +462,22 @@ def test_qk_and_pv_round_trip_and_durations():
 def test_attention_layout_functions():
     # 16 lanes: heads of 8 lanes, two a row; 4 heads share a K/V head with kv_shift 2
     assert [isa.att_head(1, l, 16) for l in (0, 7, 8, 15)] == [2, 2, 3, 3]
-    assert [isa.att_kv_index(1, l, 16, 1) for l in (0, 7, 8, 15)] == [8, 15, 8, 15]
-    assert [isa.att_kv_index(3, l, 16, 0) for l in (0, 8)] == [(6 * 8) % 32, (7 * 8) % 32]
+    # two rows: element l % 8 of K/V head att_head >> kv_shift, in the row's natural order
+    assert [isa.att_kv_index(1, l, 8, 2, 1) for l in (0, 3, 4, 7)] == [4, 7, 4, 7]
+    assert [isa.att_kv_index(1, l, 8, 2, 0) for l in (0, 4)] == [(2 * 4) % 16, (3 * 4) % 16]
+    # four rows or more: a half of the MAC's own lane, low for rows 0, 1, high for 2, 3
+    assert [isa.att_kv_index(r, 5, 16, 4, 1) for r in range(4)] == [10, 10, 11, 11]
+    assert [isa.att_kv_index(r, 5, 16, 4, 3) for r in range(4)] == [10, 10, 11, 11]
+    assert [isa.kv_slot(r, l, 16, 4) for r, l in ((0, 0), (1, 7), (2, 8), (3, 15))] == \
+        [(0, 0), (0, 0), (1, 1), (1, 1)]
+    # y_pack: lane j of a block takes results j and j + R/2
+    assert isa.halves(isa.pack_block([1, 2, 3, 4])).tolist() == [1, 3, 2, 4]
+    assert isa.halves(isa.pack_block([-1, 2])).tolist() == [-1, 2]
+    # RoPE of a packed block: R/4 angles twice, from the half of the word the block picks
+    assert isa.rope_entries(4, False, 1) == [0, 1]
+    assert isa.rope_entries(4, True, 0) == [0, 0] and isa.rope_entries(4, True, 1) == [1, 1]
+    assert isa.rope_entries(8, True, 3) == [2, 3, 2, 3]
+    assert isa.rope_entries(2, True, 1) == [0]
     # a score word: L / R = 4 positions of 2R = 8 heads
     assert isa.score_slot(5, 3, 16, 4) == (1, 4 + 1, 1)
     words = np.array([[0x7fff8000, -1, 0x00010002]])

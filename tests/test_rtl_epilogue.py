@@ -20,13 +20,14 @@ from tinylpu.rtl.epilogue import LATENCY, Epilogue
 NEXT_LATENCY = isa.LAT_ARGMAX - isa.LAT_RESID_READ
 
 
-def _expected(epi, y, old, rope, bits, table, shift):
+def _expected(epi, y, old, rope, bits, table, shift, pack=False, block=0):
     if epi == Epi.RESID:
         return wrap(saturate(old + y, bits or 64), ACT_BITS)
     n = len(y) // 2 * 2
     out = y.copy()
     if epi == Epi.ROPE:
-        out[0:n:2], out[1:n:2] = rope_rotate(y[0:n:2], y[1:n:2], rope[0:n:2], rope[1:n:2],
+        e = np.array(isa.rope_entries(len(y), pack, block), dtype=np.int64)[:n // 2]
+        out[0:n:2], out[1:n:2] = rope_rotate(y[0:n:2], y[1:n:2], rope[2 * e], rope[2 * e + 1],
                                              bits or 64)
     elif epi == Epi.SILU_GATE:
         out[:n // 2] = silu_gate(y[0:n:2], y[1:n:2], table, shift, bits or 64)
@@ -35,7 +36,8 @@ def _expected(epi, y, old, rope, bits, table, shift):
 
 
 @pytest.mark.parametrize("cfg", [Config(lanes=8, rows=2), Config(lanes=16, rows=4),
-                                 Config(lanes=4, rows=1)], ids=lambda c: c.ident)
+                                 Config(lanes=16, rows=8), Config(lanes=4, rows=1)],
+                         ids=lambda c: c.ident)
 def test_random_blocks_back_to_back(cfg):
     R = cfg.rows
     rng = np.random.default_rng(cfg.rows)
@@ -51,7 +53,11 @@ def test_random_blocks_back_to_back(cfg):
                           old=rng.integers(-(1 << 31), 1 << 31, R),
                           rope=rng.integers(-(1 << 15), 1 << 15, R),
                           head=i in (40, 47), final=i in (46, 59),
-                          block=max(0, i - (47 if i >= 47 else 40))))
+                          # a packed ROPE block (4 or more rows) picks its half of the word
+                          # by the block's parity (isa.rope_entries)
+                          pack=bool(rng.integers(0, 2)),
+                          block=max(0, i - (47 if i >= 47 else 40)) if 40 <= i < 60 else
+                          int(rng.integers(0, 16))))
     dut = Epilogue(cfg)
     got, tokens = {}, {}
 
@@ -65,7 +71,7 @@ def test_random_blocks_back_to_back(cfg):
         for n in range(len(cases) + LATENCY):
             if n < len(cases):
                 c = cases[n]
-                for name in ("epi", "head", "final", "block"):
+                for name in ("epi", "head", "final", "block", "pack"):
                     ctx.set(getattr(dut, name), c[name])
                 ctx.set(dut.y_bits, c["bits"])
                 ctx.set(dut.epi_shift, c["shift"])
@@ -90,7 +96,7 @@ def test_random_blocks_back_to_back(cfg):
     best = None
     for i, c in enumerate(cases):
         want = _expected(c["epi"], wrap(c["y"], ACT_BITS), c["old"], c["rope"], c["bits"], table,
-                         c["shift"])
+                         c["shift"], c["pack"], c["block"])
         assert got[i][:len(want)] == [int(v) for v in want], (i, c["epi"], c["bits"])
         if c["epi"] == Epi.ARGMAX:           # the running best over the ARGMAX blocks
             y = wrap(c["y"], ACT_BITS)

@@ -7,6 +7,7 @@ are the operand: the upper 16 bits of a lane must not matter.
 """
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from tinylpu.config import Config
@@ -206,13 +207,15 @@ def test_sixteen_bit_products_wrap_small_accumulators():
     _check(cfg, blocks, last_cycles, trace)
 
 
-def test_pv_accumulates_per_mac_and_restarts_at_the_next_pv():
-    """PV: MAC (r, l) adds ``e`` of its head times its packed value of the V row (by
-    ``kv_shift``), into its own 40-bit accumulator; the next PV's first row starts it anew
+@pytest.mark.parametrize("rows", [2, 4])
+def test_pv_accumulates_per_mac_and_restarts_at_the_next_pv(rows):
+    """PV: MAC (r, l) adds ``e`` of its head times its packed value of the V row
+    (``isa.att_kv_index``: by ``kv_shift`` with two rows, a half of its own lane with
+    four), into its own 40-bit accumulator; the next PV's first row starts it anew
     (the accumulators are cleared as that row comes in). ``pv_out`` is block ``pv_sel``."""
     from tinylpu import isa
     from tinylpu.rtl.mac import MacMode
-    cfg = Config(lanes=8, rows=2, wdepth=16, adepth=16, pdepth=16)
+    cfg = Config(lanes=8, rows=rows, wdepth=16, adepth=16, pdepth=16)
     R, L = cfg.rows, cfg.lanes
     rng = np.random.default_rng(12)
     pvs = []
@@ -256,8 +259,8 @@ def test_pv_accumulates_per_mac_and_restarts_at_the_next_pv():
     sim.add_testbench(bench)
     sim.run()
     for (shift, e, v), got in zip(pvs, seen):
-        want = [sum(int(e[k][isa.att_head(r, l, L)]) * int(v[k][isa.att_kv_index(r, l, L, shift)])
-                    for k in range(len(e)))
+        kv = lambda r, l: isa.att_kv_index(r, l, L, R, shift)
+        want = [sum(int(e[k][isa.att_head(r, l, L)]) * int(v[k][kv(r, l)]) for k in range(len(e)))
                 for r in range(R) for l in range(L)]
         assert got == [int(x) for x in wrap(np.array(want), isa.ATT_ACC_BITS)]
     assert seen[1] == [32767 * -32768] * (R * L)       # nothing left of the first PV

@@ -306,7 +306,9 @@ class GoldenTile:
                 y = requantize(acc, mult, a["q_shift"], bits)
             epi = isa.Epi(a["epi"]) if a["epi"] < len(isa.Epi) else isa.Epi.NONE
             if epi == isa.Epi.ROPE:
-                y = self._rope(wrap(y, ACT_BITS), rope_word + b % (1 << a["rope_shift"]), bits)
+                packed = bool(a["y_pack"]) and R >= 4      # the word of b // 2 (rope_entries)
+                word = rope_word + (b >> packed) % (1 << a["rope_shift"])
+                y = self._rope(wrap(y, ACT_BITS), word, bits, isa.rope_entries(R, packed, b))
             elif epi == isa.Epi.ARGMAX:
                 lane = int(np.argmax(wrap(y, ACT_BITS)))
                 if b == 0 or wrap(y, ACT_BITS)[lane] > best[0]:
@@ -321,7 +323,7 @@ class GoldenTile:
                 h = b * R // 2
                 word, lanes = (y_base + h // L) % cfg.adepth, h % L + np.arange(R // 2)
                 if epi != isa.Epi.SILU_GATE:
-                    y = isa.pack_halves(y)
+                    y = isa.pack_block(y)
             else:
                 word, lanes = (y_base + (b * R) // L) % cfg.adepth, (b * R) % L + np.arange(R)
             entry = st.push(last + isa.LAT_WRITE, "mac", y_bank, word, lanes,
@@ -345,7 +347,7 @@ class GoldenTile:
         """The head and the packed K/V value of every MAC in QK and PV: [R, L] each."""
         R, L = self.cfg.rows, self.cfg.lanes
         r, l = np.arange(R)[:, None], np.arange(L)[None, :]
-        return isa.att_head(r, l, L), isa.att_kv_index(r, l, L, kv_shift)
+        return isa.att_head(r, l, L), isa.att_kv_index(r, l, L, R, kv_shift)
 
     def _rows_read(self, st, first, bank, base, shift, n):
         """n activation words ``base + (p << shift)``, read in cycles ``first + p``."""
@@ -441,13 +443,14 @@ class GoldenTile:
                 first % L + np.arange(R), wrap(y, ACT_BITS), produced=enter - 1)))
         st.pv_free = c_last + isa.PV_DRAIN + (a["d_blocks"] or 256)
 
-    def _rope(self, y, word, bits):
-        """ROPE: pair j of the block, (y[2j], y[2j+1]), rotated by entries 2j, 2j+1 of
-        RoPE-table word ``word``."""
+    def _rope(self, y, word, bits, entries):
+        """ROPE: pair j of the block, (y[2j], y[2j+1]), rotated by entries 2e, 2e+1 of
+        RoPE-table word ``word``, e = ``entries[j]`` (:func:`tinylpu.isa.rope_entries`)."""
         cs = self.rmem[word % self.cfg.rdepth]
         n = len(y) // 2 * 2
+        e = np.asarray(entries, dtype=np.int64)[:n // 2]
         out = y.copy()
-        out[0:n:2], out[1:n:2] = rope_rotate(y[0:n:2], y[1:n:2], cs[0:n:2], cs[1:n:2], bits)
+        out[0:n:2], out[1:n:2] = rope_rotate(y[0:n:2], y[1:n:2], cs[2 * e], cs[2 * e + 1], bits)
         return out
 
     def _resid(self, st, bank, cycle, entry, y, bits):

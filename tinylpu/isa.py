@@ -20,7 +20,8 @@ __all__ = ["illegal", "illegal_expr", "IllegalInstruction",
     "Reduce", "OutFunc", "vop", "next_", "LAT_V", "vop_latency", "vop_dims", "V_STAGES",
     "SCALAR_WIDTH", "ISQRT_LAT", "RECIP_LAT", "NEXT_CYCLES", "TABLE_DEPTH", "EXP_TABLE",
     "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
-    "att_kv_index", "score_slot", "halves", "pack_halves", "LAT_QK_MAX", "RECIP_PIPE_LAT",
+    "att_kv_index", "kv_slot", "score_slot", "halves", "pack_halves", "pack_block",
+    "rope_entries", "LAT_QK_MAX", "RECIP_PIPE_LAT",
     "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX", "SS_BITS",
     "NORM_LAT", "LAT_SS_NORM", "LAT_NORM_READ", "ISSUE_LAT",
 ]
@@ -70,9 +71,10 @@ LAT_RESULT = 3          # a block result enters the output unit (requantizer) in
 LAT_OUT = LAT_WRITE - LAT_RESULT   # ... and is written LAT_OUT cycles later
 
 # Attention on the MAC array (QK, PV). A K or V row is one activation word of 2L packed
-# int16 (value i: lane i // 2, low half for even i); row r of the array serves heads 2r and
-# 2r + 1, each on half of its L lanes (head size L / 2), and a score word holds L / R
-# positions of 2R head slots (isa.att_kv_index, isa.score_slot).
+# int16 (value i: lane i // 2, low half for even i); row r of the array serves head slots 2r
+# and 2r + 1, each on half of its L lanes (head size L / 2), a MAC multiplies a half of its
+# own lane (4 or more rows), and a score word holds L / R positions of 2R head slots
+# (isa.att_kv_index, isa.kv_slot, isa.score_slot).
 LAT_QK_MAX = 4          # a QK read in c updates the running maxima at the end of c + 4
 RECIP_PIPE_LAT = 8      # rtl.recip with 2 quotient bits a stage: 1 + ceil(14 / 2)
 # PV: the weights of position p are formed in the cycle its V row is read (from the score
@@ -255,9 +257,10 @@ class MatvecArgs(data.Struct):
     ``y_addr + (idx << y_shift) + (b*R) // L`` of bank ``y_bank`` (``idx``: the position
     with ``y_index`` POS, else 0), after the epilogue ``epi``. ROPE rotates pair j of block
     b by (cos, sin) = entries 2j, 2j+1 of RoPE-table word
-    ``rope_base + (pos << rope_shift) + b % 2**rope_shift``. With ``y_pack`` the R results
+    ``rope_base + (pos << rope_shift) + b % 2**rope_shift`` (a packed block, 4 or more rows:
+    the word of ``b // 2``, entries :func:`rope_entries`). With ``y_pack`` the R results
     go to lanes ``(b*R/2) % L ..`` of word ``... + (b*R/2) // L`` as R/2 int16 pairs
-    (:func:`pack_halves`; RESID ignores ``y_pack``, and :func:`matvec` refuses the pair).
+    (:func:`pack_block`; RESID ignores ``y_pack``, and :func:`matvec` refuses the pair).
     SILU_GATE writes its R/2 results to those same lanes, one a lane, with ``epi_shift``
     the gate product's shift; ARGMAX sets the next-token register to the row of the largest
     result (:func:`tinylpu.numerics.argmax`). With ``norm`` the rows are requantized by
@@ -296,7 +299,8 @@ class QkArgs(data.Struct):
     gets word ``q_addr + r``, lane l the low 16 bits of lane l), then for each position
     p < N (N = pos + 1 with ``n_pos``, else ``n``) the K row at word ``k_addr + (p <<
     k_shift)`` of ``k_bank`` is read and every head's score
-    ``sat16((q_h . k_{p, h >> kv_shift} + 2**(shift-1)) >> shift)`` is written to the score
+    ``sat16((q_h . k_{p, h} + 2**(shift-1)) >> shift)`` (MAC (r, l) takes packed value
+    :func:`att_kv_index` of the K row; ``kv_shift`` with 2 rows) is written to the score
     word of p (:func:`score_slot`) and folded into the running maximum of its head."""
     q_bank: 2
     q_addr: 16
@@ -485,11 +489,27 @@ def att_head(r, l, lanes):
     return 2 * r + l // (lanes // 2)
 
 
-def att_kv_index(r, l, lanes, kv_shift):
-    """The packed K/V value (0 .. 2*lanes - 1) MAC (r, l) multiplies: element
-    ``l % (lanes // 2)`` of K/V head ``att_head >> kv_shift``, wrapped to the row."""
+def att_kv_index(r, l, lanes, rows, kv_shift):
+    """The packed K/V value (0 .. 2*lanes - 1) MAC (r, l) multiplies.
+
+    With 4 or more rows, a value of its own lane: the low half for rows ``0 .. R/2 - 1``,
+    the high half for the others (``2l + (r >= R/2)``; ``kv_shift`` is not used): no MAC
+    takes its operand from another lane's wires, and the compiler lays the K and V rows
+    out so that each lane's halves hold what its rows need (:func:`kv_slot`). With 2 rows,
+    element ``l % (lanes // 2)`` of K/V head ``att_head >> kv_shift``, wrapped to the row
+    (a 4:1 choice per MAC, in the K/V row's natural order)."""
+    if rows >= 4:
+        return 2 * l + (r >= rows // 2)
     half = lanes // 2
     return ((att_head(r, l, lanes) >> kv_shift) * half + l % half) % (2 * lanes)
+
+
+def kv_slot(r, l, lanes, rows):
+    """With 4 or more rows, the K/V slot MAC (r, l) reads, ``(s, t)``: lane half ``s`` (lanes
+    ``s * L/2 ..``) and 16-bit half ``t``. Rows ``t * R/2 .. t * R/2 + R/2 - 1`` in lane
+    half ``s`` (R/2 head slots) share slot (s, t), so each of the four slots holds one K/V
+    head, element i in lane ``s * L/2 + i``."""
+    return l // (lanes // 2), int(r >= rows // 2)
 
 
 def score_slot(p, h, lanes, rows):
@@ -506,6 +526,29 @@ def halves(words):
     lo, hi = words & 0xffff, words >> 16
     out = np.stack([lo, hi], axis=-1).reshape(*words.shape[:-1], 2 * words.shape[-1])
     return out - ((out & 0x8000) << 1)
+
+
+def pack_block(values):
+    """A MATVEC block's R results as ``y_pack`` writes them, into R/2 signed 32-bit lanes:
+    lane j holds results j (low half) and j + R/2 (high half), so the low halves of a
+    block's lanes take its first R/2 results, the high halves the others (a RoPE pair,
+    results 2j and 2j + 1, stays in one half; :func:`rope_entries`)."""
+    v = np.asarray(values, dtype=np.int64)
+    half = v.shape[-1] // 2
+    pairs = np.stack([v[..., :half], v[..., half:]], axis=-1)
+    return pack_halves(pairs.reshape(v.shape))
+
+
+def rope_entries(rows, packed, block):
+    """The RoPE-table word's pairs that rotate the R/2 pairs of a block, in order: pair j
+    takes (cos, sin) entries ``2e, 2e + 1`` for ``e`` in the list. Unpacked, ``e = j``. A
+    packed block (``y_pack``, 4 or more rows) holds R/2 elements of two K/V slots
+    (:func:`pack_block`): its pairs are R/4 angles twice, entries ``(block % 2) * R/4 ..``
+    of the word of ``block // 2`` (:class:`MatvecArgs`)."""
+    if not packed or rows < 4:
+        return list(range(rows // 2))
+    q = rows // 4
+    return [(block % 2) * q + j % q for j in range(rows // 2)]
 
 
 def pack_halves(values):

@@ -268,6 +268,67 @@ def _interleave(a, b):
     return out
 
 
+def _attention_slots(mc, cfg):
+    """Which model head each of the MAC array's 2R head slots serves, and which K/V head
+    each of the four K/V slots holds (4 or more rows: :func:`tinylpu.isa.kv_slot`).
+
+    Head slot ``2r + s`` is row r, lane half s; rows ``t * R/2 ..`` of lane half s read K/V
+    slot (s, t). A K/V head's ``kv_mul`` heads take R/2 head slots a K/V slot, so a K/V
+    head with more heads than that is held in more than one slot. Returns ``(heads,
+    slots, rows)``: ``heads[2r + s]`` the model head or -1, ``slots[(s, t)]`` the K/V head
+    or -1, and the rows that serve a head (R/2 when the slots of rows 0 .. R/2 - 1 hold every
+    head, else R)."""
+    per = cfg.rows // 2
+    heads, slots = [-1] * (2 * cfg.rows), {}
+    order = [(0, 0), (1, 0), (0, 1), (1, 1)]
+    for k in range(mc.n_kv_heads):
+        served = list(range(k * mc.kv_mul, (k + 1) * mc.kv_mul))
+        for i in range(0, len(served), per):
+            if len(slots) == len(order):
+                raise CompileError(
+                    f"attention on the MAC array holds 4 K/V slots of {per} heads each; the "
+                    f"model's {mc.n_kv_heads} K/V heads of {mc.kv_mul} heads need more")
+            s, t = order[len(slots)]
+            slots[(s, t)] = k
+            for u, h in enumerate(served[i:i + per]):
+                heads[2 * (t * per + u) + s] = h
+    rows = cfg.rows if any(t for _, t in slots) else per
+    return heads, {st: slots.get(st, -1) for st in order}, rows
+
+
+def _slot_layer(layer, mc, cfg):
+    """A layer's wq, wk, wv and wo rearranged for the head slots of
+    :func:`_attention_slots` (4 or more rows): q in head-slot order (R words, row r's
+    heads), K and V rows of 2L outputs that ``y_pack`` writes as one word whose lane
+    ``s * L/2 + i`` holds element i of K/V slots (s, 0) and (s, 1) (:func:`tinylpu.isa.
+    pack_block`), and wo's columns in the order PV drains the head slots' outputs.
+    Missing heads and slots are zero rows (columns); rows that serve no head get no q word
+    and drain nothing (their stale q latches meet zero K/V halves)."""
+    R, L, hs = cfg.rows, cfg.lanes, mc.head_size
+    heads, slots, rows_used = _attention_slots(mc, cfg)
+    q_src = np.array([heads[h] * hs + i if heads[h] >= 0 else -1
+                      for h in range(2 * rows_used) for i in range(hs)])
+    kv_src = []
+    for o in range(2 * L):
+        b, r = divmod(o, R)
+        lane, t = b * R // 2 + r % (R // 2), r // (R // 2)
+        k = slots[(lane // hs, t)]
+        kv_src.append(k * hs + lane % hs if k >= 0 else -1)
+    kv_src = np.array(kv_src)
+
+    def rows(qmat, src):
+        keep = src >= 0
+        w = np.where(keep[:, None], qmat.w[np.maximum(src, 0)], 0).astype(qmat.w.dtype)
+        mult = np.where(keep, qmat.mult[np.maximum(src, 0)], 0).astype(qmat.mult.dtype)
+        return dataclasses.replace(qmat, w=w, mult=mult)
+
+    keep = q_src >= 0
+    wo = np.where(keep[None, :], layer.wo.w[:, np.maximum(q_src, 0)], 0).astype(layer.wo.w.dtype)
+    return dataclasses.replace(layer, wq=rows(layer.wq, q_src), wk=rows(layer.wk, kv_src),
+                               wv=rows(layer.wv, kv_src),
+                               wo=dataclasses.replace(layer.wo, w=wo))
+
+
 def _pow2(n):
     return 1 << max(1, (max(n, 1) - 1).bit_length())
 
@@ -323,10 +384,12 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     emb_mult = lay.alloc("emb_mult", 0, len(qm.emb_mult), qm.emb_mult)
     final_gain = lay.alloc("g_final", 1, dim, qm.final_gain)
     per_word = L // R                                  # score words: positions a word
+    # q and PV's output: every head slot of the rows that serve heads
+    att_dim = _attention_slots(mc, cfg)[2] * L if R >= 4 else dim
     b0 = {n: lay.alloc(n, 0, size) for n, size in
           (("x", dim), ("scores", -(-P // per_word) * L))}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
-          (("scale", 1), ("xg", dim), ("q", dim), ("att", dim), ("g", hid),
+          (("scale", 1), ("xg", dim), ("q", att_dim), ("att", att_dim), ("g", hid),
            ("logits", mc.vocab_size))}
     buf = {**b0, **b1}
 
@@ -335,7 +398,9 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     shared = qm.cls.w is qm.emb or np.array_equal(qm.cls.w, qm.emb)
     emb_w = cls_w if shared else lay.matrix(qm.emb)
     names = ("wq", "wk", "wv", "wo", "w2")
-    wmat = [{n: lay.matrix(getattr(layer, n).w) for n in names} for layer in qm.layers]
+    # with 4 or more rows the MAC array's heads sit in slots the compiler assigns
+    layers = [_slot_layer(layer, mc, cfg) for layer in qm.layers] if R >= 4 else qm.layers
+    wmat = [{n: lay.matrix(getattr(layer, n).w) for n in names} for layer in layers]
     # w1 and w3 row by row: blocks of (h1, h3) pairs for the SILU_GATE epilogue
     w13, w13_mult = [], {}
     for layer in qm.layers:
@@ -399,8 +464,8 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                       "istride": emb_w[2], "js": 1},
             b=bop(emb_mult, index=TOK, istride=1), c=cop(buf["x"], js=1),
             shift=qm.emb_shift, sat=16)
-    q_words, kv_shift = -(-dim // L), mc.kv_mul.bit_length() - 1
-    for l, layer in enumerate(qm.layers):
+    q_words, kv_shift = -(-att_dim // L), mc.kv_mul.bit_length() - 1
+    for l, layer in enumerate(layers):
         wm = wmat[l]
         matvec(layer.wq, wm["wq"], buf["x"], buf["q"], epi=isa.Epi.ROPE, **rope)
         matvec(layer.wk, wm["wk"], buf["x"], K[l], y_index=POS, epi=isa.Epi.ROPE, **rope,
@@ -408,7 +473,7 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         matvec(layer.wv, wm["wv"], buf["x"], Vc[l], y_index=POS, y_pack=True)
         asm.qk(**words(q=buf["q"], k=K[l], s=buf["scores"]), q_words=q_words,
                shift=qm.att_shift[l], n_pos=True, kv_shift=kv_shift)
-        asm.pv(**words(v=Vc[l], s=buf["scores"], y=buf["att"]), d_blocks=-(-dim // R),
+        asm.pv(**words(v=Vc[l], s=buf["scores"], y=buf["att"]), d_blocks=-(-att_dim // R),
                shift=RECIP_FRAC, n_pos=True, kv_shift=kv_shift)
         matvec(layer.wo, wm["wo"], buf["att"], buf["x"], epi=isa.Epi.RESID, ss_init=qm.eps)
         # w1 and w3 interleaved by rows: each row block holds (h1, h3) pairs -> SiLU x gate
