@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from tinylpu import isa
 from tinylpu.isa import Epi, Index, MatvecArgs
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
@@ -124,8 +125,8 @@ class MatvecAgu(wiring.Component):
                 tok.ss_init.eq(st.ss_init),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
             ]
-        # a packed block's pairs come from the word of block // 2 (isa.rope_entries)
-        rope_block = Mux(tok.y_pack, cur_block >> 1, cur_block) if cfg.rows >= 4 else cur_block
+        # a packed block's pairs come from the word of block // 2 (isa.rope_block)
+        rope_block = Mux(tok.y_pack, isa.rope_block(cfg.rows, True, cur_block), cur_block)
         m.d.comb += [
             tok.rope_addr.eq(cur_rope0 + (rope_block & cur_mask)),
             tok.head.eq(cur_block == 0), tok.final.eq(self.op.final), tok.block.eq(cur_block),

@@ -134,7 +134,7 @@ class Epilogue(wiring.Component):
         for j in range(R // 2):
             a, b = y[2 * j], y[2 * j + 1]
             c, s = entry(2 * j), entry(2 * j + 1)
-            if q:
+            if isa.lane_local(R):
                 # pairs 0 .. q-1 take q .. 2q-1 in an odd packed block; q .. 2q-1 take
                 # 0 .. q-1 in an even one
                 e = j + q if j < q else j - q

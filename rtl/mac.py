@@ -112,7 +112,7 @@ class MacArray(wiring.Component):
             prod = []
             for l in range(L):
                 p = Signal(signed(2 * OPERAND_BITS), name=f"p{r}_{l}", reset_less=True)
-                if R >= 4:      # a half of its own lane: the low half is x_lane's bits
+                if isa.lane_local(R):   # a half of its own lane: the low half is x_lane's
                     kv = packed(isa.att_kv_index(r, l, L, R, 0))
                 else:
                     kv = Array([packed(isa.att_kv_index(r, l, L, R, s)) for s in range(4)])

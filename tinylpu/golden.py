@@ -306,8 +306,8 @@ class GoldenTile:
                 y = requantize(acc, mult, a["q_shift"], bits)
             epi = isa.Epi(a["epi"]) if a["epi"] < len(isa.Epi) else isa.Epi.NONE
             if epi == isa.Epi.ROPE:
-                packed = bool(a["y_pack"]) and R >= 4      # the word of b // 2 (rope_entries)
-                word = rope_word + (b >> packed) % (1 << a["rope_shift"])
+                packed = bool(a["y_pack"])
+                word = rope_word + isa.rope_block(R, packed, b) % (1 << a["rope_shift"])
                 y = self._rope(wrap(y, ACT_BITS), word, bits, isa.rope_entries(R, packed, b))
             elif epi == isa.Epi.ARGMAX:
                 lane = int(np.argmax(wrap(y, ACT_BITS)))

@@ -20,8 +20,8 @@ __all__ = ["illegal", "illegal_expr", "IllegalInstruction",
     "Reduce", "OutFunc", "vop", "next_", "LAT_V", "vop_latency", "vop_dims", "V_STAGES",
     "SCALAR_WIDTH", "ISQRT_LAT", "RECIP_LAT", "NEXT_CYCLES", "TABLE_DEPTH", "EXP_TABLE",
     "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
-    "att_kv_index", "kv_slot", "score_slot", "halves", "pack_halves", "pack_block",
-    "rope_entries", "LAT_QK_MAX", "RECIP_PIPE_LAT",
+    "lane_local", "att_kv_index", "kv_slot", "score_slot", "halves", "pack_halves", "pack_block",
+    "rope_entries", "rope_block", "LAT_QK_MAX", "RECIP_PIPE_LAT",
     "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX", "SS_BITS",
     "NORM_LAT", "LAT_SS_NORM", "LAT_NORM_READ", "ISSUE_LAT",
 ]
@@ -489,6 +489,13 @@ def att_head(r, l, lanes):
     return 2 * r + l // (lanes // 2)
 
 
+def lane_local(rows):
+    """Whether a tile of ``rows`` rows takes attention's K/V operand from each MAC's own lane
+    (:func:`att_kv_index`) and so packs K/V blocks for it (:func:`pack_block`,
+    :func:`rope_entries`): 4 or more rows; a two-row block is one lane, a RoPE pair."""
+    return rows >= 4
+
+
 def att_kv_index(r, l, lanes, rows, kv_shift):
     """The packed K/V value (0 .. 2*lanes - 1) MAC (r, l) multiplies.
 
@@ -498,7 +505,7 @@ def att_kv_index(r, l, lanes, rows, kv_shift):
     out so that each lane's halves hold what its rows need (:func:`kv_slot`). With 2 rows,
     element ``l % (lanes // 2)`` of K/V head ``att_head >> kv_shift``, wrapped to the row
     (a 4:1 choice per MAC, in the K/V row's natural order)."""
-    if rows >= 4:
+    if lane_local(rows):
         return 2 * l + (r >= rows // 2)
     half = lanes // 2
     return ((att_head(r, l, lanes) >> kv_shift) * half + l % half) % (2 * lanes)
@@ -539,13 +546,19 @@ def pack_block(values):
     return pack_halves(pairs.reshape(v.shape))
 
 
+def rope_block(rows, packed, block):
+    """The block number that picks a ROPE block's table word (``block % 2**rope_shift``): a
+    packed block's (lane-local tiles) is ``block // 2`` (:func:`rope_entries`)."""
+    return block >> 1 if packed and lane_local(rows) else block
+
+
 def rope_entries(rows, packed, block):
     """The RoPE-table word's pairs that rotate the R/2 pairs of a block, in order: pair j
     takes (cos, sin) entries ``2e, 2e + 1`` for ``e`` in the list. Unpacked, ``e = j``. A
     packed block (``y_pack``, 4 or more rows) holds R/2 elements of two K/V slots
     (:func:`pack_block`): its pairs are R/4 angles twice, entries ``(block % 2) * R/4 ..``
     of the word of ``block // 2`` (:class:`MatvecArgs`)."""
-    if not packed or rows < 4:
+    if not packed or not lane_local(rows):
         return list(range(rows // 2))
     q = rows // 4
     return [(block % 2) * q + j % q for j in range(rows // 2)]

@@ -270,51 +270,53 @@ def _interleave(a, b):
 
 def _attention_slots(mc, cfg):
     """Which model head each of the MAC array's 2R head slots serves, and which K/V head
-    each of the four K/V slots holds (4 or more rows: :func:`tinylpu.isa.kv_slot`).
+    each of the four K/V slots holds (lane-local tiles: :func:`tinylpu.isa.kv_slot`).
 
-    Head slot ``2r + s`` is row r, lane half s; rows ``t * R/2 ..`` of lane half s read K/V
-    slot (s, t). A K/V head's ``kv_mul`` heads take R/2 head slots a K/V slot, so a K/V
-    head with more heads than that is held in more than one slot. Returns ``(heads,
+    Head slot ``2r + s`` is row r, lane half s, and reads K/V slot ``kv_slot(r, s * L/2)``.
+    A K/V head's ``kv_mul`` heads take the head slots of one K/V slot at a time, so a K/V
+    head with more heads than a slot serves is held in more than one. Returns ``(heads,
     slots, rows)``: ``heads[2r + s]`` the model head or -1, ``slots[(s, t)]`` the K/V head
-    or -1, and the rows that serve a head (R/2 when the slots of rows 0 .. R/2 - 1 hold every
-    head, else R)."""
-    per = cfg.rows // 2
-    heads, slots = [-1] * (2 * cfg.rows), {}
-    order = [(0, 0), (1, 0), (0, 1), (1, 1)]
+    or -1, and the rows that serve a head (the first R/2 when their slots hold every head,
+    else R)."""
+    R, half = cfg.rows, cfg.lanes // 2
+    order = [(0, 0), (1, 0), (0, 1), (1, 1)]         # rows 0 .. R/2 - 1 first
+    members = {st: [2 * r + s for r in range(R) for s in range(2)
+                    if isa.kv_slot(r, s * half, cfg.lanes, R) == st] for st in order}
+    heads, slots = [-1] * (2 * R), {}
     for k in range(mc.n_kv_heads):
         served = list(range(k * mc.kv_mul, (k + 1) * mc.kv_mul))
-        for i in range(0, len(served), per):
+        while served:
             if len(slots) == len(order):
                 raise CompileError(
-                    f"attention on the MAC array holds 4 K/V slots of {per} heads each; the "
-                    f"model's {mc.n_kv_heads} K/V heads of {mc.kv_mul} heads need more")
-            s, t = order[len(slots)]
-            slots[(s, t)] = k
-            for u, h in enumerate(served[i:i + per]):
-                heads[2 * (t * per + u) + s] = h
-    rows = cfg.rows if any(t for _, t in slots) else per
+                    f"attention on the MAC array holds 4 K/V slots of {R // 2} heads each; "
+                    f"the model's {mc.n_kv_heads} K/V heads of {mc.kv_mul} heads need more")
+            st = order[len(slots)]
+            slots[st] = k
+            for slot, h in zip(members[st], served):
+                heads[slot] = h
+            served = served[len(members[st]):]
+    rows = R if any(t for _, t in slots) else R // 2
     return heads, {st: slots.get(st, -1) for st in order}, rows
 
 
-def _slot_layer(layer, mc, cfg):
+def _slot_layer(layer, mc, cfg, heads, slots, rows_used):
     """A layer's wq, wk, wv and wo rearranged for the head slots of
-    :func:`_attention_slots` (4 or more rows): q in head-slot order (R words, row r's
-    heads), K and V rows of 2L outputs that ``y_pack`` writes as one word whose lane
+    :func:`_attention_slots` (lane-local tiles): q in head-slot order (row r's heads in
+    word r), K and V rows of 2L outputs that ``y_pack`` writes as one word whose lane
     ``s * L/2 + i`` holds element i of K/V slots (s, 0) and (s, 1) (:func:`tinylpu.isa.
     pack_block`), and wo's columns in the order PV drains the head slots' outputs.
     Missing heads and slots are zero rows (columns); rows that serve no head get no q word
     and drain nothing (their stale q latches meet zero K/V halves)."""
     R, L, hs = cfg.rows, cfg.lanes, mc.head_size
-    heads, slots, rows_used = _attention_slots(mc, cfg)
     q_src = np.array([heads[h] * hs + i if heads[h] >= 0 else -1
                       for h in range(2 * rows_used) for i in range(hs)])
-    kv_src = []
-    for o in range(2 * L):
-        b, r = divmod(o, R)
-        lane, t = b * R // 2 + r % (R // 2), r // (R // 2)
+    # packed value j of the K/V row (lane j // 2, half j % 2) is output `written[j]`
+    written = isa.halves(isa.pack_block(np.arange(2 * L).reshape(-1, R))).reshape(-1)
+    kv_src = np.full(2 * L, -1)
+    for j, o in enumerate(written):
+        lane, t = divmod(j, 2)
         k = slots[(lane // hs, t)]
-        kv_src.append(k * hs + lane % hs if k >= 0 else -1)
-    kv_src = np.array(kv_src)
+        kv_src[o] = k * hs + lane % hs if k >= 0 else -1
 
     def rows(qmat, src):
         keep = src >= 0
@@ -384,8 +386,11 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     emb_mult = lay.alloc("emb_mult", 0, len(qm.emb_mult), qm.emb_mult)
     final_gain = lay.alloc("g_final", 1, dim, qm.final_gain)
     per_word = L // R                                  # score words: positions a word
-    # q and PV's output: every head slot of the rows that serve heads
-    att_dim = _attention_slots(mc, cfg)[2] * L if R >= 4 else dim
+    # lane-local tiles: the heads sit in slots the compiler assigns; q and PV's output
+    # cover every head slot of the rows that serve heads
+    slotted = isa.lane_local(R)
+    placement = _attention_slots(mc, cfg) if slotted else None
+    att_dim = placement[2] * L if slotted else dim
     b0 = {n: lay.alloc(n, 0, size) for n, size in
           (("x", dim), ("scores", -(-P // per_word) * L))}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
@@ -398,8 +403,8 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     shared = qm.cls.w is qm.emb or np.array_equal(qm.cls.w, qm.emb)
     emb_w = cls_w if shared else lay.matrix(qm.emb)
     names = ("wq", "wk", "wv", "wo", "w2")
-    # with 4 or more rows the MAC array's heads sit in slots the compiler assigns
-    layers = [_slot_layer(layer, mc, cfg) for layer in qm.layers] if R >= 4 else qm.layers
+    layers = [_slot_layer(layer, mc, cfg, *placement) for layer in qm.layers] if slotted \
+        else qm.layers
     wmat = [{n: lay.matrix(getattr(layer, n).w) for n in names} for layer in layers]
     # w1 and w3 row by row: blocks of (h1, h3) pairs for the SILU_GATE epilogue
     w13, w13_mult = [], {}
