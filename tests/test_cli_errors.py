@@ -91,9 +91,9 @@ CASES = [
     (["quality", "--model", "{truncated}", "--tokenizer", "{tok}"], "truncated"),
     (["quality", "--model", "/nonexistent.bin", "--tokenizer", "{tok}"], "nonexistent.bin"),
     (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "4"],
-     "argument --kv-bits: invalid choice: 4 (choose from 8, 16)"),
-    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "eight"],
-     "argument --kv-bits: invalid int value: 'eight'"),
+     "argument --kv-bits: must be one of 16, 8, 16,8 (K and V, or K,V), not '4'"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "8,16"],
+     "argument --kv-bits: must be one of 16, 8, 16,8 (K and V, or K,V), not '8,16'"),
     (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "8", "--kv-shift",
       "layer"], "argument --kv-shift: invalid choice: 'layer'"),
     (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-shift", "head-max"],
@@ -193,9 +193,13 @@ def test_quality_with_an_8bit_kv_cache(files, capsys, monkeypatch):
             "--positions", "16", "--prompt", "AB"]
     assert main(argv + ["--kv-bits", "8", "--kv-shift", "head-mse"]) == 0
     out = capsys.readouterr().out
-    assert "8-bit KV cache (the integer model only; the tile's is int16), shifts by head-mse" \
-        in out
+    assert "8-bit K and 8-bit V cache (the integer model only; the tile's is int16), shifts " \
+        "by head-mse" in out
     assert "KV cache, 16 positions (int8) 1.0 KiB" in out
+    assert main(argv + ["--kv-bits", "16,8"]) == 0
+    out = capsys.readouterr().out
+    assert "16-bit K and 8-bit V cache" in out and "shifts by layer-max" in out
+    assert "KV cache, 16 positions (K int16, V int8) 1.5 KiB" in out
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "KV cache" in out and "8-bit" not in out and "(int16) 2.0 KiB" in out

@@ -204,10 +204,10 @@ def test_kv_bits_8_stores_int8_and_16_stores_int16_as_is(synthetic):
     model, qm16 = synthetic
     seqs = [[1] + generate_greedy(model, [1, t], 40, stop_on_bos=False) for t in (5, 9)]
     qm8 = quantize(model, seqs, kv_bits=8)
-    assert (qm16.kv_bits, qm16.kv_shift) == (16, None) and not qm16.kv_shifts().any()
+    assert (qm16.kv_bits, qm16.kv_shift) == ((16, 16), None) and not qm16.kv_shifts().any()
     cfg = model.config
     shifts = qm8.kv_shifts()
-    assert qm8.kv_bits == 8 and shifts.shape == (2, cfg.n_layers, cfg.n_kv_heads)
+    assert qm8.kv_bits == (8, 8) and shifts.shape == (2, cfg.n_layers, cfg.n_kv_heads)
     assert shifts.min() >= 0 and shifts.max() > 0
     tokens = seqs[0][:24]
     dec16, dec8 = IntDecoder(qm16), IntDecoder(qm8)
@@ -230,6 +230,31 @@ def test_kv_bits_8_stores_int8_and_16_stores_int16_as_is(synthetic):
     np.testing.assert_array_equal(v8[0], kv_store(v, np.repeat(shifts[1, 0], hs), 8))
     assert qm8.footprint(10)["KV cache, 10 positions (int8)"] == \
         qm16.footprint(10)["KV cache, 10 positions (int16)"] // 2
+
+
+def test_an_8bit_v_cache_keeps_k_int16(synthetic):
+    """kv_bits=(16, 8): K stored as computed (shift 0), V as sat8(round(v >> shift)) with
+    the shifts an all-8-bit cache picks for V; the footprint counts 3 bytes a K/V pair."""
+    model, qm16 = synthetic
+    seqs = [[1] + generate_greedy(model, [1, t], 40, stop_on_bos=False) for t in (5, 9)]
+    qm8, qmv = quantize(model, seqs, kv_bits=8), quantize(model, seqs, kv_bits=(16, 8))
+    assert qmv.kv_bits == (16, 8)
+    shifts = qmv.kv_shifts()
+    assert not shifts[0].any()
+    np.testing.assert_array_equal(shifts[1], qm8.kv_shifts()[1])
+    tokens = seqs[1][:20]
+    dec = IntDecoder(qmv)
+    for pos, t in enumerate(tokens):
+        dec.forward(t, pos)
+    k, v = _layer0_kv(qm16, tokens)
+    np.testing.assert_array_equal(dec.k_cache[0, :len(tokens)], k)
+    np.testing.assert_array_equal(dec.v_cache[0, :len(tokens)],
+                                  kv_store(v, np.repeat(shifts[1, 0], model.config.head_size), 8))
+    assert np.abs(k).max() > 127
+    assert qmv.footprint(10)["KV cache, 10 positions (K int16, V int8)"] == \
+        qm16.footprint(10)["KV cache, 10 positions (int16)"] * 3 // 4
+    with pytest.raises(ValueError, match="kv_bits must be in \\[8, 16\\], not 7"):
+        quantize(model, seqs, kv_bits=(16, 7))
 
 
 def test_kv_store_rounds_half_up_and_saturates():
@@ -281,3 +306,14 @@ def test_stories260k_8bit_kv_cache_measured(stories):
     assert (report.agree, report.free_run) == (249, 67), report
     report = evaluate(model, qm16, [1], length=256)
     assert (report.agree, report.free_run) == (254, 121), report
+
+
+@NEEDS_MODEL
+def test_stories260k_8bit_v_cache_measured(stories):
+    """docs/numerics.md, "8-bit KV cache: measured": K int16 and V 8-bit (layer-max shifts)
+    hold every position from BOS: 100% teacher-forced top-1 and 256 free-running tokens."""
+    model, tok, _ = stories
+    qm = quantize(model, calibration_sequences(model, tok), kv_bits=(16, 8))
+    assert qm.kv_shifts()[1].tolist() == [[6] * 4] * 2 + [[7] * 4] * 3
+    report = evaluate(model, qm, [1], length=256)
+    assert (report.agree, report.free_run) == (256, 256), report

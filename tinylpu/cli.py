@@ -146,8 +146,9 @@ def cmd_quality(args):
     from tinylpu.model.intmodel import quantize
     from tinylpu.model import ModelError, load_checkpoint, load_tokenizer
     from tinylpu.model.quality import PROMPTS, calibration_sequences, evaluate, report_table
-    if args.kv_shift is not None and args.kv_bits == 16:
-        raise ModelError("--kv-shift needs --kv-bits 8 (the int16 KV cache has no shifts)")
+    if args.kv_shift is not None and args.kv_bits == (16, 16):
+        raise ModelError("--kv-shift needs --kv-bits 8 or 16,8 (the int16 KV cache has no "
+                         "shifts)")
     model = load_checkpoint(args.model)
     tok = load_tokenizer(args.tokenizer, model.config.vocab_size)
     if args.positions > model.config.seq_len:
@@ -165,11 +166,11 @@ def cmd_quality(args):
                   kv_bits=args.kv_bits, kv_shift=args.kv_shift or "layer-max")
     print(f"integer model of {args.model}: int8 weights (per-row scales), int16 activations; "
           f"formats (fractional bits) {qm.fmt}")
-    if qm.kv_bits != 16:
+    if qm.kv_bits != (16, 16):
         k, v = qm.kv_shifts()
-        print(f"{qm.kv_bits}-bit KV cache (the integer model only; the tile's is int16), "
-              f"shifts by {args.kv_shift or 'layer-max'} (layer x kv head): "
-              f"K {k.tolist()}, V {v.tolist()}")
+        print(f"{qm.k_bits}-bit K and {qm.v_bits}-bit V cache (the integer model only; the "
+              f"tile's is int16), shifts by {args.kv_shift or 'layer-max'} (layer x kv "
+              f"head): K {k.tolist()}, V {v.tolist()}")
     reports = []
     for text in texts:
         report = evaluate(model, qm, tok.encode(text) if text else [1], args.positions)
@@ -354,6 +355,17 @@ def cmd_fit(args):
     return 0
 
 
+KV_BITS_CHOICES = {"16": (16, 16), "8": (8, 8), "16,8": (16, 8)}
+
+
+def _kv_bits(text):
+    """--kv-bits of `tinylpu quality`: (K bits, V bits)."""
+    if text not in KV_BITS_CHOICES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(KV_BITS_CHOICES)} "
+                                         f"(K and V, or K,V), not {text!r}")
+    return KV_BITS_CHOICES[text]
+
+
 def _positive(text):
     try:
         value = int(text)
@@ -460,11 +472,12 @@ def build_parser():
                    help="positions per prompt (at most the model's seq_len)")
     p.add_argument("--prompt", action="append",
                    help="a prompt (repeatable; default: a fixed set, BOS only first)")
-    p.add_argument("--kv-bits", type=int, choices=(8, 16), default=16,
-                   help="KV-cache element width: 16 (the tile's, default) or 8 (static "
-                        "shifts from calibration; the integer model only)")
+    p.add_argument("--kv-bits", type=_kv_bits, default=(16, 16), metavar="BITS",
+                   help="KV-cache element width: 16 (the tile's, default), 8 (K and V) or "
+                        "16,8 (K int16, V 8-bit); a narrow cache's static shifts come from "
+                        "calibration (the integer model only)")
     p.add_argument("--kv-shift", choices=KV_SHIFT_RULES,
-                   help="with --kv-bits 8: one shift per layer or per layer and kv head, "
+                   help="with a narrow cache: one shift per layer or per layer and kv head, "
                         "keeping the calibration maximum (max) or of least squared error "
                         "(mse); default layer-max")
     p.set_defaults(func=cmd_quality)

@@ -348,10 +348,10 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     if not 1 <= positions <= mc.seq_len:
         raise CompileError(f"positions must be in [1, {mc.seq_len}] (the model's seq_len), "
                            f"not {positions}")
-    if qm.kv_bits != 16:
+    if qm.kv_bits != (16, 16):
         raise CompileError(f"the tile's KV cache is int16; this model was quantized with a "
-                           f"{qm.kv_bits}-bit KV cache (kv_bits), which only the integer "
-                           f"model runs")
+                           f"{qm.k_bits}-bit K and {qm.v_bits}-bit V cache (kv_bits), which "
+                           f"only the integer model runs")
     if mc.head_size % 2:
         raise CompileError(f"RoPE needs an even head size, not {mc.head_size}")
     P = positions

@@ -12,11 +12,12 @@ with one bit of headroom. Weights are int8 with one scale per output row; a matr
 product accumulates int8 x int16 products exactly and requantizes each row with its own int16
 multiplier and a shared shift (:func:`mulshr`).
 
-The KV cache holds int16 K (after RoPE) and V, or, with ``quantize(..., kv_bits=8)``, 8-bit
-values with a static shift per layer (and per kv head) for K and for V, chosen on the
-calibration sequences: stored ``sat8(round(x >> s))``, read back as ``stored << s``. The tile
-implements only the int16 cache; the 8-bit one is a measured option of this specification
-(docs/numerics.md, "8-bit KV cache: measured").
+The KV cache holds int16 K (after RoPE) and V, or, with ``quantize(..., kv_bits=8)`` (both
+8-bit) or ``kv_bits=(16, 8)`` (K int16, V 8-bit), narrower values with a static shift per
+layer (and per kv head) for each narrow cache, chosen on the calibration sequences: stored
+``sat8(round(x >> s))``, read back as ``stored << s``. The tile implements only the int16
+cache; the narrow ones are measured options of this specification (docs/numerics.md, "8-bit
+KV cache: measured").
 """
 
 __all__ = ["Formats", "QLayer", "QModel", "quantize", "IntDecoder", "mulshr", "sat",
@@ -141,9 +142,15 @@ class QModel:
     att_shift: list           # per layer: q.k >> att_shift = the score in 1/16 bit steps
     silu_table: np.ndarray    # int16 [257]: silu over the h1 range, in h1's format
     eps: int                  # RMSNorm epsilon in the squared x format, times dim
-    kv_bits: int = 16         # KV-cache element width (the tile: 16)
+    k_bits: int = 16          # K-cache element width (the tile: 16)
+    v_bits: int = 16          # V-cache element width (the tile: 16)
     kv_shift: np.ndarray = None   # [2, n_layers, n_kv_heads]: K (0) and V (1) are stored as
-    #                               kv_store(x, shift, kv_bits); None: all 0 (int16 as is)
+    #                               kv_store(x, shift, k_bits / v_bits); None: all 0
+
+    @property
+    def kv_bits(self):
+        """``(k_bits, v_bits)``: the tile's cache is ``(16, 16)``."""
+        return self.k_bits, self.v_bits
 
     def kv_shifts(self):
         """The KV cache's shifts, ``[2, n_layers, n_kv_heads]`` (zeros for the int16 cache)."""
@@ -154,8 +161,8 @@ class QModel:
 
     def footprint(self, positions=None):
         """Bytes of on-chip storage by kind: int8 weights, int16 per-row multipliers and
-        RMSNorm gains, int16 tables (RoPE, exp, SiLU), and the KV cache (``kv_bits`` an
-        element) for ``positions`` (default ``seq_len``)."""
+        RMSNorm gains, int16 tables (RoPE, exp, SiLU), and the KV cache (``k_bits`` and
+        ``v_bits`` an element) for ``positions`` (default ``seq_len``)."""
         cfg = self.config
         positions = cfg.seq_len if positions is None else positions
         mats = [m for layer in self.layers
@@ -165,11 +172,13 @@ class QModel:
         rows = len(self.emb_mult) + sum(len(m.mult) for m in mats) + len(self.cls.mult)
         gains = self.final_gain.size
         tables = self.rope_cos.size + self.rope_sin.size + self.silu_table.size
-        kv = 2 * cfg.n_layers * positions * cfg.kv_dim
+        kv = cfg.n_layers * positions * cfg.kv_dim
+        width = (f"int{self.k_bits}" if self.k_bits == self.v_bits else
+                 f"K int{self.k_bits}, V int{self.v_bits}")
         return {"weights (int8)": weights, "multipliers and gains (int16)": 2 * (rows + gains),
                 "tables (int16)": 2 * tables,
-                f"KV cache, {positions} positions (int{self.kv_bits})":
-                    -(-kv * self.kv_bits // 8)}
+                f"KV cache, {positions} positions ({width})":
+                    -(-kv * (self.k_bits + self.v_bits) // 8)}
 
 
 def _quantize_rows(w):
@@ -245,12 +254,15 @@ def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max")
     (teacher forced) to find each activation class's range, which fixes the formats.
 
     ``kv_bits``: the KV cache's element width, 16 (the tile's int16 cache) or narrower (8..15:
-    not on the tile; its static shifts are then chosen on the same calibration sequences by
-    the rule ``kv_shift``, one of :data:`KV_SHIFT_RULES`, see :func:`kv_shifts`).
+    not on the tile), for K and V alike or as a pair ``(k_bits, v_bits)``; a narrow cache's
+    static shifts are chosen on the same calibration sequences by the rule ``kv_shift``, one
+    of :data:`KV_SHIFT_RULES` (see :func:`kv_shifts`).
     """
     from tinylpu.model.reference import FloatDecoder
-    if kv_bits not in range(8, 17):
-        raise ValueError(f"kv_bits must be in [8, 16], not {kv_bits!r}")
+    k_bits, v_bits = kv_bits if isinstance(kv_bits, (tuple, list)) else (kv_bits, kv_bits)
+    for bits in (k_bits, v_bits):
+        if bits not in range(8, 17):
+            raise ValueError(f"kv_bits must be in [8, 16], not {bits!r}")
     if kv_shift not in KV_SHIFT_RULES:
         raise ValueError(f"kv_shift must be one of {', '.join(KV_SHIFT_RULES)}, not "
                          f"{kv_shift!r}")
@@ -330,9 +342,9 @@ def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max")
     qm = QModel(cfg, fmt, emb_q, emb_mult, emb_shift, layers,
                 final_gain, final_shift, cls, rope_cos, rope_sin,
                 [att_shift] * L, silu_table, eps)
-    if kv_bits != 16:
-        qm.kv_shift = kv_shifts(qm, calibration, kv_bits, kv_shift)
-        qm.kv_bits = kv_bits
+    if (k_bits, v_bits) != (16, 16):
+        qm.kv_shift = kv_shifts(qm, calibration, (k_bits, v_bits), kv_shift)
+        qm.k_bits, qm.v_bits = k_bits, v_bits
     return qm
 
 
@@ -350,14 +362,16 @@ def _kv_shift(values, bits, rule):
 
 
 def kv_shifts(qm, calibration, bits=8, rule="layer-max"):
-    """Static shifts of a ``bits``-wide KV cache, ``[2, n_layers, n_kv_heads]`` (K, V),
+    """Static shifts of a ``bits``-wide KV cache (or ``(k_bits, v_bits)``; a 16-bit cache's
+    shifts are 0), ``[2, n_layers, n_kv_heads]`` (K, V),
     chosen from the int16 K (after RoPE) and V that the integer model ``qm`` (its int16
     cache) writes on the calibration sequences. ``rule`` (:data:`KV_SHIFT_RULES`): one shift
     per layer or per layer and kv head; ``max``, the smallest shift ``s`` with
     ``round(max|x| >> s)`` in range; ``mse``, the ``s`` in 0..15 with the least squared
     error ``sum(((kv_store(x, s) << s) - x)**2)`` (large values may saturate)."""
     cfg = qm.config
-    wide = dataclasses.replace(qm, kv_bits=16, kv_shift=None)
+    bits = bits if isinstance(bits, (tuple, list)) else (bits, bits)
+    wide = dataclasses.replace(qm, k_bits=16, v_bits=16, kv_shift=None)
     seen = [], []
     for ids in calibration:
         ids = ids[:cfg.seq_len]
@@ -370,13 +384,15 @@ def kv_shifts(qm, calibration, bits=8, rule="layer-max"):
     hs, nkv = cfg.head_size, cfg.n_kv_heads
     out = np.zeros((2, cfg.n_layers, nkv), dtype=np.int64)
     for kind in range(2):
+        if bits[kind] == 16:
+            continue
         cache = np.concatenate(seen[kind], axis=1)          # [layers, positions, kv_dim]
         for l in range(cfg.n_layers):
             heads = cache[l].reshape(-1, nkv, hs)
             if granularity == "layer":
-                out[kind, l] = _kv_shift(heads, bits, how)
+                out[kind, l] = _kv_shift(heads, bits[kind], how)
             else:
-                out[kind, l] = [_kv_shift(heads[:, h], bits, how) for h in range(nkv)]
+                out[kind, l] = [_kv_shift(heads[:, h], bits[kind], how) for h in range(nkv)]
     return out
 
 
@@ -384,7 +400,8 @@ def kv_shifts(qm, calibration, bits=8, rule="layer-max"):
 
 class IntDecoder:
     """Token-by-token integer forward pass of a :class:`QModel` with its KV cache (int16, or
-    ``qm.kv_bits`` wide: ``k_cache`` and ``v_cache`` hold the stored values)."""
+    ``qm.k_bits`` and ``qm.v_bits`` wide: ``k_cache`` and ``v_cache`` hold the stored
+    values)."""
 
     def __init__(self, qm):
         self.qm = qm
@@ -439,9 +456,9 @@ class IntDecoder:
             s = self.norm_scale(x)
             q = self.rope(layer.wq.apply(x, s), pos, cfg.n_heads)
             k = self.rope(layer.wk.apply(x, s), pos, cfg.n_kv_heads)
-            self.k_cache[l, pos] = kv_store(k, self.kv_shift[0, l], qm.kv_bits)
+            self.k_cache[l, pos] = kv_store(k, self.kv_shift[0, l], qm.k_bits)
             self.v_cache[l, pos] = kv_store(layer.wv.apply(x, s), self.kv_shift[1, l],
-                                            qm.kv_bits)
+                                            qm.v_bits)
             att = self.attention(l, q, pos)
             x = sat(x + layer.wo.apply(att))
             s = self.norm_scale(x)
