@@ -18,10 +18,11 @@ MODELS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "models"
 STORIES = MODELS / "stories260K.bin"
 
 
-def _synthetic(seq_len, seed=3):
+def _synthetic(seq_len, seed=3, kv_bits=16):
     m = synthetic_model(seed=seed, seq_len=seq_len)
     rng = np.random.default_rng(seed)
-    qm = quantize(m, [list(rng.integers(0, m.config.vocab_size, seq_len)) for _ in range(2)])
+    qm = quantize(m, [list(rng.integers(0, m.config.vocab_size, seq_len)) for _ in range(2)],
+                  kv_bits=kv_bits)
     return compile_decoder(qm, config_for(qm, seq_len), seq_len)
 
 
@@ -51,12 +52,13 @@ def _check(prog, sim, prompt, steps):
     return [t for t, _ in golden.emitted]
 
 
-@pytest.mark.parametrize("sim,seq_len,prompt,steps", [
-    ("icarus", 32, [1, 7, 30], 4),
-    ("verilator", 32, [1], 32),            # positions 0..31: the whole KV cache
+@pytest.mark.parametrize("sim,seq_len,prompt,steps,kv_bits", [
+    ("icarus", 32, [1, 7, 30], 4, 16),
+    ("verilator", 32, [1], 32, 16),        # positions 0..31: the whole KV cache
+    ("verilator", 32, [1, 5], 12, (16, 8)),    # an 8-bit V cache (docs/numerics.md)
 ])
-def test_synthetic_decoder_rtl_equals_golden(sim, seq_len, prompt, steps):
-    tokens = _check(_synthetic(seq_len), sim, prompt, steps)
+def test_synthetic_decoder_rtl_equals_golden(sim, seq_len, prompt, steps, kv_bits):
+    tokens = _check(_synthetic(seq_len, kv_bits=kv_bits), sim, prompt, steps)
     assert len(tokens) == steps
 
 

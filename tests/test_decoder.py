@@ -19,11 +19,11 @@ from tinylpu.model import save_checkpoint, synthetic_model
 MODELS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "models"
 
 
-def _qmodel(seed=1, shared=True, seq_len=32, **kw):
+def _qmodel(seed=1, shared=True, seq_len=32, kv_bits=16, **kw):
     m = synthetic_model(seed=seed, seq_len=seq_len, shared=shared, **kw)
     rng = np.random.default_rng(seed)
     calib = [list(rng.integers(0, m.config.vocab_size, seq_len)) for _ in range(2)]
-    return m, quantize(m, calib)
+    return m, quantize(m, calib, kv_bits=kv_bits)
 
 
 def _spec_run(qm, prompt, steps):
@@ -77,6 +77,35 @@ def test_head_slots_for_each_kv_sharing(heads, kv_heads):
     assert result.tokens == tokens and result.status == host.STATUS_DONE
     got = prog.read_values("logits", tile.host(prog.read_stream("logits")))
     np.testing.assert_array_equal(got, logits)
+
+
+def test_an_8bit_v_cache_runs_on_the_tile():
+    """kv_bits=(16, 8): wv's MATVEC saturates to 8 bits with its shift raised by V's, and
+    PV's output shift lowers by it: tokens and logits are the integer spec's, the cycles
+    the int16 cache's. A narrow K cache is refused."""
+    _, qm16 = _qmodel(seed=3)
+    _, qm = _qmodel(seed=3, kv_bits=(16, 8))
+    assert qm.kv_shifts()[1].max() > 0
+    progs = [compile_decoder(m, config_for(m, 32), 32) for m in (qm, qm16)]
+    prompt, steps = [1, 7], 8
+    peaks = []
+    for m, prog in zip((qm, qm16), progs):
+        tile = _golden(prog)
+        result = prog.parse(tile.host(prog.generate_stream(prompt, steps)), steps)
+        tokens, logits = _spec_run(m, prompt, steps)
+        assert result.tokens == tokens and result.status == host.STATUS_DONE
+        np.testing.assert_array_equal(
+            prog.read_values("logits", tile.host(prog.read_stream("logits"))), logits)
+        # the V cache's lanes hold two values each (isa.halves)
+        lanes = np.concatenate([prog.read_values(f"v{l}", tile.host(prog.read_stream(f"v{l}")))
+                                for l in range(m.config.n_layers)]).astype(np.int64)
+        halves = np.concatenate([lanes & 0xffff, (lanes >> 16) & 0xffff])
+        peaks.append(int(np.abs((halves ^ 0x8000) - 0x8000).max()))
+    assert 64 <= peaks[0] <= 128 < peaks[1]          # V in 8 bits, not in int16
+    assert progs[0].step_cycles(5) == progs[1].step_cycles(5)
+    _, qm8 = _qmodel(seed=3, kv_bits=8)
+    with pytest.raises(CompileError, match="the tile's K cache is int16"):
+        compile_decoder(qm8, config_for(qm8, 32), 32)
 
 
 def test_cycles_grow_linearly_with_position():

@@ -222,19 +222,24 @@ def test_kv_bits_8_stores_int8_and_16_stores_int16_as_is(synthetic):
     np.testing.assert_array_equal(k16[0], k)
     np.testing.assert_array_equal(v16[0], v)
     assert np.abs(k16).max() > 127 and np.abs(v16).max() > 127
-    # 8 bits: every stored value in int8, each sat8(round(x >> shift)) of its kv head's shift
+    # 8 bits: every stored value in int8; K sat8(round(k >> shift)) of its kv head's shift,
+    # V wv's product requantized to 8 bits with V's shift added (one rounding: within 1 of
+    # rounding the int16 V again)
     for cache in (k8, v8):
         assert cache.min() >= -128 and cache.max() <= 127 and np.abs(cache).max() > 64
     hs = cfg.head_size
     np.testing.assert_array_equal(k8[0], kv_store(k, np.repeat(shifts[0, 0], hs), 8))
-    np.testing.assert_array_equal(v8[0], kv_store(v, np.repeat(shifts[1, 0], hs), 8))
+    assert (shifts[1] == shifts[1][:, :1]).all()
+    np.testing.assert_array_equal(v8[0], _layer0_kv(qm8, tokens)[1])
+    assert qm8.layers[0].wv.shift == qm16.layers[0].wv.shift + shifts[1, 0, 0]
+    assert np.abs(v8[0] - kv_store(v, shifts[1, 0, 0], 8)).max() <= 1
     assert qm8.footprint(10)["KV cache, 10 positions (int8)"] == \
         qm16.footprint(10)["KV cache, 10 positions (int16)"] // 2
 
 
 def test_an_8bit_v_cache_keeps_k_int16(synthetic):
-    """kv_bits=(16, 8): K stored as computed (shift 0), V as sat8(round(v >> shift)) with
-    the shifts an all-8-bit cache picks for V; the footprint counts 3 bytes a K/V pair."""
+    """kv_bits=(16, 8): K stored as computed (shift 0), V requantized to 8 bits with the
+    shifts an all-8-bit cache picks for V; the footprint counts 3 bytes a K/V pair."""
     model, qm16 = synthetic
     seqs = [[1] + generate_greedy(model, [1, t], 40, stop_on_bos=False) for t in (5, 9)]
     qm8, qmv = quantize(model, seqs, kv_bits=8), quantize(model, seqs, kv_bits=(16, 8))
@@ -246,10 +251,10 @@ def test_an_8bit_v_cache_keeps_k_int16(synthetic):
     dec = IntDecoder(qmv)
     for pos, t in enumerate(tokens):
         dec.forward(t, pos)
-    k, v = _layer0_kv(qm16, tokens)
+    k, _ = _layer0_kv(qm16, tokens)
     np.testing.assert_array_equal(dec.k_cache[0, :len(tokens)], k)
-    np.testing.assert_array_equal(dec.v_cache[0, :len(tokens)],
-                                  kv_store(v, np.repeat(shifts[1, 0], model.config.head_size), 8))
+    np.testing.assert_array_equal(dec.v_cache[0, :len(tokens)], _layer0_kv(qmv, tokens)[1])
+    assert qmv.layers[0].wv.bits == 8 and qmv.layers[0].wk.bits == 16
     assert np.abs(k).max() > 127
     assert qmv.footprint(10)["KV cache, 10 positions (K int16, V int8)"] == \
         qm16.footprint(10)["KV cache, 10 positions (int16)"] * 3 // 4
@@ -290,20 +295,20 @@ def test_kv_bits_is_checked_and_the_tile_refuses_a_narrow_cache(synthetic):
         quantize(model, [[1, 5, 9]], kv_bits=8, kv_shift="layer")
     qm8 = quantize(model, [[1, 5, 9]], kv_bits=8)
     from tinylpu import Config
-    with pytest.raises(CompileError, match="the tile's KV cache is int16"):
+    with pytest.raises(CompileError, match="the tile's K cache is int16"):
         compile_decoder(qm8, Config(), 8)
 
 
 @NEEDS_MODEL
 def test_stories260k_8bit_kv_cache_measured(stories):
     """docs/numerics.md, "8-bit KV cache: measured": per-layer shifts from the calibration
-    maximum give 97.3% teacher-forced top-1 from BOS (below the 98% the issue asks for) and
-    67 free-running tokens; the int16 cache 99.2% and 121."""
+    maximum give 96.9% teacher-forced top-1 from BOS (below the 98% the issue asks for) and
+    114 free-running tokens; the int16 cache 99.2% and 121."""
     model, tok, qm16 = stories
     qm8 = quantize(model, calibration_sequences(model, tok), kv_bits=8)
     assert qm8.kv_shifts()[0].tolist() == [[7] * 4] * 5
     report = evaluate(model, qm8, [1], length=256)
-    assert (report.agree, report.free_run) == (249, 67), report
+    assert (report.agree, report.free_run) == (248, 114), report
     report = evaluate(model, qm16, [1], length=256)
     assert (report.agree, report.free_run) == (254, 121), report
 
@@ -311,9 +316,9 @@ def test_stories260k_8bit_kv_cache_measured(stories):
 @NEEDS_MODEL
 def test_stories260k_8bit_v_cache_measured(stories):
     """docs/numerics.md, "8-bit KV cache: measured": K int16 and V 8-bit (layer-max shifts)
-    hold every position from BOS: 100% teacher-forced top-1 and 256 free-running tokens."""
+    hold from BOS: 98.8% teacher-forced top-1 and 71 free-running tokens."""
     model, tok, _ = stories
     qm = quantize(model, calibration_sequences(model, tok), kv_bits=(16, 8))
     assert qm.kv_shifts()[1].tolist() == [[6] * 4] * 2 + [[7] * 4] * 3
     report = evaluate(model, qm, [1], length=256)
-    assert (report.agree, report.free_run) == (256, 256), report
+    assert (report.agree, report.free_run) == (253, 71), report

@@ -348,10 +348,10 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     if not 1 <= positions <= mc.seq_len:
         raise CompileError(f"positions must be in [1, {mc.seq_len}] (the model's seq_len), "
                            f"not {positions}")
-    if qm.kv_bits != (16, 16):
-        raise CompileError(f"the tile's KV cache is int16; this model was quantized with a "
-                           f"{qm.k_bits}-bit K and {qm.v_bits}-bit V cache (kv_bits), which "
-                           f"only the integer model runs")
+    if qm.k_bits != 16:
+        raise CompileError(f"the tile's K cache is int16; this model was quantized with a "
+                           f"{qm.k_bits}-bit K cache (kv_bits), which only the integer model "
+                           f"runs")
     if mc.head_size % 2:
         raise CompileError(f"RoPE needs an even head size, not {mc.head_size}")
     P = positions
@@ -478,8 +478,11 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         matvec(layer.wv, wm["wv"], buf["x"], Vc[l], y_index=POS, y_pack=True)
         asm.qk(**words(q=buf["q"], k=K[l], s=buf["scores"]), q_words=q_words,
                shift=qm.att_shift[l], n_pos=True, kv_shift=kv_shift)
+        # a narrow V cache holds V >> v_shift (wv's requantization): the output's shift
+        # takes it back, (e . V) << v_shift rounded at RECIP_FRAC exactly
+        v_shift = int(qm.kv_shifts()[1, l, 0])
         asm.pv(**words(v=Vc[l], s=buf["scores"], y=buf["att"]), d_blocks=-(-att_dim // R),
-               shift=RECIP_FRAC, n_pos=True, kv_shift=kv_shift)
+               shift=RECIP_FRAC - v_shift, n_pos=True, kv_shift=kv_shift)
         matvec(layer.wo, wm["wo"], buf["att"], buf["x"], epi=isa.Epi.RESID, ss_init=qm.eps)
         # w1 and w3 interleaved by rows: each row block holds (h1, h3) pairs -> SiLU x gate
         matvec(layer.w1, w13[l], buf["x"], buf["g"], epi=isa.Epi.SILU_GATE,

@@ -13,11 +13,12 @@ product accumulates int8 x int16 products exactly and requantizes each row with 
 multiplier and a shared shift (:func:`mulshr`).
 
 The KV cache holds int16 K (after RoPE) and V, or, with ``quantize(..., kv_bits=8)`` (both
-8-bit) or ``kv_bits=(16, 8)`` (K int16, V 8-bit), narrower values with a static shift per
-layer (and per kv head) for each narrow cache, chosen on the calibration sequences: stored
-``sat8(round(x >> s))``, read back as ``stored << s``. The tile implements only the int16
-cache; the narrow ones are measured options of this specification (docs/numerics.md, "8-bit
-KV cache: measured").
+8-bit) or ``kv_bits=(16, 8)`` (K int16, V 8-bit), narrower values with static shifts chosen
+on the calibration sequences, read back as ``stored << s``: K (after RoPE) is stored as
+``sat8(round(k >> s))`` with s per layer (and per kv head); V is wv's product requantized
+straight to 8 bits, its shift s more than the int16 V's (s per layer: one MATVEC shift).
+The tile implements only the int16 cache; the narrow ones are measured options of this
+specification (docs/numerics.md, "8-bit KV cache: measured").
 """
 
 __all__ = ["Formats", "QLayer", "QModel", "quantize", "IntDecoder", "mulshr", "sat",
@@ -345,6 +346,9 @@ def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max")
     if (k_bits, v_bits) != (16, 16):
         qm.kv_shift = kv_shifts(qm, calibration, (k_bits, v_bits), kv_shift)
         qm.k_bits, qm.v_bits = k_bits, v_bits
+        for layer, v_shift in zip(qm.layers, qm.kv_shift[1, :, 0]):
+            layer.wv = dataclasses.replace(layer.wv, bits=v_bits,
+                                           shift=layer.wv.shift + int(v_shift))
     return qm
 
 
@@ -366,7 +370,8 @@ def kv_shifts(qm, calibration, bits=8, rule="layer-max"):
     shifts are 0), ``[2, n_layers, n_kv_heads]`` (K, V),
     chosen from the int16 K (after RoPE) and V that the integer model ``qm`` (its int16
     cache) writes on the calibration sequences. ``rule`` (:data:`KV_SHIFT_RULES`): one shift
-    per layer or per layer and kv head; ``max``, the smallest shift ``s`` with
+    per layer or per layer and kv head (V's: per layer under either, as wv's requantization
+    has one shift); ``max``, the smallest shift ``s`` with
     ``round(max|x| >> s)`` in range; ``mse``, the ``s`` in 0..15 with the least squared
     error ``sum(((kv_store(x, s) << s) - x)**2)`` (large values may saturate)."""
     cfg = qm.config
@@ -389,7 +394,7 @@ def kv_shifts(qm, calibration, bits=8, rule="layer-max"):
         cache = np.concatenate(seen[kind], axis=1)          # [layers, positions, kv_dim]
         for l in range(cfg.n_layers):
             heads = cache[l].reshape(-1, nkv, hs)
-            if granularity == "layer":
+            if granularity == "layer" or kind == 1:
                 out[kind, l] = _kv_shift(heads, bits[kind], how)
             else:
                 out[kind, l] = [_kv_shift(heads[:, h], bits[kind], how) for h in range(nkv)]
@@ -457,8 +462,7 @@ class IntDecoder:
             q = self.rope(layer.wq.apply(x, s), pos, cfg.n_heads)
             k = self.rope(layer.wk.apply(x, s), pos, cfg.n_kv_heads)
             self.k_cache[l, pos] = kv_store(k, self.kv_shift[0, l], qm.k_bits)
-            self.v_cache[l, pos] = kv_store(layer.wv.apply(x, s), self.kv_shift[1, l],
-                                            qm.v_bits)
+            self.v_cache[l, pos] = layer.wv.apply(x, s)       # v_bits wide (quantize)
             att = self.attention(l, q, pos)
             x = sat(x + layer.wo.apply(att))
             s = self.norm_scale(x)
