@@ -92,6 +92,8 @@ CASES = [
     (["quality", "--model", "/nonexistent.bin", "--tokenizer", "{tok}"], "nonexistent.bin"),
     (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "4"],
      "argument --kv-bits: must be one of 16, 8, 16,8 (K and V, or K,V), not '4'"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--q-bits", "4"],
+     "argument --q-bits: invalid choice: 4 (choose from 8, 16)"),
     (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "8,16"],
      "argument --kv-bits: must be one of 16, 8, 16,8 (K and V, or K,V), not '8,16'"),
     (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "8", "--kv-shift",
@@ -200,6 +202,10 @@ def test_quality_with_an_8bit_kv_cache(files, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "16-bit K and 8-bit V cache" in out and "shifts by layer-max" in out
     assert "KV cache, 16 positions (K int16, V int8) 1.5 KiB" in out
+    assert main(argv + ["--q-bits", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "8-bit q (the integer model only; the tile's is int16), RoPE's extra shifts " \
+        "(layer x head): [[" in out
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "KV cache" in out and "8-bit" not in out and "(int16) 2.0 KiB" in out

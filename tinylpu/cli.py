@@ -163,7 +163,8 @@ def cmd_quality(args):
                          f"position to evaluate (use at least {n + 1})")
     t0 = time.perf_counter()
     qm = quantize(model, calibration_sequences(model, tok, args.positions),
-                  kv_bits=args.kv_bits, kv_shift=args.kv_shift or "layer-max")
+                  kv_bits=args.kv_bits, kv_shift=args.kv_shift or "layer-max",
+                  q_bits=args.q_bits)
     print(f"integer model of {args.model}: int8 weights (per-row scales), int16 activations; "
           f"formats (fractional bits) {qm.fmt}")
     if qm.kv_bits != (16, 16):
@@ -171,6 +172,9 @@ def cmd_quality(args):
         print(f"{qm.k_bits}-bit K and {qm.v_bits}-bit V cache (the integer model only; the "
               f"tile's is int16), shifts by {args.kv_shift or 'layer-max'} (layer x kv "
               f"head): K {k.tolist()}, V {v.tolist()}")
+    if qm.q_bits != 16:
+        print(f"{qm.q_bits}-bit q (the integer model only; the tile's is int16), RoPE's "
+              f"extra shifts (layer x head): {qm.q_shift.tolist()}")
     reports = []
     for text in texts:
         report = evaluate(model, qm, tok.encode(text) if text else [1], args.positions)
@@ -476,6 +480,9 @@ def build_parser():
                    help="KV-cache element width: 16 (the tile's, default), 8 (K and V) or "
                         "16,8 (K int16, V 8-bit); a narrow cache's static shifts come from "
                         "calibration (the integer model only)")
+    p.add_argument("--q-bits", type=int, choices=(8, 16), default=16,
+                   help="q's width after RoPE: 16 (the tile's, default) or 8 (static shifts "
+                        "per layer and head from calibration; the integer model only)")
     p.add_argument("--kv-shift", choices=KV_SHIFT_RULES,
                    help="with a narrow cache: one shift per layer or per layer and kv head, "
                         "keeping the calibration maximum (max) or of least squared error "

@@ -48,13 +48,15 @@ def saturate(values, bits):
     return np.clip(values, lo, hi)
 
 
-def rope_rotate(a, b, cos, sin, bits=16):
+def rope_rotate(a, b, cos, sin, bits=16, shift=0):
     """Rotate the pairs (a, b) by the Q1.14 ``cos``/``sin``: ``(a c - b s, a s + b c)``,
-    each rounded half up from the exact product sums and saturated to ``bits``."""
+    each rounded half up from the exact product sums (``shift`` more bits, broadcast, for a
+    narrowed result) and saturated to ``bits``."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    half = np.int64(1 << (ROPE_FRAC - 1))
-    return (saturate((a * cos - b * sin + half) >> ROPE_FRAC, bits),
-            saturate((a * sin + b * cos + half) >> ROPE_FRAC, bits))
+    total = ROPE_FRAC + np.asarray(shift, dtype=np.int64)
+    half = np.int64(1) << (total - 1)
+    return (saturate((a * cos - b * sin + half) >> total, bits),
+            saturate((a * sin + b * cos + half) >> total, bits))
 
 
 def exp2_neg(delta):

@@ -348,6 +348,9 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     if not 1 <= positions <= mc.seq_len:
         raise CompileError(f"positions must be in [1, {mc.seq_len}] (the model's seq_len), "
                            f"not {positions}")
+    if qm.q_bits != 16:
+        raise CompileError(f"the tile's q is int16; this model was quantized with a "
+                           f"{qm.q_bits}-bit q (q_bits), which only the integer model runs")
     if qm.k_bits != 16:
         raise CompileError(f"the tile's K cache is int16; this model was quantized with a "
                            f"{qm.k_bits}-bit K cache (kv_bits), which only the integer model "

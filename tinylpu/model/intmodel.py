@@ -22,7 +22,8 @@ specification (docs/numerics.md, "8-bit KV cache: measured").
 """
 
 __all__ = ["Formats", "QLayer", "QModel", "quantize", "IntDecoder", "mulshr", "sat",
-           "isqrt", "norm_recip", "SCORE_SCALE", "KV_SHIFT_RULES", "kv_store", "kv_shifts"]
+           "isqrt", "norm_recip", "SCORE_SCALE", "KV_SHIFT_RULES", "kv_store", "kv_shifts",
+           "q_shifts"]
 
 import dataclasses
 import math
@@ -147,6 +148,8 @@ class QModel:
     v_bits: int = 16          # V-cache element width (the tile: 16)
     kv_shift: np.ndarray = None   # [2, n_layers, n_kv_heads]: K (0) and V (1) are stored as
     #                               kv_store(x, shift, k_bits / v_bits); None: all 0
+    q_bits: int = 16          # q's width after RoPE (the tile: 16)
+    q_shift: np.ndarray = None    # [n_layers, n_heads]: RoPE's extra shift of a narrow q
 
     @property
     def kv_bits(self):
@@ -248,7 +251,7 @@ def _silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max"):
+def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max", q_bits=16):
     """Quantize a :class:`tinylpu.model.FloatModel`.
 
     ``calibration`` is a list of token-id sequences; the float reference runs on them
@@ -257,7 +260,8 @@ def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max")
     ``kv_bits``: the KV cache's element width, 16 (the tile's int16 cache) or narrower (8..15:
     not on the tile), for K and V alike or as a pair ``(k_bits, v_bits)``; a narrow cache's
     static shifts are chosen on the same calibration sequences by the rule ``kv_shift``, one
-    of :data:`KV_SHIFT_RULES` (see :func:`kv_shifts`).
+    of :data:`KV_SHIFT_RULES` (see :func:`kv_shifts`). ``q_bits``: q's width after RoPE, 16
+    or narrower (8..15, static shifts per layer and head: :func:`q_shifts`).
     """
     from tinylpu.model.reference import FloatDecoder
     k_bits, v_bits = kv_bits if isinstance(kv_bits, (tuple, list)) else (kv_bits, kv_bits)
@@ -267,6 +271,8 @@ def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max")
     if kv_shift not in KV_SHIFT_RULES:
         raise ValueError(f"kv_shift must be one of {', '.join(KV_SHIFT_RULES)}, not "
                          f"{kv_shift!r}")
+    if q_bits not in range(8, 17):
+        raise ValueError(f"q_bits must be in [8, 16], not {q_bits!r}")
     cfg = model.config
     stats = {}
     with np.errstate(all="ignore"):          # an overflow shows up as a non-finite range
@@ -349,7 +355,25 @@ def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max")
         for layer, v_shift in zip(qm.layers, qm.kv_shift[1, :, 0]):
             layer.wv = dataclasses.replace(layer.wv, bits=v_bits,
                                            shift=layer.wv.shift + int(v_shift))
+    if q_bits != 16:
+        qm.q_shift, qm.q_bits = q_shifts(qm, calibration, q_bits), q_bits
     return qm
+
+
+def q_shifts(qm, calibration, bits=8):
+    """Static shifts of a ``bits``-wide q, ``[n_layers, n_heads]``: per layer and head the
+    smallest ``s`` with ``round(max|q| >> s)`` in range, over the int16 q (after RoPE) that
+    ``qm`` computes on the calibration sequences."""
+    cfg = qm.config
+    wide = dataclasses.replace(qm, q_bits=16, q_shift=None)
+    peak = np.zeros((cfg.n_layers, cfg.n_heads), dtype=np.int64)
+    for ids in calibration:
+        dec = IntDecoder(wide)
+        dec.seen_q = peak
+        for pos, tok in enumerate(ids[:cfg.seq_len]):
+            dec.forward(tok, pos)
+    return np.array([[_kv_shift([p], bits, "max") for p in row] for row in peak],
+                    dtype=np.int64)
 
 
 def _kv_shift(values, bits, rule):
@@ -415,18 +439,23 @@ class IntDecoder:
         self.v_cache = np.zeros((cfg.n_layers, cfg.seq_len, cfg.kv_dim), dtype=np.int64)
         # the shift of each cache element: [2 (K, V), n_layers, kv_dim]
         self.kv_shift = np.repeat(qm.kv_shifts(), cfg.head_size, axis=2)
+        self.seen_q = None        # [n_layers, n_heads] running peaks of |q| (q_shifts)
 
     def norm_scale(self, x):
         """RMSNorm's scale of x: ``rsqrt_scale(sum(x**2) + eps)``; the norm matrices apply it
         as they requantize (the gains are in their weights)."""
         return rsqrt_scale(int(np.sum(np.asarray(x, dtype=np.int64) ** 2)) + self.qm.eps)
 
-    def rope(self, vec, pos, n_heads):
+    def rope(self, vec, pos, n_heads, shift=None, bits=16):
+        """RoPE of ``n_heads`` heads at ``pos``; ``shift`` per head narrows the result
+        (rounded once, saturated to ``bits``)."""
         qm = self.qm
         hs = qm.config.head_size
         v = vec.reshape(n_heads, hs // 2, 2)
+        shift = np.zeros((n_heads, 1), dtype=np.int64) if shift is None else \
+            np.asarray(shift, dtype=np.int64).reshape(n_heads, 1)
         ra, rb = rope_rotate(v[..., 0], v[..., 1], qm.rope_cos[pos][None, :],
-                             qm.rope_sin[pos][None, :])
+                             qm.rope_sin[pos][None, :], bits, shift)
         return np.stack([ra, rb], axis=-1).reshape(-1)
 
     def silu(self, h):
@@ -459,7 +488,14 @@ class IntDecoder:
         x = mulshr(qm.emb[token], qm.emb_mult[token], qm.emb_shift)
         for l, layer in enumerate(qm.layers):
             s = self.norm_scale(x)
-            q = self.rope(layer.wq.apply(x, s), pos, cfg.n_heads)
+            if qm.q_bits == 16:
+                q = self.rope(layer.wq.apply(x, s), pos, cfg.n_heads)
+                if self.seen_q is not None:         # q_shifts' calibration: |q| peaks
+                    peak = np.abs(q).reshape(cfg.n_heads, -1).max(axis=1)
+                    self.seen_q[l] = np.maximum(self.seen_q[l], peak)
+            else:                                              # read back as q8 << s
+                q = self.rope(layer.wq.apply(x, s), pos, cfg.n_heads, qm.q_shift[l],
+                              qm.q_bits) << np.repeat(qm.q_shift[l], cfg.head_size)
             k = self.rope(layer.wk.apply(x, s), pos, cfg.n_kv_heads)
             self.k_cache[l, pos] = kv_store(k, self.kv_shift[0, l], qm.k_bits)
             self.v_cache[l, pos] = layer.wv.apply(x, s)       # v_bits wide (quantize)
