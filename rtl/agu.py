@@ -29,6 +29,7 @@ def token_layout(cfg, fields=None):
         "y_group": range(max(2 * cfg.lanes // cfg.rows, 2)),   # lanes y_group*R .. +R-1,
         "y_half": 1,                                # ... or R/2 lanes y_group*R/2 ..
         "y_pack": 1,                                # R/2 lanes of int16 pairs (K, V rows)
+        "y_wbank": 1,                               # bytes into weight bank block*R // L
         "row": range(max(cfg.rows, 2)),             # QLOAD: the q-latch row
         "kv_shift": 2,                              # QK, PV: heads a K/V head serves
         "d_blocks": 8,                              # PV: output blocks
@@ -52,8 +53,8 @@ def token_layout(cfg, fields=None):
 
 # The fields each address generator drives (the tile merges them into one token).
 MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_half", "y_pack",
-                 "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr", "epi_shift",
-                 "head", "final", "block", "norm", "ss", "ss_init")
+                 "y_wbank", "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr",
+                 "epi_shift", "head", "final", "block", "norm", "ss", "ss_init")
 ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group", "row",
                     "kv_shift", "d_blocks", "shift", "y_bits")
 
@@ -67,7 +68,8 @@ class MatvecAgu(wiring.Component):
     chunk k = j % n_chunks) reads weight word ``w.word = w_base + j`` (``w``:
     :func:`rtl.router.weight_read`), drives ``x_addr = x_addr + k`` on bank ``x_bank``, and
     ``token`` (first = k == 0, last = k == n_chunks - 1, the y word ``y_addr + (pos << y_shift) +
-    (b*R) // L`` (POS index) and lane group of block b, its row-multiplier word
+    (b*R) // L`` (POS index; with ``y_wbank`` without the last term, the weight bank's index)
+    and lane group of block b, its row-multiplier word
     ``m_base + b``, its RoPE-table word ``rope_base + (pos << rope_shift) + b %
     2**rope_shift``, and the requantization ``mult``, ``shift``, ``y_bits``, ``epi``).
     """
@@ -109,7 +111,7 @@ class MatvecAgu(wiring.Component):
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
                 tok.y_pack.eq(packed), tok.y_half.eq(packed | (a.epi == Epi.SILU_GATE)),
                 tok.epi_shift.eq(a.epi_shift), tok.norm.eq(a.norm), tok.ss.eq(a.ss),
-                tok.ss_init.eq(a.ss_init),
+                tok.ss_init.eq(a.ss_init), tok.y_wbank.eq(a.y_wbank),
                 cur_rope0.eq(a.rope_base + (self.op.pos << a.rope_shift)),
                 cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
             ]
@@ -122,7 +124,7 @@ class MatvecAgu(wiring.Component):
                 tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
                 tok.y_pack.eq(st.y_pack), tok.y_half.eq(st.y_half),
                 tok.epi_shift.eq(st.epi_shift), tok.norm.eq(st.norm), tok.ss.eq(st.ss),
-                tok.ss_init.eq(st.ss_init),
+                tok.ss_init.eq(st.ss_init), tok.y_wbank.eq(st.y_wbank),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
             ]
         # a packed block's pairs come from the word of block // 2 (isa.rope_block)
@@ -142,7 +144,8 @@ class MatvecAgu(wiring.Component):
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
                 st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi), st.y_pack.eq(tok.y_pack),
                 st.y_half.eq(tok.y_half), st.epi_shift.eq(tok.epi_shift),
-                st.norm.eq(tok.norm), st.ss.eq(tok.ss), st.ss_init.eq(tok.ss_init), rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
+                st.norm.eq(tok.norm), st.ss.eq(tok.ss), st.ss_init.eq(tok.ss_init),
+                st.y_wbank.eq(tok.y_wbank), rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
             ]
             with m.If(self.op.issue):
                 m.d.sync += x_base.eq(a.x_addr)
@@ -151,7 +154,8 @@ class MatvecAgu(wiring.Component):
                 m.d.sync += [
                     chunk.eq(0), blocks_left.eq(cur_blocks - 1),
                     st.y_group.eq(Mux(last_group, 0, tok.y_group + 1)),
-                    st.y_word.eq(tok.y_word + last_group),
+                    # y_wbank: the next bank, the same word (isa.wbank_slot)
+                    st.y_word.eq(tok.y_word + (last_group & ~tok.y_wbank)),
                     st.m_addr.eq(tok.m_addr + 1), block.eq(cur_block + 1),
                 ]
             with m.Else():

@@ -122,7 +122,7 @@ class ReadChecker(wiring.Component):
             e = Signal(max(mb, 1), name=f"{name}_elem")
             m.d.comb += e.eq(Cat(rd["lane"][:ll], rd["word"][:aw]) if ll else rd["word"][:aw])
             for w in snap_mxm:
-                hits.append(rd["en"] & w.valid & bank_eq(w.bank, rd["bank"])
+                hits.append(rd["en"] & w.valid & ~w.wbank & bank_eq(w.bank, rd["bank"])
                             & word_eq(w.word, rd["word"]) & lane_of(w.mask, rd["lane"]))
             for w in snap_vu:
                 hits.append(rd["en"] & w.valid & bank_eq(w.bank, rd["bank"])

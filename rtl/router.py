@@ -2,8 +2,9 @@
 
 There is no arbitration. While the tile runs, the schedule owns the SRAM ports:
 
-- weight banks (one read port each, all read at one word address): the MATVEC AGU's ``w``
-  stream, or the vector unit's ``vw`` reads (a WROW operand);
+- weight banks (one read port each, all read at one word address; one write port): the
+  MATVEC AGU's ``w`` stream, or the vector unit's ``vw`` reads (a WROW operand); a y_wbank
+  MATVEC's words (``yw``: one bank's word);
 - activation banks (one read and one write port each, 32-bit lanes): the read port serves
   the MATVEC ``x`` stream (a word), PV's score stream ``s`` (a lane group) and the vector
   unit's ``a`` and ``b`` operand streams (a lane each); the write
@@ -20,7 +21,8 @@ to the vector unit's table port (``t``). The checker flags, in the same cycle:
 
 - ``conflict``: a port asked for by two users in one cycle;
 - ``hazard``: a read (``x``, the score stream ``s``, RESID's ``r``) of lanes a write in the
-  MXM pipeline (``pending``) still has to land in (it reads the old value; the compiler
+  MXM pipeline (``pending``) still has to land in, or a weight read (``w``, ``vw``) of a word
+  a y_wbank write still has to land in, (it reads the old value; the compiler
   inserts WAITs so this never happens). ``r`` comes from the result in stage
   ``LAT_RESID_READ``, whose own write is not counted, nor those of the earlier stages that
   ``r_later`` marks (a later instruction's: the golden model executes RESID's read with its
@@ -51,8 +53,10 @@ TOKEN_BITS = 16       # token-memory entries and table entries
 
 
 def write_layout(cfg):
-    """A write in flight in the MXM pipeline: its bank, word and lanes."""
-    return data.StructLayout({"valid": 1, "bank": 2, "word": 16, "mask": cfg.lanes})
+    """A write in flight in the MXM pipeline: its bank, word and lanes (``wbank``: bytes of
+    a weight bank's word, a y_wbank MATVEC's)."""
+    return data.StructLayout({"valid": 1, "bank": 2, "word": 16, "mask": cfg.lanes,
+                              "wbank": 1})
 
 
 def host_bits(cfg):
@@ -136,6 +140,9 @@ class Router(wiring.Component):
             "x_en": In(1), "x_bank": In(2), "x_addr": In(16), "x_data": Out(cfg.act_word_bits),
             "y_en": In(1), "y_bank": In(2), "y_word": In(16), "y_mask": In(L),
             "y_data": In(cfg.act_word_bits),
+            # ... or its bytes into a weight bank (MATVEC y_wbank)
+            "yw_en": In(1), "yw_bank": In(range(max(R, 2))), "yw_word": In(16),
+            "yw_data": In(cfg.word_bits),
             "pending": In(data.ArrayLayout(write_layout(cfg), LAT_WRITE)),
             # the score stream of PV
             "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
@@ -163,8 +170,10 @@ class Router(wiring.Component):
         m = Module()
         R, L = cfg.rows, cfg.lanes
         groups = L // R
-        # only the host writes these, while the tile is idle: no read meets a write
-        wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth, hold_on_write=True)
+        # written by the host while idle, or a word at a time by a y_wbank MATVEC (whole
+        # words: write enables per byte would cost 2 more DP16KD a 4096-word bank); a read
+        # of a word in its write's cycle is flagged (``hazard``)
+        wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth, flagged_collisions=True)
                   for _ in range(R)]
         # a read of a lane in the cycle its write lands is flagged (``hazard`` and
         # rtl.checker): no collision logic
@@ -197,16 +206,19 @@ class Router(wiring.Component):
 
         conflicts = []
         # weight banks: read by MATVEC or the vector unit (all rows at once) or the host;
-        # written by the host
+        # written by a y_wbank MATVEC (its lane group of one bank) or the host
         for r, bank in enumerate(wbanks):
-            h_rd = h.ren & is_w[r]
-            conflicts.append(_two_or_more([self.w.en, self.vw.en, h_rd]))
+            h_rd, h_wr = h.ren & is_w[r], h.wen & is_w[r]
+            yw_wr = self.yw_en & (self.yw_bank == r) if R > 1 else self.yw_en
+            conflicts += [_two_or_more([self.w.en, self.vw.en, h_rd]),
+                          _two_or_more([yw_wr, h_wr])]
             m.d.comb += [
                 bank.ren.eq(self.w.en | self.vw.en | h_rd),
                 bank.raddr.eq(Mux(self.w.en, self.w.word,
                                   Mux(self.vw.en, self.vw.word, h.addr))),
-                bank.waddr.eq(h.addr), bank.wdata.eq(h.wdata),
-                bank.wen.eq(h.wen & is_w[r]),
+                bank.waddr.eq(Mux(yw_wr, self.yw_word, h.addr)),
+                bank.wdata.eq(Mux(yw_wr, self.yw_data, h.wdata)),
+                bank.wen.eq(yw_wr | h_wr),
                 self.w_data[r].eq(bank.rdata),
             ]
         # activation banks: x, a, b reads and y, c writes of the schedule, or the host's
@@ -326,14 +338,23 @@ class Router(wiring.Component):
                 if i + 1 == skip:
                     continue
                 same_bank = w.bank[:bank_bits] == bank[:bank_bits] if bank_bits else 1
-                hit = w.valid & same_bank & (w.word[:aw] == word[:aw]) & (w.mask & mask).any()
+                hit = (w.valid & ~w.wbank & same_bank & (w.word[:aw] == word[:aw])
+                       & (w.mask & mask).any())
                 if later is not None and i < len(later):
                     hit &= ~later[i]
                 out.append(hit)
             return en & Cat(*out).any()
 
+        ww = addr_bits(cfg.wdepth)
+
+        def weight_hits(port):
+            """A weight read (all banks, all lanes) of a word with a y_wbank write in flight."""
+            return port.en & Cat(*(w.valid & w.wbank & (w.word[:ww] == port.word[:ww])
+                                   for w in self.pending)).any()
+
         m.d.comb += self.hazard.eq(
-            hits(self.x_en, self.x_bank, self.x_addr, Const(-1, L))
+            weight_hits(self.w) | weight_hits(self.vw)
+            | hits(self.x_en, self.x_bank, self.x_addr, Const(-1, L))
             | hits(self.s_en, self.s_bank, self.s_word, self.s_mask)
             | hits(self.r_en, self.r_bank, self.r_word, self.r_mask, skip=LAT_RESID_READ,
                    later=self.r_later))

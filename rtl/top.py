@@ -236,8 +236,22 @@ class Tile(wiring.Component):
                                & (st.epi == isa.Epi.ARGMAX)
                                for st in (front + results)[:isa.LAT_ARGMAX])).any()
         m.d.comb += [
-            rt.y_en.eq(last.valid), rt.y_bank.eq(last.y_bank), rt.y_word.eq(last.y_word),
-            rt.y_mask.eq(mask), rt.y_data.eq(data),
+            rt.y_en.eq(last.valid & ~last.y_wbank), rt.y_bank.eq(last.y_bank),
+            rt.y_word.eq(last.y_word), rt.y_mask.eq(mask), rt.y_data.eq(data),
+        ]
+        # ... or a y_wbank MATVEC's block: its R results' low weight bits into lane group
+        # block % (L/R) of the weight-word buffer; the last group's block writes the word to
+        # weight bank block // (L/R) (isa.wbank_slot)
+        lg, lr = groups.bit_length() - 1, cfg.rows.bit_length() - 1
+        block_bits = Cat(*(epi.out[r][:cfg.data_bits] for r in range(cfg.rows)))
+        wbuf = [Signal(len(block_bits), name=f"wbuf{g}") for g in range(groups - 1)]
+        for g, buf in enumerate(wbuf):
+            with m.If(last.valid & last.y_wbank & (last.y_group == g)):
+                m.d.sync += buf.eq(block_bits)
+        m.d.comb += [
+            rt.yw_en.eq(last.valid & last.y_wbank & (last.y_group == groups - 1)),
+            rt.yw_bank.eq(last.block[lg:lg + lr] if lr else 0),
+            rt.yw_word.eq(last.y_word), rt.yw_data.eq(Cat(*wbuf, block_bits)),
         ]
         # c+9: the squares of the written values (ss), summed into the RMSNorm total in c+9
         # (the values are registered first: the epilogue's rounding and the squarer's
@@ -271,8 +285,10 @@ class Tile(wiring.Component):
             write = rt.pending[i]
             makes = stage.valid & stage.last & (stage.kind != MacMode.PV) if i < 2 \
                 else stage.valid
+            # a y_wbank block writes only with the word's last lane group
+            makes &= ~stage.y_wbank | (stage.y_group == groups - 1)
             m.d.comb += [write.valid.eq(makes), write.bank.eq(stage.y_bank),
-                         write.word.eq(stage.y_word),
+                         write.word.eq(stage.y_word), write.wbank.eq(stage.y_wbank),
                          write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
         # reads of lanes with a write in flight that the router does not see (rtl.checker)
         m.d.comb += [getattr(checker, f"{p}_{f}").eq(getattr(getattr(vu, p), f))

@@ -12,11 +12,11 @@ from tinylpu import isa
 from tinylpu.isa import IsaError, Opcode
 
 MATVEC_LAYOUT = data.Layout.cast(isa.MatvecArgs)
-# the integer fields isa.matvec takes as they are (m_base, y_index, epi, y_pack, norm are
-# mapped)
+# the integer fields isa.matvec takes as they are (m_base, y_index, epi, y_pack, norm,
+# y_wbank are mapped)
 MATVEC_FIELDS = [name for name, _ in MATVEC_LAYOUT
                  if name not in ("m_rows", "m_base", "y_index", "epi", "y_pack", "norm", "ss",
-                                 "ss_init")]
+                                 "ss_init", "y_wbank")]
 
 
 def _field_range(name):
@@ -50,17 +50,17 @@ def test_layout_widths_and_ranges():
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
                           n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
                           y_index=2, y_shift=4, epi=3, rope_base=16, rope_shift=3, y_pack=1,
-                          epi_shift=6, norm=1, ss=1, ss_init=24)
+                          epi_shift=6, norm=1, ss=1, ss_init=24, y_wbank=1)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 186
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 187
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs), ("qk", isa.QkArgs),
               ("pv", isa.PvArgs)]}
-    assert sizes == dict(matvec=186, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
+    assert sizes == dict(matvec=187, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
     assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 8
@@ -101,13 +101,38 @@ def test_matvec_round_trip(fields, options):
                     m_base=options["m_base"] or 0, y_index=options["y_index"].value,
                     epi=options["epi"].value, y_pack=int(options["y_pack"]),
                     norm=int(options["norm"]), ss=int("ss_init" in options),
-                    ss_init=options.get("ss_init", 0))
+                    ss_init=options.get("ss_init", 0), y_wbank=0)
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
     assert 0 <= word < 1 << 190
     assert word & 0xf == 3
     assert isa.decode(word) == instr
     assert isa.encode(isa.decode(word)) == word
+
+
+def test_matvec_into_the_weight_banks():
+    """y_wbank: its slot rule, its round trip, and the combinations the builder refuses and
+    isa.illegal (the RTL's ILLEGAL_INSTRUCTION) names."""
+    # 4 rows x 16 lanes: blocks 0..3 fill bank 0's bytes 0..15, block 4 starts bank 1
+    assert [isa.wbank_slot(b, 4, 16) for b in (0, 1, 3, 4, 15, 16)] == \
+        [(0, 0), (0, 4), (0, 12), (1, 0), (3, 12), (0, 0)]
+    assert isa.wbank_slot(3, 2, 8) == (0, 6) and isa.wbank_slot(4, 2, 8) == (1, 0)
+    instr = isa.matvec(**_matvec_fields(), epi=isa.Epi.ROPE, y_wbank=True)
+    word = isa.encode(instr)
+    assert word >> (4 + MATVEC_LAYOUT["y_wbank"].offset) & 1
+    assert isa.decode(word) == instr and isa.illegal(word) is None
+    for bad, why in ((dict(epi=isa.Epi.RESID), "epi NONE or ROPE, not RESID"),
+                     (dict(epi=isa.Epi.ARGMAX), "not ARGMAX"),
+                     (dict(y_pack=True), "not with y_pack or ss"),
+                     (dict(ss_init=1), "not with y_pack or ss"),
+                     (dict(y_bits=9), "y_bits must be at most 8")):
+        with pytest.raises(IsaError, match=why):
+            isa.matvec(**{**_matvec_fields(), **bad}, y_wbank=True)
+        if "y_bits" not in bad:         # the same word with y_wbank set by hand
+            plain = isa.encode(isa.matvec(**{**_matvec_fields(), **bad}))
+            wbank = plain | 1 << (4 + MATVEC_LAYOUT["y_wbank"].offset)
+            assert isa.illegal(plain) is None
+            assert re.search(why, isa.illegal(wbank))
 
 
 @settings(max_examples=100, deadline=None)

@@ -59,6 +59,7 @@ class GoldenTile:
         self.mmem = np.zeros((cfg.mdepth, cfg.rows), dtype=np.int64)
         self.rmem = np.zeros((cfg.rdepth, cfg.rows), dtype=np.int64)
         self.qlatch = np.zeros((cfg.rows, cfg.lanes), dtype=np.int64)    # QK's q operand
+        self.wbuf = np.zeros(cfg.lanes, dtype=np.int64)    # y_wbank's weight-word buffer
         self.maxima = np.zeros(2 * cfg.rows, dtype=np.int64)             # QK's running maxima
         self.next_token = 0
         self.norm = 0              # the norm register: RMSNorm's scale, b << 16 | m
@@ -293,7 +294,7 @@ class GoldenTile:
                 while olds and olds[0][0] <= c:
                     self._resid(st, y_bank, *olds.pop(0), bits)
                 x = _sext(st.read(self, c, bank, (a["x_addr"] + k) % cfg.adepth), X_BITS)
-                w = self.wmem[:, (a["w_base"] + b * nc + k) % cfg.wdepth]
+                w = st.wread(self, c, (a["w_base"] + b * nc + k) % cfg.wdepth)
                 acc = wrap(acc + w @ x, cfg.acc_bits)
             mult = (self.mmem[(a["m_base"] + b) % cfg.mdepth] if a["m_rows"]
                     else np.int64(a["q_mult"]))
@@ -319,6 +320,13 @@ class GoldenTile:
             last = t + b * nc + nc - 1
             st.result(last + isa.LAT_RESULT)
             half = (a["y_pack"] and not resid) or epi == isa.Epi.SILU_GATE
+            if a["y_wbank"]:         # into the weight-word buffer (isa.wbank_slot) ...
+                w_bank, lane = isa.wbank_slot(b, R, L)
+                self.wbuf[lane:lane + R] = wrap(y, cfg.data_bits)
+                if lane == L - R:    # ... which its last lanes' block writes
+                    st.push(last + isa.LAT_WRITE, "mac", ("w", w_bank), y_base % cfg.wdepth,
+                            np.arange(L), self.wbuf.copy(), produced=last)
+                continue
             if half:                 # R / 2 lanes: packed int16 pairs, or SILU_GATE's results
                 h = b * R // 2
                 word, lanes = (y_base + h // L) % cfg.adepth, h % L + np.arange(R // 2)
@@ -492,7 +500,8 @@ class GoldenTile:
             row = index(A_op)
             i = np.broadcast_to(j * A_op["js"] + k * A_op["ks"], (S, N))
             word = (A_op["base"] + (row >> lr) * A_op["istride"] + (i >> ll)) % cfg.wdepth
-            A = self.wmem[row & (R - 1)][word, i & (L - 1)]
+            A = st.wrow_read(self, np.broadcast_to(cycles, (S, N)),
+                             np.full((S, N), row & (R - 1)), word, i & (L - 1))
             a_bank = None
         else:
             a_bank = A_op["bank"] % cfg.act_banks
@@ -642,7 +651,8 @@ class _RunState:
         self.violations = 0        # not strict: the status bits of the rules broken
         self.refusals = []         # ... and what broke them
         self.pending = []          # (cycle, unit, bank, word, lanes, values, produced)
-        self.by_word = {}          # (bank, word) -> its pending writes
+        self.by_word = {}          # (bank, word) -> its pending writes; bank ("w", r): a
+        self.w_pending = 0         # weight bank's (MATVEC y_wbank), counted here
         self.next_pending = []     # (cycle, token)
         self.norm_pending = []     # (cycle, value) of the norm register
         self.write_banks = {}      # cycle -> banks written
@@ -713,6 +723,7 @@ class _RunState:
                             f"has one write port")
             self.vu_writes.add(cycle)
         entry = [cycle, unit, bank, word, lanes, values, produced]
+        self.w_pending += isinstance(bank, tuple)
         bisect.insort(self.pending, entry, key=lambda p: p[0])
         self.by_word.setdefault((bank, word), []).append(entry)
         self.last_write = max(self.last_write, cycle)
@@ -753,7 +764,11 @@ class _RunState:
         while self.pending and self.pending[0][0] < cycle:
             entry = self.pending.pop(0)
             _, _, bank, word, lanes, values, _ = entry
-            tile.amem[bank, word, lanes] = values
+            if isinstance(bank, tuple):            # ("w", r): a weight bank's bytes
+                tile.wmem[bank[1], word, lanes] = values
+                self.w_pending -= 1
+            else:
+                tile.amem[bank, word, lanes] = values
             same = self.by_word[(bank, word)]
             same.remove(entry)
             if not same:
@@ -785,6 +800,45 @@ class _RunState:
                                 f"{cycle} while a vector-unit write to it is in flight")
                 self.hazards.append((cycle, bank, word))
         return value if lanes is None else value[lanes]
+
+    def wread(self, tile, cycle, word):
+        """A read of word ``word`` of every weight bank in ``cycle`` (MATVEC's weights): the
+        words as of that cycle. A y_wbank write to that word in flight is the RTL-flagged
+        hazard (the old bytes are read)."""
+        value = tile.wmem[:, word]
+        if not self.w_pending:
+            return value
+        value = value.copy()
+        for r in range(len(value)):
+            for entry in self.by_word.get((("w", r), word), ()):
+                landing, _, _, _, wl, values, produced = entry
+                if landing < cycle:
+                    value[r, wl] = values
+                elif produced < cycle:
+                    self.hazards.append((cycle, ("w", r), word))
+        return value
+
+    def wrow_read(self, tile, cycles, rows, words, bytes_):
+        """A VOP's WROW operand: byte ``bytes_`` of word ``words`` of weight bank ``rows``,
+        each read in its cycle of ``cycles`` (arrays of one shape), as of that cycle; reads
+        of a y_wbank write in flight are RTL-flagged hazards (the old byte is read)."""
+        value = tile.wmem[rows, words, bytes_]
+        if not self.w_pending:
+            return value
+        value = value.copy()
+        for entry in self.pending:
+            landing, _, bank, word, wl, values, produced = entry
+            if not isinstance(bank, tuple):
+                continue
+            same = words == word                 # the RTL compares the word (all banks)
+            flight = same & (cycles > produced) & (cycles <= landing)
+            if flight.any():
+                n = np.argmax(flight)
+                self.hazards.append((int(cycles.flat[n]), bank, word))
+            hit = same & (rows == bank[1]) & np.isin(bytes_, wl) & (cycles > landing)
+            if hit.any():
+                value[hit] = np.asarray(values)[np.searchsorted(wl, bytes_[hit])]
+        return value
 
     def read_port(self, cycles, bank):
         """An instruction reads ``bank`` in ``cycles`` (a range, its read stream): a

@@ -268,7 +268,14 @@ class MatvecArgs(data.Struct):
     (``b << 16 | m``, set by a VOP with out NORM or an ``ss`` MATVEC), read for each block
     in ``c_last + LAT_NORM_READ``: an earlier write must have landed by then. With ``ss`` the sum of the squares of the written values
     (low 16 bits, signed) plus ``ss_init`` goes through the norm unit into the norm register
-    (:func:`tinylpu.numerics.rsqrt_scale`; ``LAT_SS_NORM`` after the last read).
+    (:func:`tinylpu.numerics.rsqrt_scale`; ``LAT_SS_NORM`` after the last read). With
+    ``y_wbank`` the results go into the weight banks instead, as weight lanes (their low
+    ``data_bits`` bits): block b's R results fill lanes ``(b*R) % L ..`` of the output unit's
+    weight-word buffer, and the block that fills its last lanes (``(b*R) % L == L - R``)
+    writes the whole buffer to word ``y_addr + (idx << y_shift)`` of weight bank
+    ``((b*R) // L) % R`` (:func:`wbank_slot`), where a later MATVEC or QK reads it as
+    weights; L/R consecutive blocks make a word (the buffer keeps its lanes between
+    instructions). epi NONE or ROPE only, not packed, no ``ss`` (:func:`illegal`).
     """
     w_base: 16
     x_bank: 2
@@ -292,6 +299,7 @@ class MatvecArgs(data.Struct):
     norm: 1          # scale the multipliers by the norm register (RMSNorm, norm_requantize)
     ss: 1            # the sum of squares of the written values + ss_init -> norm register
     ss_init: 24      # ... (RMSNorm's epsilon)
+    y_wbank: 1       # write the results as bytes into the weight banks (:func:`wbank_slot`)
 
 
 class QkArgs(data.Struct):
@@ -370,10 +378,11 @@ def _check(name, value, bits, lo=0, is_signed=False):
 
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
-           rope_shift=0, y_pack=False, epi_shift=0, norm=False, ss_init=None):
+           rope_shift=0, y_pack=False, epi_shift=0, norm=False, ss_init=None, y_wbank=False):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
     requantizes per row instead of by ``q_mult``; ``norm`` scales by the norm register;
-    ``ss_init`` (RMSNorm's epsilon) sets the norm register from the written values."""
+    ``ss_init`` (RMSNorm's epsilon) sets the norm register from the written values;
+    ``y_wbank`` writes 8-bit results into the weight banks (``y_bank`` unused)."""
     y_index, epi = Index(y_index), Epi(epi)
     if y_index == Index.TOK:
         raise IsaError("MATVEC y_index must be NONE or POS, not TOK")
@@ -387,7 +396,14 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
                 y_bits=y_bits, m_rows=int(m_base is not None), m_base=m_base or 0,
                 y_index=y_index.value, y_shift=y_shift, epi=epi.value, rope_base=rope_base,
                 rope_shift=rope_shift, y_pack=int(bool(y_pack)), epi_shift=epi_shift,
-                norm=int(bool(norm)), ss=int(ss_init is not None), ss_init=ss_init or 0)
+                norm=int(bool(norm)), ss=int(ss_init is not None), ss_init=ss_init or 0,
+                y_wbank=int(bool(y_wbank)))
+    if y_wbank:
+        why = wbank_illegal(args)
+        if why:
+            raise IsaError(why)
+        if y_bits > 8:
+            raise IsaError(f"MATVEC y_wbank writes bytes: y_bits must be at most 8, not {y_bits}")
     if ss_init is not None and (y_pack or epi not in (Epi.NONE, Epi.RESID)):
         raise IsaError("MATVEC ss sums the squares of R unpacked lanes a block: epi must be "
                        "NONE or RESID, without y_pack")
@@ -481,6 +497,26 @@ def pv(*, v_bank, v_addr, s_bank, s_addr, y_bank, y_addr, d_blocks, shift, y_bit
                                       kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
                                       d_blocks=d_blocks, shift=shift, y_bits=y_bits))
     return {"op": Opcode.PV, "args": {"pv": args}}
+
+
+def wbank_slot(block, rows, lanes):
+    """Where a ``y_wbank`` MATVEC puts row block ``block``'s R results: ``(bank, lane)``,
+    result r in weight lane ``lane + r`` of the word it writes to weight bank ``bank``
+    (:class:`MatvecArgs`; the block with ``lane == lanes - rows`` writes the word). A vector
+    laid out as activation words (word k, lane l) lands as bank k's weight lane l."""
+    return ((block * rows) // lanes) % rows, (block * rows) % lanes
+
+
+def wbank_illegal(args):
+    """Why MATVEC operands (a dict of :class:`MatvecArgs` fields) with ``y_wbank`` are
+    illegal, or None: the weight banks take plain or rotated bytes, one per result."""
+    if not args["y_wbank"]:
+        return None
+    if args["epi"] not in (Epi.NONE.value, Epi.ROPE.value):
+        return f"MATVEC y_wbank takes epi NONE or ROPE, not {Epi(args['epi']).name}"
+    if args["y_pack"] or args["ss"]:
+        return "MATVEC y_wbank writes one byte a result: not with y_pack or ss"
+    return None
 
 
 def att_head(r, l, lanes):
@@ -645,6 +681,11 @@ def illegal(word, attention=True):
             return f"{op.name} field {name} has the undefined value {value}"
     if not attention and op in ATTENTION_OPS:
         return f"{op.name} needs a tile with lanes >= 2 * rows (attention)"
+    if op == Opcode.MATVEC:
+        mv = data.Layout.cast(MatvecArgs)
+        return wbank_illegal({name: (word >> (_ARGS_OFFSET + mv[name].offset))
+                              & ((1 << Shape.cast(mv[name].shape).width) - 1)
+                              for name in ("y_wbank", "epi", "y_pack", "ss")})
     return None
 
 
@@ -659,7 +700,11 @@ def illegal_expr(word, attention=True):
         for _, offset, width, cls in _ENUM_FIELDS[code]:
             wrong = wrong | ~word[offset:offset + width].matches(*(e.value for e in cls))
         bad = bad | ((op == code.value) & wrong)
-    return bad
+    mv = data.Layout.cast(MatvecArgs)
+    field = lambda name: word[_ARGS_OFFSET + mv[name].offset:][:Shape.cast(mv[name].shape).width]
+    wbank_bad = field("y_wbank")[0] & (~field("epi").matches(Epi.NONE.value, Epi.ROPE.value)
+                                       | field("y_pack")[0] | field("ss")[0])
+    return bad | ((op == Opcode.MATVEC.value) & wbank_bad)
 
 
 def _check_fields(where, layout, values, partial=False):

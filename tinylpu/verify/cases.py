@@ -54,6 +54,41 @@ def program_case(name, golden, program, loads, reads):
     return case
 
 
+def weight_bank_cases(golden, rng, loads, mv):
+    """A MATVEC writes bytes into the weight banks (``y_wbank``: two instructions, one with
+    RoPE, filling all lane groups of word 2 and of word 3 of the R banks), then a MATVEC
+    and a VOP (WROW) use them as weights; the banks and results are read back. Then each
+    reader right after the write, without the WAIT: a flagged race (RAW_HAZARD)."""
+    cfg = golden.cfg
+    R, L = cfg.rows, cfg.lanes
+    other = 1 % cfg.act_banks
+    nb = L                       # L blocks: R results into each bank's L bytes
+    rope = rng.integers(-(1 << 14), 1 << 14, (2, R))
+    program = [mv(w_base=4, n_blocks=nb, n_chunks=2, y_addr=2, q_shift=9, y_bits=8,
+                  y_wbank=True),
+               mv(w_base=4 + 2 * nb, n_blocks=nb, n_chunks=2, y_addr=3, q_shift=8, y_bits=7,
+                  y_wbank=True, epi=isa.Epi.ROPE, rope_base=0, rope_shift=1),
+               isa.wait(isa.LAT_WRITE + 1),
+               mv(w_base=2, y_bank=other, y_addr=8, n_blocks=2, n_chunks=1, q_shift=6,
+                  y_bits=16),
+               isa.vop(g=isa.GFunc.MUL, a={"space": isa.Space.WROW, "base": 3, "istride": 1,
+                                           "index": isa.Index.NONE, "ks": 1},
+                       b={"mode": isa.BMode.MEM, "bank": 0, "ks": 1}, n=L,
+                       c={"bank": other, "base": 12 * L}, sat=32),
+               isa.halt()]
+    reads = ([(host.TARGET_WBANK + r, 2, 2) for r in range(R)]
+             + [(host.TARGET_ABANK + other, 8, 1), (host.TARGET_ABANK + other, 12, 1)])
+    cases = [program_case("MATVEC into the weight banks, then MATVEC and VOP on them", golden,
+                          program, loads + [(host.TARGET_RMEM, 0, rope)], reads)]
+    # without the WAIT the MATVEC and the VOP read bytes still in flight: the old ones, flagged
+    for name, use in (("MATVEC", program[3]), ("VOP", program[4])):
+        case = program_case(f"weight-bank race flagged ({name})", golden,
+                            [program[1], use, isa.halt()], loads, reads)
+        assert case["expected"][0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD, name
+        cases.append(case)
+    return cases
+
+
 def illegal_words():
     """``(name, word)``: one instruction word per kind of :func:`tinylpu.isa.illegal` word."""
     vop = isa.encode(isa.vop(g=isa.GFunc.PASS, a={"bank": 0}, c={"bank": 0, "base": 3}))
@@ -61,11 +96,15 @@ def illegal_words():
                                 n_chunks=1))
     epi = isa.INSTR_LAYOUT["args"].offset + data_offset(isa.MatvecArgs, "epi")
     g = isa.INSTR_LAYOUT["args"].offset + data_offset(isa.VopArgs, "g")
+    wbank, pack = (isa.INSTR_LAYOUT["args"].offset + data_offset(isa.MatvecArgs, name)
+                   for name in ("y_wbank", "y_pack"))
     return [("undefined opcode 9", 9), ("undefined opcode 15", 15 | 1 << 8),
             ("WAIT with a bit above its operands", isa.encode(isa.wait(3)) | 1 << 30),
             ("HALT with an operand bit", isa.encode(isa.halt()) | 1 << 4),
             ("VOP with the reserved g = 7", vop | 7 << g),
             ("MATVEC with the reserved epi = 7", mvw | 7 << epi),
+            ("MATVEC y_wbank with RESID", mvw | isa.Epi.RESID.value << epi | 1 << wbank),
+            ("MATVEC y_wbank with y_pack", mvw | 1 << pack | 1 << wbank),
             ("a bit above the instruction layout", isa.encode(isa.wait(2))
              | 1 << isa.INSTR_LAYOUT.size)]
 
@@ -192,6 +231,7 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
             epi=isa.Epi.ROPE, rope_base=1, rope_shift=1), isa.halt()],
         loads + [(host.TARGET_MMEM, 0, mults), (host.TARGET_RMEM, 0, rope)],
         [(host.TARGET_ABANK + other, 8, 2), (host.TARGET_ABANK + other, 12, 2)]))
+    cases += weight_bank_cases(golden, rng, loads, mv)
     cases += illegal_cases(golden, loads, mv)
     cases += ctrl_cases(golden)
     bad = host.header(0x7f, 0, 0, 0) + host.read_cmd(cfg, host.TARGET_PROG, 0, 2)
@@ -346,10 +386,10 @@ def with_counters(golden, case):
 def snapshot(golden):
     """The golden model's memories and registers, to undo a run with :func:`restore`."""
     return (golden.amem.copy(), golden.wmem.copy(), golden.tmem.copy(), golden.table.copy(),
-            golden.mmem.copy(), golden.rmem.copy(), golden.qlatch.copy(),
+            golden.mmem.copy(), golden.rmem.copy(), golden.qlatch.copy(), golden.wbuf.copy(),
             golden.maxima.copy(), list(golden.pmem), golden.next_token, golden.norm)
 
 
 def restore(golden, state):
     (golden.amem, golden.wmem, golden.tmem, golden.table, golden.mmem, golden.rmem,
-     golden.qlatch, golden.maxima, golden.pmem, golden.next_token, golden.norm) = state
+     golden.qlatch, golden.wbuf, golden.maxima, golden.pmem, golden.next_token, golden.norm) = state
