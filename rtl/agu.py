@@ -2,7 +2,7 @@
 
 __all__ = ["token_layout", "MatvecAgu", "MATVEC_FIELDS", "ATTENTION_FIELDS"]
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,7 +30,6 @@ def token_layout(cfg, fields=None):
         "y_half": 1,                                # ... or R/2 lanes y_group*R/2 ..
         "y_pack": 1,                                # R/2 lanes of int16 pairs (K, V rows)
         "y_wbank": 1,                               # bytes into weight bank block*R // L
-        "row": range(max(cfg.rows, 2)),             # QLOAD: the q-latch row
         "kv_shift": 2,                              # QK, PV: heads a K/V head serves
         "d_blocks": 8,                              # PV: output blocks
         "mult": signed(MULT_BITS),
@@ -55,7 +54,7 @@ def token_layout(cfg, fields=None):
 MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_half", "y_pack",
                  "y_wbank", "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr",
                  "epi_shift", "head", "final", "block", "norm", "ss", "ss_init")
-ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group", "row",
+ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group",
                     "kv_shift", "d_blocks", "shift", "y_bits")
 
 
@@ -95,6 +94,7 @@ class MatvecAgu(wiring.Component):
         st = Signal(token_layout(cfg, MATVEC_FIELDS))
         x_bank = Signal(2)
         rope0, rope_mask, block = Signal(16), Signal(8), Signal(16)
+        head_shift, cur_head_shift = Signal(64), Signal(64)
         cur_rope0, cur_mask, cur_block = Signal(16), Signal(8), Signal(16)
 
         cur_chunk, cur_nc_m1, cur_blocks = Signal(12), Signal(12), Signal(16)
@@ -110,10 +110,11 @@ class MatvecAgu(wiring.Component):
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
                 tok.y_pack.eq(packed), tok.y_half.eq(packed | (a.epi == Epi.SILU_GATE)),
-                tok.epi_shift.eq(a.epi_shift), tok.norm.eq(a.norm), tok.ss.eq(a.ss),
+                tok.norm.eq(a.norm), tok.ss.eq(a.ss),
                 tok.ss_init.eq(a.ss_init), tok.y_wbank.eq(a.y_wbank),
                 cur_rope0.eq(a.rope_base + (self.op.pos << a.rope_shift)),
                 cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
+                cur_head_shift.eq(a.head_shift),
             ]
         with m.Else():
             m.d.comb += [
@@ -123,12 +124,23 @@ class MatvecAgu(wiring.Component):
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
                 tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
                 tok.y_pack.eq(st.y_pack), tok.y_half.eq(st.y_half),
-                tok.epi_shift.eq(st.epi_shift), tok.norm.eq(st.norm), tok.ss.eq(st.ss),
+                tok.norm.eq(st.norm), tok.ss.eq(st.ss),
                 tok.ss_init.eq(st.ss_init), tok.y_wbank.eq(st.y_wbank),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
+                cur_head_shift.eq(head_shift),
             ]
         # a packed block's pairs come from the word of block // 2 (isa.rope_block)
         rope_block = Mux(tok.y_pack, isa.rope_block(cfg.rows, True, cur_block), cur_block)
+        # ROPE: the block's head_shift entry (its head slot's, isa.block_head_slot) rounds
+        # its pairs further, carried as epi_shift
+        slot = ((cur_block << (2 * cfg.rows).bit_length() - 1) >> cfg.lanes.bit_length() - 1)
+        entries = Array(cur_head_shift.word_select(i, isa.HEAD_SHIFT_BITS)
+                        for i in range(isa.HEAD_SLOTS))
+        # (from the sources, not the token: no path from one of its fields to another)
+        epi = Mux(self.op.issue, a.epi, st.epi)
+        m.d.comb += tok.epi_shift.eq(Mux(epi == Epi.ROPE,
+                                         entries[slot[:(isa.HEAD_SLOTS - 1).bit_length()]],
+                                         Mux(self.op.issue, a.epi_shift, st.epi_shift)))
         m.d.comb += [
             tok.rope_addr.eq(cur_rope0 + (rope_block & cur_mask)),
             tok.head.eq(cur_block == 0), tok.final.eq(self.op.final), tok.block.eq(cur_block),
@@ -146,6 +158,7 @@ class MatvecAgu(wiring.Component):
                 st.y_half.eq(tok.y_half), st.epi_shift.eq(tok.epi_shift),
                 st.norm.eq(tok.norm), st.ss.eq(tok.ss), st.ss_init.eq(tok.ss_init),
                 st.y_wbank.eq(tok.y_wbank), rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
+                head_shift.eq(cur_head_shift),
             ]
             with m.If(self.op.issue):
                 m.d.sync += x_base.eq(a.x_addr)

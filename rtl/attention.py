@@ -12,6 +12,7 @@ from tinylpu import isa
 from tinylpu.numerics import EXP2_MAX, EXP2_TABLE
 
 from .agu import ATTENTION_FIELDS, token_layout
+from .router import weight_read
 from .mac import MacMode
 from .recip import RecipPipeline
 from .rounding import round_shift_sat
@@ -29,9 +30,10 @@ class AttentionAgu(wiring.Component):
     emitted combinationally; the instruction then runs with ``busy`` high
     until the cycle with ``final`` (its :func:`tinylpu.isa.duration`).
 
-    * QK cycle k < q_words: ``x`` reads q word ``q_addr + k``, token QLOAD row k. Then for
-      position p: ``x`` reads K row ``k_addr + (p << k_shift)``, token QK (a result: its
-      score goes to word ``s_addr + p // (L/R)``, lane group ``p % (L/R)``).
+    * QK cycle p < N: ``w`` reads weight word ``q_addr`` (q, the MAC array's weight side),
+      ``x`` reads K row ``k_addr + (p << k_shift)``, token QK (a result: its scores go to
+      word ``s_addr + p // (L/R)``, lane group ``p % (L/R)``); ``shifts`` are the head
+      slots' score shifts (:func:`tinylpu.isa.qk_shifts`) while it runs.
     * PV cycle k < N: ``s`` reads the score word of position k; from cycle 1, ``x`` reads
       the V row of position p = k - 1, token PV (``y_group``: the lane group of p's scores,
       which arrive with the V row; ``last`` on p = N - 1, carrying the drain's operands).
@@ -41,6 +43,8 @@ class AttentionAgu(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "op": In(attention_issue()),
+            "w": Out(weight_read()),
+            "shifts": Out(6).array(2 * cfg.rows),
             "x_en": Out(1), "x_bank": Out(2), "x_addr": Out(16),
             "s_en": Out(1), "s_bank": Out(2), "s_addr": Out(16),
             "s_group": Out(range(max(cfg.lanes // cfg.rows, 2))),
@@ -56,8 +60,8 @@ class AttentionAgu(wiring.Component):
         n_of = lambda a: Mux(a.n_pos, self.op.pos + 1, Mux(a.n == 0, 1 << 16, a.n))
 
         # the instruction's constant operands, latched at issue
-        is_pv, nq, last_k = Signal(), Signal(3), Signal(18)
-        qa, q_bank, x_bank, s_bank, step = Signal(16), Signal(2), Signal(2), Signal(2), Signal(16)
+        is_pv, last_k, head_shift = Signal(), Signal(18), Signal(64)
+        qa, x_bank, s_bank, step = Signal(16), Signal(2), Signal(2), Signal(16)
         shift, kv_shift, y_bank, y_addr = Signal(6), Signal(2), Signal(2), Signal(16)
         d_blocks, y_bits = Signal(8), Signal(6)
         # what moves: the cycle, the next row and score word
@@ -65,13 +69,13 @@ class AttentionAgu(wiring.Component):
         k, xa, sa, sg, pg = Signal(18), Signal(16), Signal(16), Signal(range(max(per_word, 2))), \
             Signal(range(max(per_word, 2)))
         cur = {name: Signal.like(sig, name=f"cur_{name}") for name, sig in
-               dict(is_pv=is_pv, nq=nq, last_k=last_k, qa=qa, q_bank=q_bank, x_bank=x_bank,
+               dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, qa=qa, x_bank=x_bank,
                     s_bank=s_bank, step=step, shift=shift, kv_shift=kv_shift, y_bank=y_bank,
                     y_addr=y_addr, d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
                     pg=pg).items()}
         with m.If(self.op.issue_pv):
             m.d.comb += [
-                cur["is_pv"].eq(1), cur["nq"].eq(0), cur["last_k"].eq(n_of(pv)),
+                cur["is_pv"].eq(1), cur["last_k"].eq(n_of(pv)),
                 cur["x_bank"].eq(pv.v_bank), cur["s_bank"].eq(pv.s_bank),
                 cur["step"].eq(1 << pv.v_shift), cur["shift"].eq(pv.shift),
                 cur["kv_shift"].eq(pv.kv_shift), cur["y_bank"].eq(pv.y_bank),
@@ -80,11 +84,9 @@ class AttentionAgu(wiring.Component):
                 cur["sa"].eq(pv.s_addr), cur["sg"].eq(0), cur["pg"].eq(0),
             ]
         with m.Elif(self.op.issue_qk):
-            nq_qk = Mux(qk.q_words == 0, 8, qk.q_words)
             m.d.comb += [
-                cur["is_pv"].eq(0), cur["nq"].eq(qk.q_words), cur["last_k"].eq(
-                    nq_qk + n_of(qk) - 1),
-                cur["qa"].eq(qk.q_addr), cur["q_bank"].eq(qk.q_bank),
+                cur["is_pv"].eq(0), cur["last_k"].eq(n_of(qk) - 1),
+                cur["qa"].eq(qk.q_addr), cur["head_shift"].eq(qk.head_shift),
                 cur["x_bank"].eq(qk.k_bank),
                 cur["s_bank"].eq(qk.s_bank), cur["step"].eq(1 << qk.k_shift),
                 cur["shift"].eq(qk.shift), cur["kv_shift"].eq(qk.kv_shift),
@@ -94,15 +96,17 @@ class AttentionAgu(wiring.Component):
             ]
         with m.Else():
             m.d.comb += [cur[name].eq(sig) for name, sig in
-                         dict(is_pv=is_pv, nq=nq, last_k=last_k, qa=qa, q_bank=q_bank,
+                         dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, qa=qa,
                               x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
                               kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
                               d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
                               pg=pg).items()]
         active = issue | self.op.busy
         c = cur
-        nq_eff = Mux(c["nq"] == 0, 8, c["nq"])
-        loading = ~c["is_pv"] & (c["k"] < nq_eff)
+        # QK's score shift of each head slot: shift less its head_shift entry, at least 0
+        for h in range(2 * cfg.rows):
+            entry = c["head_shift"].word_select(h % isa.HEAD_SLOTS, isa.HEAD_SHIFT_BITS)
+            m.d.comb += self.shifts[h].eq(Mux(c["shift"] > entry, c["shift"] - entry, 0))
         m.d.comb += self.op.final.eq(active & (c["k"] == c["last_k"]))
         next_sg = Mux(c["sg"] == per_word - 1, 0, c["sg"] + 1)
         next_sa = c["sa"] + (c["sg"] == per_word - 1)
@@ -124,18 +128,17 @@ class AttentionAgu(wiring.Component):
             ]
         with m.Else():
             m.d.comb += [
-                self.x_en.eq(active), self.x_bank.eq(Mux(loading, c["q_bank"], c["x_bank"])),
-                self.x_addr.eq(Mux(loading, c["qa"] + c["k"], c["xa"])),
-                tok.valid.eq(active), tok.row.eq(c["k"]),
-                tok.kind.eq(Mux(loading, MacMode.QLOAD, MacMode.QK)),
-                tok.first.eq(c["k"] == nq_eff), tok.last.eq(~loading),
+                self.w.en.eq(active), self.w.word.eq(c["qa"]),
+                self.x_en.eq(active), self.x_bank.eq(c["x_bank"]), self.x_addr.eq(c["xa"]),
+                tok.valid.eq(active), tok.kind.eq(MacMode.QK),
+                tok.first.eq(c["k"] == 0), tok.last.eq(1),
                 tok.y_word.eq(c["sa"]), tok.y_group.eq(c["sg"]),
             ]
 
         with m.If(active & ~self.op.final):
             m.d.sync += self.op.busy.eq(1)
             m.d.sync += [sig.eq(c[name]) for name, sig in
-                         dict(is_pv=is_pv, nq=nq, last_k=last_k, qa=qa, q_bank=q_bank,
+                         dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, qa=qa,
                               x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
                               kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
                               d_blocks=d_blocks, y_bits=y_bits).items()]
@@ -143,8 +146,6 @@ class AttentionAgu(wiring.Component):
             with m.If(c["is_pv"]):
                 m.d.sync += [sa.eq(next_sa), sg.eq(next_sg), pg.eq(c["sg"]),
                              xa.eq(Mux(c["k"] != 0, c["xa"] + c["step"], c["xa"]))]
-            with m.Elif(loading):
-                m.d.sync += [xa.eq(c["xa"]), sa.eq(c["sa"]), sg.eq(c["sg"])]
             with m.Else():
                 m.d.sync += [xa.eq(c["xa"] + c["step"]), sa.eq(next_sa), sg.eq(next_sg)]
         with m.Else():
@@ -156,10 +157,10 @@ class ScoreUnit(wiring.Component):
     """QK's results: the 2R head sums of a position become int16 scores, packed two to a
     lane (the lane group of a score word), and the running maxima.
 
-    ``d_h = sat16((half_h + 2**(shift-1)) >> shift)`` (no rounding for shift 0), head
-    ``h = 2r + s`` from ``halves[r][s]``.
+    ``d_h = sat16((half_h + 2**(s_h-1)) >> s_h)`` (no rounding for s_h 0), head
+    ``h = 2r + s`` from ``halves[r][s]``, ``s_h = shifts[h]``.
 
-    Timing: ``valid``, ``first``, ``halves`` and ``shift`` in cycle n (the MAC array's sums
+    Timing: ``valid``, ``first``, ``halves`` and ``shifts`` in cycle n (the MAC array's sums
     of a QK read in n - 3); the scores are registered at its end; ``packed`` (lane r: heads
     2r, 2r + 1 in its low and high halves) is valid in n + 1, and the maxima (restarting
     from the scores on ``first``) are registered at the end of n + 1: in ``maxima`` from
@@ -170,7 +171,7 @@ class ScoreUnit(wiring.Component):
         self.cfg = cfg
         R = cfg.rows
         super().__init__({
-            "valid": In(1), "first": In(1), "shift": In(6),
+            "valid": In(1), "first": In(1), "shifts": In(6).array(2 * R),
             "halves": In(signed(isa.ATT_ACC_BITS)).array(R, 2),
             "packed": Out(32).array(R),
             "maxima": Out(signed(SCORE_BITS)).array(2 * R),
@@ -183,7 +184,7 @@ class ScoreUnit(wiring.Component):
         valid, first = Signal(), Signal()
         m.d.sync += [valid.eq(self.valid), first.eq(self.first)]
         for h in range(2 * R):
-            m.d.sync += scores[h].eq(round_shift_sat(m, self.halves[h // 2][h % 2], self.shift,
+            m.d.sync += scores[h].eq(round_shift_sat(m, self.halves[h // 2][h % 2], self.shifts[h],
                                                      SCORE_BITS - 1, SCORE_BITS, f"sh{h}"))
             with m.If(valid & (first | (scores[h] > self.maxima[h]))):
                 m.d.sync += self.maxima[h].eq(scores[h])

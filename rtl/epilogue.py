@@ -49,7 +49,8 @@ class Epilogue(wiring.Component):
       64), ``old[r]`` lane r of ``old`` (the destination's lane group, which the router
       picks from the word).
     * ROPE: pair j, ``(a, b) = (y[2j], y[2j+1])``, rotated by ``(c, s)`` = entries 2e, 2e+1
-      of ``rope_word`` (:func:`tinylpu.numerics.rope_rotate`), e = j, or with ``pack`` (a
+      of ``rope_word`` (:func:`tinylpu.numerics.rope_rotate`, rounded ``epi_shift`` more
+      bits: the block's head_shift entry, which the address generator puts there), e = j, or with ``pack`` (a
       packed block, 4 or more rows) the e of :func:`tinylpu.isa.rope_entries` for ``block``:
       pair j's entry or the one R/4 pairs away. With one row, nothing rotates.
     * SILU_GATE: ``out[j] = silu_gate(y[2j], y[2j+1], table, epi_shift)`` for j < R/2
@@ -97,7 +98,8 @@ class Epilogue(wiring.Component):
         plain = self._plain(m, y, epi1, bits1)                  # valid n+2
         pack1, odd1 = Signal(), Signal()
         m.d.sync += [pack1.eq(self.pack), odd1.eq(self.block[0])]
-        rotated = self._rope(m, y, epi[1], bits[1], pack1, odd1)  # valid n+2 (registered n+3)
+        extra2 = _delayed(m, self.epi_shift[:isa.HEAD_SHIFT_BITS], 2, "rope_extra")
+        rotated = self._rope(m, y, epi[1], bits[1], pack1, odd1, extra2)   # valid n+2
         gated = self._silu_gate(m, y, bits[2], shift3)           # valid n+4
         out2 = [Mux((epi[1] == Epi.ROPE) & (r < R // 2 * 2), rotated[r], plain[r])
                 for r in range(R)]
@@ -122,8 +124,9 @@ class Epilogue(wiring.Component):
             out.append(reg)
         return out
 
-    def _rope(self, m, y, epi2, bits2, pack, odd):
-        """The four products of each pair (registered at the end of n + 1), then rounded and
+    def _rope(self, m, y, epi2, bits2, pack, odd, extra):
+        """The four products of each pair (registered at the end of n + 1), then rounded
+        ``ROPE_FRAC + extra`` bits (``extra``: the block's head_shift entry, in n + 2) and
         saturated (combinational in n + 2). A packed block's pair j takes the entries of
         pair ``j ± R/4`` when :func:`tinylpu.isa.rope_entries` says so (``pack``, ``odd``:
         the block's, in n + 1)."""
@@ -146,7 +149,8 @@ class Epilogue(wiring.Component):
         out = []
         for r in range(R):
             rounded = Signal(signed(2 * ACT_BITS + 2), name=f"rounded{r}")
-            m.d.comb += rounded.eq((sums[r] + (1 << (ROPE_FRAC - 1))) >> ROPE_FRAC)
+            half = Const(1, len(sums[r])) << (extra + (ROPE_FRAC - 1))
+            m.d.comb += rounded.eq((sums[r] + half.as_signed()) >> (extra + ROPE_FRAC))
             rot = Signal(signed(ACT_BITS), name=f"rope{r}")
             m.d.comb += rot.eq(_sat(rounded, bounds))
             out.append(rot)

@@ -15,8 +15,8 @@ OPERAND_BITS = 16
 
 class MacMode(enum.Enum, shape=2):
     MATVEC = 0    # row r: weights of weight bank r times the x lanes (low 16 bits)
-    QLOAD = 1     # latch q row ``row`` from the x word (the low 16 bits of each lane)
-    QK = 2        # latched q times the K row in x (packed int16), heads summed per half row
+    QK = 2        # q (weight bank r's word) times the K row in x (packed int16), heads
+    #               summed per half row
     PV = 3        # the heads' weights ``e`` times the V row in x, accumulated per MAC
 
 
@@ -48,8 +48,7 @@ class MacArray(wiring.Component):
       low ``X_BITS`` of lane l, signed) and adds it to its ``acc_bits`` accumulator, which
       wraps (``first``: starts from zero). ``result[r]`` holds the block's sum after a
       ``last`` input.
-    * QLOAD: q-latch row ``row`` takes the low 16 bits of the lanes of ``x``.
-    * QK: MAC (r, l) multiplies q-latch (r, l) by packed value
+    * QK: MAC (r, l) multiplies weight lane l of ``w[r]`` (q, 8 bits) by packed value
       :func:`tinylpu.isa.att_kv_index` ``(r, l, L, R, kv_shift)`` of ``x`` (a K row: with
       4 or more rows a half of lane l, so no MAC reads another lane's wires); ``halves[r]``
       are the sums of lanes ``0 .. L/2 - 1`` and ``L/2 .. L - 1``: the scores of heads 2r and
@@ -61,8 +60,8 @@ class MacArray(wiring.Component):
       ``pv_out`` is accumulators
       ``pv_sel * R .. pv_sel * R + R - 1`` (row-major), combinationally.
 
-    Timing: inputs in cycle n; products registered at the end of n; sums, accumulators and
-    the q latch registered at the end of n + 1: ``result``, ``halves`` and the accumulators
+    Timing: inputs in cycle n; products registered at the end of n; sums and accumulators
+    registered at the end of n + 1: ``result``, ``halves`` and the accumulators
     behind ``pv_out`` are valid in n + 2 (:data:`LATENCY`). One input per cycle, no bubbles.
     """
 
@@ -75,7 +74,7 @@ class MacArray(wiring.Component):
             "w": In(cfg.word_bits).array(R),     # row r: lanes of W, lane l at bits 8l
             "x": In(cfg.act_word_bits),           # lane l: bits 32l .. 32l+31
             "e": In(OPERAND_BITS).array(2 * R),   # PV: the weight of each head
-            "mode": In(MacMode), "row": In(range(max(R, 2))), "kv_shift": In(2),
+            "mode": In(MacMode), "kv_shift": In(2),
             "valid": In(1), "first": In(1), "last": In(1),
             "result": Out(signed(cfg.acc_bits)).array(R),
             "result_valid": Out(1),
@@ -100,13 +99,6 @@ class MacArray(wiring.Component):
                      mode1.eq(mode)]
         m.d.sync += self.result_valid.eq(valid & last & (mode1 == MacMode.MATVEC))
 
-        qlatch = [[Signal(signed(OPERAND_BITS), name=f"q{r}_{l}") for l in range(L)]
-                  for r in range(R)]
-        with m.If(self.valid & (mode == MacMode.QLOAD)):
-            for r in range(R):
-                with m.If(self.row == r):
-                    m.d.sync += [qlatch[r][l].eq(x_lane(l)) for l in range(L)]
-
         pv_acc = []
         for r in range(R):
             prod = []
@@ -117,8 +109,8 @@ class MacArray(wiring.Component):
                 else:
                     kv = Array([packed(isa.att_kv_index(r, l, L, R, s)) for s in range(4)])
                     kv = kv[self.kv_shift]
-                a = Mux(mode == MacMode.PV, self.e[isa.att_head(r, l, L)],
-                        Mux(mode == MacMode.QK, qlatch[r][l], w_lane(r, l)))
+                # the weight side: MATVEC's weights or QK's q
+                a = Mux(mode == MacMode.PV, self.e[isa.att_head(r, l, L)], w_lane(r, l))
                 b = Mux(att, kv, x_lane(l))
                 m.d.sync += p.eq(a.as_signed() * b)
                 prod.append(p)

@@ -101,7 +101,9 @@ class Tile(wiring.Component):
         # cycle c: the reads of the MATVEC or attention address generator (one is active):
         # MATVEC's weights; the x stream of either (selected by hand); PV's score words, with
         # the lanes of the score group
-        wiring.connect(m, agu.w, rt.w)
+        # the weight banks: MATVEC's weights, or QK's q (the AGUs are never active together)
+        m.d.comb += [rt.w.en.eq(agu.w.en | aagu.w.en),
+                     rt.w.word.eq(Mux(aagu.w.en, aagu.w.word, agu.w.word))]
         mv, at = agu.token, aagu.token
         t0 = Signal(token_layout(cfg))
         for name in MATVEC_FIELDS:      # an attention token has 0 in the MATVEC-only fields
@@ -131,7 +133,7 @@ class Tile(wiring.Component):
         m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
         m.d.comb += [mac.e[h].eq(weight.e[h]) for h in range(2 * cfg.rows)]
         m.d.comb += [
-            mac.x.eq(rt.x_data), mac.mode.eq(s1.kind), mac.row.eq(s1.row),
+            mac.x.eq(rt.x_data), mac.mode.eq(s1.kind),
             mac.kv_shift.eq(s1.kv_shift),
             mac.valid.eq(s1.valid), mac.first.eq(s1.first), mac.last.eq(s1.last),
             rt.m_en.eq(s1.valid & s1.last & s1.m_rows & (s1.kind == MacMode.MATVEC)),
@@ -188,10 +190,18 @@ class Tile(wiring.Component):
         m.d.comb += sh_raw.eq(Mux(is_pv3, drain.exponent, norm_b) + r3.shift)
         m.d.comb += [
             rq.shift.eq(Mux(sh_raw > 63, 63, sh_raw)),
-            rq.y_bits.eq(r3.y_bits),
+            # ROPE rotates int16 pairs: a narrower y_bits saturates only the rotation
+            rq.y_bits.eq(Mux((r3.epi == isa.Epi.ROPE) & (r3.kind == MacMode.MATVEC)
+                             & (r3.y_bits != 0) & (r3.y_bits < 16), 16, r3.y_bits)),
             score.valid.eq(r3.valid & (r3.kind == MacMode.QK)), score.first.eq(r3.first),
-            score.shift.eq(r3.shift),
         ]
+        # QK's head-slot score shifts, from the read (c) to the result (c+3)
+        shifts = [aagu.shifts[h] for h in range(2 * cfg.rows)]
+        for i in range(isa.LAT_RESULT):
+            regs = [Signal(6, name=f"qk_shift{i + 1}_{h}") for h in range(2 * cfg.rows)]
+            m.d.sync += [reg.eq(v) for reg, v in zip(regs, shifts)]
+            shifts = regs
+        m.d.comb += [score.shifts[h].eq(shifts[h]) for h in range(2 * cfg.rows)]
         for r in range(cfg.rows):
             m.d.comb += [
                 rq.acc[r].eq(Mux(is_pv3, mac.pv_out[r], mac.result[r])),

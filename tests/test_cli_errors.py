@@ -202,13 +202,13 @@ def test_quality_with_an_8bit_kv_cache(files, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "16-bit K and 8-bit V cache" in out and "shifts by layer-max" in out
     assert "KV cache, 16 positions (K int16, V int8) 1.5 KiB" in out
-    assert main(argv + ["--q-bits", "8"]) == 0
-    out = capsys.readouterr().out
-    assert "8-bit q (the integer model only; the tile's is int16), RoPE's extra shifts " \
-        "(layer x head): [[" in out
-    assert main(argv) == 0
+    assert main(argv + ["--q-bits", "16"]) == 0
     out = capsys.readouterr().out
     assert "KV cache" in out and "8-bit" not in out and "(int16) 2.0 KiB" in out
+    assert main(argv) == 0                  # the tile's numerics: an 8-bit q, int16 K and V
+    out = capsys.readouterr().out
+    assert "8-bit q (the tile's), RoPE's extra shifts (layer x head): [[" in out
+    assert "8-bit K" not in out and "8-bit V" not in out and "(int16) 2.0 KiB" in out
 
 
 def test_make_sim_passes_the_prompt_exactly():

@@ -129,7 +129,7 @@ def test_two_requests_reuse_the_loaded_program():
 
 def test_model_too_big_names_needed_and_available():
     _, qm = _qmodel()
-    with pytest.raises(CompileError, match=r"weight words \(per bank\): needs 352, the config "
+    with pytest.raises(CompileError, match=r"weight words \(per bank\): needs 353, the config "
                                            r"has 64"):
         compile_decoder(qm, Config(wdepth=64, adepth=256, pdepth=256), 32)
     with pytest.raises(CompileError, match=r"activation bank 0 words: needs \d+, the config "

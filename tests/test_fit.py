@@ -178,7 +178,7 @@ def test_small_model_fits_its_whole_seq_len(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "16 positions (the model's seq_len)" in out
     assert main(["fit", "--model", str(path), "--device", "LFE5U-25F"]) == 0
-    assert "7 positions; 8 positions would need 65 block RAMs" in capsys.readouterr().out
+    assert "8 positions; 9 positions would need 65 block RAMs" in capsys.readouterr().out
     # an 8-bit KV cache (an estimate) halves the cache's words: twice the context
     assert main(["fit", "--model", str(path), "--device", "LFE5U-25F", "--kv-bits", "8"]) == 0
     out = capsys.readouterr().out

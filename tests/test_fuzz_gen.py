@@ -47,8 +47,7 @@ def test_attention_is_illegal_where_lanes_are_fewer_than_twice_the_rows():
     assert not cfg.attention and CFG.attention
     covered = set().union(*(c["features"] for c in _cases(cfg, 2, 200)))
     assert "status:illegal" in covered and not {"op:QK", "op:PV"} & covered
-    qk = isa.encode(isa.qk(q_bank=0, q_addr=0, q_words=1, k_bank=0, k_addr=0, s_bank=0,
-                           s_addr=0, shift=0, n=1))
+    qk = isa.encode(isa.qk(q_addr=0, k_bank=0, k_addr=0, s_bank=0, s_addr=0, shift=0, n=1))
     assert isa.illegal(qk) is None and "lanes >= 2 * rows" in isa.illegal(qk, attention=False)
     golden = GoldenTile(cfg)
     assert golden.host(host.write_cmd(cfg, host.TARGET_PROG, 0, [qk, isa.encode(isa.halt())])

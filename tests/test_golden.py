@@ -373,9 +373,8 @@ def test_busy_counters_of_attention_by_hand():
     """QK, a WAIT, PV under RUN: each counter worked out from the latencies of docs/isa.md,
     read back through TARGET_COUNTERS and in the run's result."""
     cfg = Config(lanes=8, rows=2, wdepth=64, act_banks=2, adepth=32)
-    n, q_words, d_blocks, gap = 3, 2, 3, 8
-    program = [isa.qk(q_bank=0, q_addr=0, q_words=q_words, k_bank=0, k_addr=4, s_bank=1,
-                      s_addr=0, shift=4, n=n),
+    n, d_blocks, gap = 3, 3, 8
+    program = [isa.qk(q_addr=0, k_bank=0, k_addr=4, s_bank=1, s_addr=0, shift=4, n=n),
                isa.wait(gap),
                isa.pv(v_bank=0, v_addr=8, s_bank=1, s_addr=0, y_bank=0, y_addr=16,
                       d_blocks=d_blocks, shift=2, n=n),
@@ -388,10 +387,10 @@ def test_busy_counters_of_attention_by_hand():
     out = tile.host(stream)
     assert out[0] == host.STATUS_DONE
     busy = isa.LAT_OUT + 1                         # a result's cycles in the output unit
-    t_pv = 1 + q_words + n + gap                   # PV's issue
+    t_pv = 1 + n + gap                             # PV's issue
     c_last = t_pv + isa.ISSUE_LAT + n              # PV's last V read
     counts = {"cycles": c_last + isa.PV_DRAIN + d_blocks - 1 + isa.LAT_OUT + 1,
-              "mac": (q_words + n) + (1 + n),
+              "mac": n + (1 + n),
               "vu": 0,
               "out": 2 * (n - 1 + busy),           # QK's n scores, then PV's blocks, apart
               "drain": isa.PV_DRAIN + d_blocks - 1,

@@ -16,7 +16,7 @@ MATVEC_LAYOUT = data.Layout.cast(isa.MatvecArgs)
 # y_wbank are mapped)
 MATVEC_FIELDS = [name for name, _ in MATVEC_LAYOUT
                  if name not in ("m_rows", "m_base", "y_index", "epi", "y_pack", "norm", "ss",
-                                 "ss_init", "y_wbank")]
+                                 "ss_init", "y_wbank", "head_shift")]
 
 
 def _field_range(name):
@@ -50,17 +50,17 @@ def test_layout_widths_and_ranges():
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
                           n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
                           y_index=2, y_shift=4, epi=3, rope_base=16, rope_shift=3, y_pack=1,
-                          epi_shift=6, norm=1, ss=1, ss_init=24, y_wbank=1)
+                          epi_shift=6, norm=1, ss=1, ss_init=24, y_wbank=1, head_shift=64)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 187
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 251
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs), ("qk", isa.QkArgs),
               ("pv", isa.PvArgs)]}
-    assert sizes == dict(matvec=187, wait=16, loop=24, vop=259, next=16, qk=86, pv=97)
+    assert sizes == dict(matvec=251, wait=16, loop=24, vop=259, next=16, qk=145, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
     assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 8
@@ -101,7 +101,7 @@ def test_matvec_round_trip(fields, options):
                     m_base=options["m_base"] or 0, y_index=options["y_index"].value,
                     epi=options["epi"].value, y_pack=int(options["y_pack"]),
                     norm=int(options["norm"]), ss=int("ss_init" in options),
-                    ss_init=options.get("ss_init", 0), y_wbank=0)
+                    ss_init=options.get("ss_init", 0), y_wbank=0, head_shift=0)
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
     assert 0 <= word < 1 << 190
@@ -462,26 +462,29 @@ def test_execution_order_next():
 
 
 def test_qk_and_pv_round_trip_and_durations():
-    qk = isa.qk(q_bank=1, q_addr=3, q_words=4, k_bank=0, k_addr=5, s_bank=1, s_addr=9,
-                shift=14, n_pos=True, kv_shift=1)
+    qk = isa.qk(q_addr=3, k_bank=0, k_addr=5, s_bank=1, s_addr=9, shift=14, n_pos=True,
+                kv_shift=1, head_shift=[3, 0, 15])
     pv = isa.pv(v_bank=1, v_addr=7, s_bank=0, s_addr=9, y_bank=1, y_addr=2, d_blocks=16,
                 shift=14, n=5, kv_shift=2)
     for instr in (qk, pv):
         assert isa.decode(isa.encode(instr)) == instr
     assert isa.encode(qk) & 0xf == isa.Opcode.QK.value == 6
     assert isa.encode(pv) & 0xf == isa.Opcode.PV.value == 7
-    # QK: the q words, then one K row a position; PV: a score read ahead, then a V row each
-    assert [isa.duration(qk, p) for p in (0, 9)] == [4 + 1, 4 + 10]
+    # QK: one K row a position (q is a weight word); PV: a score read ahead, then a V row each
+    assert [isa.duration(qk, p) for p in (0, 9)] == [1, 10]
     assert [isa.duration(pv, p) for p in (0, 9)] == [1 + 5, 1 + 5]
-    with pytest.raises(IsaError, match=r"QK q_words must be in \[1, 7\], not 0"):
-        isa.qk(q_bank=0, q_addr=0, q_words=0, k_bank=0, k_addr=0, s_bank=0, s_addr=0,
-               shift=0, n=1)
+    # head slot h's score shift: shift less its entry, at least 0 (slots past 16 wrap)
+    assert isa.qk_shifts(qk["args"]["qk"], 4) == [11, 14, 0, 14]
+    assert isa.head_shifts([1, 2]) == 0x21 and isa.head_shift_entry(0x21, 17) == 2
+    with pytest.raises(IsaError, match="at most 16 entries of 0..15"):
+        isa.qk(q_addr=0, k_bank=0, k_addr=0, s_bank=0, s_addr=0, shift=0, n=1,
+               head_shift=[16])
+    assert [isa.block_head_slot(b, 4, 16) for b in (0, 1, 2, 3, 15)] == [0, 0, 1, 1, 7]
     with pytest.raises(IsaError, match="PV needs N >= 1 positions, not 0"):
         isa.pv(v_bank=0, v_addr=0, s_bank=1, s_addr=0, y_bank=0, y_addr=0, d_blocks=1,
                shift=0)
     with pytest.raises(IsaError, match=r"QK k_shift must be an integer in \[0, 15\], not 16"):
-        isa.qk(q_bank=0, q_addr=0, q_words=1, k_bank=0, k_addr=0, k_shift=16, s_bank=0,
-               s_addr=0, shift=0, n=1)
+        isa.qk(q_addr=0, k_bank=0, k_addr=0, k_shift=16, s_bank=0, s_addr=0, shift=0, n=1)
 
 
 def test_attention_layout_functions():

@@ -16,13 +16,15 @@ CONFIGS = [Config(lanes=8, rows=2, wdepth=16, adepth=32, pdepth=16, mdepth=16, r
                   tdepth=16),
            Config(lanes=16, rows=4, wdepth=16, adepth=32, pdepth=16, mdepth=16, rdepth=16,
                   tdepth=16)]
-Q, K, V, S, Y = (1, 0), (0, 8), (1, 8), (0, 24), (1, 4)      # (bank, word) of each operand
+QW = 3                                                        # q: a weight word
+K, V, S, Y = (0, 8), (1, 8), (0, 24), (1, 4)                  # (bank, word) of each operand
+HEAD_SHIFT = [2, 0, 5, 1, 3, 0, 4, 7]            # q's per-head-slot shifts, taken back by QK
 
 
-def _program(cfg, n, kv_shift, gap=8, shift=14, extra=()):
+def _program(cfg, n, kv_shift, gap=8, shift=14, extra=(), head_shift=HEAD_SHIFT):
     R, L = cfg.rows, cfg.lanes
-    return [isa.qk(q_bank=Q[0], q_addr=Q[1], q_words=R, k_bank=K[0], k_addr=K[1], s_bank=S[0],
-                   s_addr=S[1], shift=shift, n=n, kv_shift=kv_shift),
+    return [isa.qk(q_addr=QW, k_bank=K[0], k_addr=K[1], s_bank=S[0], s_addr=S[1],
+                   shift=shift, n=n, kv_shift=kv_shift, head_shift=head_shift[:2 * R]),
             isa.wait(gap),
             isa.pv(v_bank=V[0], v_addr=V[1], s_bank=S[0], s_addr=S[1], y_bank=Y[0],
                    y_addr=Y[1], d_blocks=L, shift=RECIP_FRAC, n=n,
@@ -32,8 +34,8 @@ def _program(cfg, n, kv_shift, gap=8, shift=14, extra=()):
 def _stream(cfg, program, rng, n, scale=3000):
     R, L = cfg.rows, cfg.lanes
     stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
-    stream += host.write_cmd(cfg, host.TARGET_ABANK + Q[0], Q[1],
-                             rng.integers(-scale, scale, (R, L)))
+    for r, row in enumerate(rng.integers(-128, 128, (R, L))):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, QW, row[None])
     for bank, word in (K, V):
         stream += host.write_cmd(cfg, host.TARGET_ABANK + bank, word, isa.pack_halves(
             rng.integers(-scale, scale, (n, 2 * L))))
@@ -60,23 +62,24 @@ def test_qk_pv_match_golden(cfg, n, kv_shift):
 
 def test_scores_and_outputs_by_hand():
     """One position, two heads per row: each head's single weight is 2**14, its sum 2**14, so
-    the output is its V values; score = q.k >> shift."""
+    the output is its V values; score = q.k >> (shift - the head slot's head_shift)."""
     cfg = CONFIGS[0]
     R, L = cfg.rows, cfg.lanes                     # heads of L/2 = 4 lanes, 2R = 4 heads
     q = np.zeros((R, L), dtype=np.int64)
     q[0, :4] = [1, 2, 3, 4]                        # head 0
     k = np.arange(2 * L)                            # K head g = values 4g .. 4g+3
     v = np.arange(2 * L) * 10 - 100
-    program = _program(cfg, 1, 1, shift=1)
+    program = _program(cfg, 1, 1, shift=3, head_shift=[2, 0, 7, 0])
     stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
-    stream += host.write_cmd(cfg, host.TARGET_ABANK + Q[0], Q[1], q)
+    for r in range(R):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, QW, q[r][None])
     stream += host.write_cmd(cfg, host.TARGET_ABANK + K[0], K[1], isa.pack_halves(k[None]))
     stream += host.write_cmd(cfg, host.TARGET_ABANK + V[0], V[1], isa.pack_halves(v[None]))
     stream += host.run_cmd(0) + host.read_cmd(cfg, host.TARGET_ABANK + S[0], S[1], 1)
     stream += host.read_cmd(cfg, host.TARGET_ABANK + Y[0], Y[1], R)
     response = GoldenTile(cfg).host(stream)
     scores = isa.halves(host.unpack_words(cfg, host.TARGET_ABANK, response[2:2 + L]))[0]
-    # head 0 (K head 0): (1*0 + 2*1 + 3*2 + 4*3) = 20 >> 1 = 10; the others have q = 0
+    # head 0 (K head 0): (1*0 + 2*1 + 3*2 + 4*3) = 20 >> (3 - 2) = 10; the others have q = 0
     assert scores[:2 * R].tolist() == [10, 0, 0, 0]
     out = host.unpack_words(cfg, host.TARGET_ABANK, response[2 + L:]).ravel()
     # head h reads V head h >> 1: values 4 (h >> 1) .. +3

@@ -27,8 +27,9 @@ def _expected(epi, y, old, rope, bits, table, shift, pack=False, block=0):
     out = y.copy()
     if epi == Epi.ROPE:
         e = np.array(isa.rope_entries(len(y), pack, block), dtype=np.int64)[:n // 2]
+        # epi_shift's low bits: the block's head_shift entry, rounded off too
         out[0:n:2], out[1:n:2] = rope_rotate(y[0:n:2], y[1:n:2], rope[2 * e], rope[2 * e + 1],
-                                             bits or 64)
+                                             bits or 64, shift % (1 << isa.HEAD_SHIFT_BITS))
     elif epi == Epi.SILU_GATE:
         out[:n // 2] = silu_gate(y[0:n:2], y[1:n:2], table, shift, bits or 64)
         return wrap(out, ACT_BITS)[:n // 2]

@@ -173,8 +173,9 @@ def cmd_quality(args):
               f"tile's is int16), shifts by {args.kv_shift or 'layer-max'} (layer x kv "
               f"head): K {k.tolist()}, V {v.tolist()}")
     if qm.q_bits != 16:
-        print(f"{qm.q_bits}-bit q (the integer model only; the tile's is int16), RoPE's "
-              f"extra shifts (layer x head): {qm.q_shift.tolist()}")
+        tile = "the tile's" if qm.q_bits == 8 else "the integer model only; the tile's is 8"
+        print(f"{qm.q_bits}-bit q ({tile}), RoPE's extra shifts (layer x head): "
+              f"{qm.q_shift.tolist()}")
     reports = []
     for text in texts:
         report = evaluate(model, qm, tok.encode(text) if text else [1], args.positions)
@@ -480,9 +481,9 @@ def build_parser():
                    help="KV-cache element width: 16 (the tile's, default), 8 (K and V) or "
                         "16,8 (K int16, V 8-bit); a narrow cache's static shifts come from "
                         "calibration (the integer model only)")
-    p.add_argument("--q-bits", type=int, choices=(8, 16), default=16,
-                   help="q's width after RoPE: 16 (the tile's, default) or 8 (static shifts "
-                        "per layer and head from calibration; the integer model only)")
+    p.add_argument("--q-bits", type=int, choices=(8, 16), default=8,
+                   help="q's width after RoPE: 8 (the tile's, default: static shifts per "
+                        "layer and head from calibration) or 16 (the integer model only)")
     p.add_argument("--kv-shift", choices=KV_SHIFT_RULES,
                    help="with a narrow cache: one shift per layer or per layer and kv head, "
                         "keeping the calibration maximum (max) or of least squared error "

@@ -58,7 +58,6 @@ class GoldenTile:
         self.tmem = np.zeros(cfg.tdepth, dtype=np.int64)
         self.mmem = np.zeros((cfg.mdepth, cfg.rows), dtype=np.int64)
         self.rmem = np.zeros((cfg.rdepth, cfg.rows), dtype=np.int64)
-        self.qlatch = np.zeros((cfg.rows, cfg.lanes), dtype=np.int64)    # QK's q operand
         self.wbuf = np.zeros(cfg.lanes, dtype=np.int64)    # y_wbank's weight-word buffer
         self.maxima = np.zeros(2 * cfg.rows, dtype=np.int64)             # QK's running maxima
         self.next_token = 0
@@ -284,6 +283,8 @@ class GoldenTile:
         resid = a["epi"] == isa.Epi.RESID.value
         rope_word = a["rope_base"] + (pos << a["rope_shift"])
         bits = a["y_bits"] or 64
+        # ROPE rotates int16 pairs: a narrower y_bits saturates the rotation only
+        rq_bits = max(bits, 16) if a["epi"] == isa.Epi.ROPE.value else bits
         olds = []                         # (cycle, block's write entry, y) awaiting RESID
         entries = []                      # the blocks' write entries
         best = (0, 0)                     # ARGMAX: the largest result so far, its row
@@ -302,14 +303,16 @@ class GoldenTile:
                 read = t + b * nc + nc - 1 + isa.LAT_NORM_READ    # this block's read
                 st.norm_reads = [r for r in st.norm_reads if r >= t] + [read]
                 y = norm_requantize(acc, mult, a["q_shift"], self.norm & 0x7fff,
-                                    (self.norm >> 16) & 63, bits)
+                                    (self.norm >> 16) & 63, rq_bits)
             else:
-                y = requantize(acc, mult, a["q_shift"], bits)
+                y = requantize(acc, mult, a["q_shift"], rq_bits)
             epi = isa.Epi(a["epi"]) if a["epi"] < len(isa.Epi) else isa.Epi.NONE
             if epi == isa.Epi.ROPE:
                 packed = bool(a["y_pack"])
                 word = rope_word + isa.rope_block(R, packed, b) % (1 << a["rope_shift"])
-                y = self._rope(wrap(y, ACT_BITS), word, bits, isa.rope_entries(R, packed, b))
+                extra = isa.head_shift_entry(a["head_shift"], isa.block_head_slot(b, R, L))
+                y = self._rope(wrap(y, ACT_BITS), word, bits, isa.rope_entries(R, packed, b),
+                               extra)
             elif epi == isa.Epi.ARGMAX:
                 lane = int(np.argmax(wrap(y, ACT_BITS)))
                 if b == 0 or wrap(y, ACT_BITS)[lane] > best[0]:
@@ -326,6 +329,8 @@ class GoldenTile:
                 if lane == L - R:    # ... which its last lanes' block writes
                     st.push(last + isa.LAT_WRITE, "mac", ("w", w_bank), y_base % cfg.wdepth,
                             np.arange(L), self.wbuf.copy(), produced=last)
+                # the others write nothing, but pass through the output unit all the same
+                st.last_write = max(st.last_write, last + isa.LAT_WRITE)
                 continue
             if half:                 # R / 2 lanes: packed int16 pairs, or SILU_GATE's results
                 h = b * R // 2
@@ -365,22 +370,24 @@ class GoldenTile:
                          for p in range(n)], dtype=np.int64).reshape(n, cfg.lanes)
 
     def _qk(self, a, t, pos, st):
-        """QK: latch q, then one K row per cycle; scores written like result blocks."""
+        """QK: q from weight word ``q_addr`` (row r: bank r's lanes), one K row per cycle;
+        scores written like result blocks."""
         cfg = self.cfg
         R, L = cfg.rows, cfg.lanes
-        nq, n = a["q_words"] or 8, isa.positions(a, pos)
-        q = self._rows_read(st, t, a["q_bank"] % cfg.act_banks, a["q_addr"], 0, nq)
-        self.qlatch[:min(nq, R)] = _sext(q[:R], 16)
-        first = t + nq
+        n, q_addr = isa.positions(a, pos), a["q_addr"] % cfg.wdepth
+        first = t
         k_bank, s_bank, per_word = a["k_bank"] % cfg.act_banks, a["s_bank"] % cfg.act_banks, L // R
         heads, index = self._att_tables(a["kv_shift"])
+        shifts = isa.qk_shifts(a, 2 * R)
         k_words = (a["k_addr"] + (np.arange(n) << a["k_shift"])) % cfg.adepth
         s_words = (a["s_addr"] + np.arange(n) // per_word) % cfg.adepth
 
-        def score(rows):
-            prod = isa.halves(rows)[:, index] * self.qlatch[None]            # [n, R, L]
+        def score(rows, q):
+            prod = isa.halves(rows)[:, index] * q[None]                      # [n, R, L]
             sums = np.stack([prod[..., :L // 2].sum(-1), prod[..., L // 2:].sum(-1)], -1)
-            return requantize(sums.reshape(len(rows), 2 * R), 1, a["shift"], 16)
+            sums = sums.reshape(len(rows), 2 * R)
+            return np.stack([requantize(sums[:, h], 1, shifts[h], 16) for h in range(2 * R)],
+                            axis=-1)
 
         def push(p, value):
             c = first + p
@@ -388,15 +395,19 @@ class GoldenTile:
             st.push(c + isa.LAT_WRITE, "mac", s_bank, int(s_words[p]),
                     (p % per_word) * R + np.arange(R), isa.pack_halves(value), produced=c)
 
-        if k_bank == s_bank and np.isin(k_words, s_words).any():
-            # in cycle order: a K read sees this QK's own earlier score writes in flight
+        if st.w_pending or k_bank == s_bank and np.isin(k_words, s_words).any():
+            # in cycle order: a read sees this QK's own earlier score writes in flight, or
+            # a y_wbank write to q landing during the QK
             st.read_port(range(first, first + n), k_bank)
             scores = np.zeros((n, 2 * R), dtype=np.int64)
             for p in range(n):
-                scores[p] = score(st.read(self, first + p, k_bank, int(k_words[p]))[None])[0]
+                c = first + p
+                scores[p] = score(st.read(self, c, k_bank, int(k_words[p]))[None],
+                                  st.wread(self, c, q_addr))[0]
                 push(p, scores[p])
         else:
-            scores = score(self._rows_read(st, first, k_bank, a["k_addr"], a["k_shift"], n))
+            scores = score(self._rows_read(st, first, k_bank, a["k_addr"], a["k_shift"], n),
+                           st.wread(self, first, q_addr))
             for p in range(n):
                 push(p, scores[p])
         self.maxima = scores.max(axis=0)
@@ -451,14 +462,16 @@ class GoldenTile:
                 first % L + np.arange(R), wrap(y, ACT_BITS), produced=enter - 1)))
         st.pv_free = c_last + isa.PV_DRAIN + (a["d_blocks"] or 256)
 
-    def _rope(self, y, word, bits, entries):
+    def _rope(self, y, word, bits, entries, extra=0):
         """ROPE: pair j of the block, (y[2j], y[2j+1]), rotated by entries 2e, 2e+1 of
-        RoPE-table word ``word``, e = ``entries[j]`` (:func:`tinylpu.isa.rope_entries`)."""
+        RoPE-table word ``word``, e = ``entries[j]`` (:func:`tinylpu.isa.rope_entries`),
+        rounded ``extra`` more bits (the head slot's ``head_shift`` entry)."""
         cs = self.rmem[word % self.cfg.rdepth]
         n = len(y) // 2 * 2
         e = np.asarray(entries, dtype=np.int64)[:n // 2]
         out = y.copy()
-        out[0:n:2], out[1:n:2] = rope_rotate(y[0:n:2], y[1:n:2], cs[2 * e], cs[2 * e + 1], bits)
+        out[0:n:2], out[1:n:2] = rope_rotate(y[0:n:2], y[1:n:2], cs[2 * e], cs[2 * e + 1], bits,
+                                             extra)
         return out
 
     def _resid(self, st, bank, cycle, entry, y, bits):

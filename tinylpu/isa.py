@@ -269,6 +269,10 @@ class MatvecArgs(data.Struct):
     in ``c_last + LAT_NORM_READ``: an earlier write must have landed by then. With ``ss`` the sum of the squares of the written values
     (low 16 bits, signed) plus ``ss_init`` goes through the norm unit into the norm register
     (:func:`tinylpu.numerics.rsqrt_scale`; ``LAT_SS_NORM`` after the last read). With
+    ``head_shift`` ROPE rounds block b's pairs ``ROPE_FRAC + e`` bits, e the 4-bit entry of
+    its head slot ``(2*b*R) // L`` (:func:`head_shifts`; a narrow q's per-head shift), and
+    the requantizer saturates a ROPE block to 16 bits when ``y_bits`` is narrower (the
+    rotation takes int16 pairs; its result saturates to ``y_bits``). With
     ``y_wbank`` the results go into the weight banks instead, as weight lanes (their low
     ``data_bits`` bits): block b's R results fill lanes ``(b*R) % L ..`` of the output unit's
     weight-word buffer, and the block that fills its last lanes (``(b*R) % L == L - R``)
@@ -300,19 +304,20 @@ class MatvecArgs(data.Struct):
     ss: 1            # the sum of squares of the written values + ss_init -> norm register
     ss_init: 24      # ... (RMSNorm's epsilon)
     y_wbank: 1       # write the results as bytes into the weight banks (:func:`wbank_slot`)
+    head_shift: 64   # ROPE: head slot h's blocks round entry h more bits (:func:`head_shifts`)
 
 
 class QkArgs(data.Struct):
-    """Operands of QK: ``q_words`` words of q from ``q_addr`` are latched (row r of the array
-    gets word ``q_addr + r``, lane l the low 16 bits of lane l), then for each position
+    """Operands of QK: q is weight word ``q_addr`` (row r of the array takes bank r's weight
+    lanes, MAC (r, l) lane l: as a MATVEC takes its weights, every cycle); for each position
     p < N (N = pos + 1 with ``n_pos``, else ``n``) the K row at word ``k_addr + (p <<
-    k_shift)`` of ``k_bank`` is read and every head's score
-    ``sat16((q_h . k_{p, h} + 2**(shift-1)) >> shift)`` (MAC (r, l) takes packed value
-    :func:`att_kv_index` of the K row; ``kv_shift`` with 2 rows) is written to the score
-    word of p (:func:`score_slot`) and folded into the running maximum of its head."""
-    q_bank: 2
-    q_addr: 16
-    q_words: 3       # 1 .. rows
+    k_shift)`` of ``k_bank`` is read and every head slot's score
+    ``sat16((q_h . k_{p, h} + 2**(s_h-1)) >> s_h)``, ``s_h = max(shift - e_h, 0)`` with e_h
+    the entry of ``head_shift`` (:func:`qk_shifts`; q's per-head narrowing shift), (MAC
+    (r, l) takes packed value :func:`att_kv_index` of the K row; ``kv_shift`` with 2 rows)
+    is written to the score word of p (:func:`score_slot`) and folded into the running
+    maximum of its head."""
+    q_addr: 16       # a weight word
     k_bank: 2
     k_addr: 16
     k_shift: 4
@@ -322,6 +327,7 @@ class QkArgs(data.Struct):
     n_pos: 1
     shift: 6
     kv_shift: 2      # log2 of the heads that share a K/V head
+    head_shift: 64   # head slot h's score shift is shift less entry h (:func:`head_shifts`)
 
 
 class PvArgs(data.Struct):
@@ -378,11 +384,13 @@ def _check(name, value, bits, lo=0, is_signed=False):
 
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
-           rope_shift=0, y_pack=False, epi_shift=0, norm=False, ss_init=None, y_wbank=False):
+           rope_shift=0, y_pack=False, epi_shift=0, norm=False, ss_init=None, y_wbank=False,
+           head_shift=()):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
     requantizes per row instead of by ``q_mult``; ``norm`` scales by the norm register;
     ``ss_init`` (RMSNorm's epsilon) sets the norm register from the written values;
-    ``y_wbank`` writes 8-bit results into the weight banks (``y_bank`` unused)."""
+    ``y_wbank`` writes 8-bit results into the weight banks (``y_bank`` unused);
+    ``head_shift`` (:func:`head_shifts`) narrows ROPE's results per head slot."""
     y_index, epi = Index(y_index), Epi(epi)
     if y_index == Index.TOK:
         raise IsaError("MATVEC y_index must be NONE or POS, not TOK")
@@ -397,7 +405,7 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
                 y_index=y_index.value, y_shift=y_shift, epi=epi.value, rope_base=rope_base,
                 rope_shift=rope_shift, y_pack=int(bool(y_pack)), epi_shift=epi_shift,
                 norm=int(bool(norm)), ss=int(ss_init is not None), ss_init=ss_init or 0,
-                y_wbank=int(bool(y_wbank)))
+                y_wbank=int(bool(y_wbank)), head_shift=head_shifts(head_shift))
     if y_wbank:
         why = wbank_illegal(args)
         if why:
@@ -470,18 +478,52 @@ def _fields(op, struct, given):
     return args
 
 
-def qk(*, q_bank, q_addr, q_words, k_bank, k_addr, s_bank, s_addr, shift, k_shift=0, n=0,
-       n_pos=False, kv_shift=0):
-    """QK (see :class:`QkArgs`), range-checked; ``n_pos``: N = pos + 1."""
+def qk(*, q_addr, k_bank, k_addr, s_bank, s_addr, shift, k_shift=0, n=0, n_pos=False,
+       kv_shift=0, head_shift=()):
+    """QK (see :class:`QkArgs`), range-checked; ``n_pos``: N = pos + 1; ``head_shift``: the
+    per-head-slot entries (:func:`head_shifts`)."""
     if not n_pos and n < 1:
         raise IsaError(f"QK needs N >= 1 positions, not {n}")
-    if not 1 <= q_words <= 7:
-        raise IsaError(f"QK q_words must be in [1, 7], not {q_words}")
-    args = _fields("QK", QkArgs, dict(q_bank=q_bank, q_addr=q_addr, q_words=q_words,
-                                      k_bank=k_bank, k_addr=k_addr, k_shift=k_shift,
-                                      s_bank=s_bank, s_addr=s_addr, n=n, n_pos=int(n_pos),
-                                      shift=shift, kv_shift=kv_shift))
+    args = _fields("QK", QkArgs, dict(q_addr=q_addr, k_bank=k_bank, k_addr=k_addr,
+                                      k_shift=k_shift, s_bank=s_bank, s_addr=s_addr, n=n,
+                                      n_pos=int(n_pos), shift=shift, kv_shift=kv_shift,
+                                      head_shift=head_shifts(head_shift, "QK")))
     return {"op": Opcode.QK, "args": {"qk": args}}
+
+
+HEAD_SLOTS = 16          # entries of a head_shift field
+HEAD_SHIFT_BITS = 4
+
+
+def head_shifts(entries, what="MATVEC"):
+    """The ``head_shift`` field of ``entries``, one per head slot (at most
+    :data:`HEAD_SLOTS`, each 0..15; head slot h at bits ``4h``): a narrow q's per-head
+    shift, which ROPE rounds off and QK's scores take back. An int is the field itself."""
+    if isinstance(entries, (int, np.integer)):
+        return int(entries)
+    entries = [int(e) for e in entries]
+    if len(entries) > HEAD_SLOTS or any(not 0 <= e < 1 << HEAD_SHIFT_BITS for e in entries):
+        raise IsaError(f"{what} head_shift takes at most {HEAD_SLOTS} entries of 0..15, not "
+                       f"{entries}")
+    return sum(e << (HEAD_SHIFT_BITS * h) for h, e in enumerate(entries))
+
+
+def head_shift_entry(field, slot):
+    """Entry ``slot % HEAD_SLOTS`` of a ``head_shift`` field."""
+    return (field >> (HEAD_SHIFT_BITS * (slot % HEAD_SLOTS))) & ((1 << HEAD_SHIFT_BITS) - 1)
+
+
+def block_head_slot(block, rows, lanes):
+    """The head slot of a MATVEC row block's lanes (q laid out as activation words: word k
+    holds head slots 2k and 2k + 1, L/2 lanes each)."""
+    return (2 * block * rows) // lanes
+
+
+def qk_shifts(args, slots):
+    """The score shift of each of ``slots`` head slots of QK operands ``args``:
+    ``max(shift - entry, 0)``."""
+    return [max(args["shift"] - head_shift_entry(args["head_shift"], h), 0)
+            for h in range(slots)]
 
 
 def pv(*, v_bank, v_addr, s_bank, s_addr, y_bank, y_addr, d_blocks, shift, y_bits=16,
@@ -881,8 +923,7 @@ def duration(instr, pos=0):
     """Cycles an instruction occupies the issue slot at position ``pos`` (HALT: 1)."""
     op = instr["op"]
     if op == Opcode.QK:
-        args = instr["args"]["qk"]
-        return (args["q_words"] or 8) + positions(args, pos)
+        return positions(instr["args"]["qk"], pos)
     if op == Opcode.PV:
         return 1 + positions(instr["args"]["pv"], pos)
     if op == Opcode.VOP:

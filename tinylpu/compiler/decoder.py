@@ -59,6 +59,7 @@ class _Layout:
         self.wnext = 0
         self.wblocks = []                 # (word, array [R, words, L])
         self.wmats = {}                   # id(matrix) -> (w_base, n_blocks, n_chunks)
+        self.placed = []                  # the matrices placed (their ids stay theirs)
         self.mwords = []                  # row-multiplier words, each [R] int16
         self.mbases = {}                  # id(multipliers) -> word of row block 0
 
@@ -83,8 +84,16 @@ class _Layout:
         block = weight_blocks(w, cfg)
         self.wblocks.append((self.wnext, block))
         self.wmats[key] = (self.wnext, nb, nc)
+        self.placed.append(w)
         self.wnext += nb * nc
         return self.wmats[key]
+
+    def weight_word(self):
+        """A weight word the program writes (MATVEC y_wbank), loaded as zeros."""
+        cfg = self.cfg
+        self.wblocks.append((self.wnext, np.zeros((cfg.rows, 1, cfg.lanes), dtype=np.int64)))
+        self.wnext += 1
+        return self.wnext - 1
 
     def multipliers(self, mult):
         """Place per-row multipliers (one int16 per matrix row) as row-multiplier words, R
@@ -348,9 +357,10 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     if not 1 <= positions <= mc.seq_len:
         raise CompileError(f"positions must be in [1, {mc.seq_len}] (the model's seq_len), "
                            f"not {positions}")
-    if qm.q_bits != 16:
-        raise CompileError(f"the tile's q is int16; this model was quantized with a "
-                           f"{qm.q_bits}-bit q (q_bits), which only the integer model runs")
+    if qm.q_bits != 8:
+        raise CompileError(f"the tile's q is 8-bit (QK reads it from the weight banks); this "
+                           f"model was quantized with a {qm.q_bits}-bit q: use "
+                           f"quantize(..., q_bits=8), the default")
     if qm.k_bits != 16:
         raise CompileError(f"the tile's K cache is int16; this model was quantized with a "
                            f"{qm.k_bits}-bit K cache (kv_bits), which only the integer model "
@@ -374,11 +384,12 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                            f"power-of-two quotient, not rows={R}, head size {hs}")
     L = cfg.lanes
     if hs != L // 2 or mc.n_heads > 2 * R or kv > 2 * L or dim > 7 * L \
-            or mc.kv_mul & (mc.kv_mul - 1) or mc.kv_mul > 8:
+            or mc.kv_mul & (mc.kv_mul - 1) or mc.kv_mul > 8 or 2 * R > isa.HEAD_SLOTS:
         raise CompileError(
             f"attention on the MAC array needs head size = lanes / 2 ({L // 2}), at most "
             f"2 * rows = {2 * R} heads, kv_dim <= 2 * lanes = {2 * L} (one K/V row a word), "
-            f"dim <= {7 * L} and a power-of-two kv_mul <= 8; the model has head size {hs}, "
+            f"dim <= {7 * L}, a power-of-two kv_mul <= 8 and at most {isa.HEAD_SLOTS} head "
+            f"slots (2 * rows: QK's head shifts); the model has head size {hs}, "
             f"{mc.n_heads} heads, kv_dim {kv}, dim {dim}, kv_mul {mc.kv_mul}")
     # K and V caches: one word of packed int16 per position (isa.halves)
     K = [lay.alloc(f"k{l}", 0, P * L) for l in range(LN)]
@@ -397,7 +408,7 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     b0 = {n: lay.alloc(n, 0, size) for n, size in
           (("x", dim), ("scores", -(-P // per_word) * L))}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
-          (("scale", 1), ("xg", dim), ("q", att_dim), ("att", att_dim), ("g", hid),
+          (("scale", 1), ("xg", dim), ("att", att_dim), ("g", hid),
            ("logits", mc.vocab_size))}
     buf = {**b0, **b1}
 
@@ -408,7 +419,10 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     names = ("wq", "wk", "wv", "wo", "w2")
     layers = [_slot_layer(layer, mc, cfg, *placement) for layer in qm.layers] if slotted \
         else qm.layers
-    wmat = [{n: lay.matrix(getattr(layer, n).w) for n in names} for layer in layers]
+    # wq's rows padded to whole words of q: a y_wbank word is written by its last block
+    pad = lambda w, n: np.pad(w, ((0, -len(w) % L), (0, 0))) if n == "wq" and len(w) % L \
+        else w
+    wmat = [{n: lay.matrix(pad(getattr(layer, n).w, n)) for n in names} for layer in layers]
     # w1 and w3 row by row: blocks of (h1, h3) pairs for the SILU_GATE epilogue
     w13, w13_mult = [], {}
     for layer in qm.layers:
@@ -472,15 +486,27 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                       "istride": emb_w[2], "js": 1},
             b=bop(emb_mult, index=TOK, istride=1), c=cop(buf["x"], js=1),
             shift=qm.emb_shift, sat=16)
-    q_words, kv_shift = -(-att_dim // L), mc.kv_mul.bit_length() - 1
+    # q: 8 bits, one weight word (q word k in bank k, isa.wbank_slot), the wq MATVEC's
+    # y_wbank write; each head slot rounded by its own shift (RoPE), taken back by QK
+    q_word, kv_shift = lay.weight_word(), mc.kv_mul.bit_length() - 1
+    slot_heads = placement[0] if slotted else list(range(mc.n_heads))
     for l, layer in enumerate(layers):
         wm = wmat[l]
-        matvec(layer.wq, wm["wq"], buf["x"], buf["q"], epi=isa.Epi.ROPE, **rope)
+        q_shift = [int(qm.q_shift[l, h]) if h >= 0 else 0 for h in slot_heads]
+        if max(q_shift) > qm.att_shift[l] or max(q_shift) > 15:
+            raise CompileError(f"layer {l}: q's head shifts {q_shift} must be at most 15 and "
+                               f"at most the score shift {qm.att_shift[l]}")
+        w, nb, nc = wm["wq"]
+        mult = lay.multipliers(layer.wq.mult)
+        asm.matvec(w_base=w, n_blocks=nb, n_chunks=nc, x_bank=buf["x"].bank,
+                   x_addr=buf["x"].base // L, y_bank=0, y_addr=q_word, y_wbank=True,
+                   m_base=mult, q_shift=layer.wq.shift, y_bits=qm.q_bits, norm=layer.wq.norm,
+                   epi=isa.Epi.ROPE, head_shift=q_shift, **rope)
         matvec(layer.wk, wm["wk"], buf["x"], K[l], y_index=POS, epi=isa.Epi.ROPE, **rope,
                y_pack=True)
         matvec(layer.wv, wm["wv"], buf["x"], Vc[l], y_index=POS, y_pack=True)
-        asm.qk(**words(q=buf["q"], k=K[l], s=buf["scores"]), q_words=q_words,
-               shift=qm.att_shift[l], n_pos=True, kv_shift=kv_shift)
+        asm.qk(q_addr=q_word, **words(k=K[l], s=buf["scores"]), shift=qm.att_shift[l],
+               head_shift=q_shift, n_pos=True, kv_shift=kv_shift)
         # a narrow V cache holds V >> v_shift (wv's requantization): the output's shift
         # takes it back, (e . V) << v_shift rounded at RECIP_FRAC exactly
         v_shift = int(qm.kv_shifts()[1, l, 0])

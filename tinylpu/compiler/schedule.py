@@ -16,6 +16,7 @@ from tinylpu import isa
 A = isa.Space.ACT.value
 MEM, IMM, SCALE = isa.BMode.MEM, isa.BMode.IMM, isa.BMode.SCALE
 POS, TOK = isa.Index.POS.value, isa.Index.TOK.value
+WEIGHTS = -1             # the bank of a region of weight words (MATVEC y_wbank, QK's q)
 
 
 @dataclasses.dataclass
@@ -40,8 +41,8 @@ class Scheduler:
     still writes waits until that one's writes are done (no two writes share a port cycle,
     and writes to one element land in program order).
 
-    A region is ``(bank, lo, hi)``, elements ``lo .. hi`` of an activation bank, or a
-    register: ``("next",)``, ``("norm",)``, ``("maxima",)``. Regions cover every position
+    A region is ``(bank, lo, hi)``, elements ``lo .. hi`` of an activation bank (or, bank
+    :data:`WEIGHTS`, of the weight words, L a word, written by ``y_wbank``), or a register: ``("next",)``, ``("norm",)``, ``("maxima",)``. Regions cover every position
     (``index`` POS up to ``positions - 1``, TOK up to ``vocab - 1``, S and N at the last
     position). A read is ``(region, first, sweep)``: read from ``first`` cycles after the
     issue on, with ``sweep`` word k of the region ``first + k`` cycles after the issue. A
@@ -151,12 +152,12 @@ class Scheduler:
         a = instr["args"]["qk"]
         n = isa.positions(a, self.P - 1)
         per_word = self.cfg.lanes // self.cfg.rows          # score words: positions a word
-        reads = [self._words(a["q_bank"], a["q_addr"], a["q_words"]),
+        reads = [self._words(WEIGHTS, a["q_addr"], 1),
                  self._words(a["k_bank"], a["k_addr"], ((n - 1) << a["k_shift"]) + 1)]
         writes = [self._words(a["s_bank"], a["s_addr"], -(-n // per_word)), ("maxima",)]
         self._wait_for([(r, 0, False) for r in reads], writes, {a["s_bank"]}, isa.LAT_WRITE,
-                       {a["q_bank"], a["k_bank"]})
-        self._output_unit(a["q_words"] + isa.LAT_RESULT)
+                       {a["k_bank"]})
+        self._output_unit(isa.LAT_RESULT)
         self._emit(instr, _Issued(0, isa.LAT_WRITE, [(w, isa.LAT_WRITE) for w in writes],
                                   {a["s_bank"]}))
 
@@ -188,7 +189,7 @@ class Scheduler:
         nb, nc = isa.matvec_dims(a)
         epi = isa.Epi(a["epi"])
         resid, norm, ss = epi == isa.Epi.RESID, a["norm"], a["ss"]
-        x, y_bank = a["x_bank"], a["y_bank"]
+        x, y_bank = a["x_bank"], WEIGHTS if a["y_wbank"] else a["y_bank"]
         half = a["y_pack"] or epi == isa.Epi.SILU_GATE        # R/2 lanes a block
         lanes = -(-nb * R // (2 if half else 1))
         cache = a["y_index"] == POS
@@ -197,7 +198,9 @@ class Scheduler:
         reads = [(self._words(x, a["x_addr"], nc), 0, self.word_timing)]
         if norm:          # the norm register, read by the first block
             reads.append((("norm",), nc - 1 + isa.LAT_NORM_READ, False))
-        if self.word_timing and not cache:
+        if a["y_wbank"]:  # a weight word, written with the last block of each bank
+            writes = [(self._words(WEIGHTS, a["y_addr"], 1), isa.LAT_WRITE)]
+        elif self.word_timing and not cache:
             writes = [(self._words(y_bank, a["y_addr"] + j, 1),
                        isa.LAT_WRITE - (nb - 1 - b) * nc) for j, b in _last_blocks(nb, R, L, half)]
         else:
@@ -210,9 +213,10 @@ class Scheduler:
         if ss:
             writes.append((("norm",), isa.LAT_SS_NORM))
         rbanks = {x} | ({y_bank} if resid else set())
-        self._wait_for(reads, [w for w, _ in writes], {y_bank}, isa.LAT_WRITE, rbanks)
+        ports = set() if a["y_wbank"] else {y_bank}    # the weight banks': no other writer
+        self._wait_for(reads, [w for w, _ in writes], ports, isa.LAT_WRITE, rbanks)
         self._output_unit(nc - 1 + isa.LAT_RESULT)
-        issued = _Issued(0, isa.LAT_WRITE, writes, {y_bank})
+        issued = _Issued(0, isa.LAT_WRITE, writes, ports)
         if resid:
             issued.rbanks, issued.rlat = {y_bank}, isa.LAT_RESID_READ
         if norm:          # its last block reads the norm register in end - 1 + 2

@@ -148,7 +148,7 @@ class QModel:
     v_bits: int = 16          # V-cache element width (the tile: 16)
     kv_shift: np.ndarray = None   # [2, n_layers, n_kv_heads]: K (0) and V (1) are stored as
     #                               kv_store(x, shift, k_bits / v_bits); None: all 0
-    q_bits: int = 16          # q's width after RoPE (the tile: 16)
+    q_bits: int = 16          # q's width after RoPE (the tile: 8, quantize's default)
     q_shift: np.ndarray = None    # [n_layers, n_heads]: RoPE's extra shift of a narrow q
 
     @property
@@ -251,7 +251,7 @@ def _silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max", q_bits=16):
+def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max", q_bits=8):
     """Quantize a :class:`tinylpu.model.FloatModel`.
 
     ``calibration`` is a list of token-id sequences; the float reference runs on them
@@ -260,8 +260,9 @@ def quantize(model, calibration, headroom=2.0, kv_bits=16, kv_shift="layer-max",
     ``kv_bits``: the KV cache's element width, 16 (the tile's int16 cache) or narrower (8..15:
     not on the tile), for K and V alike or as a pair ``(k_bits, v_bits)``; a narrow cache's
     static shifts are chosen on the same calibration sequences by the rule ``kv_shift``, one
-    of :data:`KV_SHIFT_RULES` (see :func:`kv_shifts`). ``q_bits``: q's width after RoPE, 16
-    or narrower (8..15, static shifts per layer and head: :func:`q_shifts`).
+    of :data:`KV_SHIFT_RULES` (see :func:`kv_shifts`). ``q_bits``: q's width after RoPE, 8
+    (the tile's: QK reads q from the weight banks), 9..15, with static shifts per layer and
+    head (:func:`q_shifts`), or 16 (the integer model only).
     """
     from tinylpu.model.reference import FloatDecoder
     k_bits, v_bits = kv_bits if isinstance(kv_bits, (tuple, list)) else (kv_bits, kv_bits)

@@ -123,7 +123,7 @@ def illegal_cases(golden, loads, mv):
     words = illegal_words()
     if not cfg.attention:               # QK and PV are illegal words on this tile
         words.append(("QK with lanes < 2 * rows", isa.encode(isa.qk(
-            q_bank=0, q_addr=0, q_words=1, k_bank=0, k_addr=0, s_bank=other, s_addr=0,
+            q_addr=0, k_bank=0, k_addr=0, s_bank=other, s_addr=0,
             shift=0, n=1))))
     for name, word in words:
         assert isa.illegal(word, cfg.attention), name
@@ -386,10 +386,10 @@ def with_counters(golden, case):
 def snapshot(golden):
     """The golden model's memories and registers, to undo a run with :func:`restore`."""
     return (golden.amem.copy(), golden.wmem.copy(), golden.tmem.copy(), golden.table.copy(),
-            golden.mmem.copy(), golden.rmem.copy(), golden.qlatch.copy(), golden.wbuf.copy(),
+            golden.mmem.copy(), golden.rmem.copy(), golden.wbuf.copy(),
             golden.maxima.copy(), list(golden.pmem), golden.next_token, golden.norm)
 
 
 def restore(golden, state):
     (golden.amem, golden.wmem, golden.tmem, golden.table, golden.mmem, golden.rmem,
-     golden.qlatch, golden.wbuf, golden.maxima, golden.pmem, golden.next_token, golden.norm) = state
+     golden.wbuf, golden.maxima, golden.pmem, golden.next_token, golden.norm) = state

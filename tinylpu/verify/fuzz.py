@@ -37,7 +37,8 @@ FEATURES = sorted(
     + [f"vop.a:{v.name}" for v in isa.Space] + [f"vop.index:{v.name}" for v in isa.Index]
     + ["vop.s_pos", "vop.n_pos"]
     + [f"matvec.epi:{v.name}" for v in isa.Epi]
-    + ["matvec.y_pack", "matvec.m_rows", "matvec.norm", "matvec.ss", "matvec.y_index:POS"]
+    + ["matvec.y_pack", "matvec.m_rows", "matvec.norm", "matvec.ss", "matvec.y_index:POS",
+       "matvec.y_wbank"]
     + ["qk.n_pos", "qk.kv_shift", "pv.n_pos", "loop", "generate", "illegal", "budget",
        "bad command", "output not taken", "counters read", "schedule rule broken"]
     + [f"status:{name}" for name in _STATUS_BITS])
@@ -51,17 +52,23 @@ def random_matvec(cfg, rng, depth):
     """A MATVEC with random operands at random addresses and banks (overlapping, racing and
     wrapping ones included): per-row or instruction multipliers, every epilogue, packed or
     not, y indexed by the position or not, scaled by the norm register or not, setting it
-    from the sum of squares or not."""
+    from the sum of squares or not, into the weight banks (y_wbank) or not; ROPE with
+    per-head-slot shifts."""
     epi = isa.Epi(int(rng.choice([0, 0, 1, 2, 3, 4])))
     resid = epi == isa.Epi.RESID
     y_pack = epi not in (isa.Epi.RESID, isa.Epi.SILU_GATE) and rng.random() < 0.2
     ss = epi in (isa.Epi.NONE, isa.Epi.RESID) and not y_pack and rng.random() < 0.25
     pick = lambda hi: int(rng.integers(0, hi))
+    wbank = epi in (isa.Epi.NONE, isa.Epi.ROPE) and not (y_pack or ss) and rng.random() < 0.3
     instr = isa.matvec(
         w_base=pick(cfg.wdepth), x_bank=pick(4), x_addr=pick(depth), y_bank=pick(4),
-        y_addr=pick(depth), n_blocks=pick(3) + 1, n_chunks=pick(3) + 1,
+        y_addr=pick(cfg.wdepth if wbank else depth),
+        n_blocks=pick(2 * cfg.lanes // cfg.rows + 1) + 1 if wbank else pick(3) + 1,
+        n_chunks=pick(3) + 1,
         q_mult=int(rng.integers(-(1 << 15), 1 << 15)), q_shift=pick(20),
-        y_bits=int(rng.choice([16, 16, 32]) if resid else rng.choice([cfg.data_bits, 16, 32])),
+        y_bits=int(cfg.data_bits if wbank else rng.choice([16, 16, 32]) if resid
+                   else rng.choice([cfg.data_bits, 16, 32])), y_wbank=wbank,
+        head_shift=[pick(16) for _ in range(isa.HEAD_SLOTS)] if rng.random() < 0.5 else 0,
         m_base=pick(cfg.mdepth) if rng.random() < 0.4 else None,
         y_index=isa.Index.POS if rng.random() < 0.3 else isa.Index.NONE, y_shift=pick(3),
         epi=epi, rope_base=pick(cfg.rdepth), rope_shift=pick(3), y_pack=y_pack,
@@ -78,9 +85,9 @@ def random_attention(cfg, rng, depth):
     pick = lambda hi: int(rng.integers(0, hi))
     n = dict(n=pick(5) + 1) if rng.random() < 0.7 else dict(n_pos=True)
     kv_shift, s_bank = pick(3), pick(4)
-    qk = isa.qk(q_bank=pick(4), q_addr=pick(depth), q_words=pick(cfg.rows) + 1,
-                k_bank=pick(4), k_addr=pick(depth), k_shift=pick(3), s_bank=s_bank,
-                s_addr=pick(depth), shift=pick(20), kv_shift=kv_shift, **n)
+    qk = isa.qk(q_addr=pick(cfg.wdepth), k_bank=pick(4), k_addr=pick(depth),
+                k_shift=pick(3), s_bank=s_bank, s_addr=pick(depth), shift=pick(20),
+                kv_shift=kv_shift, head_shift=[pick(16) for _ in range(isa.HEAD_SLOTS)], **n)
     pv = isa.pv(v_bank=pick(4), v_addr=pick(depth), v_shift=pick(3), s_bank=s_bank,
                 s_addr=qk["args"]["qk"]["s_addr"], y_bank=pick(4), y_addr=pick(depth),
                 d_blocks=pick(cfg.lanes) + 1, shift=pick(20),
@@ -208,9 +215,8 @@ def _loads(cfg, rng, first):
 
 def _resync(cfg, rng):
     """Host beats that reload bank 0's first words and run a program that sets the norm
-    register, the next-token register, QK's q latch (every row) and its maxima from them."""
+    register, the next-token register and QK's maxima from them (q: weight word 0)."""
     L, R = cfg.lanes, cfg.rows
-    assert R <= 7, "QK latches at most 7 rows"
     G, O = isa.GFunc, isa.OutFunc
     s_bank = 1 % cfg.act_banks
     prog = [isa.vop(g=G.PASS, out=O.NORM, a=dict(bank=0), c=dict(bank=0), sat=32),
@@ -218,8 +224,8 @@ def _resync(cfg, rng):
             isa.vop(g=G.PASS, red=isa.Reduce.ARGMAX, n=L, a=dict(bank=0, ks=1),
                     c=dict(bank=s_bank, base=(cfg.adepth - 1) * L), sat=16),
             isa.wait(isa.LAT_V),
-            isa.qk(q_bank=0, q_addr=0, q_words=R, k_bank=0, k_addr=R, s_bank=s_bank,
-                   s_addr=cfg.adepth - 2, shift=8, n=1),
+            isa.qk(q_addr=0, k_bank=0, k_addr=R, s_bank=s_bank, s_addr=cfg.adepth - 2,
+                   shift=8, n=1),
             isa.wait(isa.LAT_WRITE), isa.halt()]
     stream = host.write_cmd(cfg, host.TARGET_ABANK, 0,
                             rng.integers(-(1 << 15), 1 << 15, (R + 1, L)))
@@ -350,7 +356,8 @@ def features(program, status, *, generate=False, budget=None, attention=True):
         elif op == isa.Opcode.MATVEC:
             m = instr["args"]["matvec"]
             out.add(f"matvec.epi:{isa.Epi(m['epi']).name}")
-            out |= {f"matvec.{k}" for k in ("y_pack", "m_rows", "norm", "ss") if m[k]}
+            out |= {f"matvec.{k}" for k in ("y_pack", "m_rows", "norm", "ss", "y_wbank")
+                    if m[k]}
             if m["y_index"] == isa.Index.POS.value:
                 out.add("matvec.y_index:POS")
         elif op in (isa.Opcode.QK, isa.Opcode.PV):
