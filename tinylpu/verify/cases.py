@@ -58,7 +58,8 @@ def weight_bank_cases(golden, rng, loads, mv):
     """A MATVEC writes bytes into the weight banks (``y_wbank``: two instructions, one with
     RoPE, filling all lane groups of word 2 and of word 3 of the R banks), then a MATVEC
     and a VOP (WROW) use them as weights; the banks and results are read back. Then each
-    reader right after the write, without the WAIT: a flagged race (RAW_HAZARD)."""
+    reader (and QK, taking word 3 as q) right after the write, without the WAIT: a flagged
+    race (RAW_HAZARD)."""
     cfg = golden.cfg
     R, L = cfg.rows, cfg.lanes
     other = 1 % cfg.act_banks
@@ -80,8 +81,14 @@ def weight_bank_cases(golden, rng, loads, mv):
              + [(host.TARGET_ABANK + other, 8, 1), (host.TARGET_ABANK + other, 12, 1)])
     cases = [program_case("MATVEC into the weight banks, then MATVEC and VOP on them", golden,
                           program, loads + [(host.TARGET_RMEM, 0, rope)], reads)]
-    # without the WAIT the MATVEC and the VOP read bytes still in flight: the old ones, flagged
-    for name, use in (("MATVEC", program[3]), ("VOP", program[4])):
+    # without the WAIT the MATVEC, the VOP and QK (q: the weight word) read bytes still in
+    # flight: the old ones, flagged
+    users = [("MATVEC", program[3]), ("VOP", program[4])]
+    if cfg.attention:
+        users.append(("QK", isa.qk(q_addr=3, k_bank=0, k_addr=0, s_bank=other, s_addr=14,
+                                   shift=6, n=3, head_shift=[1, 0, 2, 3])))
+        reads.append((host.TARGET_ABANK + other, 14, 1))
+    for name, use in users:
         case = program_case(f"weight-bank race flagged ({name})", golden,
                             [program[1], use, isa.halt()], loads, reads)
         assert case["expected"][0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD, name
