@@ -840,7 +840,7 @@ class _RunState:
             return value
         value = value.copy()
         for entry in self.pending:
-            landing, _, bank, word, wl, values, produced = entry
+            landing, _, bank, word, _, values, produced = entry
             if not isinstance(bank, tuple):
                 continue
             same = words == word                 # the RTL compares the word (all banks)
@@ -848,9 +848,8 @@ class _RunState:
             if flight.any():
                 n = np.argmax(flight)
                 self.hazards.append((int(cycles.flat[n]), bank, word))
-            hit = same & (rows == bank[1]) & np.isin(bytes_, wl) & (cycles > landing)
-            if hit.any():
-                value[hit] = np.asarray(values)[np.searchsorted(wl, bytes_[hit])]
+            hit = same & (rows == bank[1]) & (cycles > landing)       # whole words
+            value[hit] = np.asarray(values)[bytes_[hit]]
         return value
 
     def read_port(self, cycles, bank):

@@ -460,11 +460,14 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         return s
 
     def matvec(qmat, mat, x, y, **kw):
-        """y = requant(W x) per row (MATVEC with row multipliers)."""
+        """y = requant(W x) per row (MATVEC with row multipliers); ``y`` None: a weight
+        word (``y_wbank``, its ``y_addr`` in ``kw``). ``kw`` overrides the matrix's fields."""
         w, nb, nc = mat
         mult = lay.multipliers(w13_mult[id(qmat)] if id(qmat) in w13_mult else qmat.mult)
-        asm.matvec(w_base=w, n_blocks=nb, n_chunks=nc, **words(x=x, y=y), m_base=mult,
-                   q_shift=qmat.shift, y_bits=qmat.bits, norm=qmat.norm, **kw)
+        out = words(y=y) if y is not None else {"y_bank": 0}
+        asm.matvec(**{"w_base": w, "n_blocks": nb, "n_chunks": nc, **words(x=x), **out,
+                      "m_base": mult, "q_shift": qmat.shift, "y_bits": qmat.bits,
+                      "norm": qmat.norm, **kw})
 
     if not 0 <= qm.eps < 1 << 23:
         raise CompileError(f"RMSNorm epsilon {qm.eps} does not fit the 23-bit init fields")
@@ -496,12 +499,8 @@ def compile_decoder(qm, cfg, positions=None, check=True):
         if max(q_shift) > qm.att_shift[l] or max(q_shift) > 15:
             raise CompileError(f"layer {l}: q's head shifts {q_shift} must be at most 15 and "
                                f"at most the score shift {qm.att_shift[l]}")
-        w, nb, nc = wm["wq"]
-        mult = lay.multipliers(layer.wq.mult)
-        asm.matvec(w_base=w, n_blocks=nb, n_chunks=nc, x_bank=buf["x"].bank,
-                   x_addr=buf["x"].base // L, y_bank=0, y_addr=q_word, y_wbank=True,
-                   m_base=mult, q_shift=layer.wq.shift, y_bits=qm.q_bits, norm=layer.wq.norm,
-                   epi=isa.Epi.ROPE, head_shift=q_shift, **rope)
+        matvec(layer.wq, wm["wq"], buf["x"], None, y_addr=q_word, y_wbank=True,
+               y_bits=qm.q_bits, epi=isa.Epi.ROPE, head_shift=q_shift, **rope)
         matvec(layer.wk, wm["wk"], buf["x"], K[l], y_index=POS, epi=isa.Epi.ROPE, **rope,
                y_pack=True)
         matvec(layer.wv, wm["wv"], buf["x"], Vc[l], y_index=POS, y_pack=True)
