@@ -30,6 +30,8 @@ def token_layout(cfg, fields=None):
         "y_half": 1,                                # ... or R/2 lanes y_group*R/2 ..
         "y_pack": 1,                                # R/2 lanes of int16 pairs (K, V rows)
         "y_wbank": 1,                               # bytes into weight bank block*R // L
+        "y_wcol": 1,                                # ... or a byte into each (lane y_lane)
+        "y_lane": range(max(cfg.lanes, 2)),
         "kv_shift": 2,                              # QK, PV: heads a K/V head serves
         "d_blocks": 8,                              # PV: output blocks
         "mult": signed(MULT_BITS),
@@ -52,7 +54,8 @@ def token_layout(cfg, fields=None):
 
 # The fields each address generator drives (the tile merges them into one token).
 MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_half", "y_pack",
-                 "y_wbank", "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr",
+                 "y_wbank", "y_wcol", "y_lane",
+                 "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr",
                  "epi_shift", "head", "final", "block", "norm", "ss", "ss_init")
 ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group",
                     "kv_shift", "d_blocks", "shift", "y_bits")
@@ -69,7 +72,9 @@ class MatvecAgu(wiring.Component):
     ``token`` (first = k == 0, last = k == n_chunks - 1, the y word ``y_addr + (pos << y_shift) +
     (b*R) // L`` (POS index; with ``y_wbank`` without the last term, the weight bank's index)
     and lane group of block b, its row-multiplier word
-    ``m_base + b``, its RoPE-table word ``rope_base + (pos << rope_shift) + b %
+    ``m_base + b`` (with ``y_wcol`` the y word is
+    :func:`tinylpu.isa.wcol_slot`'s, ``y_addr + ((idx >> log2 L) << y_shift) + b``, and
+    ``y_lane`` its lane ``idx % L``), its RoPE-table word ``rope_base + (pos << rope_shift) + b %
     2**rope_shift``, and the requantization ``mult``, ``shift``, ``y_bits``, ``epi``).
     """
 
@@ -99,7 +104,10 @@ class MatvecAgu(wiring.Component):
 
         cur_chunk, cur_nc_m1, cur_blocks = Signal(12), Signal(12), Signal(16)
         a = self.op.args
-        y_pos = Mux(a.y_index == Index.POS, self.op.pos << a.y_shift, 0)
+        idx = Mux(a.y_index == Index.POS, self.op.pos, 0)
+        # y_wcol: the word of idx's group of L positions, and its lane (isa.wcol_slot)
+        lb = cfg.lanes.bit_length() - 1
+        y_pos = Mux(a.y_wcol, (idx >> lb) << a.y_shift, idx << a.y_shift)
         # RESID and SILU_GATE ignore y_pack (isa.MatvecArgs)
         packed = a.y_pack & (a.epi != Epi.RESID) & (a.epi != Epi.SILU_GATE)
         with m.If(self.op.issue):
@@ -112,6 +120,7 @@ class MatvecAgu(wiring.Component):
                 tok.y_pack.eq(packed), tok.y_half.eq(packed | (a.epi == Epi.SILU_GATE)),
                 tok.norm.eq(a.norm), tok.ss.eq(a.ss),
                 tok.ss_init.eq(a.ss_init), tok.y_wbank.eq(a.y_wbank),
+                tok.y_wcol.eq(a.y_wcol), tok.y_lane.eq(idx[:lb] if lb else 0),
                 cur_rope0.eq(a.rope_base + (self.op.pos << a.rope_shift)),
                 cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
                 cur_head_shift.eq(a.head_shift),
@@ -126,6 +135,7 @@ class MatvecAgu(wiring.Component):
                 tok.y_pack.eq(st.y_pack), tok.y_half.eq(st.y_half),
                 tok.norm.eq(st.norm), tok.ss.eq(st.ss),
                 tok.ss_init.eq(st.ss_init), tok.y_wbank.eq(st.y_wbank),
+                tok.y_wcol.eq(st.y_wcol), tok.y_lane.eq(st.y_lane),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
                 cur_head_shift.eq(head_shift),
             ]
@@ -157,7 +167,8 @@ class MatvecAgu(wiring.Component):
                 st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi), st.y_pack.eq(tok.y_pack),
                 st.y_half.eq(tok.y_half), st.epi_shift.eq(tok.epi_shift),
                 st.norm.eq(tok.norm), st.ss.eq(tok.ss), st.ss_init.eq(tok.ss_init),
-                st.y_wbank.eq(tok.y_wbank), rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
+                st.y_wbank.eq(tok.y_wbank), st.y_wcol.eq(tok.y_wcol), st.y_lane.eq(tok.y_lane),
+                rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
                 head_shift.eq(cur_head_shift),
             ]
             with m.If(self.op.issue):
@@ -167,8 +178,9 @@ class MatvecAgu(wiring.Component):
                 m.d.sync += [
                     chunk.eq(0), blocks_left.eq(cur_blocks - 1),
                     st.y_group.eq(Mux(last_group, 0, tok.y_group + 1)),
-                    # y_wbank: the next bank, the same word (isa.wbank_slot)
-                    st.y_word.eq(tok.y_word + (last_group & ~tok.y_wbank)),
+                    # y_wbank: the next bank, the same word (isa.wbank_slot); y_wcol:
+                    # the next word (isa.wcol_slot)
+                    st.y_word.eq(tok.y_word + Mux(tok.y_wcol, 1, last_group & ~tok.y_wbank)),
                     st.m_addr.eq(tok.m_addr + 1), block.eq(cur_block + 1),
                 ]
             with m.Else():

@@ -3,8 +3,9 @@
 There is no arbitration. While the tile runs, the schedule owns the SRAM ports:
 
 - weight banks (one read port each, all read at one word address; one write port): the
-  MATVEC AGU's ``w`` stream, or the vector unit's ``vw`` reads (a WROW operand); a y_wbank
-  MATVEC's words (``yw``: one bank's word);
+  MATVEC AGU's ``w`` stream, or the vector unit's ``vw`` reads (a WROW operand); the write
+  port a MATVEC's weight writes (``yw``: y_wbank's word into one bank, y_wcol's byte into
+  each; the port has a write enable a byte);
 - activation banks (one read and one write port each, 32-bit lanes): the read port serves
   the MATVEC ``x`` stream (a word), PV's score stream ``s`` (a lane group) and the vector
   unit's ``a`` and ``b`` operand streams (a lane each); the write
@@ -54,7 +55,7 @@ TOKEN_BITS = 16       # token-memory entries and table entries
 
 def write_layout(cfg):
     """A write in flight in the MXM pipeline: its bank, word and lanes (``wbank``: bytes of
-    a weight bank's word, a y_wbank MATVEC's)."""
+    a weight bank's word, a y_wbank or y_wcol MATVEC's)."""
     return data.StructLayout({"valid": 1, "bank": 2, "word": 16, "mask": cfg.lanes,
                               "wbank": 1})
 
@@ -140,9 +141,10 @@ class Router(wiring.Component):
             "x_en": In(1), "x_bank": In(2), "x_addr": In(16), "x_data": Out(cfg.act_word_bits),
             "y_en": In(1), "y_bank": In(2), "y_word": In(16), "y_mask": In(L),
             "y_data": In(cfg.act_word_bits),
-            # ... or its bytes into a weight bank (MATVEC y_wbank)
-            "yw_en": In(1), "yw_bank": In(range(max(R, 2))), "yw_word": In(16),
-            "yw_data": In(cfg.word_bits),
+            # ... or its bytes into the weight banks (MATVEC y_wbank, y_wcol): the bytes
+            # ``yw_lanes`` of word ``yw_word`` of the banks ``yw_en``
+            "yw_en": In(R), "yw_word": In(16), "yw_lanes": In(L),
+            "yw_data": In(cfg.word_bits).array(R),
             "pending": In(data.ArrayLayout(write_layout(cfg), LAT_WRITE)),
             # the score stream of PV
             "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
@@ -170,11 +172,13 @@ class Router(wiring.Component):
         m = Module()
         R, L = cfg.rows, cfg.lanes
         groups = L // R
-        # written by the host while idle, or a word at a time by a y_wbank MATVEC (whole
-        # words: write enables per byte would cost 2 more DP16KD a 4096-word bank); a read
-        # of a word in its write's cycle is flagged (``hazard``)
-        wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth, flagged_collisions=True)
-                  for _ in range(R)]
+        # written by the host while idle, or by a y_wbank (a word) or y_wcol (a byte)
+        # MATVEC: with ``wbytes`` a write enable a byte (docs/fpga.md "Fit"); a read of a
+        # word with a write in flight is flagged (``hazard``), so a read never meets a
+        # write to another byte of its block
+        wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth,
+                       granularity=cfg.data_bits if cfg.wbytes else None,
+                       flagged_collisions=True) for _ in range(R)]
         # a read of a lane in the cycle its write lands is flagged (``hazard`` and
         # rtl.checker): no collision logic
         abanks = [Bank(width=cfg.act_word_bits, depth=cfg.adepth, granularity=ACT_BITS,
@@ -209,7 +213,7 @@ class Router(wiring.Component):
         # written by a y_wbank MATVEC (its lane group of one bank) or the host
         for r, bank in enumerate(wbanks):
             h_rd, h_wr = h.ren & is_w[r], h.wen & is_w[r]
-            yw_wr = self.yw_en & (self.yw_bank == r) if R > 1 else self.yw_en
+            yw_wr = self.yw_en[r]
             conflicts += [_two_or_more([self.w.en, self.vw.en, h_rd]),
                           _two_or_more([yw_wr, h_wr])]
             m.d.comb += [
@@ -217,8 +221,9 @@ class Router(wiring.Component):
                 bank.raddr.eq(Mux(self.w.en, self.w.word,
                                   Mux(self.vw.en, self.vw.word, h.addr))),
                 bank.waddr.eq(Mux(yw_wr, self.yw_word, h.addr)),
-                bank.wdata.eq(Mux(yw_wr, self.yw_data, h.wdata)),
-                bank.wen.eq(yw_wr | h_wr),
+                bank.wdata.eq(Mux(yw_wr, self.yw_data[r], h.wdata)),
+                bank.wen.eq(Mux(yw_wr, self.yw_lanes, h_wr.replicate(L)) if cfg.wbytes
+                            else yw_wr | h_wr),
                 self.w_data[r].eq(bank.rdata),
             ]
         # activation banks: x, a, b reads and y, c writes of the schedule, or the host's
@@ -348,7 +353,8 @@ class Router(wiring.Component):
         ww = addr_bits(cfg.wdepth)
 
         def weight_hits(port):
-            """A weight read (all banks, all lanes) of a word with a y_wbank write in flight."""
+            """A weight read (all banks, all lanes) of a word with a y_wbank or y_wcol write
+            in flight."""
             return port.en & Cat(*(w.valid & w.wbank & (w.word[:ww] == port.word[:ww])
                                    for w in self.pending)).any()
 

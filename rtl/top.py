@@ -246,7 +246,7 @@ class Tile(wiring.Component):
                                & (st.epi == isa.Epi.ARGMAX)
                                for st in (front + results)[:isa.LAT_ARGMAX])).any()
         m.d.comb += [
-            rt.y_en.eq(last.valid & ~last.y_wbank), rt.y_bank.eq(last.y_bank),
+            rt.y_en.eq(last.valid & ~last.y_wbank & ~last.y_wcol), rt.y_bank.eq(last.y_bank),
             rt.y_word.eq(last.y_word), rt.y_mask.eq(mask), rt.y_data.eq(data),
         ]
         # ... or a y_wbank MATVEC's block: its R results' low weight bits into lane group
@@ -258,11 +258,20 @@ class Tile(wiring.Component):
         for g, buf in enumerate(wbuf):
             with m.If(last.valid & last.y_wbank & (last.y_group == g)):
                 m.d.sync += buf.eq(block_bits)
-        m.d.comb += [
-            rt.yw_en.eq(last.valid & last.y_wbank & (last.y_group == groups - 1)),
-            rt.yw_bank.eq(last.block[lg:lg + lr] if lr else 0),
-            rt.yw_word.eq(last.y_word), rt.yw_data.eq(Cat(*wbuf, block_bits)),
-        ]
+        word_bank = last.block[lg:lg + lr] if lr else 0
+        word_write = last.valid & last.y_wbank & (last.y_group == groups - 1)
+        # ... or a y_wcol MATVEC's block: result r into byte y_lane of its word in weight bank
+        # r (isa.wcol_slot; the banks' write enables are a byte each)
+        db = cfg.data_bits
+        column = last.valid & last.y_wcol
+        m.d.comb += rt.yw_lanes.eq(Mux(column, 1 << last.y_lane, (1 << cfg.lanes) - 1))
+        for r in range(cfg.rows):
+            m.d.comb += [
+                rt.yw_en[r].eq((word_write & (word_bank == r)) | column),
+                rt.yw_data[r].eq(Mux(column, epi.out[r][:db].replicate(cfg.lanes),
+                                     Cat(*wbuf, block_bits))),
+            ]
+        m.d.comb += rt.yw_word.eq(last.y_word)
         # c+9: the squares of the written values (ss), summed into the RMSNorm total in c+9
         # (the values are registered first: the epilogue's rounding and the squarer's
         # multiplier in one cycle were the tile clock's critical path);
@@ -298,7 +307,8 @@ class Tile(wiring.Component):
             # a y_wbank block writes only with the word's last lane group
             makes &= ~stage.y_wbank | (stage.y_group == groups - 1)
             m.d.comb += [write.valid.eq(makes), write.bank.eq(stage.y_bank),
-                         write.word.eq(stage.y_word), write.wbank.eq(stage.y_wbank),
+                         write.word.eq(stage.y_word),
+                         write.wbank.eq(stage.y_wbank | stage.y_wcol),
                          write.mask.eq(_group_mask(cfg, stage.y_group, stage.y_half))]
         # reads of lanes with a write in flight that the router does not see (rtl.checker)
         m.d.comb += [getattr(checker, f"{p}_{f}").eq(getattr(getattr(vu, p), f))

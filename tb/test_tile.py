@@ -11,7 +11,9 @@ from tinylpu.flow.rtlsim import run_streams
 
 CONFIGS = {
     "icarus": [Config()],
-    "verilator": [Config(), Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64)],
+    # (the 8 x 8 tile: no attention, whole-word weight banks)
+    "verilator": [Config(), Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64,
+                                   wbytes=0)],
 }
 
 

@@ -150,7 +150,7 @@ def test_fit_cli_plain_config(capsys):
 def test_stories260k_longest_context_on_85f(capsys):
     assert main(["fit", "--model", str(MODELS / "stories260K.bin")]) == 0
     out = capsys.readouterr().out
-    assert "176 positions" in out and "l16r4-w4096-a2x1024-p128-t256-m1024-r512" in out
+    assert "176 positions" in out and "l16r4-w4096-a2x1024-p128-t256-m1024-r512-wb0" in out
     assert "206  of 208 on LFE5U-85F" in out
     assert "177 positions would need 270 block RAMs" in out
     assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--positions", "512"]) == 1
@@ -165,7 +165,7 @@ def test_stories260k_8bit_kv_estimate_on_85f(capsys):
     assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--kv-bits", "8"]) == 0
     out = capsys.readouterr().out
     assert "336 positions (8-bit KV cache: an ESTIMATE, the RTL's cache is int16" in out
-    assert "l16r4-w4096-a2x1024-p128-m1024-r1024" in out
+    assert "l16r4-w4096-a2x1024-p128-m1024-r1024-wb0" in out
     assert "208  of 208 on LFE5U-85F" in out
     assert "337 positions would need 272 block RAMs (estimated for an 8-bit KV cache)" in out
 

@@ -13,10 +13,10 @@ from tinylpu.isa import IsaError, Opcode
 
 MATVEC_LAYOUT = data.Layout.cast(isa.MatvecArgs)
 # the integer fields isa.matvec takes as they are (m_base, y_index, epi, y_pack, norm,
-# y_wbank are mapped)
+# y_wbank, y_wcol are mapped)
 MATVEC_FIELDS = [name for name, _ in MATVEC_LAYOUT
                  if name not in ("m_rows", "m_base", "y_index", "epi", "y_pack", "norm", "ss",
-                                 "ss_init", "y_wbank", "head_shift")]
+                                 "ss_init", "y_wbank", "head_shift", "y_wcol")]
 
 
 def _field_range(name):
@@ -50,17 +50,17 @@ def test_layout_widths_and_ranges():
     assert widths == dict(w_base=16, x_bank=2, x_addr=16, y_bank=2, y_addr=16, n_blocks=16,
                           n_chunks=12, q_mult=16, q_shift=6, y_bits=6, m_rows=1, m_base=16,
                           y_index=2, y_shift=4, epi=3, rope_base=16, rope_shift=3, y_pack=1,
-                          epi_shift=6, norm=1, ss=1, ss_init=24, y_wbank=1, head_shift=64)
+                          epi_shift=6, norm=1, ss=1, ss_init=24, y_wbank=1, head_shift=64, y_wcol=1)
     assert _field_range("q_mult") == (-32768, 32767)
     assert _field_range("n_chunks") == (1, 4095)
     assert _field_range("q_shift") == (0, 63)
-    assert MATVEC_LAYOUT.size == sum(widths.values()) == 251
+    assert MATVEC_LAYOUT.size == sum(widths.values()) == 252
     # the union is as wide as its widest member, the VOP operands
     sizes = {name: data.Layout.cast(s).size for name, s in
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs), ("qk", isa.QkArgs),
               ("pv", isa.PvArgs)]}
-    assert sizes == dict(matvec=251, wait=16, loop=24, vop=259, next=16, qk=145, pv=97)
+    assert sizes == dict(matvec=252, wait=16, loop=24, vop=259, next=16, qk=145, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 263
     assert isa.INSTR_BITS == 288
     assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 8
@@ -101,7 +101,7 @@ def test_matvec_round_trip(fields, options):
                     m_base=options["m_base"] or 0, y_index=options["y_index"].value,
                     epi=options["epi"].value, y_pack=int(options["y_pack"]),
                     norm=int(options["norm"]), ss=int("ss_init" in options),
-                    ss_init=options.get("ss_init", 0), y_wbank=0, head_shift=0)
+                    ss_init=options.get("ss_init", 0), y_wbank=0, head_shift=0, y_wcol=0)
     assert instr == {"op": Opcode.MATVEC, "args": {"matvec": expected}}
     word = isa.encode(instr)
     assert 0 <= word < 1 << 190
@@ -133,6 +133,34 @@ def test_matvec_into_the_weight_banks():
             wbank = plain | 1 << (4 + MATVEC_LAYOUT["y_wbank"].offset)
             assert isa.illegal(plain) is None
             assert re.search(why, isa.illegal(wbank))
+
+
+
+def test_matvec_columns_into_the_weight_banks():
+    """y_wcol: its slot rule, its round trip, and the combinations the builder refuses and
+    isa.illegal names."""
+    # 16 lanes, 4 words a position group: position 17, block 3 -> word (1 << 2) + 3, lane 1
+    assert isa.wcol_slot(3, 17, 16, 2) == (7, 1)
+    assert [isa.wcol_slot(b, p, 8, 1) for b, p in ((0, 0), (1, 7), (0, 8))] == \
+        [(0, 0), (1, 7), (2, 0)]
+    fields = dict(_matvec_fields(), n_chunks=2, y_bits=8)
+    instr = isa.matvec(**fields, y_wcol=True, y_index=isa.Index.POS)
+    word = isa.encode(instr)
+    assert word >> (4 + MATVEC_LAYOUT["y_wcol"].offset) & 1
+    assert isa.decode(word) == instr and isa.illegal(word) is None
+    for bad, why in ((dict(epi=isa.Epi.ROPE), "y_wcol takes epi NONE, not ROPE"),
+                     (dict(epi=isa.Epi.RESID), "y_wcol takes epi NONE, not RESID"),
+                     (dict(y_pack=True), "not with y_pack or ss"),
+                     (dict(ss_init=1), "not with y_pack or ss"),
+                     (dict(y_wbank=True), "by words .* or by columns"),
+                     (dict(y_bits=9), "y_bits must be at most 8")):
+        with pytest.raises(IsaError, match=why):
+            isa.matvec(**{**fields, **bad, "y_wcol": True})
+        if "y_bits" not in bad and "y_wbank" not in bad:   # y_wcol set by hand
+            plain = isa.encode(isa.matvec(**{**fields, **bad}))
+            wcol = plain | 1 << (4 + MATVEC_LAYOUT["y_wcol"].offset)
+            assert isa.illegal(plain) is None
+            assert re.search(why, isa.illegal(wcol))
 
 
 @settings(max_examples=100, deadline=None)

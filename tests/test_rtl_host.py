@@ -812,7 +812,7 @@ def test_illegal_instructions_stop_the_run():
     clean = program_case("clean", golden, [mv(), isa.halt()], loads, [])
     stream = [b for c in cases + [clean] for b in c["stream"]]
     expected = [b for c in cases + [clean] for b in c["expected"]]
-    assert len(cases) == 9
+    assert len(cases) == 11
     assert all(c["expected"][0] == host.STATUS_DONE | host.STATUS_ILLEGAL for c in cases)
     assert clean["expected"][0] == host.STATUS_DONE
     assert run_host_stream(Tile(cfg), stream, len(expected)) == expected

@@ -52,6 +52,11 @@ class Config:
     rdepth : int
         Words of the RoPE table memory (power of two). A word holds ``rows // 2`` int16
         (cos, sin) pairs: the rotations of one row block's pairs of results.
+    wbytes : int
+        1: the weight banks take a write a byte (MATVEC ``y_wcol``: a transposed vector's
+        column, one byte a word); 0: whole words only (``y_wcol`` is an illegal
+        instruction), which packs a bank of 2048 x k words into fewer block RAMs (the
+        2048 x 9 mode: 30 instead of 32 for 4096 x 128; other depths cost the same).
 
     Activation banks hold ``ACT_BITS`` (32) bits per lane: int16 activations, int32
     accumulators and scores, and the vector unit's packed scales all fit a lane. The MAC
@@ -69,6 +74,7 @@ class Config:
     tdepth: int = 512
     mdepth: int = 256
     rdepth: int = 256
+    wbytes: int = 1
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -88,6 +94,7 @@ class Config:
                 f"results are written into one activation word")
         if self.act_banks not in (1, 2, 4):
             raise ConfigError(f"act_banks must be 1, 2 or 4, not {self.act_banks}")
+        self._check_range("wbytes", 0, 1)
         self._check_range("data_bits", 2, 8)
         self._check_range("acc_bits", 2 * self.data_bits, 40)
         for name, hi in (("wdepth", 65536), ("adepth", 65536), ("pdepth", 4096),
@@ -155,6 +162,8 @@ class Config:
             name += f"-m{self.mdepth}"
         if self.rdepth != 256:
             name += f"-r{self.rdepth}"
+        if not self.wbytes:
+            name += "-wb0"
         return name
 
     def build_dir(self, root="build"):

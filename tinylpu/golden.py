@@ -214,6 +214,7 @@ class GoldenTile:
                                                  on_next=lambda pc, _: jump.pop(pc),
                                                  illegal_stops=True,
                                                  attention=cfg.attention,
+                                                 wbytes=bool(cfg.wbytes),
                                                  detect_loops=budget == host.ctrl_reset(
                                                      cfg)[host.Ctrl.BUDGET]):
                 issued += 1
@@ -278,8 +279,8 @@ class GoldenTile:
         nb, nc = isa.matvec_dims(a)
         bank, y_bank = a["x_bank"] % cfg.act_banks, a["y_bank"] % cfg.act_banks
         st.read_port(range(t, t + nb * nc), bank)
-        y_base = a["y_addr"] + (pos << a["y_shift"] if a["y_index"] == isa.Index.POS.value
-                                else 0)
+        idx = pos if a["y_index"] == isa.Index.POS.value else 0
+        y_base = a["y_addr"] + (idx << a["y_shift"])
         resid = a["epi"] == isa.Epi.RESID.value
         rope_word = a["rope_base"] + (pos << a["rope_shift"])
         bits = a["y_bits"] or 64
@@ -331,6 +332,13 @@ class GoldenTile:
                             np.arange(L), self.wbuf.copy(), produced=last)
                 # the others write nothing, but pass through the output unit all the same
                 st.last_write = max(st.last_write, last + isa.LAT_WRITE)
+                continue
+            if a["y_wcol"]:          # one byte a result: a column (isa.wcol_slot)
+                word, lane = isa.wcol_slot(b, idx, L, a["y_shift"])
+                for r in range(R):
+                    st.push(last + isa.LAT_WRITE, "mac", ("w", r),
+                            (a["y_addr"] + word) % cfg.wdepth, np.array([lane]),
+                            wrap(y[r:r + 1], cfg.data_bits), produced=last)
                 continue
             if half:                 # R / 2 lanes: packed int16 pairs, or SILU_GATE's results
                 h = b * R // 2
@@ -840,7 +848,7 @@ class _RunState:
             return value
         value = value.copy()
         for entry in self.pending:
-            landing, _, bank, word, _, values, produced = entry
+            landing, _, bank, word, lanes, values, produced = entry
             if not isinstance(bank, tuple):
                 continue
             same = words == word                 # the RTL compares the word (all banks)
@@ -848,8 +856,12 @@ class _RunState:
             if flight.any():
                 n = np.argmax(flight)
                 self.hazards.append((int(cycles.flat[n]), bank, word))
-            hit = same & (rows == bank[1]) & (cycles > landing)       # whole words
-            value[hit] = np.asarray(values)[bytes_[hit]]
+            written = np.zeros(tile.cfg.lanes, dtype=bool)    # a whole word or one byte
+            written[lanes] = True
+            landed = np.zeros(tile.cfg.lanes, dtype=np.int64)
+            landed[lanes] = values
+            hit = same & (rows == bank[1]) & (cycles > landing) & written[bytes_]
+            value[hit] = landed[bytes_[hit]]
         return value
 
     def read_port(self, cycles, bank):

@@ -280,6 +280,12 @@ class MatvecArgs(data.Struct):
     ``((b*R) // L) % R`` (:func:`wbank_slot`), where a later MATVEC or QK reads it as
     weights; L/R consecutive blocks make a word (the buffer keeps its lanes between
     instructions). epi NONE or ROPE only, not packed, no ``ss`` (:func:`illegal`).
+    With ``y_wcol`` each result is one byte of a weight word instead, a column of a
+    transposed vector (V^T: weight lane = position): result r of block b goes to weight
+    bank r, word ``y_addr + ((idx >> log2 L) << y_shift) + b``, lane ``idx % L``
+    (:func:`wcol_slot`); the word's other lanes keep their bytes (the weight banks have a
+    write enable a byte). epi NONE only, not packed, no ``ss``, not with ``y_wbank``
+    (:func:`illegal`).
     """
     w_base: 16
     x_bank: 2
@@ -305,6 +311,7 @@ class MatvecArgs(data.Struct):
     ss_init: 24      # ... (RMSNorm's epsilon)
     y_wbank: 1       # write the results as bytes into the weight banks (:func:`wbank_slot`)
     head_shift: 64   # ROPE: head slot h's blocks round entry h more bits (:func:`head_shifts`)
+    y_wcol: 1        # write each result as one byte of a weight word (:func:`wcol_slot`)
 
 
 class QkArgs(data.Struct):
@@ -385,11 +392,12 @@ def _check(name, value, bits, lo=0, is_signed=False):
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
            rope_shift=0, y_pack=False, epi_shift=0, norm=False, ss_init=None, y_wbank=False,
-           head_shift=()):
+           head_shift=(), y_wcol=False):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
     requantizes per row instead of by ``q_mult``; ``norm`` scales by the norm register;
     ``ss_init`` (RMSNorm's epsilon) sets the norm register from the written values;
-    ``y_wbank`` writes 8-bit results into the weight banks (``y_bank`` unused);
+    ``y_wbank`` writes 8-bit results into the weight banks (``y_bank`` unused), ``y_wcol``
+    each as one byte of a weight word (a transposed vector's column);
     ``head_shift`` (:func:`head_shifts`) narrows ROPE's results per head slot."""
     y_index, epi = Index(y_index), Epi(epi)
     if y_index == Index.TOK:
@@ -405,13 +413,15 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
                 y_index=y_index.value, y_shift=y_shift, epi=epi.value, rope_base=rope_base,
                 rope_shift=rope_shift, y_pack=int(bool(y_pack)), epi_shift=epi_shift,
                 norm=int(bool(norm)), ss=int(ss_init is not None), ss_init=ss_init or 0,
-                y_wbank=int(bool(y_wbank)), head_shift=head_shifts(head_shift))
-    if y_wbank:
+                y_wbank=int(bool(y_wbank)), head_shift=head_shifts(head_shift),
+                y_wcol=int(bool(y_wcol)))
+    if y_wbank or y_wcol:
         why = wbank_illegal(args)
         if why:
             raise IsaError(why)
         if y_bits > 8:
-            raise IsaError(f"MATVEC y_wbank writes bytes: y_bits must be at most 8, not {y_bits}")
+            name = "y_wbank" if y_wbank else "y_wcol"
+            raise IsaError(f"MATVEC {name} writes bytes: y_bits must be at most 8, not {y_bits}")
     if ss_init is not None and (y_pack or epi not in (Epi.NONE, Epi.RESID)):
         raise IsaError("MATVEC ss sums the squares of R unpacked lanes a block: epi must be "
                        "NONE or RESID, without y_pack")
@@ -549,15 +559,32 @@ def wbank_slot(block, rows, lanes):
     return ((block * rows) // lanes) % rows, (block * rows) % lanes
 
 
+def wcol_slot(block, idx, lanes, y_shift):
+    """Where a ``y_wcol`` MATVEC puts row block ``block``'s R results: ``(word, lane)``,
+    result r in lane ``lane`` of word ``y_addr + word`` of weight bank r
+    (:class:`MatvecArgs`; ``idx`` the position with ``y_index`` POS, else 0). Element e of
+    a vector written at position p lands in bank ``e % R``, lane ``p % L`` of word
+    ``((p // L) << y_shift) + e // R``: with ``2**y_shift`` >= the blocks, the words of L
+    positions of one block of elements follow each other ``2**y_shift`` apart."""
+    return ((idx // lanes) << y_shift) + block, idx % lanes
+
+
+WBANK_FIELDS = ("y_wbank", "y_wcol", "epi", "y_pack", "ss")
+
+
 def wbank_illegal(args):
-    """Why MATVEC operands (a dict of :class:`MatvecArgs` fields) with ``y_wbank`` are
-    illegal, or None: the weight banks take plain or rotated bytes, one per result."""
-    if not args["y_wbank"]:
-        return None
-    if args["epi"] not in (Epi.NONE.value, Epi.ROPE.value):
+    """Why MATVEC operands (a dict with the :data:`WBANK_FIELDS` of :class:`MatvecArgs`)
+    that write the weight banks are illegal, or None: ``y_wbank`` takes plain or rotated
+    bytes, one per result; ``y_wcol`` plain bytes."""
+    if args["y_wbank"] and args["y_wcol"]:
+        return "MATVEC writes the weight banks by words (y_wbank) or by columns (y_wcol), not both"
+    if args["y_wbank"] and args["epi"] not in (Epi.NONE.value, Epi.ROPE.value):
         return f"MATVEC y_wbank takes epi NONE or ROPE, not {Epi(args['epi']).name}"
-    if args["y_pack"] or args["ss"]:
-        return "MATVEC y_wbank writes one byte a result: not with y_pack or ss"
+    if args["y_wcol"] and args["epi"] != Epi.NONE.value:
+        return f"MATVEC y_wcol takes epi NONE, not {Epi(args['epi']).name}"
+    if (args["y_wbank"] or args["y_wcol"]) and (args["y_pack"] or args["ss"]):
+        name = "y_wbank" if args["y_wbank"] else "y_wcol"
+        return f"MATVEC {name} writes one byte a result: not with y_pack or ss"
     return None
 
 
@@ -702,12 +729,13 @@ _ENUM_FIELDS = {op: [] if op == Opcode.HALT else
 ATTENTION_OPS = (Opcode.QK, Opcode.PV)
 
 
-def illegal(word, attention=True):
+def illegal(word, attention=True, wbytes=True):
     """Why an instruction word is illegal (the ILLEGAL_INSTRUCTION status), or None: bits
     set above the instruction layout, an undefined opcode, bits set above the opcode's own
     operands (HALT has none), or an undefined value of an enum field; without
-    ``attention`` (a tile with lanes < 2 * rows, ``Config.attention``) QK and PV too. The
-    RTL's check is :func:`illegal_expr`, built from the same tables."""
+    ``attention`` (a tile with lanes < 2 * rows, ``Config.attention``) QK and PV too;
+    without ``wbytes`` (``Config.wbytes`` 0) a MATVEC with ``y_wcol``. The RTL's check is
+    :func:`illegal_expr`, built from the same tables."""
     word = int(word)
     if word >> INSTR_LAYOUT.size:
         return f"bits set above bit {INSTR_LAYOUT.size - 1}"
@@ -725,13 +753,15 @@ def illegal(word, attention=True):
         return f"{op.name} needs a tile with lanes >= 2 * rows (attention)"
     if op == Opcode.MATVEC:
         mv = data.Layout.cast(MatvecArgs)
-        return wbank_illegal({name: (word >> (_ARGS_OFFSET + mv[name].offset))
-                              & ((1 << Shape.cast(mv[name].shape).width) - 1)
-                              for name in ("y_wbank", "epi", "y_pack", "ss")})
+        args = {name: (word >> (_ARGS_OFFSET + mv[name].offset))
+                & ((1 << Shape.cast(mv[name].shape).width) - 1) for name in WBANK_FIELDS}
+        if args["y_wcol"] and not wbytes:
+            return "MATVEC y_wcol needs a tile whose weight banks take byte writes (wbytes)"
+        return wbank_illegal(args)
     return None
 
 
-def illegal_expr(word, attention=True):
+def illegal_expr(word, attention=True, wbytes=True):
     """The Amaranth expression of :func:`illegal` on an ``INSTR_BITS``-wide value ``word``."""
     op = word[:_ARGS_OFFSET]
     bad = word[INSTR_LAYOUT.size:].any() | ~op.matches(*(o.value for o in Opcode))
@@ -744,8 +774,12 @@ def illegal_expr(word, attention=True):
         bad = bad | ((op == code.value) & wrong)
     mv = data.Layout.cast(MatvecArgs)
     field = lambda name: word[_ARGS_OFFSET + mv[name].offset:][:Shape.cast(mv[name].shape).width]
-    wbank_bad = field("y_wbank")[0] & (~field("epi").matches(Epi.NONE.value, Epi.ROPE.value)
-                                       | field("y_pack")[0] | field("ss")[0])
+    wbank, wcol = field("y_wbank")[0], field("y_wcol")[0]
+    wbank_bad = ((wbank & wcol)
+                 | (wbank & ~field("epi").matches(Epi.NONE.value, Epi.ROPE.value))
+                 | (wcol & (field("epi") != Epi.NONE.value))
+                 | ((wbank | wcol) & (field("y_pack")[0] | field("ss")[0]))
+                 | (wcol if not wbytes else 0))
     return bad | ((op == Opcode.MATVEC.value) & wbank_bad)
 
 
@@ -834,13 +868,13 @@ def _decode(word):
 
 
 def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_stops=False,
-                    detect_loops=True, attention=True):
+                    detect_loops=True, attention=True, wbytes=True):
     """Yield ``(pc, instr)`` in the order the sequencer issues them, HALT included. An
     illegal word raises :class:`IllegalInstruction`; with ``illegal_stops`` it is yielded
     as ``{"op": None, "illegal": reason}`` and ends the order, as HALT does (the tile). A
     state that repeats (a program that never halts) raises, unless ``detect_loops`` is
     false (the caller stops it: a cycle budget); ``limit`` instructions raise in any case.
-    ``attention``: as for :func:`illegal`.
+    ``attention``, ``wbytes``: as for :func:`illegal`.
 
     ``program`` is a list of instruction words (ints). Sequencing rules, as the RTL does them:
     the next pc is ``loop_start`` when the finishing instruction sits at ``loop_end`` and
@@ -861,9 +895,9 @@ def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_st
             seen.add((pc, loop_start, loop_end))
         try:
             instr = decode(program[pc])
-            if not attention and instr["op"] in ATTENTION_OPS:
-                raise IllegalInstruction(f"illegal instruction word {program[pc]:#x}: "
-                                         + illegal(program[pc], attention))
+            why = None if attention and wbytes else illegal(program[pc], attention, wbytes)
+            if why:
+                raise IllegalInstruction(f"illegal instruction word {program[pc]:#x}: " + why)
         except IllegalInstruction as error:
             if not illegal_stops:
                 raise

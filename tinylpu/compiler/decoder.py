@@ -263,6 +263,11 @@ def config_for(qm, positions=None, **overrides):
     need["adepth"] = _pow2(max(prog.footprint()[f"activation bank {b} words"][0]
                                for b in range(2)))
     need["tdepth"] = _pow2(positions + 1)
+    # byte writes into the weight banks only if the program makes them (whole-word banks
+    # pack 2048 x k words into fewer block RAMs)
+    need["wbytes"] = int(any(isa.decode(w)["op"] == isa.Opcode.MATVEC
+                             and isa.decode(w)["args"]["matvec"]["y_wcol"]
+                             for w in prog.program))
     for key in need:
         if key in overrides:
             need[key] = overrides[key]

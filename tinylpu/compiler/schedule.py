@@ -189,11 +189,14 @@ class Scheduler:
         nb, nc = isa.matvec_dims(a)
         epi = isa.Epi(a["epi"])
         resid, norm, ss = epi == isa.Epi.RESID, a["norm"], a["ss"]
-        x, y_bank = a["x_bank"], WEIGHTS if a["y_wbank"] else a["y_bank"]
+        weights = a["y_wbank"] or a["y_wcol"]          # written into the weight banks
+        x, y_bank = a["x_bank"], WEIGHTS if weights else a["y_bank"]
         half = a["y_pack"] or epi == isa.Epi.SILU_GATE        # R/2 lanes a block
         lanes = -(-nb * R // (2 if half else 1))
         cache = a["y_index"] == POS
         ywords = -(-lanes // L) + ((self.P - 1) << a["y_shift"] if cache else 0)
+        if a["y_wcol"]:   # a word a block, for each group of L positions (isa.wcol_slot)
+            ywords = nb + (((self.P - 1) // L) << a["y_shift"] if cache else 0)
         y = self._words(y_bank, a["y_addr"], ywords)
         reads = [(self._words(x, a["x_addr"], nc), 0, self.word_timing)]
         if norm:          # the norm register, read by the first block
@@ -213,7 +216,7 @@ class Scheduler:
         if ss:
             writes.append((("norm",), isa.LAT_SS_NORM))
         rbanks = {x} | ({y_bank} if resid else set())
-        ports = set() if a["y_wbank"] else {y_bank}    # the weight banks': no other writer
+        ports = set() if weights else {y_bank}    # the weight banks': no other writer
         self._wait_for(reads, [w for w, _ in writes], ports, isa.LAT_WRITE, rbanks)
         self._output_unit(nc - 1 + isa.LAT_RESULT)
         issued = _Issued(0, isa.LAT_WRITE, writes, ports)

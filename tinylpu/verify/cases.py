@@ -93,7 +93,52 @@ def weight_bank_cases(golden, rng, loads, mv):
                             [program[1], use, isa.halt()], loads, reads)
         assert case["expected"][0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD, name
         cases.append(case)
-    return cases
+    return cases + (weight_column_cases(golden, loads, mv) if cfg.wbytes else [])
+
+
+def weight_column_cases(golden, loads, mv):
+    """A MATVEC writes one byte a result into the weight banks (``y_wcol``, indexed by the
+    position) at each of L + 2 positions of a GENERATE: lane p % L of words 5 + ((p // L)
+    << 2) + b, the word's other bytes kept; a second one, unindexed, lane 0 of word 30 and
+    31; then the banks are read back. Its read on a MATVEC's next cycles, without the WAIT:
+    a flagged race (RAW_HAZARD)."""
+    cfg = golden.cfg
+    R, L = cfg.rows, cfg.lanes
+    other = 1 % cfg.act_banks
+    steps = L + 2
+    # x: two words that a RESID MATVEC adds to at every position (with two activation
+    # banks; RESID's read would meet its own x stream in one), so each position's bytes differ
+    grow = []
+    if cfg.act_banks > 1:
+        grow = [mv(w_base=0, y_bank=other, y_addr=24, n_blocks=2 * L // R, n_chunks=1,
+                   q_shift=10, y_bits=16, epi=isa.Epi.RESID), isa.wait(isa.LAT_WRITE + 1)]
+    col = mv(w_base=1, x_bank=other if grow else 0, x_addr=24 if grow else 0, n_blocks=2,
+             n_chunks=2, y_addr=5, q_shift=12, y_bits=8, y_wcol=True, y_index=isa.Index.POS,
+             y_shift=2)
+    # the next id: the largest of R results (an ARGMAX MATVEC), landing before the NEXT
+    argmax = mv(w_base=0, y_bank=other, y_addr=20, n_blocks=1, n_chunks=1, q_shift=4,
+                y_bits=16, epi=isa.Epi.ARGMAX)
+    program = grow + [col, mv(w_base=1, n_blocks=2, n_chunks=2, y_addr=30, q_shift=5,
+                              y_bits=6, y_wcol=True),
+                      argmax, isa.wait(isa.LAT_ARGMAX + 1), isa.next_(0), isa.halt()]
+    words = 5 + (((steps - 1) // L) << 2) + 2
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for target, addr, values in loads:
+        stream += host.write_cmd(cfg, target, addr, values)
+    stream += host.ctrl_cmd(cfg, positions=steps + 1) + host.generate_cmd(1, steps)
+    for r in range(R):
+        stream += host.read_cmd(cfg, host.TARGET_WBANK + r, 0, max(words, 32))
+    stream += host.ctrl_cmd(cfg, *host.ctrl_reset(cfg)[:2])
+    case = _case("MATVEC columns into the weight banks over L + 2 positions", stream, golden,
+                 None)
+    case.update(cycles=golden.last_run.cycles, emissions=len(golden.emitted))
+    assert case["expected"][case["run_at"]] == host.STATUS_DONE, case["name"]
+    cases = [case]
+    race = program_case("weight-column race flagged (MATVEC)", golden,
+                        [program[-5], mv(w_base=30, y_bank=other, y_addr=8), isa.halt()],
+                        loads, [(host.TARGET_WBANK + r, 30, 1) for r in range(R)])
+    assert race["expected"][0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
+    return cases + [race]
 
 
 def illegal_words():
@@ -103,8 +148,8 @@ def illegal_words():
                                 n_chunks=1))
     epi = isa.INSTR_LAYOUT["args"].offset + data_offset(isa.MatvecArgs, "epi")
     g = isa.INSTR_LAYOUT["args"].offset + data_offset(isa.VopArgs, "g")
-    wbank, pack = (isa.INSTR_LAYOUT["args"].offset + data_offset(isa.MatvecArgs, name)
-                   for name in ("y_wbank", "y_pack"))
+    wbank, pack, wcol = (isa.INSTR_LAYOUT["args"].offset + data_offset(isa.MatvecArgs, name)
+                         for name in ("y_wbank", "y_pack", "y_wcol"))
     return [("undefined opcode 9", 9), ("undefined opcode 15", 15 | 1 << 8),
             ("WAIT with a bit above its operands", isa.encode(isa.wait(3)) | 1 << 30),
             ("HALT with an operand bit", isa.encode(isa.halt()) | 1 << 4),
@@ -112,6 +157,8 @@ def illegal_words():
             ("MATVEC with the reserved epi = 7", mvw | 7 << epi),
             ("MATVEC y_wbank with RESID", mvw | isa.Epi.RESID.value << epi | 1 << wbank),
             ("MATVEC y_wbank with y_pack", mvw | 1 << pack | 1 << wbank),
+            ("MATVEC y_wcol and y_wbank", mvw | 1 << wcol | 1 << wbank),
+            ("MATVEC y_wcol with ROPE", mvw | isa.Epi.ROPE.value << epi | 1 << wcol),
             ("a bit above the instruction layout", isa.encode(isa.wait(2))
              | 1 << isa.INSTR_LAYOUT.size)]
 
@@ -132,8 +179,10 @@ def illegal_cases(golden, loads, mv):
         words.append(("QK with lanes < 2 * rows", isa.encode(isa.qk(
             q_addr=0, k_bank=0, k_addr=0, s_bank=other, s_addr=0,
             shift=0, n=1))))
+    if not cfg.wbytes:                  # ... and y_wcol on this one
+        words.append(("MATVEC y_wcol on whole-word weight banks", isa.encode(mv(y_wcol=True))))
     for name, word in words:
-        assert isa.illegal(word, cfg.attention), name
+        assert isa.illegal(word, cfg.attention, cfg.wbytes), name
         cases.append(program_case(
             f"illegal: {name}", golden,
             [mv(y_bank=other, y_addr=8, n_blocks=1, n_chunks=1), word,

@@ -38,7 +38,7 @@ FEATURES = sorted(
     + ["vop.s_pos", "vop.n_pos"]
     + [f"matvec.epi:{v.name}" for v in isa.Epi]
     + ["matvec.y_pack", "matvec.m_rows", "matvec.norm", "matvec.ss", "matvec.y_index:POS",
-       "matvec.y_wbank"]
+       "matvec.y_wbank", "matvec.y_wcol"]
     + ["qk.n_pos", "qk.kv_shift", "pv.n_pos", "loop", "generate", "illegal", "budget",
        "bad command", "output not taken", "counters read", "schedule rule broken"]
     + [f"status:{name}" for name in _STATUS_BITS])
@@ -52,22 +52,24 @@ def random_matvec(cfg, rng, depth):
     """A MATVEC with random operands at random addresses and banks (overlapping, racing and
     wrapping ones included): per-row or instruction multipliers, every epilogue, packed or
     not, y indexed by the position or not, scaled by the norm register or not, setting it
-    from the sum of squares or not, into the weight banks (y_wbank) or not; ROPE with
-    per-head-slot shifts."""
+    from the sum of squares or not, into the weight banks (y_wbank, or y_wcol: a byte a
+    result) or not; ROPE with per-head-slot shifts."""
     epi = isa.Epi(int(rng.choice([0, 0, 1, 2, 3, 4])))
     resid = epi == isa.Epi.RESID
     y_pack = epi not in (isa.Epi.RESID, isa.Epi.SILU_GATE) and rng.random() < 0.2
     ss = epi in (isa.Epi.NONE, isa.Epi.RESID) and not y_pack and rng.random() < 0.25
     pick = lambda hi: int(rng.integers(0, hi))
     wbank = epi in (isa.Epi.NONE, isa.Epi.ROPE) and not (y_pack or ss) and rng.random() < 0.3
+    wcol = wbank and epi == isa.Epi.NONE and rng.random() < 0.5 and cfg.wbytes
+    wbank = wbank and not wcol
     instr = isa.matvec(
         w_base=pick(cfg.wdepth), x_bank=pick(4), x_addr=pick(depth), y_bank=pick(4),
-        y_addr=pick(cfg.wdepth if wbank else depth),
+        y_addr=pick(cfg.wdepth if wbank or wcol else depth),
         n_blocks=pick(2 * cfg.lanes // cfg.rows + 1) + 1 if wbank else pick(3) + 1,
         n_chunks=pick(3) + 1,
         q_mult=int(rng.integers(-(1 << 15), 1 << 15)), q_shift=pick(20),
-        y_bits=int(cfg.data_bits if wbank else rng.choice([16, 16, 32]) if resid
-                   else rng.choice([cfg.data_bits, 16, 32])), y_wbank=wbank,
+        y_bits=int(cfg.data_bits if wbank or wcol else rng.choice([16, 16, 32]) if resid
+                   else rng.choice([cfg.data_bits, 16, 32])), y_wbank=wbank, y_wcol=wcol,
         head_shift=[pick(16) for _ in range(isa.HEAD_SLOTS)] if rng.random() < 0.5 else 0,
         m_base=pick(cfg.mdepth) if rng.random() < 0.4 else None,
         y_index=isa.Index.POS if rng.random() < 0.3 else isa.Index.NONE, y_shift=pick(3),
@@ -307,7 +309,7 @@ def random_case(golden, rng, name, *, depth=None, first=False, tries=50):
             check[0] = [0, run_at - 2 * emissions]
         status = response[run_at] if run_at is not None else 0
         feats |= features(program, status, generate=generate, budget=budget,
-                          attention=cfg.attention)
+                          attention=cfg.attention, wbytes=bool(cfg.wbytes))
         # after a port conflict one user had the port: what the other read (or wrote) is
         # undefined, and so is whether that read met a write in flight
         ignore = host.STATUS_RAW_HAZARD if status & host.STATUS_PORT_CONFLICT else 0
@@ -332,12 +334,12 @@ def _restore(golden, state):
     golden.bad_command, golden.ctrl = state[1], list(state[2])
 
 
-def features(program, status, *, generate=False, budget=None, attention=True):
+def features(program, status, *, generate=False, budget=None, attention=True, wbytes=True):
     """The :data:`FEATURES` a program (instruction words) and its run's status word show
-    (``attention``: ``Config.attention``, see :func:`tinylpu.isa.illegal`)."""
+    (``attention``, ``wbytes``: ``Config``'s, see :func:`tinylpu.isa.illegal`)."""
     out = set()
     for word in program:
-        if isa.illegal(word, attention):
+        if isa.illegal(word, attention, wbytes):
             out.add("illegal")
             continue
         instr = isa.decode(word)
@@ -356,7 +358,8 @@ def features(program, status, *, generate=False, budget=None, attention=True):
         elif op == isa.Opcode.MATVEC:
             m = instr["args"]["matvec"]
             out.add(f"matvec.epi:{isa.Epi(m['epi']).name}")
-            out |= {f"matvec.{k}" for k in ("y_pack", "m_rows", "norm", "ss", "y_wbank")
+            out |= {f"matvec.{k}" for k in ("y_pack", "m_rows", "norm", "ss", "y_wbank",
+                                            "y_wcol")
                     if m[k]}
             if m["y_index"] == isa.Index.POS.value:
                 out.add("matvec.y_index:POS")
