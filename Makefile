@@ -21,6 +21,8 @@ BOARD    ?= ulx3s-85f
 TILE_MHZ ?= 30
 # GEMV shape for `make sim-gemv` (rows x columns)
 SHAPE  ?= 64x64
+# `make test`'s worker processes (pytest-xdist; 1: one process, no workers)
+TEST_JOBS ?= 2
 # the tests `make coverage` runs (pytest -k): the default suite's Verilator runs
 COVERAGE_TESTS ?= verilator or stories260k
 
@@ -44,7 +46,7 @@ check-venv:
 	@test -x $(CLI) || { echo "run 'make setup' first"; exit 1; }
 
 test: check-venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
 
 test-slow: check-venv
 	$(PY) -m pytest -q -m slow -rP

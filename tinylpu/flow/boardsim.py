@@ -25,7 +25,7 @@ import pathlib
 import subprocess
 
 from tinylpu.link import Link
-from tinylpu.flow.rtlsim import ROOT, TB_DIR, SimError, prepare_env
+from tinylpu.flow.rtlsim import ROOT, TB_DIR, SimError, build_lock, prepare_env, replace_text
 
 HARNESS = TB_DIR / "board_pty.cpp"
 TOP = "tinylpu_board"
@@ -54,10 +54,17 @@ def build_board(cfg, *, root=None, **board_kw):
     exe = work / "obj" / "board_pty"
     stamp = work / "obj" / "built-from.txt"
     key = hashlib.sha256((text + HARNESS.read_text()).encode()).hexdigest()
-    if not vfile.exists() or vfile.read_text() != text:
-        vfile.write_text(text)
-    if exe.exists() and stamp.exists() and stamp.read_text() == key:
-        return exe, divisor
+    with build_lock(work):
+        replace_text(vfile, text)
+        if exe.exists() and stamp.exists() and stamp.read_text() == key:
+            return exe, divisor
+        _build(work, vfile, exe)
+        stamp.write_text(key)
+    return exe, divisor
+
+
+def _build(work, vfile, exe):
+    """Verilator's build of ``vfile`` with the pty harness into ``exe`` (``work/obj``)."""
     cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "--x-assign", "fast",
            "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
            "--top-module", TOP, "-Mdir", str(work / "obj"), "-o", "board_pty",
@@ -69,8 +76,6 @@ def build_board(cfg, *, root=None, **board_kw):
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise BoardSimError(f"verilator build of the board top failed (exit "
                             f"{proc.returncode}); log: {log}\n{tail}")
-    stamp.write_text(key)
-    return exe, divisor
 
 
 class _SimPort:

@@ -4,6 +4,10 @@ One build directory per configuration and simulator: ``build/<config>/<sim>/``. 
 test module (``tb/tile_tb.py``) replays host streams given in a JSON file and writes what it
 measured to another; :func:`run_streams` hides that plumbing.
 
+Several processes may share a build directory (``pytest -n``, ``make test``): a build
+holds a lock on its directory (:func:`build_lock`), Verilog files are replaced whole, and a
+run's working directory, and a waveform build's, belong to one process (:func:`worker_tag`).
+
 Coverage: with the environment variable ``TINYLPU_COVERAGE=1`` (``make coverage``),
 Verilator builds with ``--coverage-line --coverage-toggle`` into ``build/<config>/verilator-cov/``
 (the normal build is left alone) from ``build/<config>/tinylpu_tile.cov.v``: the same Verilog
@@ -15,8 +19,10 @@ affected.
 
 __all__ = ["SIMULATORS", "SimError", "prepare_env", "verilog_path", "write_verilog", "lint",
            "fst_path", "coverage_enabled", "coverage_dat_dir", "build", "run_streams",
-           "run_generate"]
+           "run_generate", "build_lock", "worker_tag", "replace_text"]
 
+import contextlib
+import fcntl
 import functools
 import itertools
 import json
@@ -66,6 +72,40 @@ def prepare_env(sim):
                        "`apt-get install -y iverilog` (as root)")
 
 
+@contextlib.contextmanager
+def build_lock(directory):
+    """Hold an exclusive lock on ``directory`` (created if missing) while the block runs:
+    one process at a time builds there (``<directory>/.lock``, released when the process
+    ends in any way)."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def worker_tag():
+    """``"-<worker>"`` in a pytest-xdist worker (``PYTEST_XDIST_WORKER``), else ``""``: the
+    suffix of directories one process writes while others may run the same configuration."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"-{worker}" if worker else ""
+
+
+def replace_text(path, text):
+    """Write ``text`` to ``path`` unless it already holds it; a reader never sees a
+    partly written file (a temporary file renamed over it)."""
+    path = pathlib.Path(path)
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def verilog_path(cfg, root=None, *, src=False):
     """``build/<config>/tinylpu_tile.v``; with ``src``, ``tinylpu_tile.cov.v``, the copy that
     keeps Amaranth's source attributes (coverage builds)."""
@@ -88,10 +128,7 @@ def write_verilog(cfg, root=None, *, src=False):
     rewritten only when its text changes. ``src``: keep Amaranth's ``(* src = "file:line" *)``
     attributes (:func:`verilog_path` names that copy apart)."""
     path = verilog_path(cfg, root, src=src)
-    text = _verilog_text(cfg, src)
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    replace_text(path, _verilog_text(cfg, src))
     return path
 
 
@@ -109,8 +146,9 @@ def lint(path, top=TOP, extra=()):
 
 
 def fst_path(cfg, sim, root=None):
-    """Where a run with ``waves=True`` leaves its FST."""
-    return verilog_path(cfg, root).parent / f"{sim}-waves" / f"{TOP}.fst"
+    """Where a run with ``waves=True`` leaves its FST (a path built into the simulation: one
+    build a process, :func:`worker_tag`)."""
+    return verilog_path(cfg, root).parent / f"{sim}-waves{worker_tag()}" / f"{TOP}.fst"
 
 
 def coverage_enabled():
@@ -146,7 +184,8 @@ def build(cfg, sim, *, waves=False, root=None):
                       "--x-initial", "fast"]
     if coverage:
         build_args += ["--coverage-line", "--coverage-toggle"]
-    build_dir = vfile.parent / (sim + ("-waves" if waves else "") + ("-cov" if coverage else ""))
+    build_dir = vfile.parent / (sim + (f"-waves{worker_tag()}" if waves else "")
+                                + ("-cov" if coverage else ""))
     build_dir.mkdir(parents=True, exist_ok=True)
     sources, defines = [vfile], {}
     if waves:
@@ -155,10 +194,12 @@ def build(cfg, sim, *, waves=False, root=None):
         defines["TINYLPU_FST"] = f'"{fst_path(cfg, sim, root)}"'
     log = build_dir / "build.log"
     try:
-        runner.build(sources=sources, hdl_toplevel=TOP, build_dir=build_dir,
-                     build_args=build_args, defines=defines,
-                     waves=False, timescale=("1ns", "1ps"),
-                     always=(sim == "icarus"), log_file=log)
+        # rebuilt only when the Verilog is newer than the simulation (write_verilog leaves
+        # an unchanged file alone)
+        with build_lock(build_dir):
+            runner.build(sources=sources, hdl_toplevel=TOP, build_dir=build_dir,
+                         build_args=build_args, defines=defines,
+                         waves=False, timescale=("1ns", "1ps"), always=False, log_file=log)
     except Exception as error:   # the runner raises CalledProcessError and friends
         raise SimError(f"{sim} build of {vfile} failed ({error}); log: {log}\n"
                        + _tail(log)) from None
@@ -205,7 +246,7 @@ def run_streams(cfg, sim, cases, *, waves=False, root=None, name="run", signals=
     Raises :class:`SimError` if the testbench reported a failure.
     """
     runner = build(cfg, sim, waves=waves, root=root)
-    work = verilog_path(cfg, root).parent / f"{sim}-{name}"
+    work = verilog_path(cfg, root).parent / f"{sim}-{name}{worker_tag()}"
     work.mkdir(parents=True, exist_ok=True)
     cases_file, results_file = work / "cases.json", work / "measured.json"
     emit_file = work / "emitted.txt"
