@@ -110,6 +110,25 @@ def test_matvec_round_trip(fields, options):
     assert isa.encode(isa.decode(word)) == word
 
 
+def _check_weight_write(flag, fields, refused, good=()):
+    """A MATVEC writing the weight banks by ``flag`` (y_wbank or y_wcol; ``fields`` and the
+    fields ``good``) round-trips; each ``(bad fields, why)`` of ``refused`` is refused by the
+    builder, and named by isa.illegal on the word of the bad fields with ``flag`` set by
+    hand (the RTL's ILLEGAL_INSTRUCTION), unless the builder alone refuses it (y_bits, or
+    both flags)."""
+    instr = isa.matvec(**fields, **dict(good), **{flag: True})
+    word = isa.encode(instr)
+    assert word >> (4 + MATVEC_LAYOUT[flag].offset) & 1
+    assert isa.decode(word) == instr and isa.illegal(word) is None
+    for bad, why in refused:
+        with pytest.raises(IsaError, match=why):
+            isa.matvec(**{**fields, **bad, flag: True})
+        if not {"y_bits", "y_wbank"} & set(bad):
+            plain = isa.encode(isa.matvec(**{**fields, **bad}))
+            assert isa.illegal(plain) is None
+            assert re.search(why, isa.illegal(plain | 1 << (4 + MATVEC_LAYOUT[flag].offset)))
+
+
 def test_matvec_into_the_weight_banks():
     """y_wbank: its slot rule, its round trip, and the combinations the builder refuses and
     isa.illegal (the RTL's ILLEGAL_INSTRUCTION) names."""
@@ -117,50 +136,32 @@ def test_matvec_into_the_weight_banks():
     assert [isa.wbank_slot(b, 4, 16) for b in (0, 1, 3, 4, 15, 16)] == \
         [(0, 0), (0, 4), (0, 12), (1, 0), (3, 12), (0, 0)]
     assert isa.wbank_slot(3, 2, 8) == (0, 6) and isa.wbank_slot(4, 2, 8) == (1, 0)
-    instr = isa.matvec(**_matvec_fields(), epi=isa.Epi.ROPE, y_wbank=True)
-    word = isa.encode(instr)
-    assert word >> (4 + MATVEC_LAYOUT["y_wbank"].offset) & 1
-    assert isa.decode(word) == instr and isa.illegal(word) is None
-    for bad, why in ((dict(epi=isa.Epi.RESID), "epi NONE or ROPE, not RESID"),
-                     (dict(epi=isa.Epi.ARGMAX), "not ARGMAX"),
-                     (dict(y_pack=True), "not with y_pack or ss"),
-                     (dict(ss_init=1), "not with y_pack or ss"),
-                     (dict(y_bits=9), "y_bits must be at most 8")):
-        with pytest.raises(IsaError, match=why):
-            isa.matvec(**{**_matvec_fields(), **bad}, y_wbank=True)
-        if "y_bits" not in bad:         # the same word with y_wbank set by hand
-            plain = isa.encode(isa.matvec(**{**_matvec_fields(), **bad}))
-            wbank = plain | 1 << (4 + MATVEC_LAYOUT["y_wbank"].offset)
-            assert isa.illegal(plain) is None
-            assert re.search(why, isa.illegal(wbank))
-
+    _check_weight_write("y_wbank", _matvec_fields(), good=dict(epi=isa.Epi.ROPE), refused=[
+        (dict(epi=isa.Epi.RESID), "epi NONE or ROPE, not RESID"),
+        (dict(epi=isa.Epi.ARGMAX), "not ARGMAX"),
+        (dict(y_pack=True), "not with y_pack or ss"),
+        (dict(ss_init=1), "not with y_pack or ss"),
+        (dict(y_bits=9), "y_bits must be at most 8")])
 
 
 def test_matvec_columns_into_the_weight_banks():
-    """y_wcol: its slot rule, its round trip, and the combinations the builder refuses and
-    isa.illegal names."""
+    """y_wcol: its slot rule, its round trip, the combinations the builder refuses and
+    isa.illegal names, and a tile without byte writes (Config.wbytes 0)."""
     # 16 lanes, 4 words a position group: position 17, block 3 -> word (1 << 2) + 3, lane 1
     assert isa.wcol_slot(3, 17, 16, 2) == (7, 1)
     assert [isa.wcol_slot(b, p, 8, 1) for b, p in ((0, 0), (1, 7), (0, 8))] == \
         [(0, 0), (1, 7), (2, 0)]
-    fields = dict(_matvec_fields(), n_chunks=2, y_bits=8)
-    instr = isa.matvec(**fields, y_wcol=True, y_index=isa.Index.POS)
-    word = isa.encode(instr)
-    assert word >> (4 + MATVEC_LAYOUT["y_wcol"].offset) & 1
-    assert isa.decode(word) == instr and isa.illegal(word) is None
-    for bad, why in ((dict(epi=isa.Epi.ROPE), "y_wcol takes epi NONE, not ROPE"),
-                     (dict(epi=isa.Epi.RESID), "y_wcol takes epi NONE, not RESID"),
-                     (dict(y_pack=True), "not with y_pack or ss"),
-                     (dict(ss_init=1), "not with y_pack or ss"),
-                     (dict(y_wbank=True), "by words .* or by columns"),
-                     (dict(y_bits=9), "y_bits must be at most 8")):
-        with pytest.raises(IsaError, match=why):
-            isa.matvec(**{**fields, **bad, "y_wcol": True})
-        if "y_bits" not in bad and "y_wbank" not in bad:   # y_wcol set by hand
-            plain = isa.encode(isa.matvec(**{**fields, **bad}))
-            wcol = plain | 1 << (4 + MATVEC_LAYOUT["y_wcol"].offset)
-            assert isa.illegal(plain) is None
-            assert re.search(why, isa.illegal(wcol))
+    fields = dict(_matvec_fields(), n_chunks=2, y_index=isa.Index.POS)
+    _check_weight_write("y_wcol", fields, [
+        (dict(epi=isa.Epi.ROPE), "y_wcol takes epi NONE, not ROPE"),
+        (dict(epi=isa.Epi.RESID), "y_wcol takes epi NONE, not RESID"),
+        (dict(y_pack=True), "not with y_pack or ss"),
+        (dict(ss_init=1), "not with y_pack or ss"),
+        (dict(y_wbank=True), "by words .* or by columns"),
+        (dict(y_bits=9), "y_bits must be at most 8")])
+    word = isa.encode(isa.matvec(**fields, y_wcol=True))
+    assert "byte writes" in isa.illegal(word, wbytes=False)
+    assert isa.illegal(isa.encode(isa.matvec(**fields)), wbytes=False) is None
 
 
 @settings(max_examples=100, deadline=None)
