@@ -241,10 +241,11 @@ class Tile(wiring.Component):
         # c+8: the write
         mask, data = _write_lanes(m, cfg, last, [epi.out[r] for r in range(cfg.rows)], scores)
         # an ARGMAX MATVEC's next token is written at the end of c_final + LAT_ARGMAX: its
-        # final token in stages c+1 .. c+LAT_ARGMAX
+        # final token in stages c .. c+LAT_ARGMAX (c: a NEXT issued in the cycle of the
+        # final read, right behind the MATVEC)
         argmax_pending = Cat(*(st.valid & st.final & (st.kind == MacMode.MATVEC)
                                & (st.epi == isa.Epi.ARGMAX)
-                               for st in (front + results)[:isa.LAT_ARGMAX])).any()
+                               for st in ([t0] + front + results)[:isa.LAT_ARGMAX + 1])).any()
         m.d.comb += [
             rt.y_en.eq(last.valid & ~last.y_wbank & ~last.y_wcol), rt.y_bank.eq(last.y_bank),
             rt.y_word.eq(last.y_word), rt.y_mask.eq(mask), rt.y_data.eq(data),

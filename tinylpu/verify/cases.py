@@ -393,6 +393,10 @@ def schedule_cases(golden):
         ("NEXT before the ARGMAX lands", raw, "before the argmax",
          [pas(dict(bank=b0, ks=1), dict(bank=b1, base=far), red=isa.Reduce.ARGMAX, n=3,
               sat=16), isa.next_(0)]),
+        # NEXT issues in the cycle of the MATVEC's final read (found by the random programs:
+        # the RTL looked for the final token from the cycle after it only)
+        ("NEXT right behind an ARGMAX MATVEC", raw, "before the argmax",
+         [mv(n_blocks=2, n_chunks=2, epi=isa.Epi.ARGMAX), isa.next_(0)]),
     ]
     if cfg.act_banks > 1 and L >= 2 * R:
         # PV's drain block 1 (lanes R .. 2R-1 of word 4) is offered to the output unit in
