@@ -32,6 +32,9 @@ def token_layout(cfg, fields=None):
         "y_wbank": 1,                               # bytes into weight bank block*R // L
         "y_wcol": 1,                                # ... or a byte into each (lane y_lane)
         "y_lane": range(max(cfg.lanes, 2)),
+        "x_exp": 1,                                 # a PV pass: x through the exp units ...
+        "x_head": 4,                                # ... from this head slot's maximum,
+        "x_left": signed(20),                       # ... lanes l > x_left weigh 0
         "kv_shift": 2,                              # QK, PV: heads a K/V head serves
         "d_blocks": 8,                              # PV: output blocks
         "mult": signed(MULT_BITS),
@@ -54,7 +57,7 @@ def token_layout(cfg, fields=None):
 
 # The fields each address generator drives (the tile merges them into one token).
 MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_half", "y_pack",
-                 "y_wbank", "y_wcol", "y_lane",
+                 "y_wbank", "y_wcol", "y_lane", "x_exp", "x_head", "x_left",
                  "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr",
                  "epi_shift", "head", "final", "block", "norm", "ss", "ss_init")
 ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group",
@@ -96,6 +99,11 @@ class MatvecAgu(wiring.Component):
         # registered state of the read pending for the next cycle
         w_addr, x_base, chunk = Signal(16), Signal(16), Signal(12)
         nc_m1, blocks_left = Signal(12), Signal(16)
+        # a PV pass (x_exp): its weight base and stride, the position and x_shift, and the
+        # cycle after its last read (its issue slot's last: no read)
+        w_base, w_shift, x_shift, pos, x_all, tail = (Signal(16), Signal(4), Signal(3),
+                                                       Signal(16), Signal(), Signal())
+        every = (1 << 17) - 1                       # x_left of a pass without x_pos
         st = Signal(token_layout(cfg, MATVEC_FIELDS))
         x_bank = Signal(2)
         rope0, rope_mask, block = Signal(16), Signal(8), Signal(16)
@@ -112,7 +120,8 @@ class MatvecAgu(wiring.Component):
         packed = a.y_pack & (a.epi != Epi.RESID) & (a.epi != Epi.SILU_GATE)
         with m.If(self.op.issue):
             m.d.comb += [
-                cur_chunk.eq(0), cur_nc_m1.eq(a.n_chunks - 1), cur_blocks.eq(a.n_blocks),
+                cur_chunk.eq(0), cur_blocks.eq(a.n_blocks),
+                cur_nc_m1.eq(Mux(a.x_exp & a.x_pos, self.op.pos >> a.x_shift, a.n_chunks - 1)),
                 self.w.word.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
                 tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos), tok.y_group.eq(0),
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
@@ -121,6 +130,8 @@ class MatvecAgu(wiring.Component):
                 tok.norm.eq(a.norm), tok.ss.eq(a.ss),
                 tok.ss_init.eq(a.ss_init), tok.y_wbank.eq(a.y_wbank),
                 tok.y_wcol.eq(a.y_wcol), tok.y_lane.eq(idx[:lb] if lb else 0),
+                tok.x_exp.eq(a.x_exp), tok.x_head.eq(a.x_head),
+                tok.x_left.eq(Mux(a.x_pos, self.op.pos, every)),
                 cur_rope0.eq(a.rope_base + (self.op.pos << a.rope_shift)),
                 cur_mask.eq((1 << a.rope_shift) - 1), cur_block.eq(0),
                 cur_head_shift.eq(a.head_shift),
@@ -128,7 +139,9 @@ class MatvecAgu(wiring.Component):
         with m.Else():
             m.d.comb += [
                 cur_chunk.eq(chunk), cur_nc_m1.eq(nc_m1), cur_blocks.eq(blocks_left),
-                self.w.word.eq(w_addr), self.x_bank.eq(x_bank), self.x_addr.eq(x_base + chunk),
+                self.w.word.eq(Mux(st.x_exp, w_base + cur_block + (cur_chunk << w_shift),
+                                   w_addr)),
+                self.x_bank.eq(x_bank), self.x_addr.eq(x_base + chunk),
                 tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
                 tok.m_rows.eq(st.m_rows), tok.m_addr.eq(st.m_addr), tok.epi.eq(st.epi),
@@ -136,6 +149,8 @@ class MatvecAgu(wiring.Component):
                 tok.norm.eq(st.norm), tok.ss.eq(st.ss),
                 tok.ss_init.eq(st.ss_init), tok.y_wbank.eq(st.y_wbank),
                 tok.y_wcol.eq(st.y_wcol), tok.y_lane.eq(st.y_lane),
+                tok.x_exp.eq(st.x_exp), tok.x_head.eq(st.x_head),
+                tok.x_left.eq(Mux(x_all, every, pos - (cur_chunk << x_shift))),
                 cur_rope0.eq(rope0), cur_mask.eq(rope_mask), cur_block.eq(block),
                 cur_head_shift.eq(head_shift),
             ]
@@ -151,14 +166,22 @@ class MatvecAgu(wiring.Component):
         m.d.comb += tok.epi_shift.eq(Mux(epi == Epi.ROPE,
                                          entries[slot[:(isa.HEAD_SLOTS - 1).bit_length()]],
                                          Mux(self.op.issue, a.epi_shift, st.epi_shift)))
+        last_read = Signal()
+        x_exp = Mux(self.op.issue, a.x_exp, st.x_exp)
         m.d.comb += [
             tok.rope_addr.eq(cur_rope0 + (rope_block & cur_mask)),
-            tok.head.eq(cur_block == 0), tok.final.eq(self.op.final), tok.block.eq(cur_block),
-            tok.valid.eq(self.op.issue | self.op.busy), self.w.en.eq(tok.valid),
+            tok.head.eq(cur_block == 0), tok.final.eq(last_read), tok.block.eq(cur_block),
+            tok.valid.eq((self.op.issue | self.op.busy) & ~tail), self.w.en.eq(tok.valid),
             tok.first.eq(cur_chunk == 0),
             tok.last.eq(cur_chunk == cur_nc_m1),
-            self.op.final.eq(tok.valid & tok.last & (cur_blocks == 1)),
+            last_read.eq(tok.valid & tok.last & (cur_blocks == 1)),
+            # a PV pass's slot ends the cycle after its last read (isa.duration)
+            self.op.final.eq(tail | (last_read & ~x_exp)),
         ]
+        m.d.sync += tail.eq(last_read & x_exp)
+        with m.If(self.op.issue):
+            m.d.sync += [w_base.eq(a.w_base), w_shift.eq(a.w_shift), x_shift.eq(a.x_shift),
+                         pos.eq(self.op.pos), x_all.eq(~a.x_pos)]
         with m.If(tok.valid & ~self.op.final):
             m.d.sync += [
                 self.op.busy.eq(1), w_addr.eq(self.w.word + 1), nc_m1.eq(cur_nc_m1),
@@ -168,6 +191,7 @@ class MatvecAgu(wiring.Component):
                 st.y_half.eq(tok.y_half), st.epi_shift.eq(tok.epi_shift),
                 st.norm.eq(tok.norm), st.ss.eq(tok.ss), st.ss_init.eq(tok.ss_init),
                 st.y_wbank.eq(tok.y_wbank), st.y_wcol.eq(tok.y_wcol), st.y_lane.eq(tok.y_lane),
+                st.x_exp.eq(tok.x_exp), st.x_head.eq(tok.x_head),
                 rope0.eq(cur_rope0), rope_mask.eq(cur_mask),
                 head_shift.eq(cur_head_shift),
             ]

@@ -2,7 +2,7 @@
 running maxima), the weight unit (PV's softmax weights and their sums) and the drain (PV's
 outputs, divided by each head's sum, through the output unit)."""
 
-__all__ = ["AttentionAgu", "ScoreUnit", "WeightUnit", "Drain"]
+__all__ = ["AttentionAgu", "ScoreUnit", "WeightUnit", "Drain", "exp2_neg_unit"]
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
@@ -19,7 +19,7 @@ from .rounding import round_shift_sat
 from .sequencer import attention_issue
 
 SCORE_BITS = 16
-SUM_BITS = 32            # a head's sum of weights: at most 2**14 * 2**16 positions
+SUM_BITS = isa.SUM_BITS  # a head's sum of weights: at most 2**14 * 2**16 positions
 
 
 class AttentionAgu(wiring.Component):
@@ -193,7 +193,7 @@ class ScoreUnit(wiring.Component):
         return m
 
 
-def _exp2_neg(m, delta, name):
+def exp2_neg_unit(m, delta, name):
     """exp2_neg of a 17-bit signed difference: clamp to 0 .. EXP2_MAX, then a 16-entry table
     and a right shift (tinylpu.numerics.exp2_neg)."""
     i = Signal(8, name=f"{name}_i")
@@ -233,7 +233,7 @@ class WeightUnit(wiring.Component):
             d = self.scores[16 * h:16 * (h + 1)].as_signed()
             delta = Signal(signed(SCORE_BITS + 1), name=f"delta{h}")
             m.d.comb += delta.eq(self.maxima[h] - d)
-            m.d.sync += self.e[h].eq(_exp2_neg(m, delta, f"e{h}"))
+            m.d.sync += self.e[h].eq(exp2_neg_unit(m, delta, f"e{h}"))
             with m.If(valid):
                 m.d.sync += self.sums[h].eq(Mux(first, 0, self.sums[h]) + self.e[h])
         return m

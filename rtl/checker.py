@@ -24,7 +24,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import LAT_WRITE
+from tinylpu.isa import MXM_PENDING
 
 from .router import write_layout
 from .sram import addr_bits
@@ -54,7 +54,7 @@ class ReadChecker(wiring.Component):
             "x_en": In(1), "x_bank": In(2), "x_addr": In(16),
             "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
             "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_mask": In(L),
-            "mxm": In(data.ArrayLayout(write_layout(cfg), LAT_WRITE)),
+            "mxm": In(data.ArrayLayout(write_layout(cfg), MXM_PENDING)),
             "vu_writes": In(data.ArrayLayout(vu_write_layout(cfg), WRITES)),
             "drain_busy": In(1), "drain_bank": In(2), "drain_addr": In(16),
             "drain_first": In(9), "drain_end": In(9),
@@ -83,7 +83,7 @@ class ReadChecker(wiring.Component):
             return (a[:ll] == b[:ll]) if ll else Const(1, 1)
 
         # c: snapshot at a VOP's issue; the reads and this cycle's vector-unit writes
-        snap_mxm = Signal(data.ArrayLayout(write_layout(cfg), LAT_WRITE))
+        snap_mxm = Signal(data.ArrayLayout(write_layout(cfg), MXM_PENDING))
         snap_vu = Signal(data.ArrayLayout(vu_write_layout(cfg), WRITES))
         vu_q = Signal(data.ArrayLayout(vu_write_layout(cfg), WRITES))
         d_valid, d_bank = Signal(), Signal(2)

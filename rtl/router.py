@@ -45,7 +45,7 @@ from amaranth.lib.wiring import In, Out
 from tinylpu.config import ACT_BITS
 from tinylpu.host import (TARGET_ABANK, TARGET_MMEM, TARGET_PROG, TARGET_RMEM, TARGET_TABLE,
                           TARGET_TOKENS, TARGET_WBANK)
-from tinylpu.isa import INSTR_BITS, LAT_RESID_READ, LAT_WRITE, TABLE_DEPTH
+from tinylpu.isa import INSTR_BITS, LAT_RESID_READ, LAT_WRITE, MXM_PENDING, TABLE_DEPTH
 from tinylpu.numerics import MULT_BITS
 
 from .sram import Bank, addr_bits
@@ -145,7 +145,7 @@ class Router(wiring.Component):
             # ``yw_lanes`` of word ``yw_word`` of the banks ``yw_en``
             "yw_en": In(R), "yw_word": In(16), "yw_lanes": In(L),
             "yw_data": In(cfg.word_bits).array(R),
-            "pending": In(data.ArrayLayout(write_layout(cfg), LAT_WRITE)),
+            "pending": In(data.ArrayLayout(write_layout(cfg), MXM_PENDING)),
             # the score stream of PV
             "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
             "s_group": In(range(max(L // R, 2))), "s_data": Out(R * ACT_BITS),

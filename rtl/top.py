@@ -6,7 +6,7 @@ __all__ = ["Tile", "generate_verilog", "PIPELINE"]
 import pathlib
 
 from amaranth.back import verilog
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,13 +15,14 @@ from tinylpu.config import ACT_BITS
 from tinylpu.numerics import RECIP_FRAC
 
 from .agu import ATTENTION_FIELDS, MATVEC_FIELDS, MatvecAgu, token_layout
-from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit
+from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit, exp2_neg_unit
 from .checker import ReadChecker
 from .counters import Counters
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
 from .host import HostInterface, ScheduleFlags
 from .mac import MacArray, MacMode
 from .norm import NormUnit
+from .recip import RecipPipeline
 from .requant import Requantizer
 from .router import Router
 from .sequencer import Sequencer
@@ -129,13 +130,39 @@ class Tile(wiring.Component):
             weight.scores.eq(rt.s_data),
         ]
         m.d.comb += [weight.maxima[h].eq(score.maxima[h]) for h in range(2 * cfg.rows)]
-        # c+1: SRAM data into the MAC array, a block's row multipliers are read
-        m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(cfg.rows)]
+        # c+1: SRAM data into the MAC array, a block's row multipliers are read. A PV pass
+        # (x_exp) forms its weights from the x lanes here, e_l = exp2_neg(max_h - x_l) (0
+        # for l > x_left), and registers them with the weight words and their sum: its
+        # operands enter the MAC array in c+2 (the cycle after its last read is its issue
+        # slot's, so no other read's c+1 meets it)
+        L, R = cfg.lanes, cfg.rows
+        maxima = Signal(signed(16))
+        m.d.comb += maxima.eq(Array(score.maxima)[s1.x_head[:max(1, (2 * R - 1).bit_length())]])
+        e_reg = [Signal(16, name=f"e2_{l}") for l in range(L)]
+        w_reg = [Signal(cfg.word_bits, name=f"w2_{r}") for r in range(R)]
+        e_sum = Signal(range(L * (1 << 15)))
+        es = []
+        for l in range(L):
+            delta = Signal(signed(18), name=f"xdelta{l}")
+            m.d.comb += delta.eq(maxima - rt.x_data[l * ACT_BITS:l * ACT_BITS + 16].as_signed())
+            e = Signal(16, name=f"xe{l}")
+            m.d.comb += e.eq(Mux(s1.x_left < l, 0, exp2_neg_unit(m, delta, f"xe{l}")))
+            es.append(e)
+        with m.If(s1.valid & s1.x_exp):
+            m.d.sync += [reg.eq(e) for reg, e in zip(e_reg, es)]
+            m.d.sync += [w_reg[r].eq(rt.w_data[r]) for r in range(R)]
+            m.d.sync += e_sum.eq(sum(es))
+        exp2 = s2.valid & s2.x_exp                  # a pass's operands enter the array
+        m.d.comb += [mac.w[r].eq(Mux(exp2, w_reg[r], rt.w_data[r])) for r in range(R)]
         m.d.comb += [mac.e[h].eq(weight.e[h]) for h in range(2 * cfg.rows)]
         m.d.comb += [
-            mac.x.eq(rt.x_data), mac.mode.eq(s1.kind),
+            mac.x.eq(Mux(exp2, Cat(*(Cat(e, Const(0, ACT_BITS - 16)) for e in e_reg)),
+                         rt.x_data)),
+            mac.mode.eq(Mux(exp2, MacMode.MATVEC, s1.kind)),
             mac.kv_shift.eq(s1.kv_shift),
-            mac.valid.eq(s1.valid), mac.first.eq(s1.first), mac.last.eq(s1.last),
+            mac.valid.eq(Mux(exp2, 1, s1.valid & ~s1.x_exp)),
+            mac.first.eq(Mux(exp2, s2.first, s1.first)),
+            mac.last.eq(Mux(exp2, s2.last, s1.last)),
             rt.m_en.eq(s1.valid & s1.last & s1.m_rows & (s1.kind == MacMode.MATVEC)),
             rt.m_addr.eq(s1.m_addr),
         ]
@@ -165,7 +192,32 @@ class Tile(wiring.Component):
         # scores or a PV drain block) goes through the output unit, one a cycle
         results = [Signal(token_layout(cfg), name=f"r{i + 3}") for i in range(RESULT_STAGES)]
         r3, r4, last = results[0], results[1], results[-1]
-        s2_result = s2.valid & s2.last & ((s2.kind == MacMode.MATVEC) | (s2.kind == MacMode.QK))
+        s2_result = (s2.valid & s2.last & ~s2.x_exp
+                     & ((s2.kind == MacMode.MATVEC) | (s2.kind == MacMode.QK)))
+        # a PV pass's block: its sum of weights into the reciprocal pipeline in c+3, its row
+        # sums (in the MAC array's result from c+4) and token down a delay line, into the
+        # output unit in c + LAT_EXP_RESULT with the reciprocal (registered in c+11)
+        e_acc, rin, rin_valid = Signal(isa.SUM_BITS), Signal(isa.SUM_BITS), Signal()
+        with m.If(exp2):
+            m.d.sync += e_acc.eq(Mux(s2.first, 0, e_acc) + e_sum)
+        m.d.sync += [rin.eq(Mux(s2.first, 0, e_acc) + e_sum), rin_valid.eq(exp2 & s2.last)]
+        m.submodules.exp_recip = erecip = RecipPipeline(isa.SUM_BITS)
+        m.d.comb += [erecip.valid.eq(rin_valid), erecip.operand.eq(rin)]
+        exp_m, exp_b = Signal(16), Signal(range(isa.SUM_BITS + 1))
+        with m.If(erecip.out_valid):
+            m.d.sync += [exp_m.eq(erecip.mantissa), exp_b.eq(erecip.exponent)]
+        n_delay = isa.LAT_EXP_RESULT - isa.LAT_RESULT          # x3 (c+3) .. x11
+        delay = [Signal(token_layout(cfg), name=f"x{i + 3}") for i in range(n_delay)]
+        m.d.sync += delay[0].eq(Mux(exp2 & s2.last, s2, 0))
+        m.d.sync += [cur.eq(prev) for prev, cur in zip(delay, delay[1:])]
+        acc_line = [[Signal(signed(cfg.acc_bits), name=f"xa{i + 5}_{r}") for r in range(R)]
+                    for i in range(n_delay - 2)]               # c+5 .. c+11
+        m.d.sync += [acc_line[0][r].eq(mac.result[r]) for r in range(R)]
+        for prev, cur in zip(acc_line, acc_line[1:]):
+            m.d.sync += [c.eq(p) for c, p in zip(cur, prev)]
+        exp_acc = [Signal(signed(cfg.acc_bits), name=f"xacc_{r}") for r in range(R)]
+        exp_inject = delay[-1].valid
+        m.d.sync += [exp_acc[r].eq(acc_line[-1][r]) for r in range(R)]
         drained = Signal(token_layout(cfg))
         groups = max(cfg.lanes // cfg.rows, 1)
         offer_first = drain.offer * cfg.rows
@@ -178,6 +230,8 @@ class Tile(wiring.Component):
         ]
         with m.If(s2_result):
             m.d.sync += r3.eq(s2)
+        with m.Elif(exp_inject):
+            m.d.sync += r3.eq(delay[-1])
         with m.Elif(drain.inject):
             m.d.sync += r3.eq(drained)
         with m.Else():
@@ -186,8 +240,10 @@ class Tile(wiring.Component):
         m.d.comb += mac.pv_sel.eq(drain.sel)
         # c+3: the result into the requantizer (MATVEC, PV) or the score unit (QK)
         is_pv3 = r3.kind == MacMode.PV
+        is_exp3 = r3.x_exp
         sh_raw = Signal(range(64 + 64))
-        m.d.comb += sh_raw.eq(Mux(is_pv3, drain.exponent, norm_b) + r3.shift)
+        m.d.comb += sh_raw.eq(Mux(is_pv3, drain.exponent, Mux(is_exp3, exp_b, norm_b))
+                              + r3.shift)
         m.d.comb += [
             rq.shift.eq(Mux(sh_raw > 63, 63, sh_raw)),
             # ROPE rotates int16 pairs: a narrower y_bits saturates only the rotation
@@ -204,8 +260,8 @@ class Tile(wiring.Component):
         m.d.comb += [score.shifts[h].eq(shifts[h]) for h in range(2 * cfg.rows)]
         for r in range(cfg.rows):
             m.d.comb += [
-                rq.acc[r].eq(Mux(is_pv3, mac.pv_out[r], mac.result[r])),
-                rq.mult[r].eq(Mux(is_pv3, drain.mult, mults[r])),
+                rq.acc[r].eq(Mux(is_pv3, mac.pv_out[r], Mux(is_exp3, exp_acc[r], mac.result[r]))),
+                rq.mult[r].eq(Mux(is_pv3, drain.mult, Mux(is_exp3, exp_m, mults[r]))),
                 score.halves[r][0].eq(mac.halves[r][0]), score.halves[r][1].eq(mac.halves[r][1]),
             ]
         # c+4: the requantized block into the epilogue; RESID reads the destination lane group,
@@ -301,7 +357,8 @@ class Tile(wiring.Component):
                          | (ss9 & final9) | nu.pending | vu.norm_pending)
         # the writes in flight, for the hazard check: results on their way, and the MATVEC
         # and QK tokens that will produce one
-        for i, stage in enumerate(front + results):
+        assert len(front + results + delay) == isa.MXM_PENDING
+        for i, stage in enumerate(front + results + delay):
             write = rt.pending[i]
             makes = stage.valid & stage.last & (stage.kind != MacMode.PV) if i < 2 \
                 else stage.valid
@@ -324,7 +381,7 @@ class Tile(wiring.Component):
             checker.drain_end.eq(drain.left_end),
         ]
         m.d.comb += seq.pipe_empty.eq(~agu.op.busy & ~aagu.op.busy & ~drain.busy
-                                      & ~Cat(*(st.valid for st in front + results)).any()
+                                      & ~Cat(*(st.valid for st in front + results + delay)).any()
                                       & vu.idle & ~ss_pending)
 
         # the busy counters (tinylpu.host.Counter), cleared by a run's start, counting while
@@ -351,7 +408,7 @@ class Tile(wiring.Component):
         # previous one drains; a scalar-unit start while it is busy. PV weights
         # formed while QK's maxima are still being written
         busy_now = ((s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
-                    | vu.scalar_busy)
+                    | (exp_inject & (s2_result | drain.inject)) | vu.scalar_busy)
         maxima_pending = Cat(*((st.valid & (st.kind == MacMode.QK)) for st in
                                (s1, s2, r3, r4))).any()
         # NEXT reads the next-token register while an ARGMAX still has to write it
@@ -359,7 +416,8 @@ class Tile(wiring.Component):
         # a norm MATVEC's block reads the norm register (c+2) before an earlier write landed
         norm_early = (s2.valid & s2.last & s2.norm & (s2.kind == MacMode.MATVEC)
                       & norm_inflight)
-        hazard_now = (rt.hazard | (weight.valid & maxima_pending) | next_early | norm_early
+        hazard_now = (rt.hazard | (weight.valid & maxima_pending)
+                      | (s1.valid & s1.x_exp & maxima_pending) | next_early | norm_early
                       | checker.hazard | vu.self_overlap)
         with m.If(hif.run.start):
             m.d.sync += flags.eq(0)

@@ -78,7 +78,7 @@ def test_output_and_scalar_units_match_the_golden_model(prog, monkeypatch):
     for pos in range(steps):
         p = schedule(prog, pos)
         if pos in (0, 1, steps - 1):
-            window = [c - start for c, in entered if start <= c < start + p.cycles]
+            window = [c - start for c, *_ in entered if start <= c < start + p.cycles]
             assert p.busy[EPI] == _merge((c, c + isa.LAT_OUT + 1) for c in window)
             assert p.busy[SCALAR] == _merge((a - start, b - start) for a, b in scalar
                                             if start <= a < start + p.cycles)

@@ -594,13 +594,14 @@ def test_schedule_rules_are_flagged(cfg):
     (tinylpu.verify.cases.schedule_cases: a vector-unit write clash, a busy scalar unit, reads of
     writes in flight from the MATVEC pipeline, the vector unit or a PV drain, a VOP reading
     its own landed write, two totals into the norm unit, a norm MATVEC before the norm
-    register lands, NEXT before the ARGMAX lands, NEXT right behind an ARGMAX MATVEC), one
-    hand-written program each, in one simulation: the golden model refuses each program
-    (checked by schedule_cases), the
-    RTL finishes with DONE, the rule's bit and the timing model's cycles; then a clean run."""
+    register lands, NEXT before the ARGMAX lands, NEXT right behind an ARGMAX MATVEC; with
+    attention a PV pass's result meeting a MATVEC's in the output unit, a PV pass during QK's
+    maxima), one hand-written program each, in one simulation: the golden model refuses each
+    program (checked by schedule_cases), the RTL finishes with DONE, the rule's bit and the
+    timing model's cycles; then a clean run."""
     golden = GoldenTile(cfg)
     cases = schedule_cases(golden)
-    assert len(cases) == 13 + (cfg.act_banks > 1)
+    assert len(cases) == 13 + (cfg.act_banks > 1) + 2 * cfg.attention    # + PV-pass rules
     stream = [beat for case in cases for beat in case["stream"]] + host.run_cmd(7)
     expected = [beat for case in cases for beat in case["expected"]]
     expected += golden.host(host.run_cmd(7))

@@ -274,6 +274,8 @@ class GoldenTile:
         """One MATVEC, event by event in cycle order: the x reads of each chunk, then for a
         block's last chunk its write (in flight from that cycle on) and, with RESID, the
         read of the old destination lanes ``LAT_RESID_READ`` cycles later."""
+        if a["x_exp"]:
+            return self._pv_pass(a, t, pos, st)
         cfg = self.cfg
         R, L = cfg.rows, cfg.lanes
         nb, nc = isa.matvec_dims(a)
@@ -360,6 +362,45 @@ class GoldenTile:
             st.push_norm(final + isa.LAT_SS_NORM, _norm_scale(ss))
         if a["epi"] == isa.Epi.ARGMAX.value:
             st.push_next(t + nb * nc - 1 + isa.LAT_ARGMAX, best[1])
+
+    def _pv_pass(self, a, t, pos, st):
+        """A PV pass (MATVEC ``x_exp``): per block, the chunks' scores through exp2_neg from
+        head ``x_head``'s maximum (0 past ``pos`` with ``x_pos``) times the weight words
+        ``w_base + b + (k << w_shift)`` (V^T), summed per row; the block's sum of weights
+        gives its reciprocal, and the block enters the output unit ``LAT_EXP_RESULT`` after
+        its last read."""
+        cfg = self.cfg
+        R, L = cfg.rows, cfg.lanes
+        nb, nc = isa.matvec_dims(a, pos)
+        bank, y_bank = a["x_bank"] % cfg.act_banks, a["y_bank"] % cfg.act_banks
+        st.read_port(range(t, t + nb * nc), bank)
+        if t + 1 <= st.maxima_final:
+            st.refuse(host.STATUS_RAW_HAZARD,
+                      f"PV pass forms weights in cycle {t + 1} while QK's running maxima "
+                      f"are written until cycle {st.maxima_final}")
+        idx = pos if a["y_index"] == isa.Index.POS.value else 0
+        y_base = a["y_addr"] + (idx << a["y_shift"])
+        bits = a["y_bits"] or 64
+        top = self.maxima[a["x_head"] % len(self.maxima)]
+        for b in range(nb):
+            acc, total = np.zeros(R, dtype=np.int64), 0
+            for k in range(nc):
+                c = t + b * nc + k
+                d = _sext(st.read(self, c, bank, (a["x_addr"] + k) % cfg.adepth), X_BITS)
+                e = exp2_neg(top - d)
+                if a["x_pos"]:
+                    e = np.where((k << a["x_shift"]) + np.arange(L) > pos, 0, e)
+                w = st.wread(self, c, (a["w_base"] + b + (k << a["w_shift"])) % cfg.wdepth)
+                acc = wrap(acc + w @ e, cfg.acc_bits)
+                total += int(e.sum())
+            last = t + b * nc + nc - 1
+            m, be = _recip(total % (1 << isa.SUM_BITS))
+            y = requantize(acc, m, min(be + a["q_shift"], 63), bits)
+            enter = last + isa.LAT_EXP_RESULT
+            if st.result(enter, "exp"):
+                st.exp_blocks.append((enter, st.push(
+                    enter + isa.LAT_OUT, "mac", y_bank, (y_base + (b * R) // L) % cfg.adepth,
+                    (b * R) % L + np.arange(R), wrap(y, ACT_BITS), produced=last)))
 
     def _silu_table(self):
         return _sext(self.table[isa.SILU_TABLE:isa.SILU_TABLE + isa.SILU_SIZE], 16)
@@ -461,7 +502,8 @@ class GoldenTile:
         st.drain_busy.add(c_last + 1, c_last + isa.PV_DRAIN + (a["d_blocks"] or 256))
         for j in range(a["d_blocks"] or 256):
             enter = c_last + isa.PV_DRAIN + j
-            st.result(enter)
+            if not st.result(enter, "drain"):       # the output unit took another result
+                continue
             first = (j * R) % (R * L)
             m, b = recips[first // (L // 2)]
             y = requantize(acc.reshape(-1)[first:first + R], m, min(b + a["shift"], 63), bits)
@@ -684,7 +726,8 @@ class _RunState:
         self.last_write = -1
         self.vu_writes = set()     # cycles with a vector-unit write (one write port)
         self.scalar_done = -1      # the scalar unit's done cycle of its latest operation
-        self.results = set()       # cycles a result enters the output unit (one a cycle)
+        self.results = {}          # cycle -> the kind of result entering the output unit
+        self.exp_blocks = []       # (enter, write entry) of PV pass blocks
         self.maxima_final = -1     # QK's maxima are final from the cycle after this one
         self.pv_free = 0           # a PV's first V read may come from this cycle on
         self.pv_blocks = []        # (enter, write entry) of the last PV's drain blocks
@@ -710,16 +753,26 @@ class _RunState:
         out[host.Counter.DRAIN] = self.drain_busy.below(cycle)
         return out
 
-    def result(self, cycle):
-        """A block result enters the output unit (the requantizer) in ``cycle``."""
-        if cycle in self.results:
-            self.refuse(host.STATUS_UNIT_BUSY,
-                        f"two results enter the output unit in cycle {cycle}")
-            for enter, entry in self.pv_blocks:     # not strict: the PV drain block is lost
-                if enter == cycle:
-                    self.cancel(entry, enter)
-        self.results.add(cycle)
+    _RANK = {"mac": 0, "exp": 1, "drain": 2}    # who gets the output unit in one cycle
+
+    def result(self, cycle, kind="mac"):
+        """A block result enters the output unit (the requantizer) in ``cycle``: ``kind``
+        "mac" (a MATVEC or QK block, c+3), "exp" (a PV pass block) or "drain" (a PV drain
+        block). Two in one cycle break a rule (UNIT_BUSY); the unit takes the one first in
+        that order, the other's write never happens. Returns whether this one enters."""
         self.out_busy.add(cycle, cycle + isa.LAT_OUT + 1)
+        other = self.results.get(cycle)
+        if other is None:
+            self.results[cycle] = kind
+            return True
+        self.refuse(host.STATUS_UNIT_BUSY, f"two results enter the output unit in cycle {cycle}")
+        if self._RANK[kind] >= self._RANK[other]:
+            return False
+        for enter, entry in self.pv_blocks + self.exp_blocks:     # not strict: it is lost
+            if enter == cycle:
+                self.cancel(entry, enter)
+        self.results[cycle] = kind
+        return True
 
     def scalar(self, start, done):
         """The bit-serial scalar unit takes a new operand no earlier than the previous
@@ -762,7 +815,7 @@ class _RunState:
         if not self.by_word[key]:
             del self.by_word[key]
         self.write_banks.get(entry[0], set()).discard(entry[2])
-        self.results.discard(enter)
+        self.results.pop(enter, None)
 
     def push_norm(self, cycle, value):
         if any(c == cycle for c, _ in self.norm_pending):       # every total: NORM_LAT
@@ -781,7 +834,9 @@ class _RunState:
 
     def land_before(self, cycle, tile):
         if len(self.results) > 4096:
-            self.results = {c for c in self.results if c >= cycle}
+            self.results = {c: k for c, k in self.results.items() if c >= cycle}
+        if len(self.exp_blocks) > 64:
+            self.exp_blocks = [(c, e) for c, e in self.exp_blocks if c >= cycle]
         while self.pending and self.pending[0][0] < cycle:
             entry = self.pending.pop(0)
             _, _, bank, word, lanes, values, _ = entry

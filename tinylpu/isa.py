@@ -84,7 +84,15 @@ RECIP_PIPE_LAT = 8      # rtl.recip with 2 quotient bits a stage: 1 + ceil(14 / 
 # (R outputs) enters the output unit in c_last + PV_DRAIN + j and is written LAT_OUT cycles
 # later. The next PV's first V read must come after the last block entered.
 PV_DRAIN = 4 + RECIP_PIPE_LAT
+# A PV pass (MATVEC x_exp): its exp outputs and weights are registered before the MAC array
+# (one cycle), and its row sums wait for the reciprocal of the block's sum of weights: a
+# block's result enters the output unit LAT_EXP_RESULT after its last read
+LAT_EXP_RESULT = LAT_RESULT + 1 + RECIP_PIPE_LAT
+# the stages whose writes a read can meet: the MATVEC pipeline's (c+1 .. the write), then a
+# PV pass's delay line (c+3 .. c+11)
+MXM_PENDING = LAT_WRITE + LAT_EXP_RESULT - LAT_RESULT
 ATT_ACC_BITS = 40       # PV accumulators (and QK's head sums) wrap at 40 bits
+SUM_BITS = 32           # a head's sum of softmax weights (PV, PV passes) wraps at 32 bits
 
 # RMSNorm's sum of squares, taken as a MATVEC with ``ss`` writes the residual: in c+9 the
 # squares of a block's written values (their low 16 bits, signed) are summed into a
@@ -286,6 +294,20 @@ class MatvecArgs(data.Struct):
     (:func:`wcol_slot`); the word's other lanes keep their bytes (the weight banks have a
     write enable a byte). epi NONE only, not packed, no ``ss``, not with ``y_wbank``
     (:func:`illegal`).
+
+    With ``x_exp`` the MATVEC is a **PV pass** (attention's p.V on the MAC array; its
+    weights are V^T as ``y_wcol`` writes it): chunk k of block b reads weight word
+    ``w_base + b + (k << w_shift)`` and activation word ``x_addr + k``, whose lanes' low 16
+    bits are scores d; lane l of chunk k stands for position ``p = (k << x_shift) + l`` and
+    its MAC operand is ``e = exp2_neg(max_h - d)`` (h = ``x_head``, the running maximum of
+    the last QK), or 0 with ``x_pos`` when ``p > pos``; with ``x_pos`` a block has
+    ``(pos >> x_shift) + 1`` chunks instead of ``n_chunks``. Each block also sums its e's,
+    S; its row sums are requantized as PV's drain does, ``sat_{y_bits}((acc * m + 2**(s-1))
+    >> s)``, ``(m, b) = norm_recip(S)`` (``(0x7fff, 0)`` for S = 0), ``s = min(b +
+    q_shift, 63)``, and written like a MATVEC block's, entering the output unit
+    :data:`LAT_EXP_RESULT` after its last read. The pass takes one cycle more than its
+    reads (:func:`duration`). epi NONE, no ``m_base``, ``norm``, ``ss``, ``y_pack``,
+    ``y_wbank`` or ``y_wcol`` (:func:`illegal`).
     """
     w_base: 16
     x_bank: 2
@@ -312,6 +334,11 @@ class MatvecArgs(data.Struct):
     y_wbank: 1       # write the results as bytes into the weight banks (:func:`wbank_slot`)
     head_shift: 64   # ROPE: head slot h's blocks round entry h more bits (:func:`head_shifts`)
     y_wcol: 1        # write each result as one byte of a weight word (:func:`wcol_slot`)
+    x_exp: 1         # a PV pass: x through exp2_neg from head x_head's maximum
+    x_head: 4        # ... the head slot of the maximum
+    w_shift: 4       # ... weights of chunk k, block b: w_base + b + (k << w_shift)
+    x_pos: 1         # ... (pos >> x_shift) + 1 chunks, lanes past pos are 0
+    x_shift: 3       # ... log2 of the positions a chunk
 
 
 class QkArgs(data.Struct):
@@ -392,12 +419,14 @@ def _check(name, value, bits, lo=0, is_signed=False):
 def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult=1, q_shift=0,
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
            rope_shift=0, y_pack=False, epi_shift=0, norm=False, ss_init=None, y_wbank=False,
-           head_shift=(), y_wcol=False):
+           head_shift=(), y_wcol=False, x_exp=False, x_head=0, w_shift=0, x_pos=False,
+           x_shift=0):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
     requantizes per row instead of by ``q_mult``; ``norm`` scales by the norm register;
     ``ss_init`` (RMSNorm's epsilon) sets the norm register from the written values;
     ``y_wbank`` writes 8-bit results into the weight banks (``y_bank`` unused), ``y_wcol``
-    each as one byte of a weight word (a transposed vector's column);
+    each as one byte of a weight word (a transposed vector's column); ``x_exp`` makes it a
+    PV pass (``x_head``, ``w_shift``, ``x_pos``, ``x_shift``);
     ``head_shift`` (:func:`head_shifts`) narrows ROPE's results per head slot."""
     y_index, epi = Index(y_index), Epi(epi)
     if y_index == Index.TOK:
@@ -414,12 +443,13 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
                 rope_shift=rope_shift, y_pack=int(bool(y_pack)), epi_shift=epi_shift,
                 norm=int(bool(norm)), ss=int(ss_init is not None), ss_init=ss_init or 0,
                 y_wbank=int(bool(y_wbank)), head_shift=head_shifts(head_shift),
-                y_wcol=int(bool(y_wcol)))
-    if y_wbank or y_wcol:
+                y_wcol=int(bool(y_wcol)), x_exp=int(bool(x_exp)), x_head=x_head,
+                w_shift=w_shift, x_pos=int(bool(x_pos)), x_shift=x_shift)
+    if y_wbank or y_wcol or x_exp:
         why = wbank_illegal(args)
         if why:
             raise IsaError(why)
-        if y_bits > 8:
+        if y_bits > 8 and not x_exp:
             name = "y_wbank" if y_wbank else "y_wcol"
             raise IsaError(f"MATVEC {name} writes bytes: y_bits must be at most 8, not {y_bits}")
     if ss_init is not None and (y_pack or epi not in (Epi.NONE, Epi.RESID)):
@@ -569,7 +599,7 @@ def wcol_slot(block, idx, lanes, y_shift):
     return ((idx // lanes) << y_shift) + block, idx % lanes
 
 
-WBANK_FIELDS = ("y_wbank", "y_wcol", "epi", "y_pack", "ss")
+WBANK_FIELDS = ("y_wbank", "y_wcol", "epi", "y_pack", "ss", "x_exp", "m_rows", "norm")
 
 
 def wbank_illegal(args):
@@ -580,6 +610,11 @@ def wbank_illegal(args):
         return "MATVEC writes the weight banks by words (y_wbank) or by columns (y_wcol), not both"
     if args["y_wbank"] and args["epi"] not in (Epi.NONE.value, Epi.ROPE.value):
         return f"MATVEC y_wbank takes epi NONE or ROPE, not {Epi(args['epi']).name}"
+    if args["x_exp"] and (args["epi"] != Epi.NONE.value or args["m_rows"] or args["norm"]
+                          or args["ss"] or args["y_pack"] or args["y_wbank"]
+                          or args["y_wcol"]):
+        return ("MATVEC x_exp (a PV pass) takes epi NONE and the instruction's own scale: not "
+                "with m_base, norm, ss, y_pack, y_wbank or y_wcol")
     if args["y_wcol"] and args["epi"] != Epi.NONE.value:
         return f"MATVEC y_wcol takes epi NONE, not {Epi(args['epi']).name}"
     if (args["y_wbank"] or args["y_wcol"]) and (args["y_pack"] or args["ss"]):
@@ -757,6 +792,8 @@ def illegal(word, attention=True, wbytes=True):
                 & ((1 << Shape.cast(mv[name].shape).width) - 1) for name in WBANK_FIELDS}
         if args["y_wcol"] and not wbytes:
             return "MATVEC y_wcol needs a tile whose weight banks take byte writes (wbytes)"
+        if args["x_exp"] and not attention:
+            return "MATVEC x_exp (a PV pass) needs a tile with lanes >= 2 * rows (attention)"
         return wbank_illegal(args)
     return None
 
@@ -774,8 +811,12 @@ def illegal_expr(word, attention=True, wbytes=True):
         bad = bad | ((op == code.value) & wrong)
     mv = data.Layout.cast(MatvecArgs)
     field = lambda name: word[_ARGS_OFFSET + mv[name].offset:][:Shape.cast(mv[name].shape).width]
-    wbank, wcol = field("y_wbank")[0], field("y_wcol")[0]
+    wbank, wcol, xexp = field("y_wbank")[0], field("y_wcol")[0], field("x_exp")[0]
     wbank_bad = ((wbank & wcol)
+                 | (xexp & ((field("epi") != Epi.NONE.value) | field("m_rows")[0]
+                            | field("norm")[0] | field("ss")[0] | field("y_pack")[0]
+                            | wbank | wcol))
+                 | (xexp if not attention else 0)
                  | (wbank & ~field("epi").matches(Epi.NONE.value, Epi.ROPE.value))
                  | (wcol & (field("epi") != Epi.NONE.value))
                  | ((wbank | wcol) & (field("y_pack")[0] | field("ss")[0]))
@@ -921,9 +962,12 @@ def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_st
     raise IsaError(f"program issued {limit} instructions without reaching HALT")
 
 
-def matvec_dims(args):
-    """``(n_blocks, n_chunks)`` of MATVEC operands; a zero field counts as 2**width, as the
-    hardware's wrapping counters do (the assembler never emits one)."""
+def matvec_dims(args, pos=0):
+    """``(n_blocks, n_chunks)`` of MATVEC operands at position ``pos``; a zero field counts
+    as 2**width, as the hardware's wrapping counters do (the assembler never emits one). A
+    PV pass with ``x_pos`` has ``(pos >> x_shift) + 1`` chunks."""
+    if args.get("x_exp") and args.get("x_pos"):
+        return args["n_blocks"] or 1 << 16, (pos >> args["x_shift"]) + 1
     return args["n_blocks"] or 1 << 16, args["n_chunks"] or 1 << 12
 
 
@@ -966,8 +1010,9 @@ def duration(instr, pos=0):
     if op == Opcode.NEXT:
         return NEXT_CYCLES
     if op == Opcode.MATVEC:
-        n_blocks, n_chunks = matvec_dims(instr["args"]["matvec"])
-        return n_blocks * n_chunks
+        a = instr["args"]["matvec"]
+        n_blocks, n_chunks = matvec_dims(a, pos)
+        return n_blocks * n_chunks + bool(a.get("x_exp"))
     if op == Opcode.WAIT:
         return max(instr["args"]["wait"]["cycles"], 1)
     return 1

@@ -186,6 +186,9 @@ class Scheduler:
         R, L = cfg.rows, cfg.lanes
         instr = isa.matvec(**kw)
         a = instr["args"]["matvec"]
+        if a["x_exp"]:
+            raise ValueError("the scheduler does not place PV passes (MATVEC x_exp) yet: their "
+                             "results enter the output unit LAT_EXP_RESULT after the last read")
         nb, nc = isa.matvec_dims(a)
         epi = isa.Epi(a["epi"])
         resid, norm, ss = epi == isa.Epi.RESID, a["norm"], a["ss"]

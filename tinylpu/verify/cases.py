@@ -141,6 +141,34 @@ def weight_column_cases(golden, loads, mv):
     return cases + [race]
 
 
+def pv_pass_cases(golden, rng):
+    """PV passes (MATVEC ``x_exp``) on host-loaded V^T words and head score words, after a
+    QK (its running maxima): two heads, several blocks and chunks, one with ``x_pos``; then
+    a read of a pass's output in flight (RAW_HAZARD). (A pass's result meeting another in
+    the output unit, and a pass during QK's maxima: :func:`schedule_cases`.)"""
+    cfg = golden.cfg
+    R, L = cfg.rows, cfg.lanes
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    loads = [(host.TARGET_WBANK + r, 0, rng.integers(lo, hi, (40, L))) for r in range(R)]
+    loads.append((host.TARGET_ABANK, 0, rng.integers(-(1 << 15), 1 << 15, (16, L))))
+    passes = [isa.matvec(w_base=8, x_bank=0, x_addr=8, y_bank=1, y_addr=40, n_blocks=2,
+                         n_chunks=3, q_shift=6, y_bits=16, x_exp=True, x_head=0, w_shift=3),
+              isa.matvec(w_base=9, x_bank=0, x_addr=12, y_bank=1, y_addr=41, n_blocks=1,
+                         n_chunks=7, q_shift=9, y_bits=12, x_exp=True, x_head=2 * R - 1,
+                         x_pos=True, x_shift=2)]
+    qk = isa.qk(q_addr=3, k_bank=0, k_addr=0, s_bank=1, s_addr=0, shift=9, n=5)
+    reads = [(host.TARGET_ABANK + 1, 40, 2)]
+    cases = [program_case("PV passes after a QK", golden,
+                          [qk, isa.wait(isa.LAT_WRITE + 1)] + passes + [isa.halt()], loads,
+                          reads)]
+    race = isa.matvec(w_base=0, x_bank=1, x_addr=40, y_bank=0, y_addr=30, n_blocks=1,
+                      n_chunks=1, q_shift=8, y_bits=16)
+    case = program_case("read of a PV pass's output in flight flagged", golden,
+                        [passes[0], race, isa.halt()], loads, reads)
+    assert case["expected"][0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD, case["name"]
+    return cases + [case]
+
+
 def illegal_words():
     """``(name, word)``: one instruction word per kind of :func:`tinylpu.isa.illegal` word."""
     vop = isa.encode(isa.vop(g=isa.GFunc.PASS, a={"bank": 0}, c={"bank": 0, "base": 3}))
@@ -288,6 +316,8 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
         loads + [(host.TARGET_MMEM, 0, mults), (host.TARGET_RMEM, 0, rope)],
         [(host.TARGET_ABANK + other, 8, 2), (host.TARGET_ABANK + other, 12, 2)]))
     cases += weight_bank_cases(golden, rng, loads, mv)
+    if cfg.attention:
+        cases += pv_pass_cases(golden, rng)
     cases += illegal_cases(golden, loads, mv)
     cases += ctrl_cases(golden)
     bad = host.header(0x7f, 0, 0, 0) + host.read_cmd(cfg, host.TARGET_PROG, 0, 2)
@@ -307,9 +337,9 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
 
 
 def _timing_cycles(program):
-    """The cycle count of a straight-line program of MATVEC, VOP, PV, WAIT and NEXT, ended by
-    HALT, by the timing model: ``max(t_halt + 1, last_write + 1)`` (a unit's last read is
-    ``ISSUE_LAT`` after its issue slot's last cycle)."""
+    """The cycle count of a straight-line program of MATVEC (PV passes too), VOP, PV, WAIT
+    and NEXT, ended by HALT, by the timing model: ``max(t_halt + 1, last_write + 1)`` (a
+    unit's last read is ``ISSUE_LAT`` after its issue slot's last cycle)."""
     t, last = 1, -1
     for instr in program:
         op, d = instr["op"], isa.duration(instr)
@@ -317,7 +347,9 @@ def _timing_cycles(program):
         if op == isa.Opcode.HALT:
             return max(t + 1, last + 1)
         c_last = t + isa.ISSUE_LAT + d - 1
-        if op == isa.Opcode.MATVEC:
+        if op == isa.Opcode.MATVEC and args["x_exp"]:     # its slot ends a cycle after
+            last = max(last, c_last - 1 + isa.LAT_EXP_RESULT + isa.LAT_OUT)
+        elif op == isa.Opcode.MATVEC:
             last = max(last, c_last + (isa.LAT_SS_NORM if args["ss"] else isa.LAT_WRITE))
         elif op == isa.Opcode.VOP:
             last = max(last, c_last + isa.vop_latency(args))
@@ -351,7 +383,20 @@ def schedule_cases(golden):
     raw, busy, clash = host.STATUS_RAW_HAZARD, host.STATUS_UNIT_BUSY, host.STATUS_PORT_CONFLICT
     norm = pas(dict(bank=b0, base=2), dict(bank=b1, base=far), out=O.NORM)
     landing = pas(dict(bank=b0), dict(bank=b1, base=3 * L))
-    rules = [
+    rules = []
+    if cfg.attention:
+        xp = isa.matvec(w_base=0, x_bank=b0, x_addr=0, y_bank=b1, y_addr=4, n_blocks=1,
+                        n_chunks=2, q_shift=6, y_bits=16, x_exp=True, x_head=1, w_shift=1)
+        rules += [
+            # the pass's block enters the output unit in its last read + 12, the MATVEC's
+            # in its read + 3: the pass's is lost
+            ("PV pass and MATVEC results in the output unit together", busy,
+             "two results enter the output unit",
+             [xp, isa.wait(isa.LAT_EXP_RESULT - isa.LAT_RESULT - 2), mv(y_addr=6)]),
+            ("PV pass weights while QK's maxima are written", raw, "PV pass forms weights",
+             [isa.qk(q_addr=0, k_bank=b0, k_addr=0, s_bank=b1, s_addr=8, shift=9, n=2), xp]),
+        ]
+    rules += [
         # a RECIP result (its read + 22) and a MULSHR result (its read + 7) land together
         ("vector-unit write clash", clash, "two vector-unit writes",
          [recip, isa.wait(isa.vop_latency(recip["args"]["vop"]) - isa.LAT_V - 1),

@@ -38,7 +38,7 @@ FEATURES = sorted(
     + ["vop.s_pos", "vop.n_pos"]
     + [f"matvec.epi:{v.name}" for v in isa.Epi]
     + ["matvec.y_pack", "matvec.m_rows", "matvec.norm", "matvec.ss", "matvec.y_index:POS",
-       "matvec.y_wbank", "matvec.y_wcol"]
+       "matvec.y_wbank", "matvec.y_wcol", "matvec.x_exp"]
     + ["qk.n_pos", "qk.kv_shift", "pv.n_pos", "loop", "generate", "illegal", "budget",
        "bad command", "output not taken", "counters read", "schedule rule broken"]
     + [f"status:{name}" for name in _STATUS_BITS])
@@ -53,7 +53,7 @@ def random_matvec(cfg, rng, depth):
     wrapping ones included): per-row or instruction multipliers, every epilogue, packed or
     not, y indexed by the position or not, scaled by the norm register or not, setting it
     from the sum of squares or not, into the weight banks (y_wbank, or y_wcol: a byte a
-    result) or not; ROPE with per-head-slot shifts."""
+    result) or not; ROPE with per-head-slot shifts; a PV pass (x_exp) now and then."""
     epi = isa.Epi(int(rng.choice([0, 0, 1, 2, 3, 4])))
     resid = epi == isa.Epi.RESID
     y_pack = epi not in (isa.Epi.RESID, isa.Epi.SILU_GATE) and rng.random() < 0.2
@@ -78,6 +78,15 @@ def random_matvec(cfg, rng, depth):
         ss_init=pick(1 << 24) if ss else None)
     if epi in (isa.Epi.RESID, isa.Epi.SILU_GATE) and rng.random() < 0.2:
         instr["args"]["matvec"]["y_pack"] = 1            # ignored by both (isa.matvec refuses)
+    if cfg.attention and rng.random() < 0.12:           # a PV pass instead
+        a = instr["args"]["matvec"]
+        instr = isa.matvec(
+            w_base=a["w_base"], x_bank=a["x_bank"], x_addr=a["x_addr"], y_bank=a["y_bank"],
+            y_addr=pick(depth), n_blocks=pick(3) + 1, n_chunks=pick(3) + 1,
+            q_shift=pick(24), y_bits=int(rng.choice([cfg.data_bits, 16, 32])),
+            y_index=isa.Index.POS if rng.random() < 0.3 else isa.Index.NONE, y_shift=pick(3),
+            x_exp=True, x_head=pick(2 * cfg.rows), w_shift=pick(4), x_pos=rng.random() < 0.5,
+            x_shift=pick(4))
     return instr
 
 
@@ -142,6 +151,8 @@ def _drain(instr, pos):
     long keeps every later instruction clear of it."""
     op = instr["op"]
     args = next(iter(instr["args"].values()), None) if instr["args"] else None
+    if op == isa.Opcode.MATVEC and args["x_exp"]:      # a PV pass's block waits for 1/S
+        return isa.LAT_EXP_RESULT + isa.LAT_OUT
     if op == isa.Opcode.MATVEC:
         return isa.LAT_SS_NORM if args["ss"] else isa.LAT_WRITE
     if op == isa.Opcode.VOP:
@@ -359,7 +370,7 @@ def features(program, status, *, generate=False, budget=None, attention=True, wb
             m = instr["args"]["matvec"]
             out.add(f"matvec.epi:{isa.Epi(m['epi']).name}")
             out |= {f"matvec.{k}" for k in ("y_pack", "m_rows", "norm", "ss", "y_wbank",
-                                            "y_wcol")
+                                            "y_wcol", "x_exp")
                     if m[k]}
             if m["y_index"] == isa.Index.POS.value:
                 out.add("matvec.y_index:POS")
