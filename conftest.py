@@ -8,3 +8,13 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# The files whose tests take longest run first: with `make test`'s two workers (pytest-xdist,
+# --dist loadfile hands out whole files in collection order) a long file started last would
+# run alone at the end.
+FIRST = ("tests/test_synth.py", "tb/test_board_link.py", "tb/test_tile.py", "tests/test_rtl_vu.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(FIRST)))
