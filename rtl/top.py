@@ -137,7 +137,8 @@ class Tile(wiring.Component):
         # slot's, so no other read's c+1 meets it)
         L, R = cfg.lanes, cfg.rows
         maxima = Signal(signed(16))
-        m.d.comb += maxima.eq(Array(score.maxima)[s1.x_head[:max(1, (2 * R - 1).bit_length())]])
+        head_bits = max(1, (2 * R - 1).bit_length())
+        m.d.comb += maxima.eq(Array(score.maxima)[s1.x_head[:head_bits]])
         e_reg = [Signal(16, name=f"e2_{l}") for l in range(L)]
         w_reg = [Signal(cfg.word_bits, name=f"w2_{r}") for r in range(R)]
         e_sum = Signal(range(L * (1 << 15)))
@@ -260,7 +261,8 @@ class Tile(wiring.Component):
         m.d.comb += [score.shifts[h].eq(shifts[h]) for h in range(2 * cfg.rows)]
         for r in range(cfg.rows):
             m.d.comb += [
-                rq.acc[r].eq(Mux(is_pv3, mac.pv_out[r], Mux(is_exp3, exp_acc[r], mac.result[r]))),
+                rq.acc[r].eq(Mux(is_pv3, mac.pv_out[r],
+                                 Mux(is_exp3, exp_acc[r], mac.result[r]))),
                 rq.mult[r].eq(Mux(is_pv3, drain.mult, Mux(is_exp3, exp_m, mults[r]))),
                 score.halves[r][0].eq(mac.halves[r][0]), score.halves[r][1].eq(mac.halves[r][1]),
             ]

@@ -281,8 +281,7 @@ class GoldenTile:
         nb, nc = isa.matvec_dims(a)
         bank, y_bank = a["x_bank"] % cfg.act_banks, a["y_bank"] % cfg.act_banks
         st.read_port(range(t, t + nb * nc), bank)
-        idx = pos if a["y_index"] == isa.Index.POS.value else 0
-        y_base = a["y_addr"] + (idx << a["y_shift"])
+        idx, y_base = _y_index(a, pos)
         resid = a["epi"] == isa.Epi.RESID.value
         rope_word = a["rope_base"] + (pos << a["rope_shift"])
         bits = a["y_bits"] or 64
@@ -378,8 +377,7 @@ class GoldenTile:
             st.refuse(host.STATUS_RAW_HAZARD,
                       f"PV pass forms weights in cycle {t + 1} while QK's running maxima "
                       f"are written until cycle {st.maxima_final}")
-        idx = pos if a["y_index"] == isa.Index.POS.value else 0
-        y_base = a["y_addr"] + (idx << a["y_shift"])
+        _, y_base = _y_index(a, pos)
         bits = a["y_bits"] or 64
         top = self.maxima[a["x_head"] % len(self.maxima)]
         for b in range(nb):
@@ -676,6 +674,13 @@ class _Coverage:
                 self.total += end - start
                 self.end = end
         return self.total - max(0, self.end - cycle)
+
+
+def _y_index(a, pos):
+    """A MATVEC's y index (the position with ``y_index`` POS, else 0) and its first y word
+    ``y_addr + (idx << y_shift)``."""
+    idx = pos if a["y_index"] == isa.Index.POS.value else 0
+    return idx, a["y_addr"] + (idx << a["y_shift"])
 
 
 def _recip(v):
