@@ -32,6 +32,8 @@ def token_layout(cfg, fields=None):
         "y_wbank": 1,                               # bytes into weight bank block*R // L
         "y_wcol": 1,                                # ... or a byte into each (lane y_lane)
         "y_lane": range(max(cfg.lanes, 2)),
+        "s_tr": 1,                                  # QK: transposed scores (lane y_lane of
+        "g_last": 1,                                # ... word y_word); a group's last position
         "x_exp": 1,                                 # a PV pass: x through the exp units ...
         "x_head": 4,                                # ... from this head slot's maximum,
         "x_left": signed(20),                       # ... lanes l > x_left weigh 0
@@ -61,7 +63,7 @@ MATVEC_FIELDS = ("valid", "first", "last", "y_bank", "y_word", "y_group", "y_hal
                  "mult", "shift", "y_bits", "m_rows", "m_addr", "epi", "rope_addr",
                  "epi_shift", "head", "final", "block", "norm", "ss", "ss_init")
 ATTENTION_FIELDS = ("valid", "kind", "first", "last", "y_bank", "y_word", "y_group",
-                    "kv_shift", "d_blocks", "shift", "y_bits")
+                    "y_lane", "s_tr", "g_last", "kv_shift", "d_blocks", "shift", "y_bits")
 
 
 class MatvecAgu(wiring.Component):

@@ -2,7 +2,8 @@
 running maxima), the weight unit (PV's softmax weights and their sums) and the drain (PV's
 outputs, divided by each head's sum, through the output unit)."""
 
-__all__ = ["AttentionAgu", "ScoreUnit", "WeightUnit", "Drain", "exp2_neg_unit"]
+__all__ = ["AttentionAgu", "ScoreUnit", "ScoreTransposer", "WeightUnit", "Drain",
+           "exp2_neg_unit", "transposer_start"]
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
@@ -22,6 +23,14 @@ SCORE_BITS = 16
 SUM_BITS = isa.SUM_BITS  # a head's sum of weights: at most 2**14 * 2**16 positions
 
 
+def transposer_start():
+    """The score transposer's start: a QK with s_tr issues (``start``), its scores go to
+    ``bank``, head slot h's words from ``lo + (h << hs)``, all of them in ``lo + (0 ..
+    span)`` (:func:`tinylpu.isa.score_box`)."""
+    return wiring.Signature({"start": Out(1), "bank": Out(2), "lo": Out(16), "hs": Out(4),
+                             "span": Out(20)})
+
+
 class AttentionAgu(wiring.Component):
     """Streams the reads of QK and PV, one cycle each, no bubbles.
 
@@ -32,8 +41,10 @@ class AttentionAgu(wiring.Component):
 
     * QK cycle p < N: ``w`` reads weight word ``q_addr`` (q, the MAC array's weight side),
       ``x`` reads K row ``k_addr + (p << k_shift)``, token QK (a result: its scores go to
-      word ``s_addr + p // (L/R)``, lane group ``p % (L/R)``); ``shifts`` are the head
-      slots' score shifts (:func:`tinylpu.isa.qk_shifts`) while it runs.
+      word ``s_addr + p // (L/R)``, lane group ``p % (L/R)``; with ``s_tr`` to the
+      transposer, ``y_word`` ``s_addr + p // L``, ``y_lane`` ``p % L``, ``g_last`` on a
+      group's last position); ``shifts`` are the head slots' score shifts
+      (:func:`tinylpu.isa.qk_shifts`) while it runs; ``tr`` starts the transposer.
     * PV cycle k < N: ``s`` reads the score word of position k; from cycle 1, ``x`` reads
       the V row of position p = k - 1, token PV (``y_group``: the lane group of p's scores,
       which arrive with the V row; ``last`` on p = N - 1, carrying the drain's operands).
@@ -49,18 +60,21 @@ class AttentionAgu(wiring.Component):
             "s_en": Out(1), "s_bank": Out(2), "s_addr": Out(16),
             "s_group": Out(range(max(cfg.lanes // cfg.rows, 2))),
             "token": Out(token_layout(cfg, ATTENTION_FIELDS)),
+            "tr": Out(transposer_start()),
         })
 
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
         per_word = cfg.lanes // cfg.rows
+        L, R = cfg.lanes, cfg.rows
+        ll = (L - 1).bit_length()
         qk, pv, tok = self.op.qk, self.op.pv, self.token
         issue = self.op.issue_qk | self.op.issue_pv
         n_of = lambda a: Mux(a.n_pos, self.op.pos + 1, Mux(a.n == 0, 1 << 16, a.n))
 
         # the instruction's constant operands, latched at issue
-        is_pv, last_k, head_shift = Signal(), Signal(18), Signal(64)
+        is_pv, last_k, head_shift, s_tr = Signal(), Signal(18), Signal(64), Signal()
         qa, x_bank, s_bank, step = Signal(16), Signal(2), Signal(2), Signal(16)
         shift, kv_shift, y_bank, y_addr = Signal(6), Signal(2), Signal(2), Signal(16)
         d_blocks, y_bits = Signal(8), Signal(6)
@@ -69,13 +83,13 @@ class AttentionAgu(wiring.Component):
         k, xa, sa, sg, pg = Signal(18), Signal(16), Signal(16), Signal(range(max(per_word, 2))), \
             Signal(range(max(per_word, 2)))
         cur = {name: Signal.like(sig, name=f"cur_{name}") for name, sig in
-               dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, qa=qa, x_bank=x_bank,
-                    s_bank=s_bank, step=step, shift=shift, kv_shift=kv_shift, y_bank=y_bank,
+               dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, s_tr=s_tr, qa=qa,
+                    x_bank=x_bank, s_bank=s_bank, step=step, shift=shift, kv_shift=kv_shift, y_bank=y_bank,
                     y_addr=y_addr, d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
                     pg=pg).items()}
         with m.If(self.op.issue_pv):
             m.d.comb += [
-                cur["is_pv"].eq(1), cur["last_k"].eq(n_of(pv)),
+                cur["is_pv"].eq(1), cur["last_k"].eq(n_of(pv)), cur["s_tr"].eq(0),
                 cur["x_bank"].eq(pv.v_bank), cur["s_bank"].eq(pv.s_bank),
                 cur["step"].eq(1 << pv.v_shift), cur["shift"].eq(pv.shift),
                 cur["kv_shift"].eq(pv.kv_shift), cur["y_bank"].eq(pv.y_bank),
@@ -85,7 +99,7 @@ class AttentionAgu(wiring.Component):
             ]
         with m.Elif(self.op.issue_qk):
             m.d.comb += [
-                cur["is_pv"].eq(0), cur["last_k"].eq(n_of(qk) - 1),
+                cur["is_pv"].eq(0), cur["last_k"].eq(n_of(qk) - 1), cur["s_tr"].eq(qk.s_tr),
                 cur["qa"].eq(qk.q_addr), cur["head_shift"].eq(qk.head_shift),
                 cur["x_bank"].eq(qk.k_bank),
                 cur["s_bank"].eq(qk.s_bank), cur["step"].eq(1 << qk.k_shift),
@@ -96,8 +110,8 @@ class AttentionAgu(wiring.Component):
             ]
         with m.Else():
             m.d.comb += [cur[name].eq(sig) for name, sig in
-                         dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, qa=qa,
-                              x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
+                         dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, s_tr=s_tr,
+                              qa=qa, x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
                               kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
                               d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
                               pg=pg).items()]
@@ -109,7 +123,14 @@ class AttentionAgu(wiring.Component):
             m.d.comb += self.shifts[h].eq(Mux(c["shift"] > entry, c["shift"] - entry, 0))
         m.d.comb += self.op.final.eq(active & (c["k"] == c["last_k"]))
         next_sg = Mux(c["sg"] == per_word - 1, 0, c["sg"] + 1)
-        next_sa = c["sa"] + (c["sg"] == per_word - 1)
+        lane = c["k"][:ll] if ll else Const(0, 1)
+        next_sa = c["sa"] + Mux(c["s_tr"], lane == L - 1, c["sg"] == per_word - 1)
+        # the transposer's start, with its words' range (the span: isa.score_box)
+        m.d.comb += [
+            self.tr.start.eq(self.op.issue_qk & qk.s_tr), self.tr.bank.eq(qk.s_bank),
+            self.tr.lo.eq(qk.s_addr), self.tr.hs.eq(qk.s_hs),
+            self.tr.span.eq(((2 * R - 1) << qk.s_hs) + ((n_of(qk) - 1) >> ll)),
+        ]
         m.d.comb += [
             tok.kv_shift.eq(c["kv_shift"]), tok.shift.eq(c["shift"]),
             tok.y_bits.eq(c["y_bits"]), tok.y_bank.eq(c["y_bank"]),
@@ -133,13 +154,15 @@ class AttentionAgu(wiring.Component):
                 tok.valid.eq(active), tok.kind.eq(MacMode.QK),
                 tok.first.eq(c["k"] == 0), tok.last.eq(1),
                 tok.y_word.eq(c["sa"]), tok.y_group.eq(c["sg"]),
+                tok.s_tr.eq(active & c["s_tr"]), tok.y_lane.eq(lane),
+                tok.g_last.eq(active & ((lane == L - 1) | (c["k"] == c["last_k"]))),
             ]
 
         with m.If(active & ~self.op.final):
             m.d.sync += self.op.busy.eq(1)
             m.d.sync += [sig.eq(c[name]) for name, sig in
-                         dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, qa=qa,
-                              x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
+                         dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, s_tr=s_tr,
+                              qa=qa, x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
                               kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
                               d_blocks=d_blocks, y_bits=y_bits).items()]
             m.d.sync += k.eq(c["k"] + 1)
@@ -190,6 +213,73 @@ class ScoreUnit(wiring.Component):
                 m.d.sync += self.maxima[h].eq(scores[h])
         m.d.comb += [self.packed[r].eq(Cat(scores[2 * r], scores[2 * r + 1]))
                      for r in range(R)]
+        return m
+
+
+class ScoreTransposer(wiring.Component):
+    """QK's scores with ``s_tr``: a position's 2R scores a cycle in, a head slot's word of L
+    positions a cycle out (:func:`tinylpu.isa.score_tr_slot`).
+
+    In cycle n (a QK read's c + 4, the score unit's ``packed``), ``valid`` puts the scores
+    into lane ``lane`` of the collect buffer (2R x L scores); ``last`` (the group's last
+    position) hands the group on with its word ``word``: it is copied into the out buffer
+    in n + 1, or when the out buffer's last word is being written, and the out buffer writes
+    its 2R words one a cycle from the cycle after the copy: ``w_en``, head slot h to word
+    ``word + (h << hs)`` (``hs`` and ``bank`` from ``tr``'s start), lanes ``0 .. lane`` of
+    the group (``w_mask``), each score sign-extended to 32 bits (the timing of
+    :func:`tinylpu.isa.score_word_writes`). ``busy``: a group waits or words are left.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        R, L = cfg.rows, cfg.lanes
+        super().__init__({
+            "tr": In(transposer_start()),
+            "valid": In(1), "last": In(1), "lane": In(range(max(L, 2))), "word": In(16),
+            "scores": In(32).array(R),
+            "w_en": Out(1), "w_bank": Out(2), "w_word": Out(16), "w_mask": Out(L),
+            "w_data": Out(L * 32), "busy": Out(1),
+            "box_bank": Out(2), "box_lo": Out(16), "box_span": Out(20),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        R, L, H = cfg.rows, cfg.lanes, 2 * cfg.rows
+        hs, bank = Signal(4), Signal(2)
+        with m.If(self.tr.start):
+            m.d.sync += [hs.eq(self.tr.hs), bank.eq(self.tr.bank), self.box_lo.eq(self.tr.lo),
+                         self.box_span.eq(self.tr.span)]
+        m.d.comb += self.box_bank.eq(bank)
+        collect = [[Signal(SCORE_BITS, name=f"tc{h}_{l}") for l in range(L)] for h in range(H)]
+        for l in range(L):
+            with m.If(self.valid & (self.lane == l)):
+                m.d.sync += [collect[h][l].eq(self.scores[h // 2].word_select(h % 2, 16))
+                             for h in range(H)]
+        pend, p_word, p_mask = Signal(), Signal(16), Signal(L)
+        out = [Signal(L * SCORE_BITS, name=f"to{h}") for h in range(H)]
+        left, head, o_word, o_mask = Signal(range(H + 1)), Signal(range(H)), Signal(16), \
+            Signal(L)
+        copy = pend & (left <= 1)
+        with m.If(self.valid & self.last):
+            m.d.sync += [pend.eq(1), p_word.eq(self.word),
+                         p_mask.eq((Const(2, L + 1) << self.lane) - 1)]
+        with m.Elif(copy):
+            m.d.sync += pend.eq(0)
+        with m.If(copy):
+            m.d.sync += [o.eq(Cat(*row)) for o, row in zip(out, collect)]
+            m.d.sync += [left.eq(H), head.eq(0), o_word.eq(p_word), o_mask.eq(p_mask)]
+        with m.Elif(left != 0):
+            m.d.sync += [left.eq(left - 1), head.eq(head + 1),
+                         o_word.eq(o_word + (Const(1, 16) << hs))]
+        word = Array(out)[head]
+        m.d.comb += [
+            self.w_en.eq(left != 0), self.w_bank.eq(bank), self.w_word.eq(o_word),
+            self.w_mask.eq(o_mask), self.busy.eq(pend | (left != 0)),
+        ]
+        lanes = [word[SCORE_BITS * l:SCORE_BITS * (l + 1)] for l in range(L)]
+        m.d.comb += self.w_data.eq(Cat(*(Cat(v, v[-1].replicate(32 - SCORE_BITS))
+                                         for v in lanes)))
         return m
 
 

@@ -15,7 +15,8 @@ from tinylpu.config import ACT_BITS
 from tinylpu.numerics import RECIP_FRAC
 
 from .agu import ATTENTION_FIELDS, MATVEC_FIELDS, MatvecAgu, token_layout
-from .attention import AttentionAgu, Drain, ScoreUnit, WeightUnit, exp2_neg_unit
+from .attention import (AttentionAgu, Drain, ScoreTransposer, ScoreUnit, WeightUnit,
+                        exp2_neg_unit)
 from .checker import ReadChecker
 from .counters import Counters
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
@@ -69,6 +70,7 @@ class Tile(wiring.Component):
         m.submodules.epi = epi = Epilogue(cfg)
         m.submodules.aagu = aagu = AttentionAgu(cfg)
         m.submodules.score = score = ScoreUnit(cfg)
+        m.submodules.transposer = tr = ScoreTransposer(cfg)
         m.submodules.weight = weight = WeightUnit(cfg)
         m.submodules.drain = drain = Drain(cfg)
         m.submodules.checker = checker = ReadChecker(cfg)
@@ -92,6 +94,7 @@ class Tile(wiring.Component):
         wiring.connect(m, seq.tm, rt.tm)
         wiring.connect(m, seq.matvec, agu.op)
         wiring.connect(m, seq.attention, aagu.op)
+        wiring.connect(m, aagu.tr, tr.tr)
         wiring.connect(m, seq.vop, vu.op)
         # vector unit <-> router
         for vu_port, rt_port in ((vu.a, rt.a), (vu.b, rt.b), (vu.w, rt.vw), (vu.c, rt.c)):
@@ -291,6 +294,12 @@ class Tile(wiring.Component):
             m.d.sync += from_epi.eq(0)
         m.d.comb += seq.next_token.eq(Mux(from_epi, next_tok, vu.next_token))
         m.d.comb += [epi.y[r].eq(rq.y[r]) for r in range(cfg.rows)]
+        # c+4: a QK (s_tr) position's scores into the transposer
+        m.d.comb += [
+            tr.valid.eq(r4.valid & (r4.kind == MacMode.QK) & r4.s_tr), tr.last.eq(r4.g_last),
+            tr.lane.eq(r4.y_lane), tr.word.eq(r4.y_word),
+        ]
+        m.d.comb += [tr.scores[r].eq(score.packed[r]) for r in range(cfg.rows)]
         scores = [score.packed[r] for r in range(cfg.rows)]
         for i in range(isa.LAT_WRITE - 4):                  # c+4 .. the write
             regs = [Signal(32, name=f"scores{i + 5}_{r}") for r in range(cfg.rows)]
@@ -304,9 +313,14 @@ class Tile(wiring.Component):
         argmax_pending = Cat(*(st.valid & st.final & (st.kind == MacMode.MATVEC)
                                & (st.epi == isa.Epi.ARGMAX)
                                for st in ([t0] + front + results)[:isa.LAT_ARGMAX + 1])).any()
+        # the write port: a result, or else a word of the transposer (both: UNIT_BUSY)
+        res_write = last.valid & ~last.y_wbank & ~last.y_wcol & ~last.s_tr
         m.d.comb += [
-            rt.y_en.eq(last.valid & ~last.y_wbank & ~last.y_wcol), rt.y_bank.eq(last.y_bank),
-            rt.y_word.eq(last.y_word), rt.y_mask.eq(mask), rt.y_data.eq(data),
+            rt.y_en.eq(res_write | tr.w_en),
+            rt.y_bank.eq(Mux(res_write, last.y_bank, tr.w_bank)),
+            rt.y_word.eq(Mux(res_write, last.y_word, tr.w_word)),
+            rt.y_mask.eq(Mux(res_write, mask, tr.w_mask)),
+            rt.y_data.eq(Mux(res_write, data, tr.w_data)),
         ]
         # ... or a y_wbank MATVEC's block: its R results' low weight bits into lane group
         # block % (L/R) of the weight-word buffer; the last group's block writes the word to
@@ -364,6 +378,7 @@ class Tile(wiring.Component):
             write = rt.pending[i]
             makes = stage.valid & stage.last & (stage.kind != MacMode.PV) if i < 2 \
                 else stage.valid
+            makes &= ~stage.s_tr                    # the transposer's writes: below
             # a y_wbank block writes only with the word's last lane group
             makes &= ~stage.y_wbank | (stage.y_group == groups - 1)
             m.d.comb += [write.valid.eq(makes), write.bank.eq(stage.y_bank),
@@ -382,7 +397,7 @@ class Tile(wiring.Component):
             checker.drain_addr.eq(drain.o_addr), checker.drain_first.eq(drain.left_first),
             checker.drain_end.eq(drain.left_end),
         ]
-        m.d.comb += seq.pipe_empty.eq(~agu.op.busy & ~aagu.op.busy & ~drain.busy
+        m.d.comb += seq.pipe_empty.eq(~agu.op.busy & ~aagu.op.busy & ~drain.busy & ~tr.busy
                                       & ~Cat(*(st.valid for st in front + results + delay)).any()
                                       & vu.idle & ~ss_pending)
 
@@ -409,8 +424,23 @@ class Tile(wiring.Component):
         # a result and a drain block for the output unit in one cycle; a PV while the
         # previous one drains; a scalar-unit start while it is busy. PV weights
         # formed while QK's maxima are still being written
+        # The transposer's words in flight: from the cycle after its QK's first read (s_tr
+        # tokens in the pipeline, a group waiting, words left) to its last write; a read in
+        # their range then is a hazard, a QK (s_tr) starting then finds it busy
+        tr_active = tr.busy | Cat(*(st.valid & st.s_tr for st in (s1, s2, r3, r4))).any()
+        aw, bw = (cfg.adepth - 1).bit_length(), (cfg.act_banks - 1).bit_length()
+
+        def in_box(en, bank, word):        # banks modulo act_banks, words modulo adepth
+            same = (bank[:bw] == tr.box_bank[:bw]) if bw else 1
+            return en & tr_active & same & ((word - tr.box_lo)[:aw] <= tr.box_span)
+
+        tr_read = Cat(in_box(rt.x_en, rt.x_bank, rt.x_addr),
+                      in_box(rt.s_en, rt.s_bank, rt.s_word),
+                      in_box(rt.r_en, rt.r_bank, rt.r_word),
+                      *(in_box(p.en, p.bank, p.word) for p in (vu.a, vu.b))).any()
         busy_now = ((s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
-                    | (exp_inject & (s2_result | drain.inject)) | vu.scalar_busy)
+                    | (exp_inject & (s2_result | drain.inject)) | vu.scalar_busy
+                    | (tr.w_en & res_write) | (aagu.tr.start & tr_active))
         maxima_pending = Cat(*((st.valid & (st.kind == MacMode.QK)) for st in
                                (s1, s2, r3, r4))).any()
         # NEXT reads the next-token register while an ARGMAX still has to write it
@@ -420,7 +450,7 @@ class Tile(wiring.Component):
                       & norm_inflight)
         hazard_now = (rt.hazard | (weight.valid & maxima_pending)
                       | (s1.valid & s1.x_exp & maxima_pending) | next_early | norm_early
-                      | checker.hazard | vu.self_overlap)
+                      | checker.hazard | vu.self_overlap | tr_read)
         with m.If(hif.run.start):
             m.d.sync += flags.eq(0)
         with m.Else():

@@ -133,7 +133,8 @@ class VectorUnit(wiring.Component):
       ARGMAX with RSQRT/RECIP writes the index at that same (scalar) latency.
 
     ``next_valid`` is high in the cycle ``next_token`` takes a new value; ``argmax_pending``
-    while an ARGMAX is issuing or its index is not written yet.
+    while an ARGMAX is issuing (from its first read's cycle) or its index is not written
+    yet.
     ``next_token`` takes the ARGMAX index at the end of the cycle the write of the
     instruction's last segment lands. ``idle`` is a function of registers only (it does
     not see ``issue`` in the same cycle): low from the cycle after an issue until the
@@ -468,7 +469,9 @@ class VectorUnit(wiring.Component):
             Cat(*(st[i].valid & (st[i].red == Reduce.ARGMAX) & st[i].final
                   for i in range(1, 8))).any()
             | ((sc_phase != 0) & sc_argmax & sc_final)
-            | (self.op.busy & (cfg_q.red == Reduce.ARGMAX)))
+            | (self.op.busy & (cfg_q.red == Reduce.ARGMAX))
+            # (and in its first read's cycle: a NEXT issued right behind a one-element VOP)
+            | (self.op.issue & (self.op.args.red == Reduce.ARGMAX)))
         # NORM: the total R (its low SS_BITS bits) goes to the tile's norm unit in c+6
         m.d.comb += [self.norm_valid.eq(s6.valid & (s6.out == OutFunc.NORM)),
                      self.norm_total.eq(acc[:isa.SS_BITS])]

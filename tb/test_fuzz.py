@@ -35,7 +35,8 @@ def test_random_program_campaign(cfg, seed):
     print("least covered: " + ", ".join(f"{f} {covered[f]}" for f in
                                         sorted(FEATURES, key=lambda f: covered[f])[:8]))
     assert not failures, f"seed {seed}: " + "\n".join(failures[:20])
-    # QK and PV run only where cfg.attention; elsewhere they are illegal words
-    attention = ("op:QK", "op:PV", "qk.n_pos", "qk.kv_shift", "pv.n_pos")
+    # QK, PV and PV passes run only where cfg.attention; elsewhere they are illegal words
+    attention = ("op:QK", "op:PV", "qk.n_pos", "qk.kv_shift", "qk.s_tr", "pv.n_pos",
+                 "matvec.x_exp")
     missing = [f for f in FEATURES if not covered[f] and (cfg.attention or f not in attention)]
     assert not missing, f"seed {seed}: not covered: {missing}"

@@ -62,7 +62,7 @@ def test_layout_widths_and_ranges():
              [("matvec", isa.MatvecArgs), ("wait", isa.WaitArgs), ("loop", isa.LoopArgs),
               ("vop", isa.VopArgs), ("next", isa.NextArgs), ("qk", isa.QkArgs),
               ("pv", isa.PvArgs)]}
-    assert sizes == dict(matvec=265, wait=16, loop=24, vop=259, next=16, qk=145, pv=97)
+    assert sizes == dict(matvec=265, wait=16, loop=24, vop=259, next=16, qk=150, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 269
     assert isa.INSTR_BITS == 288
     assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 8

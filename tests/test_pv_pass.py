@@ -99,3 +99,32 @@ def test_pv_pass_lanes_past_pos_weigh_nothing():
     assert [int(x) - (1 << 32) * (x >= 1 << 31) for x in out] == v[:, 0].tolist()
     # issued in cycle 1, read in 1 + ISSUE_LAT, written LAT_EXP_RESULT + LAT_OUT later
     assert run.cycles == 1 + isa.ISSUE_LAT + isa.LAT_EXP_RESULT + isa.LAT_OUT + 1
+
+
+@pytest.mark.parametrize("n", [1, L - 1, L, L + 1, 2 * L + 3])
+def test_transposed_scores(n):
+    """QK with s_tr writes the scores QK writes in its own layout, one word a head slot and
+    L positions (isa.score_tr_slot, sign-extended), only the group's lanes, and takes the
+    cycles isa.score_word_writes gives."""
+    rng = np.random.default_rng(100 + n)
+    tile = GoldenTile(CFG)
+    for r in range(R):
+        tile.write(TARGET_WBANK + r, 3, rng.integers(-128, 128, (1, L)))
+    tile.write(TARGET_ABANK, 0, rng.integers(-(1 << 15), 1 << 15, (n, L)))
+    old = rng.integers(0, 1 << 32, (64, L))
+    tile.write(TARGET_ABANK + 1, 0, old)
+    _run(tile, [isa.qk(q_addr=3, k_bank=0, k_addr=0, s_bank=1, s_addr=100, shift=9, n=n)])
+    scores = _halves(tile.read(TARGET_ABANK + 1, 100, -(-n // (L // R))))
+    run = _run(tile, [isa.qk(q_addr=3, k_bank=0, k_addr=0, s_bank=1, s_addr=0, shift=9, n=n,
+                             s_tr=True, s_hs=2)])
+    words = tile.read(TARGET_ABANK + 1, 0, 64)
+    expect = old.copy()
+    for p in range(n):
+        for h in range(2 * R):
+            word, lane = isa.score_tr_slot(p, h, L, 2)
+            per_word = L // R
+            score = scores[p // per_word, 2 * ((p % per_word) * R + h // 2) + h % 2]
+            expect[word, lane] = score & 0xffffffff
+    np.testing.assert_array_equal(words & 0xffffffff, expect)
+    w_last = isa.score_word_writes(n, L, R)[-1][0]
+    assert run.cycles == 1 + isa.ISSUE_LAT + w_last + 2 * R - 1 + 1

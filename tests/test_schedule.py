@@ -55,3 +55,33 @@ def test_vop_norm_waits_for_a_norm_matvecs_last_read():
     assert run(s.instrs)[0] == host.STATUS_DONE
     with pytest.raises(GoldenError, match="norm MATVEC reads the norm register"):
         run([s.instrs[0]] + s.instrs[2:])
+
+
+def test_transposed_qk_is_placed_clear_of_the_transposer():
+    """QK s_tr, a MATVEC right behind it (its results share the transposer's write port), a
+    second QK s_tr (the transposer must be done with the first) and a VOP reading the scores:
+    the golden model runs the scheduler's program; without its WAITs it refuses it."""
+    from tinylpu import host
+    from tinylpu.golden import GoldenError, GoldenTile
+
+    cfg = Config()
+    L = cfg.lanes
+    s = Scheduler(cfg)
+    qk = dict(q_addr=0, k_bank=0, k_addr=0, s_bank=1, shift=9, n=L + 1, s_tr=True, s_hs=1)
+    s.qk(s_addr=0, **qk)
+    s.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=0, y_addr=40, n_blocks=1, n_chunks=1)
+    s.qk(s_addr=20, **qk)
+    s.vop(g=isa.GFunc.PASS, a=dict(bank=1, base=20 * L), c=dict(bank=0, base=50 * L),
+          sat=32)
+    s.halt()
+    ops = [i["op"] for i in s.instrs]
+    assert ops.count(isa.Opcode.WAIT) == 3
+
+    def run(program):
+        golden = GoldenTile(cfg)
+        return golden.host(host.write_cmd(cfg, host.TARGET_PROG, 0,
+                                          [isa.encode(i) for i in program]) + host.run_cmd(0))
+
+    assert run(s.instrs)[0] == host.STATUS_DONE
+    with pytest.raises(GoldenError, match="score transposer"):
+        run([i for i in s.instrs if i["op"] != isa.Opcode.WAIT])

@@ -436,15 +436,32 @@ class GoldenTile:
             return np.stack([requantize(sums[:, h], 1, shifts[h], 16) for h in range(2 * R)],
                             axis=-1)
 
+        groups = {}              # s_tr: the transposer's groups, by their last position
+        if a["s_tr"]:
+            lo, span = isa.score_box(a, n, L, R)
+            st.transposer_start(first, n, L, R, s_bank, lo, span, cfg.adepth)
+            groups = {g * L + n_g - 1: (g, w, n_g)
+                      for g, w, n_g in st.transposer_groups(first, n, L, R)}
+            own = k_bank == s_bank and ((k_words - lo) % cfg.adepth <= span).any()
+        else:
+            own = k_bank == s_bank and np.isin(k_words, s_words).any()
+
         def push(p, value):
             c = first + p
             st.result(c + isa.LAT_RESULT)
-            st.push(c + isa.LAT_WRITE, "mac", s_bank, int(s_words[p]),
-                    (p % per_word) * R + np.arange(R), isa.pack_halves(value), produced=c)
+            if not a["s_tr"]:
+                st.push(c + isa.LAT_WRITE, "mac", s_bank, int(s_words[p]),
+                        (p % per_word) * R + np.arange(R), isa.pack_halves(value), produced=c)
+            elif p in groups:    # a group's words: a word a head slot
+                g, w, n_g = groups[p]
+                for h in range(2 * R):
+                    word = (a["s_addr"] + isa.score_tr_slot(g * L, h, L, a["s_hs"])[0])
+                    st.transposer_write(w + h, s_bank, word % cfg.adepth,
+                                        np.arange(n_g), scores[g * L:g * L + n_g, h])
 
-        if st.w_pending or k_bank == s_bank and np.isin(k_words, s_words).any():
-            # in cycle order: a read sees this QK's own earlier score writes in flight, or
-            # a y_wbank write to q landing during the QK
+        if st.w_pending or own:
+            # in cycle order: a read sees this QK's own earlier score writes in flight (or
+            # landed), or a y_wbank write to q landing during the QK
             st.read_port(range(first, first + n), k_bank)
             scores = np.zeros((n, 2 * R), dtype=np.int64)
             for p in range(n):
@@ -526,6 +543,7 @@ class GoldenTile:
         """RESID: the destination lanes as of ``cycle`` plus y (as the 32-bit lane it would
         be written as), saturated to ``bits``, become the write's values."""
         st.delayed_read(cycle, bank)
+        st.resid_reads = st.resid_reads[-8:] + [(cycle, bank, entry[3])]
         old = st.read(self, cycle, bank, entry[3], entry[4], exclude=entry)
         entry[5] = wrap(saturate(old + wrap(y, ACT_BITS), bits), ACT_BITS)
 
@@ -738,6 +756,11 @@ class _RunState:
         self.pv_blocks = []        # (enter, write entry) of the last PV's drain blocks
         self.norm_reads = []       # cycles norm MATVEC blocks read the norm register
         self.out_busy = _Coverage()     # results in the output unit, entry to write
+        self.y_writes = {}         # cycle -> a result's write through the output unit's port
+        self.tr_end = -1           # the score transposer's last write (QK s_tr)
+        self.tr_copy = -1          # ... its last group's copy into the out buffer
+        self.resid_reads = []      # (cycle, bank, word): RESID's reads, after the issue slot
+        self.tr_box = None         # (bank, lo, span, depth, start, end): its words
         self.drain_busy = _Coverage()   # PV drains
 
     def refuse(self, bit, message):
@@ -790,7 +813,72 @@ class _RunState:
         self.scalar_done = done
         return True
 
+    def transposer_start(self, first, n, lanes, rows, bank, lo, span, depth):
+        """A QK with s_tr over ``n`` positions reads its first K row in ``first``: the
+        transposer must have written the previous one's scores (UNIT_BUSY); its words are
+        ``lo + (0 .. span)``."""
+        if first <= self.tr_end:
+            self.refuse(host.STATUS_UNIT_BUSY,
+                        f"QK (s_tr) starts in cycle {first} while the score transposer "
+                        f"writes until cycle {self.tr_end}")
+        groups = self.transposer_groups(first, n, lanes, rows, plan=True)
+        end = groups[-1][1] + 2 * rows - 1 if groups else self.tr_end
+        self.tr_box = (bank, lo, span, depth, first, end)
+        for cycle, b, word in self.resid_reads:    # an earlier MATVEC's RESID read (c + 4)
+            if self.transposer_hazard(cycle, b, word):
+                self.hazards.append((cycle, b, word))
+
+    def transposer_groups(self, first, n, lanes, rows, plan=False):
+        """``(g, w, n_g)``: group g's words are written from the end of cycle ``w``
+        (:func:`tinylpu.isa.score_word_writes`, after an earlier QK's words). A group that
+        completes while the one before waits for the out buffer (a QK started while the
+        transposer was busy) takes that one's place in the RTL: it has no writes of its
+        own here. ``plan``: leave the transposer's state as it is."""
+        out, copy, free = [], self.tr_copy, self.tr_end + 1
+        for g in range(-(-n // lanes)):
+            n_g = min(lanes, n - g * lanes)
+            done = first + g * lanes + n_g - 1 + isa.LAT_SCORE_WORD - 2   # in the buffer
+            if done < copy:
+                continue
+            w = max(done + 2, free)
+            copy, free = w - 1, w + 2 * rows
+            out.append((g, w, n_g))
+        if not plan:
+            self.tr_copy = copy
+        return out
+
+    def transposer_write(self, cycle, bank, word, lanes, scores):
+        """A head-slot word of transposed scores, written at the end of ``cycle`` through the
+        output unit's write port, unless a result is written there then (UNIT_BUSY: the
+        result's write happens, the transposer's is lost)."""
+        self.tr_end = max(self.tr_end, cycle)
+        if cycle in self.y_writes:
+            return self.refuse(host.STATUS_UNIT_BUSY,
+                               f"the score transposer and a result write in cycle {cycle}")
+        self.y_writes[cycle] = self.push(cycle, "tr", bank, word, lanes,
+                                         wrap(np.asarray(scores, dtype=np.int64), ACT_BITS))
+
+    def transposer_hazard(self, cycles, bank, words):
+        """Whether a read of ``words`` of ``bank`` in ``cycles`` (arrays of one shape) meets
+        the transposer's words while they are in flight: from the cycle after its QK's first
+        read until its last write (the RTL compares each read with the word range)."""
+        if self.tr_box is None:
+            return False
+        b, lo, span, depth, start, end = self.tr_box
+        if b != bank:
+            return False
+        cycles, words = np.asarray(cycles), np.asarray(words)
+        inside = ((words - lo) % depth <= span) & (cycles > start) & (cycles <= end)
+        return bool(inside.any())
+
     def push(self, cycle, unit, bank, word, lanes, values, produced=-1):
+        if unit == "mac" and not isinstance(bank, tuple):    # the output unit's write port
+            other = self.y_writes.get(cycle)
+            if other is not None and other[1] == "tr":
+                self.refuse(host.STATUS_UNIT_BUSY,
+                            f"the score transposer and a result write in cycle {cycle}")
+                self._drop(other)
+            self.y_writes[cycle] = (cycle, unit)
         banks = self.write_banks.setdefault(cycle, set())
         if bank in banks:
             self.conflict = True
@@ -811,16 +899,21 @@ class _RunState:
     def cancel(self, entry, enter):
         """A pending write (a PV drain block entering the output unit in ``enter``) that
         never happens."""
+        if self._drop(entry):
+            self.results.pop(enter, None)
+
+    def _drop(self, entry):
+        """Takes a pending write out; whether it was still pending."""
         at = [i for i, e in enumerate(self.pending) if e is entry]
         if not at:                        # landed, or already cancelled
-            return
+            return False
         del self.pending[at[0]]
         key = (entry[2], entry[3])
         self.by_word[key] = [e for e in self.by_word[key] if e is not entry]
         if not self.by_word[key]:
             del self.by_word[key]
         self.write_banks.get(entry[0], set()).discard(entry[2])
-        self.results.pop(enter, None)
+        return True
 
     def push_norm(self, cycle, value):
         if any(c == cycle for c, _ in self.norm_pending):       # every total: NORM_LAT
@@ -840,6 +933,8 @@ class _RunState:
     def land_before(self, cycle, tile):
         if len(self.results) > 4096:
             self.results = {c: k for c, k in self.results.items() if c >= cycle}
+        if len(self.y_writes) > 4096:
+            self.y_writes = {c: e for c, e in self.y_writes.items() if c >= cycle}
         if len(self.exp_blocks) > 64:
             self.exp_blocks = [(c, e) for c, e in self.exp_blocks if c >= cycle]
         while self.pending and self.pending[0][0] < cycle:
@@ -868,12 +963,16 @@ class _RunState:
         (the old value is read); a vector-unit write in flight is a schedule error.
         ``exclude``: the reader's own write (RESID reads the lanes it will write)."""
         value = tile.amem[bank, word].copy()
+        if self.transposer_hazard(cycle, bank, word):
+            self.hazards.append((cycle, bank, word))
         for entry in self.by_word.get((bank, word), ()):
             landing, unit, _, _, wl, values, produced = entry
             if entry is exclude:
                 continue
             if landing < cycle:
                 value[wl] = values
+            elif unit == "tr":            # in flight: the transposer's range rule above
+                continue
             elif produced < cycle and (lanes is None or np.isin(wl, lanes).any()):
                 if unit == "vu":
                     self.refuse(host.STATUS_RAW_HAZARD,
@@ -941,8 +1040,12 @@ class _RunState:
         self.delayed_reads.append((cycle, bank))
 
     def check_read_block(self, cycles, bank, words, lanes, what, pc):
+        if self.transposer_hazard(cycles, bank, words):
+            return self.refuse(host.STATUS_RAW_HAZARD,
+                               f"VOP at pc {pc} reads {what} from bank {bank} in the words "
+                               f"of a QK's transposed scores while they are in flight")
         for p in self.pending:
-            if p[2] != bank:
+            if p[2] != bank or p[1] == "tr":
                 continue
             hit = (words == p[3]) & np.isin(lanes, p[4])
             if hit.any():

@@ -21,7 +21,8 @@ __all__ = ["illegal", "illegal_expr", "IllegalInstruction",
     "SCALAR_WIDTH", "ISQRT_LAT", "RECIP_LAT", "NEXT_CYCLES", "TABLE_DEPTH", "EXP_TABLE",
     "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
     "lane_local", "att_kv_index", "kv_slot", "score_slot", "halves", "pack_halves", "pack_block",
-    "rope_entries", "rope_block", "LAT_QK_MAX", "RECIP_PIPE_LAT",
+    "rope_entries", "rope_block", "LAT_QK_MAX", "RECIP_PIPE_LAT", "LAT_SCORE_WORD",
+    "score_tr_slot", "score_word_writes", "score_box",
     "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX", "SS_BITS",
     "NORM_LAT", "LAT_SS_NORM", "LAT_NORM_READ", "ISSUE_LAT",
 ]
@@ -77,6 +78,11 @@ LAT_OUT = LAT_WRITE - LAT_RESULT   # ... and is written LAT_OUT cycles later
 # (isa.att_kv_index, isa.kv_slot, isa.score_slot).
 LAT_QK_MAX = 4          # a QK read in c updates the running maxima at the end of c + 4
 RECIP_PIPE_LAT = 8      # rtl.recip with 2 quotient bits a stage: 1 + ceil(14 / 2)
+# QK with s_tr (the score transposer): the scores of a group of L positions (p // L) are
+# collected and written as 2R head-slot words, one a cycle; a group's word 0 is written at
+# the end of c_g + LAT_SCORE_WORD (c_g: the read of its last position) or, if the words of
+# the group before are still being written, right after them (score_word_writes)
+LAT_SCORE_WORD = 6
 # PV: the weights of position p are formed in the cycle its V row is read (from the score
 # word read the cycle before); its sums of weights are final at the end of c_last + 1, its
 # accumulators at the end of c_last + 2; head h's sum enters the reciprocal pipeline in
@@ -362,6 +368,8 @@ class QkArgs(data.Struct):
     shift: 6
     kv_shift: 2      # log2 of the heads that share a K/V head
     head_shift: 64   # head slot h's score shift is shift less entry h (:func:`head_shifts`)
+    s_tr: 1          # scores transposed: a word a head slot of L positions (score_tr_slot)
+    s_hs: 4          # ... head slot h's words from s_addr + (h << s_hs)
 
 
 class PvArgs(data.Struct):
@@ -519,15 +527,17 @@ def _fields(op, struct, given):
 
 
 def qk(*, q_addr, k_bank, k_addr, s_bank, s_addr, shift, k_shift=0, n=0, n_pos=False,
-       kv_shift=0, head_shift=()):
+       kv_shift=0, head_shift=(), s_tr=False, s_hs=0):
     """QK (see :class:`QkArgs`), range-checked; ``n_pos``: N = pos + 1; ``head_shift``: the
-    per-head-slot entries (:func:`head_shifts`)."""
+    per-head-slot entries (:func:`head_shifts`); ``s_tr``: transposed scores, head slot h's
+    from word ``s_addr + (h << s_hs)`` (:func:`score_tr_slot`)."""
     if not n_pos and n < 1:
         raise IsaError(f"QK needs N >= 1 positions, not {n}")
     args = _fields("QK", QkArgs, dict(q_addr=q_addr, k_bank=k_bank, k_addr=k_addr,
                                       k_shift=k_shift, s_bank=s_bank, s_addr=s_addr, n=n,
                                       n_pos=int(n_pos), shift=shift, kv_shift=kv_shift,
-                                      head_shift=head_shifts(head_shift, "QK")))
+                                      head_shift=head_shifts(head_shift, "QK"),
+                                      s_tr=int(s_tr), s_hs=s_hs))
     return {"op": Opcode.QK, "args": {"qk": args}}
 
 
@@ -664,6 +674,37 @@ def score_slot(p, h, lanes, rows):
     word holds ``lanes // rows`` positions of ``2 * rows`` head slots."""
     per_word = lanes // rows
     return p // per_word, (p % per_word) * rows + h // 2, h % 2
+
+
+def score_tr_slot(p, h, lanes, s_hs):
+    """Where QK with ``s_tr`` writes the score of position p, head slot h: ``(word offset,
+    lane)``; head slot h's words start ``h << s_hs`` words after ``s_addr``, a word of
+    ``lanes`` positions (lane p % lanes), each score sign-extended to the lane's 32 bits."""
+    return (h << s_hs) + p // lanes, p % lanes
+
+
+def score_word_writes(n, lanes, rows, free=None):
+    """The writes of QK ``s_tr`` over ``n`` positions: per group g of positions ``g * L ..``
+    (the last may be shorter), ``(w, n_g)``: its head-slot word h (lanes ``0 .. n_g - 1``)
+    is written at the end of ``s + w + h`` (s: the cycle of the first K read). A group's
+    words follow its last read by :data:`LAT_SCORE_WORD` cycles, or the group before's 2R
+    words if those are later (only a short last group waits: lanes >= 2 rows); ``free``:
+    the transposer's first free write cycle (relative to s) after an earlier QK's words."""
+    out = []
+    for g in range(-(-n // lanes)):
+        n_g = min(lanes, n - g * lanes)
+        w = g * lanes + n_g - 1 + LAT_SCORE_WORD
+        w = w if free is None else max(w, free)
+        out.append((w, n_g))
+        free = w + 2 * rows
+    return out
+
+
+def score_box(args, n, lanes, rows):
+    """``(lo, span)``: the words QK ``s_tr`` over ``n`` positions writes lie in ``s_addr +
+    (0 .. span)`` (modulo the bank's depth); a read there while they are in flight is a
+    hazard (the RTL compares the read's word with this range)."""
+    return args["s_addr"], ((2 * rows - 1) << args["s_hs"]) + (n - 1) // lanes
 
 
 def halves(words):

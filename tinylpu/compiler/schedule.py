@@ -27,6 +27,7 @@ class _Issued:
     wbanks: set
     rbanks: set = dataclasses.field(default_factory=set)   # read ports used after the slot
     rlat: int = 0            # ... until end - 1 + rlat
+    yport: bool = False      # writes results through the output unit's write port
 
     def landed(self):
         """The cycle after which every write (registers too) has landed (at position 0), in
@@ -80,10 +81,11 @@ class Scheduler:
         L = self.cfg.lanes
         return (bank, addr * L, (addr + words) * L - 1)
 
-    def _wait_for(self, reads, writes, wbanks, first, rbanks=()):
+    def _wait_for(self, reads, writes, wbanks, first, rbanks=(), yport=False):
         """WAIT until the reads and writes (regions) find no write in flight, the write
         ports ``wbanks`` are free (the first write lands ``first`` cycles after issue, or
-        later) and the read ports ``rbanks`` are free."""
+        later) and the read ports ``rbanks`` are free. The score transposer's words
+        (port "tr", QK s_tr) and results (``yport``) share the output unit's write port."""
         L = self.cfg.lanes
         need = self.t
         for inf in self.inflight:
@@ -96,7 +98,8 @@ class Scheduler:
                         if sweep:       # the first word of r that w writes
                             first_read += (max(r[1], w[1]) - r[1]) // L
                         need = max(need, inf.end + lat - first_read)
-            if wbanks & inf.wbanks:         # banks' write ports, the vector unit's port
+            cross = (yport and "tr" in inf.wbanks) or ("tr" in wbanks and inf.yport)
+            if wbanks & inf.wbanks or cross:    # banks' write ports, the vector unit's port
                 need = max(need, last + 1 - first)
             if set(rbanks) & inf.rbanks:    # read ports still used after the other's slot
                 need = max(need, inf.end + inf.rlat)
@@ -150,16 +153,25 @@ class Scheduler:
         ``positions`` keys."""
         instr = isa.qk(**kw)
         a = instr["args"]["qk"]
+        R, L = self.cfg.rows, self.cfg.lanes
         n = isa.positions(a, self.P - 1)
-        per_word = self.cfg.lanes // self.cfg.rows          # score words: positions a word
         reads = [self._words(WEIGHTS, a["q_addr"], 1),
                  self._words(a["k_bank"], a["k_addr"], ((n - 1) << a["k_shift"]) + 1)]
-        writes = [self._words(a["s_bank"], a["s_addr"], -(-n // per_word)), ("maxima",)]
-        self._wait_for([(r, 0, False) for r in reads], writes, {a["s_bank"]}, isa.LAT_WRITE,
-                       {a["k_bank"]})
+        if a["s_tr"]:     # the transposer's words, the last at most lat after the last read
+            lo, span = isa.score_box(a, n, L, R)
+            lat = max(isa.score_word_writes(m, L, R)[-1][0] + 2 * R - m
+                      for m in (range(1, n + 1) if a["n_pos"] else [n]))
+            writes = [self._words(a["s_bank"], lo, span + 1), ("maxima",), ("transposer",)]
+            reads.append(("transposer",))       # the previous QK's words are written
+            ports, first, yport = {a["s_bank"], "tr"}, isa.LAT_SCORE_WORD, False
+        else:
+            per_word = L // R                   # score words: positions a word
+            writes = [self._words(a["s_bank"], a["s_addr"], -(-n // per_word)), ("maxima",)]
+            lat, ports, first, yport = isa.LAT_WRITE, {a["s_bank"]}, isa.LAT_WRITE, True
+        self._wait_for([(r, 0, False) for r in reads], writes, ports, first, {a["k_bank"]},
+                       yport)
         self._output_unit(isa.LAT_RESULT)
-        self._emit(instr, _Issued(0, isa.LAT_WRITE, [(w, isa.LAT_WRITE) for w in writes],
-                                  {a["s_bank"]}))
+        self._emit(instr, _Issued(0, lat, [(w, lat) for w in writes], ports, yport=yport))
 
     def pv(self, **kw):
         """A PV (the operands of :func:`tinylpu.isa.pv`); with ``n_pos``, over up to
@@ -175,8 +187,8 @@ class Scheduler:
         drain = isa.PV_DRAIN + isa.LAT_OUT             # from the last V read to block 0's write
         lat = drain + a["d_blocks"] - 1
         self._wait_for([(r, 0, False) for r in reads], [y], {a["y_bank"]}, 1 + drain,
-                       {a["s_bank"], a["v_bank"]})
-        self._emit(instr, _Issued(0, lat, [(y, lat)], {a["y_bank"]}))
+                       {a["s_bank"], a["v_bank"]}, yport=True)
+        self._emit(instr, _Issued(0, lat, [(y, lat)], {a["y_bank"]}, yport=True))
         self.out_free = self.t - 1 + isa.PV_DRAIN + a["d_blocks"]      # at position 0
 
     def matvec(self, **kw):
@@ -220,9 +232,10 @@ class Scheduler:
             writes.append((("norm",), isa.LAT_SS_NORM))
         rbanks = {x} | ({y_bank} if resid else set())
         ports = set() if weights else {y_bank}    # the weight banks': no other writer
-        self._wait_for(reads, [w for w, _ in writes], ports, isa.LAT_WRITE, rbanks)
+        self._wait_for(reads, [w for w, _ in writes], ports, isa.LAT_WRITE, rbanks,
+                       yport=not weights)
         self._output_unit(nc - 1 + isa.LAT_RESULT)
-        issued = _Issued(0, isa.LAT_WRITE, writes, ports)
+        issued = _Issued(0, isa.LAT_WRITE, writes, ports, yport=not weights)
         if resid:
             issued.rbanks, issued.rlat = {y_bank}, isa.LAT_RESID_READ
         if norm:          # its last block reads the norm register in end - 1 + 2

@@ -169,6 +169,41 @@ def pv_pass_cases(golden, rng):
     return cases + [case]
 
 
+def transposer_cases(golden, rng):
+    """QK with ``s_tr`` (the score transposer): L + 1 positions (a short last group that
+    waits for the group before), then 2L + 3 positions, into words whose other lanes hold
+    host-loaded values, and a PV pass reading the second QK's words; then a read of the
+    transposed scores in flight (RAW_HAZARD). (A QK starting while the transposer writes,
+    its words meeting a result's write, a VOP read in flight: :func:`schedule_cases`.)"""
+    cfg = golden.cfg
+    R, L = cfg.rows, cfg.lanes
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    loads = [(host.TARGET_WBANK + r, 0, rng.integers(lo, hi, (8, L))) for r in range(R)]
+    loads += [(host.TARGET_ABANK, 0, rng.integers(-(1 << 31), 1 << 31, (2 * L + 3, L))),
+              (host.TARGET_ABANK + 1, 0, rng.integers(-(1 << 31), 1 << 31, (96, L)))]
+    n1, n2 = L + 1, 2 * L + 3
+    qk = lambda n, addr, hs: isa.qk(q_addr=3, k_bank=0, k_addr=0, s_bank=1, s_addr=addr,
+                                    shift=9, n=n, s_tr=True, s_hs=hs)
+    gap = lambda n: isa.score_word_writes(n, L, R)[-1][0] + 2 * R - n
+    head = 2 * R - 1
+    xp = isa.matvec(w_base=0, x_bank=1, x_addr=40 + (head << 2), y_bank=0, y_addr=60,
+                    n_blocks=2, n_chunks=3, q_shift=6, y_bits=16, x_exp=True, x_head=head,
+                    w_shift=1)
+    program = [qk(n1, 4, 1), isa.wait(gap(n1)), qk(n2, 40, 2), isa.wait(gap(n2)), xp,
+               isa.halt()]
+    reads = [(host.TARGET_ABANK + 1, 0, 72), (host.TARGET_ABANK, 60, 1)]
+    cases = [program_case("QK transposed scores, a PV pass on them", golden, program, loads,
+                          reads)]
+    # read in the cycle of the QK's first word (read + 6), written after its last
+    race = isa.matvec(w_base=0, x_bank=1, x_addr=4, y_bank=0, y_addr=60, n_blocks=1,
+                      n_chunks=1, q_shift=6, y_bits=16)
+    case = program_case("read of transposed scores in flight flagged", golden,
+                        [qk(1, 4, 1), isa.wait(isa.LAT_SCORE_WORD - 1), race, isa.halt()],
+                        loads, reads)
+    assert case["expected"][0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD, case["name"]
+    return cases + [case]
+
+
 def illegal_words():
     """``(name, word)``: one instruction word per kind of :func:`tinylpu.isa.illegal` word."""
     vop = isa.encode(isa.vop(g=isa.GFunc.PASS, a={"bank": 0}, c={"bank": 0, "base": 3}))
@@ -318,6 +353,7 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
     cases += weight_bank_cases(golden, rng, loads, mv)
     if cfg.attention:
         cases += pv_pass_cases(golden, rng)
+        cases += transposer_cases(golden, rng)
     cases += illegal_cases(golden, loads, mv)
     cases += ctrl_cases(golden)
     bad = host.header(0x7f, 0, 0, 0) + host.read_cmd(cfg, host.TARGET_PROG, 0, 2)
@@ -336,11 +372,11 @@ def standard_cases(golden, seed=0, n_random=6, max_dim=None):
     return cases
 
 
-def _timing_cycles(program):
-    """The cycle count of a straight-line program of MATVEC (PV passes too), VOP, PV, WAIT
-    and NEXT, ended by HALT, by the timing model: ``max(t_halt + 1, last_write + 1)`` (a
-    unit's last read is ``ISSUE_LAT`` after its issue slot's last cycle)."""
-    t, last = 1, -1
+def _timing_cycles(program, cfg):
+    """The cycle count of a straight-line program of MATVEC (PV passes too), VOP, QK, PV,
+    WAIT and NEXT, ended by HALT, by the timing model: ``max(t_halt + 1, last_write + 1)``
+    (a unit's last read is ``ISSUE_LAT`` after its issue slot's last cycle)."""
+    t, last, tr_end = 1, -1, -1
     for instr in program:
         op, d = instr["op"], isa.duration(instr)
         args = next(iter(instr["args"].values()), None) if instr["args"] else None
@@ -355,6 +391,13 @@ def _timing_cycles(program):
             last = max(last, c_last + isa.vop_latency(args))
         elif op == isa.Opcode.PV:
             last = max(last, c_last + isa.PV_DRAIN + args["d_blocks"] - 1 + isa.LAT_OUT)
+        elif op == isa.Opcode.QK and args["s_tr"]:        # its transposer's words
+            first = c_last - d + 1
+            w = isa.score_word_writes(d, cfg.lanes, cfg.rows, tr_end + 1 - first)[-1][0]
+            tr_end = first + w + 2 * cfg.rows - 1
+            last = max(last, tr_end)
+        elif op == isa.Opcode.QK:
+            last = max(last, c_last + isa.LAT_WRITE)
         t += d
     raise ValueError("no HALT")
 
@@ -385,6 +428,8 @@ def schedule_cases(golden):
     landing = pas(dict(bank=b0), dict(bank=b1, base=3 * L))
     rules = []
     if cfg.attention:
+        qk_tr = lambda addr: isa.qk(q_addr=0, k_bank=b0, k_addr=0, s_bank=b1, s_addr=addr,
+                                    shift=9, n=1, s_tr=True)
         xp = isa.matvec(w_base=0, x_bank=b0, x_addr=0, y_bank=b1, y_addr=4, n_blocks=1,
                         n_chunks=2, q_shift=6, y_bits=16, x_exp=True, x_head=1, w_shift=1)
         rules += [
@@ -395,6 +440,14 @@ def schedule_cases(golden):
              [xp, isa.wait(isa.LAT_EXP_RESULT - isa.LAT_RESULT - 2), mv(y_addr=6)]),
             ("PV pass weights while QK's maxima are written", raw, "PV pass forms weights",
              [isa.qk(q_addr=0, k_bank=b0, k_addr=0, s_bank=b1, s_addr=8, shift=9, n=2), xp]),
+            # the first QK's words are written in its read + 6 .. + 6 + 2R - 1
+            ("QK (s_tr) while the score transposer writes", busy, "while the score transposer",
+             [qk_tr(8), qk_tr(8 + L)]),
+            # ... and the MATVEC's result in its read (the QK's + 1) + 8
+            ("score transposer and a result writing together", busy,
+             "the score transposer and a result", [qk_tr(8), mv(y_addr=40)]),
+            ("VOP read of transposed scores in flight", raw, "transposed scores",
+             [qk_tr(8), pas(dict(bank=b1, base=8 * L), dict(bank=b0, base=far))]),
         ]
     rules += [
         # a RECIP result (its read + 22) and a MULSHR result (its read + 7) land together
@@ -442,6 +495,11 @@ def schedule_cases(golden):
         # the RTL looked for the final token from the cycle after it only)
         ("NEXT right behind an ARGMAX MATVEC", raw, "before the argmax",
          [mv(n_blocks=2, n_chunks=2, epi=isa.Epi.ARGMAX), isa.next_(0)]),
+        # ... and right behind a one-element ARGMAX VOP: in the cycle of its only read
+        # (found by the random programs: the RTL looked from its issue slot's busy on)
+        ("NEXT right behind a one-element ARGMAX VOP", raw, "before the argmax",
+         [pas(dict(bank=b0), dict(bank=b1, base=far), red=isa.Reduce.ARGMAX, n=1, sat=16),
+          isa.next_(0)]),
     ]
     if cfg.act_banks > 1 and L >= 2 * R:
         # PV's drain block 1 (lanes R .. 2R-1 of word 4) is offered to the output unit in
@@ -471,7 +529,7 @@ def schedule_cases(golden):
                 raise AssertionError(f"{name}: the golden model refuses it for another "
                                      f"reason: {error}") from None
         restore(golden, state)
-        cycles = _timing_cycles(program)
+        cycles = _timing_cycles(program, cfg)
         cases.append({"name": f"{name} flagged", "stream": stream,
                       "expected": [host.STATUS_DONE | bit, cycles], "cycles": cycles,
                       "run_at": 0, "bit": bit})

@@ -39,7 +39,7 @@ FEATURES = sorted(
     + [f"matvec.epi:{v.name}" for v in isa.Epi]
     + ["matvec.y_pack", "matvec.m_rows", "matvec.norm", "matvec.ss", "matvec.y_index:POS",
        "matvec.y_wbank", "matvec.y_wcol", "matvec.x_exp"]
-    + ["qk.n_pos", "qk.kv_shift", "pv.n_pos", "loop", "generate", "illegal", "budget",
+    + ["qk.n_pos", "qk.kv_shift", "qk.s_tr", "pv.n_pos", "loop", "generate", "illegal", "budget",
        "bad command", "output not taken", "counters read", "schedule rule broken"]
     + [f"status:{name}" for name in _STATUS_BITS])
 
@@ -92,13 +92,17 @@ def random_matvec(cfg, rng, depth):
 
 def random_attention(cfg, rng, depth):
     """QK, a WAIT that mostly (not always) covers its latency, then PV over the same scores:
-    random banks, addresses (wrapping ones included), positions, shifts and K/V sharing."""
+    random banks, addresses (wrapping ones included), positions, shifts and K/V sharing;
+    some QKs transpose their scores (``s_tr``, with up to 2L + 3 positions)."""
     pick = lambda hi: int(rng.integers(0, hi))
-    n = dict(n=pick(5) + 1) if rng.random() < 0.7 else dict(n_pos=True)
+    s_tr = rng.random() < 0.35
+    n = dict(n=pick(2 * cfg.lanes + 3 if s_tr and rng.random() < 0.5 else 5) + 1) \
+        if rng.random() < 0.7 else dict(n_pos=True)
     kv_shift, s_bank = pick(3), pick(4)
     qk = isa.qk(q_addr=pick(cfg.wdepth), k_bank=pick(4), k_addr=pick(depth),
                 k_shift=pick(3), s_bank=s_bank, s_addr=pick(depth), shift=pick(20),
-                kv_shift=kv_shift, head_shift=[pick(16) for _ in range(isa.HEAD_SLOTS)], **n)
+                kv_shift=kv_shift, head_shift=[pick(16) for _ in range(isa.HEAD_SLOTS)],
+                s_tr=s_tr, s_hs=pick(4), **n)
     pv = isa.pv(v_bank=pick(4), v_addr=pick(depth), v_shift=pick(3), s_bank=s_bank,
                 s_addr=qk["args"]["qk"]["s_addr"], y_bank=pick(4), y_addr=pick(depth),
                 d_blocks=pick(cfg.lanes) + 1, shift=pick(20),
@@ -146,7 +150,7 @@ def random_vop(cfg, rng):
                    sat=int(rng.integers(1, 64)), init=int(rng.integers(-(1 << 23), 1 << 23)))
 
 
-def _drain(instr, pos):
+def _drain(cfg, instr, pos):
     """Cycles after an instruction's issue slot until its last write has landed: a WAIT this
     long keeps every later instruction clear of it."""
     op = instr["op"]
@@ -157,6 +161,9 @@ def _drain(instr, pos):
         return isa.LAT_SS_NORM if args["ss"] else isa.LAT_WRITE
     if op == isa.Opcode.VOP:
         return isa.vop_latency(args)
+    if op == isa.Opcode.QK and args["s_tr"]:           # the transposer's last word
+        n = isa.positions(args, pos)
+        return isa.score_word_writes(n, cfg.lanes, cfg.rows)[-1][0] + 2 * cfg.rows - n
     if op == isa.Opcode.QK:
         return isa.LAT_WRITE
     if op == isa.Opcode.PV:
@@ -177,7 +184,7 @@ def _body(cfg, rng, depth, pos_max):
         else:
             instrs = [random_matvec(cfg, rng, depth)]
         body += instrs
-        drain = _drain(instrs[-1], pos_max)
+        drain = _drain(cfg, instrs[-1], pos_max)
         draw = rng.random()
         if draw < 0.8:
             body.append(isa.wait(drain + int(rng.integers(0, 3))))
@@ -227,12 +234,23 @@ def _loads(cfg, rng, first):
 
 
 def _resync(cfg, rng):
-    """Host beats that reload bank 0's first words and run a program that sets the norm
-    register, the next-token register and QK's maxima from them (q: weight word 0)."""
+    """Host beats that reload the weight banks and bank 0's first words and run a program
+    that sets the norm register, the next-token register, QK's maxima and the weight-word
+    buffer (a y_wbank MATVEC filling every lane group of weight word wdepth - 1) from them
+    (q: weight word 0). After a broken rule the weights a MATVEC wrote (y_wbank, y_wcol)
+    are undefined, and the fuzz cases do not read the weight banks back."""
     L, R = cfg.lanes, cfg.rows
     G, O = isa.GFunc, isa.OutFunc
     s_bank = 1 % cfg.act_banks
-    prog = [isa.vop(g=G.PASS, out=O.NORM, a=dict(bank=0), c=dict(bank=0), sat=32),
+    lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
+    stream = []
+    for r in range(R):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0,
+                                 rng.integers(lo, hi, (cfg.wdepth, L)))
+    prog = [isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=0, y_addr=cfg.wdepth - 1,
+                       n_blocks=max(L // R, 1) * R, n_chunks=1, q_shift=8, y_wbank=True),
+            isa.wait(isa.LAT_WRITE),
+            isa.vop(g=G.PASS, out=O.NORM, a=dict(bank=0), c=dict(bank=0), sat=32),
             isa.wait(isa.LAT_V - 1 + isa.NORM_LAT),
             isa.vop(g=G.PASS, red=isa.Reduce.ARGMAX, n=L, a=dict(bank=0, ks=1),
                     c=dict(bank=s_bank, base=(cfg.adepth - 1) * L), sat=16),
@@ -240,8 +258,8 @@ def _resync(cfg, rng):
             isa.qk(q_addr=0, k_bank=0, k_addr=R, s_bank=s_bank, s_addr=cfg.adepth - 2,
                    shift=8, n=1),
             isa.wait(isa.LAT_WRITE), isa.halt()]
-    stream = host.write_cmd(cfg, host.TARGET_ABANK, 0,
-                            rng.integers(-(1 << 15), 1 << 15, (R + 1, L)))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0,
+                             rng.integers(-(1 << 15), 1 << 15, (R + 1, L)))
     stream += host.write_cmd(cfg, host.TARGET_ABANK + s_bank, cfg.adepth - 2,
                              rng.integers(-(1 << 15), 1 << 15, (2, L)))
     stream += host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in prog])
@@ -380,6 +398,8 @@ def features(program, status, *, generate=False, budget=None, attention=True, wb
                 out.add(f"{op.name.lower()}.n_pos")
             if op == isa.Opcode.QK and a["kv_shift"]:
                 out.add("qk.kv_shift")
+            if op == isa.Opcode.QK and a["s_tr"]:
+                out.add("qk.s_tr")
     if generate:
         out.add("generate")
     if budget is not None:
