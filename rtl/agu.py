@@ -79,7 +79,8 @@ class MatvecAgu(wiring.Component):
     and lane group of block b, its row-multiplier word
     ``m_base + b`` (with ``y_wcol`` the y word is
     :func:`tinylpu.isa.wcol_slot`'s, ``y_addr + ((idx >> log2 L) << y_shift) + b``, and
-    ``y_lane`` its lane ``idx % L``), its RoPE-table word ``rope_base + (pos << rope_shift) + b %
+    ``y_lane`` its lane ``idx % L``; a PV pass's blocks start at lane group ``y_grp``),
+    its RoPE-table word ``rope_base + (pos << rope_shift) + b %
     2**rope_shift``, and the requantization ``mult``, ``shift``, ``y_bits``, ``epi``).
     """
 
@@ -125,7 +126,9 @@ class MatvecAgu(wiring.Component):
                 cur_chunk.eq(0), cur_blocks.eq(a.n_blocks),
                 cur_nc_m1.eq(Mux(a.x_exp & a.x_pos, self.op.pos >> a.x_shift, a.n_chunks - 1)),
                 self.w.word.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
-                tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos), tok.y_group.eq(0),
+                tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos),
+                # a PV pass's first lane group (isa.MatvecArgs y_grp, modulo L/R)
+                tok.y_group.eq(a.y_grp[:(groups - 1).bit_length()] if groups > 1 else 0),
                 tok.mult.eq(a.q_mult), tok.shift.eq(a.q_shift), tok.y_bits.eq(a.y_bits),
                 tok.m_rows.eq(a.m_rows), tok.m_addr.eq(a.m_base), tok.epi.eq(a.epi),
                 tok.y_pack.eq(packed), tok.y_half.eq(packed | (a.epi == Epi.SILU_GATE)),

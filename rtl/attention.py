@@ -70,7 +70,9 @@ class AttentionAgu(wiring.Component):
         L, R = cfg.lanes, cfg.rows
         ll = (L - 1).bit_length()
         qk, pv, tok = self.op.qk, self.op.pv, self.token
-        issue = self.op.issue_qk | self.op.issue_pv
+        # (a tile without PV's datapath never issues PV: an illegal word, cfg.pv)
+        issue_pv = self.op.issue_pv if cfg.pv else Const(0, 1)
+        issue = self.op.issue_qk | issue_pv
         n_of = lambda a: Mux(a.n_pos, self.op.pos + 1, Mux(a.n == 0, 1 << 16, a.n))
 
         # the instruction's constant operands, latched at issue
@@ -87,7 +89,7 @@ class AttentionAgu(wiring.Component):
                     x_bank=x_bank, s_bank=s_bank, step=step, shift=shift, kv_shift=kv_shift, y_bank=y_bank,
                     y_addr=y_addr, d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
                     pg=pg).items()}
-        with m.If(self.op.issue_pv):
+        with m.If(issue_pv):
             m.d.comb += [
                 cur["is_pv"].eq(1), cur["last_k"].eq(n_of(pv)), cur["s_tr"].eq(0),
                 cur["x_bank"].eq(pv.v_bank), cur["s_bank"].eq(pv.s_bank),

@@ -58,7 +58,8 @@ class MacArray(wiring.Component):
       (``first``: starts from the product; the accumulators are cleared in the cycle a
       ``first`` PV input comes in, so they read 0 from then until its product is added).
       ``pv_out`` is accumulators
-      ``pv_sel * R .. pv_sel * R + R - 1`` (row-major), combinationally.
+      ``pv_sel * R .. pv_sel * R + R - 1`` (row-major), combinationally. A tile without
+      PV's datapath (``cfg.pv`` 0) has no ``e`` path and no accumulators (``pv_out`` 0).
 
     Timing: inputs in cycle n; products registered at the end of n; sums and accumulators
     registered at the end of n + 1: ``result``, ``halves`` and the accumulators
@@ -109,11 +110,14 @@ class MacArray(wiring.Component):
                 else:
                     kv = Array([packed(isa.att_kv_index(r, l, L, R, s)) for s in range(4)])
                     kv = kv[self.kv_shift]
-                # the weight side: MATVEC's weights or QK's q
-                a = Mux(mode == MacMode.PV, self.e[isa.att_head(r, l, L)], w_lane(r, l))
+                # the weight side: MATVEC's weights or QK's q (or PV's weights)
+                a = Mux(mode == MacMode.PV, self.e[isa.att_head(r, l, L)], w_lane(r, l)) \
+                    if cfg.pv else w_lane(r, l)
                 b = Mux(att, kv, x_lane(l))
                 m.d.sync += p.eq(a.as_signed() * b)
                 prod.append(p)
+                if not cfg.pv:          # no PV datapath (cfg.pv): no accumulators
+                    continue
                 acc = Signal(signed(isa.ATT_ACC_BITS), name=f"pv{r}_{l}")
                 # cleared as PV's first V row comes in (the previous PV's drain is over),
                 # so a product is always added: the flip-flops' synchronous reset instead
@@ -135,6 +139,8 @@ class MacArray(wiring.Component):
                     m.d.sync += self.result[r].eq(total)
             with m.If(valid & (mode1 == MacMode.QK)):
                 m.d.sync += [self.halves[r][s].eq(sums[s]) for s in range(2)]
+        if not cfg.pv:
+            return m
         blocks = [Cat(*pv_acc[j * R:(j + 1) * R]) for j in range(L)]
         chosen = Array(blocks)[self.pv_sel] if L > 1 else blocks[0]
         m.d.comb += [self.pv_out[r].eq(chosen[r * isa.ATT_ACC_BITS:(r + 1) * isa.ATT_ACC_BITS])

@@ -131,7 +131,8 @@ class Sequencer(wiring.Component):
         # an illegal word (isa.illegal) in the issue slot stops the run as HALT does, without
         # issuing anything; ``illegal`` is high in that cycle
         bad = Signal()
-        m.d.comb += bad.eq(illegal_expr(self.imem.data, self.cfg.attention, self.cfg.wbytes))
+        m.d.comb += bad.eq(illegal_expr(self.imem.data, self.cfg.attention, self.cfg.wbytes,
+                                        self.cfg.pv))
         # a unit's read stream holds the slot until its final read (unit time: the registered
         # issue is its first read)
         units = (self.matvec, self.attention, self.vop)

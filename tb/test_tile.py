@@ -11,9 +11,10 @@ from tinylpu.flow.rtlsim import run_streams
 
 CONFIGS = {
     "icarus": [Config()],
-    # (the 8 x 8 tile: no attention, whole-word weight banks)
-    "verilator": [Config(), Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64,
-                                   wbytes=0)],
+    # (the default tile without PV's datapath, pv=0: PV is an illegal word, attention
+    # runs as QK and PV passes; the 8 x 8 tile: no attention, whole-word weight banks)
+    "verilator": [Config(pv=0), Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64,
+                                       wbytes=0)],
 }
 
 
@@ -97,11 +98,13 @@ def test_token_loop_under_generate_matches_golden(sim):
         assert m["beat_cycles"][first:case["run_at"]:2] == stamps
 
 
-@pytest.mark.parametrize("sim", ["verilator"])
-def test_compiled_decoder_matches_golden(sim):
+@pytest.mark.parametrize("sim,passes", [("verilator", False), ("verilator", True)])
+def test_compiled_decoder_matches_golden(sim, passes):
     """The decoder compiler's program for a small synthetic Llama (tinylpu.compiler.decoder) under
     GENERATE: ids, stamps, status and cycles equal the golden model's and the compiler's
-    prediction; the last logits and the token memory read back equal."""
+    prediction; the last logits and the token memory read back equal. ``passes``: attention
+    as QK with transposed scores and PV passes over V^T (an 8-bit V cache; 18 positions:
+    two groups of L)."""
     import numpy as np
 
     from tinylpu.compiler.decoder import compile_decoder, config_for
@@ -110,10 +113,11 @@ def test_compiled_decoder_matches_golden(sim):
 
     m = synthetic_model(seed=3, seq_len=32, shared=True)
     rng = np.random.default_rng(3)
-    qm = quantize(m, [list(rng.integers(0, m.config.vocab_size, 32)) for _ in range(2)])
-    prog = compile_decoder(qm, config_for(qm, 32), 32)
+    qm = quantize(m, [list(rng.integers(0, m.config.vocab_size, 32)) for _ in range(2)],
+                  kv_bits=(16, 8) if passes else 16)
+    prog = compile_decoder(qm, config_for(qm, 32, passes=passes), 32, passes=passes)
     cfg, golden = prog.cfg, GoldenTile(prog.cfg)
-    prompt, steps = [1, 7, 30], 4
+    prompt, steps = [1, 7, 30], 16 if passes else 4
     stream = (prog.load_stream() + prog.generate_stream(prompt, steps)
               + prog.read_stream("logits")
               + host.read_cmd(cfg, host.TARGET_TOKENS, 0, len(prompt) + steps))

@@ -13,7 +13,7 @@ def test_defaults_are_valid_and_documented():
     cfg = Config()
     assert dataclasses.asdict(cfg) == dict(lanes=16, rows=4, wdepth=1024, act_banks=2,
                                            adepth=256, pdepth=64, data_bits=8, acc_bits=32,
-                                           tdepth=512, mdepth=256, rdepth=256, wbytes=1)
+                                           tdepth=512, mdepth=256, rdepth=256, wbytes=1, pv=1)
     assert cfg == DEFAULT
     assert cfg.macs == 64
     assert cfg.word_bits == 128
@@ -84,6 +84,7 @@ def test_config_error_is_a_value_error():
     (dict(lanes=True, rows=True), "lanes must be an integer, not True"),
     (dict(pdepth=False), "pdepth must be an integer, not False"),
     (dict(wbytes=2), "wbytes must be in [0, 1], not 2"),
+    (dict(pv=2), "pv must be in [0, 1], not 2"),
 ])
 def test_invalid_field_names_the_field(kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -131,7 +132,8 @@ def test_parse_errors(text, message):
 def test_parse_error_lists_the_valid_names():
     with pytest.raises(ConfigError) as info:
         Config.parse("foo=1")
-    assert ("acc_bits, act_banks, adepth, data_bits, lanes, mdepth, pdepth, rdepth, rows, tdepth, "
+    assert ("acc_bits, act_banks, adepth, data_bits, lanes, mdepth, pdepth, pv, rdepth, rows, "
+            "tdepth, "
             "wbytes, wdepth"
             in str(info.value))
 
@@ -146,6 +148,7 @@ def test_ident_values():
     assert Config(mdepth=1024).ident == "l16r4-w1024-a2x256-p64-m1024"
     assert Config(rdepth=512).ident == "l16r4-w1024-a2x256-p64-r512"
     assert Config(wbytes=0).ident == "l16r4-w1024-a2x256-p64-wb0"
+    assert Config(pv=0).ident == "l16r4-w1024-a2x256-p64-pv0"
     assert Config(data_bits=6, acc_bits=24, tdepth=1024).ident == \
         "l16r4-w1024-a2x256-p64-d6c24-t1024"
 

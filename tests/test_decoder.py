@@ -108,14 +108,24 @@ def test_an_8bit_v_cache_runs_on_the_tile():
         compile_decoder(qm8, config_for(qm8, 32), 32)
 
 
-def test_cycles_grow_linearly_with_position():
-    _, qm = _qmodel()
-    prog = compile_decoder(qm, config_for(qm, 32), 32)
+@pytest.mark.parametrize("passes", [False, True])
+def test_cycles_with_position(passes):
+    """Each position's cycles are the compiler's sum of issue slots: with PV they grow by
+    the same count a position (QK and PV, one cycle a key each), with PV passes by QK's
+    cycle a key and a step of a chunk a pass and block every L positions."""
+    _, qm = _qmodel(kv_bits=(16, 8) if passes else 16)
+    prog = compile_decoder(qm, config_for(qm, 32, passes=passes), 32, passes=passes)
     tile = _golden(prog)
     result = prog.parse(tile.host(prog.generate_stream([1], 20)), 20)
     steps = np.diff(result.stamps)
     assert (steps == [prog.step_cycles(p) for p in range(1, 20)]).all()
-    assert (np.diff(steps) == prog.body_per_pos).all() and prog.body_per_pos > 0
+    growth = np.diff([prog.step_cycles(p) for p in range(32)])
+    layers, L = qm.config.n_layers, prog.cfg.lanes
+    if not passes:
+        assert (growth == growth[0]).all() and growth[0] == 2 * layers
+    else:       # QK: a cycle a position; the 8 passes of 1 block: a chunk every L positions
+        blocks = qm.config.n_heads * (qm.config.head_size // prog.cfg.rows)
+        assert (growth == layers * (1 + blocks * (np.arange(1, 32) % L == 0))).all()
 
 
 def test_two_requests_reuse_the_loaded_program():

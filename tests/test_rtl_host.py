@@ -594,14 +594,16 @@ def test_schedule_rules_are_flagged(cfg):
     (tinylpu.verify.cases.schedule_cases: a vector-unit write clash, a busy scalar unit, reads of
     writes in flight from the MATVEC pipeline, the vector unit or a PV drain, a VOP reading
     its own landed write, two totals into the norm unit, a norm MATVEC before the norm
-    register lands, NEXT before the ARGMAX lands, NEXT right behind an ARGMAX MATVEC; with
-    attention a PV pass's result meeting a MATVEC's in the output unit, a PV pass during QK's
-    maxima), one hand-written program each, in one simulation: the golden model refuses each
+    register lands, NEXT before the ARGMAX lands, NEXT right behind an ARGMAX MATVEC or a
+    one-element ARGMAX VOP; with attention a PV pass's result meeting a MATVEC's in the
+    output unit, a PV pass during QK's maxima, and the score transposer's three rules), one
+    hand-written program each, in one simulation: the golden model refuses each
     program (checked by schedule_cases), the RTL finishes with DONE, the rule's bit and the
     timing model's cycles; then a clean run."""
     golden = GoldenTile(cfg)
     cases = schedule_cases(golden)
-    assert len(cases) == 13 + (cfg.act_banks > 1) + 2 * cfg.attention    # + PV-pass rules
+    # + the PV pass's and the transposer's rules
+    assert len(cases) == 14 + (cfg.act_banks > 1) + 5 * cfg.attention
     stream = [beat for case in cases for beat in case["stream"]] + host.run_cmd(7)
     expected = [beat for case in cases for beat in case["expected"]]
     expected += golden.host(host.run_cmd(7))
@@ -814,7 +816,7 @@ def test_illegal_instructions_stop_the_run():
     clean = program_case("clean", golden, [mv(), isa.halt()], loads, [])
     stream = [b for c in cases + [clean] for b in c["stream"]]
     expected = [b for c in cases + [clean] for b in c["expected"]]
-    assert len(cases) == 11
+    assert len(cases) == 12
     assert all(c["expected"][0] == host.STATUS_DONE | host.STATUS_ILLEGAL for c in cases)
     assert clean["expected"][0] == host.STATUS_DONE
     assert run_host_stream(Tile(cfg), stream, len(expected)) == expected

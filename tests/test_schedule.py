@@ -7,6 +7,15 @@ from tinylpu.config import Config
 from tinylpu.compiler.schedule import Scheduler
 
 
+def _run(cfg, program):
+    """The golden model's response to running ``program`` (instruction dicts)."""
+    from tinylpu import host
+    from tinylpu.golden import GoldenTile
+    golden = GoldenTile(cfg)
+    return golden.host(host.write_cmd(cfg, host.TARGET_PROG, 0,
+                                      [isa.encode(i) for i in program]) + host.run_cmd(0))
+
+
 @pytest.mark.parametrize("word_timing, wait", [(True, isa.LAT_WRITE - 3),
                                                (False, isa.LAT_WRITE)])
 def test_matvec_reading_a_matvec_in_flight(word_timing, wait):
@@ -33,7 +42,7 @@ def test_vop_norm_waits_for_a_norm_matvecs_last_read():
     MATVEC's last block reads the norm register (RAW_HAZARD on the RTL, refused by the
     golden model): the scheduler puts it LAT_NORM_READ cycles after the MATVEC's slot."""
     from tinylpu import host
-    from tinylpu.golden import GoldenError, GoldenTile
+    from tinylpu.golden import GoldenError
 
     cfg = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32)
     norm = dict(g=isa.GFunc.PASS, out=isa.OutFunc.NORM, a=dict(bank=0), c=dict(bank=0),
@@ -47,14 +56,9 @@ def test_vop_norm_waits_for_a_norm_matvecs_last_read():
                                               isa.Opcode.VOP]
     assert s.instrs[1]["args"]["wait"]["cycles"] == isa.LAT_NORM_READ
 
-    def run(program):
-        golden = GoldenTile(cfg)
-        return golden.host(host.write_cmd(cfg, host.TARGET_PROG, 0,
-                                          [isa.encode(i) for i in program]) + host.run_cmd(0))
-
-    assert run(s.instrs)[0] == host.STATUS_DONE
+    assert _run(cfg, s.instrs)[0] == host.STATUS_DONE
     with pytest.raises(GoldenError, match="norm MATVEC reads the norm register"):
-        run([s.instrs[0]] + s.instrs[2:])
+        _run(cfg, [s.instrs[0]] + s.instrs[2:])
 
 
 def test_transposed_qk_is_placed_clear_of_the_transposer():
@@ -62,7 +66,7 @@ def test_transposed_qk_is_placed_clear_of_the_transposer():
     second QK s_tr (the transposer must be done with the first) and a VOP reading the scores:
     the golden model runs the scheduler's program; without its WAITs it refuses it."""
     from tinylpu import host
-    from tinylpu.golden import GoldenError, GoldenTile
+    from tinylpu.golden import GoldenError
 
     cfg = Config()
     L = cfg.lanes
@@ -77,11 +81,6 @@ def test_transposed_qk_is_placed_clear_of_the_transposer():
     ops = [i["op"] for i in s.instrs]
     assert ops.count(isa.Opcode.WAIT) == 3
 
-    def run(program):
-        golden = GoldenTile(cfg)
-        return golden.host(host.write_cmd(cfg, host.TARGET_PROG, 0,
-                                          [isa.encode(i) for i in program]) + host.run_cmd(0))
-
-    assert run(s.instrs)[0] == host.STATUS_DONE
+    assert _run(cfg, s.instrs)[0] == host.STATUS_DONE
     with pytest.raises(GoldenError, match="score transposer"):
-        run([i for i in s.instrs if i["op"] != isa.Opcode.WAIT])
+        _run(cfg, [i for i in s.instrs if i["op"] != isa.Opcode.WAIT])

@@ -225,7 +225,8 @@ def cmd_generate(args):
         raise ModelError(f"--positions {args.positions} is more than the model's seq_len "
                          f"({mc.seq_len})")
     check_positions(len(prompt), args.steps, args.positions or mc.seq_len)
-    prep = prepare(args.model, args.tokenizer, args.positions, config, model=model)
+    prep = prepare(args.model, args.tokenizer, args.positions, config, model=model,
+                   passes=args.attention == "passes")
     prog, tok = prep.program, prep.tokenizer
     prog.check_request(len(prompt), args.steps)
     stamps, _ = prog.predict(len(prompt), args.steps)
@@ -240,7 +241,8 @@ def cmd_generate(args):
           f"{len(prog.program)} instructions; {where} "
           f"(prepared in {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     print(f"# predicted: {prog.step_cycles(0)} cycles at position 0, "
-          f"+{prog.body_per_pos} per position", file=sys.stderr)
+          f"{prog.step_cycles(prog.positions - 1)} at position {prog.positions - 1}",
+          file=sys.stderr)
     show_progress = sys.stderr.isatty()
     state = {"n": 0, "prev": prompt[-1], "t0": time.perf_counter()}
     if tok is not None:
@@ -514,6 +516,9 @@ def build_parser():
     p.add_argument("--waves", type=pathlib.Path, help="write an FST waveform (icarus only)")
     p.add_argument("--counters", action="store_true",
                    help="read the tile's busy counters after the run and print them")
+    p.add_argument("--attention", choices=("pv", "passes"), default="pv",
+                   help="p.V as PV (V cache in an activation bank, the default) or as PV "
+                        "passes over V^T in the weight banks (an 8-bit V cache)")
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("profile", help="per-unit timeline (Gantt chart) and busy shares of a "
                                         "decode step, from the compiler's schedule",

@@ -57,6 +57,11 @@ class Config:
         column, one byte a word); 0: whole words only (``y_wcol`` is an illegal
         instruction), which packs a bank of 2048 x k words into fewer block RAMs (the
         2048 x 9 mode: 30 instead of 32 for 4096 x 128; other depths cost the same).
+    pv : int
+        1: the tile has PV's datapath (the heads' weights ``e``, a 40-bit accumulator a MAC,
+        the weight unit and the drain); 0: it has not, PV is an illegal instruction and
+        attention's p.V runs as PV passes (MATVEC ``x_exp``; ``compile_decoder(...,
+        passes=True)``).
 
     Activation banks hold ``ACT_BITS`` (32) bits per lane: int16 activations, int32
     accumulators and scores, and the vector unit's packed scales all fit a lane. The MAC
@@ -75,6 +80,7 @@ class Config:
     mdepth: int = 256
     rdepth: int = 256
     wbytes: int = 1
+    pv: int = 1
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -95,6 +101,7 @@ class Config:
         if self.act_banks not in (1, 2, 4):
             raise ConfigError(f"act_banks must be 1, 2 or 4, not {self.act_banks}")
         self._check_range("wbytes", 0, 1)
+        self._check_range("pv", 0, 1)
         self._check_range("data_bits", 2, 8)
         self._check_range("acc_bits", 2 * self.data_bits, 40)
         for name, hi in (("wdepth", 65536), ("adepth", 65536), ("pdepth", 4096),
@@ -164,6 +171,8 @@ class Config:
             name += f"-r{self.rdepth}"
         if not self.wbytes:
             name += "-wb0"
+        if not self.pv:
+            name += "-pv0"
         return name
 
     def build_dir(self, root="build"):

@@ -47,8 +47,11 @@ def calibration(model, tokenizer, length=256):
     return [generate_greedy(model, [BOS], length, stop_on_bos=False)[:length]]
 
 
-def prepare(model_path, tokenizer_path=None, positions=None, config=None, model=None):
-    """Load, quantize and compile. ``config=None`` picks the smallest config that fits."""
+def prepare(model_path, tokenizer_path=None, positions=None, config=None, model=None,
+            passes=False):
+    """Load, quantize and compile. ``config=None`` picks the smallest config that fits.
+    ``passes``: attention as PV passes over V^T (:func:`tinylpu.compiler.decoder.
+    compile_decoder`), with the 8-bit V cache they read (``kv_bits=(16, 8)``)."""
     model = model or load_checkpoint(model_path)
     tokenizer = None
     if tokenizer_path is not None:
@@ -57,9 +60,9 @@ def prepare(model_path, tokenizer_path=None, positions=None, config=None, model=
     if not 1 <= positions <= model.config.seq_len:
         raise CompileError(f"--positions must be in [1, {model.config.seq_len}] (the model's "
                            f"seq_len), not {positions}")
-    qm = quantize(model, calibration(model, tokenizer))
-    cfg = config or config_for(qm, positions)
-    return Prepared(model, tokenizer, qm, compile_decoder(qm, cfg, positions))
+    qm = quantize(model, calibration(model, tokenizer), kv_bits=(16, 8) if passes else 16)
+    cfg = config or config_for(qm, positions, passes=passes)
+    return Prepared(model, tokenizer, qm, compile_decoder(qm, cfg, positions, passes=passes))
 
 
 def parse_prompt(text, tokenizer, vocab_size):

@@ -215,6 +215,7 @@ class GoldenTile:
                                                  illegal_stops=True,
                                                  attention=cfg.attention,
                                                  wbytes=bool(cfg.wbytes),
+                                                 pv=bool(cfg.pv),
                                                  detect_loops=budget == host.ctrl_reset(
                                                      cfg)[host.Ctrl.BUDGET]):
                 issued += 1
@@ -380,6 +381,7 @@ class GoldenTile:
         _, y_base = _y_index(a, pos)
         bits = a["y_bits"] or 64
         top = self.maxima[a["x_head"] % len(self.maxima)]
+        g0 = a["y_grp"] % max(L // R, 1)          # the first block's lane group
         for b in range(nb):
             acc, total = np.zeros(R, dtype=np.int64), 0
             for k in range(nc):
@@ -397,8 +399,9 @@ class GoldenTile:
             enter = last + isa.LAT_EXP_RESULT
             if st.result(enter, "exp"):
                 st.exp_blocks.append((enter, st.push(
-                    enter + isa.LAT_OUT, "mac", y_bank, (y_base + (b * R) // L) % cfg.adepth,
-                    (b * R) % L + np.arange(R), wrap(y, ACT_BITS), produced=last)))
+                    enter + isa.LAT_OUT, "mac", y_bank,
+                    (y_base + ((g0 + b) * R) // L) % cfg.adepth,
+                    ((g0 + b) * R) % L + np.arange(R), wrap(y, ACT_BITS), produced=last)))
 
     def _silu_table(self):
         return _sext(self.table[isa.SILU_TABLE:isa.SILU_TABLE + isa.SILU_SIZE], 16)

@@ -313,7 +313,9 @@ class MatvecArgs(data.Struct):
     q_shift, 63)``, and written like a MATVEC block's, entering the output unit
     :data:`LAT_EXP_RESULT` after its last read. The pass takes one cycle more than its
     reads (:func:`duration`). epi NONE, no ``m_base``, ``norm``, ``ss``, ``y_pack``,
-    ``y_wbank`` or ``y_wcol`` (:func:`illegal`).
+    ``y_wbank`` or ``y_wcol`` (:func:`illegal`). Its block b is written to lane group
+    ``(y_grp + b) % (L/R)`` of word ``y_addr + (y_grp + b) // (L/R)`` (``y_grp`` modulo
+    L/R: a head's outputs where the heads before it end; 0 for every other MATVEC).
     """
     w_base: 16
     x_bank: 2
@@ -345,6 +347,7 @@ class MatvecArgs(data.Struct):
     w_shift: 4       # ... weights of chunk k, block b: w_base + b + (k << w_shift)
     x_pos: 1         # ... (pos >> x_shift) + 1 chunks, lanes past pos are 0
     x_shift: 3       # ... log2 of the positions a chunk
+    y_grp: 4         # ... block b's results into lane group y_grp + b of the y words
 
 
 class QkArgs(data.Struct):
@@ -428,13 +431,13 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
            y_bits=8, m_base=None, y_index=Index.NONE, y_shift=0, epi=Epi.NONE, rope_base=0,
            rope_shift=0, y_pack=False, epi_shift=0, norm=False, ss_init=None, y_wbank=False,
            head_shift=(), y_wcol=False, x_exp=False, x_head=0, w_shift=0, x_pos=False,
-           x_shift=0):
+           x_shift=0, y_grp=0):
     """The operand dict of a MATVEC, range-checked. ``m_base`` (a row-multiplier word)
     requantizes per row instead of by ``q_mult``; ``norm`` scales by the norm register;
     ``ss_init`` (RMSNorm's epsilon) sets the norm register from the written values;
     ``y_wbank`` writes 8-bit results into the weight banks (``y_bank`` unused), ``y_wcol``
     each as one byte of a weight word (a transposed vector's column); ``x_exp`` makes it a
-    PV pass (``x_head``, ``w_shift``, ``x_pos``, ``x_shift``);
+    PV pass (``x_head``, ``w_shift``, ``x_pos``, ``x_shift``, ``y_grp``);
     ``head_shift`` (:func:`head_shifts`) narrows ROPE's results per head slot."""
     y_index, epi = Index(y_index), Epi(epi)
     if y_index == Index.TOK:
@@ -452,8 +455,8 @@ def matvec(*, w_base, x_bank, x_addr, y_bank, y_addr, n_blocks, n_chunks, q_mult
                 norm=int(bool(norm)), ss=int(ss_init is not None), ss_init=ss_init or 0,
                 y_wbank=int(bool(y_wbank)), head_shift=head_shifts(head_shift),
                 y_wcol=int(bool(y_wcol)), x_exp=int(bool(x_exp)), x_head=x_head,
-                w_shift=w_shift, x_pos=int(bool(x_pos)), x_shift=x_shift)
-    if y_wbank or y_wcol or x_exp:
+                w_shift=w_shift, x_pos=int(bool(x_pos)), x_shift=x_shift, y_grp=y_grp)
+    if y_wbank or y_wcol or x_exp or y_grp:
         why = wbank_illegal(args)
         if why:
             raise IsaError(why)
@@ -609,7 +612,8 @@ def wcol_slot(block, idx, lanes, y_shift):
     return ((idx // lanes) << y_shift) + block, idx % lanes
 
 
-WBANK_FIELDS = ("y_wbank", "y_wcol", "epi", "y_pack", "ss", "x_exp", "m_rows", "norm")
+WBANK_FIELDS = ("y_wbank", "y_wcol", "epi", "y_pack", "ss", "x_exp", "m_rows", "norm",
+                "y_grp")
 
 
 def wbank_illegal(args):
@@ -625,6 +629,8 @@ def wbank_illegal(args):
                           or args["y_wcol"]):
         return ("MATVEC x_exp (a PV pass) takes epi NONE and the instruction's own scale: not "
                 "with m_base, norm, ss, y_pack, y_wbank or y_wcol")
+    if args["y_grp"] and not args["x_exp"]:
+        return "MATVEC y_grp (the first block's lane group) is a PV pass's (x_exp) only"
     if args["y_wcol"] and args["epi"] != Epi.NONE.value:
         return f"MATVEC y_wcol takes epi NONE, not {Epi(args['epi']).name}"
     if (args["y_wbank"] or args["y_wcol"]) and (args["y_pack"] or args["ss"]):
@@ -805,13 +811,14 @@ _ENUM_FIELDS = {op: [] if op == Opcode.HALT else
 ATTENTION_OPS = (Opcode.QK, Opcode.PV)
 
 
-def illegal(word, attention=True, wbytes=True):
+def illegal(word, attention=True, wbytes=True, pv=True):
     """Why an instruction word is illegal (the ILLEGAL_INSTRUCTION status), or None: bits
     set above the instruction layout, an undefined opcode, bits set above the opcode's own
     operands (HALT has none), or an undefined value of an enum field; without
     ``attention`` (a tile with lanes < 2 * rows, ``Config.attention``) QK and PV too;
-    without ``wbytes`` (``Config.wbytes`` 0) a MATVEC with ``y_wcol``. The RTL's check is
-    :func:`illegal_expr`, built from the same tables."""
+    without ``wbytes`` (``Config.wbytes`` 0) a MATVEC with ``y_wcol``; without ``pv``
+    (``Config.pv`` 0: no PV datapath) PV. The RTL's check is :func:`illegal_expr`, built
+    from the same tables."""
     word = int(word)
     if word >> INSTR_LAYOUT.size:
         return f"bits set above bit {INSTR_LAYOUT.size - 1}"
@@ -827,6 +834,8 @@ def illegal(word, attention=True, wbytes=True):
             return f"{op.name} field {name} has the undefined value {value}"
     if not attention and op in ATTENTION_OPS:
         return f"{op.name} needs a tile with lanes >= 2 * rows (attention)"
+    if not pv and op == Opcode.PV:
+        return "PV needs a tile with PV's datapath (pv; this one runs p.V as PV passes)"
     if op == Opcode.MATVEC:
         mv = data.Layout.cast(MatvecArgs)
         args = {name: (word >> (_ARGS_OFFSET + mv[name].offset))
@@ -839,12 +848,14 @@ def illegal(word, attention=True, wbytes=True):
     return None
 
 
-def illegal_expr(word, attention=True, wbytes=True):
+def illegal_expr(word, attention=True, wbytes=True, pv=True):
     """The Amaranth expression of :func:`illegal` on an ``INSTR_BITS``-wide value ``word``."""
     op = word[:_ARGS_OFFSET]
     bad = word[INSTR_LAYOUT.size:].any() | ~op.matches(*(o.value for o in Opcode))
     if not attention:
         bad = bad | op.matches(*(o.value for o in ATTENTION_OPS))
+    if not pv:
+        bad = bad | (op == Opcode.PV.value)
     for code in Opcode:
         wrong = word[_ARGS_OFFSET + _ARGS_BITS[code]:INSTR_LAYOUT.size].any()
         for _, offset, width, cls in _ENUM_FIELDS[code]:
@@ -861,7 +872,8 @@ def illegal_expr(word, attention=True, wbytes=True):
                  | (wbank & ~field("epi").matches(Epi.NONE.value, Epi.ROPE.value))
                  | (wcol & (field("epi") != Epi.NONE.value))
                  | ((wbank | wcol) & (field("y_pack")[0] | field("ss")[0]))
-                 | (wcol if not wbytes else 0))
+                 | (wcol if not wbytes else 0)
+                 | (field("y_grp").any() & ~xexp))
     return bad | ((op == Opcode.MATVEC.value) & wbank_bad)
 
 
@@ -950,13 +962,13 @@ def _decode(word):
 
 
 def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_stops=False,
-                    detect_loops=True, attention=True, wbytes=True):
+                    detect_loops=True, attention=True, wbytes=True, pv=True):
     """Yield ``(pc, instr)`` in the order the sequencer issues them, HALT included. An
     illegal word raises :class:`IllegalInstruction`; with ``illegal_stops`` it is yielded
     as ``{"op": None, "illegal": reason}`` and ends the order, as HALT does (the tile). A
     state that repeats (a program that never halts) raises, unless ``detect_loops`` is
     false (the caller stops it: a cycle budget); ``limit`` instructions raise in any case.
-    ``attention``, ``wbytes``: as for :func:`illegal`.
+    ``attention``, ``wbytes``, ``pv``: as for :func:`illegal`.
 
     ``program`` is a list of instruction words (ints). Sequencing rules, as the RTL does them:
     the next pc is ``loop_start`` when the finishing instruction sits at ``loop_end`` and
@@ -977,7 +989,8 @@ def execution_order(program, start_pc=0, limit=1 << 24, on_next=None, illegal_st
             seen.add((pc, loop_start, loop_end))
         try:
             instr = decode(program[pc])
-            why = None if attention and wbytes else illegal(program[pc], attention, wbytes)
+            why = None if attention and wbytes and pv else \
+                illegal(program[pc], attention, wbytes, pv)
             if why:
                 raise IllegalInstruction(f"illegal instruction word {program[pc]:#x}: " + why)
         except IllegalInstruction as error:

@@ -88,12 +88,13 @@ class _Layout:
         self.wnext += nb * nc
         return self.wmats[key]
 
-    def weight_word(self):
-        """A weight word the program writes (MATVEC y_wbank), loaded as zeros."""
+    def weight_word(self, n=1):
+        """``n`` weight words the program writes (MATVEC y_wbank, y_wcol), loaded as zeros;
+        the first's address."""
         cfg = self.cfg
-        self.wblocks.append((self.wnext, np.zeros((cfg.rows, 1, cfg.lanes), dtype=np.int64)))
-        self.wnext += 1
-        return self.wnext - 1
+        self.wblocks.append((self.wnext, np.zeros((cfg.rows, n, cfg.lanes), dtype=np.int64)))
+        self.wnext += n
+        return self.wnext - n
 
     def multipliers(self, mult):
         """Place per-row multipliers (one int16 per matrix row) as row-multiplier words, R
@@ -130,8 +131,7 @@ class DecoderProgram:
     rmem: np.ndarray         # RoPE-table words [words, R]: R/2 (cos, sin) pairs each
     table: np.ndarray        # TABLE_DEPTH int16
     bufs: dict               # name -> _Buf
-    body_fixed: int          # cycles of one position: body_fixed + body_per_pos * (pos + 1)
-    body_per_pos: int
+    body: list               # the instructions of one position, up to NEXT (decoded)
     macs_issued: int         # MAC-array multiply-accumulates per position (incl. padding)
     macs_useful: int         # of the model's matrices
 
@@ -139,8 +139,10 @@ class DecoderProgram:
 
     def step_cycles(self, pos):
         """Cycles from the start of position ``pos`` (first instruction issue) to the start
-        of position ``pos + 1``: the NEXT at its end included."""
-        return self.body_fixed + self.body_per_pos * (pos + 1)
+        of position ``pos + 1``: the NEXT at its end included (the body's issue slots,
+        :func:`tinylpu.isa.duration` at ``pos``: QK and PV take ``pos + 1`` cycles, a PV
+        pass a chunk more for every L positions)."""
+        return sum(isa.duration(i, pos) for i in self.body)
 
     def predict(self, n_prompt, steps):
         """``(stamps, cycles)`` of a GENERATE: the issue cycle of each emitting NEXT and the
@@ -247,14 +249,15 @@ def check_positions(n_prompt, steps, positions):
             f"program has a KV cache of {positions} positions (--positions)")
 
 
-def config_for(qm, positions=None, **overrides):
-    """The smallest power-of-two config (default lanes/rows) that holds ``qm``."""
+def config_for(qm, positions=None, passes=False, **overrides):
+    """The smallest power-of-two config (default lanes/rows) that holds ``qm`` (compiled with
+    ``passes``: :func:`compile_decoder`)."""
     positions = positions or qm.config.seq_len
     base = Config(**overrides) if overrides else Config()
     big = dataclasses.replace(base, wdepth=65536, adepth=min(65536, (1 << ELEM_ADDR_BITS)
                                                              // base.lanes),
                               pdepth=4096, tdepth=65536, mdepth=65536, rdepth=65536)
-    prog = compile_decoder(qm, big, positions, check=False)
+    prog = compile_decoder(qm, big, positions, check=False, passes=passes)
     need = {name: _pow2(used) for name, (used, _) in
             (("wdepth", prog.footprint()["weight words (per bank)"]),
              ("pdepth", prog.footprint()["program"]),
@@ -268,6 +271,8 @@ def config_for(qm, positions=None, **overrides):
     need["wbytes"] = int(any(isa.decode(w)["op"] == isa.Opcode.MATVEC
                              and isa.decode(w)["args"]["matvec"]["y_wcol"]
                              for w in prog.program))
+    # PV's datapath only if the program runs PV (not with passes)
+    need["pv"] = int(any(isa.decode(w)["op"] == isa.Opcode.PV for w in prog.program))
     for key in need:
         if key in overrides:
             need[key] = overrides[key]
@@ -349,8 +354,12 @@ def _pow2(n):
     return 1 << max(1, (max(n, 1) - 1).bit_length())
 
 
-def compile_decoder(qm, cfg, positions=None, check=True):
-    """Compile ``qm`` for a tile of config ``cfg`` with a KV cache of ``positions``."""
+def compile_decoder(qm, cfg, positions=None, check=True, passes=False):
+    """Compile ``qm`` for a tile of config ``cfg`` with a KV cache of ``positions``.
+
+    ``passes``: attention's p.V as PV passes (MATVEC ``x_exp``) over V^T in the weight banks
+    (the wv MATVEC writes it, ``y_wcol``) and QK's transposed scores (``s_tr``), instead of
+    QK's score words and PV over the V cache in an activation bank: the same integers."""
     mc = qm.config
     positions = positions or mc.seq_len
     if cfg.act_banks < 2:
@@ -396,9 +405,18 @@ def compile_decoder(qm, cfg, positions=None, check=True):
             f"dim <= {7 * L}, a power-of-two kv_mul <= 8 and at most {isa.HEAD_SLOTS} head "
             f"slots (2 * rows: QK's head shifts); the model has head size {hs}, "
             f"{mc.n_heads} heads, kv_dim {kv}, dim {dim}, kv_mul {mc.kv_mul}")
-    # K and V caches: one word of packed int16 per position (isa.halves)
+    # K and V caches: one word of packed int16 per position (isa.halves); with passes V^T
+    # in the weight banks instead (isa.wcol_slot: a word per block of R elements and group
+    # of L positions, 2**vt_shift words a group)
     K = [lay.alloc(f"k{l}", 0, P * L) for l in range(LN)]
-    Vc = [lay.alloc(f"v{l}", 1, P * L) for l in range(LN)]
+    n_groups, vt_shift = -(-P // L), (max(kv // R, 1) - 1).bit_length()
+    if passes:
+        if qm.v_bits != 8:
+            raise CompileError(f"PV passes read V^T as 8-bit weights; this model was "
+                               f"quantized with a {qm.v_bits}-bit V cache")
+        Vc = [lay.weight_word(n_groups << vt_shift) for l in range(LN)]
+    else:
+        Vc = [lay.alloc(f"v{l}", 1, P * L) for l in range(LN)]
     # RoPE table: per position, hs / R words of R / 2 (cos, sin) pairs (one per row block)
     rope_words = np.stack([qm.rope_cos[:P], qm.rope_sin[:P]], axis=-1).reshape(P * hs // R, R)
     rope = dict(rope_base=0, rope_shift=(hs // R).bit_length() - 1)   # table word, log2 words/pos
@@ -410,11 +428,15 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     slotted = isa.lane_local(R)
     placement = _attention_slots(mc, cfg) if slotted else None
     att_dim = placement[2] * L if slotted else dim
-    b0 = {n: lay.alloc(n, 0, size) for n, size in
-          (("x", dim), ("scores", -(-P // per_word) * L))}
+    # QK's scores: a word of L/R positions of every head slot, or (passes, transposed) a
+    # word of L positions of one head slot, 2**s_hs words a head slot, in bank 1
+    s_hs = (n_groups - 1).bit_length()
+    scores = ((), (("scores", (2 * R << s_hs) * L),)) if passes else \
+        ((("scores", -(-P // per_word) * L),), ())
+    b0 = {n: lay.alloc(n, 0, size) for n, size in (("x", dim),) + scores[0]}
     b1 = {n: lay.alloc(n, 1, size) for n, size in
           (("scale", 1), ("xg", dim), ("att", att_dim), ("g", hid),
-           ("logits", mc.vocab_size))}
+           ("logits", mc.vocab_size)) + scores[1]}
     buf = {**b0, **b1}
 
     # weights: the classifier first, so a shared embedding is the same placement
@@ -427,7 +449,10 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     # wq's rows padded to whole words of q: a y_wbank word is written by its last block
     pad = lambda w, n: np.pad(w, ((0, -len(w) % L), (0, 0))) if n == "wq" and len(w) % L \
         else w
-    wmat = [{n: lay.matrix(pad(getattr(layer, n).w, n)) for n in names} for layer in layers]
+    # (V^T for the passes takes wv's rows in the model's order: block b, elements b*R ..)
+    wv_src = qm.layers if passes else layers
+    wmat = [{n: lay.matrix(pad(getattr(wv_src[l] if n == "wv" else layer, n).w, n))
+             for n in names} for l, layer in enumerate(layers)]
     # w1 and w3 row by row: blocks of (h1, h3) pairs for the SILU_GATE epilogue
     w13, w13_mult = [], {}
     for layer in qm.layers:
@@ -508,14 +533,32 @@ def compile_decoder(qm, cfg, positions=None, check=True):
                y_bits=qm.q_bits, epi=isa.Epi.ROPE, head_shift=q_shift, **rope)
         matvec(layer.wk, wm["wk"], buf["x"], K[l], y_index=POS, epi=isa.Epi.ROPE, **rope,
                y_pack=True)
-        matvec(layer.wv, wm["wv"], buf["x"], Vc[l], y_index=POS, y_pack=True)
-        asm.qk(q_addr=q_word, **words(k=K[l], s=buf["scores"]), shift=qm.att_shift[l],
-               head_shift=q_shift, n_pos=True, kv_shift=kv_shift)
         # a narrow V cache holds V >> v_shift (wv's requantization): the output's shift
         # takes it back, (e . V) << v_shift rounded at RECIP_FRAC exactly
         v_shift = int(qm.kv_shifts()[1, l, 0])
-        asm.pv(**words(v=Vc[l], s=buf["scores"], y=buf["att"]), d_blocks=-(-att_dim // R),
-               shift=RECIP_FRAC - v_shift, n_pos=True, kv_shift=kv_shift)
+        if passes:
+            matvec(wv_src[l].wv, wm["wv"], buf["x"], None, y_addr=Vc[l], y_wcol=True,
+                   y_index=POS, y_shift=vt_shift)
+            asm.qk(q_addr=q_word, **words(k=K[l], s=buf["scores"]), shift=qm.att_shift[l],
+                   head_shift=q_shift, n_pos=True, kv_shift=kv_shift, s_tr=True, s_hs=s_hs)
+            # a pass a head slot: its K/V head's blocks of V^T, its score words; its
+            # outputs where PV's drain puts them (element h * hs .., lane group y_grp)
+            for h, head in enumerate(slot_heads):
+                if head < 0:
+                    continue
+                out = buf["att"].base + h * hs
+                asm.matvec(w_base=Vc[l] + (head // mc.kv_mul) * (hs // R), x_bank=1,
+                           x_addr=buf["scores"].base // L + (h << s_hs),
+                           y_bank=buf["att"].bank, y_addr=out // L, y_grp=(out % L) // R,
+                           n_blocks=hs // R, n_chunks=n_groups, q_shift=RECIP_FRAC - v_shift,
+                           y_bits=16, x_exp=True, x_head=h, w_shift=vt_shift, x_pos=True,
+                           x_shift=L.bit_length() - 1)
+        else:
+            matvec(layer.wv, wm["wv"], buf["x"], Vc[l], y_index=POS, y_pack=True)
+            asm.qk(q_addr=q_word, **words(k=K[l], s=buf["scores"]), shift=qm.att_shift[l],
+                   head_shift=q_shift, n_pos=True, kv_shift=kv_shift)
+            asm.pv(**words(v=Vc[l], s=buf["scores"], y=buf["att"]), d_blocks=-(-att_dim // R),
+                   shift=RECIP_FRAC - v_shift, n_pos=True, kv_shift=kv_shift)
         matvec(layer.wo, wm["wo"], buf["att"], buf["x"], epi=isa.Epi.RESID, ss_init=qm.eps)
         # w1 and w3 interleaved by rows: each row block holds (h1, h3) pairs -> SiLU x gate
         matvec(layer.w1, w13[l], buf["x"], buf["g"], epi=isa.Epi.SILU_GATE,
@@ -530,10 +573,6 @@ def compile_decoder(qm, cfg, positions=None, check=True):
 
     # ---- cycle model, sizes ----------------------------------------------------------------
     body = asm.instrs[:-1]                       # up to and including NEXT
-    d0 = sum(isa.duration(i, 0) for i in body)
-    d1 = sum(isa.duration(i, 1) for i in body)
-    per_pos = d1 - d0
-    fixed = d0 - per_pos
     macs_issued = sum(isa.duration(i) * cfg.macs for i in body if i["op"] == isa.Opcode.MATVEC)
     mats = [qm.cls.w] + [getattr(layer, n).w for layer in qm.layers
                          for n in ("wq", "wk", "wv", "wo", "w1", "w3", "w2")]
@@ -543,7 +582,7 @@ def compile_decoder(qm, cfg, positions=None, check=True):
     act_init = [(lay.bufs[n].bank, lay.bufs[n].base, v) for n, v in lay.init.items()]
     mmem = np.array(lay.mwords, dtype=np.int64).reshape(-1, cfg.rows)
     prog = DecoderProgram(cfg, qm, P, [isa.encode(i) for i in asm.instrs], lay.wblocks,
-                          act_init, mmem, rope_words, table, lay.bufs, fixed, per_pos,
+                          act_init, mmem, rope_words, table, lay.bufs, body,
                           macs_issued, macs_useful)
     if check:
         problems = [f"{name}: needs {used}, the config has {avail}"

@@ -199,8 +199,7 @@ class Scheduler:
         instr = isa.matvec(**kw)
         a = instr["args"]["matvec"]
         if a["x_exp"]:
-            raise ValueError("the scheduler does not place PV passes (MATVEC x_exp) yet: their "
-                             "results enter the output unit LAT_EXP_RESULT after the last read")
+            return self._pv_pass(instr, a)
         nb, nc = isa.matvec_dims(a)
         epi = isa.Epi(a["epi"])
         resid, norm, ss = epi == isa.Epi.RESID, a["norm"], a["ss"]
@@ -242,6 +241,29 @@ class Scheduler:
             issued.rbanks = issued.rbanks | {"norm"}
             issued.rlat = max(issued.rlat, isa.LAT_NORM_READ)
         self._emit(instr, issued)
+
+    def _pv_pass(self, instr, a):
+        """A PV pass (MATVEC ``x_exp``): it reads its score words and V^T (the weight words
+        ``w_base + b + (k << w_shift)``) over up to ``positions`` keys, and QK's maxima in
+        its first read's c+1; block b (lanes of lane group ``y_grp + b``) enters the output
+        unit ``LAT_EXP_RESULT`` after its last read, the last block LAT_EXP_RESULT - 1
+        after the issue slot's last cycle (the slot is one cycle longer than the reads)."""
+        R, L = self.cfg.rows, self.cfg.lanes
+        nb, nc = isa.matvec_dims(a, self.P - 1)
+        g0 = a["y_grp"] % max(L // R, 1)
+        idx_max = self.P - 1 if a["y_index"] == POS else 0
+        y_lo = (a["y_addr"] + (idx_max << a["y_shift"] if idx_max else 0)) * L
+        y = (a["y_bank"], a["y_addr"] * L + g0 * R, y_lo + (g0 + nb) * R - 1)
+        reads = [(self._words(a["x_bank"], a["x_addr"], nc), 0, False),
+                 (self._words(WEIGHTS, a["w_base"], nb + ((nc - 1) << a["w_shift"])), 0, False),
+                 (("maxima",), 1, False)]
+        lat = isa.LAT_EXP_RESULT + isa.LAT_OUT - 1
+        first = isa.matvec_dims(a, 0)[1] - 1 + isa.LAT_EXP_RESULT + isa.LAT_OUT
+        self._wait_for(reads, [y], {a["y_bank"]}, first, {a["x_bank"]}, yport=True)
+        self._output_unit(first - isa.LAT_OUT)
+        self._emit(instr, _Issued(0, lat, [(y, lat)], {a["y_bank"]}, yport=True))
+        # the next result enters the output unit after this pass's last block
+        self.out_free = max(self.out_free, self.t - 2 + isa.LAT_EXP_RESULT + 1)
 
     def next_(self, target):
         """NEXT; it reads the argmax register, and the loop head must find nothing in

@@ -155,9 +155,9 @@ def pv_pass_cases(golden, rng):
                          n_chunks=3, q_shift=6, y_bits=16, x_exp=True, x_head=0, w_shift=3),
               isa.matvec(w_base=9, x_bank=0, x_addr=12, y_bank=1, y_addr=41, n_blocks=1,
                          n_chunks=7, q_shift=9, y_bits=12, x_exp=True, x_head=2 * R - 1,
-                         x_pos=True, x_shift=2)]
+                         x_pos=True, x_shift=2, y_grp=L // R - 1)]   # from the last group
     qk = isa.qk(q_addr=3, k_bank=0, k_addr=0, s_bank=1, s_addr=0, shift=9, n=5)
-    reads = [(host.TARGET_ABANK + 1, 40, 2)]
+    reads = [(host.TARGET_ABANK + 1, 40, 3)]
     cases = [program_case("PV passes after a QK", golden,
                           [qk, isa.wait(isa.LAT_WRITE + 1)] + passes + [isa.halt()], loads,
                           reads)]
@@ -178,27 +178,29 @@ def transposer_cases(golden, rng):
     cfg = golden.cfg
     R, L = cfg.rows, cfg.lanes
     lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
-    loads = [(host.TARGET_WBANK + r, 0, rng.integers(lo, hi, (8, L))) for r in range(R)]
-    loads += [(host.TARGET_ABANK, 0, rng.integers(-(1 << 31), 1 << 31, (2 * L + 3, L))),
-              (host.TARGET_ABANK + 1, 0, rng.integers(-(1 << 31), 1 << 31, (96, L)))]
     n1, n2 = L + 1, 2 * L + 3
+    a1, a2 = 2, 2 + ((2 * R - 1) << 1) + 2          # the two QKs' words: 2 .. a2 + 30
+    depth = min(cfg.adepth, 64)
+    loads = [(host.TARGET_WBANK + r, 0, rng.integers(lo, hi, (8, L))) for r in range(R)]
+    loads += [(host.TARGET_ABANK, 0, rng.integers(-(1 << 31), 1 << 31, (n2, L))),
+              (host.TARGET_ABANK + 1, 0, rng.integers(-(1 << 31), 1 << 31, (depth, L)))]
     qk = lambda n, addr, hs: isa.qk(q_addr=3, k_bank=0, k_addr=0, s_bank=1, s_addr=addr,
                                     shift=9, n=n, s_tr=True, s_hs=hs)
     gap = lambda n: isa.score_word_writes(n, L, R)[-1][0] + 2 * R - n
     head = 2 * R - 1
-    xp = isa.matvec(w_base=0, x_bank=1, x_addr=40 + (head << 2), y_bank=0, y_addr=60,
+    xp = isa.matvec(w_base=0, x_bank=1, x_addr=a2 + (head << 2), y_bank=0, y_addr=n2,
                     n_blocks=2, n_chunks=3, q_shift=6, y_bits=16, x_exp=True, x_head=head,
                     w_shift=1)
-    program = [qk(n1, 4, 1), isa.wait(gap(n1)), qk(n2, 40, 2), isa.wait(gap(n2)), xp,
+    program = [qk(n1, a1, 1), isa.wait(gap(n1)), qk(n2, a2, 2), isa.wait(gap(n2)), xp,
                isa.halt()]
-    reads = [(host.TARGET_ABANK + 1, 0, 72), (host.TARGET_ABANK, 60, 1)]
+    reads = [(host.TARGET_ABANK + 1, 0, depth), (host.TARGET_ABANK, n2, 1)]
     cases = [program_case("QK transposed scores, a PV pass on them", golden, program, loads,
                           reads)]
     # read in the cycle of the QK's first word (read + 6), written after its last
-    race = isa.matvec(w_base=0, x_bank=1, x_addr=4, y_bank=0, y_addr=60, n_blocks=1,
+    race = isa.matvec(w_base=0, x_bank=1, x_addr=a1, y_bank=0, y_addr=n2, n_blocks=1,
                       n_chunks=1, q_shift=6, y_bits=16)
     case = program_case("read of transposed scores in flight flagged", golden,
-                        [qk(1, 4, 1), isa.wait(isa.LAT_SCORE_WORD - 1), race, isa.halt()],
+                        [qk(1, a1, 1), isa.wait(isa.LAT_SCORE_WORD - 1), race, isa.halt()],
                         loads, reads)
     assert case["expected"][0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD, case["name"]
     return cases + [case]
@@ -211,8 +213,9 @@ def illegal_words():
                                 n_chunks=1))
     epi = isa.INSTR_LAYOUT["args"].offset + data_offset(isa.MatvecArgs, "epi")
     g = isa.INSTR_LAYOUT["args"].offset + data_offset(isa.VopArgs, "g")
-    wbank, pack, wcol = (isa.INSTR_LAYOUT["args"].offset + data_offset(isa.MatvecArgs, name)
-                         for name in ("y_wbank", "y_pack", "y_wcol"))
+    wbank, pack, wcol, grp = (isa.INSTR_LAYOUT["args"].offset
+                              + data_offset(isa.MatvecArgs, name)
+                              for name in ("y_wbank", "y_pack", "y_wcol", "y_grp"))
     return [("undefined opcode 9", 9), ("undefined opcode 15", 15 | 1 << 8),
             ("WAIT with a bit above its operands", isa.encode(isa.wait(3)) | 1 << 30),
             ("HALT with an operand bit", isa.encode(isa.halt()) | 1 << 4),
@@ -222,6 +225,7 @@ def illegal_words():
             ("MATVEC y_wbank with y_pack", mvw | 1 << pack | 1 << wbank),
             ("MATVEC y_wcol and y_wbank", mvw | 1 << wcol | 1 << wbank),
             ("MATVEC y_wcol with ROPE", mvw | isa.Epi.ROPE.value << epi | 1 << wcol),
+            ("MATVEC y_grp without x_exp", mvw | 1 << grp),
             ("a bit above the instruction layout", isa.encode(isa.wait(2))
              | 1 << isa.INSTR_LAYOUT.size)]
 
@@ -244,8 +248,12 @@ def illegal_cases(golden, loads, mv):
             shift=0, n=1))))
     if not cfg.wbytes:                  # ... and y_wcol on this one
         words.append(("MATVEC y_wcol on whole-word weight banks", isa.encode(mv(y_wcol=True))))
+    if cfg.attention and not cfg.pv:    # ... and PV on a tile without its datapath
+        words.append(("PV on a tile without PV's datapath", isa.encode(isa.pv(
+            v_bank=0, v_addr=0, s_bank=other, s_addr=0, y_bank=other, y_addr=0, d_blocks=1,
+            shift=0, n=1))))
     for name, word in words:
-        assert isa.illegal(word, cfg.attention, cfg.wbytes), name
+        assert isa.illegal(word, cfg.attention, cfg.wbytes, cfg.pv), name
         cases.append(program_case(
             f"illegal: {name}", golden,
             [mv(y_bank=other, y_addr=8, n_blocks=1, n_chunks=1), word,
@@ -501,7 +509,7 @@ def schedule_cases(golden):
          [pas(dict(bank=b0), dict(bank=b1, base=far), red=isa.Reduce.ARGMAX, n=1, sat=16),
           isa.next_(0)]),
     ]
-    if cfg.act_banks > 1 and L >= 2 * R:
+    if cfg.act_banks > 1 and L >= 2 * R and cfg.pv:
         # PV's drain block 1 (lanes R .. 2R-1 of word 4) is offered to the output unit in
         # cycle 15 and lands in 21; the VOP reads it in 4
         rules.append(("VOP read of a PV output still draining", raw, "reads A .* in flight",

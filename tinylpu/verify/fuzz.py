@@ -86,7 +86,7 @@ def random_matvec(cfg, rng, depth):
             q_shift=pick(24), y_bits=int(rng.choice([cfg.data_bits, 16, 32])),
             y_index=isa.Index.POS if rng.random() < 0.3 else isa.Index.NONE, y_shift=pick(3),
             x_exp=True, x_head=pick(2 * cfg.rows), w_shift=pick(4), x_pos=rng.random() < 0.5,
-            x_shift=pick(4))
+            x_shift=pick(4), y_grp=pick(16) if rng.random() < 0.5 else 0)
     return instr
 
 
@@ -338,7 +338,8 @@ def random_case(golden, rng, name, *, depth=None, first=False, tries=50):
             check[0] = [0, run_at - 2 * emissions]
         status = response[run_at] if run_at is not None else 0
         feats |= features(program, status, generate=generate, budget=budget,
-                          attention=cfg.attention, wbytes=bool(cfg.wbytes))
+                          attention=cfg.attention, wbytes=bool(cfg.wbytes),
+                          pv=bool(cfg.pv))
         # after a port conflict one user had the port: what the other read (or wrote) is
         # undefined, and so is whether that read met a write in flight
         ignore = host.STATUS_RAW_HAZARD if status & host.STATUS_PORT_CONFLICT else 0
@@ -363,12 +364,13 @@ def _restore(golden, state):
     golden.bad_command, golden.ctrl = state[1], list(state[2])
 
 
-def features(program, status, *, generate=False, budget=None, attention=True, wbytes=True):
+def features(program, status, *, generate=False, budget=None, attention=True, wbytes=True,
+             pv=True):
     """The :data:`FEATURES` a program (instruction words) and its run's status word show
     (``attention``, ``wbytes``: ``Config``'s, see :func:`tinylpu.isa.illegal`)."""
     out = set()
     for word in program:
-        if isa.illegal(word, attention, wbytes):
+        if isa.illegal(word, attention, wbytes, pv):
             out.add("illegal")
             continue
         instr = isa.decode(word)
