@@ -68,7 +68,7 @@ def test_program_and_memory_layout():
         q_mult=3, q_shift=7, y_bits=DEFAULT.data_bits, m_rows=0, m_base=0, y_index=0,
         y_shift=0, epi=0, rope_base=0, rope_shift=0, y_pack=0, epi_shift=0,
         norm=0, ss=0, ss_init=0, y_wbank=0, head_shift=0, y_wcol=0, x_exp=0,
-        x_head=0, w_shift=0, x_pos=0, x_shift=0)
+        x_head=0, w_shift=0, x_pos=0, x_shift=0, y_grp=0)
     assert g.weights.shape == (4, 4, 16)
     for r in range(4):
         for b in range(2):
