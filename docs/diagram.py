@@ -104,17 +104,18 @@ def draw(out):
               ["issue slot, WAIT, LOOP, HALT", "NEXT: token loop, pos, next token",
                "stops at an illegal word or the budget"])
     agen = box(ax, colC[0], mid[0], colC[1], mid[1], "control", "Address generators",
-               ["MATVEC: blocks x chunks", "QK / PV: one K or V row a cycle"])
+               ["MATVEC (PV passes): blocks x chunks", "QK / PV: one K or V row a cycle"])
     vu = box(ax, colB[0], mid[0], colB[1], mid[1], "compute", "Vector unit",
              ["element-serial VOPs: embedding,", "first norm's total, final gain"])
     wbank = box(ax, colD[0], mid[0], colD[1], mid[1], "memory", "Weight banks 0..R-1",
-                ["wdepth x L bytes each"])
+                ["wdepth x L bytes each", "weights, q, V^T (PV passes)"])
     abank = box(ax, colB[0], bot[0], colB[1], bot[1], "memory", "Activation banks 0..A-1",
                 ["adepth x L x 32-bit lanes, 1R+1W", "x, packed KV cache, scores"])
     router = box(ax, colC[0], bot[0], colC[1], bot[1], "router", "Router",
                  ["program-set muxes", "conflict, hazard, read checkers"])
     mac = box(ax, colD[0], bot[0], colD[1], bot[1], "compute", "MAC array R x L",
-              ["int8 x int16 -> int32; QK, PV", "(scores, maxima, exp2, drain)"])
+              ["int8 x int16 -> int32; QK, PV passes", "(scores, transposer, maxima,",
+               "exp2 per lane; PV drain if pv)"])
     req = box(ax, colD[0], 1.3, colD[1], 2.5, "compute",
               "Requantizer + epilogue",
               ["x M (x norm) >> S, saturate", "RESID, ROPE, SILU_GATE, ARGMAX"])
