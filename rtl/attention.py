@@ -84,11 +84,13 @@ class AttentionAgu(wiring.Component):
         # (one bit even when a score word holds one position: no zero-width signals)
         k, xa, sa, sg, pg = Signal(18), Signal(16), Signal(16), Signal(range(max(per_word, 2))), \
             Signal(range(max(per_word, 2)))
-        cur = {name: Signal.like(sig, name=f"cur_{name}") for name, sig in
-               dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, s_tr=s_tr, qa=qa,
-                    x_bank=x_bank, s_bank=s_bank, step=step, shift=shift, kv_shift=kv_shift, y_bank=y_bank,
-                    y_addr=y_addr, d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
-                    pg=pg).items()}
+        # the operands latched at issue, then what moves (updated below)
+        operands = dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, s_tr=s_tr, qa=qa,
+                        x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
+                        kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr, d_blocks=d_blocks,
+                        y_bits=y_bits)
+        state = dict(operands, k=k, xa=xa, sa=sa, sg=sg, pg=pg)
+        cur = {name: Signal.like(sig, name=f"cur_{name}") for name, sig in state.items()}
         with m.If(issue_pv):
             m.d.comb += [
                 cur["is_pv"].eq(1), cur["last_k"].eq(n_of(pv)), cur["s_tr"].eq(0),
@@ -111,12 +113,7 @@ class AttentionAgu(wiring.Component):
                 cur["sa"].eq(qk.s_addr), cur["sg"].eq(0),
             ]
         with m.Else():
-            m.d.comb += [cur[name].eq(sig) for name, sig in
-                         dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, s_tr=s_tr,
-                              qa=qa, x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
-                              kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
-                              d_blocks=d_blocks, y_bits=y_bits, k=k, xa=xa, sa=sa, sg=sg,
-                              pg=pg).items()]
+            m.d.comb += [cur[name].eq(sig) for name, sig in state.items()]
         active = issue | self.op.busy
         c = cur
         # QK's score shift of each head slot: shift less its head_shift entry, at least 0
@@ -130,9 +127,10 @@ class AttentionAgu(wiring.Component):
         # the transposer's start, with its words' range (the span: isa.score_box)
         m.d.comb += [
             self.tr.start.eq(self.op.issue_qk & qk.s_tr), self.tr.bank.eq(qk.s_bank),
-            self.tr.lo.eq(qk.s_addr), self.tr.hs.eq(qk.s_hs),
-            self.tr.span.eq(((2 * R - 1) << qk.s_hs) + ((n_of(qk) - 1) >> ll)),
+            self.tr.hs.eq(qk.s_hs),
         ]
+        lo, span = isa.score_box(qk, n_of(qk), L, R)
+        m.d.comb += [self.tr.lo.eq(lo), self.tr.span.eq(span)]
         m.d.comb += [
             tok.kv_shift.eq(c["kv_shift"]), tok.shift.eq(c["shift"]),
             tok.y_bits.eq(c["y_bits"]), tok.y_bank.eq(c["y_bank"]),
@@ -162,11 +160,7 @@ class AttentionAgu(wiring.Component):
 
         with m.If(active & ~self.op.final):
             m.d.sync += self.op.busy.eq(1)
-            m.d.sync += [sig.eq(c[name]) for name, sig in
-                         dict(is_pv=is_pv, last_k=last_k, head_shift=head_shift, s_tr=s_tr,
-                              qa=qa, x_bank=x_bank, s_bank=s_bank, step=step, shift=shift,
-                              kv_shift=kv_shift, y_bank=y_bank, y_addr=y_addr,
-                              d_blocks=d_blocks, y_bits=y_bits).items()]
+            m.d.sync += [sig.eq(c[name]) for name, sig in operands.items()]
             m.d.sync += k.eq(c["k"] + 1)
             with m.If(c["is_pv"]):
                 m.d.sync += [sa.eq(next_sa), sg.eq(next_sg), pg.eq(c["sg"]),

@@ -126,5 +126,5 @@ def test_transposed_scores(n):
             score = scores[p // per_word, 2 * ((p % per_word) * R + h // 2) + h % 2]
             expect[word, lane] = score & 0xffffffff
     np.testing.assert_array_equal(words & 0xffffffff, expect)
-    w_last = isa.score_word_writes(n, L, R)[-1][0]
+    w_last = isa.score_word_writes(n, L, R)[-1][1]
     assert run.cycles == 1 + isa.ISSUE_LAT + w_last + 2 * R - 1 + 1

@@ -443,8 +443,10 @@ class GoldenTile:
         if a["s_tr"]:
             lo, span = isa.score_box(a, n, L, R)
             st.transposer_start(first, n, L, R, s_bank, lo, span, cfg.adepth)
-            groups = {g * L + n_g - 1: (g, w, n_g)
-                      for g, w, n_g in st.transposer_groups(first, n, L, R)}
+            writes = st.transposer_groups(first, n, L, R)
+            groups = {g * L + n_g - 1: (g, w, n_g) for g, w, n_g in writes}
+            if writes:                       # the last group's copy into the out buffer
+                st.tr_copy = writes[-1][1] - 1
             own = k_bank == s_bank and ((k_words - lo) % cfg.adepth <= span).any()
         else:
             own = k_bank == s_bank and np.isin(k_words, s_words).any()
@@ -824,31 +826,19 @@ class _RunState:
             self.refuse(host.STATUS_UNIT_BUSY,
                         f"QK (s_tr) starts in cycle {first} while the score transposer "
                         f"writes until cycle {self.tr_end}")
-        groups = self.transposer_groups(first, n, lanes, rows, plan=True)
+        groups = self.transposer_groups(first, n, lanes, rows)
         end = groups[-1][1] + 2 * rows - 1 if groups else self.tr_end
         self.tr_box = (bank, lo, span, depth, first, end)
         for cycle, b, word in self.resid_reads:    # an earlier MATVEC's RESID read (c + 4)
             if self.transposer_hazard(cycle, b, word):
                 self.hazards.append((cycle, b, word))
 
-    def transposer_groups(self, first, n, lanes, rows, plan=False):
+    def transposer_groups(self, first, n, lanes, rows):
         """``(g, w, n_g)``: group g's words are written from the end of cycle ``w``
-        (:func:`tinylpu.isa.score_word_writes`, after an earlier QK's words). A group that
-        completes while the one before waits for the out buffer (a QK started while the
-        transposer was busy) takes that one's place in the RTL: it has no writes of its
-        own here. ``plan``: leave the transposer's state as it is."""
-        out, copy, free = [], self.tr_copy, self.tr_end + 1
-        for g in range(-(-n // lanes)):
-            n_g = min(lanes, n - g * lanes)
-            done = first + g * lanes + n_g - 1 + isa.LAT_SCORE_WORD - 2   # in the buffer
-            if done < copy:
-                continue
-            w = max(done + 2, free)
-            copy, free = w - 1, w + 2 * rows
-            out.append((g, w, n_g))
-        if not plan:
-            self.tr_copy = copy
-        return out
+        (:func:`tinylpu.isa.score_word_writes` after the transposer's earlier words, in
+        absolute cycles)."""
+        return [(g, first + w, n_g) for g, w, n_g in isa.score_word_writes(
+            n, lanes, rows, self.tr_end + 1 - first, self.tr_copy - first)]
 
     def transposer_write(self, cycle, bank, word, lanes, scores):
         """A head-slot word of transposed scores, written at the end of ``cycle`` through the

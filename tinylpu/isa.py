@@ -22,7 +22,7 @@ __all__ = ["illegal", "illegal_expr", "IllegalInstruction",
     "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
     "lane_local", "att_kv_index", "kv_slot", "score_slot", "halves", "pack_halves", "pack_block",
     "rope_entries", "rope_block", "LAT_QK_MAX", "RECIP_PIPE_LAT", "LAT_SCORE_WORD",
-    "score_tr_slot", "score_word_writes", "score_box",
+    "score_tr_slot", "score_word_writes", "score_word_lat", "score_box",
     "PV_DRAIN", "LAT_RESULT", "LAT_OUT", "ATT_ACC_BITS", "LAT_ARGMAX", "SS_BITS",
     "NORM_LAT", "LAT_SS_NORM", "LAT_NORM_READ", "ISSUE_LAT",
 ]
@@ -689,21 +689,33 @@ def score_tr_slot(p, h, lanes, s_hs):
     return (h << s_hs) + p // lanes, p % lanes
 
 
-def score_word_writes(n, lanes, rows, free=None):
+def score_word_writes(n, lanes, rows, free=None, copy=None):
     """The writes of QK ``s_tr`` over ``n`` positions: per group g of positions ``g * L ..``
-    (the last may be shorter), ``(w, n_g)``: its head-slot word h (lanes ``0 .. n_g - 1``)
-    is written at the end of ``s + w + h`` (s: the cycle of the first K read). A group's
-    words follow its last read by :data:`LAT_SCORE_WORD` cycles, or the group before's 2R
-    words if those are later (only a short last group waits: lanes >= 2 rows); ``free``:
-    the transposer's first free write cycle (relative to s) after an earlier QK's words."""
+    (the last may be shorter), ``(g, w, n_g)``: its head-slot word h (lanes ``0 .. n_g -
+    1``) is written at the end of ``s + w + h`` (s: the cycle of the first K read). A
+    group's words follow its last read by :data:`LAT_SCORE_WORD` cycles (it is in the
+    collect buffer 2 cycles before, and copied to the out buffer the cycle before), or the
+    group before's 2R words if those are later (only a short last group waits: lanes >= 2
+    rows). After an earlier QK (a broken rule unless its words are written, RTL-exact all
+    the same), relative to s: ``free``, the transposer's first free write cycle; ``copy``,
+    the cycle its waiting group is copied: a group complete before that takes the waiting
+    one's place and has no writes of its own (it is left out)."""
     out = []
     for g in range(-(-n // lanes)):
         n_g = min(lanes, n - g * lanes)
-        w = g * lanes + n_g - 1 + LAT_SCORE_WORD
-        w = w if free is None else max(w, free)
-        out.append((w, n_g))
-        free = w + 2 * rows
+        done = g * lanes + n_g - 1 + LAT_SCORE_WORD - 2     # complete in the collect buffer
+        if copy is not None and done < copy:
+            continue
+        w = done + 2 if free is None else max(done + 2, free)
+        out.append((g, w, n_g))
+        free, copy = w + 2 * rows, w - 1
     return out
+
+
+def score_word_lat(n, lanes, rows):
+    """QK ``s_tr`` over ``n`` positions (and nothing in the transposer before it): its last
+    word is written at the end of its last read's cycle + this."""
+    return score_word_writes(n, lanes, rows)[-1][1] + 2 * rows - n
 
 
 def score_box(args, n, lanes, rows):

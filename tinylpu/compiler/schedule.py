@@ -159,7 +159,7 @@ class Scheduler:
                  self._words(a["k_bank"], a["k_addr"], ((n - 1) << a["k_shift"]) + 1)]
         if a["s_tr"]:     # the transposer's words, the last at most lat after the last read
             lo, span = isa.score_box(a, n, L, R)
-            lat = max(isa.score_word_writes(m, L, R)[-1][0] + 2 * R - m
+            lat = max(isa.score_word_lat(m, L, R)
                       for m in (range(1, n + 1) if a["n_pos"] else [n]))
             writes = [self._words(a["s_bank"], lo, span + 1), ("maxima",), ("transposer",)]
             reads.append(("transposer",))       # the previous QK's words are written

@@ -186,7 +186,7 @@ def transposer_cases(golden, rng):
               (host.TARGET_ABANK + 1, 0, rng.integers(-(1 << 31), 1 << 31, (depth, L)))]
     qk = lambda n, addr, hs: isa.qk(q_addr=3, k_bank=0, k_addr=0, s_bank=1, s_addr=addr,
                                     shift=9, n=n, s_tr=True, s_hs=hs)
-    gap = lambda n: isa.score_word_writes(n, L, R)[-1][0] + 2 * R - n
+    gap = lambda n: isa.score_word_lat(n, L, R)
     head = 2 * R - 1
     xp = isa.matvec(w_base=0, x_bank=1, x_addr=a2 + (head << 2), y_bank=0, y_addr=n2,
                     n_blocks=2, n_chunks=3, q_shift=6, y_bits=16, x_exp=True, x_head=head,
@@ -401,7 +401,7 @@ def _timing_cycles(program, cfg):
             last = max(last, c_last + isa.PV_DRAIN + args["d_blocks"] - 1 + isa.LAT_OUT)
         elif op == isa.Opcode.QK and args["s_tr"]:        # its transposer's words
             first = c_last - d + 1
-            w = isa.score_word_writes(d, cfg.lanes, cfg.rows, tr_end + 1 - first)[-1][0]
+            w = isa.score_word_writes(d, cfg.lanes, cfg.rows, tr_end + 1 - first)[-1][1]
             tr_end = first + w + 2 * cfg.rows - 1
             last = max(last, tr_end)
         elif op == isa.Opcode.QK:

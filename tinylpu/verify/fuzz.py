@@ -163,7 +163,7 @@ def _drain(cfg, instr, pos):
         return isa.vop_latency(args)
     if op == isa.Opcode.QK and args["s_tr"]:           # the transposer's last word
         n = isa.positions(args, pos)
-        return isa.score_word_writes(n, cfg.lanes, cfg.rows)[-1][0] + 2 * cfg.rows - n
+        return isa.score_word_lat(n, cfg.lanes, cfg.rows)
     if op == isa.Opcode.QK:
         return isa.LAT_WRITE
     if op == isa.Opcode.PV:
