@@ -80,11 +80,20 @@ def cmd_pnr(args):
     check_request(args.target, args.freq, args.timeout_min, args.placer)
     path = write_verilog(args.config)
     result = place_and_route(path, "tinylpu_tile", args.target, args.freq, args.timeout_min,
-                             args.placer)
-    print(f"{args.target} place and route of {args.config.ident} on {result.device.name}, "
+                             args.placer, route=not args.place_only)
+    what = "placement" if args.place_only else "place and route"
+    print(f"{args.target} {what} of {args.config.ident} on {result.device.name}, "
           f"out of context:")
     for line in format_result(result):
         print(line)
+    if args.place_only:
+        from tinylpu.flow.congestion import format_congestion, load_placed, plot, rudy
+        cong = rudy(load_placed(result.placed))
+        for line in format_congestion(cong):
+            print(line)
+        image = result.placed.with_name(f"pnr-{args.target}-congestion.png")
+        plot(cong, image, f"{args.config.ident}: wire demand after placement")
+        print(f"  congestion map: {image}")
     return 0 if result.meets_timing else 1
 
 
@@ -426,6 +435,9 @@ def build_parser():
     p.add_argument("--timeout-min", type=float, default=60.0,
                    help="stop synthesis and place and route after this many minutes "
                         "(default 60)")
+    p.add_argument("--place-only", action="store_true",
+                   help="stop after placement: nextpnr's Fmax estimate, the wire demand by "
+                        "block and a congestion map (docs/fpga.md)")
     _placer_option(p)
     p = sub.add_parser("fpga", help="the board build: Yosys, nextpnr-ecp5 and ecppack of the "
                                      "tile behind the serial bridge, with the board's pins, "
@@ -570,6 +582,7 @@ def build_parser():
 
 def main(argv=None):
     from tinylpu.compiler import CompileError
+    from tinylpu.flow.congestion import CongestionError
     from tinylpu.flow.coverage import CoverageError
     from tinylpu.flow.fit import FitError
     from tinylpu.flow.fpga import FpgaError
@@ -584,8 +597,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CompileError, CoverageError, FitError, FpgaError, HostError, IsaError,
-            LinkError, ModelError, PnrError, SimError, SynthError, OSError) as error:
+    except (ConfigError, CompileError, CongestionError, CoverageError, FitError, FpgaError,
+            HostError, IsaError, LinkError, ModelError, PnrError, SimError, SynthError,
+            OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ constraints; the clock is routed in the fabric, not on the global network.
 
 __all__ = ["PnrError", "Device", "DEVICES", "PLACERS", "CriticalPath", "PnrResult",
            "DEFAULT_PLACER", "check_placer", "check_request", "place_and_route", "parse_report",
-           "parse_log_times", "format_result"]
+           "parse_log_times", "parse_log_estimate", "format_result"]
 
 import dataclasses
 import json
@@ -77,6 +77,11 @@ class PnrResult:
     times: dict         # step -> seconds (None when the log does not state it)
     log: pathlib.Path
     report: pathlib.Path
+    placed: pathlib.Path = None   # the placed design (place only), for its congestion map
+
+    @property
+    def routed(self):
+        return self.placed is None
 
     @property
     def meets_timing(self):
@@ -158,6 +163,16 @@ def parse_log_times(text):
             "routing": total(r"^Info: Router[12] time ([\d.]+)s$")}
 
 
+def parse_log_estimate(text):
+    """Clock -> (MHz, target MHz) of the last timing estimate in nextpnr's log ``text`` (after
+    placement, when it did not route)."""
+    found = re.findall(r"^Info: Max frequency for clock '([^']+)': ([\d.]+) MHz "
+                       r"\((?:PASS|FAIL) at ([\d.]+) MHz\)", text, re.MULTILINE)
+    if not found:
+        raise PnrError("nextpnr's log states no Fmax estimate")
+    return {clock: (float(mhz), float(target)) for clock, mhz, target in found}
+
+
 def _progress(text):
     """The step nextpnr's log ``text`` shows it in."""
     if re.search(r"^Info: Routing\.\.$", text, re.MULTILINE):
@@ -169,10 +184,12 @@ def _progress(text):
 
 
 def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
-                    placer=DEFAULT_PLACER):
+                    placer=DEFAULT_PLACER, route=True):
     """Synthesize ``verilog`` (a file; see :func:`tinylpu.flow.synth.synthesize`) and place and
     route it out of context on ``target`` for a clock of ``freq`` MHz with nextpnr's
-    ``placer`` (one of :data:`PLACERS`); return a :class:`PnrResult`.
+    ``placer`` (one of :data:`PLACERS`); return a :class:`PnrResult`. Without ``route``,
+    stop after placement: the Fmax is nextpnr's estimate, and the placed design is written
+    (``PnrResult.placed``) for :mod:`tinylpu.flow.congestion`.
 
     Work files (netlist, nextpnr log and report) go beside ``verilog``. Synthesis and place
     and route together get ``timeout_min`` minutes: past that, the running tool is stopped
@@ -185,9 +202,10 @@ def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
         raise PnrError(f"no {device.tool} found: `make setup` installs it")
     verilog = pathlib.Path(verilog).resolve()
     work = verilog.parent
-    netlist, log, report = (work / f"pnr-{target}{ext}" for ext in (".json", ".log",
-                                                                     "-report.json"))
+    netlist, log, report, placed = (work / f"pnr-{target}{ext}" for ext in (
+        ".json", ".log", "-report.json", "-placed.json"))
     report.unlink(missing_ok=True)
+    placed.unlink(missing_ok=True)
     start = time.monotonic()
     synthesize(verilog, top, target, netlist=netlist.name, timeout=timeout_min * 60)
     synthesized = time.monotonic()
@@ -195,6 +213,8 @@ def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
     cmd = [exe, *device.options, "--out-of-context", "--json", netlist.name, "--top", top,
            "--freq", f"{freq:g}", "--timing-allow-fail", "--report", report.name,
            "--placer", placer]
+    if not route:
+        cmd += ["--no-route", "--write", placed.name]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -215,9 +235,12 @@ def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
         raise PnrError(f"{device.tool} failed (exit status {rc}): "
                        f"{' | '.join(errors[-3:])}; log: {log}")
     fmax, utilisation, path = parse_report(json.loads(report.read_text()), verilog.name)
+    if not route:       # the report has no Fmax before routing: the log has the estimate
+        fmax = parse_log_estimate(text)
     times = {"synthesis": synthesized - start, **parse_log_times(text),
              "nextpnr in all": routed - synthesized}
-    return PnrResult(device, fmax, utilisation, path, times, log, report)
+    return PnrResult(device, fmax, utilisation, path, times, log, report,
+                     None if route else placed)
 
 
 def format_result(result):
@@ -226,7 +249,8 @@ def format_result(result):
     lines = []
     for clock, (achieved, target) in result.fmax.items():
         verdict = "meets" if achieved >= target else "FAILS"
-        lines.append(f"  Fmax (post-route) of {clock}: {achieved:.2f} MHz; {verdict} the "
+        when = "post-route" if result.routed else "after placement, nextpnr's estimate"
+        lines.append(f"  Fmax ({when}) of {clock}: {achieved:.2f} MHz; {verdict} the "
                      f"{target:g} MHz target")
     for label, cell in result.device.resources:
         used, available = result.utilisation.get(cell, (0, 0))
