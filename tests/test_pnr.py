@@ -155,6 +155,11 @@ def test_placer_is_checked_and_passed_to_nextpnr(tmp_path, monkeypatch):
     with pytest.raises(PnrError, match="exit status 3"):
         place_and_route(_counter(tmp_path), "count", "ecp5", placer="heap")
     assert "--placer heap" in (tmp_path / "args").read_text()
+    assert "--seed" not in (tmp_path / "args").read_text()
+    with pytest.raises(PnrError, match="exit status 3"):
+        place_and_route(_counter(tmp_path), "count", "ecp5", route=False, seed=7)
+    args = (tmp_path / "args").read_text()
+    assert "--seed 7" in args and "--no-route --write pnr-ecp5-placed.json" in args
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -80,7 +80,7 @@ def cmd_pnr(args):
     check_request(args.target, args.freq, args.timeout_min, args.placer)
     path = write_verilog(args.config)
     result = place_and_route(path, "tinylpu_tile", args.target, args.freq, args.timeout_min,
-                             args.placer, route=not args.place_only)
+                             args.placer, route=not args.place_only, seed=args.seed)
     what = "placement" if args.place_only else "place and route"
     print(f"{args.target} {what} of {args.config.ident} on {result.device.name}, "
           f"out of context:")
@@ -438,6 +438,7 @@ def build_parser():
     p.add_argument("--place-only", action="store_true",
                    help="stop after placement: nextpnr's Fmax estimate, the wire demand by "
                         "block and a congestion map (docs/fpga.md)")
+    p.add_argument("--seed", type=int, help="nextpnr's placement seed")
     _placer_option(p)
     p = sub.add_parser("fpga", help="the board build: Yosys, nextpnr-ecp5 and ecppack of the "
                                      "tile behind the serial bridge, with the board's pins, "

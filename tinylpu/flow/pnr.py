@@ -184,12 +184,13 @@ def _progress(text):
 
 
 def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
-                    placer=DEFAULT_PLACER, route=True):
+                    placer=DEFAULT_PLACER, route=True, seed=None):
     """Synthesize ``verilog`` (a file; see :func:`tinylpu.flow.synth.synthesize`) and place and
     route it out of context on ``target`` for a clock of ``freq`` MHz with nextpnr's
     ``placer`` (one of :data:`PLACERS`); return a :class:`PnrResult`. Without ``route``,
     stop after placement: the Fmax is nextpnr's estimate, and the placed design is written
-    (``PnrResult.placed``) for :mod:`tinylpu.flow.congestion`.
+    (``PnrResult.placed``) for :mod:`tinylpu.flow.congestion`. ``seed``: nextpnr's placement
+    seed (its default when None).
 
     Work files (netlist, nextpnr log and report) go beside ``verilog``. Synthesis and place
     and route together get ``timeout_min`` minutes: past that, the running tool is stopped
@@ -213,6 +214,8 @@ def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
     cmd = [exe, *device.options, "--out-of-context", "--json", netlist.name, "--top", top,
            "--freq", f"{freq:g}", "--timing-allow-fail", "--report", report.name,
            "--placer", placer]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
     if not route:
         cmd += ["--no-route", "--write", placed.name]
     with open(log, "w") as out:
