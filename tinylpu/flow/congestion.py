@@ -18,9 +18,12 @@ __all__ = ["CongestionError", "Congestion", "rudy", "load_placed", "format_conge
 import collections
 import dataclasses
 import json
+import pathlib
 import re
 
 import numpy as np
+
+from tinylpu.flow.pnr import signal_name
 
 
 class CongestionError(ValueError):
@@ -28,9 +31,6 @@ class CongestionError(ValueError):
 
 
 _BEL = re.compile(r"X(\d+)/Y(\d+)/")
-# suffixes Yosys and nextpnr append to the signal a net comes from, and bit indices
-_SUFFIX = re.compile(r"_(?:LUT4|CCU2C|PFUMX|L6MUX21|TRELLIS_[A-Z0-9]+|DP16KD|MULT18X18D|"
-                     r"ALU54B)(?=[_\[$]|$)|\$|\[")
 _INSTANCE = re.compile(r"\$\d+(?=\.)")     # Yosys' number of an unnamed instance: epi$664.x
 HOT_SHARE = 0.05        # the hot tiles: the top 5% by demand
 
@@ -72,7 +72,7 @@ def block_of(net):
     levels (``router.abank0.mem`` -> ``router.abank0``, ``mac.p3_1`` -> ``mac``; ``top``
     for the tile's own signals), without what synthesis appended; ``?`` for names Yosys
     made up."""
-    name = _SUFFIX.split(_INSTANCE.sub("", net.lstrip("\\")), maxsplit=1)[0]
+    name = signal_name(_INSTANCE.sub("", net.lstrip("\\"))).split("[")[0]
     if not name:
         return "?"
     parts = name.split(".")
@@ -82,7 +82,7 @@ def block_of(net):
 def load_placed(path):
     """The top module of nextpnr's ``--write`` JSON at ``path``."""
     try:
-        design = json.loads(open(path).read())
+        design = json.loads(pathlib.Path(path).read_text())
         modules = design["modules"]
         return modules[next(iter(modules))]
     except (OSError, ValueError, KeyError, StopIteration, TypeError) as error:

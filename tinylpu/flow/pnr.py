@@ -8,7 +8,7 @@ constraints; the clock is routed in the fabric, not on the global network.
 
 __all__ = ["PnrError", "Device", "DEVICES", "PLACERS", "CriticalPath", "PnrResult",
            "DEFAULT_PLACER", "check_placer", "check_request", "place_and_route", "parse_report",
-           "parse_log_times", "parse_log_estimate", "format_result"]
+           "parse_log_times", "parse_log_estimate", "format_result", "signal_name"]
 
 import dataclasses
 import json
@@ -111,7 +111,7 @@ def check_request(target, freq, timeout_min, placer=DEFAULT_PLACER):
     check_positive(timeout_min, "timeout", "minutes", PnrError)
 
 
-def _signal(name):
+def signal_name(name):
     """The design signal a cell or net name derives from: ``name`` up to the first suffix
     that synthesis or packing appended."""
     return _GENERATED.split(name, maxsplit=1)[0]
@@ -127,9 +127,10 @@ def _critical_path(segments, source):
              for seg in segments for where in seg.get("sources", ()))
     return CriticalPath(
         delay=delay, logic=delay - routing, routing=routing,
-        start=f"{_signal(first['cell'])} ({first['port']})",
-        end=f"{_signal(last['cell'])} ({last['port']})",
-        nets=list(dict.fromkeys(_signal(seg["net"]) for seg in segments if "net" in seg)),
+        start=f"{signal_name(first['cell'])} ({first['port']})",
+        end=f"{signal_name(last['cell'])} ({last['port']})",
+        nets=list(dict.fromkeys(signal_name(seg["net"])
+                                for seg in segments if "net" in seg)),
         source=source, lines=list(dict.fromkeys(int(m.group(1)) for m in lines if m)))
 
 
