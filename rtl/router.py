@@ -48,7 +48,7 @@ from tinylpu.host import (TARGET_ABANK, TARGET_MMEM, TARGET_PROG, TARGET_RMEM, T
 from tinylpu.isa import INSTR_BITS, LAT_RESID_READ, LAT_WRITE, MXM_PENDING, TABLE_DEPTH
 from tinylpu.numerics import MULT_BITS
 
-from .sram import Bank, addr_bits
+from .sram import Bank, SplitBank, addr_bits
 
 TOKEN_BITS = 16       # token-memory entries and table entries
 
@@ -117,6 +117,16 @@ def token_port():
                              "wen": Out(1), "waddr": Out(16), "wdata": Out(TOKEN_BITS)})
 
 
+def wphys(cfg, word):
+    """The weight-bank word that address ``word`` reaches (``Config.wphys``): its low
+    ``waddr_bits`` bits, and in the tail only the tail's word bits and the tail bit."""
+    top = addr_bits(cfg.wdepth)
+    if not cfg.wtail:
+        return word[:top]
+    tail_word = Cat(word[:addr_bits(cfg.wtail)], Const(0, top - addr_bits(cfg.wtail)))
+    return Cat(Mux(word[top], tail_word, word[:top]), word[top])
+
+
 def _two_or_more(users):
     """High when at least two of ``users`` (1-bit values) are high."""
     pairs = [a & b for i, a in enumerate(users) for b in users[i + 1:]]
@@ -176,7 +186,11 @@ class Router(wiring.Component):
         # MATVEC: with ``wbytes`` a write enable a byte (docs/fpga.md "Fit"); a read of a
         # word with a write in flight is flagged (``hazard``), so a read never meets a
         # write to another byte of its block
-        wbanks = [Bank(width=cfg.word_bits, depth=cfg.wdepth,
+        # (with ``wtail`` a bank is two memories, rtl.sram.SplitBank)
+        wbanks = [SplitBank(width=cfg.word_bits, depth=cfg.wdepth, tail=cfg.wtail,
+                            granularity=cfg.data_bits if cfg.wbytes else None,
+                            flagged_collisions=True) if cfg.wtail else
+                  Bank(width=cfg.word_bits, depth=cfg.wdepth,
                        granularity=cfg.data_bits if cfg.wbytes else None,
                        flagged_collisions=True) for _ in range(R)]
         # a read of a lane in the cycle its write lands is flagged (``hazard`` and
@@ -350,12 +364,11 @@ class Router(wiring.Component):
                 out.append(hit)
             return en & Cat(*out).any()
 
-        ww = addr_bits(cfg.wdepth)
-
         def weight_hits(port):
             """A weight read (all banks, all lanes) of a word with a y_wbank or y_wcol write
             in flight."""
-            return port.en & Cat(*(w.valid & w.wbank & (w.word[:ww] == port.word[:ww])
+            word = wphys(cfg, port.word)
+            return port.en & Cat(*(w.valid & w.wbank & (wphys(cfg, w.word) == word)
                                    for w in self.pending)).any()
 
         m.d.comb += self.hazard.eq(

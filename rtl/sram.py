@@ -1,8 +1,8 @@
 """One SRAM bank: one synchronous read port and one write port, inferred as block RAM."""
 
-__all__ = ["Bank", "addr_bits", "YOSYS_NO_RW_CHECK"]
+__all__ = ["Bank", "SplitBank", "addr_bits", "YOSYS_NO_RW_CHECK"]
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -84,4 +84,47 @@ class Bank(wiring.Component):
             rd.en.eq(self.ren & ~self.wen.any() if self.hold_on_write else self.ren),
             wr.addr.eq(self.waddr), wr.en.eq(self.wen), wr.data.eq(self.wdata),
         ]
+        return m
+
+
+class SplitBank(wiring.Component):
+    """A bank of ``depth + tail`` words in two memories: ``depth`` words at addresses
+    ``0 .. depth - 1`` and ``tail`` words (a power of two, at most ``depth``) past them, so
+    a depth that is not a power of two takes the block RAMs of its two parts
+    (``Config.wtail``, docs/fpga.md "Fit").
+
+    The address has ``log2(depth) + 1`` bits; its top bit picks the tail, whose word is the
+    address's low ``log2(tail)`` bits: addresses ``depth + tail .. 2 * depth - 1`` reach the
+    tail again (``Config.wphys`` is the rule). Ports, timing and the other parameters as
+    :class:`Bank`'s; ``rdata`` is the word of the memory the last read named (a register of
+    one bit, set with ``ren``, picks it)."""
+
+    def __init__(self, *, width, depth, tail, granularity=None, flagged_collisions=False):
+        assert tail and tail & (tail - 1) == 0 and tail <= depth
+        self.width, self.depth, self.tail = width, depth, tail
+        self.main = Bank(width=width, depth=depth, granularity=granularity,
+                         flagged_collisions=flagged_collisions)
+        self.rest = Bank(width=width, depth=tail, granularity=granularity,
+                         flagged_collisions=flagged_collisions)
+        abits = addr_bits(depth) + 1
+        super().__init__({
+            "raddr": In(abits), "ren": In(1), "rdata": Out(width),
+            "waddr": In(abits), "wen": In(len(self.main.wen)), "wdata": In(width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.main, m.submodules.tail = self.main, self.rest
+        top = addr_bits(self.depth)
+        r_tail, w_tail = self.raddr[top], self.waddr[top]
+        tail_q = Signal()                      # the last read's memory
+        with m.If(self.ren):
+            m.d.sync += tail_q.eq(r_tail)
+        for bank, here_r, here_w in ((self.main, ~r_tail, ~w_tail), (self.rest, r_tail, w_tail)):
+            m.d.comb += [
+                bank.raddr.eq(self.raddr), bank.ren.eq(self.ren & here_r),
+                bank.waddr.eq(self.waddr), bank.wdata.eq(self.wdata),
+                bank.wen.eq(self.wen & here_w.replicate(len(self.wen))),
+            ]
+        m.d.comb += self.rdata.eq(Mux(tail_q, self.rest.rdata, self.main.rdata))
         return m

@@ -258,7 +258,8 @@ class VectorUnit(wiring.Component):
             self.op.final.eq(valid & last & (j == cur.sm1)),
             self.a.en.eq(valid & ~wrow), self.a.bank.eq(cur.a_bank),
             self.a.word.eq(ea[ll:] & (cfg.adepth - 1)),
-            self.w.en.eq(valid & wrow), self.w.word.eq(ea[ll:] & (cfg.wdepth - 1)),
+            self.w.en.eq(valid & wrow),
+            self.w.word.eq(ea[ll:] & ((1 << cfg.waddr_bits) - 1)),
             self.b.en.eq(valid & breads), self.b.bank.eq(cur.b_bank),
             self.b.word.eq(eb[ll:] & (cfg.adepth - 1)),
         ]

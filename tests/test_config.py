@@ -13,7 +13,8 @@ def test_defaults_are_valid_and_documented():
     cfg = Config()
     assert dataclasses.asdict(cfg) == dict(lanes=16, rows=4, wdepth=1024, act_banks=2,
                                            adepth=256, pdepth=64, data_bits=8, acc_bits=32,
-                                           tdepth=512, mdepth=256, rdepth=256, wbytes=1, pv=1)
+                                           tdepth=512, mdepth=256, rdepth=256, wbytes=1, pv=1,
+                                           wtail=0)
     assert cfg == DEFAULT
     assert cfg.macs == 64
     assert cfg.word_bits == 128
@@ -85,6 +86,10 @@ def test_config_error_is_a_value_error():
     (dict(pdepth=False), "pdepth must be an integer, not False"),
     (dict(wbytes=2), "wbytes must be in [0, 1], not 2"),
     (dict(pv=2), "pv must be in [0, 1], not 2"),
+    (dict(wtail=3), "wtail must be 0 or a power of two in [2, wdepth] (wdepth 1024"),
+    (dict(wtail=1), "wtail must be 0 or a power of two in [2, wdepth]"),
+    (dict(wtail=2048), "wtail must be 0 or a power of two in [2, wdepth]"),
+    (dict(wdepth=65536, wtail=2), "at most 32768 with a tail"),
 ])
 def test_invalid_field_names_the_field(kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -134,7 +139,7 @@ def test_parse_error_lists_the_valid_names():
         Config.parse("foo=1")
     assert ("acc_bits, act_banks, adepth, data_bits, lanes, mdepth, pdepth, pv, rdepth, rows, "
             "tdepth, "
-            "wbytes, wdepth"
+            "wbytes, wdepth, wtail"
             in str(info.value))
 
 
@@ -190,3 +195,18 @@ def test_build_dir_uses_ident(tmp_path):
     assert Config().build_dir() == pathlib.Path("build") / "l16r4-w1024-a2x256-p64"
     assert cfg.build_dir(tmp_path) == tmp_path / "l8r2-w1024-a2x256-p64"
     assert cfg.build_dir("out") == pathlib.Path("out/l8r2-w1024-a2x256-p64")
+
+
+def test_weight_tail_address_space():
+    """A tail of wtail words past wdepth: wwords addresses, one more address bit, and the
+    addresses past the tail reach it again (the RTL's SplitBank decodes them so)."""
+    import numpy as np
+    cfg = Config(wdepth=8, wtail=2)
+    assert (cfg.wwords, cfg.waddr_bits, cfg.ident) == (10, 4, "l16r4-w8+2-a2x256-p64")
+    assert cfg.weight_bytes == 4 * 10 * 16
+    assert [cfg.wphys(a) for a in range(18)] == list(range(10)) + [8, 9] * 3 + [0, 1]
+    np.testing.assert_array_equal(cfg.wphys(np.arange(18)), [cfg.wphys(a) for a in range(18)])
+    plain = Config(wdepth=8)
+    assert (plain.wwords, plain.waddr_bits) == (8, 3)
+    assert [plain.wphys(a) for a in (7, 8, 9, -1)] == [7, 0, 1, 7]
+    assert Config.parse("wdepth=4096,wtail=512").wwords == 4608

@@ -7,7 +7,7 @@ from tinylpu.flow.rtlsim import lint, write_verilog
 
 
 @pytest.mark.parametrize("cfg", [Config(), Config(lanes=4, rows=1, act_banks=4, adepth=16,
-                                                  data_bits=6, acc_bits=20)],
+                                                  data_bits=6, acc_bits=20, wtail=64)],
                          ids=lambda c: c.ident)
 def test_generated_verilog_is_lint_clean(cfg, tmp_path):
     assert lint(write_verilog(cfg, root=tmp_path)) == []

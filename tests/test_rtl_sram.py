@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 from amaranth.back import rtlil, verilog
 
 from tinylpu.flow.synth import find_tool, synthesize
-from tinylpu.rtl.sram import YOSYS_NO_RW_CHECK, Bank
+from tinylpu.rtl.sram import YOSYS_NO_RW_CHECK, Bank, SplitBank
 
 
 def _run(dut, bench):
@@ -308,3 +308,44 @@ def test_flagged_collisions_bank_is_one_lane_a_block(tmp_path, depth, blocks):
         assert data and len({lane_of[bit] for bit in data}) == 1, name
     plain = _ecp5_cells(tmp_path, Bank(width=128, depth=depth, granularity=32))
     assert plain["TRELLIS_FF"] >= 2 * 128
+
+
+def test_split_bank_is_its_depth_and_tail():
+    """Words 0 .. depth - 1 in the first memory, depth .. depth + tail - 1 in the tail, the
+    addresses past the tail reaching it again (Config.wphys's rule); byte writes in both;
+    rdata from the memory the last read named, held while ren is low."""
+    from tinylpu import Config
+    cfg = Config(lanes=2, rows=2, wdepth=8, wtail=2)
+    dut = SplitBank(width=16, depth=8, tail=2, granularity=8, flagged_collisions=True)
+    assert len(dut.raddr) == len(dut.waddr) == cfg.waddr_bits == 4
+    model = [0] * cfg.wwords
+    rng = random.Random(5)
+    got, want = [], []
+
+    async def bench(ctx):
+        for _ in range(200):
+            addr, value, wen = rng.randrange(16), rng.randrange(1 << 16), rng.randrange(4)
+            if rng.random() < 0.5:
+                await _write(ctx, dut, addr, value, wen)
+                word = cfg.wphys(addr)
+                for lane in range(2):
+                    if wen >> lane & 1:
+                        mask = 0xff << 8 * lane
+                        model[word] = model[word] & ~mask | value & mask
+            else:
+                got.append(await _read(ctx, dut, addr))
+                want.append(model[cfg.wphys(addr)])
+                await ctx.tick()                    # ren low: rdata holds
+                got.append(ctx.get(dut.rdata))
+                want.append(want[-1])
+
+    _run(dut, bench)
+    assert got == want and len(set(want)) > 10
+
+
+def test_split_bank_maps_each_part_to_block_ram(tmp_path):
+    """A weight bank of 4096 + 512 words of 128 bits with byte writes: 32 blocks (1024 x
+    18) and 4 (512 x 36), against 64 for 8192 words; no collision logic."""
+    bank = SplitBank(width=128, depth=4096, tail=512, granularity=8, flagged_collisions=True)
+    cells = _ecp5_cells(tmp_path, bank)
+    assert cells["DP16KD"] == 36 and cells.get("TRELLIS_FF", 0) <= 1

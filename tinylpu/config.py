@@ -5,6 +5,8 @@ __all__ = ["Config", "ConfigError", "DEFAULT", "ACT_BITS", "X_BITS", "ELEM_ADDR_
 import dataclasses
 import pathlib
 
+import numpy as np
+
 
 ACT_BITS = 32          # bits per activation-bank lane
 X_BITS = 16            # MAC activation operand: the low bits of a lane, signed
@@ -33,6 +35,12 @@ class Config:
         the array does ``rows * lanes`` multiply-accumulates per cycle.
     wdepth : int
         Words per weight bank (power of two).
+    wtail : int
+        0, or words (a power of two, 2 to ``wdepth``) of a second memory in each weight
+        bank, at word addresses ``wdepth .. wdepth + wtail - 1``: the words a program writes
+        (V^T for PV passes, q) beside ``wdepth`` words of weights, so a bank of, say, 4096 +
+        512 words takes block RAMs for that and not for 8192 (docs/fpga.md, "Fit"). Weight
+        addresses then have ``log2(wdepth) + 1`` bits and wrap as :meth:`wphys` says.
     act_banks : int
         Activation banks. Each has one read and one write port.
     adepth : int
@@ -71,6 +79,7 @@ class Config:
     lanes: int = 16
     rows: int = 4
     wdepth: int = 1024
+    wtail: int = 0
     act_banks: int = 2
     adepth: int = 256
     pdepth: int = 64
@@ -109,6 +118,11 @@ class Config:
             self._check_range(name, 2, hi)
             if not _is_pow2(getattr(self, name)):
                 raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
+        if self.wtail and (not _is_pow2(self.wtail) or not 2 <= self.wtail <= self.wdepth
+                           or self.wdepth > 32768):
+            raise ConfigError(f"wtail must be 0 or a power of two in [2, wdepth] (wdepth "
+                              f"{self.wdepth}, at most 32768 with a tail: weight addresses "
+                              f"are 16 bits), not {self.wtail}")
         if self.adepth * self.lanes > 1 << ELEM_ADDR_BITS:
             raise ConfigError(
                 f"adepth * lanes ({self.adepth} * {self.lanes}) must be at most "
@@ -143,8 +157,29 @@ class Config:
         return -(-self.word_bits // 32)
 
     @property
+    def wwords(self):
+        """Words of a weight bank's address space: ``wdepth`` and the tail's ``wtail``."""
+        return self.wdepth + self.wtail
+
+    @property
+    def waddr_bits(self):
+        """Bits of a weight word address: ``log2(wdepth)``, and one more with a tail."""
+        return max((self.wdepth - 1).bit_length(), 1) + bool(self.wtail)
+
+    def wphys(self, word):
+        """The word of a weight bank that address ``word`` (any integer, or an integer
+        array) reaches, in ``0 .. wwords - 1``: the address modulo ``2**waddr_bits``; past
+        ``wdepth`` (the tail) modulo ``wtail`` too, so addresses ``wdepth + wtail ..
+        2 * wdepth - 1`` reach the tail again, as the RTL's bank (``rtl.sram.SplitBank``)
+        decodes them."""
+        word = np.asarray(word) % (1 << self.waddr_bits)
+        if self.wtail:
+            word = np.where(word < self.wdepth, word, self.wdepth + word % self.wtail)
+        return int(word) if word.ndim == 0 else word
+
+    @property
     def weight_bytes(self):
-        return self.rows * self.wdepth * self.word_bits // 8
+        return self.rows * self.wwords * self.word_bits // 8
 
     @property
     def act_bytes(self):
@@ -159,7 +194,8 @@ class Config:
     @property
     def ident(self):
         """Short name of this configuration; names its build directory."""
-        name = (f"l{self.lanes}r{self.rows}-w{self.wdepth}-a{self.act_banks}x{self.adepth}"
+        name = (f"l{self.lanes}r{self.rows}-w{self.wdepth}"
+                f"{f'+{self.wtail}' if self.wtail else ''}-a{self.act_banks}x{self.adepth}"
                 f"-p{self.pdepth}")
         if (self.data_bits, self.acc_bits) != (8, 32):
             name += f"-d{self.data_bits}c{self.acc_bits}"

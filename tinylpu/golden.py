@@ -51,7 +51,7 @@ class GoldenTile:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.wmem = np.zeros((cfg.rows, cfg.wdepth, cfg.lanes), dtype=np.int64)
+        self.wmem = np.zeros((cfg.rows, cfg.wwords, cfg.lanes), dtype=np.int64)
         self.amem = np.zeros((cfg.act_banks, cfg.adepth, cfg.lanes), dtype=np.int64)
         self.pmem = [0] * cfg.pdepth
         self.table = np.zeros(isa.TABLE_DEPTH, dtype=np.int64)
@@ -298,7 +298,7 @@ class GoldenTile:
                 while olds and olds[0][0] <= c:
                     self._resid(st, y_bank, *olds.pop(0), bits)
                 x = _sext(st.read(self, c, bank, (a["x_addr"] + k) % cfg.adepth), X_BITS)
-                w = st.wread(self, c, (a["w_base"] + b * nc + k) % cfg.wdepth)
+                w = st.wread(self, c, cfg.wphys(a["w_base"] + b * nc + k))
                 acc = wrap(acc + w @ x, cfg.acc_bits)
             mult = (self.mmem[(a["m_base"] + b) % cfg.mdepth] if a["m_rows"]
                     else np.int64(a["q_mult"]))
@@ -330,7 +330,7 @@ class GoldenTile:
                 w_bank, lane = isa.wbank_slot(b, R, L)
                 self.wbuf[lane:lane + R] = wrap(y, cfg.data_bits)
                 if lane == L - R:    # ... which its last lanes' block writes
-                    st.push(last + isa.LAT_WRITE, "mac", ("w", w_bank), y_base % cfg.wdepth,
+                    st.push(last + isa.LAT_WRITE, "mac", ("w", w_bank), cfg.wphys(y_base),
                             np.arange(L), self.wbuf.copy(), produced=last)
                 # the others write nothing, but pass through the output unit all the same
                 st.last_write = max(st.last_write, last + isa.LAT_WRITE)
@@ -339,7 +339,7 @@ class GoldenTile:
                 word, lane = isa.wcol_slot(b, idx, L, a["y_shift"])
                 for r in range(R):
                     st.push(last + isa.LAT_WRITE, "mac", ("w", r),
-                            (a["y_addr"] + word) % cfg.wdepth, np.array([lane]),
+                            cfg.wphys(a["y_addr"] + word), np.array([lane]),
                             wrap(y[r:r + 1], cfg.data_bits), produced=last)
                 continue
             if half:                 # R / 2 lanes: packed int16 pairs, or SILU_GATE's results
@@ -390,7 +390,7 @@ class GoldenTile:
                 e = exp2_neg(top - d)
                 if a["x_pos"]:
                     e = np.where((k << a["x_shift"]) + np.arange(L) > pos, 0, e)
-                w = st.wread(self, c, (a["w_base"] + b + (k << a["w_shift"])) % cfg.wdepth)
+                w = st.wread(self, c, cfg.wphys(a["w_base"] + b + (k << a["w_shift"])))
                 acc = wrap(acc + w @ e, cfg.acc_bits)
                 total += int(e.sum())
             last = t + b * nc + nc - 1
@@ -424,7 +424,7 @@ class GoldenTile:
         scores written like result blocks."""
         cfg = self.cfg
         R, L = cfg.rows, cfg.lanes
-        n, q_addr = isa.positions(a, pos), a["q_addr"] % cfg.wdepth
+        n, q_addr = isa.positions(a, pos), cfg.wphys(a["q_addr"])
         first = t
         k_bank, s_bank, per_word = a["k_bank"] % cfg.act_banks, a["s_bank"] % cfg.act_banks, L // R
         heads, index = self._att_tables(a["kv_shift"])
@@ -583,7 +583,7 @@ class GoldenTile:
         if A_op["space"] == isa.Space.WROW.value:
             row = index(A_op)
             i = np.broadcast_to(j * A_op["js"] + k * A_op["ks"], (S, N))
-            word = (A_op["base"] + (row >> lr) * A_op["istride"] + (i >> ll)) % cfg.wdepth
+            word = cfg.wphys(A_op["base"] + (row >> lr) * A_op["istride"] + (i >> ll))
             A = st.wrow_read(self, np.broadcast_to(cycles, (S, N)),
                              np.full((S, N), row & (R - 1)), word, i & (L - 1))
             a_bank = None

@@ -212,7 +212,7 @@ def target_depth(cfg, target):
     if target == TARGET_CTRL:
         return len(Ctrl)
     if TARGET_WBANK <= target < TARGET_WBANK + cfg.rows:
-        return cfg.wdepth
+        return cfg.wwords
     if TARGET_ABANK <= target < TARGET_ABANK + cfg.act_banks:
         return cfg.adepth
     raise HostError(f"target {target:#x} does not exist in config {cfg.ident}")

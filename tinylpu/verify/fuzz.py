@@ -40,7 +40,7 @@ FEATURES = sorted(
     + ["matvec.y_pack", "matvec.m_rows", "matvec.norm", "matvec.ss", "matvec.y_index:POS",
        "matvec.y_wbank", "matvec.y_wcol", "matvec.x_exp"]
     + ["qk.n_pos", "qk.kv_shift", "qk.s_tr", "pv.n_pos", "loop", "generate", "illegal", "budget",
-       "bad command", "output not taken", "counters read", "schedule rule broken"]
+       "bad command", "output not taken", "counters read", "weights read", "schedule rule broken"]
     + [f"status:{name}" for name in _STATUS_BITS])
 
 
@@ -63,8 +63,8 @@ def random_matvec(cfg, rng, depth):
     wcol = wbank and epi == isa.Epi.NONE and rng.random() < 0.5 and cfg.wbytes
     wbank = wbank and not wcol
     instr = isa.matvec(
-        w_base=pick(cfg.wdepth), x_bank=pick(4), x_addr=pick(depth), y_bank=pick(4),
-        y_addr=pick(cfg.wdepth if wbank or wcol else depth),
+        w_base=pick(1 << cfg.waddr_bits), x_bank=pick(4), x_addr=pick(depth), y_bank=pick(4),
+        y_addr=pick(1 << cfg.waddr_bits if wbank or wcol else depth),
         n_blocks=pick(2 * cfg.lanes // cfg.rows + 1) + 1 if wbank else pick(3) + 1,
         n_chunks=pick(3) + 1,
         q_mult=int(rng.integers(-(1 << 15), 1 << 15)), q_shift=pick(20),
@@ -99,7 +99,7 @@ def random_attention(cfg, rng, depth):
     n = dict(n=pick(2 * cfg.lanes + 3 if s_tr and rng.random() < 0.5 else 5) + 1) \
         if rng.random() < 0.7 else dict(n_pos=True)
     kv_shift, s_bank = pick(3), pick(4)
-    qk = isa.qk(q_addr=pick(cfg.wdepth), k_bank=pick(4), k_addr=pick(depth),
+    qk = isa.qk(q_addr=pick(1 << cfg.waddr_bits), k_bank=pick(4), k_addr=pick(depth),
                 k_shift=pick(3), s_bank=s_bank, s_addr=pick(depth), shift=pick(20),
                 kv_shift=kv_shift, head_shift=[pick(16) for _ in range(isa.HEAD_SLOTS)],
                 s_tr=s_tr, s_hs=pick(4), **n)
@@ -127,7 +127,7 @@ def random_vop(cfg, rng):
     stride = lambda: int(_pick(rng, 0, 1, 1, 2, 3, L, L + 1))
     index = lambda: _pick(rng, isa.Index.NONE, isa.Index.NONE, isa.Index.POS, isa.Index.TOK)
     if rng.random() < 0.2:
-        a = dict(space=isa.Space.WROW, base=int(rng.integers(cfg.wdepth)), index=index(),
+        a = dict(space=isa.Space.WROW, base=int(rng.integers(1 << cfg.waddr_bits)), index=index(),
                  istride=int(rng.integers(0, 3)), js=stride(), ks=stride())
     else:
         a = dict(bank=a_bank, base=int(rng.integers(elems)), index=index(),
@@ -223,7 +223,7 @@ def _loads(cfg, rng, first):
     if first or rng.random() < 0.2:
         for r in range(cfg.rows):
             stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0,
-                                     rng.integers(lo, hi, (cfg.wdepth, cfg.lanes)))
+                                     rng.integers(lo, hi, (cfg.wwords, cfg.lanes)))
         for target, depth in ((host.TARGET_MMEM, cfg.mdepth), (host.TARGET_RMEM, cfg.rdepth)):
             stream += host.write_cmd(cfg, target, 0,
                                      rng.integers(-(1 << 15), 1 << 15, (depth, cfg.rows)))
@@ -265,6 +265,19 @@ def _resync(cfg, rng):
     stream += host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in prog])
     return stream + host.run_cmd(0) + host.read_cmd(cfg, host.TARGET_ABANK + s_bank,
                                                     cfg.adepth - 2, 2)
+
+
+def _writes_weights(program):
+    """Some MATVEC of ``program`` writes the weight banks (y_wbank, y_wcol)."""
+    for word in program:
+        try:
+            d = isa.decode(word)
+        except isa.IsaError:
+            continue
+        if d["op"] == isa.Opcode.MATVEC and (d["args"]["matvec"]["y_wbank"]
+                                            or d["args"]["matvec"]["y_wcol"]):
+            return True
+    return False
 
 
 def random_case(golden, rng, name, *, depth=None, first=False, tries=50):
@@ -316,6 +329,10 @@ def random_case(golden, rng, name, *, depth=None, first=False, tries=50):
             for a in range(cfg.act_banks):
                 tail += host.read_cmd(cfg, host.TARGET_ABANK + a, 0, cfg.adepth)
             tail += host.read_cmd(cfg, host.TARGET_TOKENS, 0, cfg.tdepth)
+            if _writes_weights(program):       # every weight word, the tail's too
+                for r in range(cfg.rows):
+                    tail += host.read_cmd(cfg, host.TARGET_WBANK + r, 0, cfg.wwords)
+                feats.add("weights read")
             if rng.random() < 0.5 and run is not None:
                 tail += host.counters_cmd(cfg)
                 feats.add("counters read")
