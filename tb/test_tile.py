@@ -63,7 +63,8 @@ def test_random_programs_match_golden(sim, count):
     model. The long campaign is ``make test-slow`` (tb/test_fuzz.py)."""
     from tinylpu.verify.fuzz import campaign
 
-    cfg = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16)
+    # (weight banks of 64 + 16 words: random addresses reach the tail and its aliases)
+    cfg = Config(lanes=8, rows=2, wdepth=64, wtail=16, adepth=32, pdepth=32, tdepth=16)
     failures, covered, kinds = campaign(cfg, sim, 7, count)
     assert not failures, "seed 7: " + "\n".join(failures[:20])
     if sim == "verilator":         # both clean and rule-breaking programs are exercised
@@ -115,7 +116,10 @@ def test_compiled_decoder_matches_golden(sim, passes):
     rng = np.random.default_rng(3)
     qm = quantize(m, [list(rng.integers(0, m.config.vocab_size, 32)) for _ in range(2)],
                   kv_bits=(16, 8) if passes else 16)
-    prog = compile_decoder(qm, config_for(qm, 32, passes=passes), 32, passes=passes)
+    # (with passes the words the program writes, V^T and q, in the weight banks' tail)
+    cfg = config_for(qm, 32, passes=passes, **({"wtail": 32} if passes else {}))
+    prog = compile_decoder(qm, cfg, 32, passes=passes)
+    assert passes == (prog.footprint().get("weight tail words (per bank)", (0,))[0] > 0)
     cfg, golden = prog.cfg, GoldenTile(prog.cfg)
     prompt, steps = [1, 7, 30], 16 if passes else 4
     stream = (prog.load_stream() + prog.generate_stream(prompt, steps)

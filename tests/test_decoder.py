@@ -128,6 +128,37 @@ def test_cycles_with_position(passes):
         assert (growth == layers * (1 + blocks * (np.arange(1, 32) % L == 0))).all()
 
 
+def test_passes_put_vt_in_the_weight_tail_and_k_in_both_banks():
+    """config_for gives the written words (V^T, q) a tail of their own where beside the
+    weights they would double the banks (Config.wtail), and with passes each layer's K goes
+    to the activation bank with fewer words used. The tokens, logits and cycles are those of
+    the same program on banks of one memory."""
+    _, qm = _qmodel(seed=3, seq_len=512, kv_bits=(16, 8))
+    cfg = config_for(qm, 512, passes=True)
+    assert (cfg.wdepth, cfg.wtail) == (512, 512)
+    prog = compile_decoder(qm, cfg, 512, passes=True)
+    used = prog.footprint()
+    assert used["weight words (per bank)"] == (336, 512)
+    assert used["weight tail words (per bank)"] == (257, 512)
+    assert {prog.bufs[f"k{l}"].bank for l in range(qm.config.n_layers)} == {0, 1}
+    flat = compile_decoder(qm, dataclasses.replace(cfg, wdepth=1024, wtail=0), 512, passes=True)
+    assert "weight tail words (per bank)" not in flat.footprint()
+    prompt, steps = [1, 7, 30], 18
+    runs = []
+    for p in (prog, flat):
+        tile = _golden(p)
+        result = p.parse(tile.host(p.generate_stream(prompt, steps)), steps)
+        assert result.status == host.STATUS_DONE
+        assert (result.stamps, result.cycles) == p.predict(len(prompt), steps)
+        runs.append((result.tokens, result.stamps,
+                     p.read_values("logits", tile.host(p.read_stream("logits"))).tolist()))
+    assert runs[0] == runs[1]
+    # a tail too small for the written words is named
+    with pytest.raises(CompileError, match=r"weight tail words \(per bank\): needs 257, the "
+                                           r"config has 256"):
+        compile_decoder(qm, dataclasses.replace(cfg, wtail=256), 512, passes=True)
+
+
 def test_two_requests_reuse_the_loaded_program():
     _, qm = _qmodel(seed=5)
     prog = compile_decoder(qm, config_for(qm, 32), 32)

@@ -82,7 +82,10 @@ def test_bram_modes():
 def _expected(cfg):
     """The memories the RTL should have, from the configuration alone."""
     R = cfg.rows
-    mems = [(f"router.wbank{r}.mem", cfg.word_bits, cfg.wdepth) for r in range(R)]
+    mems = [(f"router.wbank{r}.mem", cfg.word_bits, cfg.wdepth) for r in range(R)] \
+        if not cfg.wtail else \
+        [(f"router.wbank{r}.{part}.mem", cfg.word_bits, depth) for r in range(R)
+         for part, depth in (("main", cfg.wdepth), ("tail", cfg.wtail))]
     mems += [(f"router.abank{b}.mem", cfg.act_word_bits, cfg.adepth)
              for b in range(cfg.act_banks)]
     mems += [("router.imem.mem", INSTR_BITS, cfg.pdepth),
@@ -100,6 +103,7 @@ def _expected(cfg):
     Config(),
     Config(lanes=8, rows=2, wdepth=256, act_banks=2, adepth=64, pdepth=32),
     Config(lanes=32, rows=8, act_banks=4, wdepth=2048, adepth=512, pdepth=128),
+    Config(wdepth=4096, wtail=512, pv=0),
 ], ids=lambda c: c.ident)
 def test_tile_memories_are_the_rtls(cfg):
     """The elaborated design's memories are exactly the ones the configuration implies (a
@@ -155,6 +159,22 @@ def test_stories260k_longest_context_on_85f(capsys):
     assert "177 positions would need 270 block RAMs" in out
     assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--positions", "512"]) == 1
     assert "512 positions need 400 block RAMs" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (MODELS / "stories260K.bin").exists(),
+                    reason="../shared/models/stories260K.bin is not present")
+def test_stories260k_passes_longest_context_on_85f(capsys):
+    """docs/fpga.md "Fit": with PV passes V^T sits in the weight banks' tail (4096 + 512
+    words: 36 blocks a bank) and K over both activation banks (512 words each): 137
+    positions in 198 blocks; 138 need 1024-word activation banks."""
+    assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--attention",
+                 "passes"]) == 0
+    out = capsys.readouterr().out
+    assert "137 positions (K int16, V^T 8-bit" in out
+    assert "l16r4-w4096+512-a2x512-p128-t256-m1024-r512-pv0" in out
+    assert "router.wbank3.tail.mem       128 x 512       4" in out
+    assert "198  of 208 on LFE5U-85F" in out
+    assert "138 positions would need 230 block RAMs" in out
 
 
 @pytest.mark.skipif(not (MODELS / "stories260K.bin").exists(),

@@ -331,6 +331,8 @@ def cmd_fit(args):
             raise FitError("--positions needs --model (the KV cache is sized for a model)")
         if args.kv_bits is not None:
             raise FitError("--kv-bits needs --model (the KV cache is sized for a model)")
+        if args.attention != "pv":
+            raise FitError("--attention needs --model (the program decides the memories)")
         cfg = Config.parse(args.config_text)
         print(f"tile {cfg.ident} on {args.device}:")
         print("\n".join(format_table(cfg, args.device)))
@@ -348,11 +350,13 @@ def cmd_fit(args):
     model = load_checkpoint(args.model)
     mc = model.config
     kv_bits = args.kv_bits or 16
-    fit = model_fit(model, args.positions, args.device, overrides, kv_bits)
+    passes = args.attention == "passes"
+    fit = model_fit(model, args.positions, args.device, overrides, kv_bits, passes=passes)
     positions, cfg, used = fit.positions, fit.cfg, fit.blocks
     what = ("the longest context that fits" if args.positions is None
             else "the requested context")
-    kv = ("int16 KV cache" if kv_bits == 16 else
+    kv = ("K int16, V^T 8-bit in the weight banks (PV passes)" if passes else
+          "int16 KV cache" if kv_bits == 16 else
           f"{kv_bits}-bit KV cache: an ESTIMATE, the RTL's cache is int16; the activation "
           f"banks sized for two positions a word")
     print(f"{args.model}: dim {mc.dim}, {mc.n_layers} layers, vocab {mc.vocab_size}, "
@@ -577,6 +581,10 @@ def build_parser():
     p.add_argument("--kv-bits", type=int, choices=(8, 16),
                    help="with --model: KV-cache width, 16 (the RTL's, default) or 8 (an "
                         "estimate: the RTL has no 8-bit cache)")
+    p.add_argument("--attention", choices=("pv", "passes"), default="pv",
+                   help="with --model: the program's attention, as for generate: PV (default) "
+                        "or PV passes (V^T, 8-bit, in the weight banks' tail; K over both "
+                        "activation banks)")
     p.set_defaults(func=cmd_fit)
     return parser
 

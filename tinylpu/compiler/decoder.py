@@ -57,6 +57,7 @@ class _Layout:
         self.bufs = {}
         self.init = {}                    # name -> int array placed at the buffer
         self.wnext = 0
+        self.tnext = 0                    # words used of the weight banks' tail
         self.wblocks = []                 # (word, array [R, words, L])
         self.wmats = {}                   # id(matrix) -> (w_base, n_blocks, n_chunks)
         self.placed = []                  # the matrices placed (their ids stay theirs)
@@ -90,9 +91,15 @@ class _Layout:
 
     def weight_word(self, n=1):
         """``n`` weight words the program writes (MATVEC y_wbank, y_wcol), loaded as zeros;
-        the first's address."""
+        the first's address: in the weight banks' tail (``Config.wtail``) if they have one,
+        else beside the weights."""
         cfg = self.cfg
-        self.wblocks.append((self.wnext, np.zeros((cfg.rows, n, cfg.lanes), dtype=np.int64)))
+        zeros = np.zeros((cfg.rows, n, cfg.lanes), dtype=np.int64)
+        if cfg.wtail:
+            self.wblocks.append((cfg.wdepth + self.tnext, zeros))
+            self.tnext += n
+            return cfg.wdepth + self.tnext - n
+        self.wblocks.append((self.wnext, zeros))
         self.wnext += n
         return self.wnext - n
 
@@ -134,6 +141,8 @@ class DecoderProgram:
     body: list               # the instructions of one position, up to NEXT (decoded)
     macs_issued: int         # MAC-array multiply-accumulates per position (incl. padding)
     macs_useful: int         # of the model's matrices
+    wmain_words: int = 0     # weight words used per bank below wdepth
+    wtail_words: int = 0     # ... and in the tail (Config.wtail): the words the program writes
 
     # Cycle model --------------------------------------------------------------------------
 
@@ -224,8 +233,10 @@ class DecoderProgram:
     def footprint(self):
         """Words used per memory, against the config's depth."""
         cfg = self.cfg
-        used = {"weight words (per bank)": (max((w + b.shape[1] for w, b in self.weights),
-                                                default=0), cfg.wdepth),
+        used = {"weight words (per bank)": (self.wmain_words, cfg.wdepth)}
+        if cfg.wtail:
+            used["weight tail words (per bank)"] = (self.wtail_words, cfg.wtail)
+        used |= {
                 "program": (len(self.program), cfg.pdepth),
                 "row-multiplier words": (len(self.mmem), cfg.mdepth),
                 "RoPE-table words": (len(self.rmem), cfg.rdepth)}
@@ -254,18 +265,24 @@ def config_for(qm, positions=None, passes=False, **overrides):
     ``passes``: :func:`compile_decoder`)."""
     positions = positions or qm.config.seq_len
     base = Config(**overrides) if overrides else Config()
-    big = dataclasses.replace(base, wdepth=65536, adepth=min(65536, (1 << ELEM_ADDR_BITS)
+    big = dataclasses.replace(base, wdepth=32768, wtail=32768, adepth=min(65536, (1 << ELEM_ADDR_BITS)
                                                              // base.lanes),
                               pdepth=4096, tdepth=65536, mdepth=65536, rdepth=65536)
     prog = compile_decoder(qm, big, positions, check=False, passes=passes)
     need = {name: _pow2(used) for name, (used, _) in
-            (("wdepth", prog.footprint()["weight words (per bank)"]),
-             ("pdepth", prog.footprint()["program"]),
+            (("pdepth", prog.footprint()["program"]),
              ("mdepth", prog.footprint()["row-multiplier words"]),
              ("rdepth", prog.footprint()["RoPE-table words"]))}
     need["adepth"] = _pow2(max(prog.footprint()[f"activation bank {b} words"][0]
                                for b in range(2)))
     need["tdepth"] = _pow2(positions + 1)
+    # the words the program writes (V^T, q) in a tail of their own where beside the
+    # weights they would double the banks (Config.wtail)
+    main = prog.footprint()["weight words (per bank)"][0]
+    written = prog.footprint()["weight tail words (per bank)"][0]
+    need["wdepth"], need["wtail"] = _pow2(main + written), 0
+    if written and _pow2(main + written) > _pow2(main) and _pow2(written) <= _pow2(main):
+        need["wdepth"], need["wtail"] = _pow2(main), _pow2(written)
     # byte writes into the weight banks only if the program makes them (whole-word banks
     # pack 2048 x k words into fewer block RAMs)
     need["wbytes"] = int(any(isa.decode(w)["op"] == isa.Opcode.MATVEC
@@ -273,6 +290,8 @@ def config_for(qm, positions=None, passes=False, **overrides):
                              for w in prog.program))
     # PV's datapath only if the program runs PV (not with passes)
     need["pv"] = int(any(isa.decode(w)["op"] == isa.Opcode.PV for w in prog.program))
+    if "wdepth" in overrides and "wtail" not in overrides:
+        need["wtail"] = 0                # a given depth holds the written words too
     for key in need:
         if key in overrides:
             need[key] = overrides[key]
@@ -408,7 +427,8 @@ def compile_decoder(qm, cfg, positions=None, check=True, passes=False):
     # K and V caches: one word of packed int16 per position (isa.halves); with passes V^T
     # in the weight banks instead (isa.wcol_slot: a word per block of R elements and group
     # of L positions, 2**vt_shift words a group)
-    K = [lay.alloc(f"k{l}", 0, P * L) for l in range(LN)]
+    # (with passes K is placed below, over both banks)
+    K = None if passes else [lay.alloc(f"k{l}", 0, P * L) for l in range(LN)]
     n_groups, vt_shift = -(-P // L), (max(kv // R, 1) - 1).bit_length()
     if passes:
         if qm.v_bits != 8:
@@ -438,6 +458,9 @@ def compile_decoder(qm, cfg, positions=None, check=True, passes=False):
           (("scale", 1), ("xg", dim), ("att", att_dim), ("g", hid),
            ("logits", mc.vocab_size)) + scores[1]}
     buf = {**b0, **b1}
+    if passes:      # bank 1 holds no V: each layer's K into the bank with fewer words used
+        K = [lay.alloc(f"k{l}", min((0, 1), key=lambda b: lay.next[b]), P * L)
+             for l in range(LN)]
 
     # weights: the classifier first, so a shared embedding is the same placement
     cls_w = lay.matrix(qm.cls.w)
@@ -583,7 +606,7 @@ def compile_decoder(qm, cfg, positions=None, check=True, passes=False):
     mmem = np.array(lay.mwords, dtype=np.int64).reshape(-1, cfg.rows)
     prog = DecoderProgram(cfg, qm, P, [isa.encode(i) for i in asm.instrs], lay.wblocks,
                           act_init, mmem, rope_words, table, lay.bufs, body,
-                          macs_issued, macs_useful)
+                          macs_issued, macs_useful, lay.wnext, lay.tnext)
     if check:
         problems = [f"{name}: needs {used}, the config has {avail}"
                     for name, (used, avail) in prog.footprint().items() if used > avail]
