@@ -15,11 +15,13 @@ from tinylpu import Config
 from tinylpu.verify.fuzz import FEATURES, campaign
 
 CONFIGS = [
-    (Config(lanes=8, rows=2, wdepth=64, wtail=16, adepth=32, pdepth=32, tdepth=16), 11),
+    (Config(lanes=8, rows=2, wdepth=64, wtail=16, adepth=32, pdepth=32, tdepth=16, pv=1),
+     11),
     # lanes < 2 * rows: no attention (QK and PV are illegal words), one activation bank
-    (Config(lanes=4, rows=4, wdepth=64, act_banks=1, adepth=64, pdepth=32, tdepth=8), 12),
+    (Config(lanes=4, rows=4, wdepth=64, act_banks=1, adepth=64, pdepth=32, tdepth=8, pv=1),
+     12),
     (Config(lanes=16, rows=2, wdepth=64, act_banks=4, adepth=16, pdepth=32, acc_bits=20,
-            tdepth=8), 13),
+            tdepth=8, pv=1), 13),
 ]
 
 

@@ -10,11 +10,12 @@ from tinylpu.golden import GoldenTile
 from tinylpu.flow.rtlsim import run_streams
 
 CONFIGS = {
+    # (the default tile has no PV datapath, pv=0: PV is an illegal word, attention runs as
+    # QK and PV passes; with pv=1 it has; the 8 x 8 tile: no attention, whole-word weight
+    # banks)
     "icarus": [Config()],
-    # (the default tile without PV's datapath, pv=0: PV is an illegal word, attention
-    # runs as QK and PV passes; the 8 x 8 tile: no attention, whole-word weight banks)
-    "verilator": [Config(pv=0), Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64,
-                                       wbytes=0)],
+    "verilator": [Config(pv=1), Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64,
+                                       wbytes=0, pv=1)],
 }
 
 
@@ -64,14 +65,14 @@ def test_random_programs_match_golden(sim, count):
     from tinylpu.verify.fuzz import campaign
 
     # (weight banks of 64 + 16 words: random addresses reach the tail and its aliases)
-    cfg = Config(lanes=8, rows=2, wdepth=64, wtail=16, adepth=32, pdepth=32, tdepth=16)
+    cfg = Config(lanes=8, rows=2, wdepth=64, wtail=16, adepth=32, pdepth=32, tdepth=16, pv=1)
     failures, covered, kinds = campaign(cfg, sim, 7, count)
     assert not failures, "seed 7: " + "\n".join(failures[:20])
     if sim == "verilator":         # both clean and rule-breaking programs are exercised
         assert kinds["rule broken"] > 10 and kinds["compared in full"] > 80, kinds
 
 
-TOKEN_CFG = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16)
+TOKEN_CFG = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16, pv=1)
 
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])

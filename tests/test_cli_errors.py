@@ -98,8 +98,8 @@ CASES = [
      "argument --kv-bits: must be one of 16, 8, 16,8 (K and V, or K,V), not '8,16'"),
     (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "8", "--kv-shift",
       "layer"], "argument --kv-shift: invalid choice: 'layer'"),
-    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-shift", "head-max"],
-     "--kv-shift needs --kv-bits 8"),
+    (["quality", "--model", "{good}", "--tokenizer", "{tok}", "--kv-bits", "16",
+      "--kv-shift", "head-max"], "--kv-shift needs --kv-bits 8"),
     (["generate", "--model", "{good}", "--sim", "golden", "--steps", "0"],
      "must be a positive integer, not 0"),
     (["generate", "--model", "{good}", "--sim", "golden", "--positions", "0"],
@@ -145,9 +145,8 @@ CASES = [
     (["fit", "--config", "lanes=3"], "lanes must be a power of two"),
     (["fit", "--positions", "8"], "--positions needs --model"),
     (["fit", "--kv-bits", "8"], "--kv-bits needs --model"),
-    (["fit", "--attention", "passes"], "--attention needs --model"),
-    (["fit", "--model", "{good}", "--attention", "passes", "--kv-bits", "8"],
-     "no --kv-bits 8 with --attention passes"),
+    (["fit", "--attention", "pv"], "--attention needs --model"),
+    (["fit", "--model", "{good}", "--kv-bits", "8"], "--kv-bits 8 needs --attention pv"),
     (["fit", "--model", "{good}", "--config", "wtail=3"], "wtail must be 0 or a power of two"),
     (["fit", "--model", "{good}", "--kv-bits", "12"],
      "argument --kv-bits: invalid choice: 12 (choose from 8, 16)"),
@@ -199,20 +198,25 @@ def test_quality_with_an_8bit_kv_cache(files, capsys, monkeypatch):
             "--positions", "16", "--prompt", "AB"]
     assert main(argv + ["--kv-bits", "8", "--kv-shift", "head-mse"]) == 0
     out = capsys.readouterr().out
-    assert "8-bit K and 8-bit V cache (the integer model only; the tile's is int16), shifts " \
-        "by head-mse" in out
+    assert "8-bit K and 8-bit V cache (the integer model only; the tile's K is int16), " \
+        "shifts by head-mse" in out
     assert "KV cache, 16 positions (int8) 1.0 KiB" in out
     assert main(argv + ["--kv-bits", "16,8"]) == 0
     out = capsys.readouterr().out
-    assert "16-bit K and 8-bit V cache" in out and "shifts by layer-max" in out
+    assert "16-bit K and 8-bit V cache (the default program's, PV passes)" in out
+    assert "shifts by layer-max" in out
     assert "KV cache, 16 positions (K int16, V int8) 1.5 KiB" in out
-    assert main(argv + ["--q-bits", "16"]) == 0
+    assert main(argv + ["--q-bits", "16", "--kv-bits", "16"]) == 0
     out = capsys.readouterr().out
     assert "KV cache" in out and "8-bit" not in out and "(int16) 2.0 KiB" in out
-    assert main(argv) == 0                  # the tile's numerics: an 8-bit q, int16 K and V
+    assert main(argv + ["--kv-bits", "16"]) == 0     # PV's numerics: 8-bit q, int16 K and V
     out = capsys.readouterr().out
     assert "8-bit q (the tile's), RoPE's extra shifts (layer x head): [[" in out
     assert "8-bit K" not in out and "8-bit V" not in out and "(int16) 2.0 KiB" in out
+    assert main(argv) == 0          # the default program's: 8-bit q, int16 K, 8-bit V
+    out = capsys.readouterr().out
+    assert "16-bit K and 8-bit V cache (the default program's, PV passes)" in out
+    assert "8-bit q (the tile's)" in out and "(K int16, V int8) 1.5 KiB" in out
 
 
 def test_make_sim_passes_the_prompt_exactly():

@@ -13,7 +13,7 @@ def test_defaults_are_valid_and_documented():
     cfg = Config()
     assert dataclasses.asdict(cfg) == dict(lanes=16, rows=4, wdepth=1024, act_banks=2,
                                            adepth=256, pdepth=64, data_bits=8, acc_bits=32,
-                                           tdepth=512, mdepth=256, rdepth=256, wbytes=1, pv=1,
+                                           tdepth=512, mdepth=256, rdepth=256, wbytes=1, pv=0,
                                            wtail=0)
     assert cfg == DEFAULT
     assert cfg.macs == 64
@@ -153,7 +153,8 @@ def test_ident_values():
     assert Config(mdepth=1024).ident == "l16r4-w1024-a2x256-p64-m1024"
     assert Config(rdepth=512).ident == "l16r4-w1024-a2x256-p64-r512"
     assert Config(wbytes=0).ident == "l16r4-w1024-a2x256-p64-wb0"
-    assert Config(pv=0).ident == "l16r4-w1024-a2x256-p64-pv0"
+    assert Config(pv=1).ident == "l16r4-w1024-a2x256-p64-pv1"
+    assert Config(wtail=256).ident == "l16r4-w1024+256-a2x256-p64"
     assert Config(data_bits=6, acc_bits=24, tdepth=1024).ident == \
         "l16r4-w1024-a2x256-p64-d6c24-t1024"
 

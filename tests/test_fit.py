@@ -152,12 +152,13 @@ def test_fit_cli_plain_config(capsys):
 @pytest.mark.skipif(not (MODELS / "stories260K.bin").exists(),
                     reason="../shared/models/stories260K.bin is not present")
 def test_stories260k_longest_context_on_85f(capsys):
-    assert main(["fit", "--model", str(MODELS / "stories260K.bin")]) == 0
+    assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--attention", "pv"]) == 0
     out = capsys.readouterr().out
-    assert "176 positions" in out and "l16r4-w4096-a2x1024-p128-t256-m1024-r512-wb0" in out
+    assert "176 positions" in out and "l16r4-w4096-a2x1024-p128-t256-m1024-r512-wb0-pv1" in out
     assert "206  of 208 on LFE5U-85F" in out
     assert "177 positions would need 270 block RAMs" in out
-    assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--positions", "512"]) == 1
+    assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--attention", "pv",
+                 "--positions", "512"]) == 1
     assert "512 positions need 400 block RAMs" in capsys.readouterr().out
 
 
@@ -167,11 +168,10 @@ def test_stories260k_passes_longest_context_on_85f(capsys):
     """docs/fpga.md "Fit": with PV passes V^T sits in the weight banks' tail (4096 + 512
     words: 36 blocks a bank) and K over both activation banks (512 words each): 137
     positions in 198 blocks; 138 need 1024-word activation banks."""
-    assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--attention",
-                 "passes"]) == 0
+    assert main(["fit", "--model", str(MODELS / "stories260K.bin")]) == 0
     out = capsys.readouterr().out
     assert "137 positions (K int16, V^T 8-bit" in out
-    assert "l16r4-w4096+512-a2x512-p128-t256-m1024-r512-pv0" in out
+    assert "l16r4-w4096+512-a2x512-p128-t256-m1024-r512" in out
     assert "router.wbank3.tail.mem       128 x 512       4" in out
     assert "198  of 208 on LFE5U-85F" in out
     assert "138 positions would need 230 block RAMs" in out
@@ -182,10 +182,11 @@ def test_stories260k_passes_longest_context_on_85f(capsys):
 def test_stories260k_8bit_kv_estimate_on_85f(capsys):
     """docs/fpga.md: an 8-bit KV cache (an estimate: the activation banks sized for two
     positions a word) would fit 336 positions; 337 need 2048-word banks."""
-    assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--kv-bits", "8"]) == 0
+    assert main(["fit", "--model", str(MODELS / "stories260K.bin"), "--attention", "pv",
+                 "--kv-bits", "8"]) == 0
     out = capsys.readouterr().out
     assert "336 positions (8-bit KV cache: an ESTIMATE, the RTL's cache is int16" in out
-    assert "l16r4-w4096-a2x1024-p128-m1024-r1024-wb0" in out
+    assert "l16r4-w4096-a2x1024-p128-m1024-r1024-wb0-pv1" in out
     assert "208  of 208 on LFE5U-85F" in out
     assert "337 positions would need 272 block RAMs (estimated for an 8-bit KV cache)" in out
 
@@ -198,9 +199,10 @@ def test_small_model_fits_its_whole_seq_len(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "16 positions (the model's seq_len)" in out
     assert main(["fit", "--model", str(path), "--device", "LFE5U-25F"]) == 0
-    assert "8 positions; 9 positions would need 65 block RAMs" in capsys.readouterr().out
+    assert "9 positions; 10 positions would need 65 block RAMs" in capsys.readouterr().out
     # an 8-bit KV cache (an estimate) halves the cache's words: twice the context
-    assert main(["fit", "--model", str(path), "--device", "LFE5U-25F", "--kv-bits", "8"]) == 0
+    assert main(["fit", "--model", str(path), "--device", "LFE5U-25F", "--attention", "pv",
+                 "--kv-bits", "8"]) == 0
     out = capsys.readouterr().out
     assert "14 positions (8-bit KV cache: an ESTIMATE" in out
     assert "14 positions; 15 positions would need 65 block RAMs (estimated for an 8-bit" in out

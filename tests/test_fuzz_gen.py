@@ -10,7 +10,7 @@ from tinylpu.verify.cases import schedule_cases
 from tinylpu.verify.fuzz import FEATURES, check_response, features, random_case
 from tinylpu.golden import GoldenError, GoldenTile
 
-CFG = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16)
+CFG = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16, pv=1)
 
 
 def _cases(cfg, seed, n):

@@ -372,7 +372,7 @@ def test_matvec_saturates_to_y_bits(y_bits, expected):
 def test_busy_counters_of_attention_by_hand():
     """QK, a WAIT, PV under RUN: each counter worked out from the latencies of docs/isa.md,
     read back through TARGET_COUNTERS and in the run's result."""
-    cfg = Config(lanes=8, rows=2, wdepth=64, act_banks=2, adepth=32)
+    cfg = Config(lanes=8, rows=2, wdepth=64, act_banks=2, adepth=32, pv=1)
     n, d_blocks, gap = 3, 3, 8
     program = [isa.qk(q_addr=0, k_bank=0, k_addr=4, s_bank=1, s_addr=0, shift=4, n=n),
                isa.wait(gap),

@@ -9,7 +9,7 @@ from tinylpu import Config, isa
 from tinylpu.golden import GoldenTile
 from tinylpu.host import TARGET_ABANK, TARGET_PROG, TARGET_WBANK
 
-CFG = Config()
+CFG = Config(pv=1)                  # PV, to compare the passes with
 R, L = CFG.rows, CFG.lanes
 HALF = L // 2                    # head size: a head slot is half a row's lanes
 VT, XS, YS, SHIFT = 100, 200, 300, 5     # V^T words, head score words, outputs; w_shift

@@ -13,9 +13,9 @@ from tinylpu.numerics import RECIP_FRAC
 from tinylpu.rtl.top import Tile
 
 CONFIGS = [Config(lanes=8, rows=2, wdepth=16, adepth=32, pdepth=16, mdepth=16, rdepth=16,
-                  tdepth=16),
+                  tdepth=16, pv=1),
            Config(lanes=16, rows=4, wdepth=16, adepth=32, pdepth=16, mdepth=16, rdepth=16,
-                  tdepth=16)]
+                  tdepth=16, pv=1)]
 QW = 3                                                        # q: a weight word
 K, V, S, Y = (0, 8), (1, 8), (0, 24), (1, 4)                  # (bank, word) of each operand
 HEAD_SHIFT = [2, 0, 5, 1, 3, 0, 4, 7]            # q's per-head-slot shifts, taken back by QK

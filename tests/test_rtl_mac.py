@@ -215,7 +215,7 @@ def test_pv_accumulates_per_mac_and_restarts_at_the_next_pv(rows):
     (the accumulators are cleared as that row comes in). ``pv_out`` is block ``pv_sel``."""
     from tinylpu import isa
     from tinylpu.rtl.mac import MacMode
-    cfg = Config(lanes=8, rows=rows, wdepth=16, adepth=16, pdepth=16)
+    cfg = Config(lanes=8, rows=rows, wdepth=16, adepth=16, pdepth=16, pv=1)
     R, L = cfg.rows, cfg.lanes
     rng = np.random.default_rng(12)
     pvs = []

@@ -178,9 +178,11 @@ def cmd_quality(args):
           f"formats (fractional bits) {qm.fmt}")
     if qm.kv_bits != (16, 16):
         k, v = qm.kv_shifts()
-        print(f"{qm.k_bits}-bit K and {qm.v_bits}-bit V cache (the integer model only; the "
-              f"tile's is int16), shifts by {args.kv_shift or 'layer-max'} (layer x kv "
-              f"head): K {k.tolist()}, V {v.tolist()}")
+        whose = ("the default program's, PV passes" if qm.kv_bits == (16, 8) else
+                 "the integer model only; the tile's K is int16")
+        print(f"{qm.k_bits}-bit K and {qm.v_bits}-bit V cache ({whose}), shifts by "
+              f"{args.kv_shift or 'layer-max'} (layer x kv head): K {k.tolist()}, "
+              f"V {v.tolist()}")
     if qm.q_bits != 16:
         tile = "the tile's" if qm.q_bits == 8 else "the integer model only; the tile's is 8"
         print(f"{qm.q_bits}-bit q ({tile}), RoPE's extra shifts (layer x head): "
@@ -331,7 +333,7 @@ def cmd_fit(args):
             raise FitError("--positions needs --model (the KV cache is sized for a model)")
         if args.kv_bits is not None:
             raise FitError("--kv-bits needs --model (the KV cache is sized for a model)")
-        if args.attention != "pv":
+        if args.attention != "passes":
             raise FitError("--attention needs --model (the program decides the memories)")
         cfg = Config.parse(args.config_text)
         print(f"tile {cfg.ident} on {args.device}:")
@@ -496,10 +498,11 @@ def build_parser():
                    help="positions per prompt (at most the model's seq_len)")
     p.add_argument("--prompt", action="append",
                    help="a prompt (repeatable; default: a fixed set, BOS only first)")
-    p.add_argument("--kv-bits", type=_kv_bits, default=(16, 16), metavar="BITS",
-                   help="KV-cache element width: 16 (the tile's, default), 8 (K and V) or "
-                        "16,8 (K int16, V 8-bit); a narrow cache's static shifts come from "
-                        "calibration (the integer model only)")
+    p.add_argument("--kv-bits", type=_kv_bits, default=(16, 8), metavar="BITS",
+                   help="KV-cache element width: 16,8 (K int16, V 8-bit: the default "
+                        "program's, PV passes), 16 (K and V: PV's) or 8 (K and V: the "
+                        "integer model only); a narrow cache's static shifts come from "
+                        "calibration")
     p.add_argument("--q-bits", type=int, choices=(8, 16), default=8,
                    help="q's width after RoPE: 8 (the tile's, default: static shifts per "
                         "layer and head from calibration) or 16 (the integer model only)")
@@ -533,9 +536,10 @@ def build_parser():
     p.add_argument("--waves", type=pathlib.Path, help="write an FST waveform (icarus only)")
     p.add_argument("--counters", action="store_true",
                    help="read the tile's busy counters after the run and print them")
-    p.add_argument("--attention", choices=("pv", "passes"), default="pv",
-                   help="p.V as PV (V cache in an activation bank, the default) or as PV "
-                        "passes over V^T in the weight banks (an 8-bit V cache)")
+    p.add_argument("--attention", choices=("pv", "passes"), default="passes",
+                   help="p.V as PV passes over V^T in the weight banks (an 8-bit V cache; "
+                        "the default) or as PV (an int16 V cache in an activation bank, on a "
+                        "tile with PV's datapath)")
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("profile", help="per-unit timeline (Gantt chart) and busy shares of a "
                                         "decode step, from the compiler's schedule",
@@ -581,10 +585,10 @@ def build_parser():
     p.add_argument("--kv-bits", type=int, choices=(8, 16),
                    help="with --model: KV-cache width, 16 (the RTL's, default) or 8 (an "
                         "estimate: the RTL has no 8-bit cache)")
-    p.add_argument("--attention", choices=("pv", "passes"), default="pv",
-                   help="with --model: the program's attention, as for generate: PV (default) "
-                        "or PV passes (V^T, 8-bit, in the weight banks' tail; K over both "
-                        "activation banks)")
+    p.add_argument("--attention", choices=("pv", "passes"), default="passes",
+                   help="with --model: the program's attention, as for generate: PV passes "
+                        "(the default: V^T, 8-bit, in the weight banks' tail; K over both "
+                        "activation banks) or PV (int16 K and V caches)")
     p.set_defaults(func=cmd_fit)
     return parser
 

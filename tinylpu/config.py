@@ -66,10 +66,11 @@ class Config:
         instruction), which packs a bank of 2048 x k words into fewer block RAMs (the
         2048 x 9 mode: 30 instead of 32 for 4096 x 128; other depths cost the same).
     pv : int
-        1: the tile has PV's datapath (the heads' weights ``e``, a 40-bit accumulator a MAC,
-        the weight unit and the drain); 0: it has not, PV is an illegal instruction and
+        0 (the default): the tile has no PV datapath, PV is an illegal instruction and
         attention's p.V runs as PV passes (MATVEC ``x_exp``; ``compile_decoder(...,
-        passes=True)``).
+        passes=True)``, the default program of ``tinylpu generate``); 1: the tile has PV's
+        datapath (the heads' weights ``e``, a 40-bit accumulator a MAC, the weight unit and
+        the drain), for programs that run PV (``--attention pv``).
 
     Activation banks hold ``ACT_BITS`` (32) bits per lane: int16 activations, int32
     accumulators and scores, and the vector unit's packed scales all fit a lane. The MAC
@@ -89,7 +90,7 @@ class Config:
     mdepth: int = 256
     rdepth: int = 256
     wbytes: int = 1
-    pv: int = 1
+    pv: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -207,8 +208,8 @@ class Config:
             name += f"-r{self.rdepth}"
         if not self.wbytes:
             name += "-wb0"
-        if not self.pv:
-            name += "-pv0"
+        if self.pv:
+            name += "-pv1"
         return name
 
     def build_dir(self, root="build"):

@@ -48,10 +48,11 @@ def calibration(model, tokenizer, length=256):
 
 
 def prepare(model_path, tokenizer_path=None, positions=None, config=None, model=None,
-            passes=False):
+            passes=True):
     """Load, quantize and compile. ``config=None`` picks the smallest config that fits.
-    ``passes``: attention as PV passes over V^T (:func:`tinylpu.compiler.decoder.
-    compile_decoder`), with the 8-bit V cache they read (``kv_bits=(16, 8)``)."""
+    ``passes`` (the default): attention as PV passes over V^T (:func:`tinylpu.compiler.
+    decoder.compile_decoder`), with the 8-bit V cache they read (``kv_bits=(16, 8)``);
+    False: as PV, with an int16 V cache."""
     model = model or load_checkpoint(model_path)
     tokenizer = None
     if tokenizer_path is not None:

@@ -249,14 +249,15 @@ class ModelFit:
 
 
 def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None, kv_bits=16,
-              passes=False):
+              passes=True):
     """The tile for a llama2.c ``model`` (:class:`tinylpu.model.FloatModel`), sized by
     :func:`tinylpu.compiler.decoder.config_for` (calibrated as ``tinylpu generate`` does without a
     tokenizer): with ``positions``, for that KV cache; else for the longest one (at most the
     model's seq_len) whose tile fits the device's block RAMs. Returns a :class:`ModelFit`.
     ``kv_bits`` 8: an estimate for an 8-bit KV cache the RTL does not have
-    (:func:`narrow_kv_config`). ``passes``: the program with PV passes (its V^T 8-bit, in the
-    weight banks; ``tinylpu generate --attention passes``), with the int16 K cache.
+    (:func:`narrow_kv_config`), for PV's program. ``passes`` (the default): the program with
+    PV passes (its V^T 8-bit, in the weight banks; ``tinylpu generate``'s default), with the
+    int16 K cache; False: PV's, int16 K and V.
 
     Raises :class:`FitError` when the model does not fit at any context, or ``positions``
     is outside [1, seq_len]."""
@@ -273,8 +274,9 @@ def model_fit(model, positions=None, device_name=DEFAULT_DEVICE, overrides=None,
         raise FitError(f"--positions must be in [1, {seq_len}] (the model's seq_len), "
                        f"not {positions}")
     if passes and kv_bits != 16:
-        raise FitError("the 8-bit KV-cache estimate is PV's; PV passes already read an 8-bit "
-                       "V^T and keep K int16 (no --kv-bits 8 with --attention passes)")
+        raise FitError("the 8-bit KV-cache estimate is PV's: --kv-bits 8 needs --attention "
+                       "pv (PV passes, the default, already read an 8-bit V^T and keep K "
+                       "int16)")
     qm = quantize(model, calibration(model, None), kv_bits=(16, 8) if passes else 16)
 
     def cfg_for(p):
