@@ -588,6 +588,25 @@ def test_sum_of_squares_sets_the_norm_register(case):
         assert got[0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
 
 
+def test_qk_started_while_the_transposer_writes_flags_its_own_reads_too():
+    """A QK (s_tr) issued while the previous one's scores are still being written (UNIT_BUSY)
+    that reads K inside its own score range: the RTL's range is the new QK's from its issue
+    and the transposer is still active, so its first K read is a RAW_HAZARD as well; the
+    golden model says so too (found by a random campaign on a pv=0 tile)."""
+    cfg = GEN_CFG
+    golden = GoldenTile(cfg)
+    golden.strict = False
+    qk = isa.qk(q_addr=0, k_bank=1, k_addr=8, s_bank=1, s_addr=8, shift=9, n=1, s_tr=True)
+    rng = np.random.default_rng(5)
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in (qk, qk,
+                                                                              isa.halt())])
+    stream += host.write_cmd(cfg, host.TARGET_ABANK + 1, 0, rng.integers(-999, 999, (32, 8)))
+    stream += host.run_cmd(0)
+    expected = golden.host(stream)
+    assert expected[0] == host.STATUS_DONE | host.STATUS_UNIT_BUSY | host.STATUS_RAW_HAZARD
+    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+
+
 @pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[1]], ids=lambda c: c.ident)
 def test_schedule_rules_are_flagged(cfg):
     """Every schedule rule the golden model refuses and the RTL reports by a status bit

@@ -822,13 +822,16 @@ class _RunState:
         """A QK with s_tr over ``n`` positions reads its first K row in ``first``: the
         transposer must have written the previous one's scores (UNIT_BUSY); its words are
         ``lo + (0 .. span)``."""
-        if first <= self.tr_end:
+        busy = first <= self.tr_end
+        if busy:
             self.refuse(host.STATUS_UNIT_BUSY,
                         f"QK (s_tr) starts in cycle {first} while the score transposer "
                         f"writes until cycle {self.tr_end}")
         groups = self.transposer_groups(first, n, lanes, rows)
         end = groups[-1][1] + 2 * rows - 1 if groups else self.tr_end
-        self.tr_box = (bank, lo, span, depth, first, end)
+        # the RTL's range takes this QK's words from its issue; while the previous QK's
+        # words are in flight (busy) the rule holds already in this QK's first read
+        self.tr_box = (bank, lo, span, depth, first - busy, end)
         for cycle, b, word in self.resid_reads:    # an earlier MATVEC's RESID read (c + 4)
             if self.transposer_hazard(cycle, b, word):
                 self.hazards.append((cycle, b, word))
