@@ -181,11 +181,12 @@ STORIES = MODELS / "stories260K.bin"
 @pytest.mark.slow
 @pytest.mark.skipif(not STORIES.exists(), reason=f"stories260K checkpoint not found at {STORIES}")
 def test_stories260k_through_the_simulated_board():
-    """stories260K compiled for the 176-position KV cache that fits one LFE5U-85F (`tinylpu
-    fit`), 64 tokens from BOS through the board top's UART pins at the board's divisor: ids,
-    emission cycles, status and cycles equal the golden model's and the compiler's."""
+    """stories260K compiled (PV passes, the default) for the 137-position KV cache that fits
+    one LFE5U-85F (`tinylpu fit`), 64 tokens from BOS through the board top's UART pins at
+    the board's divisor: ids, emission cycles, status and cycles equal the golden model's and
+    the compiler's."""
     import time
-    prep = prepare(STORIES, MODELS / "tok512.bin", positions=176)
+    prep = prepare(STORIES, MODELS / "tok512.bin", positions=137)
     steps = 64
     golden = generate(prep, [1], steps, "golden")
     t0 = time.perf_counter()
