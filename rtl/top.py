@@ -129,7 +129,8 @@ class Tile(wiring.Component):
         s1, s2 = front
         # c (PV): the weights of the position whose V row is read, from its score word
         m.d.comb += [
-            weight.valid.eq(t0.valid & (t0.kind == MacMode.PV)), weight.first.eq(t0.first),
+            weight.valid.eq(t0.valid & (t0.kind == MacMode.PV) if cfg.pv else 0),
+            weight.first.eq(t0.first),
             weight.scores.eq(rt.s_data),
         ]
         m.d.comb += [weight.maxima[h].eq(score.maxima[h]) for h in range(2 * cfg.rows)]
@@ -186,7 +187,7 @@ class Tile(wiring.Component):
         m.d.sync += norm_b.eq(Mux(s2.norm, norm[16:22], 0))
         # PV's drain, after the last position
         m.d.comb += [
-            drain.last.eq(t0.valid & (t0.kind == MacMode.PV) & t0.last),
+            drain.last.eq(t0.valid & (t0.kind == MacMode.PV) & t0.last if cfg.pv else 0),
             drain.y_bank.eq(t0.y_bank), drain.y_addr.eq(t0.y_word),
             drain.d_blocks.eq(t0.d_blocks), drain.shift.eq(t0.shift),
             drain.y_bits.eq(t0.y_bits),
