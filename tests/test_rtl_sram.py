@@ -344,8 +344,9 @@ def test_split_bank_is_its_depth_and_tail():
 
 
 def test_split_bank_maps_each_part_to_block_ram(tmp_path):
-    """A weight bank of 4096 + 512 words of 128 bits with byte writes: 32 blocks (1024 x
-    18) and 4 (512 x 36), against 64 for 8192 words; no collision logic."""
-    bank = SplitBank(width=128, depth=4096, tail=512, granularity=8, flagged_collisions=True)
+    """A bank of 4096 + 512 words with byte writes maps each part to block RAM of its own
+    depth: at 32 bits 8 blocks and 1 (512 x 36), against 16 for 8192 words (stories260K's
+    128-bit banks: 32 + 4 against 64, tinylpu fit); no collision logic."""
+    bank = SplitBank(width=32, depth=4096, tail=512, granularity=8, flagged_collisions=True)
     cells = _ecp5_cells(tmp_path, bank)
-    assert cells["DP16KD"] == 36 and cells.get("TRELLIS_FF", 0) <= 1
+    assert cells["DP16KD"] == 9 and cells.get("TRELLIS_FF", 0) <= 1
