@@ -187,12 +187,10 @@ class Router(wiring.Component):
         # word with a write in flight is flagged (``hazard``), so a read never meets a
         # write to another byte of its block
         # (with ``wtail`` a bank is two memories, rtl.sram.SplitBank)
-        wbanks = [SplitBank(width=cfg.word_bits, depth=cfg.wdepth, tail=cfg.wtail,
-                            granularity=cfg.data_bits if cfg.wbytes else None,
-                            flagged_collisions=True) if cfg.wtail else
-                  Bank(width=cfg.word_bits, depth=cfg.wdepth,
-                       granularity=cfg.data_bits if cfg.wbytes else None,
-                       flagged_collisions=True) for _ in range(R)]
+        wkw = dict(width=cfg.word_bits, depth=cfg.wdepth, flagged_collisions=True,
+                   granularity=cfg.data_bits if cfg.wbytes else None)
+        wbanks = [SplitBank(tail=cfg.wtail, **wkw) if cfg.wtail else Bank(**wkw)
+                  for _ in range(R)]
         # a read of a lane in the cycle its write lands is flagged (``hazard`` and
         # rtl.checker): no collision logic
         abanks = [Bank(width=cfg.act_word_bits, depth=cfg.adepth, granularity=ACT_BITS,

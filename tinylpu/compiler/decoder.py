@@ -236,10 +236,9 @@ class DecoderProgram:
         used = {"weight words (per bank)": (self.wmain_words, cfg.wdepth)}
         if cfg.wtail:
             used["weight tail words (per bank)"] = (self.wtail_words, cfg.wtail)
-        used |= {
-                "program": (len(self.program), cfg.pdepth),
-                "row-multiplier words": (len(self.mmem), cfg.mdepth),
-                "RoPE-table words": (len(self.rmem), cfg.rdepth)}
+        used |= {"program": (len(self.program), cfg.pdepth),
+                 "row-multiplier words": (len(self.mmem), cfg.mdepth),
+                 "RoPE-table words": (len(self.rmem), cfg.rdepth)}
         for bank in range(2):
             hi = max((b.base + b.size for b in self.bufs.values() if b.bank == bank), default=0)
             used[f"activation bank {bank} words"] = (-(-hi // cfg.lanes), cfg.adepth)
@@ -265,8 +264,8 @@ def config_for(qm, positions=None, passes=False, **overrides):
     ``passes``: :func:`compile_decoder`)."""
     positions = positions or qm.config.seq_len
     base = Config(**overrides) if overrides else Config()
-    big = dataclasses.replace(base, wdepth=32768, wtail=32768, adepth=min(65536, (1 << ELEM_ADDR_BITS)
-                                                             // base.lanes),
+    big = dataclasses.replace(base, wdepth=32768, wtail=32768,
+                              adepth=min(65536, (1 << ELEM_ADDR_BITS) // base.lanes),
                               pdepth=4096, tdepth=65536, mdepth=65536, rdepth=65536)
     prog = compile_decoder(qm, big, positions, check=False, passes=passes)
     need = {name: _pow2(used) for name, (used, _) in
