@@ -58,12 +58,20 @@ def cmd_lint(args):
 
 def cmd_synth(args):
     from tinylpu.flow.rtlsim import write_verilog
-    from tinylpu.flow.synth import synthesize
+    from tinylpu.flow.synth import SynthError, synthesize
+    if args.paths and args.target != "ecp5":
+        raise SynthError(f"--paths estimates ECP5 paths: add --target ecp5 "
+                         f"(not {args.target})")
     path = write_verilog(args.config)
-    cells = synthesize(path, "tinylpu_tile", args.target)
+    netlist = f"synth-{args.target}.json" if args.paths else None
+    cells = synthesize(path, "tinylpu_tile", args.target, netlist=netlist)
     print(f"{args.target} synthesis of {args.config.ident}: no latches, no logic loops")
     for name, count in sorted(cells.items()):
         print(f"  {count:7d}  {name}")
+    if args.paths:
+        from tinylpu.flow.paths import estimate, format_paths, load_netlist
+        for line in format_paths(estimate(load_netlist(path.parent / netlist))):
+            print(line)
     return 0
 
 
@@ -433,6 +441,9 @@ def build_parser():
     add("lint", cmd_lint, "verilator --lint-only -Wall on the generated Verilog")
     p = add("synth", cmd_synth, "Yosys synthesis: fail on latches, loops, unmapped memories")
     p.add_argument("--target", choices=("generic", "ice40", "ecp5"), default="ice40")
+    p.add_argument("--paths", action="store_true",
+                   help="with --target ecp5: estimate every register-to-register path's "
+                        "delay and print the slow ones by block (docs/fpga.md, Timing)")
     p = add("pnr", cmd_pnr, "Yosys and nextpnr place and route: post-route Fmax, utilisation, "
                             "critical path; exit status 1 if timing fails")
     p.add_argument("--target", choices=("ecp5",), default="ecp5",
@@ -603,6 +614,7 @@ def main(argv=None):
     from tinylpu.isa import IsaError
     from tinylpu.link import LinkError
     from tinylpu.model import ModelError
+    from tinylpu.flow.paths import PathError
     from tinylpu.flow.pnr import PnrError
     from tinylpu.flow.rtlsim import SimError
     from tinylpu.flow.synth import SynthError
@@ -611,8 +623,8 @@ def main(argv=None):
     try:
         return args.func(args)
     except (ConfigError, CompileError, CongestionError, CoverageError, FitError, FpgaError,
-            HostError, IsaError, LinkError, ModelError, PnrError, SimError, SynthError,
-            OSError) as error:
+            HostError, IsaError, LinkError, ModelError, PathError, PnrError, SimError,
+            SynthError, OSError) as error:
         print(f"tinylpu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
