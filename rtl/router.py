@@ -18,7 +18,8 @@ There is no arbitration. While the tile runs, the schedule owns the SRAM ports:
   banks' read ports.
 
 While the tile is idle, the host interface owns them, and the host's table target is routed
-to the vector unit's table port (``t``). The checker flags, in the same cycle:
+to the vector unit's table port (``t``). The checker flags, in the cycle after the requests
+(each term is registered):
 
 - ``conflict``: a port asked for by two users in one cycle;
 - ``hazard``: a read (``x``, the score stream ``s``, RESID's ``r``) of lanes a write in the
@@ -348,7 +349,6 @@ class Router(wiring.Component):
             with m.Case(TARGET_RMEM):
                 m.d.comb += h.rdata.eq(rmem.rdata)
 
-        m.d.comb += self.conflict.eq(Cat(*conflicts).any())
         def hits(en, bank, word, mask, skip=None, later=None):
             out = []
             for i, w in enumerate(self.pending):
@@ -359,20 +359,28 @@ class Router(wiring.Component):
                        & (w.mask & mask).any())
                 if later is not None and i < len(later):
                     hit &= ~later[i]
-                out.append(hit)
-            return en & Cat(*out).any()
+                out.append(en & hit)
+            return out
 
         def weight_hits(port):
             """A weight read (all banks, all lanes) of a word with a y_wbank or y_wcol write
             in flight."""
             word = wphys(cfg, port.word)
-            return port.en & Cat(*(w.valid & w.wbank & (wphys(cfg, w.word) == word)
-                                   for w in self.pending)).any()
+            return [port.en & w.valid & w.wbank & (wphys(cfg, w.word) == word)
+                    for w in self.pending]
 
-        m.d.comb += self.hazard.eq(
-            weight_hits(self.w) | weight_hits(self.vw)
-            | hits(self.x_en, self.x_bank, self.x_addr, Const(-1, L))
-            | hits(self.s_en, self.s_bank, self.s_word, self.s_mask)
-            | hits(self.r_en, self.r_bank, self.r_word, self.r_mask, skip=LAT_RESID_READ,
-                   later=self.r_later))
+        # reported the cycle after the requests (a register per term): the OR over the
+        # terms is not on one path with the requests' address arithmetic and the compares
+        checks = {
+            "conflict": conflicts,
+            "hazard": (weight_hits(self.w) + weight_hits(self.vw)
+                       + hits(self.x_en, self.x_bank, self.x_addr, Const(-1, L))
+                       + hits(self.s_en, self.s_bank, self.s_word, self.s_mask)
+                       + hits(self.r_en, self.r_bank, self.r_word, self.r_mask,
+                              skip=LAT_RESID_READ, later=self.r_later)),
+        }
+        for name, terms in checks.items():
+            late = Signal(len(terms), name=f"{name}_terms")
+            m.d.sync += late.eq(Cat(*terms))
+            m.d.comb += getattr(self, name).eq(late.any())
         return m

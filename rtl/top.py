@@ -431,14 +431,27 @@ class Tile(wiring.Component):
         tr_active = tr.busy | Cat(*(st.valid & st.s_tr for st in (s1, s2, r3, r4))).any()
         aw, bw = (cfg.adepth - 1).bit_length(), (cfg.act_banks - 1).bit_length()
 
-        def in_box(en, bank, word):        # banks modulo act_banks, words modulo adepth
-            same = (bank[:bw] == tr.box_bank[:bw]) if bw else 1
-            return en & tr_active & same & ((word - tr.box_lo)[:aw] <= tr.box_span)
+        def late(value, name):
+            reg = Signal.like(value, name=name)
+            m.d.sync += reg.eq(value)
+            return reg
 
-        tr_read = Cat(in_box(rt.x_en, rt.x_bank, rt.x_addr),
-                      in_box(rt.s_en, rt.s_bank, rt.s_word),
-                      in_box(rt.r_en, rt.r_bank, rt.r_word),
-                      *(in_box(p.en, p.bank, p.word) for p in (vu.a, vu.b))).any()
+        # the reads and the box registered: checked in the cycle after the read, off the path
+        # of the reads' address arithmetic
+        box_active, box_bank = late(tr_active, "box_active"), late(tr.box_bank, "box_bank")
+        box_lo, box_span = late(tr.box_lo, "box_lo"), late(tr.box_span, "box_span")
+
+        def in_box(name, en, bank, word):  # banks modulo act_banks, words modulo adepth
+            en, bank, word = (late(en, f"{name}_box_en"), late(bank, f"{name}_box_bank"),
+                              late(word, f"{name}_box_word"))
+            same = (bank[:bw] == box_bank[:bw]) if bw else 1
+            return en & box_active & same & ((word - box_lo)[:aw] <= box_span)
+
+        tr_read = Cat(in_box("x", rt.x_en, rt.x_bank, rt.x_addr),
+                      in_box("s", rt.s_en, rt.s_bank, rt.s_word),
+                      in_box("r", rt.r_en, rt.r_bank, rt.r_word),
+                      *(in_box(n, p.en, p.bank, p.word) for n, p in (("a", vu.a),
+                                                                     ("b", vu.b)))).any()
         busy_now = ((s2_result & drain.inject) | (weight.valid & t0.first & drain.busy)
                     | (exp_inject & (s2_result | drain.inject)) | vu.scalar_busy
                     | (tr.w_en & res_write) | (aagu.tr.start & tr_active))
@@ -452,13 +465,15 @@ class Tile(wiring.Component):
         hazard_now = (rt.hazard | (weight.valid & maxima_pending)
                       | (s1.valid & s1.x_exp & maxima_pending) | next_early | norm_early
                       | checker.hazard | vu.self_overlap | tr_read)
+        # two users of a port; the vector unit's one write port; the norm unit's input
+        conflict_now = rt.conflict | vu.write_clash | (ss10 & vu.norm_valid)
+        raw_now = hazard_now & seq.running
         with m.If(hif.run.start):
             m.d.sync += flags.eq(0)
         with m.Else():
-            # two users of a port; the vector unit's one write port; the norm unit's input
-            with m.If(rt.conflict | vu.write_clash | (ss10 & vu.norm_valid)):
+            with m.If(conflict_now):
                 m.d.sync += flags.port_conflict.eq(1)
-            with m.If(hazard_now & seq.running):
+            with m.If(raw_now):
                 m.d.sync += flags.raw_hazard.eq(1)
             with m.If(busy_now):
                 m.d.sync += flags.unit_busy.eq(1)
@@ -466,7 +481,13 @@ class Tile(wiring.Component):
                 m.d.sync += flags.illegal.eq(1)
             with m.If(seq.timeout):             # ... or at its cycle budget
                 m.d.sync += flags.timeout.eq(1)
-        m.d.comb += hif.flags.eq(flags)
+        # the status the run ends with takes this cycle's findings too: the checks report a
+        # request a cycle or two after it (the router's, in_box), so a write of the last
+        # result's cycle is found in the cycle the run is done
+        m.d.comb += [hif.flags.eq(flags),
+                     hif.flags.port_conflict.eq(flags.port_conflict | conflict_now),
+                     hif.flags.raw_hazard.eq(flags.raw_hazard | raw_now),
+                     hif.flags.unit_busy.eq(flags.unit_busy | busy_now)]
         return m
 
 
