@@ -209,10 +209,22 @@ class Epilogue(wiring.Component):
         first1, final1 = _delayed(m, self.head, 1, "am_head"), _delayed(m, self.final, 1,
                                                                          "am_final")
         block1 = _delayed(m, self.block, 1, "am_block")
-        best_v, best_i = y[0], Const(0, range(max(R, 2)))
-        for r in range(1, R):                      # strict >: the lowest lane wins ties
-            take = y[r] > best_v
-            best_v, best_i = Mux(take, y[r], best_v), Mux(take, r, best_i)
+        # a knockout of pairs (log2 R compares deep, not R - 1): the upper lane of a pair wins
+        # only when strictly larger, so the lowest lane wins ties
+        entrants = [(y[r], Const(r, range(max(R, 2)))) for r in range(R)]
+        level = 0
+        while len(entrants) > 1:
+            winners = []
+            for k in range(0, len(entrants) - 1, 2):
+                (lo_v, lo_i), (hi_v, hi_i) = entrants[k], entrants[k + 1]
+                v = Signal(signed(ACT_BITS), name=f"am_v{level}_{k // 2}")
+                i = Signal(range(max(R, 2)), name=f"am_i{level}_{k // 2}")
+                take = hi_v > lo_v
+                m.d.comb += [v.eq(Mux(take, hi_v, lo_v)), i.eq(Mux(take, hi_i, lo_i))]
+                winners.append((v, i))
+            entrants = winners + entrants[len(entrants) - len(entrants) % 2:]
+            level += 1
+        best_v, best_i = entrants[0]
         bv, bi = Signal(signed(ACT_BITS), name="am_block_v"), Signal(16, name="am_block_i")
         on2, first2, final2 = Signal(), Signal(), Signal()
         m.d.sync += [bv.eq(best_v), bi.eq(block1 * R + best_i), on2.eq(epi1 == Epi.ARGMAX),

@@ -10,6 +10,8 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import isa
 from tinylpu.numerics import RECIP_FRAC, RSQRT_INDEX_BITS, RSQRT_TABLE, SS_BITS
 
+from .rounding import highest_one
+
 _PAIRS = SS_BITS // 2
 _TOP = 2 + RSQRT_INDEX_BITS + 8          # the bits of the normalized total used: f in Q2.14
 _DIFF_BITS = 10                          # T[i+1] - T[i]: -256 .. 0, signed
@@ -57,10 +59,10 @@ class NormUnit(wiring.Component):
         ss1 = Signal(SS_BITS, reset_less=True)
         j1 = Signal(range(_PAIRS), reset_less=True)
         zero1 = Signal(reset_less=True)
-        highest = Signal(range(_PAIRS))
-        for p in range(_PAIRS):                   # the highest pair wins: the last assignment
-            with m.If(self.ss[2 * p:2 * p + 2].any()):
-                m.d.comb += highest.eq(p)
+        highest = Signal(range(_PAIRS))           # 0 when ss is 0
+        _, pair = highest_one(m, Cat(*(self.ss[2 * p:2 * p + 2].any() for p in range(_PAIRS))),
+                              "pair")
+        m.d.comb += highest.eq(pair)
         m.d.sync += [ss1.eq(self.ss), j1.eq(_PAIRS - 1 - highest), zero1.eq(self.ss == 0)]
 
         # s+1: f = the top 16 bits of ss << 2j; b = 20 - j

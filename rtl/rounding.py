@@ -8,9 +8,12 @@ bits of the result. :func:`round_shift_sat` computes it as narrow as it can:
 - the sum is ``W + 1`` bits wide: for ``1 <= s < W`` it lies in ``[-2**(W-1), 2**(W-1) +
   2**(W-2))``, and for ``s >= W`` the result is 0 (``x + 2**(s-1)`` lies in ``[0, 2**s)``);
 - only the bits the result needs are shifted, the largest shift first, each stage narrower;
-- saturation is told from the number of significant bits of the sum (:func:`significant`):
-  ``v`` fits ``top + 1`` signed bits exactly when its bits from ``top`` up equal its sign,
-  so no comparison with the bounds is needed.
+- saturation is told from the bits of the sum that differ from its sign: ``v`` fits
+  ``top + 1`` signed bits exactly when its bits from ``top`` up equal its sign, so no
+  comparison with the bounds is needed; ``total >> shift`` fits when ``total``'s bits from
+  ``shift + top`` up do, a flat OR over the bits, each with one compare of ``shift + top``
+  with a constant (a count of the significant bits, as until 2026-12-06, was a priority
+  chain of one LUT a bit: the estimated paths in docs/fpga.md, "Timing").
 
 Written as a full shifter with two comparisons (as the units were until 2026-12), a 40-bit
 value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5``), this
@@ -19,7 +22,7 @@ value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5`
 """
 
 __all__ = ["round_shift_sat", "rounding_constant", "saturation_top", "shift_sat",
-           "significant"]
+           "highest_one"]
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
@@ -31,17 +34,22 @@ def saturation_top(bits):
     return (bits - 1)[:6]
 
 
-def significant(m, value, name):
-    """The number of bits of signed ``value`` below its sign run: one more than the index of
-    its highest bit that differs from the sign bit (0 for 0 and -1). ``value`` fits ``b``
-    signed bits exactly when this is at most ``b - 1``."""
-    width = len(value)
-    sign = value[width - 1]
-    sig = Signal(range(max(width, 2)), name=f"{name}_sig")
-    for q in range(width - 1):              # the highest differing bit wins
-        with m.If(value[q] ^ sign):
-            m.d.comb += sig.eq(q + 1)
-    return sig
+def highest_one(m, value, name):
+    """``(any, index)``: whether unsigned ``value`` has a one, and the index of its highest one
+    (0 when there is none): the leading one smeared down (``log2`` levels of ORs), made
+    one-hot and encoded, as rtl.recip's normalisation does, instead of a priority chain as
+    long as ``value`` (Yosys maps an ``If`` per bit to a chain of that many LUTs)."""
+    w = len(value)
+    smear, s = value, 1
+    while s < w:
+        smear = smear | (smear >> s)
+        s *= 2
+    leading = Signal(w, name=f"{name}_leading")
+    m.d.comb += leading.eq(smear & ~(smear >> 1))
+    index = Signal(range(max(w, 2)), name=f"{name}_index")
+    m.d.comb += index.eq(Cat(Cat(leading[i] for i in range(w) if i >> k & 1).any()
+                             for k in range(len(index))))
+    return smear[0], index
 
 
 def _saturated(top, n):
@@ -72,8 +80,16 @@ def shift_sat(m, total, shift, top, n, name):
         m.d.comb += stage.eq(Mux(shift[k], shifted[:need], cur[:need]))
         cur = stage
     # total >> shift fits top + 1 bits when total's bits from shift + top up equal its sign
+    # (any bit from shift + top up that differs from the sign: a flat OR of one compare with
+    # a constant a bit, where the significant bits' count and one compare with it are a
+    # priority chain as long as total)
     over = Signal(name=f"{name}_over")
-    m.d.comb += over.eq(significant(m, total, name) > shift + top)
+    limit = Signal(len(shift) + 1 + (len(top) if not isinstance(top, int) else
+                                     max(top, 1).bit_length()), name=f"{name}_limit")
+    m.d.comb += limit.eq(shift + top)
+    sign = total[-1]
+    m.d.comb += over.eq(Cat(*((total[q] ^ sign) & (limit <= q)
+                              for q in range(width - 1))).any())
     hi = _saturated(top, n)
     out = Signal(n, name=name)
     m.d.comb += out.eq(Mux(over, Mux(total[-1], ~hi, hi), cur[:n]))
