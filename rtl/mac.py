@@ -1,6 +1,6 @@
 """The MAC array: ``rows`` x ``lanes`` multipliers, fed for MATVEC, QK or PV."""
 
-__all__ = ["MacArray", "MacMode", "LATENCY"]
+__all__ = ["MacArray", "MacMode", "LATENCY", "tree_sum"]
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import enum, wiring
@@ -20,7 +20,7 @@ class MacMode(enum.Enum, shape=2):
     PV = 3        # the heads' weights ``e`` times the V row in x, accumulated per MAC
 
 
-def _tree_sum(m, values, name):
+def tree_sum(m, values, name):
     """The sum of ``values`` (signed) as a tree of two-input adders, each a signal that Yosys
     keeps. Without ``keep``, Yosys merges the tree into one multi-operand adder (``$macc``)
     and maps it to a carry-save tree of LUTs; two-input adders map to carry chains: the
@@ -128,8 +128,8 @@ class MacArray(wiring.Component):
                     m.d.sync += acc.eq(acc + p)
                 pv_acc.append(acc)
             sums = [Signal(signed(isa.ATT_ACC_BITS), name=f"h{r}_{s}") for s in range(2)]
-            m.d.comb += [sums[0].eq(_tree_sum(m, prod[:half], f"t{r}_0")),
-                         sums[1].eq(_tree_sum(m, prod[half:], f"t{r}_1"))]
+            m.d.comb += [sums[0].eq(tree_sum(m, prod[:half], f"t{r}_0")),
+                         sums[1].eq(tree_sum(m, prod[half:], f"t{r}_1"))]
             acc = Signal(signed(cfg.acc_bits), name=f"acc{r}")
             total = Signal(signed(cfg.acc_bits), name=f"sum{r}")
             m.d.comb += total.eq(sums[0] + sums[1] + (acc & ~first.replicate(cfg.acc_bits)))

@@ -21,7 +21,7 @@ from .checker import ReadChecker
 from .counters import Counters
 from .epilogue import LATENCY as EPI_LATENCY, Epilogue
 from .host import HostInterface, ScheduleFlags
-from .mac import MacArray, MacMode
+from .mac import MacArray, MacMode, tree_sum
 from .norm import NormUnit
 from .recip import RecipPipeline
 from .requant import Requantizer
@@ -145,7 +145,7 @@ class Tile(wiring.Component):
         m.d.comb += maxima.eq(Array(score.maxima)[s1.x_head[:head_bits]])
         e_reg = [Signal(16, name=f"e2_{l}") for l in range(L)]
         w_reg = [Signal(cfg.word_bits, name=f"w2_{r}") for r in range(R)]
-        e_sum = Signal(range(L * (1 << 15)))
+        e_sum = Signal(range(L * (1 << 15)))       # c+3: the sum of c+2's e_reg
         es = []
         for l in range(L):
             delta = Signal(signed(18), name=f"xdelta{l}")
@@ -156,8 +156,9 @@ class Tile(wiring.Component):
         with m.If(s1.valid & s1.x_exp):
             m.d.sync += [reg.eq(e) for reg, e in zip(e_reg, es)]
             m.d.sync += [w_reg[r].eq(rt.w_data[r]) for r in range(R)]
-            m.d.sync += e_sum.eq(sum(es))
         exp2 = s2.valid & s2.x_exp                  # a pass's operands enter the array
+        with m.If(exp2):
+            m.d.sync += e_sum.eq(tree_sum(m, e_reg, "e_sum"))
         m.d.comb += [mac.w[r].eq(Mux(exp2, w_reg[r], rt.w_data[r])) for r in range(R)]
         m.d.comb += [mac.e[h].eq(weight.e[h]) for h in range(2 * cfg.rows)]
         m.d.comb += [
@@ -199,24 +200,28 @@ class Tile(wiring.Component):
         r3, r4, last = results[0], results[1], results[-1]
         s2_result = (s2.valid & s2.last & ~s2.x_exp
                      & ((s2.kind == MacMode.MATVEC) | (s2.kind == MacMode.QK)))
-        # a PV pass's block: its sum of weights into the reciprocal pipeline in c+3, its row
-        # sums (in the MAC array's result from c+4) and token down a delay line, into the
-        # output unit in c + LAT_EXP_RESULT with the reciprocal (registered in c+11)
+        # a PV pass's block: its sum of weights (the exp outputs summed in c+2, accumulated
+        # over its chunks in c+3) into the reciprocal pipeline in c+4, its row sums (in the
+        # MAC array's result from c+4) and token down a delay line, into the output unit in
+        # c + LAT_EXP_RESULT with the reciprocal (registered in c+12)
+        assert isa.EXP_SUM_LAT == 2
+        exp3, first3, last3 = Signal(), Signal(), Signal()
+        m.d.sync += [exp3.eq(exp2), first3.eq(s2.first), last3.eq(s2.last)]
         e_acc, rin, rin_valid = Signal(isa.SUM_BITS), Signal(isa.SUM_BITS), Signal()
-        with m.If(exp2):
-            m.d.sync += e_acc.eq(Mux(s2.first, 0, e_acc) + e_sum)
-        m.d.sync += [rin.eq(Mux(s2.first, 0, e_acc) + e_sum), rin_valid.eq(exp2 & s2.last)]
+        with m.If(exp3):
+            m.d.sync += e_acc.eq(Mux(first3, 0, e_acc) + e_sum)
+        m.d.sync += [rin.eq(Mux(first3, 0, e_acc) + e_sum), rin_valid.eq(exp3 & last3)]
         m.submodules.exp_recip = erecip = RecipPipeline(isa.SUM_BITS)
         m.d.comb += [erecip.valid.eq(rin_valid), erecip.operand.eq(rin)]
         exp_m, exp_b = Signal(16), Signal(range(isa.SUM_BITS + 1))
         with m.If(erecip.out_valid):
             m.d.sync += [exp_m.eq(erecip.mantissa), exp_b.eq(erecip.exponent)]
-        n_delay = isa.LAT_EXP_RESULT - isa.LAT_RESULT          # x3 (c+3) .. x11
+        n_delay = isa.LAT_EXP_RESULT - isa.LAT_RESULT          # x3 (c+3) .. x12
         delay = [Signal(token_layout(cfg), name=f"x{i + 3}") for i in range(n_delay)]
         m.d.sync += delay[0].eq(Mux(exp2 & s2.last, s2, 0))
         m.d.sync += [cur.eq(prev) for prev, cur in zip(delay, delay[1:])]
         acc_line = [[Signal(signed(cfg.acc_bits), name=f"xa{i + 5}_{r}") for r in range(R)]
-                    for i in range(n_delay - 2)]               # c+5 .. c+11
+                    for i in range(n_delay - 2)]               # c+5 .. c+12
         m.d.sync += [acc_line[0][r].eq(mac.result[r]) for r in range(R)]
         for prev, cur in zip(acc_line, acc_line[1:]):
             m.d.sync += [c.eq(p) for c, p in zip(cur, prev)]

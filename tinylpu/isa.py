@@ -91,9 +91,11 @@ LAT_SCORE_WORD = 6
 # later. The next PV's first V read must come after the last block entered.
 PV_DRAIN = 4 + RECIP_PIPE_LAT
 # A PV pass (MATVEC x_exp): its exp outputs and weights are registered before the MAC array
-# (one cycle), and its row sums wait for the reciprocal of the block's sum of weights: a
-# block's result enters the output unit LAT_EXP_RESULT after its last read
-LAT_EXP_RESULT = LAT_RESULT + 1 + RECIP_PIPE_LAT
+# (c+1), the exp outputs summed (c+2) and accumulated over the block's chunks (c+3), and its
+# row sums wait for the reciprocal of the block's sum of weights: a block's result enters
+# the output unit LAT_EXP_RESULT after its last read
+EXP_SUM_LAT = 2         # the block's sum of weights enters the reciprocal in c_last + 2 + 2
+LAT_EXP_RESULT = LAT_RESULT + EXP_SUM_LAT + RECIP_PIPE_LAT
 # the stages whose writes a read can meet: the MATVEC pipeline's (c+1 .. the write), then a
 # PV pass's delay line (c+3 .. c+11)
 MXM_PENDING = LAT_WRITE + LAT_EXP_RESULT - LAT_RESULT
