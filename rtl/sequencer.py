@@ -177,13 +177,17 @@ class Sequencer(wiring.Component):
             self.wait_slot.eq((issuing & ((op == Opcode.WAIT) | (op == Opcode.LOOP)))
                               | (wait_left != 0)),
         ]
-        pos_1 = Signal(POS_BITS)
-        m.d.comb += pos_1.eq(pos + 1)
+        pos_1, pos_2 = Signal(POS_BITS), Signal(POS_BITS)
+        m.d.comb += [pos_1.eq(pos + 1), pos_2.eq(pos_1 + 1)]
+        # pos_1 compared with the prompt's length and the run's end a NEXT ahead (registered:
+        # the compares are not on the path from the instruction word to the next fetch)
+        prompt_done, more = Signal(), Signal()
         emit = Signal()
-        m.d.comb += emit.eq(issue_next & generating & (pos_1 >= n_prompt))
+        m.d.comb += emit.eq(issue_next & generating & prompt_done)
         m.d.sync += [in_next.eq(issue_next), emitted.eq(emit)]
         with m.If(issue_next):
-            m.d.sync += pos.eq(pos_1)
+            m.d.sync += [pos.eq(pos_1), prompt_done.eq(pos_2 >= n_prompt),
+                         more.eq(pos_2 < n_end)]
         m.d.comb += [
             self.tm.wen.eq(emit), self.tm.waddr.eq(pos_1), self.tm.wdata.eq(self.next_token),
             self.run.emit_valid.eq(emit | (in_next & emitted)),
@@ -197,8 +201,13 @@ class Sequencer(wiring.Component):
                      self.matvec.pos.eq(pos), self.attention.pos.eq(pos), self.vop.pos.eq(pos)]
         # NEXT loops back while positions remain (its successor is fetched as it issues, with
         # the position it makes)
+        # The fetch follows the slot whether or not its word is legal: an illegal word stops
+        # the run (halted), so what is fetched after it is never issued, and the fetch address
+        # does not wait for the word's legality check (isa.illegal_expr)
+        advance = Signal()
+        m.d.comb += advance.eq(slot & ~over)
         jump = Signal()
-        m.d.comb += jump.eq(issue_next & generating & (pos_1 < n_end))
+        m.d.comb += jump.eq(advance & (op == Opcode.NEXT) & generating & more)
 
         take_loop = (pc == loop_end) & (loop_left != 0)
         next_pc = Mux(jump, instr.args.next.target, Mux(take_loop, loop_start, pc + 1))
@@ -206,7 +215,7 @@ class Sequencer(wiring.Component):
         with m.If(self.run.start):
             m.d.comb += self.imem.addr.eq(self.run.start_pc)
             m.d.sync += pc.eq(self.run.start_pc)
-        with m.Elif(issuing):
+        with m.Elif(advance):
             m.d.comb += self.imem.addr.eq(next_pc)
             m.d.sync += pc.eq(next_pc)
             with m.If(take_loop):
@@ -229,6 +238,8 @@ class Sequencer(wiring.Component):
                          over.eq(self.run.budget <= 1),
                          wait_left.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0),
                          in_next.eq(0), emitted.eq(0), pos.eq(0),
+                         prompt_done.eq(self.run.n_prompt <= 1),
+                         more.eq((self.run.n_prompt + self.run.steps - 1)[:POS_BITS] > 1),
                          generating.eq(self.run.generate & (self.run.steps != 0)),
                          n_prompt.eq(self.run.n_prompt),
                          n_end.eq(self.run.n_prompt + self.run.steps - 1)]
