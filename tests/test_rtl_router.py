@@ -5,7 +5,8 @@ Documented behaviour: read data (``w_data``, ``x_data``, ``a.data``, ``b.data``,
 of the request cycle. Activation words are ``lanes`` 32-bit lanes; ``y`` writes a lane group,
 ``c`` one lane. The host's table target goes to the vector unit's table port (``t``).
 ``conflict``: a port asked for by two users in one cycle; ``hazard``: an ``x`` read of a word
-whose ``y`` write is still in the pipeline (an in-flight token with valid & last).
+whose ``y`` write is still in the pipeline (an in-flight token with valid & last); both are
+reported in the cycle after the requests (registered).
 """
 
 import random
@@ -492,9 +493,9 @@ def test_conflict_flag(cfg):
             _clear_schedule(ctx, dut)
             for k, v in settings.items():
                 ctx.set(_port(dut, k), v)
-            got.append(ctx.get(dut.conflict))     # combinational, same cycle
+            await ctx.tick()                      # registered: reported the cycle after
+            got.append(ctx.get(dut.conflict))
             assert ctx.get(dut.hazard) == 0
-            await ctx.tick()
 
     _run(tile, bench)
     assert [(s, g) for (s, _), g in zip(cases, got)] == [(s, c) for s, c in cases]
@@ -548,9 +549,9 @@ def test_hazard_flag(cfg):
             for k, v in sched.items():
                 ctx.set(_port(dut, k), v)
             ctx.set(dut.pending, writes)
+            await ctx.tick()                      # registered: reported the cycle after
             got.append(ctx.get(dut.hazard))
             assert ctx.get(dut.conflict) == 0
-            await ctx.tick()
 
     _run(tile, bench)
     assert got == [h for *_, h in cases]
