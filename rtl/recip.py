@@ -6,6 +6,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .rounding import bit_length, smear_down
+
 MANTISSA_BITS = 15      # the mantissa m: 2**14 <= m < 2**15
 STEPS_PER_STAGE = 2     # default: two width-bit subtract-and-select steps per stage
 _DIVIDED_BITS = MANTISSA_BITS - 1   # the leading quotient bit is always 1; the rest are divided
@@ -100,18 +102,10 @@ class RecipPipeline(wiring.Component):
         m = Module()
         w = self.width
 
-        # normalisation stage: 2**b - 1 by smearing the leading one down
-        smear = self.operand
-        s = 1
-        while s < w:
-            smear = smear | (smear >> s)
-            s *= 2
-        # the leading one of v, one-hot at bit b - 1 (none for v = 0), encoded to b
-        leading = Signal(w)
-        m.d.comb += leading.eq(smear & ~(smear >> 1))
-        b = Signal(range(w + 1))
-        m.d.comb += b.eq(Cat(Cat(leading[i] for i in range(w) if (i + 1) >> k & 1).any()
-                             for k in range(len(b))))
+        # normalisation stage: 2**b - 1 by smearing the leading one down, b = v.bit_length()
+        # (rtl.rounding)
+        smear = smear_down(self.operand)
+        b = bit_length(m, self.operand, "b")
 
         # registers at the end of stage k are named *_k (stage 0: the normalisation)
         valid = _register(m, self.valid, "valid_0", reset_less=False)

@@ -22,7 +22,7 @@ value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5`
 """
 
 __all__ = ["round_shift_sat", "rounding_constant", "saturation_top", "shift_sat",
-           "highest_one"]
+           "highest_one", "bit_length", "smear_down"]
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
@@ -34,22 +34,39 @@ def saturation_top(bits):
     return (bits - 1)[:6]
 
 
-def highest_one(m, value, name):
-    """``(any, index)``: whether unsigned ``value`` has a one, and the index of its highest one
-    (0 when there is none): the leading one smeared down (``log2`` levels of ORs), made
-    one-hot and encoded, as rtl.recip's normalisation does, instead of a priority chain as
-    long as ``value`` (Yosys maps an ``If`` per bit to a chain of that many LUTs)."""
-    w = len(value)
+def smear_down(value):
+    """``value`` with every bit below its highest one set, ``2**b - 1`` for ``b =
+    value.bit_length()``: ``log2`` levels of ORs (an expression)."""
     smear, s = value, 1
-    while s < w:
+    while s < len(value):
         smear = smear | (smear >> s)
         s *= 2
+    return smear
+
+
+def _leading_index(m, value, offset, name):
+    """The index of ``value``'s highest one plus ``offset`` (``offset`` for none): the smear
+    made one-hot and encoded, instead of a priority chain as long as ``value`` (Yosys maps an
+    ``If`` per bit to a chain of that many LUTs)."""
+    w = len(value)
+    smear = smear_down(value)
     leading = Signal(w, name=f"{name}_leading")
     m.d.comb += leading.eq(smear & ~(smear >> 1))
-    index = Signal(range(max(w, 2)), name=f"{name}_index")
-    m.d.comb += index.eq(Cat(Cat(leading[i] for i in range(w) if i >> k & 1).any()
+    index = Signal(range(max(w + offset, 2)), name=f"{name}_index")
+    m.d.comb += index.eq(Cat(Cat(leading[i] for i in range(w) if (i + offset) >> k & 1).any()
                              for k in range(len(index))))
-    return smear[0], index
+    return index
+
+
+def highest_one(m, value, name):
+    """``(any, index)``: whether unsigned ``value`` has a one, and the index of its highest one
+    (0 when there is none)."""
+    return smear_down(value)[0], _leading_index(m, value, 0, name)
+
+
+def bit_length(m, value, name):
+    """``value.bit_length()`` of unsigned ``value`` (0 for 0), as a signal."""
+    return _leading_index(m, value, 1, name)
 
 
 def _saturated(top, n):

@@ -7,7 +7,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from .rounding import highest_one
+from .rounding import bit_length, smear_down
 
 RECIP_BITS = 15     # the RECIP mantissa m: 2**14 <= m < 2**15
 
@@ -84,16 +84,10 @@ class ScalarUnit(wiring.Component):
         rbits = _root_bits(w)
         abits = 2 * rbits                   # operand register, padded to whole bit pairs
 
-        # b = operand.bit_length(), from its highest one (found by halves, rtl.rounding)
-        b = Signal(range(w + 1))
-        nonzero, top = highest_one(m, self.operand, "bit_length")
-        m.d.comb += b.eq(Mux(nonzero, top + 1, 0))
-        # 2**b - 1 by smearing the leading one down (log-depth OR), so 2**(b-1) - 1 = smear >> 1
-        smear = self.operand
-        s = 1
-        while s < w:
-            smear = smear | (smear >> s)
-            s *= 2
+        # b = operand.bit_length(); 2**b - 1 by smearing the leading one down, so
+        # 2**(b-1) - 1 = smear >> 1 (rtl.rounding)
+        b = bit_length(m, self.operand, "bit_length")
+        smear = smear_down(self.operand)
 
         a = Signal(abits)                   # ISQRT: operand, shifted 2 bits a step; RECIP: divisor
         rem = Signal(w)                     # partial remainder

@@ -233,16 +233,18 @@ class Sequencer(wiring.Component):
             m.d.sync += halted.eq(1)
 
         m.d.comb += self.run.done.eq(self.running & halted & self.pipe_empty)
+        run_end = Signal(POS_BITS)              # the run's last position
+        m.d.comb += run_end.eq(self.run.n_prompt + self.run.steps - 1)
         with m.If(self.run.start):
             m.d.sync += [self.running.eq(1), halted.eq(0), self.run.cycles.eq(1),
                          over.eq(self.run.budget <= 1),
                          wait_left.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0),
                          in_next.eq(0), emitted.eq(0), pos.eq(0),
                          prompt_done.eq(self.run.n_prompt <= 1),
-                         more.eq((self.run.n_prompt + self.run.steps - 1)[:POS_BITS] > 1),
+                         more.eq(run_end > 1),
                          generating.eq(self.run.generate & (self.run.steps != 0)),
                          n_prompt.eq(self.run.n_prompt),
-                         n_end.eq(self.run.n_prompt + self.run.steps - 1)]
+                         n_end.eq(run_end)]
         with m.Elif(self.run.done):
             m.d.sync += self.running.eq(0)
         with m.Elif(self.running):
