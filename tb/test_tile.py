@@ -9,18 +9,23 @@ from tinylpu.verify.cases import schedule_cases, standard_cases
 from tinylpu.golden import GoldenTile
 from tinylpu.flow.rtlsim import run_streams
 
-CONFIGS = {
-    # (the default tile has no PV datapath, pv=0: PV is an illegal word, attention runs as
-    # QK and PV passes; with pv=1 it has; the 8 x 8 tile: no attention, whole-word weight
-    # banks)
-    "icarus": [Config()],
-    "verilator": [Config(pv=1), Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64,
-                                       wbytes=0, pv=1)],
-}
+
+def _case(sim, cfg, *marks):
+    return pytest.param(sim, cfg, id=f"{sim}-{cfg.ident}", marks=marks)
 
 
-@pytest.mark.parametrize("sim,cfg", [(sim, cfg) for sim, cfgs in CONFIGS.items()
-                                     for cfg in cfgs], ids=lambda v: getattr(v, "ident", v))
+# (the default tile has no PV datapath, pv=0: PV is an illegal word, attention runs as QK and
+# PV passes; with pv=1 it has; the 8 x 8 tile: no attention, whole-word weight banks, in
+# ``make test-slow``: a minute of Verilator, kept out of the default suite's 15 minutes)
+CASES = [
+    _case("icarus", Config()),
+    _case("verilator", Config(pv=1)),
+    _case("verilator", Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64, wbytes=0,
+                              pv=1), pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("sim,cfg", CASES)
 def test_rtl_matches_golden(sim, cfg):
     """The standard cases, then the schedule-rule cases: programs the golden model refuses,
     which the RTL runs to the end with the rule's status bit (after them, memory is not
