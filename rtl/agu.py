@@ -82,6 +82,9 @@ class MatvecAgu(wiring.Component):
     ``y_lane`` its lane ``idx % L``; a PV pass's blocks start at lane group ``y_grp``),
     its RoPE-table word ``rope_base + (pos << rope_shift) + b %
     2**rope_shift``, and the requantization ``mult``, ``shift``, ``y_bits``, ``epi``).
+    A PV pass (``x_exp``) reads its weight word a cycle after its token's x read
+    (:data:`tinylpu.isa.PASS_W_LAT`): its last in the cycle after its last token, the
+    slot's tail.
     """
 
     def __init__(self, cfg):
@@ -101,6 +104,7 @@ class MatvecAgu(wiring.Component):
         tok = self.token
         # registered state of the read pending for the next cycle
         w_addr, x_base, chunk = Signal(16), Signal(16), Signal(12)
+        word = Signal(16, name="w_word")            # the token's weight word
         nc_m1, blocks_left = Signal(12), Signal(16)
         # a PV pass (x_exp): its weight base and stride, the position and x_shift, and the
         # cycle after its last read (its issue slot's last: no read)
@@ -125,7 +129,7 @@ class MatvecAgu(wiring.Component):
             m.d.comb += [
                 cur_chunk.eq(0), cur_blocks.eq(a.n_blocks),
                 cur_nc_m1.eq(Mux(a.x_exp & a.x_pos, self.op.pos >> a.x_shift, a.n_chunks - 1)),
-                self.w.word.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
+                word.eq(a.w_base), self.x_bank.eq(a.x_bank), self.x_addr.eq(a.x_addr),
                 tok.y_bank.eq(a.y_bank), tok.y_word.eq(a.y_addr + y_pos),
                 # a PV pass's first lane group (isa.MatvecArgs y_grp, modulo L/R)
                 tok.y_group.eq(a.y_grp[:(groups - 1).bit_length()] if groups > 1 else 0),
@@ -144,8 +148,7 @@ class MatvecAgu(wiring.Component):
         with m.Else():
             m.d.comb += [
                 cur_chunk.eq(chunk), cur_nc_m1.eq(nc_m1), cur_blocks.eq(blocks_left),
-                self.w.word.eq(Mux(st.x_exp, w_base + cur_block + (cur_chunk << w_shift),
-                                   w_addr)),
+                word.eq(Mux(st.x_exp, w_base + cur_block + (cur_chunk << w_shift), w_addr)),
                 self.x_bank.eq(x_bank), self.x_addr.eq(x_base + chunk),
                 tok.y_bank.eq(st.y_bank), tok.y_word.eq(st.y_word), tok.y_group.eq(st.y_group),
                 tok.mult.eq(st.mult), tok.shift.eq(st.shift), tok.y_bits.eq(st.y_bits),
@@ -176,7 +179,7 @@ class MatvecAgu(wiring.Component):
         m.d.comb += [
             tok.rope_addr.eq(cur_rope0 + (rope_block & cur_mask)),
             tok.head.eq(cur_block == 0), tok.final.eq(last_read), tok.block.eq(cur_block),
-            tok.valid.eq((self.op.issue | self.op.busy) & ~tail), self.w.en.eq(tok.valid),
+            tok.valid.eq((self.op.issue | self.op.busy) & ~tail),
             tok.first.eq(cur_chunk == 0),
             tok.last.eq(cur_chunk == cur_nc_m1),
             last_read.eq(tok.valid & tok.last & (cur_blocks == 1)),
@@ -184,12 +187,18 @@ class MatvecAgu(wiring.Component):
             self.op.final.eq(tail | (last_read & ~x_exp)),
         ]
         m.d.sync += tail.eq(last_read & x_exp)
+        # the weight read: a PV pass's a cycle after its token's (its weights meet the exp
+        # outputs formed from the x read in the MAC array, c+2; the last in the slot's tail)
+        late_en, late_word = Signal(), Signal(16)
+        m.d.sync += [late_en.eq(tok.valid & x_exp), late_word.eq(word)]
+        m.d.comb += [self.w.en.eq((tok.valid & ~x_exp) | late_en),
+                     self.w.word.eq(Mux(late_en, late_word, word))]
         with m.If(self.op.issue):
             m.d.sync += [w_base.eq(a.w_base), w_shift.eq(a.w_shift), x_shift.eq(a.x_shift),
                          pos.eq(self.op.pos), x_all.eq(~a.x_pos)]
         with m.If(tok.valid & ~self.op.final):
             m.d.sync += [
-                self.op.busy.eq(1), w_addr.eq(self.w.word + 1), nc_m1.eq(cur_nc_m1),
+                self.op.busy.eq(1), w_addr.eq(word + 1), nc_m1.eq(cur_nc_m1),
                 x_bank.eq(self.x_bank), st.mult.eq(tok.mult), st.shift.eq(tok.shift),
                 st.y_bits.eq(tok.y_bits), st.y_bank.eq(tok.y_bank),
                 st.m_rows.eq(tok.m_rows), st.epi.eq(tok.epi), st.y_pack.eq(tok.y_pack),

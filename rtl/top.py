@@ -136,15 +136,14 @@ class Tile(wiring.Component):
         m.d.comb += [weight.maxima[h].eq(score.maxima[h]) for h in range(2 * cfg.rows)]
         # c+1: SRAM data into the MAC array, a block's row multipliers are read. A PV pass
         # (x_exp) forms its weights from the x lanes here, e_l = exp2_neg(max_h - x_l) (0
-        # for l > x_left), and registers them with the weight words and their sum: its
-        # operands enter the MAC array in c+2 (the cycle after its last read is its issue
-        # slot's, so no other read's c+1 meets it)
+        # for l > x_left), and registers them: they enter the MAC array in c+2 with the
+        # weight words, read in c+1 (isa.PASS_W_LAT; the cycle after its last read is its
+        # issue slot's, so no other read's c+1 meets it)
         L, R = cfg.lanes, cfg.rows
         maxima = Signal(signed(16))
         head_bits = max(1, (2 * R - 1).bit_length())
         m.d.comb += maxima.eq(Array(score.maxima)[s1.x_head[:head_bits]])
         e_reg = [Signal(16, name=f"e2_{l}") for l in range(L)]
-        w_reg = [Signal(cfg.word_bits, name=f"w2_{r}") for r in range(R)]
         e_sum = Signal(range(L * (1 << 15)))       # c+3: the sum of c+2's e_reg
         es = []
         for l in range(L):
@@ -155,11 +154,10 @@ class Tile(wiring.Component):
             es.append(e)
         with m.If(s1.valid & s1.x_exp):
             m.d.sync += [reg.eq(e) for reg, e in zip(e_reg, es)]
-            m.d.sync += [w_reg[r].eq(rt.w_data[r]) for r in range(R)]
         exp2 = s2.valid & s2.x_exp                  # a pass's operands enter the array
         with m.If(exp2):
             m.d.sync += e_sum.eq(tree_sum(m, e_reg, "e_sum"))
-        m.d.comb += [mac.w[r].eq(Mux(exp2, w_reg[r], rt.w_data[r])) for r in range(R)]
+        m.d.comb += [mac.w[r].eq(rt.w_data[r]) for r in range(R)]
         m.d.comb += [mac.e[h].eq(weight.e[h]) for h in range(2 * cfg.rows)]
         m.d.comb += [
             mac.x.eq(Mux(exp2, Cat(*(Cat(e, Const(0, ACT_BITS - 16)) for e in e_reg)),

@@ -170,3 +170,49 @@ def test_zero_n_chunks_wraps_to_4096():
     assert issues == [2]
     assert trace[2:2 + 4096] == _expected_reads(cfg, {**a, "n_chunks": 4096})
     assert all(_idle(o) for o in trace[:2] + trace[2 + 4096:])
+
+
+def test_pv_pass_reads_its_weights_a_cycle_after_its_x_words():
+    """A PV pass (x_exp): the x read of chunk k of block b in its token's cycle, the weight
+    word ``w_base + b + (k << w_shift)`` in the next (isa.PASS_W_LAT), the last in the slot's
+    tail (``final``); no weight read otherwise. A MATVEC right behind it reads in step."""
+    from tinylpu import isa
+
+    cfg = Config(lanes=8, rows=2, wdepth=64, adepth=16, pdepth=16)
+    nb, nc, shift = 2, 3, 2
+    dut = MatvecAgu(cfg)
+    seen = []
+
+    async def bench(ctx):
+        for args in (_args(w_base=5, x_addr=3, n_blocks=nb, n_chunks=nc, x_exp=1,
+                           w_shift=shift), _args(w_base=40, n_blocks=1, n_chunks=2)):
+            ctx.set(dut.op.issue, 1)
+            ctx.set(dut.op.args, args)
+            while True:
+                tok = ctx.get(dut.token)
+                final = ctx.get(dut.op.final)
+                seen.append((int(tok.valid), int(ctx.get(dut.x_addr)), int(ctx.get(dut.w.en)),
+                             int(ctx.get(dut.w.word)), int(final)))
+                await ctx.tick()
+                ctx.set(dut.op.issue, 0)
+                ctx.set(dut.op.args, GARBAGE)
+                if final:
+                    break
+        for _ in range(2):
+            seen.append((int(ctx.get(dut.token).valid), 0, int(ctx.get(dut.w.en)),
+                         int(ctx.get(dut.w.word)), 0))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert isa.PASS_W_LAT == 1
+    reads = [(3 + k, 5 + b + (k << shift)) for b in range(nb) for k in range(nc)]
+    n = len(reads)
+    assert [(v, x) for v, x, _, _, _ in seen[:n]] == [(1, x) for x, _ in reads]
+    assert [(en, w) for _, _, en, w, _ in seen[1:n + 1]] == [(1, w) for _, w in reads]
+    assert seen[0][2] == 0                          # nothing in the token's own cycle
+    assert seen[n][0] == 0 and seen[n][4] == 1       # the tail: a weight read, no token
+    assert [s[:4] for s in seen[n + 1:n + 3]] == [(1, 0, 1, 40), (1, 1, 1, 41)]
+    assert [s[2] for s in seen[n + 3:]] == [0, 0]

@@ -390,7 +390,8 @@ class GoldenTile:
                 e = exp2_neg(top - d)
                 if a["x_pos"]:
                     e = np.where((k << a["x_shift"]) + np.arange(L) > pos, 0, e)
-                w = st.wread(self, c, cfg.wphys(a["w_base"] + b + (k << a["w_shift"])))
+                w = st.wread(self, c + isa.PASS_W_LAT,
+                             cfg.wphys(a["w_base"] + b + (k << a["w_shift"])))
                 acc = wrap(acc + w @ e, cfg.acc_bits)
                 total += int(e.sum())
             last = t + b * nc + nc - 1

@@ -90,10 +90,14 @@ LAT_SCORE_WORD = 6
 # (R outputs) enters the output unit in c_last + PV_DRAIN + j and is written LAT_OUT cycles
 # later. The next PV's first V read must come after the last block entered.
 PV_DRAIN = 4 + RECIP_PIPE_LAT
-# A PV pass (MATVEC x_exp): its exp outputs and weights are registered before the MAC array
-# (c+1), the exp outputs summed (c+2) and accumulated over the block's chunks (c+3), and its
-# row sums wait for the reciprocal of the block's sum of weights: a block's result enters
-# the output unit LAT_EXP_RESULT after its last read
+# A PV pass (MATVEC x_exp): its exp outputs are registered before the MAC array (c+1), where
+# they meet the weight words, read PASS_W_LAT after the token's x read (so no choice between
+# a registered and a fresh weight word sits at the multipliers); the exp outputs are summed
+# (c+2) and accumulated over the block's chunks (c+3), and its row sums wait for the
+# reciprocal of the block's sum of weights: a block's result enters the output unit
+# LAT_EXP_RESULT after its last read (its x read; the last weight read is the issue slot's
+# extra cycle)
+PASS_W_LAT = 1
 EXP_SUM_LAT = 2         # the block's sum of weights enters the reciprocal in c_last + 2 + 2
 LAT_EXP_RESULT = LAT_RESULT + EXP_SUM_LAT + RECIP_PIPE_LAT
 # the stages whose writes a read can meet: the MATVEC pipeline's (c+1 .. the write), then a

@@ -255,7 +255,8 @@ class Scheduler:
         y_lo = (a["y_addr"] + (idx_max << a["y_shift"] if idx_max else 0)) * L
         y = (a["y_bank"], a["y_addr"] * L + g0 * R, y_lo + (g0 + nb) * R - 1)
         reads = [(self._words(a["x_bank"], a["x_addr"], nc), 0, False),
-                 (self._words(WEIGHTS, a["w_base"], nb + ((nc - 1) << a["w_shift"])), 0, False),
+                 (self._words(WEIGHTS, a["w_base"], nb + ((nc - 1) << a["w_shift"])),
+                  isa.PASS_W_LAT, False),
                  (("maxima",), 1, False)]
         lat = isa.LAT_EXP_RESULT + isa.LAT_OUT - 1
         first = isa.matvec_dims(a, 0)[1] - 1 + isa.LAT_EXP_RESULT + isa.LAT_OUT

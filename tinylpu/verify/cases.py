@@ -166,7 +166,31 @@ def pv_pass_cases(golden, rng):
     case = program_case("read of a PV pass's output in flight flagged", golden,
                         [passes[0], race, isa.halt()], loads, reads)
     assert case["expected"][0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD, case["name"]
-    return cases + [case]
+    return cases + [case] + (pass_weight_read_cases(golden, loads) if cfg.wbytes else [])
+
+
+def pass_weight_read_cases(golden, loads):
+    """A PV pass reads its weight words ``PASS_W_LAT`` after its x words: behind a MATVEC
+    writing a byte of the word it reads (``y_wcol``), the WAIT that lets the write land just
+    before the weight read reads the new byte; one cycle less is a flagged race."""
+    R = golden.cfg.rows
+    col = isa.matvec(w_base=1, x_bank=0, x_addr=0, y_bank=0, y_addr=30, n_blocks=1,
+                     n_chunks=1, q_shift=12, y_bits=8, y_wcol=True)
+    xp = isa.matvec(w_base=30, x_bank=0, x_addr=8, y_bank=1, y_addr=44, n_blocks=1,
+                    n_chunks=1, q_shift=6, y_bits=16, x_exp=True, x_head=0)
+    reads = [(host.TARGET_ABANK + 1, 44, 1)] + [(host.TARGET_WBANK + r, 30, 1)
+                                                for r in range(R)]
+    landed = isa.LAT_WRITE - isa.PASS_W_LAT       # the write lands in the cycle before
+    cases = []
+    for wait, status, name in ((landed, host.STATUS_DONE, ""),
+                               (landed - 1, host.STATUS_DONE | host.STATUS_RAW_HAZARD,
+                                " flagged")):
+        case = program_case(f"PV pass reading a weight column {wait} cycles behind its "
+                            f"write{name}", golden, [col, isa.wait(wait), xp, isa.halt()],
+                            loads, reads)
+        assert case["expected"][0] == status, case["name"]
+        cases.append(case)
+    return cases
 
 
 def transposer_cases(golden, rng):
