@@ -214,10 +214,17 @@ class Tile(wiring.Component):
         exp_m, exp_b = Signal(16), Signal(range(isa.SUM_BITS + 1))
         with m.If(erecip.out_valid):
             m.d.sync += [exp_m.eq(erecip.mantissa), exp_b.eq(erecip.exponent)]
+        # (a pass's block carries only what its write needs: epi NONE, an activation bank's
+        # lane group, the instruction's own scale: isa.wbank_illegal)
         n_delay = isa.LAT_EXP_RESULT - isa.LAT_RESULT          # x3 (c+3) .. x12
-        delay = [Signal(token_layout(cfg), name=f"x{i + 3}") for i in range(n_delay)]
-        m.d.sync += delay[0].eq(Mux(exp2 & s2.last, s2, 0))
+        delay = [Signal(token_layout(cfg, PASS_FIELDS), name=f"x{i + 3}")
+                 for i in range(n_delay)]
+        m.d.sync += [getattr(delay[0], f).eq(getattr(s2, f)) for f in PASS_FIELDS]
+        m.d.sync += delay[0].valid.eq(exp2 & s2.last)
         m.d.sync += [cur.eq(prev) for prev, cur in zip(delay, delay[1:])]
+        passed = Signal(token_layout(cfg))                     # kind MATVEC, epi NONE: 0
+        m.d.comb += [getattr(passed, f).eq(getattr(delay[-1], f)) for f in PASS_FIELDS]
+        m.d.comb += [passed.last.eq(1), passed.x_exp.eq(1)]
         acc_line = [[Signal(signed(cfg.acc_bits), name=f"xa{i + 5}_{r}") for r in range(R)]
                     for i in range(n_delay - 2)]               # c+5 .. c+12
         m.d.sync += [acc_line[0][r].eq(mac.result[r]) for r in range(R)]
@@ -239,7 +246,7 @@ class Tile(wiring.Component):
         with m.If(s2_result):
             m.d.sync += r3.eq(s2)
         with m.Elif(exp_inject):
-            m.d.sync += r3.eq(delay[-1])
+            m.d.sync += r3.eq(passed)
         with m.Elif(drain.inject):
             m.d.sync += r3.eq(drained)
         with m.Else():
@@ -380,6 +387,11 @@ class Tile(wiring.Component):
         assert len(front + results + delay) == isa.MXM_PENDING
         for i, stage in enumerate(front + results + delay):
             write = rt.pending[i]
+            if i >= len(front + results):       # a PV pass's block: its R lanes, y_group's
+                m.d.comb += [write.valid.eq(stage.valid), write.bank.eq(stage.y_bank),
+                             write.word.eq(stage.y_word), write.wbank.eq(0),
+                             write.mask.eq(_group_mask(cfg, stage.y_group, 0))]
+                continue
             makes = stage.valid & stage.last & (stage.kind != MacMode.PV) if i < 2 \
                 else stage.valid
             makes &= ~stage.s_tr                    # the transposer's writes: below
@@ -509,6 +521,10 @@ def _tap(m, dst, src, names):
     """``dst.<name>`` follows ``src.<name>`` for each of ``names`` (a unit watching another's
     ports)."""
     m.d.comb += [getattr(dst, n).eq(getattr(src, n)) for n in names]
+
+
+# what a PV pass's block (MATVEC x_exp) takes down its delay line to the output unit
+PASS_FIELDS = ("valid", "y_bank", "y_word", "y_group", "shift", "y_bits")
 
 
 def _group_mask(cfg, group, pack):
