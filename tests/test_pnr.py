@@ -162,6 +162,38 @@ def test_placer_is_checked_and_passed_to_nextpnr(tmp_path, monkeypatch):
     assert "--seed 7" in args and "--no-route --write pnr-ecp5-placed.json" in args
 
 
+def test_a_written_placement_is_routed_without_synthesis(tmp_path, monkeypatch):
+    tool = tmp_path / "recording-nextpnr"
+    tool.write_text('#!/bin/sh\necho "$@" > args\nexit 3\n')
+    tool.chmod(0o755)
+    monkeypatch.setitem(DEVICES, "ecp5", dataclasses.replace(DEVICES["ecp5"], tool=str(tool)))
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("synthesized")
+
+    monkeypatch.setattr(tinylpu.flow.pnr, "synthesize", no_synthesis)
+    with pytest.raises(PnrError, match=r"no placement to route: .*pnr-ecp5-placed.json does "
+                                       r"not exist \(a place-only run"):
+        place_and_route(_counter(tmp_path), "count", "ecp5", placed_only=True)
+    (tmp_path / "pnr-ecp5-placed.json").write_text("{}")
+    with pytest.raises(PnrError, match="routed or written, not both"):
+        place_and_route(_counter(tmp_path), "count", "ecp5", route=False, placed_only=True)
+    with pytest.raises(PnrError, match="exit status 3"):
+        place_and_route(_counter(tmp_path), "count", "ecp5", placed_only=True)
+    args = (tmp_path / "args").read_text()
+    assert "--json pnr-ecp5-placed.json --top top" in args and "--no-route" not in args
+    assert (tmp_path / "pnr-ecp5-placed.json").exists()      # kept for the next try
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--place-only"], "--route-placed routes a placement made before: not with --place-only"),
+    (["--seed", "3"], "--route-placed routes a placement made before: not with --seed"),
+])
+def test_cli_route_placed_conflicts(capsys, extra, message):
+    assert main(["pnr", "--route-placed"] + extra) == 2
+    assert capsys.readouterr().err == f"tinylpu pnr: error: {message}\n"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--target", "ice40"], "invalid choice: 'ice40'"),
     (["--placer", "sa"], "invalid choice: 'sa'"),

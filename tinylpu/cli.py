@@ -83,13 +83,18 @@ def _placer_option(p):
 
 
 def cmd_pnr(args):
-    from tinylpu.flow.pnr import check_request, format_result, place_and_route
+    from tinylpu.flow.pnr import PnrError, check_request, format_result, place_and_route
     from tinylpu.flow.rtlsim import write_verilog
     check_request(args.target, args.freq, args.timeout_min, args.placer)
+    if args.route_placed and (args.place_only or args.seed is not None):
+        raise PnrError("--route-placed routes a placement made before: not with "
+                       + ("--place-only" if args.place_only else "--seed"))
     path = write_verilog(args.config)
     result = place_and_route(path, "tinylpu_tile", args.target, args.freq, args.timeout_min,
-                             args.placer, route=not args.place_only, seed=args.seed)
-    what = "placement" if args.place_only else "place and route"
+                             args.placer, route=not args.place_only, seed=args.seed,
+                             placed_only=args.route_placed)
+    what = ("routing of the placement" if args.route_placed else
+            "placement" if args.place_only else "place and route")
     print(f"{args.target} {what} of {args.config.ident} on {result.device.name}, "
           f"out of context:")
     for line in format_result(result):
@@ -455,6 +460,9 @@ def build_parser():
     p.add_argument("--place-only", action="store_true",
                    help="stop after placement: nextpnr's Fmax estimate, the wire demand by "
                         "block and a congestion map (docs/fpga.md)")
+    p.add_argument("--route-placed", action="store_true",
+                   help="route the placement an earlier --place-only run of the same --config "
+                        "wrote (build/<config>/pnr-ecp5-placed.json): no synthesis or placement")
     p.add_argument("--seed", type=int, help="nextpnr's placement seed")
     _placer_option(p)
     p = sub.add_parser("fpga", help="the board build: Yosys, nextpnr-ecp5 and ecppack of the "

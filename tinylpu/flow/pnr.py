@@ -185,13 +185,14 @@ def _progress(text):
 
 
 def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
-                    placer=DEFAULT_PLACER, route=True, seed=None):
+                    placer=DEFAULT_PLACER, route=True, seed=None, placed_only=False):
     """Synthesize ``verilog`` (a file; see :func:`tinylpu.flow.synth.synthesize`) and place and
     route it out of context on ``target`` for a clock of ``freq`` MHz with nextpnr's
     ``placer`` (one of :data:`PLACERS`); return a :class:`PnrResult`. Without ``route``,
     stop after placement: the Fmax is nextpnr's estimate, and the placed design is written
     (``PnrResult.placed``) for :mod:`tinylpu.flow.congestion`. ``seed``: nextpnr's placement
-    seed (its default when None).
+    seed (its default when None). With ``placed_only``, route the placement such a run
+    wrote beside ``verilog`` instead (no synthesis, no placement).
 
     Work files (netlist, nextpnr log and report) go beside ``verilog``. Synthesis and place
     and route together get ``timeout_min`` minutes: past that, the running tool is stopped
@@ -207,9 +208,17 @@ def place_and_route(verilog, top, target="ecp5", freq=100.0, timeout_min=60.0,
     netlist, log, report, placed = (work / f"pnr-{target}{ext}" for ext in (
         ".json", ".log", "-report.json", "-placed.json"))
     report.unlink(missing_ok=True)
-    placed.unlink(missing_ok=True)
     start = time.monotonic()
-    synthesize(verilog, top, target, netlist=netlist.name, timeout=timeout_min * 60)
+    if placed_only:
+        if not route:
+            raise PnrError("a placement is routed or written, not both")
+        if not placed.is_file():
+            raise PnrError(f"no placement to route: {placed} does not exist (a place-only run "
+                           f"of the same design writes it)")
+        netlist, top = placed, "top"            # nextpnr names the module it writes top
+    else:
+        placed.unlink(missing_ok=True)
+        synthesize(verilog, top, target, netlist=netlist.name, timeout=timeout_min * 60)
     synthesized = time.monotonic()
     # yowasp tools see only the working directory: use paths relative to it
     cmd = [exe, *device.options, "--out-of-context", "--json", netlist.name, "--top", top,
