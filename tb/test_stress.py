@@ -229,7 +229,8 @@ def _token_loop(golden, rng, name, n_prompt, steps):
     return token_loop_case(golden, name, rng, n_prompt=n_prompt, steps=steps)
 
 
-@pytest.mark.parametrize("sim", SIMS)
+# (on Icarus, a minute: in ``make test-slow``; Verilator replays the same cases and more)
+@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=pytest.mark.slow), "verilator"])
 def test_replay_with_gaps_and_random_ready(sim):
     """The standard cases (WRITE / READ / RUN, GEMVs and chains, loops, a flagged race, row
     multipliers, RoPE, bad commands, random GEMVs), token loops under GENERATE (VOPs, a
