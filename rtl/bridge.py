@@ -128,9 +128,11 @@ class Sender(wiring.Component):
 
     In its idle state it takes a ``reply`` (first) or an ``out`` request (``ready`` pulses
     in the cycle it takes one); an OUT frame's payload is read from the output queue at
-    ``rd_addr`` (a synchronous read port: ``rd_data`` one cycle later). A logical byte goes
-    to ``o`` two cycles after the previous one was taken at the earliest, so the sender keeps
-    up with any UART of divisor >= 4. The reply is sent once; repeating it is the host's job.
+    ``rd_addr`` (a synchronous read port: ``rd_data`` one cycle later). A logical byte is
+    registered before it goes to ``o`` (so the queue's read data, the byte choice and the
+    escape test are not on one path with the CRC and the UART), three cycles after the
+    previous one was taken at the earliest: the sender keeps up with any UART (a byte is ten
+    bit times). The reply is sent once; repeating it is the host's job.
     """
 
     def __init__(self, addr_bits):
@@ -149,7 +151,8 @@ class Sender(wiring.Component):
         reason = Signal(8)
         idx = Signal(range(_MAX_COUNT + 1))      # logical byte of the body (header, payload, CRC)
         crc = Signal(32, init=link.CRC_INIT)
-        settle, esc_sent = Signal(), Signal()
+        settle = Signal(range(3))            # cycles until the registered byte is this idx's
+        esc_sent = Signal()
         payload_end = link.HEADER_BYTES + 4 * hdr.length
         word = Mux(from_queue, self.rd_data, reason)
         byte = Signal(8)
@@ -179,21 +182,26 @@ class Sender(wiring.Component):
             with m.State("OPEN"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(link.FLAG)]
                 with m.If(self.o.ready):
-                    m.d.sync += [idx.eq(0), crc.eq(link.CRC_INIT), settle.eq(1),
+                    m.d.sync += [idx.eq(0), crc.eq(link.CRC_INIT), settle.eq(2),
                                  esc_sent.eq(0)]
                     m.next = "BODY"
             with m.State("BODY"):
-                m.d.sync += settle.eq(0)
-                m.d.comb += [self.o.valid.eq(~settle),
-                             self.o.payload.eq(Mux(esc_sent, byte ^ link.ESC_XOR,
-                                                   Mux(needs_esc, link.ESC, byte)))]
+                # idx's byte: its queue word read in the first settle cycle, the byte
+                # registered in the second
+                byte_q, esc_q = Signal(8), Signal()
+                m.d.sync += [byte_q.eq(byte), esc_q.eq(needs_esc)]
+                with m.If(settle != 0):
+                    m.d.sync += settle.eq(settle - 1)
+                m.d.comb += [self.o.valid.eq(settle == 0),
+                             self.o.payload.eq(Mux(esc_sent, byte_q ^ link.ESC_XOR,
+                                                   Mux(esc_q, link.ESC, byte_q)))]
                 with m.If(self.o.valid & self.o.ready):
-                    with m.If(needs_esc & ~esc_sent):
+                    with m.If(esc_q & ~esc_sent):
                         m.d.sync += esc_sent.eq(1)
                     with m.Else():
-                        m.d.sync += [esc_sent.eq(0), idx.eq(idx + 1), settle.eq(1)]
+                        m.d.sync += [esc_sent.eq(0), idx.eq(idx + 1), settle.eq(2)]
                         with m.If(idx < payload_end):
-                            m.d.sync += crc.eq(crc_byte(crc, byte))
+                            m.d.sync += crc.eq(crc_byte(crc, byte_q))
                         with m.If(idx == payload_end + link.CRC_BYTES - 1):
                             m.next = "CLOSE"
             with m.State("CLOSE"):
