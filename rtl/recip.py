@@ -60,8 +60,9 @@ class RecipPipeline(wiring.Component):
     Stages, each ending in registers (the outputs come straight from the last ones):
 
     * Normalisation (from the input ports): the leading one of v smeared down gives
-      ``2**b - 1`` (a log-depth OR, no carry chain) and from it the one-hot position of b,
-      OR-reduced to b's binary bits. The dividend ``2**(b+14) - 1`` is ``b + 14`` ones; its top
+      ``2**b - 1`` (a log-depth OR, no carry chain); b (the one-hot position of the leading
+      one, OR-reduced to b's binary bits) is formed from the registered v in the first
+      division stage. The dividend ``2**(b+14) - 1`` is ``b + 14`` ones; its top
       ``b`` bits, ``2**b - 1``, are at least v and below 2v, so the first quotient bit is
       always 1 and the partial remainder after it is ``2**b - 1 - v``, i.e. the smear with v's
       bits cleared (v's bits are a subset of it).
@@ -102,16 +103,16 @@ class RecipPipeline(wiring.Component):
         m = Module()
         w = self.width
 
-        # normalisation stage: 2**b - 1 by smearing the leading one down, b = v.bit_length()
-        # (rtl.rounding)
+        # normalisation stage: 2**b - 1 by smearing the leading one down (rtl.rounding); b =
+        # v.bit_length(), a priority encoder, is taken from the registered divisor in stage
+        # 1 (the input's path is the smear alone)
         smear = smear_down(self.operand)
-        b = bit_length(m, self.operand, "b")
 
         # registers at the end of stage k are named *_k (stage 0: the normalisation)
         valid = _register(m, self.valid, "valid_0", reset_less=False)
         divisor = _register(m, self.operand, "divisor_0")
         rem = _register(m, smear & ~self.operand, "rem_0")
-        exponent = _register(m, b, "exponent_0")
+        exponent = bit_length(m, divisor, "b")
 
         # division stages; `quotient` holds the bits below the leading 1, newest at bit 0
         quotient = Cat()

@@ -60,7 +60,12 @@ class ScalarUnit(wiring.Component):
 
     ``start`` while ``busy`` is ignored (the operation in flight finishes undisturbed).
     ``start`` is accepted in the ``done`` cycle, so operations can run back to back with no
-    idle cycle: throughput is one operation per latency cycles.
+    idle cycle: throughput is one operation per latency cycles. ``start`` with ``chain``
+    starts a RECIP of the unit's own ``result`` (``op`` and ``operand`` are not used): in the
+    ``done`` cycle of an ISQRT, the reciprocal of the root. The start only registers the
+    operand and the division's seed (an OR smear); the exponent's priority encoder works
+    on the registered divisor while busy (the encoder behind the operand's choice, in the
+    start cycle, was one of the tile clock's longest paths).
     """
 
     def __init__(self, width=40):
@@ -71,6 +76,7 @@ class ScalarUnit(wiring.Component):
             "start": In(1),
             "op": In(ScalarOp),
             "operand": In(width),
+            "chain": In(1),
             "busy": Out(1),
             "done": Out(1),
             "result": Out(max(_root_bits(width), RECIP_BITS)),
@@ -84,14 +90,16 @@ class ScalarUnit(wiring.Component):
         rbits = _root_bits(w)
         abits = 2 * rbits                   # operand register, padded to whole bit pairs
 
-        # b = operand.bit_length(); 2**b - 1 by smearing the leading one down, so
-        # 2**(b-1) - 1 = smear >> 1 (rtl.rounding)
-        b = bit_length(m, self.operand, "bit_length")
-        smear = smear_down(self.operand)
-
         a = Signal(abits)                   # ISQRT: operand, shifted 2 bits a step; RECIP: divisor
         rem = Signal(w)                     # partial remainder
         q = self.result                     # root / quotient, one bit shifted in per step
+
+        # the seed 2**(b-1) - 1, b = operand.bit_length(): 2**b - 1 by smearing the leading
+        # one down, shifted (rtl.rounding); with ``chain``, of the result instead. The
+        # exponent b itself (a priority encoder) is taken from the divisor register while
+        # busy, off the start's path
+        own = q[:w]
+        smear = Mux(self.chain, smear_down(own), smear_down(self.operand))
         op = Signal(ScalarOp)
         left = Signal(range(max(rbits, RECIP_BITS) + 1))
         is_sqrt = op == ScalarOp.ISQRT
@@ -114,21 +122,21 @@ class ScalarUnit(wiring.Component):
                 rem.eq(Mux(fits, diff, r_next)),
                 q.eq(Cat(fits, q)),
                 left.eq(left - 1),
+                self.exponent.eq(Mux(is_sqrt, 0, bit_length(m, a[:w], "bit_length"))),
             ]
             with m.If(left == 1):
                 m.d.sync += [
                     self.busy.eq(0),
                     self.done.eq(1),
-                    self.error.eq(~is_sqrt & (self.exponent == 0)),
+                    self.error.eq(~is_sqrt & (a[:w] == 0)),
                 ]
         with m.Elif(self.start):
-            recip = self.op == ScalarOp.RECIP
+            recip = (self.op == ScalarOp.RECIP) | self.chain
             m.d.sync += [
-                op.eq(self.op),
-                a.eq(self.operand),
+                op.eq(Mux(self.chain, ScalarOp.RECIP, self.op)),
+                a.eq(Mux(self.chain, own, self.operand)),
                 rem.eq(Mux(recip, smear >> 1, 0)),
                 q.eq(0),
-                self.exponent.eq(Mux(recip, b, 0)),
                 self.error.eq(0),
                 left.eq(Mux(recip, RECIP_BITS, rbits)),
                 self.busy.eq(1),

@@ -418,7 +418,7 @@ class VectorUnit(wiring.Component):
         sc_write = sc.done & (sc_phase == 2)
         new = s6.valid & scalar_out
         with m.If(chain):
-            m.d.comb += [sc.start.eq(1), sc.op.eq(ScalarOp.RECIP), sc.operand.eq(sc.result)]
+            m.d.comb += [sc.start.eq(1), sc.chain.eq(1)]     # RECIP of the root
             m.d.sync += sc_phase.eq(2)
         with m.Else():
             m.d.comb += [sc.start.eq(new),

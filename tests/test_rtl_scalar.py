@@ -231,3 +231,45 @@ def test_elaborates_to_verilog_without_multipliers_or_dividers():
         assert re.search(rf"\b{port}\b", text)
     il = rtlil.convert(ScalarUnit(W), name="scalar_unit")
     assert not re.search(r"cell \$(mul|div|mod|divfloor|modfloor|pow)\b", il)
+
+
+@pytest.mark.parametrize("width", [40, 48])
+def test_chain_starts_the_reciprocal_of_the_root_in_the_done_cycle(width):
+    """``start`` with ``chain`` in an ISQRT's ``done`` cycle: a RECIP of the root (``op`` and
+    ``operand`` ignored, here set to an ISQRT of another value), done RECIP_LATENCY later
+    with ``norm_recip(isqrt(v))``; the root of 0 gives RECIP's error."""
+    rng = random.Random(width)
+    values = [0, 1, 3, (1 << width) - 1] + [rng.randrange(1 << rng.randrange(1, width + 1))
+                                            for _ in range(12)]
+    dut = ScalarUnit(width)
+    got = []
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(dut.start, 1)
+            ctx.set(dut.op, ISQRT)
+            ctx.set(dut.operand, v)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(dut.operand, 12345)
+            for _ in range(latency(ISQRT, width) - 1):
+                await ctx.tick()
+            assert ctx.get(dut.done) and ctx.get(dut.result) == isqrt(v)
+            ctx.set(dut.start, 1)
+            ctx.set(dut.chain, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(dut.chain, 0)
+            for _ in range(RECIP_LATENCY - 1):
+                assert not ctx.get(dut.done)
+                await ctx.tick()
+            assert ctx.get(dut.done)
+            got.append((ctx.get(dut.result), ctx.get(dut.exponent), ctx.get(dut.error)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [_spec(RECIP, isqrt(v)) for v in values]
+    assert got[0] == (0x7FFF, 0, 1)
