@@ -12,9 +12,9 @@ from tinylpu.isa import Epi
 from tinylpu.numerics import MULT_BITS, ROPE_FRAC
 
 from .requant import Y_BITS_FIELD
-from .rounding import round_shift_sat, rounding_constant, saturation_top
+from .rounding import rounding_constant, saturation_top, shift_sat
 
-LATENCY = 4     # from y in cycle n to out in cycle n + 4
+LATENCY = 5     # from y in cycle n to out in cycle n + 5
 SILU_HALF = (isa.SILU_SIZE + 1) // 2     # entries in each of the even/odd table halves
 
 
@@ -61,7 +61,7 @@ class Epilogue(wiring.Component):
       larger; on ``final`` its row ``block * R + lane`` goes to ``next_token``.
 
     Timing: ``y`` and the controls in cycle n are registered at its end; ``old`` and
-    ``rope_word`` (read in n) arrive in n + 1; ``out`` is valid in n + 4
+    ``rope_word`` (read in n) arrive in n + 1; ``out`` is valid in n + 5
     (:data:`LATENCY`); ``next_valid``/``next_token`` in n + 2 (one cycle, with ``final``).
 
     Table port (while the tile is idle): ``t_wen``, ``t_waddr``, ``t_wdata`` write entry
@@ -91,22 +91,23 @@ class Epilogue(wiring.Component):
         epi1, bits1 = Signal(Epi), Signal(Y_BITS_FIELD)
         m.d.sync += [epi1.eq(self.epi), bits1.eq(self.y_bits)]
         m.d.sync += [y[r].eq(self.y[r]) for r in range(R)]
-        epi = [epi1] + [_delayed(m, epi1, i, f"epi{i + 1}") for i in range(1, 4)]
-        bits = [bits1] + [_delayed(m, bits1, i, f"bits{i + 1}") for i in range(1, 3)]
-        shift3 = _delayed(m, self.epi_shift, 3, "shift")
+        epi = [epi1] + [_delayed(m, epi1, i, f"epi{i + 1}") for i in range(1, LATENCY)]
+        bits = [bits1] + [_delayed(m, bits1, i, f"bits{i + 1}") for i in range(1, 4)]
+        shift4 = _delayed(m, self.epi_shift, 4, "shift")
 
         plain = self._plain(m, y, epi1, bits1)                  # valid n+2
         pack1, odd1 = Signal(), Signal()
         m.d.sync += [pack1.eq(self.pack), odd1.eq(self.block[0])]
         extra2 = _delayed(m, self.epi_shift[:isa.HEAD_SHIFT_BITS], 2, "rope_extra")
-        rotated = self._rope(m, y, epi[1], bits[1], pack1, odd1, extra2)   # valid n+2
-        gated = self._silu_gate(m, y, bits[2], shift3)           # valid n+4
-        out2 = [Mux((epi[1] == Epi.ROPE) & (r < R // 2 * 2), rotated[r], plain[r])
+        rotated = self._rope(m, y, bits[1], pack1, odd1, extra2)   # valid n+3
+        gated = self._silu_gate(m, y, bits[3], shift4)           # valid n+5
+        out3 = [Mux((epi[2] == Epi.ROPE) & (r < R // 2 * 2), rotated[r],
+                    _delayed(m, plain[r], 1, f"plain{r}"))
                 for r in range(R)]
-        out4 = [_delayed(m, v, 2, f"out{r}") for r, v in enumerate(out2)]
+        out5 = [_delayed(m, v, LATENCY - 3, f"out{r}") for r, v in enumerate(out3)]
         for r in range(R):
             gate = gated[r] if r < R // 2 else 0
-            m.d.comb += self.out[r].eq(Mux(epi[3] == Epi.SILU_GATE, gate, out4[r]))
+            m.d.comb += self.out[r].eq(Mux(epi[LATENCY - 1] == Epi.SILU_GATE, gate, out5[r]))
         self._argmax(m, y, epi1)
         return m
 
@@ -124,12 +125,13 @@ class Epilogue(wiring.Component):
             out.append(reg)
         return out
 
-    def _rope(self, m, y, epi2, bits2, pack, odd, extra):
-        """The four products of each pair (registered at the end of n + 1), then rounded
-        ``ROPE_FRAC + extra`` bits (``extra``: the block's head_shift entry, in n + 2) and
-        saturated (combinational in n + 2). A packed block's pair j takes the entries of
-        pair ``j ± R/4`` when :func:`tinylpu.isa.rope_entries` says so (``pack``, ``odd``:
-        the block's, in n + 1)."""
+    def _rope(self, m, y, bits2, pack, odd, extra):
+        """The four products of each pair (registered at the end of n + 1); in n + 2 the
+        rounding constant of a shift by ``ROPE_FRAC + extra`` bits added (``extra``: the
+        block's head_shift entry, in n + 2; registered); in n + 3 shifted and saturated to
+        ``y_bits`` (``bits2``: in n + 2) (combinational: valid in n + 3). A packed block's
+        pair j takes the entries of pair ``j ± R/4`` when :func:`tinylpu.isa.rope_entries`
+        says so (``pack``, ``odd``: the block's, in n + 1)."""
         R = self.cfg.rows
         q = R // 4
         entry = lambda i: self.rope_word[MULT_BITS * i:MULT_BITS * (i + 1)].as_signed()
@@ -145,30 +147,35 @@ class Epilogue(wiring.Component):
                 c = Mux(other, entry(2 * e), c)
                 s = Mux(other, entry(2 * e + 1), s)
             m.d.sync += [sums[2 * j].eq(a * c - b * s), sums[2 * j + 1].eq(a * s + b * c)]
-        bounds = _saturation_bounds(m, bits2, "rope")
+        shift3 = Signal(range(ROPE_FRAC + (1 << len(extra))), name="rope_shift")
+        top3 = Signal(range(64), name="rope_top")
+        m.d.sync += [shift3.eq(extra + ROPE_FRAC), top3.eq(saturation_top(bits2))]
         out = []
         for r in range(R):
-            rounded = Signal(signed(2 * ACT_BITS + 2), name=f"rounded{r}")
+            total = Signal(signed(len(sums[r]) + 1), name=f"rope_sum{r}")
             half = Const(1, len(sums[r])) << (extra + (ROPE_FRAC - 1))
-            m.d.comb += rounded.eq((sums[r] + half.as_signed()) >> (extra + ROPE_FRAC))
+            m.d.sync += total.eq(sums[r] + half.as_signed())
             rot = Signal(signed(ACT_BITS), name=f"rope{r}")
-            m.d.comb += rot.eq(_sat(rounded, bounds))
+            m.d.comb += rot.eq(shift_sat(m, total, shift3, top3, ACT_BITS, f"rope_sat{r}"))
             out.append(rot)
         return out
 
-    def _silu_gate(self, m, y, bits3, shift3):
-        """n+1: the table addresses of ``silu(h1)``, the reads; n+2: the interpolation; n+3:
-        times the gate h3, and the rounding constant and the saturation bound from the
-        shift and ``y_bits`` (``bits3``, ``shift3``: valid in n+3; registered, so they are not
-        on n+4's path to the write); n+4: rounded, shifted, saturated (combinational)."""
+    def _silu_gate(self, m, y, bits4, shift4):
+        """n+1: the table addresses of ``silu(h1)``, the reads; n+2: the two entries t0, t1
+        in order and their difference, registered (the block RAMs' read data meets no
+        multiplier); n+3: the interpolation ``t0 + ((t1 - t0) * frac + 128) >> 8``; n+4:
+        times the gate h3 plus the rounding constant of the shift (``shift4``: valid in n+4),
+        and the saturation bound from ``y_bits`` (``bits4``), registered; n+5: shifted and
+        saturated (combinational, into the write: rtl.rounding's round_shift_sat in two
+        stages)."""
         out = []
         width = 18 + ACT_BITS                            # silu (18 bits) times a lane
-        shift4 = Signal.like(shift3, name="gate_shift")
+        shift5 = Signal.like(shift4, name="gate_shift")
         top = Signal(range(64), name="gate_top")
-        rnd_value, zero_value = rounding_constant(shift3, width)
+        rnd_value, zero_value = rounding_constant(shift4, width)
         rnd, zero = Signal(width, name="gate_rnd"), Signal(name="gate_zero")
-        m.d.sync += [shift4.eq(shift3), top.eq(saturation_top(bits3)), rnd.eq(rnd_value),
-                     zero.eq(zero_value)]
+        m.d.comb += rnd.eq(rnd_value)
+        m.d.sync += [shift5.eq(shift4), top.eq(saturation_top(bits4)), zero.eq(zero_value)]
         for j in range(self.cfg.rows // 2):
             h1, h3 = y[2 * j], y[2 * j + 1]
             even = memory.Memory(shape=signed(16), depth=SILU_HALF, init=[])
@@ -187,19 +194,21 @@ class Epilogue(wiring.Component):
             i = u[8:]
             rd_e, rd_o = even.read_port(), odd.read_port()
             m.d.comb += [rd_e.addr.eq((i + 1) >> 1), rd_o.addr.eq(i >> 1)]
-            frac, odd_i, gate = (_delayed(m, u[:8], 1, f"frac{j}"),
-                                 _delayed(m, i[0], 1, f"oddi{j}"), _delayed(m, h3, 1, f"h3_{j}"))
-            t0 = Mux(odd_i, rd_o.data, rd_e.data)
-            t1 = Mux(odd_i, rd_e.data, rd_o.data)
+            odd_i = _delayed(m, i[0], 1, f"oddi{j}")
+            frac = _delayed(m, u[:8], 2, f"frac{j}")
+            t0 = Signal(signed(16), name=f"silu_t0_{j}")
+            diff = Signal(signed(17), name=f"silu_d{j}")
+            m.d.sync += [t0.eq(Mux(odd_i, rd_o.data, rd_e.data)),
+                         diff.eq(Mux(odd_i, rd_e.data - rd_o.data, rd_o.data - rd_e.data))]
             silu = Signal(signed(18), name=f"silu{j}")
-            m.d.sync += silu.eq(t0 + (((t1 - t0) * frac + 128) >> 8))
-            gate3 = _delayed(m, gate, 1, f"gate{j}")
-            prod = Signal(signed(width), name=f"gprod{j}")
-            m.d.sync += prod.eq(silu * gate3)
-            # rounded, shifted and saturated; the lane is its low 32 bits (rtl.rounding)
+            m.d.sync += silu.eq(t0 + ((diff * frac + 128) >> 8))
+            gate4 = _delayed(m, h3, 3, f"gate{j}")
+            total = Signal(signed(width + 1), name=f"gprod{j}")     # does not wrap
+            m.d.sync += total.eq(silu * gate4 + rnd)
+            # shifted and saturated; the lane is its low 32 bits (rtl.rounding)
             val = Signal(signed(ACT_BITS), name=f"gate_out{j}")
-            m.d.comb += val.eq(round_shift_sat(m, prod, shift4, top, ACT_BITS, f"gshift{j}",
-                                               terms=(rnd, zero)))
+            m.d.comb += val.eq(Mux(zero, 0, shift_sat(m, total, shift5, top, ACT_BITS,
+                                                      f"gshift{j}")))
             out.append(val)
         return out
 

@@ -35,8 +35,8 @@ PIPELINE = ("s1: SRAM data into the MAC array; row-multiplier read (c+1)",
             "s2: sums, accumulators; multipliers (times the norm mantissa) registered (c+2)",
             "r3: a block result into the requantizer or the score unit (c+3)",
             "r4: requantized; RESID reads the destination, ROPE its table word (c+4)",
-            "r5 .. r7: the epilogue (c+5 .. c+7)", "r8: epilogue out, written (c+8)")
-RESULT_STAGES = isa.LAT_WRITE - 2        # r3 .. r8
+            "r5 .. r8: the epilogue (c+5 .. c+8)", "r9: epilogue out, written (c+9)")
+RESULT_STAGES = isa.LAT_WRITE - 2        # r3 .. r9
 assert isa.LAT_WRITE == isa.LAT_RESID_READ + EPI_LATENCY
 assert isa.LAT_RESULT == 3
 
@@ -316,7 +316,7 @@ class Tile(wiring.Component):
             regs = [Signal(32, name=f"scores{i + 5}_{r}") for r in range(cfg.rows)]
             m.d.sync += [reg.eq(v) for reg, v in zip(regs, scores)]
             scores = regs
-        # c+8: the write
+        # c + LAT_WRITE: the write
         mask, data = _write_lanes(m, cfg, last, [epi.out[r] for r in range(cfg.rows)], scores)
         # an ARGMAX MATVEC's next token is written at the end of c_final + LAT_ARGMAX: its
         # final token in stages c .. c+LAT_ARGMAX (c: a NEXT issued in the cycle of the
@@ -356,10 +356,10 @@ class Tile(wiring.Component):
                                      Cat(*wbuf, block_bits))),
             ]
         m.d.comb += rt.yw_word.eq(last.y_word)
-        # c+9: the squares of the written values (ss), summed into the RMSNorm total in c+9
-        # (the values are registered first: the epilogue's rounding and the squarer's
-        # multiplier in one cycle were the tile clock's critical path);
-        # c+10: the instruction's total into the norm unit
+        # c + LAT_WRITE + 1: the squares of the written values (ss), summed into the RMSNorm
+        # total (the values are registered first: the epilogue's rounding and the squarer's
+        # multiplier in one cycle were the tile clock's critical path); c + LAT_WRITE + 2:
+        # the instruction's total into the norm unit (v9, ss9, ss10: named for LAT_WRITE 8)
         v9 = [Signal(signed(16), name=f"v9_{r}") for r in range(cfg.rows)]
         ss9, head9, final9, init9 = Signal(), Signal(), Signal(), Signal(24)
         m.d.sync += [v9[r].eq(epi.out[r][:16]) for r in range(cfg.rows)]

@@ -188,7 +188,7 @@ def test_busy_counters_match_golden(sim):
     golden = GoldenTile(cfg)
     lo, hi = -(1 << (cfg.data_bits - 1)), 1 << (cfg.data_bits - 1)
     attention = [isa.qk(q_addr=0, k_bank=0, k_addr=4, s_bank=1, s_addr=0, shift=4, n=3,
-                        head_shift=[1, 2, 3, 0]), isa.wait(8),
+                        head_shift=[1, 2, 3, 0]), isa.wait(isa.LAT_WRITE),
                  isa.pv(v_bank=0, v_addr=8, s_bank=1, s_addr=0, y_bank=0, y_addr=16,
                         d_blocks=3, shift=2, n=3), isa.halt()]
     makers = [

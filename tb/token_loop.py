@@ -7,13 +7,16 @@ Per position (``V`` = 16 ids, ``D`` = lanes, weights in MATVEC layout):
     pc 1  VOP   cache[pos] = E[tok] + 3       (ADD, immediate B; C indexed by POS) -> bank 0
     pc 2  MATVEC logits = Wout x              (int32 results, y_bits = 32) -> bank 1 words 0..
     pc 3  VOP   score[j] = sum_k cache[j][k]^2 >> 2, j <= pos    (SQUARE, S = pos + 1)
+          WAIT  LAT_WRITE - D, if D < LAT_WRITE: at position 0 pc 3 reads only D elements, and
+                the logits' last block lands LAT_WRITE after the MATVEC's last read
     pc 4  VOP   ARGMAX over the logits        -> next_token (and bank 0)
     pc 5  VOP   SiLU (table) of each logit    (element-wise, MULSHR)
     pc 6  NEXT  0
     pc 7  HALT
 
-No WAIT is needed: each read comes after the write it depends on has landed, and no two
-writes hit one activation bank in one cycle (the golden model checks both).
+(pc: without the WAIT.) Otherwise no WAIT is needed: each read comes after the write it
+depends on has landed, and no two writes hit one activation bank in one cycle (the golden
+model checks both).
 """
 
 import numpy as np
@@ -42,6 +45,7 @@ def _program(cfg):
                    n_chunks=1, q_mult=1, q_shift=6, y_bits=32),
         isa.vop(g=G.MUL, s_pos=True, n=D, a=dict(bank=0, base=cache, js=D, ks=1),
                 b=dict(mode=B.SQUARE), c=dict(bank=1, base=2 * L * 2, js=1), shift=2, sat=24),
+        *([isa.wait(isa.LAT_WRITE - D)] if D < isa.LAT_WRITE else []),
         isa.vop(g=G.PASS, red=isa.Reduce.ARGMAX, s=1, n=V, a=dict(bank=1, base=0, ks=1),
                 c=dict(bank=0, base=L), sat=16),
         isa.vop(g=G.SILU, s=V, n=1, a=dict(bank=1, base=0, js=1), c=dict(bank=0, base=out, js=1),

@@ -249,5 +249,5 @@ def test_limits_that_just_fit():
     assert g.weights.shape == (2, 16, 8)
     g = compile_gemv(_w(2, 8 * 32), np.ones(8 * 32, int), SMALL)
     assert g.x == Placement(0, 0, 32)
-    g = compile_chain([_w(144, 144)] * 3, np.ones(144, int), Config(pdepth=4))   # no WAIT
+    g = compile_chain([_w(152, 152)] * 3, np.ones(152, int), Config(pdepth=4, wdepth=2048))  # no WAIT
     assert len(g.program) == 4

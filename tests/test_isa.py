@@ -65,8 +65,8 @@ def test_layout_widths_and_ranges():
     assert sizes == dict(matvec=269, wait=16, loop=24, vop=259, next=16, qk=150, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 273
     assert isa.INSTR_BITS == 288
-    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 8
-    assert isa.DRAIN == 9
+    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 9
+    assert isa.DRAIN == 10
 
 
 def test_encodings_by_hand():

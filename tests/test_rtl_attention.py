@@ -21,7 +21,7 @@ K, V, S, Y = (0, 8), (1, 8), (0, 24), (1, 4)                  # (bank, word) of 
 HEAD_SHIFT = [2, 0, 5, 1, 3, 0, 4, 7]            # q's per-head-slot shifts, taken back by QK
 
 
-def _program(cfg, n, kv_shift, gap=8, shift=14, extra=(), head_shift=HEAD_SHIFT):
+def _program(cfg, n, kv_shift, gap=isa.LAT_WRITE, shift=14, extra=(), head_shift=HEAD_SHIFT):
     R, L = cfg.rows, cfg.lanes
     return [isa.qk(q_addr=QW, k_bank=K[0], k_addr=K[1], s_bank=S[0], s_addr=S[1],
                    shift=shift, n=n, kv_shift=kv_shift, head_shift=head_shift[:2 * R]),

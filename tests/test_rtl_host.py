@@ -487,11 +487,13 @@ def test_port_conflicts_between_units_are_flagged(what):
     cfg = GEN_CFG
     L = cfg.lanes
     if what == "write port":
-        # the block read in 1, 2 lands at 2 + LAT_WRITE, the VOP's result at 3 + LAT_V
-        assert isa.LAT_WRITE == isa.LAT_V + 1
+        # the block read in 1, 2 lands at 2 + LAT_WRITE; the VOP reads its S elements from
+        # 3 on, its last lands at 3 + S - 1 + LAT_V: the same cycle
+        s = isa.LAT_WRITE - isa.LAT_V
         program = [isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2, n_blocks=1,
                               n_chunks=2, q_mult=1, q_shift=0, y_bits=16),
-                   isa.vop(g=isa.GFunc.PASS, a={"bank": 0}, c={"bank": 1, "base": 5 * L + 3}),
+                   isa.vop(g=isa.GFunc.PASS, s=s, a={"bank": 0, "js": 1},
+                           c={"bank": 1, "base": 5 * L + 3, "js": 1}),
                    isa.halt()]
     else:
         program = [_vop_same_bank_ab(g=isa.GFunc.ADD, n=4, a={"bank": 0, "ks": 1},

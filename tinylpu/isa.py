@@ -60,12 +60,14 @@ MXM_STAGES = ("c: weight words of every weight bank and activation word x read",
               "destination word, ROPE the block's RoPE-table word",
               "c+5: RESID adds the old lane values and saturates; ROPE forms its products; "
               "SILU_GATE reads the SiLU table; ARGMAX finds the block's largest result",
-              "c+6: ROPE rounds and saturates; SILU_GATE interpolates; ARGMAX updates the "
-              "instruction's running best (the next-token register after the last block)",
-              "c+7: SILU_GATE multiplies by the gate",
-              "c+8: SILU_GATE rounds, shifts and saturates; the results are written")
-LAT_WRITE = len(MXM_STAGES) - 1   # = 8
-DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 8; idle from c_last + 9
+              "c+6: ROPE rounds and saturates; SILU_GATE registers its two table entries in "
+              "order and their difference; ARGMAX updates the instruction's running best "
+              "(the next-token register after the last block)",
+              "c+7: SILU_GATE interpolates",
+              "c+8: SILU_GATE multiplies by the gate",
+              "c+9: SILU_GATE rounds, shifts and saturates; the results are written")
+LAT_WRITE = len(MXM_STAGES) - 1   # = 9
+DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 9; idle from c_last + 10
 LAT_ARGMAX = 6          # ARGMAX: the next-token register is written at the end of c_final + 6
 LAT_RESID_READ = 4      # RESID reads the destination word in cycle c_last + 4
 LAT_RESULT = 3          # a block result enters the output unit (requantizer) in c_last + 3
@@ -106,10 +108,10 @@ MXM_PENDING = LAT_WRITE + LAT_EXP_RESULT - LAT_RESULT
 ATT_ACC_BITS = 40       # PV accumulators (and QK's head sums) wrap at 40 bits
 SUM_BITS = 32           # a head's sum of softmax weights (PV, PV passes) wraps at 32 bits
 
-# RMSNorm's sum of squares, taken as a MATVEC with ``ss`` writes the residual: in c+9 the
-# squares of a block's written values (their low 16 bits, signed) are summed into a
-# SS_BITS-bit accumulator (the instruction's first block: from ss_init); the final total
-# enters the norm unit in c_final + 10. The norm unit (rtl.norm: numerics.rsqrt_scale, an
+# RMSNorm's sum of squares, taken as a MATVEC with ``ss`` writes the residual: in
+# c + LAT_WRITE + 1 the squares of a block's written values (their low 16 bits, signed) are
+# summed into a SS_BITS-bit accumulator (the instruction's first block: from ss_init); the
+# final total enters the norm unit in c_final + LAT_WRITE + 2. The norm unit (rtl.norm: numerics.rsqrt_scale, an
 # even normalisation, a table read and an interpolation) is fully pipelined: a total that
 # enters in cycle s lands in the norm register at the end of s + NORM_LAT, so an ss MATVEC's
 # scale lands at the end of c_final + LAT_SS_NORM. A VOP with out NORM feeds its result R
@@ -119,7 +121,7 @@ SUM_BITS = 32           # a head's sum of softmax weights (PV, PV passes) wraps 
 # later is not seen.
 SS_BITS = numerics.SS_BITS
 NORM_LAT = 5
-LAT_SS_NORM = 10 + NORM_LAT              # = 15
+LAT_SS_NORM = LAT_WRITE + 2 + NORM_LAT   # = 16
 LAT_NORM_READ = 2
 
 

@@ -475,9 +475,11 @@ def schedule_cases(golden):
             # the first QK's words are written in its read + 6 .. + 6 + 2R - 1
             ("QK (s_tr) while the score transposer writes", busy, "while the score transposer",
              [qk_tr(8), qk_tr(8 + L)]),
-            # ... and the MATVEC's result in its read (the QK's + 1) + 8
+            # ... and a MATVEC's result in its read + LAT_WRITE, the QK's first word in that
+            # cycle: the QK reads LAT_WRITE - LAT_SCORE_WORD after the MATVEC
             ("score transposer and a result writing together", busy,
-             "the score transposer and a result", [qk_tr(8), mv(y_addr=40)]),
+             "the score transposer and a result",
+             [mv(y_addr=40), isa.wait(isa.LAT_WRITE - isa.LAT_SCORE_WORD - 1), qk_tr(8)]),
             ("VOP read of transposed scores in flight", raw, "transposed scores",
              [qk_tr(8), pas(dict(bank=b1, base=8 * L), dict(bank=b0, base=far))]),
         ]
@@ -489,9 +491,11 @@ def schedule_cases(golden):
         # a RECIP's operand reaches the scalar unit while the RSQRT before it runs
         ("scalar unit busy", busy, "scalar unit started",
          [rsqrt, pas(dict(bank=b0, base=1), dict(bank=b1, base=far + 1), out=O.RECIP)]),
-        # the MATVEC's block (lanes 0 .. R-1 of word 0) lands in cycle 10, read in 3 and 4
+        # the MATVEC's block (lanes 0 .. R-1 of word 0) lands in cycle 2 + LAT_WRITE, read
+        # in 3 (the VOP's one write lands in 3 + LAT_V, before it: with one bank, a second
+        # element's write would meet the MATVEC's at the port)
         ("VOP read of a MATVEC write in flight", raw, "reads A .* in flight",
-         [mv(), pas(dict(bank=b1, base=1), dict(bank=b0, base=far), n=2)]),
+         [mv(), pas(dict(bank=b1, base=1), dict(bank=b0, base=far))]),
         # ... and read in cycle 11, after it landed but with the write pending at the issue
         ("VOP read of a write landing after its issue", raw, "reads A .* in flight",
          [mv(), pas(dict(bank=b1, base=(1 - 8) & emask, ks=1), dict(bank=b0, base=far),
@@ -513,7 +517,8 @@ def schedule_cases(golden):
         # element 7 is rewritten every cycle from its first read + 7 and read up to that + 8
         ("VOP read after its own write landed", raw, "after its own write landed",
          [pas(dict(bank=b1, base=7), dict(bank=b1, base=7), s=9)]),
-        # the MATVEC's total enters the norm unit in 1 + 10, the NORM VOP's in its read + 6
+        # the MATVEC's total enters the norm unit in 1 + LAT_WRITE + 2, the NORM VOP's in its
+        # read + 6
         ("two totals into the norm unit", clash, "two totals enter the norm unit",
          [mv(y_addr=2, epi=isa.Epi.RESID, ss_init=5),
           isa.wait(isa.LAT_SS_NORM - isa.NORM_LAT - isa.LAT_V), norm]),
