@@ -17,11 +17,12 @@ def _case(sim, cfg, *marks):
 # (the default tile has no PV datapath, pv=0: PV is an illegal word, attention runs as QK and
 # PV passes; with pv=1 it has; the 8 x 8 tile: no attention, whole-word weight banks. In
 # ``make test-slow``, kept out of the default suite's 15 minutes: the 8 x 8 tile (a minute
-# of Verilator) and the default tile on Icarus (two and a half minutes; the default suite runs
-# Icarus on the random, token-loop, stress and decoder cases)
+# of Verilator), the default tile on Icarus (two and a half minutes; the default suite runs
+# Icarus on the random, token-loop, stress and decoder cases) and on Verilator (its build,
+# one more tile's, costs a fresh clone's suite as much; the decoder tests run pv=0 tiles)
 CASES = [
     _case("icarus", Config(), pytest.mark.slow),
-    _case("verilator", Config()),
+    _case("verilator", Config(), pytest.mark.slow),
     _case("verilator", Config(pv=1)),
     _case("verilator", Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64, wbytes=0,
                               pv=1), pytest.mark.slow),
