@@ -46,7 +46,7 @@ check-venv:
 	@test -x $(CLI) || { echo "run 'make setup' first"; exit 1; }
 
 test: check-venv
-	$(PY) -m pytest -q $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist worksteal)
+	$(PY) -m pytest -q $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
 
 test-slow: check-venv
 	$(PY) -m pytest -q -m slow -rP
