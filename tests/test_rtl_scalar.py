@@ -33,16 +33,18 @@ def _spec(op, v):
 
 
 def _simulate(width, inputs):
-    """Apply ``inputs`` (one ``(start, op, operand)`` per cycle) and return the outputs
-    ``(busy, done, result, exponent, error)`` of every one of those cycles."""
+    """Apply ``inputs`` (one ``(start, op, operand)`` or ``(start, op, operand, chain)`` per
+    cycle) and return the outputs ``(busy, done, result, exponent, error)`` of every one of
+    those cycles."""
     dut = ScalarUnit(width)
     outs = []
 
     async def bench(ctx):
-        for start, op, operand in inputs:
+        for start, op, operand, *chain in inputs:
             ctx.set(dut.start, start)
             ctx.set(dut.op, op)
             ctx.set(dut.operand, operand)
+            ctx.set(dut.chain, chain[0] if chain else 0)
             outs.append((ctx.get(dut.busy), ctx.get(dut.done), ctx.get(dut.result),
                          ctx.get(dut.exponent), ctx.get(dut.error)))
             await ctx.tick()
@@ -241,35 +243,18 @@ def test_chain_starts_the_reciprocal_of_the_root_in_the_done_cycle(width):
     rng = random.Random(width)
     values = [0, 1, 3, (1 << width) - 1] + [rng.randrange(1 << rng.randrange(1, width + 1))
                                             for _ in range(12)]
-    dut = ScalarUnit(width)
+    li = latency(ISQRT, width)
+    per_value = ([(1, ISQRT, None, 0)] + [(0, ISQRT, 12345, 0)] * (li - 1)
+                 + [(1, ISQRT, 12345, 1)] + [(0, ISQRT, 12345, 0)] * RECIP_LATENCY)
+    inputs = [(st, op, v if x is None else x, ch) for v in values
+              for st, op, x, ch in per_value]
+    outs = _simulate(width, inputs)
     got = []
-
-    async def bench(ctx):
-        for v in values:
-            ctx.set(dut.start, 1)
-            ctx.set(dut.op, ISQRT)
-            ctx.set(dut.operand, v)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            ctx.set(dut.operand, 12345)
-            for _ in range(latency(ISQRT, width) - 1):
-                await ctx.tick()
-            assert ctx.get(dut.done) and ctx.get(dut.result) == isqrt(v)
-            ctx.set(dut.start, 1)
-            ctx.set(dut.chain, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            ctx.set(dut.chain, 0)
-            for _ in range(RECIP_LATENCY - 1):
-                assert not ctx.get(dut.done)
-                await ctx.tick()
-            assert ctx.get(dut.done)
-            got.append((ctx.get(dut.result), ctx.get(dut.exponent), ctx.get(dut.error)))
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    for k, v in enumerate(values):
+        s0 = k * len(per_value)
+        assert outs[s0 + li][1] and outs[s0 + li][2] == isqrt(v)
+        assert not any(o[1] for o in outs[s0 + li + 1:s0 + li + RECIP_LATENCY])
+        assert outs[s0 + li + RECIP_LATENCY][1]
+        got.append(outs[s0 + li + RECIP_LATENCY][2:])
     assert got == [_spec(RECIP, isqrt(v)) for v in values]
     assert got[0] == (0x7FFF, 0, 1)
