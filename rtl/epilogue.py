@@ -12,7 +12,7 @@ from tinylpu.isa import Epi
 from tinylpu.numerics import MULT_BITS, ROPE_FRAC
 
 from .requant import Y_BITS_FIELD
-from .rounding import rounding_constant, saturation_top, shift_sat
+from .rounding import rounding_constant, saturation_mask, saturation_top, shift_sat
 
 LATENCY = 5     # from y in cycle n to out in cycle n + 5
 SILU_HALF = (isa.SILU_SIZE + 1) // 2     # entries in each of the even/odd table halves
@@ -149,14 +149,19 @@ class Epilogue(wiring.Component):
             m.d.sync += [sums[2 * j].eq(a * c - b * s), sums[2 * j + 1].eq(a * s + b * c)]
         shift3 = Signal(range(ROPE_FRAC + (1 << len(extra))), name="rope_shift")
         top3 = Signal(range(64), name="rope_top")
-        m.d.sync += [shift3.eq(extra + ROPE_FRAC), top3.eq(saturation_top(bits2))]
+        width = len(sums[0]) + 1
+        mask3 = Signal(width - 1, name="rope_mask")
+        m.d.sync += [shift3.eq(extra + ROPE_FRAC), top3.eq(saturation_top(bits2)),
+                     mask3.eq(saturation_mask(extra + ROPE_FRAC, saturation_top(bits2),
+                                              width))]
         out = []
         for r in range(R):
-            total = Signal(signed(len(sums[r]) + 1), name=f"rope_sum{r}")
+            total = Signal(signed(width), name=f"rope_sum{r}")
             half = Const(1, len(sums[r])) << (extra + (ROPE_FRAC - 1))
             m.d.sync += total.eq(sums[r] + half.as_signed())
             rot = Signal(signed(ACT_BITS), name=f"rope{r}")
-            m.d.comb += rot.eq(shift_sat(m, total, shift3, top3, ACT_BITS, f"rope_sat{r}"))
+            m.d.comb += rot.eq(shift_sat(m, total, shift3, top3, ACT_BITS, f"rope_sat{r}",
+                                         mask=mask3))
             out.append(rot)
         return out
 
@@ -175,7 +180,9 @@ class Epilogue(wiring.Component):
         rnd_value, zero_value = rounding_constant(shift4, width)
         rnd, zero = Signal(width, name="gate_rnd"), Signal(name="gate_zero")
         m.d.comb += rnd.eq(rnd_value)
-        m.d.sync += [shift5.eq(shift4), top.eq(saturation_top(bits4)), zero.eq(zero_value)]
+        mask = Signal(width, name="gate_mask")        # the sum is width + 1 bits
+        m.d.sync += [shift5.eq(shift4), top.eq(saturation_top(bits4)), zero.eq(zero_value),
+                     mask.eq(saturation_mask(shift4, saturation_top(bits4), width + 1))]
         for j in range(self.cfg.rows // 2):
             h1, h3 = y[2 * j], y[2 * j + 1]
             even = memory.Memory(shape=signed(16), depth=SILU_HALF, init=[])
@@ -208,7 +215,7 @@ class Epilogue(wiring.Component):
             # shifted and saturated; the lane is its low 32 bits (rtl.rounding)
             val = Signal(signed(ACT_BITS), name=f"gate_out{j}")
             m.d.comb += val.eq(Mux(zero, 0, shift_sat(m, total, shift5, top, ACT_BITS,
-                                                      f"gshift{j}")))
+                                                      f"gshift{j}", mask=mask)))
             out.append(val)
         return out
 

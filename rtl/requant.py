@@ -10,7 +10,7 @@ from tinylpu.config import ACT_BITS
 from tinylpu.isa import ATT_ACC_BITS
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
-from .rounding import round_shift_sat, saturation_top
+from .rounding import round_shift_sat, rounding_constant, saturation_mask, saturation_top
 
 Y_BITS_FIELD = 6        # MatvecArgs.y_bits: 0 counts as 64 (no saturation before the lane)
 
@@ -45,11 +45,18 @@ class Requantizer(wiring.Component):
         pbits = max(cfg.acc_bits, ATT_ACC_BITS) + MULT_BITS
         shift = Signal.like(self.shift)
         m.d.sync += shift.eq(self.shift)
-        # saturation to the registered y_bits: b - 1, b = y_bits or 64
-        y_bits = Signal(Y_BITS_FIELD)
-        m.d.sync += y_bits.eq(self.y_bits)
+        # the rounding constant and the saturation's mask (b - 1 from the top, b = y_bits or
+        # 64) formed from cycle n's shift and y_bits and registered with the product, so that
+        # cycle n+1 has the rounding add and the flat sign check only (rtl.rounding)
+        width = pbits + 1
         top = Signal(range(64))
-        m.d.comb += top.eq(saturation_top(y_bits))
+        m.d.sync += top.eq(saturation_top(self.y_bits))
+        rnd_value, zero_value = rounding_constant(self.shift, pbits)
+        rnd, zero = Signal(pbits, name="rnd"), Signal(name="zero")
+        mask = Signal(width - 1, name="sat_mask")
+        m.d.sync += [rnd.eq(rnd_value), zero.eq(zero_value),
+                     mask.eq(saturation_mask(self.shift, saturation_top(self.y_bits),
+                                             width))]
         for r in range(cfg.rows):
             prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
             m.d.sync += prod.eq(self.acc[r] * self.mult[r])
@@ -57,5 +64,6 @@ class Requantizer(wiring.Component):
             # bits are the lane, which wraps a wider saturation as the golden model does
             # (rtl.rounding)
             m.d.comb += self.y[r].eq(round_shift_sat(m, prod, shift, top, ACT_BITS,
-                                                     f"rounded{r}"))
+                                                     f"rounded{r}", terms=(rnd, zero),
+                                                     mask=mask))
         return m

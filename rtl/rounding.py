@@ -21,8 +21,8 @@ value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5`
 671 and 88. tests/test_rtl_rounding.py checks it against Python's integers.
 """
 
-__all__ = ["round_shift_sat", "rounding_constant", "saturation_top", "shift_sat",
-           "highest_one", "bit_length", "smear_down"]
+__all__ = ["round_shift_sat", "rounding_constant", "saturation_top", "saturation_mask",
+           "shift_sat", "highest_one", "bit_length", "smear_down"]
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
@@ -77,12 +77,22 @@ def _saturated(top, n):
     return Cat(*(top > i for i in range(n)))
 
 
-def shift_sat(m, total, shift, top, n, name):
+def saturation_mask(shift, top, width):
+    """The bits of a ``width``-bit sum that :func:`shift_sat` checks against its sign: bit q
+    (q < ``width - 1``) is one when ``q >= shift + top``. A unit that knows its shift and
+    saturation a cycle before the sum registers it (an expression), so that the check is a
+    flat AND-OR of the sum's bits with a register, with no adder or compare behind it."""
+    limit = shift + top
+    return Cat(*(limit <= q for q in range(width - 1)))
+
+
+def shift_sat(m, total, shift, top, n, name, *, mask=None):
     """The low ``n`` bits of ``total >> shift`` (arithmetic; ``shift`` below ``len(total)``)
     saturated to ``top + 1`` signed bits (``top``: an int or an unsigned signal), as an
     ``n``-bit signal (``n <= len(total)``): ``Mux(v > hi, hi, Mux(v < lo, lo, v))[:n]``
-    with ``hi = 2**top - 1`` and ``lo = -2**top``. Without a shift the two comparisons are
-    the cheaper saturation (carry chains)."""
+    with ``hi = 2**top - 1`` and ``lo = -2**top``. ``mask``: :func:`saturation_mask` of the
+    same ``shift`` and ``top``, formed (and registered) elsewhere. Without a shift the two
+    comparisons are the cheaper saturation (carry chains)."""
     width = len(total)
     assert total.shape().signed and n <= width
     # bits 0 .. n-1 of total >> shift: the largest shift first; after the stage of 2**k only
@@ -100,13 +110,13 @@ def shift_sat(m, total, shift, top, n, name):
     # (any bit from shift + top up that differs from the sign: a flat OR of one compare with
     # a constant a bit, where the significant bits' count and one compare with it are a
     # priority chain as long as total)
+    if mask is None:
+        mask = Signal(width - 1, name=f"{name}_mask")
+        m.d.comb += mask.eq(saturation_mask(shift, top, width))
+    assert len(mask) == width - 1
     over = Signal(name=f"{name}_over")
-    limit = Signal(len(shift) + 1 + (len(top) if not isinstance(top, int) else
-                                     max(top, 1).bit_length()), name=f"{name}_limit")
-    m.d.comb += limit.eq(shift + top)
     sign = total[-1]
-    m.d.comb += over.eq(Cat(*((total[q] ^ sign) & (limit <= q)
-                              for q in range(width - 1))).any())
+    m.d.comb += over.eq(((total[:width - 1] ^ sign.replicate(width - 1)) & mask).any())
     hi = _saturated(top, n)
     out = Signal(n, name=name)
     m.d.comb += out.eq(Mux(over, Mux(total[-1], ~hi, hi), cur[:n]))
@@ -120,11 +130,13 @@ def rounding_constant(shift, width):
     return (Const(1, width + 1) << shift)[1:width + 1], shift >= width
 
 
-def round_shift_sat(m, value, shift, top, n, name, *, terms=None):
+def round_shift_sat(m, value, shift, top, n, name, *, terms=None, mask=None):
     """The low ``n`` bits of ``v = (value + 2**(shift-1)) >> shift`` (``value`` for shift 0,
     0 for a shift of ``len(value)`` or more) saturated to ``top + 1`` signed bits, as
     :func:`shift_sat`; the sum is one bit wider than ``value`` and does not wrap.
-    ``terms``: :func:`rounding_constant` of ``shift``, formed (and registered) elsewhere."""
+    ``terms``: :func:`rounding_constant` of ``shift``, ``mask``: :func:`saturation_mask` of
+    ``shift`` and ``top`` for the sum's ``len(value) + 1`` bits, formed (and registered)
+    elsewhere."""
     width = len(value)
     assert value.shape().signed and n <= width
     rnd_value, zero_value = terms if terms is not None else rounding_constant(shift, width)
@@ -134,5 +146,6 @@ def round_shift_sat(m, value, shift, top, n, name, *, terms=None):
     total = Signal(signed(width + 1), name=f"{name}_sum")
     m.d.comb += total.eq(value + rnd)
     out = Signal(n, name=name)
-    m.d.comb += out.eq(Mux(zero, 0, shift_sat(m, total, shift, top, n, f"{name}_sat")))
+    m.d.comb += out.eq(Mux(zero, 0, shift_sat(m, total, shift, top, n, f"{name}_sat",
+                                              mask=mask)))
     return out

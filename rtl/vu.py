@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import isa
 from tinylpu.isa import BMode, GFunc, Index, OutFunc, Reduce, Space, VopArgs
 
-from .rounding import saturation_top, shift_sat
+from .rounding import saturation_mask, saturation_top, shift_sat
 from .router import lane_write, operand_read, table_port, weight_read
 from .scalar import ScalarOp, ScalarUnit
 from .sequencer import issue_port
@@ -83,6 +83,7 @@ def _stage_fields(cfg):
         ("sh", range(64), 7, 7),
         ("rnd", PROD_BITS, 7, 7),    # 2**(sh-1), 0 for sh = 0
         ("top", range(64), 7, 7),    # the clamp to sat bits: sat - 1 (sat 0: 64 bits)
+        ("mask", PROD_BITS - 1, 7, 7),   # rtl.rounding.saturation_mask of sh and top
         ("idx", 16, 7, 7),
     ]
 
@@ -407,6 +408,7 @@ class VectorUnit(wiring.Component):
             s7.sh.eq(sh6),
             s7.rnd.eq((Const(1, PROD_BITS + 1) << sh6)[1:]),
             s7.top.eq(saturation_top(s6.sat)),
+            s7.mask.eq(saturation_mask(sh6, saturation_top(s6.sat), PROD_BITS)),
             s7.idx.eq(best),
         ]
 
@@ -439,7 +441,7 @@ class VectorUnit(wiring.Component):
         # the lane (rtl.rounding.shift_sat)
         total = Signal(signed(PROD_BITS))
         m.d.comb += total.eq(s7.prod + s7.rnd)
-        y = shift_sat(m, total, s7.sh, s7.top, 32, "y")
+        y = shift_sat(m, total, s7.sh, s7.top, 32, "y", mask=s7.mask)
         argmax7 = s7.red == Reduce.ARGMAX
         scale = Cat(sc.result[:15], Const(0, 1), sc.exponent)
         with m.If(s7.valid):

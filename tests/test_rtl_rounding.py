@@ -10,7 +10,7 @@ import pytest
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from tinylpu.rtl.rounding import round_shift_sat, shift_sat
+from tinylpu.rtl.rounding import round_shift_sat, saturation_mask, shift_sat
 
 
 def _reference(x, s):
@@ -31,19 +31,32 @@ def _values(width, seed, n_random):
     return [v for v in dict.fromkeys(values) if lo <= v <= hi]
 
 
+def _mask(m, shift, top, width, given):
+    """The saturation mask a unit forms a cycle early and registers (``given``), as a signal of
+    its own here, or None (``shift_sat`` forms it)."""
+    if not given:
+        return None
+    mask = Signal(width - 1)
+    m.d.comb += mask.eq(saturation_mask(shift, top, width))
+    return mask
+
+
 # (value width, top: an int, or the tops a signal takes, output bits): the score unit's
 # 40-bit head sums to 16-bit scores; the requantizer's 56-bit products and SILU_GATE's 50-bit
-# ones to a y_bits saturation (0 .. 63) and a 32-bit lane
-@pytest.mark.parametrize("width,tops,n", [
-    (40, 15, 16),
-    (56, (0, 7, 31, 32, 55, 63), 32),
-    (50, (15, 31, 49), 32),
+# ones to a y_bits saturation (0 .. 63) and a 32-bit lane; with the saturation mask given
+# (the requantizer's and SILU_GATE's, registered with their sums) or formed inside
+@pytest.mark.parametrize("width,tops,n,given", [
+    (40, 15, 16, False),
+    (56, (0, 7, 31, 32, 55, 63), 32, False),
+    (56, (0, 7, 31, 32, 55, 63), 32, True),
+    (50, (15, 31, 49), 32, True),
 ])
-def test_round_shift_sat_is_the_saturated_low_bits(width, tops, n):
+def test_round_shift_sat_is_the_saturated_low_bits(width, tops, n, given):
     m = Module()
     x, shift = Signal(signed(width)), Signal(6)
     top = tops if isinstance(tops, int) else Signal(6)
-    out = round_shift_sat(m, x, shift, top, n, "out")
+    out = round_shift_sat(m, x, shift, top, n, "out",
+                          mask=_mask(m, shift, top, width + 1, given))
     assert len(out) == n
     values = _values(width, width, 40 if isinstance(tops, int) else 8)
     checked = []
@@ -66,12 +79,14 @@ def test_round_shift_sat_is_the_saturated_low_bits(width, tops, n):
     assert len(checked) == 64 * len(values) * (1 if isinstance(tops, int) else len(tops))
 
 
-def test_shift_sat_is_the_saturated_low_bits():
+@pytest.mark.parametrize("given", [False, True])
+def test_shift_sat_is_the_saturated_low_bits(given):
     """The vector unit's c+7: a 64-bit sum (it wraps before the shift), shifts 0 .. 63,
-    saturation to sat bits (top = sat - 1, 0 .. 63), the 32-bit lane."""
+    saturation to sat bits (top = sat - 1, 0 .. 63), the 32-bit lane; its saturation mask
+    given (registered a cycle early, as the unit does) or formed inside."""
     m = Module()
     total, shift, top = Signal(signed(64)), Signal(6), Signal(6)
-    out = shift_sat(m, total, shift, top, 32, "out")
+    out = shift_sat(m, total, shift, top, 32, "out", mask=_mask(m, shift, top, 64, given))
     values = _values(64, 64, 8)
     tops = (0, 15, 31, 32, 63)
     checked = []
