@@ -7,8 +7,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from tinylpu.isa import (INSTR_LAYOUT, ISSUE_LAT, MatvecArgs, Opcode, PvArgs, QkArgs,
-                         VopArgs, illegal_expr)
+from tinylpu.isa import (INSTR_LAYOUT, ISSUE_LAT, NEXT_CYCLES, MatvecArgs, Opcode, PvArgs,
+                         QkArgs, VopArgs, illegal_expr)
 
 from .router import fetch_port, token_port
 
@@ -32,16 +32,26 @@ def run_control():
     })
 
 
-def issue_port(args, *, tok=False):
+def issue_port(args, *, tok=False, early=False):
     """An execution unit's issue port, as the sequencer sees it: ``issue`` for one cycle (the
     cycle after the instruction issued, :data:`tinylpu.isa.ISSUE_LAT`: the unit's first read)
     with the instruction's ``args`` and the token loop's position ``pos`` (and, with ``tok``,
     its token ``tok``) as of the issue, valid in that cycle only; the unit answers ``busy``
     (it has a read to make in this cycle from an earlier issue) and ``final`` (this cycle's
-    read is the instruction's last)."""
+    read is the instruction's last: for waveforms and the unit's tests; the sequencer counts
+    the instruction's duration itself).
+
+    With ``early``: ``early_args``, ``early_pos`` (and ``early_tok``) are the same values a
+    cycle before, in the sequencer's issue cycle (the instruction word as it is read), for
+    any instruction; so a unit can form and register what its first read needs (the vector
+    unit's first addresses, products of the position or the token) before ``issue``."""
     members = {"issue": Out(1), "args": Out(args), "pos": Out(16)}
     if tok:
         members["tok"] = Out(16)
+    if early:
+        members |= {"early_args": Out(args), "early_pos": Out(16)}
+        if tok:
+            members["early_tok"] = Out(16)
     return wiring.Signature({**members, "busy": In(1), "final": In(1)})
 
 
@@ -66,10 +76,13 @@ class Sequencer(wiring.Component):
     (:func:`issue_port`: ``matvec`` to the MATVEC address generator, ``attention``
     (:func:`attention_issue`) to the QK/PV one, ``vop`` to the vector unit) carries it, with
     the instruction's ``args``, ``pos`` and ``tok`` as of the issue cycle, in the cycle after
-    (``tinylpu.isa.ISSUE_LAT``), the unit's first read. The slot is free again in the cycle of
-    the unit's ``final`` read (MATVEC, QK, PV, VOP: ``isa.duration`` cycles after the issue),
-    after a WAIT n's n cycles, NEXT's two and LOOP's one, so the successor issues then: no
-    bubbles, the units' reads back to back. HALT stops issue; ``done`` is high for one cycle,
+    (``tinylpu.isa.ISSUE_LAT``), the unit's first read. The slot is free again
+    ``isa.duration`` cycles after the issue: in the cycle of the unit's final read (MATVEC,
+    QK, PV, VOP), after a WAIT n's n cycles, NEXT's two and LOOP's one, so the successor
+    issues then: no bubbles, the units' reads back to back. The sequencer counts that
+    duration from the instruction word as it issues (a product of two registered factors,
+    made the cycle after), so the next fetch waits on a register of its own, not on the units'
+    counters. HALT stops issue; ``done`` is high for one cycle,
     the first with ``pipe_empty`` after HALT, and ``running`` falls at its end.
     An illegal word (:func:`tinylpu.isa.illegal`) in the issue slot issues nothing and stops
     the run as HALT does (``illegal`` high in that cycle: the ILLEGAL_INSTRUCTION status).
@@ -104,7 +117,7 @@ class Sequencer(wiring.Component):
             "run": In(run_control()),
             "imem": Out(fetch_port(cfg)),
             "matvec": Out(issue_port(MatvecArgs)), "attention": Out(attention_issue()),
-            "vop": Out(issue_port(VopArgs, tok=True)),
+            "vop": Out(issue_port(VopArgs, tok=True, early=True)),
             "pipe_empty": In(1),
             # the token loop
             "next_token": In(16),
@@ -133,16 +146,14 @@ class Sequencer(wiring.Component):
         bad = Signal()
         m.d.comb += bad.eq(illegal_expr(self.imem.data, self.cfg.attention, self.cfg.wbytes,
                                         self.cfg.pv))
-        # a unit's read stream holds the slot until its final read (unit time: the registered
-        # issue is its first read)
-        units = (self.matvec, self.attention, self.vop)
-        issued = [self.matvec.issue, self.attention.issue_qk, self.attention.issue_pv,
-                  self.vop.issue]
-        unit_reading = Cat(*issued, *(u.busy for u in units)).any()
-        unit_final = Cat(*(u.final for u in units)).any()
+        # an instruction holds the slot for its duration (isa.duration: a unit's reads up to
+        # its final one, WAIT's cycles, NEXT's two), counted here from the instruction word
+        # as it issues, so that the next fetch waits on a register (``free``), not on the
+        # units' final reads (their counters, compares and the position: the issue loop)
+        free = Signal(init=1)
+        left = Signal(34)
         slot = Signal()
-        m.d.comb += slot.eq(self.running & ~halted & (~unit_reading | unit_final)
-                            & (wait_left == 0) & ~in_next)
+        m.d.comb += slot.eq(self.running & ~halted & free)
         # the cycle budget is spent: nothing issues from this cycle on (the stop of a HALT)
         # (registered: compared with the count the next cycle will have, which keeps the 32-bit
         # comparison off the path from the instruction word to the units' first reads)
@@ -165,6 +176,23 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.matvec.args.eq(args.matvec), self.vop.args.eq(args.vop),
                      self.attention.qk.eq(args.qk), self.attention.pv.eq(args.pv)]
         wait_cycles = instr.args.wait.cycles
+        # the duration d = a * b + x (isa.duration; a, b >= 1): ``left`` is the slot's cycles
+        # left, counting this one, and ``free`` is ``left <= 1``. The factors are registered
+        # in the issue cycle c; ``left`` holds d - 1 from c+2 (the product made in c+1 from
+        # the registered factors), and ``free`` in c+1 and c+2 (d <= 1, d <= 2) is told from
+        # the factors, so no product, and no compare behind one, is on a path to the fetch
+        dur_a, dur_b, dur_x = self._duration_terms(m, instr, pos)
+        fa, fb, fx, fresh = Signal(17), Signal(17), Signal(), Signal()
+        m.d.sync += fresh.eq(issuing)
+        with m.If(issuing):
+            m.d.sync += [fa.eq(dur_a), fb.eq(dur_b), fx.eq(dur_x),
+                         free.eq((dur_a == 1) & (dur_b == 1) & ~dur_x)]
+        with m.Elif(fresh):
+            ones = (fa == 1) & (fb == 1)
+            twos = ((fa == 1) & (fb == 2)) | ((fa == 2) & (fb == 1))
+            m.d.sync += [left.eq(fa * fb + fx - 1), free.eq(ones | (twos & ~fx))]
+        with m.Elif(left > 1):
+            m.d.sync += [left.eq(left - 1), free.eq(left == 2)]
         with m.If(wait_left != 0):
             m.d.sync += wait_left.eq(wait_left - 1)
         with m.If(issuing & (op == Opcode.WAIT) & (wait_cycles > 1)):
@@ -199,6 +227,8 @@ class Sequencer(wiring.Component):
         m.d.comb += self.tm.raddr.eq(Mux(self.run.start, 0, pos))
         m.d.sync += [self.vop.tok.eq(self.tm.rdata),
                      self.matvec.pos.eq(pos), self.attention.pos.eq(pos), self.vop.pos.eq(pos)]
+        m.d.comb += [self.vop.early_args.eq(instr.args.vop), self.vop.early_pos.eq(pos),
+                     self.vop.early_tok.eq(self.tm.rdata)]
         # NEXT loops back while positions remain (its successor is fetched as it issues, with
         # the position it makes)
         # The fetch follows the slot whether or not its word is legal: an illegal word stops
@@ -237,6 +267,7 @@ class Sequencer(wiring.Component):
         m.d.comb += run_end.eq(self.run.n_prompt + self.run.steps - 1)
         with m.If(self.run.start):
             m.d.sync += [self.running.eq(1), halted.eq(0), self.run.cycles.eq(1),
+                         free.eq(1), left.eq(0), fresh.eq(0),
                          over.eq(self.run.budget <= 1),
                          wait_left.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0),
                          in_next.eq(0), emitted.eq(0), pos.eq(0),
@@ -251,3 +282,38 @@ class Sequencer(wiring.Component):
             cycles_1 = (self.run.cycles + 1)[:32]
             m.d.sync += [self.run.cycles.eq(cycles_1), over.eq(cycles_1 >= self.run.budget)]
         return m
+
+    @staticmethod
+    def _duration_terms(m, instr, pos):
+        """``(a, b, extra)``, ``isa.duration(instr, pos) == a * b + extra`` with ``a, b >= 1``
+        (a zero count field is 2**16, or 2**12 for ``n_chunks``, as in tinylpu.isa)."""
+        op, args = instr.op, instr.args
+        p16 = pos[:16]
+        p1 = Signal(17, name="dur_pos1")
+        m.d.comb += p1.eq(p16 + 1)
+
+        def count(field, width=16):
+            return Mux(field == 0, 1 << width, field)
+
+        vop, mv = args.vop, args.matvec
+        qk_n = Mux(args.qk.n_pos, p1, count(args.qk.n))
+        pv_n = Mux(args.pv.n_pos, p1, count(args.pv.n))
+        chunks = Mux(mv.x_exp & mv.x_pos, (p16 >> mv.x_shift) + 1, count(mv.n_chunks, 12))
+        a, b, extra = Signal(17, name="dur_a"), Signal(17, name="dur_b"), Signal(name="dur_x")
+        with m.Switch(op):
+            with m.Case(Opcode.VOP):
+                m.d.comb += [a.eq(Mux(vop.s_pos, p1, count(vop.s))),
+                             b.eq(Mux(vop.n_pos, p1, count(vop.n)))]
+            with m.Case(Opcode.MATVEC):
+                m.d.comb += [a.eq(count(mv.n_blocks)), b.eq(chunks), extra.eq(mv.x_exp)]
+            with m.Case(Opcode.QK):
+                m.d.comb += [a.eq(1), b.eq(qk_n)]
+            with m.Case(Opcode.PV):
+                m.d.comb += [a.eq(1), b.eq(pv_n), extra.eq(1)]
+            with m.Case(Opcode.WAIT):
+                m.d.comb += [a.eq(1), b.eq(Mux(args.wait.cycles == 0, 1, args.wait.cycles))]
+            with m.Case(Opcode.NEXT):
+                m.d.comb += [a.eq(1), b.eq(NEXT_CYCLES)]
+            with m.Default():
+                m.d.comb += [a.eq(1), b.eq(1)]
+        return a, b, extra

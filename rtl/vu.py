@@ -101,8 +101,10 @@ class VectorUnit(wiring.Component):
     Issue and reads (as :class:`rtl.agu.MatvecAgu`), on the issue port ``op``
     (:func:`rtl.sequencer.issue_port`): in the cycle ``issue`` is high (with
     ``args``, ``pos``, ``tok``, valid in that cycle only) the read of element (0, 0) is
-    emitted combinationally; then one read per cycle with ``busy`` high, element (j, k) in
-    cycle t + j*N + k, until the read with ``final``. A reads use ``a`` (``en``, ``bank``,
+    emitted combinationally, from its address ``base + index * istride`` formed in the cycle
+    before from ``early_args``, ``early_pos`` and ``early_tok`` and registered; then one read
+    per cycle with ``busy`` high, element (j, k) in cycle t + j*N + k, until the read with
+    ``final``. A reads use ``a`` (``en``, ``bank``,
     ``word``, ``lane``: :func:`rtl.router.operand_read`) (Space.ACT) or ``w`` (``en``,
     ``word``; Space.WROW: all R weight banks at one word); B reads
     (BMode.MEM, SCALE) use ``b``. Read data arrives the next cycle: the lane on
@@ -171,7 +173,7 @@ class VectorUnit(wiring.Component):
     def __init__(self, cfg):
         self.cfg = cfg
         super().__init__({
-            "op": In(issue_port(VopArgs, tok=True)),
+            "op": In(issue_port(VopArgs, tok=True, early=True)),
             "idle": Out(1),
             "a": Out(operand_read(cfg)), "b": Out(operand_read(cfg)),
             "w": Out(weight_read()), "w_data": In(cfg.word_bits).array(cfg.rows),
@@ -218,17 +220,24 @@ class VectorUnit(wiring.Component):
                                     *(Signal(ew, name=n) for n in ("ea", "sa", "eb", "sb",
                                                                    "ec")))
 
-        def index(operand):
-            return Mux(operand.index == Index.POS, self.op.pos,
-                       Mux(operand.index == Index.TOK, self.op.tok, 0))
+        def index(operand, pos, tok):
+            return Mux(operand.index == Index.POS, pos,
+                       Mux(operand.index == Index.TOK, tok, 0))
 
-        ia, ib, ic = index(a.a), index(a.b), index(a.c)
-        wword0 = Signal(16)
-        m.d.comb += wword0.eq(a.a.base + (ia >> lr) * a.a.istride)
-        ea0 = Mux(a.a.space == Space.WROW, Cat(Const(0, ll), wword0),
-                  (a.a.base + ia * a.a.istride)[:ew])
-        eb0 = (a.b.base + ib * a.b.istride)[:ew]
-        ec0 = (a.c.base + ic * a.c.istride)[:ew]
+        # the first addresses, base + index * istride, formed from the early args (the cycle
+        # before the issue) and registered: no multiplier between the issue and the first read
+        e = self.op.early_args
+        ie = [index(o, self.op.early_pos, self.op.early_tok) for o in (e.a, e.b, e.c)]
+        wword0, ea0, eb0, ec0 = (Signal(16, name="wword0"),
+                                 *(Signal(ew, name=n) for n in ("ea0", "eb0", "ec0")))
+        m.d.sync += [
+            wword0.eq(e.a.base + (ie[0] >> lr) * e.a.istride),
+            ea0.eq(e.a.base + ie[0] * e.a.istride),
+            eb0.eq(e.b.base + ie[1] * e.b.istride),
+            ec0.eq(e.c.base + ie[2] * e.c.istride),
+        ]
+        ia = index(a.a, self.op.pos, self.op.tok)
+        first_a = Mux(a.a.space == Space.WROW, Cat(Const(0, ll), wword0), ea0)
 
         with m.If(self.op.issue):
             m.d.comb += [
@@ -242,7 +251,8 @@ class VectorUnit(wiring.Component):
                 cur.b_js.eq(a.b.js), cur.c_js.eq(a.c.js),
                 cur.nm1.eq(Mux(a.n_pos, self.op.pos, a.n - 1)),
                 cur.sm1.eq(Mux(a.s_pos, self.op.pos, a.s - 1)),
-                k.eq(0), j.eq(0), ea.eq(ea0), sa.eq(ea0), eb.eq(eb0), sb.eq(eb0), ec.eq(ec0),
+                k.eq(0), j.eq(0), ea.eq(first_a), sa.eq(first_a), eb.eq(eb0), sb.eq(eb0),
+                ec.eq(ec0),
             ]
             m.d.sync += cfg_q.eq(cur)
         with m.Else():

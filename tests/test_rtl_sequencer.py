@@ -86,7 +86,8 @@ def _simulate(cfg, words, *, start_pc=0, starts=(2,), pipe_low_until=0, n_cycles
                 view = ctx.get(dut.matvec.args)
                 args = {name: int(getattr(getattr(view, name), "value", getattr(view, name)))
                         for name in MV_FIELDS}
-                d = args["n_blocks"] * args["n_chunks"]
+                nb, nc = isa.matvec_dims(args, ctx.get(dut.matvec.pos))
+                d = nb * nc + args["x_exp"]
                 busy_until, final_at = c + d - 1, c + d - 1
                 if d == 1:
                     ctx.set(dut.matvec.final, 1)
@@ -470,3 +471,40 @@ def test_restart_reads_token_zero_and_clears_pos():
     got = [(c, e["vop"]) for c, e in enumerate(trace) if e["vop"]]
     assert got == [(4, dict(tag=1, pos=0, tok=50)), (9, dict(tag=2, pos=2, tok=52)),
                    (s2 + 2, dict(tag=1, pos=0, tok=50)), (s2 + 7, dict(tag=2, pos=2, tok=52))]
+
+
+def _durations_program(x):
+    return [x, isa.next_(0), isa.halt()]
+
+
+def _pass(nb, x_shift, x_pos=True):
+    """A PV pass (MATVEC ``x_exp``): n_blocks * chunks + 1 cycles, (pos >> x_shift) + 1
+    chunks with ``x_pos``."""
+    return isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=nb,
+                      n_chunks=2, x_exp=True, x_pos=x_pos, x_shift=x_shift)
+
+
+@pytest.mark.parametrize("x", [
+    vop(1, s=3, n=2), vop(2, s=2, n_pos=True), vop(3, s_pos=True, n=3),
+    vop(4, s_pos=True, n_pos=True), mv(5, nb=3, nc=2), _pass(2, 1), _pass(3, 0),
+    _pass(1, 2, x_pos=False),
+    isa.qk(q_addr=0, k_bank=0, k_addr=0, s_bank=1, s_addr=0, shift=0, n_pos=True),
+    isa.qk(q_addr=0, k_bank=0, k_addr=0, s_bank=1, s_addr=0, shift=0, n=3),
+    isa.pv(v_bank=0, v_addr=0, s_bank=1, s_addr=0, y_bank=1, y_addr=0, d_blocks=1, shift=0,
+           n_pos=True),
+    isa.pv(v_bank=0, v_addr=0, s_bank=1, s_addr=0, y_bank=1, y_addr=0, d_blocks=1, shift=0,
+           n=2),
+    isa.wait(4),
+], ids=lambda x: x["op"].name)
+def test_the_slot_is_held_for_the_duration_at_every_position(x):
+    """The sequencer counts each instruction's duration itself (from its word and the
+    position, not from the units' final reads): every kind, with counts from its fields and
+    from the position, at positions 0 .. 5; the fetch addresses and issue cycles follow
+    isa.duration (the token-run reference)."""
+    cfg = Config(lanes=4, rows=2, wdepth=16, adepth=16, pdepth=16, tdepth=16, pv=1)
+    order, *_ = _check_token_run(cfg, _durations_program(x), generate=(2, 5), prompt=[3, 4])
+    issues = [t for _, op, t in order]
+    firsts = [i for i, (_, op, _) in enumerate(order) if op == x["op"] and i % 2 == 0]
+    assert len(firsts) == 6
+    # X at position p, then NEXT: the gap is duration(X, p)
+    assert [issues[i + 1] - issues[i] for i in firsts] == [isa.duration(x, p) for p in range(6)]

@@ -152,6 +152,16 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
                 ctx.set(dut.op.args.as_value(), garbage.getrandbits(VOP_LAYOUT.size))
                 ctx.set(dut.op.pos, garbage.getrandbits(16))
                 ctx.set(dut.op.tok, garbage.getrandbits(16))
+            # ... and the early ones in the cycle before it only
+            early = by_cycle.get(cycle + 1)
+            if early is not None:
+                ctx.set(dut.op.early_args, VOP_LAYOUT.const(early.args))
+                ctx.set(dut.op.early_pos, early.pos)
+                ctx.set(dut.op.early_tok, early.tok)
+            else:
+                ctx.set(dut.op.early_args.as_value(), garbage.getrandbits(VOP_LAYOUT.size))
+                ctx.set(dut.op.early_pos, garbage.getrandbits(16))
+                ctx.set(dut.op.early_tok, garbage.getrandbits(16))
             if a_next is not None:
                 ctx.set(dut.a.data, a_next)
             if b_next is not None:
