@@ -254,7 +254,8 @@ class Tile(wiring.Component):
         m.d.sync += [cur.eq(prev) for prev, cur in zip(results, results[1:])]
         m.d.comb += mac.pv_sel.eq(drain.sel)
         # c+3: the result into the requantizer (MATVEC, PV) or the score unit (QK)
-        is_pv3 = r3.kind == MacMode.PV
+        # (a tile without PV's datapath has no PV block here: no choice for it)
+        is_pv3 = r3.kind == MacMode.PV if cfg.pv else Const(0)
         is_exp3 = r3.x_exp
         sh_raw = Signal(range(64 + 64))
         m.d.comb += sh_raw.eq(Mux(is_pv3, drain.exponent, Mux(is_exp3, exp_b, norm_b))
