@@ -151,9 +151,9 @@ class Epilogue(wiring.Component):
         top3 = Signal(range(64), name="rope_top")
         width = len(sums[0]) + 1
         mask3 = Signal(width - 1, name="rope_mask")
-        m.d.sync += [shift3.eq(extra + ROPE_FRAC), top3.eq(saturation_top(bits2)),
-                     mask3.eq(saturation_mask(extra + ROPE_FRAC, saturation_top(bits2),
-                                              width))]
+        shift2, top2 = extra + ROPE_FRAC, saturation_top(bits2)
+        m.d.sync += [shift3.eq(shift2), top3.eq(top2),
+                     mask3.eq(saturation_mask(shift2, top2, width))]
         out = []
         for r in range(R):
             total = Signal(signed(width), name=f"rope_sum{r}")
@@ -181,8 +181,9 @@ class Epilogue(wiring.Component):
         rnd, zero = Signal(width, name="gate_rnd"), Signal(name="gate_zero")
         m.d.comb += rnd.eq(rnd_value)
         mask = Signal(width, name="gate_mask")        # the sum is width + 1 bits
-        m.d.sync += [shift5.eq(shift4), top.eq(saturation_top(bits4)), zero.eq(zero_value),
-                     mask.eq(saturation_mask(shift4, saturation_top(bits4), width + 1))]
+        top4 = saturation_top(bits4)
+        m.d.sync += [shift5.eq(shift4), top.eq(top4), zero.eq(zero_value),
+                     mask.eq(saturation_mask(shift4, top4, width + 1))]
         for j in range(self.cfg.rows // 2):
             h1, h3 = y[2 * j], y[2 * j + 1]
             even = memory.Memory(shape=signed(16), depth=SILU_HALF, init=[])

@@ -50,13 +50,13 @@ class Requantizer(wiring.Component):
         # cycle n+1 has the rounding add and the flat sign check only (rtl.rounding)
         width = pbits + 1
         top = Signal(range(64))
-        m.d.sync += top.eq(saturation_top(self.y_bits))
+        top_n = saturation_top(self.y_bits)
+        m.d.sync += top.eq(top_n)
         rnd_value, zero_value = rounding_constant(self.shift, pbits)
         rnd, zero = Signal(pbits, name="rnd"), Signal(name="zero")
         mask = Signal(width - 1, name="sat_mask")
         m.d.sync += [rnd.eq(rnd_value), zero.eq(zero_value),
-                     mask.eq(saturation_mask(self.shift, saturation_top(self.y_bits),
-                                             width))]
+                     mask.eq(saturation_mask(self.shift, top_n, width))]
         for r in range(cfg.rows):
             prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
             m.d.sync += prod.eq(self.acc[r] * self.mult[r])

@@ -132,7 +132,7 @@ class Sequencer(wiring.Component):
         instr = INSTR_LAYOUT(self.imem.data[:INSTR_LAYOUT.size])
         pc = Signal.like(self.imem.addr)
         halted = Signal()
-        wait_left = Signal(16)
+        waiting = Signal()             # the slot's instruction is a WAIT
         loop_start, loop_end = Signal.like(pc), Signal.like(pc)
         loop_left = Signal(16)
         in_next = Signal()             # NEXT's second cycle
@@ -175,7 +175,6 @@ class Sequencer(wiring.Component):
         ]
         m.d.comb += [self.matvec.args.eq(args.matvec), self.vop.args.eq(args.vop),
                      self.attention.qk.eq(args.qk), self.attention.pv.eq(args.pv)]
-        wait_cycles = instr.args.wait.cycles
         # the duration d = a * b + x (isa.duration; a, b >= 1): ``left`` is the slot's cycles
         # left, counting this one, and ``free`` is ``left <= 1``. The factors are registered
         # in the issue cycle c; ``left`` holds d - 1 from c+2 (the product made in c+1 from
@@ -193,17 +192,15 @@ class Sequencer(wiring.Component):
             m.d.sync += [left.eq(fa * fb + fx - 1), free.eq(ones | (twos & ~fx))]
         with m.Elif(left > 1):
             m.d.sync += [left.eq(left - 1), free.eq(left == 2)]
-        with m.If(wait_left != 0):
-            m.d.sync += wait_left.eq(wait_left - 1)
-        with m.If(issuing & (op == Opcode.WAIT) & (wait_cycles > 1)):
-            m.d.sync += wait_left.eq(wait_cycles - 1)
+        with m.If(issuing):
+            m.d.sync += waiting.eq(op == Opcode.WAIT)
 
         # NEXT, first cycle: emit and record the token, step the position
         issue_next = issuing & (op == Opcode.NEXT)
         m.d.comb += [
             self.issue_next.eq(issue_next), self.next_slot.eq(issue_next | in_next),
             self.wait_slot.eq((issuing & ((op == Opcode.WAIT) | (op == Opcode.LOOP)))
-                              | (wait_left != 0)),
+                              | (waiting & ~free)),
         ]
         pos_1, pos_2 = Signal(POS_BITS), Signal(POS_BITS)
         m.d.comb += [pos_1.eq(pos + 1), pos_2.eq(pos_1 + 1)]
@@ -269,7 +266,7 @@ class Sequencer(wiring.Component):
             m.d.sync += [self.running.eq(1), halted.eq(0), self.run.cycles.eq(1),
                          free.eq(1), left.eq(0), fresh.eq(0),
                          over.eq(self.run.budget <= 1),
-                         wait_left.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0),
+                         waiting.eq(0), loop_left.eq(0), loop_end.eq(0), loop_start.eq(0),
                          in_next.eq(0), emitted.eq(0), pos.eq(0),
                          prompt_done.eq(self.run.n_prompt <= 1),
                          more.eq(run_end > 1),
