@@ -229,7 +229,8 @@ class Bridge(wiring.Component):
     Input queue: a ``in_depth``-beat ring (a block RAM). A DATA frame's beats are written as
     they arrive and become visible to ``host_in`` only when the frame ends good and in
     sequence; a frame that does not fit the free space when its header arrives is refused
-    with NAK FULL. ``host_in`` offers one beat a cycle while the ring holds any.
+    with NAK FULL. ``host_in`` offers one beat a cycle while the ring holds any, from a
+    register (the block RAM's read is not on the tile's side of the path).
 
     Output queue: a ``out_depth``-beat ring. ``host_out`` is ready while it is not full; a
     full queue stalls a READ's answer, and drops a GENERATE's emissions (which the tile then
@@ -291,13 +292,20 @@ class Bridge(wiring.Component):
                      in_w.en.eq(rcv.word.valid & take)]
         with m.If(rcv.word.valid & take):
             m.d.sync += in_wr.eq(in_wr + 1)
-        # the read port holds the word at in_rd (its address runs one beat ahead on a take)
-        fire_in = self.host_in.valid & self.host_in.ready
+        # the read port holds the word at in_rd (its address runs one beat ahead on a load);
+        # host_in is a register loaded from it (q_valid, q_data), so the block RAM's read
+        # does not reach the tile's host interface in the cycle it is taken
+        q_valid, q_data = Signal(), Signal(32)
+        load = (in_rd != in_commit) & (~q_valid | self.host_in.ready)
         rd_next = Signal.like(in_rd)
-        m.d.comb += [rd_next.eq(in_rd + fire_in), in_r.addr.eq(rd_next[:in_bits]),
-                     self.host_in.payload.eq(in_r.data),
-                     self.host_in.valid.eq((in_rd != in_commit) & ~self.tile_reset)]
+        m.d.comb += [rd_next.eq(in_rd + load), in_r.addr.eq(rd_next[:in_bits]),
+                     self.host_in.payload.eq(q_data),
+                     self.host_in.valid.eq(q_valid & ~self.tile_reset)]
         m.d.sync += in_rd.eq(rd_next)
+        with m.If(load):
+            m.d.sync += [q_valid.eq(1), q_data.eq(in_r.data)]
+        with m.Elif(self.host_in.ready):
+            m.d.sync += q_valid.eq(0)
 
         # output queue: host_out written at out_wr; the frame in flight starts at out_rd
         out_wr, out_rd = Signal(out_bits + 1), Signal(out_bits + 1)
@@ -364,8 +372,8 @@ class Bridge(wiring.Component):
 
         m.d.sync += self.tile_reset.eq(soft)
         with m.If(soft):
-            m.d.sync += [r.eq(0) for r in (in_wr, in_commit, in_rd, expect, take, full,
-                                           out_wr, out_rd, out_seq, in_flight, resend)]
+            m.d.sync += [r.eq(0) for r in (in_wr, in_commit, in_rd, q_valid, expect, take,
+                                           full, out_wr, out_rd, out_seq, in_flight, resend)]
         return m
 
 

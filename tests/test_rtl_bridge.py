@@ -308,6 +308,40 @@ def test_a_truncated_frame_is_closed_by_the_timeout():
     assert port.probes["taken"] == 1
 
 
+def test_host_in_delivers_a_beat_a_cycle_and_follows_ready():
+    """The Bridge alone, bytes straight into ``rx``: once a frame is committed, ``host_in``
+    offers its beats in order, one a cycle while the tile is ready, and keeps a beat through
+    cycles the tile is not (here: not ready every third cycle after the first 40 beats)."""
+    from amaranth.sim import Simulator
+    seed, rng = _seeded("host-in-rate")
+    beats = _beats(rng, 100)
+    wire = encode(FrameType.DATA, 0, beats)
+    dut = Bridge(timeout=1000)
+    got, cycles = [], []
+
+    async def bench(ctx):
+        for byte in wire:
+            ctx.set(dut.rx.payload, byte)
+            ctx.set(dut.rx.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.rx.valid, 0)
+        for cycle in range(400):
+            ready = len(got) < 40 or cycle % 3 != 0
+            ctx.set(dut.host_in.ready, ready)
+            if ready and ctx.get(dut.host_in.valid):
+                got.append(ctx.get(dut.host_in.payload))
+                cycles.append(cycle)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == beats, f"seed {seed}"
+    first = cycles[:40]
+    assert first == list(range(first[0], first[0] + 40)), "not one beat a cycle"
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda: Bridge(in_depth=100), "in_depth must be a power of two >= 256, not 100"),
     (lambda: Bridge(out_depth=1), "out_depth must be a power of two >= 2, not 1"),
