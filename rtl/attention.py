@@ -36,7 +36,8 @@ class AttentionAgu(wiring.Component):
 
     Its issue port is ``op`` (:func:`rtl.sequencer.attention_issue`). In the cycle
     ``issue_qk`` or ``issue_pv`` is high (with the args and ``pos``) the first cycle's reads are
-    emitted combinationally; the instruction then runs with ``busy`` high
+    emitted combinationally (its positions N, last cycle and score box registered from the
+    early args the cycle before); the instruction then runs with ``busy`` high
     until the cycle with ``final`` (its :func:`tinylpu.isa.duration`).
 
     * QK cycle p < N: ``w`` reads weight word ``q_addr`` (q, the MAC array's weight side),
@@ -73,7 +74,14 @@ class AttentionAgu(wiring.Component):
         # (a tile without PV's datapath never issues PV: an illegal word, cfg.pv)
         issue_pv = self.op.issue_pv if cfg.pv else Const(0, 1)
         issue = self.op.issue_qk | issue_pv
-        n_of = lambda a: Mux(a.n_pos, self.op.pos + 1, Mux(a.n == 0, 1 << 16, a.n))
+        # an instruction's positions N, and from them its last cycle and the transposer's
+        # score box, formed from the early args (the cycle before its issue) and registered:
+        # the position's increment and compares are not on its first read's path
+        early_n = lambda a: Mux(a.n_pos, self.op.early_pos + 1, Mux(a.n == 0, 1 << 16, a.n))
+        qk_last, pv_last, tr_lo, tr_span = Signal(18), Signal(18), Signal(16), Signal(20)
+        e_lo, e_span = isa.score_box(self.op.early_qk, early_n(self.op.early_qk), L, R)
+        m.d.sync += [qk_last.eq(early_n(self.op.early_qk) - 1),
+                     pv_last.eq(early_n(self.op.early_pv)), tr_lo.eq(e_lo), tr_span.eq(e_span)]
 
         # the instruction's constant operands, latched at issue
         is_pv, last_k, head_shift, s_tr = Signal(), Signal(18), Signal(64), Signal()
@@ -93,7 +101,7 @@ class AttentionAgu(wiring.Component):
         cur = {name: Signal.like(sig, name=f"cur_{name}") for name, sig in state.items()}
         with m.If(issue_pv):
             m.d.comb += [
-                cur["is_pv"].eq(1), cur["last_k"].eq(n_of(pv)), cur["s_tr"].eq(0),
+                cur["is_pv"].eq(1), cur["last_k"].eq(pv_last), cur["s_tr"].eq(0),
                 cur["x_bank"].eq(pv.v_bank), cur["s_bank"].eq(pv.s_bank),
                 cur["step"].eq(1 << pv.v_shift), cur["shift"].eq(pv.shift),
                 cur["kv_shift"].eq(pv.kv_shift), cur["y_bank"].eq(pv.y_bank),
@@ -103,7 +111,7 @@ class AttentionAgu(wiring.Component):
             ]
         with m.Elif(self.op.issue_qk):
             m.d.comb += [
-                cur["is_pv"].eq(0), cur["last_k"].eq(n_of(qk) - 1), cur["s_tr"].eq(qk.s_tr),
+                cur["is_pv"].eq(0), cur["last_k"].eq(qk_last), cur["s_tr"].eq(qk.s_tr),
                 cur["qa"].eq(qk.q_addr), cur["head_shift"].eq(qk.head_shift),
                 cur["x_bank"].eq(qk.k_bank),
                 cur["s_bank"].eq(qk.s_bank), cur["step"].eq(1 << qk.k_shift),
@@ -129,8 +137,7 @@ class AttentionAgu(wiring.Component):
             self.tr.start.eq(self.op.issue_qk & qk.s_tr), self.tr.bank.eq(qk.s_bank),
             self.tr.hs.eq(qk.s_hs),
         ]
-        lo, span = isa.score_box(qk, n_of(qk), L, R)
-        m.d.comb += [self.tr.lo.eq(lo), self.tr.span.eq(span)]
+        m.d.comb += [self.tr.lo.eq(tr_lo), self.tr.span.eq(tr_span)]
         m.d.comb += [
             tok.kv_shift.eq(c["kv_shift"]), tok.shift.eq(c["shift"]),
             tok.y_bits.eq(c["y_bits"]), tok.y_bank.eq(c["y_bank"]),

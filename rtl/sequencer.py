@@ -57,9 +57,12 @@ def issue_port(args, *, tok=False, early=False):
 
 def attention_issue():
     """The attention address generator's issue port: as :func:`issue_port`, for QK
-    (``issue_qk``, ``qk``) and PV (``issue_pv``, ``pv``)."""
+    (``issue_qk``, ``qk``) and PV (``issue_pv``, ``pv``), with early args (``early_qk``,
+    ``early_pv``, ``early_pos``: a cycle before, as ``issue_port``'s ``early``)."""
     return wiring.Signature({"issue_qk": Out(1), "qk": Out(QkArgs),
                              "issue_pv": Out(1), "pv": Out(PvArgs), "pos": Out(16),
+                             "early_qk": Out(QkArgs), "early_pv": Out(PvArgs),
+                             "early_pos": Out(16),
                              "busy": In(1), "final": In(1)})
 
 
@@ -225,7 +228,10 @@ class Sequencer(wiring.Component):
         m.d.sync += [self.vop.tok.eq(self.tm.rdata),
                      self.matvec.pos.eq(pos), self.attention.pos.eq(pos), self.vop.pos.eq(pos)]
         m.d.comb += [self.vop.early_args.eq(instr.args.vop), self.vop.early_pos.eq(pos),
-                     self.vop.early_tok.eq(self.tm.rdata)]
+                     self.vop.early_tok.eq(self.tm.rdata),
+                     self.attention.early_qk.eq(instr.args.qk),
+                     self.attention.early_pv.eq(instr.args.pv),
+                     self.attention.early_pos.eq(pos)]
         # NEXT loops back while positions remain (its successor is fetched as it issues, with
         # the position it makes)
         # The fetch follows the slot whether or not its word is legal: an illegal word stops
