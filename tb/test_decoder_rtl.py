@@ -52,13 +52,19 @@ def _check(prog, sim, prompt, steps):
     return [t for t, _ in golden.emitted]
 
 
+# (Icarus: in ``make test-slow``, two minutes for 3 positions, most of them the 7,806-beat
+# load; the default suite runs Icarus on the tile's GENERATE token loops, tb/test_tile.py, and
+# ``make bench`` runs stories260K on it)
 @pytest.mark.parametrize("sim,seq_len,prompt,steps,kv_bits", [
-    ("icarus", 32, [1, 7], 2, 16),         # prompt, then generation (3 positions: 1.5 minutes)
+    pytest.param("icarus", 32, [1, 7], 2, 16, marks=pytest.mark.slow),   # prompt, generation
     ("verilator", 32, [1], 32, 16),        # positions 0..31: the whole KV cache
     ("verilator", 32, [1, 5], 12, (16, 8)),    # an 8-bit V cache (docs/numerics.md)
 ])
 def test_synthetic_decoder_rtl_equals_golden(sim, seq_len, prompt, steps, kv_bits):
-    tokens = _check(_synthetic(seq_len, kv_bits=kv_bits), sim, prompt, steps)
+    from test_tile import DECODER_CFGS
+    prog = _synthetic(seq_len, kv_bits=kv_bits)
+    assert prog.cfg == DECODER_CFGS[0], "update DECODER_CFGS: its build serves this test"
+    tokens = _check(prog, sim, prompt, steps)
     assert len(tokens) == steps
 
 

@@ -14,19 +14,33 @@ def _case(sim, cfg, *marks):
     return pytest.param(sim, cfg, id=f"{sim}-{cfg.ident}", marks=marks)
 
 
-# (the default tile has no PV datapath, pv=0: PV is an illegal word, attention runs as QK and
-# PV passes; with pv=1 it has; the 8 x 8 tile: no attention, whole-word weight banks. In
-# ``make test-slow``, kept out of the default suite's 15 minutes: the 8 x 8 tile (a minute
-# of Verilator), the default tile on Icarus (two and a half minutes; the default suite runs
-# Icarus on the random, token-loop, stress and decoder cases) and on Verilator (its build,
-# one more tile's, costs a fresh clone's suite as much; the decoder tests run pv=0 tiles)
+# The decoder tests' two 16 x 4 tiles (test_compiled_decoder_matches_golden's, passes False
+# and True; tb/test_decoder_rtl.py and tb/test_stress.py run the first): a PV datapath and
+# whole-word weight banks; no PV datapath (pv=0: PV is an illegal word, attention runs as QK
+# and PV passes) and a weight-bank tail. The default suite runs the standard cases on them:
+# each Verilator build (a minute) serves every file.
+DECODER_CFGS = (
+    Config(lanes=16, rows=4, wdepth=512, adepth=128, pdepth=64, tdepth=64, rdepth=64, wbytes=0,
+           pv=1),
+    Config(lanes=16, rows=4, wdepth=512, wtail=32, adepth=64, pdepth=64, tdepth=64, rdepth=64),
+)
+
+# In ``make test-slow``, kept out of the default suite's 15 minutes: the default tile on
+# Icarus (two and a half minutes; the default suite runs Icarus on the random, token-loop,
+# stress and counter cases) and on Verilator, with and without PV (their builds, a minute
+# each), and the 8 x 8 tile (no attention, whole-word weight banks).
 CASES = [
     _case("icarus", Config(), pytest.mark.slow),
     _case("verilator", Config(), pytest.mark.slow),
-    _case("verilator", Config(pv=1)),
+    _case("verilator", Config(pv=1), pytest.mark.slow),
+    *(_case("verilator", cfg) for cfg in DECODER_CFGS),
     _case("verilator", Config(lanes=8, rows=8, wdepth=256, act_banks=1, adepth=64, wbytes=0,
                               pv=1), pytest.mark.slow),
 ]
+
+
+# the small tile of the random, token-loop and counter cases (one build for them all)
+TOKEN_CFG = Config(lanes=8, rows=2, wdepth=64, wtail=16, adepth=32, pdepth=32, tdepth=16, pv=1)
 
 
 @pytest.mark.parametrize("sim,cfg", CASES)
@@ -74,14 +88,12 @@ def test_random_programs_match_golden(sim, count):
     from tinylpu.verify.fuzz import campaign
 
     # (weight banks of 64 + 16 words: random addresses reach the tail and its aliases)
-    cfg = Config(lanes=8, rows=2, wdepth=64, wtail=16, adepth=32, pdepth=32, tdepth=16, pv=1)
-    failures, covered, kinds = campaign(cfg, sim, 7, count)
+    failures, covered, kinds = campaign(TOKEN_CFG, sim, 7, count)
     assert not failures, "seed 7: " + "\n".join(failures[:20])
     if sim == "verilator":         # both clean and rule-breaking programs are exercised
         assert kinds["rule broken"] > 10 and kinds["compared in full"] > 80, kinds
 
 
-TOKEN_CFG = Config(lanes=8, rows=2, wdepth=64, adepth=32, pdepth=32, tdepth=16, pv=1)
 
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
@@ -128,6 +140,7 @@ def test_compiled_decoder_matches_golden(sim, passes):
                   kv_bits=(16, 8) if passes else 16)
     # (with passes the words the program writes, V^T and q, in the weight banks' tail)
     cfg = config_for(qm, 32, passes=passes, **({"wtail": 32} if passes else {}))
+    assert cfg == DECODER_CFGS[passes], "update DECODER_CFGS: its builds serve this test"
     prog = compile_decoder(qm, cfg, 32, passes=passes)
     assert passes == (prog.footprint().get("weight tail words (per bank)", (0,))[0] > 0)
     cfg, golden = prog.cfg, GoldenTile(prog.cfg)

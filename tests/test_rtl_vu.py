@@ -201,6 +201,16 @@ def run_rtl(cfg, mems, items, issues, end, load_table=True):
     return trace, writes, amem
 
 
+
+def _property(fast, slow):
+    """A Hypothesis property over ``st.data()`` as two tests: ``fast`` examples in the default
+    suite (each is a simulation of about a second) and ``slow`` in ``make test-slow``."""
+    def wrap(body):
+        make = lambda n: settings(max_examples=n, deadline=None,
+                                  suppress_health_check=list(HealthCheck))(given(st.data())(body))
+        return make(fast), pytest.mark.slow(make(slow))
+    return wrap
+
 def check(cfg, items, seed=0, mems=None, t0=3):
     """Run ``items`` on the RTL and the golden model; compare everything."""
     rng = random.Random(seed)
@@ -496,9 +506,8 @@ def test_self_overlap_boundaries():
     check(CFG2, items)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.data())
-def test_self_overlap_matches_golden(data_):
+@_property(20, 200)
+def _self_overlap_matches_golden(data_):
     """One VOP whose A (or B) reads the bank it writes, random strides, sizes and bases (the
     modular arithmetic of ``self_overlap``): the golden model refuses it exactly when the
     unit flags it."""
@@ -517,6 +526,10 @@ def test_self_overlap_matches_golden(data_):
         check(CFG2, items)
     except golden.GoldenError:
         assert check_refused(CFG2, items) == "self_overlap"
+
+
+test_self_overlap_matches_golden, test_self_overlap_matches_golden_long = \
+    _self_overlap_matches_golden
 
 
 def test_back_to_back_and_idle():
@@ -614,11 +627,13 @@ def vop_items(draw, cfg, count, c_banks=(2, 3)):
     return items
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.data())
-def test_random_sequences(data_):
+@_property(30, 300)
+def _random_sequences(data_):
     items = data_.draw(vop_items(CFG, 3))
     check(CFG, items, seed=data_.draw(st.integers(0, 2**16)))
+
+
+test_random_sequences, test_random_sequences_long = _random_sequences
 
 
 def test_silu_interpolation_rounding():
@@ -638,9 +653,8 @@ def test_silu_interpolation_rounding():
     check(CFG, items, mems=(amem, wmem, table))
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.data())
-def test_random_sequences_shared_banks(data_):
+@_property(20, 200)
+def _random_sequences_shared_banks(data_):
     """Two activation banks: results share a bank with operands, later VOPs read them
     (sequences the golden model rejects as schedule errors: the RTL flags the rule)."""
     items = data_.draw(vop_items(CFG2, 3, c_banks=(0, 1, 2, 3)))
@@ -649,3 +663,7 @@ def test_random_sequences_shared_banks(data_):
         check(CFG2, items, seed=seed)
     except golden.GoldenError:
         check_refused(CFG2, items, seed=seed)
+
+
+test_random_sequences_shared_banks, test_random_sequences_shared_banks_long = \
+    _random_sequences_shared_banks
