@@ -44,12 +44,13 @@ def smear_down(value):
     return smear
 
 
-def _leading_index(m, value, offset, name):
+def _leading_index(m, value, offset, name, *, smeared=False):
     """The index of ``value``'s highest one plus ``offset`` (``offset`` for none): the smear
     made one-hot and encoded, instead of a priority chain as long as ``value`` (Yosys maps an
-    ``If`` per bit to a chain of that many LUTs)."""
+    ``If`` per bit to a chain of that many LUTs). ``smeared``: ``value`` is a smear already
+    (:func:`smear_down`'s, e.g. registered)."""
     w = len(value)
-    smear = smear_down(value)
+    smear = value if smeared else smear_down(value)
     leading = Signal(w, name=f"{name}_leading")
     m.d.comb += leading.eq(smear & ~(smear >> 1))
     index = Signal(range(max(w + offset, 2)), name=f"{name}_index")
@@ -64,9 +65,10 @@ def highest_one(m, value, name):
     return smear_down(value)[0], _leading_index(m, value, 0, name)
 
 
-def bit_length(m, value, name):
-    """``value.bit_length()`` of unsigned ``value`` (0 for 0), as a signal."""
-    return _leading_index(m, value, 1, name)
+def bit_length(m, value, name, *, smeared=False):
+    """``value.bit_length()`` of unsigned ``value`` (0 for 0), as a signal; ``smeared``:
+    ``value`` is ``smear_down`` of the number (the same bit length)."""
+    return _leading_index(m, value, 1, name, smeared=smeared)
 
 
 def _saturated(top, n):

@@ -63,9 +63,10 @@ class ScalarUnit(wiring.Component):
     idle cycle: throughput is one operation per latency cycles. ``start`` with ``chain``
     starts a RECIP of the unit's own ``result`` (``op`` and ``operand`` are not used): in the
     ``done`` cycle of an ISQRT, the reciprocal of the root. The start only registers the
-    operand and the division's seed (an OR smear); the exponent's priority encoder works
-    on the registered divisor while busy (the encoder behind the operand's choice, in the
-    start cycle, was one of the tile clock's longest paths).
+    operand and the division's seed (an OR smear, registered too); the exponent is encoded
+    from the registered smear while busy (the encoder behind the operand's choice, in the
+    start cycle, and then behind a smear of the divisor register, were among the tile
+    clock's longest paths).
     """
 
     def __init__(self, width=40):
@@ -95,11 +96,12 @@ class ScalarUnit(wiring.Component):
         q = self.result                     # root / quotient, one bit shifted in per step
 
         # the seed 2**(b-1) - 1, b = operand.bit_length(): 2**b - 1 by smearing the leading
-        # one down, shifted (rtl.rounding); with ``chain``, of the result instead. The
-        # exponent b itself (a priority encoder) is taken from the divisor register while
-        # busy, off the start's path
+        # one down, shifted (rtl.rounding); with ``chain``, of the result instead. The smear
+        # is registered too (``smeared``), and the exponent b encoded from that register
+        # while busy: neither the smear nor the encoder is on a path into the exponent
         own = q[:w]
         smear = Mux(self.chain, smear_down(own), smear_down(self.operand))
+        smeared = Signal(w)
         op = Signal(ScalarOp)
         left = Signal(range(max(rbits, RECIP_BITS) + 1))
         is_sqrt = op == ScalarOp.ISQRT
@@ -122,7 +124,8 @@ class ScalarUnit(wiring.Component):
                 rem.eq(Mux(fits, diff, r_next)),
                 q.eq(Cat(fits, q)),
                 left.eq(left - 1),
-                self.exponent.eq(Mux(is_sqrt, 0, bit_length(m, a[:w], "bit_length"))),
+                self.exponent.eq(Mux(is_sqrt, 0, bit_length(m, smeared, "bit_length",
+                                                            smeared=True))),
             ]
             with m.If(left == 1):
                 m.d.sync += [
@@ -135,7 +138,7 @@ class ScalarUnit(wiring.Component):
             m.d.sync += [
                 op.eq(Mux(self.chain, ScalarOp.RECIP, self.op)),
                 a.eq(Mux(self.chain, own, self.operand)),
-                rem.eq(Mux(recip, smear >> 1, 0)),
+                rem.eq(Mux(recip, smear >> 1, 0)), smeared.eq(smear),
                 q.eq(0),
                 self.error.eq(0),
                 left.eq(Mux(recip, RECIP_BITS, rbits)),
