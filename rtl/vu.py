@@ -27,8 +27,8 @@ TABLE_HALF = isa.TABLE_DEPTH // 2
 STAGES = ("s1: element control; SRAM words on a.data/b.data/w_data (c+1)",
           "s2: A, B, SCALE exponent (c+2)",
           "s3: A*sext16(B) / A+B / A; table words on the table ports (c+3)",
-          "s4: t0, (t1 - t0) * frac (c+4)",
-          "s5: G (c+5)",
+          "s4: t0, t1 - t0, frac (c+4)",
+          "s5: G, SILU's (t1 - t0) * frac made in c+4 (c+5)",
           "s6: segment result R in the accumulator (c+6)",
           "s7: R * mult, s (c+7)")
 assert len(STAGES) == isa.LAT_V
@@ -74,10 +74,10 @@ def _stage_fields(cfg):
         ("b", signed(32), 2, 2),
         ("exp", 6, 2, 6),            # SCALE exponent B[21:16] (else 0)
         ("val", signed(G_BITS), 3, 4),
-        ("frac", 8, 3, 3),
+        ("frac", 8, 3, 4),
         ("odd", 1, 3, 3),            # table address of t0 is odd
         ("t0", signed(16), 4, 4),
-        ("dp", signed(26), 4, 4),    # (t1 - t0) * frac
+        ("dt", signed(17), 4, 4),    # t1 - t0
         ("gv", signed(G_BITS), 5, 5),
         ("prod", signed(PROD_BITS), 7, 7),
         ("sh", range(64), 7, 7),
@@ -119,7 +119,8 @@ class VectorUnit(wiring.Component):
     * c+2: A * sext16(B), A + B, and the table address (EXP: clamp(B - A, 0, 255); SILU:
       256 + ((A + 2**15) & 0xffff) >> 8) presented to the two table halves (even/odd
       entries, so t[a] and t[a+1] are read in one cycle); product/sum registered into s3.
-    * c+3: table data; t0 and (t1 - t0) * frac registered into s4.
+    * c+3: table data; t0 and t1 - t0 registered into s4 (the block RAM's read is followed
+      by a subtract only, not the interpolation's multiply).
     * c+4: G = t0 + (((t1 - t0) * frac + 128) >> 8) (SILU), t0 (EXP), or the s3 value;
       registered into s5.
     * c+5: reduction: the 48-bit accumulator (SUM wraps; MAX; ARGMAX keeps the value and the
@@ -145,7 +146,8 @@ class VectorUnit(wiring.Component):
 
     Table host port (use while the tile is idle): ``t.wen/t.waddr/t.wdata`` write one
     entry at the end of the cycle; ``t.rdata`` holds entry ``t.raddr`` the cycle after
-    ``t.ren``. A host read in a cycle the unit reads the table takes the ports.
+    ``t.ren`` (the host reads while the tile is idle: in a cycle the unit reads the table,
+    its own read takes the ports).
 
     Structural limits, which the golden model refuses and the unit reports (the tile's
     sticky status): one scalar operation at a time (``scalar_busy``: a RSQRT/RECIP
@@ -351,14 +353,15 @@ class VectorUnit(wiring.Component):
         ]
         taddr_e = (taddr + 1)[1:]          # even entry t[a] or t[a+1]
         taddr_o = taddr[1:]
-        with m.If(self.t.ren):
-            m.d.comb += [rd_e.addr.eq(self.t.raddr[1:]), rd_o.addr.eq(self.t.raddr[1:])]
-        with m.Else():
+        # the unit's own reads choose the address (a register of its pipeline, s2.valid);
+        # else the host's: the host interface's decode is on no path into the table's ports
+        # (the ports read every cycle)
+        with m.If(s2.valid):
             m.d.comb += [rd_e.addr.eq(taddr_e), rd_o.addr.eq(taddr_o)]
-        m.d.comb += [rd_e.en.eq(self.t.ren | s2.valid), rd_o.en.eq(self.t.ren | s2.valid)]
+        with m.Else():
+            m.d.comb += [rd_e.addr.eq(self.t.raddr[1:]), rd_o.addr.eq(self.t.raddr[1:])]
         t_sel = Signal()
-        with m.If(self.t.ren):
-            m.d.sync += t_sel.eq(self.t.raddr[0])
+        m.d.sync += t_sel.eq(self.t.raddr[0])
         m.d.comb += self.t.rdata.eq(Mux(t_sel, rd_o.data, rd_e.data))
 
         m.d.sync += [s3.valid.eq(s2.valid), s3.frac.eq(u[:8]), s3.odd.eq(taddr[0])]
@@ -375,14 +378,14 @@ class VectorUnit(wiring.Component):
         te, to = rd_e.data.as_signed(), rd_o.data.as_signed()
         t0, t1 = Signal(signed(16)), Signal(signed(16))
         m.d.comb += [t0.eq(Mux(s3.odd, to, te)), t1.eq(Mux(s3.odd, te, to))]
-        m.d.sync += [s4.valid.eq(s3.valid), s4.t0.eq(t0), s4.dp.eq((t1 - t0) * s3.frac)]
+        m.d.sync += [s4.valid.eq(s3.valid), s4.t0.eq(t0), s4.dt.eq(t1 - t0)]
 
         # ---- c+4: G ------------------------------------------------------------------------
         s5 = st[5]
         m.d.sync += s5.valid.eq(s4.valid)
         with m.Switch(s4.g):
             with m.Case(GFunc.SILU):
-                m.d.sync += s5.gv.eq(s4.t0 + ((s4.dp + 128) >> 8))
+                m.d.sync += s5.gv.eq(s4.t0 + ((s4.dt * s4.frac + 128) >> 8))
             with m.Case(GFunc.EXP):
                 m.d.sync += s5.gv.eq(s4.t0)
             with m.Default():
