@@ -12,7 +12,9 @@ if os.environ.get("CI"):
 # The files whose tests take longest run first: with `make test`'s two workers (pytest-xdist,
 # --dist loadfile hands out whole files in collection order) a long file started last would
 # run alone at the end.
-FIRST = ("tests/test_synth.py", "tb/test_board_link.py", "tb/test_tile.py", "tests/test_rtl_vu.py")
+# (longest first, by `pytest --durations=0` of a fresh clone's suite: docs/verification.md)
+FIRST = ("tb/test_tile.py", "tests/test_rtl_host.py", "tb/test_stress.py", "tb/test_board_link.py",
+         "tests/test_rtl_vu.py", "tests/test_synth.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -33,7 +33,7 @@ CLOCK_NS = 10
 SIMS = ["icarus", "verilator"]
 # Icarus takes 10 to 25 times Verilator's time on the long GENERATE runs: those run it in
 # ``make test-slow`` (the default suite keeps Icarus on the misframed streams, and on the
-# random, token-loop and decoder cases of tb/test_tile.py and tb/test_decoder_rtl.py)
+# random, token-loop and counter cases of tb/test_tile.py)
 SIMS_LONG = [pytest.param("icarus", marks=pytest.mark.slow), "verilator"]
 OVERRUN = host.STATUS_OVERRUN
 
