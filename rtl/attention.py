@@ -17,7 +17,7 @@ from .router import weight_read
 from .mac import MacMode
 from .recip import RecipPipeline
 from .rounding import round_shift_sat
-from .sequencer import attention_issue
+from .sequencer import attention_issue, positions
 
 SCORE_BITS = 16
 SUM_BITS = isa.SUM_BITS  # a head's sum of weights: at most 2**14 * 2**16 positions
@@ -77,11 +77,11 @@ class AttentionAgu(wiring.Component):
         # an instruction's positions N, and from them its last cycle and the transposer's
         # score box, formed from the early args (the cycle before its issue) and registered:
         # the position's increment and compares are not on its first read's path
-        early_n = lambda a: Mux(a.n_pos, self.op.early_pos + 1, Mux(a.n == 0, 1 << 16, a.n))
+        e_pos_1 = self.op.early_pos + 1
+        qk_n, pv_n = positions(self.op.early_qk, e_pos_1), positions(self.op.early_pv, e_pos_1)
         qk_last, pv_last, tr_lo, tr_span = Signal(18), Signal(18), Signal(16), Signal(20)
-        e_lo, e_span = isa.score_box(self.op.early_qk, early_n(self.op.early_qk), L, R)
-        m.d.sync += [qk_last.eq(early_n(self.op.early_qk) - 1),
-                     pv_last.eq(early_n(self.op.early_pv)), tr_lo.eq(e_lo), tr_span.eq(e_span)]
+        e_lo, e_span = isa.score_box(self.op.early_qk, qk_n, L, R)
+        m.d.sync += [qk_last.eq(qk_n - 1), pv_last.eq(pv_n), tr_lo.eq(e_lo), tr_span.eq(e_span)]
 
         # the instruction's constant operands, latched at issue
         is_pv, last_k, head_shift, s_tr = Signal(), Signal(18), Signal(64), Signal()

@@ -62,7 +62,8 @@ def _leading_index(m, value, offset, name, *, smeared=False):
 def highest_one(m, value, name):
     """``(any, index)``: whether unsigned ``value`` has a one, and the index of its highest one
     (0 when there is none)."""
-    return smear_down(value)[0], _leading_index(m, value, 0, name)
+    smear = smear_down(value)
+    return smear[0], _leading_index(m, smear, 0, name, smeared=True)
 
 
 def bit_length(m, value, name, *, smeared=False):

@@ -103,7 +103,7 @@ def table_port():
     """The host's access to the vector unit's table (the router drives it while idle)."""
     tbits = addr_bits(TABLE_DEPTH)
     return wiring.Signature({"wen": Out(1), "waddr": Out(tbits), "wdata": Out(TOKEN_BITS),
-                             "ren": Out(1), "raddr": Out(tbits), "rdata": In(TOKEN_BITS)})
+                             "raddr": Out(tbits), "rdata": In(TOKEN_BITS)})
 
 
 def fetch_port(cfg):
@@ -325,7 +325,7 @@ class Router(wiring.Component):
         m.d.comb += [
             self.t.wen.eq(h.wen & is_t), self.t.waddr.eq(h.addr),
             self.t.wdata.eq(h.wdata[:TOKEN_BITS]),
-            self.t.ren.eq(h.ren & is_t), self.t.raddr.eq(h.addr),
+            self.t.raddr.eq(h.addr),
         ]
         # host read data: from the target named in the request cycle
         sel = Signal(8)

@@ -1,7 +1,8 @@
 """The instruction sequencer: program counter, one-level hardware loop, WAIT, issue, the token
 loop (NEXT, GENERATE), done."""
 
-__all__ = ["run_control", "issue_port", "attention_issue", "Sequencer", "EMIT_CYCLE_OFFSET"]
+__all__ = ["run_control", "issue_port", "attention_issue", "field_count", "positions",
+           "Sequencer", "EMIT_CYCLE_OFFSET"]
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -53,6 +54,17 @@ def issue_port(args, *, tok=False, early=False):
         if tok:
             members["early_tok"] = Out(16)
     return wiring.Signature({**members, "busy": In(1), "final": In(1)})
+
+
+def field_count(field, width=16):
+    """A count field's value as an expression: 0 counts as ``2**width`` (tinylpu.isa)."""
+    return Mux(field == 0, 1 << width, field)
+
+
+def positions(args, pos_1):
+    """:func:`tinylpu.isa.positions` of QK or PV ``args`` as an expression, ``pos_1`` being
+    the position + 1: ``pos_1`` with ``n_pos``, else ``n``."""
+    return Mux(args.n_pos, pos_1, field_count(args.n))
 
 
 def attention_issue():
@@ -295,20 +307,16 @@ class Sequencer(wiring.Component):
         p1 = Signal(17, name="dur_pos1")
         m.d.comb += p1.eq(p16 + 1)
 
-        def count(field, width=16):
-            return Mux(field == 0, 1 << width, field)
-
         vop, mv = args.vop, args.matvec
-        qk_n = Mux(args.qk.n_pos, p1, count(args.qk.n))
-        pv_n = Mux(args.pv.n_pos, p1, count(args.pv.n))
-        chunks = Mux(mv.x_exp & mv.x_pos, (p16 >> mv.x_shift) + 1, count(mv.n_chunks, 12))
+        qk_n, pv_n = positions(args.qk, p1), positions(args.pv, p1)
+        chunks = Mux(mv.x_exp & mv.x_pos, (p16 >> mv.x_shift) + 1, field_count(mv.n_chunks, 12))
         a, b, extra = Signal(17, name="dur_a"), Signal(17, name="dur_b"), Signal(name="dur_x")
         with m.Switch(op):
             with m.Case(Opcode.VOP):
-                m.d.comb += [a.eq(Mux(vop.s_pos, p1, count(vop.s))),
-                             b.eq(Mux(vop.n_pos, p1, count(vop.n)))]
+                m.d.comb += [a.eq(Mux(vop.s_pos, p1, field_count(vop.s))),
+                             b.eq(Mux(vop.n_pos, p1, field_count(vop.n)))]
             with m.Case(Opcode.MATVEC):
-                m.d.comb += [a.eq(count(mv.n_blocks)), b.eq(chunks), extra.eq(mv.x_exp)]
+                m.d.comb += [a.eq(field_count(mv.n_blocks)), b.eq(chunks), extra.eq(mv.x_exp)]
             with m.Case(Opcode.QK):
                 m.d.comb += [a.eq(1), b.eq(qk_n)]
             with m.Case(Opcode.PV):

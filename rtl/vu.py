@@ -145,9 +145,9 @@ class VectorUnit(wiring.Component):
     cycle after the last write (the tile's first idle cycle, as the golden model counts).
 
     Table host port (use while the tile is idle): ``t.wen/t.waddr/t.wdata`` write one
-    entry at the end of the cycle; ``t.rdata`` holds entry ``t.raddr`` the cycle after
-    ``t.ren`` (the host reads while the tile is idle: in a cycle the unit reads the table,
-    its own read takes the ports).
+    entry at the end of the cycle; ``t.rdata`` holds entry ``t.raddr`` of the cycle before
+    (the ports read every cycle; in a cycle the unit reads the table, its own read takes
+    them).
 
     Structural limits, which the golden model refuses and the unit reports (the tile's
     sticky status): one scalar operation at a time (``scalar_busy``: a RSQRT/RECIP

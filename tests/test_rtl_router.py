@@ -36,7 +36,7 @@ ENABLES = ("w_en", "x_en", "y_en", "i_en", "a_en", "b_en", "vw_en", "c_en", "tm_
 
 class _Tile(Elaboratable):
     """The router with a model of the vector unit's table port: a synchronous 1024 x 16
-    memory, read data the cycle after ``t_ren``."""
+    memory read every cycle (as the vector unit's): read data of the cycle before's address."""
 
     def __init__(self, cfg):
         self.router = Router(cfg)
@@ -46,7 +46,7 @@ class _Tile(Elaboratable):
         m.submodules.router = rt = self.router
         m.submodules.table = table = memory.Memory(shape=16, depth=TABLE_DEPTH, init=[])
         rd, wr = table.read_port(), table.write_port()
-        m.d.comb += [rd.addr.eq(rt.t.raddr), rd.en.eq(rt.t.ren), rt.t.rdata.eq(rd.data),
+        m.d.comb += [rd.addr.eq(rt.t.raddr), rt.t.rdata.eq(rd.data),
                      wr.addr.eq(rt.t.waddr), wr.en.eq(rt.t.wen), wr.data.eq(rt.t.wdata)]
         return m
 

@@ -564,7 +564,6 @@ def test_table_host_port():
             await ctx.tick()
         ctx.set(dut.t.wen, 0)
         for addr in order[:200] + [None]:
-            ctx.set(dut.t.ren, addr is not None)
             ctx.set(dut.t.raddr, addr or 0)
             await ctx.tick()
             got.append(ctx.get(dut.t.rdata))
