@@ -21,7 +21,7 @@ value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5`
 671 and 88. tests/test_rtl_rounding.py checks it against Python's integers.
 """
 
-__all__ = ["round_shift_sat", "rounding_constant", "saturation_top", "saturation_mask",
+__all__ = ["round_shift_sat", "rounding_constant", "saturation_top", "saturation_mask", "limit_mask",
            "shift_sat", "highest_one", "bit_length", "smear_down"]
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
@@ -85,7 +85,14 @@ def saturation_mask(shift, top, width):
     (q < ``width - 1``) is one when ``q >= shift + top``. A unit that knows its shift and
     saturation a cycle before the sum registers it (an expression), so that the check is a
     flat AND-OR of the sum's bits with a register, with no adder or compare behind it."""
-    limit = shift + top
+    return limit_mask(shift + top, width)
+
+
+def limit_mask(limit, width):
+    """:func:`saturation_mask` of a ``limit`` = ``shift + top`` formed (and registered)
+    elsewhere: a compare with a constant a bit, each a LUT or two of the limit's 7 bits, where
+    registering the whole mask would fan the adder out to every bit's compare in one cycle
+    (an expression)."""
     return Cat(*(limit <= q for q in range(width - 1)))
 
 
