@@ -35,9 +35,11 @@ PIPELINE = ("s1: SRAM data into the MAC array; row-multiplier read (c+1)",
             "s2: sums, accumulators; multipliers (times the norm mantissa) registered (c+2)",
             "r3: a block result into the requantizer or the score unit (c+3)",
             "r4: requantized; RESID reads the destination, ROPE its table word (c+4)",
-            "r5 .. r8: the epilogue (c+5 .. c+8)", "r9: epilogue out, written (c+9)")
-RESULT_STAGES = isa.LAT_WRITE - 2        # r3 .. r9
-assert isa.LAT_WRITE == isa.LAT_RESID_READ + EPI_LATENCY
+            "r5 .. r8: the epilogue (c+5 .. c+8)",
+            "r9: epilogue out; the write (lanes, data, address) registered (c+9)",
+            "r10: the write lands, from those registers (c+10)")
+RESULT_STAGES = isa.LAT_WRITE - 2        # r3 .. r10
+assert isa.LAT_WRITE == isa.LAT_RESID_READ + EPI_LATENCY + 1
 assert isa.LAT_RESULT == 3
 
 
@@ -195,7 +197,7 @@ class Tile(wiring.Component):
         # the result chain: from c+3 a block result (a MATVEC row block, a QK position's
         # scores or a PV drain block) goes through the output unit, one a cycle
         results = [Signal(token_layout(cfg), name=f"r{i + 3}") for i in range(RESULT_STAGES)]
-        r3, r4, last = results[0], results[1], results[-1]
+        r3, r4, req = results[0], results[1], results[-2]
         s2_result = (s2.valid & s2.last & ~s2.x_exp
                      & ((s2.kind == MacMode.MATVEC) | (s2.kind == MacMode.QK)))
         # a PV pass's block: its sum of weights (the exp outputs summed in c+2, accumulated
@@ -313,12 +315,13 @@ class Tile(wiring.Component):
         ]
         m.d.comb += [tr.scores[r].eq(score.packed[r]) for r in range(cfg.rows)]
         scores = [score.packed[r] for r in range(cfg.rows)]
-        for i in range(isa.LAT_WRITE - 4):                  # c+4 .. the write
+        for i in range(isa.LAT_WRITE - 5):                  # c+4 .. the write's register
             regs = [Signal(32, name=f"scores{i + 5}_{r}") for r in range(cfg.rows)]
             m.d.sync += [reg.eq(v) for reg, v in zip(regs, scores)]
             scores = regs
-        # c + LAT_WRITE: the write
-        mask, data = _write_lanes(m, cfg, last, [epi.out[r] for r in range(cfg.rows)], scores)
+        # c + LAT_WRITE - 1: the write, registered (c + LAT_WRITE: it lands; the router's
+        # ports take it from the registers: no logic between them and the banks' data)
+        mask, data = _write_lanes(m, cfg, req, [epi.out[r] for r in range(cfg.rows)], scores)
         # an ARGMAX MATVEC's next token is written at the end of c_final + LAT_ARGMAX: its
         # final token in stages c .. c+LAT_ARGMAX (c: a NEXT issued in the cycle of the
         # final read, right behind the MATVEC)
@@ -326,11 +329,12 @@ class Tile(wiring.Component):
                                & (st.epi == isa.Epi.ARGMAX)
                                for st in ([t0] + front + results)[:isa.LAT_ARGMAX + 1])).any()
         # the write port: a result, or else a word of the transposer (both: UNIT_BUSY)
-        res_write = last.valid & ~last.y_wbank & ~last.y_wcol & ~last.s_tr
-        m.d.comb += [
-            rt.y_en.eq(res_write | tr.w_en),
-            rt.y_bank.eq(Mux(res_write, last.y_bank, tr.w_bank)),
-            rt.y_word.eq(Mux(res_write, last.y_word, tr.w_word)),
+        res_write = req.valid & ~req.y_wbank & ~req.y_wcol & ~req.s_tr
+        tr_landing = Signal()                   # the transposer's word in the registers
+        m.d.sync += [
+            rt.y_en.eq(res_write | tr.w_en), tr_landing.eq(tr.w_en & ~res_write),
+            rt.y_bank.eq(Mux(res_write, req.y_bank, tr.w_bank)),
+            rt.y_word.eq(Mux(res_write, req.y_word, tr.w_word)),
             rt.y_mask.eq(Mux(res_write, mask, tr.w_mask)),
             rt.y_data.eq(Mux(res_write, data, tr.w_data)),
         ]
@@ -341,31 +345,32 @@ class Tile(wiring.Component):
         block_bits = Cat(*(epi.out[r][:cfg.data_bits] for r in range(cfg.rows)))
         wbuf = [Signal(len(block_bits), name=f"wbuf{g}") for g in range(groups - 1)]
         for g, buf in enumerate(wbuf):
-            with m.If(last.valid & last.y_wbank & (last.y_group == g)):
+            with m.If(req.valid & req.y_wbank & (req.y_group == g)):
                 m.d.sync += buf.eq(block_bits)
-        word_bank = last.block[lg:lg + lr] if lr else 0
-        word_write = last.valid & last.y_wbank & (last.y_group == groups - 1)
+        word_bank = req.block[lg:lg + lr] if lr else 0
+        word_write = req.valid & req.y_wbank & (req.y_group == groups - 1)
         # ... or a y_wcol MATVEC's block: result r into byte y_lane of its word in weight bank
         # r (isa.wcol_slot; the banks' write enables are a byte each)
         db = cfg.data_bits
-        column = last.valid & last.y_wcol
-        m.d.comb += rt.yw_lanes.eq(Mux(column, 1 << last.y_lane, (1 << cfg.lanes) - 1))
+        column = req.valid & req.y_wcol
+        m.d.sync += rt.yw_lanes.eq(Mux(column, 1 << req.y_lane, (1 << cfg.lanes) - 1))
         for r in range(cfg.rows):
-            m.d.comb += [
+            m.d.sync += [
                 rt.yw_en[r].eq((word_write & (word_bank == r)) | column),
                 rt.yw_data[r].eq(Mux(column, epi.out[r][:db].replicate(cfg.lanes),
                                      Cat(*wbuf, block_bits))),
             ]
-        m.d.comb += rt.yw_word.eq(last.y_word)
-        # c + LAT_WRITE + 1: the squares of the written values (ss), summed into the RMSNorm
-        # total (the values are registered first: the epilogue's rounding and the squarer's
-        # multiplier in one cycle were the tile clock's critical path); c + LAT_WRITE + 2:
-        # the instruction's total into the norm unit (v9, ss9, ss10: named for LAT_WRITE 8)
+        m.d.sync += rt.yw_word.eq(req.y_word)
+        # c + LAT_WRITE: the squares of the values landing (ss), summed into the RMSNorm
+        # total (the values registered as the write is: the epilogue's rounding and the
+        # squarer's multiplier in one cycle were once the tile clock's critical path);
+        # c + LAT_WRITE + 1: the instruction's total into the norm unit (v9, ss9, ss10:
+        # named for the stage they are formed from, r9)
         v9 = [Signal(signed(16), name=f"v9_{r}") for r in range(cfg.rows)]
         ss9, head9, final9, init9 = Signal(), Signal(), Signal(), Signal(24)
         m.d.sync += [v9[r].eq(epi.out[r][:16]) for r in range(cfg.rows)]
-        m.d.sync += [ss9.eq(last.valid & last.ss & (last.kind == MacMode.MATVEC)),
-                     head9.eq(last.head), final9.eq(last.final), init9.eq(last.ss_init)]
+        m.d.sync += [ss9.eq(req.valid & req.ss & (req.kind == MacMode.MATVEC)),
+                     head9.eq(req.head), final9.eq(req.final), init9.eq(req.ss_init)]
         squares = [(v * v).as_unsigned() for v in v9]        # each < 2^31
         ss_acc, ss10 = Signal(isa.SS_BITS), Signal()
         with m.If(ss9):
@@ -377,7 +382,7 @@ class Tile(wiring.Component):
         # an ss MATVEC whose norm register write has not landed
         ss_pending = Cat(*(st.valid & st.ss & (st.kind == MacMode.MATVEC)
                            for st in front + results)).any() | ss9 | nu.pending
-        assert isa.LAT_SS_NORM == isa.LAT_WRITE + 2 + isa.NORM_LAT
+        assert isa.LAT_SS_NORM == isa.LAT_WRITE + 1 + isa.NORM_LAT
         # a norm-register write of an earlier instruction still to land: an ss MATVEC's final
         # token in the result chain or its total on the way, or a NORM VOP's
         norm_inflight = (Cat(*(st.valid & st.ss & st.final & (st.kind == MacMode.MATVEC)
@@ -415,6 +420,7 @@ class Tile(wiring.Component):
             checker.drain_end.eq(drain.left_end),
         ]
         m.d.comb += seq.pipe_empty.eq(~agu.op.busy & ~aagu.op.busy & ~drain.busy & ~tr.busy
+                                      & ~tr_landing
                                       & ~Cat(*(st.valid for st in front + results + delay)).any()
                                       & vu.idle & ~ss_pending)
 
@@ -444,7 +450,8 @@ class Tile(wiring.Component):
         # The transposer's words in flight: from the cycle after its QK's first read (s_tr
         # tokens in the pipeline, a group waiting, words left) to its last write; a read in
         # their range then is a hazard, a QK (s_tr) starting then finds it busy
-        tr_active = tr.busy | Cat(*(st.valid & st.s_tr for st in (s1, s2, r3, r4))).any()
+        tr_active = (tr.busy | tr_landing
+                     | Cat(*(st.valid & st.s_tr for st in (s1, s2, r3, r4))).any())
         aw, bw = (cfg.adepth - 1).bit_length(), (cfg.act_banks - 1).bit_length()
 
         def late(value, name):

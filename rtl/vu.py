@@ -30,9 +30,11 @@ STAGES = ("s1: element control; SRAM words on a.data/b.data/w_data (c+1)",
           "s4: t0, t1 - t0, frac (c+4)",
           "s5: G, SILU's (t1 - t0) * frac made in c+4 (c+5)",
           "s6: segment result R in the accumulator (c+6)",
-          "s7: R * mult, s (c+7)")
+          "s7: R * mult, s (c+7)",
+          "s8: the write: a MULSHR result or the scalar unit's, registered (c+8)")
 assert len(STAGES) == isa.LAT_V
-WRITES = isa.LAT_V + 1           # writes in flight: one per stage s1..s7, the scalar unit's
+PIPE = isa.LAT_V - 1             # s1..s7 carry elements and segment results; s8 is the write
+WRITES = isa.LAT_V + 1           # writes in flight: one per stage s1..s8, the scalar unit's
 
 
 def _log2(n):
@@ -131,10 +133,13 @@ class VectorUnit(wiring.Component):
       RSQRT/RECIP: the scalar unit starts here with R (unsigned 48-bit): ISQRT, then RECIP
       of the root started in ISQRT's done cycle (c+6+25), or RECIP directly. NORM:
       ``norm_valid`` and ``norm_total`` (R's low SS_BITS bits) for the tile's norm unit.
-    * c+7 (MULSHR, and ARGMAX with MULSHR): round, shift, saturate; ``c.en`` with the
-      result: the write lands at the end of c+7 = c + isa.LAT_V. RECIP lands at the end of
-      c+6+16, RSQRT of c+6+25+16: the scalar unit's done cycle; = c + isa.vop_latency.
-      ARGMAX with RSQRT/RECIP writes the index at that same (scalar) latency.
+    * c+7 (MULSHR, and ARGMAX with MULSHR): round, shift, saturate; the write registered
+      (s8), or in the scalar unit's done cycle its result.
+    * c+8: ``c.en`` with the registered write (its data straight from a register into the
+      activation banks): a MULSHR result lands at the end of c+8 = c + isa.LAT_V, RECIP's
+      at the end of c+6+16+1, RSQRT's of c+6+25+16+1: the cycle after the scalar unit's
+      done cycle; = c + isa.vop_latency. ARGMAX with RSQRT/RECIP writes the index at that
+      same (scalar) latency.
 
     ``next_valid`` is high in the cycle ``next_token`` takes a new value; ``argmax_pending``
     while an ARGMAX is issuing (from its first read's cycle) or its index is not written
@@ -156,9 +161,10 @@ class VectorUnit(wiring.Component):
     and a scalar write land in the same cycle; the MULSHR write wins). Both are functions of
     registers, high in the cycle it happens.
 
-    ``writes``: the unit's writes in flight, a function of registers: entry i < 7 the result
-    of the segment whose element is in stage s(i+1) (s1..s5: the segment's last element),
-    entry 7 the scalar unit's (a NORM is not a memory write).
+    ``writes``: the unit's writes in flight, a function of registers: entry i < 8 the result
+    of the segment whose element is in stage s(i+1) (s1..s5: the segment's last element;
+    s8: the registered write), entry 8 the scalar unit's until its done cycle (a NORM is not
+    a memory write).
 
     ``self_overlap`` (registered, in c+4 for the read in c): a read of an element in the
     result bank after this same VOP's write to it has landed (the golden model refuses it:
@@ -168,7 +174,7 @@ class VectorUnit(wiring.Component):
     ``e - c0 = j*js`` for some j < L: with ``js = u * 2**v`` (u odd), iff ``e - c0`` is a
     multiple of 2**v and ``(e - c0) * u**-1 mod 2**m < L * 2**v``. ``u**-1 mod 2**m`` is
     computed by two Newton steps in the cycles after the issue (no own write lands before
-    c+7 of the first read); one port is checked, A if it reads the result bank, else B
+    c+8 of the first read); one port is checked, A if it reads the result bank, else B
     (both in one bank is a port conflict anyway).
     """
 
@@ -198,8 +204,8 @@ class VectorUnit(wiring.Component):
         st = [None] + [
             Signal(data.StructLayout({n: s for n, s, lo, hi in fields if lo <= i <= hi}),
                    name=f"s{i}")
-            for i in range(1, isa.LAT_V + 1)]
-        for i in range(2, isa.LAT_V + 1):
+            for i in range(1, PIPE + 1)]
+        for i in range(2, PIPE + 1):
             for n, _, lo, hi in fields:
                 if lo < i <= hi and n != "valid":
                     m.d.sync += getattr(st[i], n).eq(getattr(st[i - 1], n))
@@ -449,7 +455,7 @@ class VectorUnit(wiring.Component):
                     sc_idx.eq(best),
                 ]
 
-        # ---- c+7: round, shift, saturate, write --------------------------------------------
+        # ---- c+7: round, shift, saturate; the write registered ------------------------------
         # (prod + rnd, wrapping at 64 bits) >> sh, clamped to sat bits: its low 32 bits are
         # the lane (rtl.rounding.shift_sat)
         total = Signal(signed(PROD_BITS))
@@ -457,33 +463,34 @@ class VectorUnit(wiring.Component):
         y = shift_sat(m, total, s7.sh, s7.top, 32, "y", mask=s7.mask)
         argmax7 = s7.red == Reduce.ARGMAX
         scale = Cat(sc.result[:15], Const(0, 1), sc.exponent)
+        s8 = Signal(data.StructLayout({"valid": 1, "mulshr": 1, "bank": 2, "e": ew,
+                                       "data": 32, "next": 1, "idx": 16}), name="s8")
+        m.d.sync += [s8.valid.eq(s7.valid | sc_write), s8.mulshr.eq(s7.valid)]
         with m.If(s7.valid):
-            m.d.comb += [
-                self.c.en.eq(1), self.c.bank.eq(s7.c_bank),
-                self.c.word.eq(s7.c_e[ll:] & (cfg.adepth - 1)),
-                self.c.data.eq(Mux(argmax7, s7.idx, y[:32])),
-            ]
-            if ll:
-                m.d.comb += self.c.lane.eq(s7.c_e[:ll])
-            with m.If(argmax7 & s7.final):
-                m.d.sync += self.next_token.eq(s7.idx)
-                m.d.comb += self.next_valid.eq(1)
-        with m.Elif(sc_write):
-            m.d.comb += [
-                self.c.en.eq(1), self.c.bank.eq(sc_bank),
-                self.c.word.eq(sc_e[ll:] & (cfg.adepth - 1)),
-                self.c.data.eq(Mux(sc_argmax, sc_idx, scale)),
-            ]
-            if ll:
-                m.d.comb += self.c.lane.eq(sc_e[:ll])
-            with m.If(sc_argmax & sc_final):
-                m.d.sync += self.next_token.eq(sc_idx)
-                m.d.comb += self.next_valid.eq(1)
+            m.d.sync += [s8.bank.eq(s7.c_bank), s8.e.eq(s7.c_e),
+                         s8.data.eq(Mux(argmax7, s7.idx, y[:32])),
+                         s8.next.eq(argmax7 & s7.final), s8.idx.eq(s7.idx)]
+        with m.Else():
+            m.d.sync += [s8.bank.eq(sc_bank), s8.e.eq(sc_e),
+                         s8.data.eq(Mux(sc_argmax, sc_idx, scale)),
+                         s8.next.eq(sc_write & sc_argmax & sc_final), s8.idx.eq(sc_idx)]
+
+        # ---- c+8: the write lands --------------------------------------------------------
+        m.d.comb += [
+            self.c.en.eq(s8.valid), self.c.bank.eq(s8.bank),
+            self.c.word.eq(s8.e[ll:] & (cfg.adepth - 1)), self.c.data.eq(s8.data),
+        ]
+        if ll:
+            m.d.comb += self.c.lane.eq(s8.e[:ll])
+        with m.If(s8.valid & s8.next):
+            m.d.sync += self.next_token.eq(s8.idx)
+            m.d.comb += self.next_valid.eq(1)
 
         # an ARGMAX whose next token is not written yet (NEXT must not read it)
         m.d.comb += self.argmax_pending.eq(
             Cat(*(st[i].valid & (st[i].red == Reduce.ARGMAX) & st[i].final
-                  for i in range(1, 8))).any()
+                  for i in range(1, PIPE + 1))).any()
+            | (s8.valid & s8.next)
             | ((sc_phase != 0) & sc_argmax & sc_final)
             | (self.op.busy & (cfg_q.red == Reduce.ARGMAX))
             # (and in its first read's cycle: a NEXT issued right behind a one-element VOP)
@@ -495,21 +502,22 @@ class VectorUnit(wiring.Component):
         m.d.comb += self.norm_pending.eq(
             Cat(*(st[i].valid & (st[i].out == OutFunc.NORM) for i in range(1, 7))).any()
             | (self.op.busy & (cfg_q.out == OutFunc.NORM)))
-        m.d.comb += self.idle.eq(~self.op.busy & ~Cat(*(st[i].valid for i in range(1, 8))).any()
-                                 & (sc_phase == 0))
+        m.d.comb += self.idle.eq(~self.op.busy & ~Cat(*(st[i].valid for i in range(1, PIPE + 1))).any()
+                                 & ~s8.valid & (sc_phase == 0))
 
         # ---- schedule checks ---------------------------------------------------------------
         m.d.comb += [self.write_clash.eq(s7.valid & sc_write),
                      self.scalar_busy.eq(new & (sc.busy | chain))]
-        for i in range(1, isa.LAT_V + 1):
+        for i in range(1, PIPE + 1):
             pend = st[i].valid
             if i <= 5:
                 pend &= st[i].last
             if i <= 6:
                 pend &= st[i].out != OutFunc.NORM
             self._write(m, self.writes[i - 1], pend, st[i].c_bank, st[i].c_e)
-        self._write(m, self.writes[isa.LAT_V], sc_phase != 0, sc_bank, sc_e)
-        self._self_overlap(m, cur, cfg_q, ea, eb, ec0, valid, wrow, breads, s7)
+        self._write(m, self.writes[PIPE], s8.valid, s8.bank, s8.e)
+        self._write(m, self.writes[PIPE + 1], sc_phase != 0, sc_bank, sc_e)
+        self._self_overlap(m, cur, cfg_q, ea, eb, ec0, valid, wrow, breads, s8)
         return m
 
     def _write(self, m, entry, valid, bank, e):
@@ -519,7 +527,7 @@ class VectorUnit(wiring.Component):
         if ll:
             m.d.comb += entry.lane.eq(e[:ll])
 
-    def _self_overlap(self, m, cur, cfg_q, ea, eb, ec0, valid, wrow, breads, s7):
+    def _self_overlap(self, m, cur, cfg_q, ea, eb, ec0, valid, wrow, breads, s8):
         """``self_overlap``: see the class docstring."""
         cfg = self.cfg
         mb = _log2(cfg.adepth) + _log2(cfg.lanes)       # element address bits of a bank
@@ -554,7 +562,7 @@ class VectorUnit(wiring.Component):
                 m.d.sync += inv.eq((x * (2 - p))[:width])
         assert mb <= 20
         # L * 2**v (saturating at 2**mb) for the L results of this VOP landed so far: its
-        # MULSHR writes are the ones from c+7 of its first read (issue t) on
+        # MULSHR writes are the ones from c+8 of its first read (issue t) on
         age = Signal(range(isa.LAT_V + 1))
         landed = Signal(mb + 1)
         with m.If(self.op.issue):
@@ -562,7 +570,7 @@ class VectorUnit(wiring.Component):
         with m.Else():
             with m.If(age != isa.LAT_V):
                 m.d.sync += age.eq(age + 1)
-            with m.If(s7.valid & (age == isa.LAT_V)):
+            with m.If(s8.valid & s8.mulshr & (age == isa.LAT_V)):
                 m.d.sync += landed.eq(Mux(landed + vstep > top, top, landed + vstep))
         # the read (c), e - c0 and the multiple-of-2**v test (c+1), times 1/u (c+2),
         # compared with L * 2**v (c+3), registered

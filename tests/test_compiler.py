@@ -249,5 +249,8 @@ def test_limits_that_just_fit():
     assert g.weights.shape == (2, 16, 8)
     g = compile_gemv(_w(2, 8 * 32), np.ones(8 * 32, int), SMALL)
     assert g.x == Placement(0, 0, 32)
-    g = compile_chain([_w(152, 152)] * 3, np.ones(152, int), Config(pdepth=4, wdepth=2048))  # no WAIT
+    # no WAIT: a MATVEC's last x word (chunk n_chunks - 1) is read the cycle after the
+    # previous one's last write landed (its last read + LAT_WRITE)
+    n = 16 * isa.LAT_WRITE + 8
+    g = compile_chain([_w(n, n)] * 3, np.ones(n, int), Config(pdepth=4, wdepth=2048))
     assert len(g.program) == 4

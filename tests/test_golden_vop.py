@@ -26,7 +26,7 @@ I32_MIN, I32_MAX = -2**31, 2**31 - 1
 # cycles from the read of a segment's last element to the end of the cycle its result lands
 # in: stages c+1 .. c+7 for MULSHR; the scalar unit after the reduction (c+5): 6 + 16 for
 # RECIP, 6 + 25 + 16 for RSQRT
-LATENCY = {OutFunc.MULSHR: 7, OutFunc.RECIP: 22, OutFunc.RSQRT: 47}
+LATENCY = {OutFunc.MULSHR: 8, OutFunc.RECIP: 23, OutFunc.RSQRT: 48}
 
 C_BASE = 300          # where the helpers put the results (element address in bank 1)
 
@@ -229,7 +229,7 @@ def test_argmax_takes_the_first_of_equal_maxima():
     instr = isa.vop(g=GFunc.PASS, red=Reduce.ARGMAX, s=4, n=5, a=dict(bank=0, ks=1, js=5),
                     c=dict(bank=1, base=C_BASE, js=1))
     run = _run(tile, [instr, isa.halt()])
-    assert run.status == DONE and run.cycles == 1 + 20 + 7 + 1     # reads 2..21
+    assert run.status == DONE and run.cycles == 1 + 20 + 8 + 1     # reads 2..21
     assert _elems(tile, 1, C_BASE, 4) == [1, 0, 4, 2]
     # the next-token register holds the last segment's index
     assert tile.next_token == 2
@@ -510,18 +510,18 @@ def test_index_pos_and_tok_with_s_pos_and_n_pos():
     # segment j: sum(20 + 3j + k for k < 3) = 63 + 9j
     assert _elems(tile, 1, 140, 3) == [63, 72, 81]
     assert _elems(tile, 1, 11, 1) == [401 + 402 + 403]
-    # NEXT 1..2, NEXT 3..4, VOP 5..13, VOP 14..16 (reads 15..17), HALT 17; last write 17 + 7
-    assert run.cycles == 25
+    # NEXT 1..2, NEXT 3..4, VOP 5..13, VOP 14..16 (reads 15..17), HALT 17; last write 17 + 8
+    assert run.cycles == 26
     assert tile.read(host.TARGET_TOKENS, 0, 4).ravel().tolist() == [0, 0, 4, 0]  # RUN: no ids
 
 
 # Timing --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("s, n, out, cycles", [
-    (1, 1, OutFunc.MULSHR, 10),         # VOP issued in 1, read in 2, lands 2 + 7 = 9
-    (3, 4, OutFunc.MULSHR, 21),         # reads 2..13, the last lands 13 + 7 = 20
-    (1, 5, OutFunc.RECIP, 29),          # 6 + 22 = 28
-    (1, 5, OutFunc.RSQRT, 54),          # 6 + 47 = 53
+    (1, 1, OutFunc.MULSHR, 11),         # VOP issued in 1, read in 2, lands 2 + 8 = 10
+    (3, 4, OutFunc.MULSHR, 22),         # reads 2..13, the last lands 13 + 8 = 21
+    (1, 5, OutFunc.RECIP, 30),          # 6 + 23 = 29
+    (1, 5, OutFunc.RSQRT, 55),          # 6 + 48 = 54
 ])
 def test_vop_run_cycles(s, n, out, cycles):
     tile = _tile()
@@ -534,7 +534,7 @@ def test_vop_run_cycles(s, n, out, cycles):
 
 
 def _reader_program(j, wait):
-    """VOP 1: S 3 of N 2 issued in cycle 1 (reads 2..7); segment j lands at 2 + 2j + 1 + 7.
+    """VOP 1: S 3 of N 2 issued in cycle 1 (reads 2..7); segment j lands at 2 + 2j + 1 + 8.
     WAIT; VOP 2 reads segment j's result (issued in cycle 7 + wait, reads in 8 + wait)."""
     write = isa.vop(g=GFunc.PASS, s=3, n=2, a=dict(bank=0, ks=1, js=2),
                     c=dict(bank=1, base=40, js=1))
@@ -545,31 +545,31 @@ def _reader_program(j, wait):
 @pytest.mark.parametrize("j", [0, 2])
 def test_vop_result_lands_at_t_plus_segment_end_plus_latency(j):
     A = {0: 1, 1: 2, 2: 30, 3: 40, 4: 500, 5: 600}
-    # segment j lands at the end of cycle 10 + 2j: a read in 11 + 2j sees it
+    # segment j lands at the end of cycle 11 + 2j: a read in 12 + 2j sees it
     tile = _tile({0: A})
-    run = _run(tile, _reader_program(j, 3 + 2 * j))
+    run = _run(tile, _reader_program(j, 4 + 2 * j))
     assert run.status == DONE
     assert _elems(tile, 1, 40, 3) == [3, 70, 1100]
     assert _elems(tile, 0, 100, 1) == [[3, 70, 1100][j]]
-    assert run.cycles == 11 + 2 * j + 8
+    assert run.cycles == 12 + 2 * j + 9
     # one cycle earlier the read would see the old value: a schedule error
     with pytest.raises(GoldenError, match=r"VOP at pc 2 reads A from bank 1 word 5 .*"
-                                          r"\bcycle %d\)" % (10 + 2 * j)):
-        _run(_tile({0: A}), _reader_program(j, 2 + 2 * j))
+                                          r"\bcycle %d\)" % (11 + 2 * j)):
+        _run(_tile({0: A}), _reader_program(j, 3 + 2 * j))
 
 
 def test_reads_of_in_flight_vop_writes_are_errors():
     # directly after the writer (no WAIT)
-    with pytest.raises(GoldenError, match=r"VOP at pc 1 reads A from bank 1 word 5 .*\bcycle 10\)"):
+    with pytest.raises(GoldenError, match=r"VOP at pc 1 reads A from bank 1 word 5 .*\bcycle 11\)"):
         _run(_tile(), _reader_program(0, 0))
     # a MATVEC reading an activation word whose vector-unit write is in flight
     write = isa.vop(g=GFunc.PASS, a=dict(bank=0), c=dict(bank=1, base=3))
     mv = isa.matvec(w_base=0, x_bank=1, x_addr=0, y_bank=0, y_addr=4, n_blocks=1, n_chunks=1,
                     q_mult=1, q_shift=0)
-    for wait in (5, 6):                             # MATVEC reads in 8, 9: the write lands 9
+    for wait in (6, 7):                             # MATVEC reads in 9, 10: the write lands 10
         with pytest.raises(GoldenError, match="while a vector-unit write to it is in flight"):
             _run(_tile(), [write, isa.wait(wait), mv, isa.halt()])
-    assert _run(_tile(), [write, isa.wait(7), mv, isa.halt()]).status == DONE
+    assert _run(_tile(), [write, isa.wait(8), mv, isa.halt()]).status == DONE
     # a VOP reading a MATVEC result in flight (read in 2, lands 2 + LAT_WRITE)
     mv = isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=0, n_blocks=1, n_chunks=1,
                     q_mult=1, q_shift=0)
@@ -582,7 +582,7 @@ def test_reads_of_in_flight_vop_writes_are_errors():
 
 
 def test_a_vop_never_reads_a_stale_element():
-    # VOP 1 (read in cycle 2) writes element 100 of bank 1, landing at the end of 9; VOP 2
+    # VOP 1 (read in cycle 2) writes element 100 of bank 1, landing at the end of 10; VOP 2
     # (reads 3..12) reads elements 91..100, element 100 in cycle 12, after the write landed. The
     # model must not give the value of memory at VOP 2's issue (0): it rejects a VOP that
     # reads an element whose write is in flight when the VOP issues.
@@ -591,17 +591,17 @@ def test_a_vop_never_reads_a_stale_element():
                isa.vop(g=GFunc.PASS, n=10, a=dict(bank=1, base=91, ks=1),
                        c=dict(bank=0, base=200)),
                isa.halt()]
-    with pytest.raises(GoldenError, match=r"VOP at pc 1 reads A from bank 1 word 12 .*\bcycle 9\)"):
+    with pytest.raises(GoldenError, match=r"VOP at pc 1 reads A from bank 1 word 12 .*\bcycle 10\)"):
         _run(tile, program)
     # issued after the write landed, it reads 42
     tile = _tile({0: {0: 42}})
-    program.insert(1, isa.wait(7))                   # VOP 2 issued in 9, reads from 10
+    program.insert(1, isa.wait(8))                   # VOP 2 issued in 10, reads from 11
     assert _run(tile, program).status == DONE
     assert _elems(tile, 0, 200, 1) == [42]
 
 
 def test_in_place_vop_and_its_own_writes():
-    # segment j reads element j in cycle 2 + j; its write lands at the end of 2 + j + 7
+    # segment j reads element j in cycle 2 + j; its write lands at the end of 2 + j + 8
     A = {e: 10 + e for e in range(30)}
     tile = _tile({0: A})
     instr = lambda c_base: isa.vop(g=GFunc.PASS, s=20, n=1, a=dict(bank=0, js=1),
@@ -613,7 +613,7 @@ def test_in_place_vop_and_its_own_writes():
     _run(tile, [instr(0), isa.halt()])               # element-wise in place
     assert _elems(tile, 0, 0, 21) == [10 + e for e in range(21)]
     with pytest.raises(GoldenError, match="after its own write landed"):
-        _run(_tile({0: A}), [instr(8), isa.halt()])   # element 8 is written at 9, read at 10
+        _run(_tile({0: A}), [instr(9), isa.halt()])   # element 9 is written at 10, read at 11
 
 
 # Ports ---------------------------------------------------------------------------------------
@@ -632,7 +632,7 @@ def test_a_and_b_in_one_bank_is_a_port_conflict(mode):
     tile.write(host.TARGET_PROG, 0, [isa.encode({"op": isa.Opcode.VOP, "args": {"vop": args}}),
                                      isa.encode(isa.halt())])
     response = tile.host(host.run_cmd(0))
-    assert response == [DONE | host.STATUS_PORT_CONFLICT, 1 + 4 + 7 + 1]   # reads 2..5
+    assert response == [DONE | host.STATUS_PORT_CONFLICT, 1 + 4 + 8 + 1]   # reads 2..5
     # the flag is per run
     tile.write(host.TARGET_PROG, 0, [isa.encode(isa.halt())])
     assert tile.host(host.run_cmd(0)) == [DONE, 2]
@@ -686,7 +686,7 @@ def _next_id(t):
     return (3 * t + 1) % V
 
 
-def _lm_tile(prompt, *, wait=8, embed="wrow"):
+def _lm_tile(prompt, *, wait=isa.LAT_V + 1, embed="wrow"):
     """Row t of an 8 x 8 "logit" matrix has its maximum 5 at (3t + 1) % 8 and 2 at t (a
     second, smaller peak). Program: VOP ARGMAX of row tok (cycles 1..8 of an iteration),
     c = the id at element pos of bank 1; WAIT ``wait`` (None: no WAIT); NEXT 0; HALT."""
@@ -716,11 +716,11 @@ def _lm_tile(prompt, *, wait=8, embed="wrow"):
 def test_generate_from_a_one_token_prompt(embed):
     tile = _lm_tile([2], embed=embed)
     response = tile.host(host.generate_cmd(1, 3))
-    # iteration p: VOP issued 1 + 18p (reads 2 + 18p .. 9 + 18p), argmax lands 16 + 18p, WAIT
-    # 8, NEXT 17 + 18p; ids: 2 -> 7 -> 6 -> 3; the last NEXT falls through to HALT in 55
+    # iteration p: VOP issued 1 + 19p (reads 2 + 19p .. 9 + 19p), argmax lands 17 + 19p, WAIT
+    # 9, NEXT 18 + 19p; ids: 2 -> 7 -> 6 -> 3; the last NEXT falls through to HALT in 58
     assert (_next_id(2), _next_id(7), _next_id(6)) == (7, 6, 3)
-    assert response == [7, 17, 6, 35, 3, 53, DONE, 56]
-    assert tile.last_run.cycles == 56
+    assert response == [7, 18, 6, 37, 3, 56, DONE, 59]
+    assert tile.last_run.cycles == 59
     assert tile.read(host.TARGET_TOKENS, 0, 16).ravel().tolist() == [2, 7, 6, 3] + [0] * 12
     assert _elems(tile, 1, 0, 4) == [7, 6, 3, 0]          # c at element pos
 
@@ -729,27 +729,27 @@ def test_generate_emits_only_after_the_prompt():
     tile = _lm_tile([2, 5, 1])
     stream = host.generate_cmd(3, 2) + host.read_cmd(CFG, host.TARGET_TOKENS, 0, 6)
     response = tile.host(stream)
-    # positions 0..3 (n_prompt + steps - 2); NEXTs in 17, 35, 53, 71; ids emitted by the
+    # positions 0..3 (n_prompt + steps - 2); NEXTs in 18, 37, 56, 75; ids emitted by the
     # NEXTs of positions 2 and 3 (pos + 1 >= n_prompt): row 1 -> 4, row 4 -> 5; the prompt
     # ids at 1 and 2 are not overwritten
-    assert response == [4, 53, 5, 71, DONE, 74] + [2, 5, 1, 4, 5, 0]
+    assert response == [4, 56, 5, 75, DONE, 78] + [2, 5, 1, 4, 5, 0]
     assert _elems(tile, 1, 0, 5) == [7, 0, 4, 5, 0]       # rows 2, 5, 1, 4
     assert tile.last_run.instructions == 4 * 3 + 1
 
 
 def test_generate_one_step():
     tile = _lm_tile([6])
-    assert tile.host(host.generate_cmd(1, 1)) == [3, 17, DONE, 20]     # HALT in 19
+    assert tile.host(host.generate_cmd(1, 1)) == [3, 18, DONE, 21]     # HALT in 20
     # a second GENERATE starts again at position 0 and overwrites the generated ids
     tile.write(host.TARGET_TOKENS, 0, [[1]])
-    assert tile.host(host.generate_cmd(1, 2)) == [4, 17, 5, 35, DONE, 38]
+    assert tile.host(host.generate_cmd(1, 2)) == [4, 18, 5, 37, DONE, 40]
     assert tile.read(host.TARGET_TOKENS, 0, 4).ravel().tolist() == [1, 4, 5, 0]
 
 
 def test_run_does_not_loop_or_emit():
     tile = _lm_tile([2])
-    # one pass: NEXT only advances pos and falls through; HALT in 19
-    assert tile.host(host.run_cmd(0)) == [DONE, 20]
+    # one pass: NEXT only advances pos and falls through; HALT in 20
+    assert tile.host(host.run_cmd(0)) == [DONE, 21]
     assert tile.read(host.TARGET_TOKENS, 0, 3).ravel().tolist() == [2, 0, 0]
     assert _elems(tile, 1, 0, 2) == [7, 0]
 
@@ -762,10 +762,10 @@ def test_generate_without_steps_or_prompt_is_a_bad_command(header):
     assert tile.host(header) == []                        # not run, nothing emitted
     assert tile.read(host.TARGET_TOKENS, 0, 2).ravel().tolist() == [2, 0]
     # reported by the next run (RUN or GENERATE), once
-    assert tile.host(host.generate_cmd(1, 1)) == [7, 17, DONE | host.STATUS_BAD_COMMAND, 20]
-    assert tile.host(host.generate_cmd(1, 1)) == [7, 17, DONE, 20]
+    assert tile.host(host.generate_cmd(1, 1)) == [7, 18, DONE | host.STATUS_BAD_COMMAND, 21]
+    assert tile.host(host.generate_cmd(1, 1)) == [7, 18, DONE, 21]
     tile.host(header)
-    assert tile.host(host.run_cmd(0)) == [DONE | host.STATUS_BAD_COMMAND, 20]
+    assert tile.host(host.run_cmd(0)) == [DONE | host.STATUS_BAD_COMMAND, 21]
 
 
 def test_generate_cmd_checks_its_arguments():
@@ -775,9 +775,9 @@ def test_generate_cmd_checks_its_arguments():
             host.generate_cmd(n_prompt, steps)
 
 
-@pytest.mark.parametrize("wait", [None, 1, 6, 7])
+@pytest.mark.parametrize("wait", [None, 1, 7, 8])
 def test_next_before_the_argmax_lands_is_an_error(wait):
-    # argmax lands at the end of 16 (reads 2..9); NEXT issues in 9 + wait (<= 16)
+    # argmax lands at the end of 17 (reads 2..9); NEXT issues in 9 + wait (<= 17)
     tile = _lm_tile([2], wait=wait)
     issue = 9 + (wait or 0)
     with pytest.raises(GoldenError, match=re.escape(f"NEXT at pc {1 if wait is None else 2} "
@@ -787,9 +787,9 @@ def test_next_before_the_argmax_lands_is_an_error(wait):
 
 
 def test_next_right_after_the_argmax_lands():
-    # WAIT 8: NEXT in 17, the argmax landed at the end of 16
-    tile = _lm_tile([2], wait=8)
-    assert tile.host(host.generate_cmd(1, 1)) == [7, 17, DONE, 20]
+    # WAIT 9: NEXT in 18, the argmax landed at the end of 17
+    tile = _lm_tile([2], wait=9)
+    assert tile.host(host.generate_cmd(1, 1)) == [7, 18, DONE, 21]
 
 
 # Host protocol of the new targets --------------------------------------------------------------

@@ -65,8 +65,9 @@ def test_layout_widths_and_ranges():
     assert sizes == dict(matvec=269, wait=16, loop=24, vop=259, next=16, qk=150, pv=97)
     assert isa.INSTR_LAYOUT.size == 4 + max(sizes.values()) == 273
     assert isa.INSTR_BITS == 288
-    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 9
-    assert isa.DRAIN == 10
+    assert isa.LAT_WRITE == len(isa.MXM_STAGES) - 1 == 10
+    assert isa.DRAIN == 11
+    assert isa.LAT_V == len(isa.V_STAGES) - 1 == 8
 
 
 def test_encodings_by_hand():
@@ -465,12 +466,15 @@ def test_vop_and_next_duration_and_latency():
     assert isa.vop_dims(isa.decode(4)["args"]["vop"]) == (65536, 65536)
     assert isa.duration(isa.decode(4 | 2 << 11)) == 2 * 65536
     assert isa.duration(isa.next_(0)) == isa.NEXT_CYCLES == 2
-    # stages c .. c+7: MULSHR lands 7 cycles after the element's read; the scalar unit adds
-    # its latency after the reduction (stage c+5): 6 + 25 (isqrt) + 16 (recip)
-    assert isa.LAT_V == 7 and isa.ISQRT_LAT == 25 and isa.RECIP_LAT == 16
-    assert isa.vop_latency(isa.vop(a=a, c=c)["args"]["vop"]) == 7
-    assert isa.vop_latency(isa.vop(out=isa.OutFunc.RECIP, a=a, c=c)["args"]["vop"]) == 22
-    assert isa.vop_latency(isa.vop(out=isa.OutFunc.RSQRT, a=a, c=c)["args"]["vop"]) == 47
+    # stages c .. c+8: MULSHR lands 8 cycles after the element's read (registered in c+7);
+    # the scalar unit adds its latency after the reduction (stage c+5): 6 + 25 (isqrt) + 16
+    # (recip), and its result lands the cycle after its done cycle (+ 1); NORM's total enters
+    # the norm unit in c+6 and lands NORM_LAT later
+    assert isa.LAT_V == 8 and isa.ISQRT_LAT == 25 and isa.RECIP_LAT == 16
+    assert isa.vop_latency(isa.vop(a=a, c=c)["args"]["vop"]) == 8
+    assert isa.vop_latency(isa.vop(out=isa.OutFunc.RECIP, a=a, c=c)["args"]["vop"]) == 23
+    assert isa.vop_latency(isa.vop(out=isa.OutFunc.RSQRT, a=a, c=c)["args"]["vop"]) == 48
+    assert isa.vop_latency(isa.vop(out=isa.OutFunc.NORM, a=a, c=c)["args"]["vop"]) == 11
 
 
 def test_execution_order_next():

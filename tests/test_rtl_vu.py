@@ -463,27 +463,28 @@ def test_scalar_back_to_back_start_in_done_cycle():
 def test_schedule_errors_are_flagged(rule):
     """Each schedule rule of the unit, broken by two VOPs (or one): the golden model refuses
     the sequence, the unit (or the read checker) raises the rule's flag. RECIP issued at t
-    lands in t + 22, a one-element MULSHR in t + 7."""
+    lands in t + 23, a one-element MULSHR in t + 8."""
     recip = vop_args(g=GFunc.PASS, out=OutFunc.RECIP, n=1, a=A(0), c=A(1, base=3))
     items = {
         "write clash": [Item(recip), Item(vop_args(g=GFunc.PASS, n=1, a=A(0, base=1),
-                                                   c=A(1, base=9)), gap=22 - 7 - 1)],
+                                                   c=A(1, base=9)), gap=23 - 8 - 1)],
         "scalar busy": [Item(recip), Item(recip, gap=isa.RECIP_LAT - 2)],
         "scalar chain": [Item(vop_args(g=GFunc.PASS, out=OutFunc.RSQRT, n=1, a=A(0), c=A(1))),
                          Item(recip, gap=isa.ISQRT_LAT - 1)],
         "read in flight": [Item(vop_args(g=GFunc.PASS, n=1, a=A(0), c=A(1, base=5))),
                            Item(vop_args(g=GFunc.PASS, n=1, a=A(1, base=5), c=A(0, base=9)),
                                 gap=6)],
-        # the write lands (issue + 7) before the read of element 5 (issue + 1 + 8)
+        # the write lands (issue + 8) before the read of element 5 (issue + 1 + 8)
         "read after landing": [Item(vop_args(g=GFunc.PASS, n=1, a=A(0), c=A(1, base=5))),
                                Item(vop_args(g=GFunc.PASS, red=Reduce.MAX, n=12,
                                              a=A(1, base=2**18 - 3, ks=1), c=A(0, base=9),
                                              sat=32))],
-        "self overlap": [Item(vop_args(g=GFunc.PASS, s=9, n=1, a=A(1, js=0), c=A(1, js=0),
-                                       sat=32))],
-        # result j to element 4 + 3j lands in t + 7 + j, element e is read in t + e:
-        # element 10 (j = 2) lands in t + 9, read in t + 10 (an odd stride)
-        "self overlap js": [Item(vop_args(g=GFunc.ADD, s=12, n=1, a=A(1, js=1),
+        # element 0 is rewritten from t + LAT_V on and read up to t + LAT_V + 1
+        "self overlap": [Item(vop_args(g=GFunc.PASS, s=isa.LAT_V + 2, n=1, a=A(1, js=0),
+                                       c=A(1, js=0), sat=32))],
+        # result j to element 4 + 3j lands in t + 8 + j, element e is read in t + e:
+        # element 13 (j = 3) lands in t + 11, read in t + 13 (an odd stride)
+        "self overlap js": [Item(vop_args(g=GFunc.ADD, s=14, n=1, a=A(1, js=1),
                                           b={"mode": BMode.IMM, "base": 1},
                                           c=A(1, base=4, js=3), sat=32))],
     }[rule]
@@ -499,7 +500,9 @@ def test_self_overlap_boundaries():
     items = [Item(vop_args(g=GFunc.ADD, s=20, n=1, a=A(1, js=1), b={"mode": BMode.IMM,
                                                                   "base": 3},
                            c=A(1, js=1), sat=32)),
-             Item(vop_args(g=GFunc.PASS, s=8, n=1, a=A(0, js=0), c=A(0, js=0), sat=32)),
+             # element 0 read up to t + LAT_V, the cycle its first write lands
+             Item(vop_args(g=GFunc.PASS, s=isa.LAT_V + 1, n=1, a=A(0, js=0), c=A(0, js=0),
+                           sat=32)),
              Item(vop_args(g=GFunc.ADD, s=6, n=2, a=A(1, base=40, ks=1, js=2),
                            b={"mode": BMode.IMM, "base": 3}, c=A(1, base=40, js=2), sat=32),
                   gap=3)]

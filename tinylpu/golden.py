@@ -642,7 +642,7 @@ class GoldenTile:
         lat = isa.vop_latency(a)
         if out in (isa.OutFunc.RSQRT, isa.OutFunc.RECIP):
             done = t + N - 1 + lat
-            if not st.scalar(done - lat + isa.LAT_V - 1, done):
+            if not st.scalar(done - lat + isa.V_RESULT, done - isa.SCALAR_WRITE):
                 return
         if out == isa.OutFunc.NORM:       # the result into the norm register (S = 1)
             late = [r for r in st.norm_reads if r > t]

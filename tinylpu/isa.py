@@ -17,7 +17,7 @@ __all__ = ["illegal", "illegal_expr", "IllegalInstruction",
     "MXM_STAGES", "LAT_WRITE", "DRAIN", "LAT_RESID_READ", "Epi",
     "encode", "decode", "matvec", "wait", "loop", "halt", "IsaError", "execution_order",
     "duration", "matvec_dims", "VopArgs", "NextArgs", "Space", "Index", "BMode", "GFunc",
-    "Reduce", "OutFunc", "vop", "next_", "LAT_V", "vop_latency", "vop_dims", "V_STAGES",
+    "Reduce", "OutFunc", "vop", "next_", "LAT_V", "V_RESULT", "SCALAR_WRITE", "vop_latency", "vop_dims", "V_STAGES",
     "SCALAR_WIDTH", "ISQRT_LAT", "RECIP_LAT", "NEXT_CYCLES", "TABLE_DEPTH", "EXP_TABLE",
     "SILU_TABLE", "SILU_SIZE", "EXP_SIZE", "QkArgs", "PvArgs", "qk", "pv", "positions", "att_head",
     "lane_local", "att_kv_index", "kv_slot", "score_slot", "halves", "pack_halves", "pack_block",
@@ -65,9 +65,10 @@ MXM_STAGES = ("c: weight words of every weight bank and activation word x read",
               "(the next-token register after the last block)",
               "c+7: SILU_GATE interpolates",
               "c+8: SILU_GATE multiplies by the gate",
-              "c+9: SILU_GATE rounds, shifts and saturates; the results are written")
-LAT_WRITE = len(MXM_STAGES) - 1   # = 9
-DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 9; idle from c_last + 10
+              "c+9: SILU_GATE rounds, shifts and saturates; the write is registered",
+              "c+10: the results are written (the banks' write data straight from a register)")
+LAT_WRITE = len(MXM_STAGES) - 1   # = 10
+DRAIN = LAT_WRITE + 1   # the last write lands at the end of c_last + 10; idle from c_last + 11
 LAT_ARGMAX = 6          # ARGMAX: the next-token register is written at the end of c_final + 6
 LAT_RESID_READ = 4      # RESID reads the destination word in cycle c_last + 4
 LAT_RESULT = 3          # a block result enters the output unit (requantizer) in c_last + 3
@@ -84,7 +85,7 @@ RECIP_PIPE_LAT = 8      # rtl.recip with 2 quotient bits a stage: 1 + ceil(14 / 
 # collected and written as 2R head-slot words, one a cycle; a group's word 0 is written at
 # the end of c_g + LAT_SCORE_WORD (c_g: the read of its last position) or, if the words of
 # the group before are still being written, right after them (score_word_writes)
-LAT_SCORE_WORD = 6
+LAT_SCORE_WORD = 7
 # PV: the weights of position p are formed in the cycle its V row is read (from the score
 # word read the cycle before); its sums of weights are final at the end of c_last + 1, its
 # accumulators at the end of c_last + 2; head h's sum enters the reciprocal pipeline in
@@ -109,9 +110,9 @@ ATT_ACC_BITS = 40       # PV accumulators (and QK's head sums) wrap at 40 bits
 SUM_BITS = 32           # a head's sum of softmax weights (PV, PV passes) wraps at 32 bits
 
 # RMSNorm's sum of squares, taken as a MATVEC with ``ss`` writes the residual: in
-# c + LAT_WRITE + 1 the squares of a block's written values (their low 16 bits, signed) are
-# summed into a SS_BITS-bit accumulator (the instruction's first block: from ss_init); the
-# final total enters the norm unit in c_final + LAT_WRITE + 2. The norm unit (rtl.norm: numerics.rsqrt_scale, an
+# c + LAT_WRITE (as they land) the squares of a block's written values (their low 16 bits,
+# signed) are summed into a SS_BITS-bit accumulator (the instruction's first block: from
+# ss_init); the final total enters the norm unit in c_final + LAT_WRITE + 1. The norm unit (rtl.norm: numerics.rsqrt_scale, an
 # even normalisation, a table read and an interpolation) is fully pipelined: a total that
 # enters in cycle s lands in the norm register at the end of s + NORM_LAT, so an ss MATVEC's
 # scale lands at the end of c_final + LAT_SS_NORM. A VOP with out NORM feeds its result R
@@ -121,7 +122,7 @@ SUM_BITS = 32           # a head's sum of softmax weights (PV, PV passes) wraps 
 # later is not seen.
 SS_BITS = numerics.SS_BITS
 NORM_LAT = 5
-LAT_SS_NORM = LAT_WRITE + 2 + NORM_LAT   # = 16
+LAT_SS_NORM = LAT_WRITE + 1 + NORM_LAT   # = 16
 LAT_NORM_READ = 2
 
 
@@ -134,12 +135,17 @@ class IllegalInstruction(IsaError):
 
 
 # Vector unit: an element read in cycle c is processed by these stages; a MULSHR result is
-# written (lands) at the end of cycle c + LAT_V.
+# written (lands) at the end of cycle c + LAT_V. A segment's result R is in c + V_RESULT:
+# NORM's total enters the norm unit then, RSQRT/RECIP start the scalar unit, whose result
+# is registered for the write in its done cycle (as MULSHR's in c+7) and lands in the next.
 V_STAGES = ("c: addresses, SRAM reads", "c+1: operand A, B registered",
             "c+2: product / sum / table address", "c+3: table data, interpolation product",
             "c+4: G (the element's value)", "c+5: reduction accumulator",
-            "c+6: R * mult", "c+7: round, shift, saturate, write")
-LAT_V = len(V_STAGES) - 1            # = 7
+            "c+6: R * mult", "c+7: round, shift, saturate; the write registered",
+            "c+8: the write lands (the banks' write data straight from a register)")
+LAT_V = len(V_STAGES) - 1            # = 8
+V_RESULT = 6
+SCALAR_WRITE = 1                     # the scalar unit's done cycle to its result's landing
 SCALAR_WIDTH = 48                     # vector-unit accumulators and the scalar unit's operand
 ISQRT_LAT = (SCALAR_WIDTH + 1) // 2 + 1   # rtl.scalar latency of ISQRT at width 48 (= 25)
 RECIP_LAT = 15 + 1                        # of RECIP (= 16)
@@ -1057,11 +1063,11 @@ def vop_latency(args):
     lands in."""
     out = OutFunc(args["out"])
     if out == OutFunc.NORM:
-        return LAT_V - 1 + NORM_LAT
+        return V_RESULT + NORM_LAT
     if out == OutFunc.RSQRT:
-        return LAT_V - 1 + ISQRT_LAT + RECIP_LAT
+        return V_RESULT + ISQRT_LAT + RECIP_LAT + SCALAR_WRITE
     if out == OutFunc.RECIP:
-        return LAT_V - 1 + RECIP_LAT
+        return V_RESULT + RECIP_LAT + SCALAR_WRITE
     return LAT_V
 
 

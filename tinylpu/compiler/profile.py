@@ -15,7 +15,7 @@ it:
 * PV drain: the head sums through the reciprocal pipeline, from the cycle after the last V
   read until the last block enters the output unit;
 * vector unit: VOP for its issue slot, ``ISSUE_LAT`` later;
-* scalar unit: a VOP's RSQRT / RECIP output, from its start (``LAT_V - 1`` after the last
+* scalar unit: a VOP's RSQRT / RECIP output, from its start (``V_RESULT`` after the last
   element's read) to the landing of its result (:func:`tinylpu.isa.vop_latency`);
 * norm unit: the RMSNorm scale of a MATVEC with ``ss`` or of a NORM VOP, from its total's
   entry to the norm register's write (``NORM_LAT`` cycles; an ``ss`` MATVEC's lands
@@ -152,9 +152,11 @@ def _busy(instr, t, d, pos):
         args = instr["args"]["vop"]
         lat = isa.vop_latency(args)
         busy = {VU: [(t, t + d)]}
-        if lat > isa.LAT_V:                    # through the norm unit or the scalar unit
-            unit = NORM if args["out"] == isa.OutFunc.NORM.value else SCALAR
-            busy[unit] = [(last + isa.LAT_V - 1, last + lat)]
+        out = isa.OutFunc(args["out"])
+        if out in (isa.OutFunc.NORM, isa.OutFunc.RSQRT, isa.OutFunc.RECIP):
+            # through the norm unit or the scalar unit
+            unit = NORM if out == isa.OutFunc.NORM else SCALAR
+            busy[unit] = [(last + isa.V_RESULT, last + lat)]
     return busy
 
 

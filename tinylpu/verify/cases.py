@@ -472,7 +472,7 @@ def schedule_cases(golden):
              [xp, isa.wait(isa.LAT_EXP_RESULT - isa.LAT_RESULT - 2), mv(y_addr=6)]),
             ("PV pass weights while QK's maxima are written", raw, "PV pass forms weights",
              [isa.qk(q_addr=0, k_bank=b0, k_addr=0, s_bank=b1, s_addr=8, shift=9, n=2), xp]),
-            # the first QK's words are written in its read + 6 .. + 6 + 2R - 1
+            # the first QK's words are written in its read + 7 .. + 7 + 2R - 1
             ("QK (s_tr) while the score transposer writes", busy, "while the score transposer",
              [qk_tr(8), qk_tr(8 + L)]),
             # ... and a MATVEC's result in its read + LAT_WRITE, the QK's first word in that
@@ -484,7 +484,7 @@ def schedule_cases(golden):
              [qk_tr(8), pas(dict(bank=b1, base=8 * L), dict(bank=b0, base=far))]),
         ]
     rules += [
-        # a RECIP result (its read + 22) and a MULSHR result (its read + 7) land together
+        # a RECIP result (its read + 23) and a MULSHR result (its read + 8) land together
         ("vector-unit write clash", clash, "two vector-unit writes",
          [recip, isa.wait(isa.vop_latency(recip["args"]["vop"]) - isa.LAT_V - 1),
           pas(dict(bank=b0, base=1), dict(bank=b1, base=far + 1))]),
@@ -496,9 +496,11 @@ def schedule_cases(golden):
         # element's write would meet the MATVEC's at the port)
         ("VOP read of a MATVEC write in flight", raw, "reads A .* in flight",
          [mv(), pas(dict(bank=b1, base=1), dict(bank=b0, base=far))]),
-        # ... and read in cycle 11, after it landed but with the write pending at the issue
+        # ... and read in cycle 3 + LAT_WRITE, after it landed but with the write pending at
+        # the issue
         ("VOP read of a write landing after its issue", raw, "reads A .* in flight",
-         [mv(), pas(dict(bank=b1, base=(1 - 8) & emask, ks=1), dict(bank=b0, base=far),
+         [mv(), pas(dict(bank=b1, base=(1 - isa.LAT_WRITE) & emask, ks=1),
+                    dict(bank=b0, base=far),
                     red=isa.Reduce.SUM, n=12)]),
         ("VOP read of a vector-unit write in flight", raw, "reads A .* in flight",
          [pas(dict(bank=b0), dict(bank=b1, base=5)),
@@ -514,14 +516,15 @@ def schedule_cases(golden):
         ("RESID read of a vector-unit write in flight", raw, "MATVEC read .* vector-unit",
          [pas(dict(bank=b0, base=3 * L), dict(bank=b1, base=2 * L)),
           mv(y_addr=2, epi=isa.Epi.RESID)]),
-        # element 7 is rewritten every cycle from its first read + 7 and read up to that + 8
+        # element 7 is rewritten every cycle from its first read + LAT_V and read (every
+        # segment reads it) up to that + 1
         ("VOP read after its own write landed", raw, "after its own write landed",
-         [pas(dict(bank=b1, base=7), dict(bank=b1, base=7), s=9)]),
-        # the MATVEC's total enters the norm unit in 1 + LAT_WRITE + 2, the NORM VOP's in its
-        # read + 6
+         [pas(dict(bank=b1, base=7), dict(bank=b1, base=7), s=isa.LAT_V + 2)]),
+        # the MATVEC's total enters the norm unit in 1 + LAT_WRITE + 1, the NORM VOP's in its
+        # read + V_RESULT
         ("two totals into the norm unit", clash, "two totals enter the norm unit",
          [mv(y_addr=2, epi=isa.Epi.RESID, ss_init=5),
-          isa.wait(isa.LAT_SS_NORM - isa.NORM_LAT - isa.LAT_V), norm]),
+          isa.wait(isa.LAT_SS_NORM - isa.NORM_LAT - isa.V_RESULT - 1), norm]),
         # the NORM lands at the end of 1 + 11; the MATVEC reads the norm register in 2 + 2
         ("norm MATVEC read before the norm register lands", raw, "reads the norm register",
          [norm, mv(y_addr=3, norm=True)]),

@@ -251,7 +251,7 @@ def _resync(cfg, rng):
                        n_blocks=max(L // R, 1) * R, n_chunks=1, q_shift=8, y_wbank=True),
             isa.wait(isa.LAT_WRITE),
             isa.vop(g=G.PASS, out=O.NORM, a=dict(bank=0), c=dict(bank=0), sat=32),
-            isa.wait(isa.LAT_V - 1 + isa.NORM_LAT),
+            isa.wait(isa.V_RESULT + isa.NORM_LAT),
             isa.vop(g=G.PASS, red=isa.Reduce.ARGMAX, n=L, a=dict(bank=0, ks=1),
                     c=dict(bank=s_bank, base=(cfg.adepth - 1) * L), sat=16),
             isa.wait(isa.LAT_V),
