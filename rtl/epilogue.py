@@ -2,7 +2,7 @@
 
 __all__ = ["Epilogue", "LATENCY"]
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,12 +18,16 @@ LATENCY = 5     # from y in cycle n to out in cycle n + 5
 SILU_HALF = (isa.SILU_SIZE + 1) // 2     # entries in each of the even/odd table halves
 
 
-def _saturation_bounds(m, y_bits, name):
-    """(hi, lo) of the signed ``y_bits``-bit range (``y_bits`` 0 counts as 64)."""
-    hi = Signal(unsigned(64), name=f"{name}_hi")
-    m.d.comb += hi.eq((Const(1, 64) << saturation_top(y_bits)) - 1)
-    lo = Signal(signed(65), name=f"{name}_lo")
-    m.d.comb += lo.eq(-hi - 1)
+def _saturation_bounds(m, y_bits, width, name):
+    """(hi, lo) of the signed ``y_bits``-bit range (``y_bits`` 0 counts as 64) for a
+    ``width``-bit signed value, registered (valid the cycle after ``y_bits``): a range of
+    ``width + 1`` bits or more saturates nothing, so the bounds are clamped there and are
+    ``width + 1`` bits wide."""
+    top = saturation_top(y_bits)
+    hi_n = Mux(top >= width, (1 << width) - 1, ((Const(1, width + 1) << top) - 1)[:width])
+    hi = Signal(signed(width + 1), name=f"{name}_hi")
+    lo = Signal(signed(width + 1), name=f"{name}_lo")
+    m.d.sync += [hi.eq(hi_n), lo.eq(-hi_n - 1)]
     return hi, lo
 
 
@@ -95,7 +99,7 @@ class Epilogue(wiring.Component):
         bits = [bits1] + [_delayed(m, bits1, i, f"bits{i + 1}") for i in range(1, 4)]
         shift4 = _delayed(m, self.epi_shift, 4, "shift")
 
-        plain = self._plain(m, y, epi1, bits1)                  # valid n+2
+        plain = self._plain(m, y, epi1)                         # valid n+2
         pack1, odd1 = Signal(), Signal()
         m.d.sync += [pack1.eq(self.pack), odd1.eq(self.block[0])]
         extra2 = _delayed(m, self.epi_shift[:isa.HEAD_SHIFT_BITS], 2, "rope_extra")
@@ -111,10 +115,11 @@ class Epilogue(wiring.Component):
         self._argmax(m, y, epi1)
         return m
 
-    def _plain(self, m, y, epi, bits):
-        """NONE, ARGMAX: y; RESID: old + y, saturated. Registered at the end of n + 1."""
+    def _plain(self, m, y, epi):
+        """NONE, ARGMAX: y; RESID: old + y, saturated (the bounds registered from ``y_bits``
+        in n, as ``y``). Registered at the end of n + 1."""
         cfg = self.cfg
-        bounds = _saturation_bounds(m, bits, "resid")
+        bounds = _saturation_bounds(m, self.y_bits, ACT_BITS + 1, "resid")
         out = []
         for r in range(cfg.rows):
             old = self.old[r * ACT_BITS:(r + 1) * ACT_BITS].as_signed()
