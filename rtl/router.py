@@ -46,7 +46,8 @@ from amaranth.lib.wiring import In, Out
 from tinylpu.config import ACT_BITS
 from tinylpu.host import (TARGET_ABANK, TARGET_MMEM, TARGET_PROG, TARGET_RMEM, TARGET_TABLE,
                           TARGET_TOKENS, TARGET_WBANK)
-from tinylpu.isa import INSTR_BITS, LAT_RESID_READ, LAT_WRITE, MXM_PENDING, TABLE_DEPTH
+from tinylpu.isa import (ILLEGAL_BIT, INSTR_BITS, LAT_RESID_READ, LAT_WRITE, MXM_PENDING,
+                         TABLE_DEPTH, illegal_expr)
 from tinylpu.numerics import MULT_BITS
 
 from .sram import Bank, SplitBank, addr_bits
@@ -294,7 +295,12 @@ class Router(wiring.Component):
         m.d.comb += [
             imem.ren.eq(self.i.en | h_ird),
             imem.raddr.eq(Mux(self.i.en, self.i.addr, h.addr)),
-            imem.waddr.eq(h.addr), imem.wdata.eq(h.wdata),
+            # the word with its legality in its last bit (isa.stored_word): the sequencer reads
+            # the check with the word
+            imem.waddr.eq(h.addr),
+            imem.wdata.eq(Cat(h.wdata[:ILLEGAL_BIT],
+                              illegal_expr(h.wdata[:INSTR_BITS], cfg.attention, cfg.wbytes,
+                                           cfg.pv))),
             imem.wen.eq(h.wen & is_i),
             self.i.data.eq(imem.rdata),
         ]

@@ -9,7 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from tinylpu.isa import (INSTR_LAYOUT, ISSUE_LAT, NEXT_CYCLES, MatvecArgs, Opcode, PvArgs,
-                         QkArgs, VopArgs, illegal_expr)
+                         QkArgs, VopArgs, ILLEGAL_BIT)
 
 from .router import fetch_port, token_port
 
@@ -157,10 +157,10 @@ class Sequencer(wiring.Component):
         generating = Signal()
 
         # an illegal word (isa.illegal) in the issue slot stops the run as HALT does, without
-        # issuing anything; ``illegal`` is high in that cycle
+        # issuing anything; ``illegal`` is high in that cycle. The program memory holds each
+        # word's legality in its last bit, decoded as the host wrote it (isa.stored_word)
         bad = Signal()
-        m.d.comb += bad.eq(illegal_expr(self.imem.data, self.cfg.attention, self.cfg.wbytes,
-                                        self.cfg.pv))
+        m.d.comb += bad.eq(self.imem.data[ILLEGAL_BIT])
         # an instruction holds the slot for its duration (isa.duration: a unit's reads up to
         # its final one, WAIT's cycles, NEXT's two), counted here from the instruction word
         # as it issues, so that the next fetch waits on a register (``free``), not on the

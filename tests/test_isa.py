@@ -554,3 +554,19 @@ def test_attention_layout_functions():
 def test_matvec_ss_needs_unpacked_lanes(bad):
     with pytest.raises(IsaError, match="MATVEC ss sums the squares of R unpacked lanes"):
         isa.matvec(**_matvec_fields(), ss_init=5, **bad)
+
+
+def test_stored_word_keeps_the_legality_in_the_last_bit():
+    # the program memory's view of a word (the RTL's sequencer reads the bit, rtl/router.py
+    # writes it): a legal word unchanged, an illegal one with ILLEGAL_BIT set, whatever made
+    # it illegal; a word with that bit set is illegal already and stays as it is
+    legal = isa.encode(isa.wait(3))
+    assert isa.stored_word(legal) == legal
+    assert isa.ILLEGAL_BIT == isa.INSTR_BITS - 1 >= isa.INSTR_LAYOUT.size
+    for word in (9, legal | 1 << isa.INSTR_LAYOUT.size, 1 << isa.ILLEGAL_BIT):
+        assert isa.illegal(word) is not None
+        assert isa.stored_word(word) == word | 1 << isa.ILLEGAL_BIT
+    # the configuration's own rules count: QK is legal with attention, not without
+    qk = isa.encode(isa.qk(q_addr=0, k_bank=0, k_addr=0, s_bank=1, s_addr=0, shift=9, n=1))
+    assert isa.stored_word(qk) == qk
+    assert isa.stored_word(qk, attention=False) == qk | 1 << isa.ILLEGAL_BIT

@@ -41,7 +41,9 @@ def mv(tag, nb=1, nc=1):
 def _image(cfg, program, at=0):
     words = [0] * cfg.pdepth                 # 0 encodes HALT
     for i, instr in enumerate(program):
-        words[(at + i) % cfg.pdepth] = isa.encode(instr)
+        # as the program memory holds it (with its legality bit: isa.stored_word)
+        words[(at + i) % cfg.pdepth] = isa.stored_word(isa.encode(instr), cfg.attention,
+                                                       cfg.wbytes, cfg.pv)
     return words
 
 

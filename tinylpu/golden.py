@@ -96,8 +96,10 @@ class GoldenTile:
                     self.ctrl[address + i] = int(word) & 0xffffffff
             return
         if target == host.TARGET_PROG:
-            for i, word in enumerate(words):
-                self.pmem[(address + i) % self.cfg.pdepth] = int(word)
+            cfg = self.cfg
+            for i, word in enumerate(words):        # with its legality (isa.stored_word)
+                self.pmem[(address + i) % cfg.pdepth] = isa.stored_word(
+                    word, cfg.attention, cfg.wbytes, cfg.pv)
             return
         mem = self._memory(target)
         words = np.asarray(words, dtype=np.int64).reshape(-1, mem.shape[1])

@@ -12,7 +12,7 @@ Two units execute instructions, one instruction at a time, in program order: the
 dependent instructions apart with WAIT (see docs/isa.md, "Timing").
 """
 
-__all__ = ["illegal", "illegal_expr", "IllegalInstruction", 
+__all__ = ["illegal", "illegal_expr", "stored_word", "ILLEGAL_BIT", "IllegalInstruction", 
     "INSTR_BITS", "Opcode", "MatvecArgs", "WaitArgs", "LoopArgs", "Instr", "INSTR_LAYOUT",
     "MXM_STAGES", "LAT_WRITE", "DRAIN", "LAT_RESID_READ", "Epi",
     "encode", "decode", "matvec", "wait", "loop", "halt", "IsaError", "execution_order",
@@ -872,6 +872,22 @@ def illegal(word, attention=True, wbytes=True, pv=True):
             return "MATVEC x_exp (a PV pass) needs a tile with lanes >= 2 * rows (attention)"
         return wbank_illegal(args)
     return None
+
+
+# The program memory keeps each word's legality beside it: the host's write stores
+# ``illegal(word) is not None`` in the word's last bit, ILLEGAL_BIT (one of the bits above the
+# layout, which a legal word has 0), so the sequencer reads the check with the word instead of
+# decoding the word in its issue cycle (the decode is on the host's write path, while the tile
+# is idle). A legal word reads back as written, an illegal one with that bit set.
+ILLEGAL_BIT = INSTR_BITS - 1
+assert ILLEGAL_BIT >= INSTR_LAYOUT.size
+
+
+def stored_word(word, attention=True, wbytes=True, pv=True):
+    """``word`` as the program memory holds it: with :data:`ILLEGAL_BIT` set when it is
+    illegal (:func:`illegal`, the same arguments)."""
+    word = int(word)
+    return word | (int(illegal(word, attention, wbytes, pv) is not None) << ILLEGAL_BIT)
 
 
 def illegal_expr(word, attention=True, wbytes=True, pv=True):
