@@ -136,6 +136,7 @@ def test_host_write_and_read_back_every_target(cfg):
     for t in targets:
         addrs = (0, 1, 7, 15, 1023) if t == T else (0, 1, 7, 15)
         images[t] = {addr: rng.getrandbits(_bits(cfg, t)) for addr in addrs}
+    images[P][0] &= ~(1 << isa.ILLEGAL_BIT)      # an illegal word with its legality bit clear
     got = {}
     valid = {}
 
@@ -153,7 +154,12 @@ def test_host_write_and_read_back_every_target(cfg):
             valid[t] = ctx.get(dut.h.valid_target)
 
     _run(tile, bench)
-    assert got == {(t, addr): v for t in targets for addr, v in images[t].items()}
+    # a program word comes back with its legality bit (isa.stored_word; these random words
+    # are illegal, so it is set)
+    stored = {t: ({a: isa.stored_word(v, cfg.attention, cfg.wbytes, cfg.pv)
+                   for a, v in images[t].items()} if t == P else images[t]) for t in targets}
+    assert stored[P][0] == images[P][0] | 1 << isa.ILLEGAL_BIT
+    assert got == {(t, addr): v for t in targets for addr, v in stored[t].items()}
     assert valid == {**{t: 1 for t in targets}, W + cfg.rows: 0, A + cfg.act_banks: 0,
                      P + 1: 0, T + 1: 0, K + 1: 0, 0x3f: 0, 0xff: 0}
 
