@@ -46,8 +46,8 @@ from amaranth.lib.wiring import In, Out
 from tinylpu.config import ACT_BITS
 from tinylpu.host import (TARGET_ABANK, TARGET_MMEM, TARGET_PROG, TARGET_RMEM, TARGET_TABLE,
                           TARGET_TOKENS, TARGET_WBANK)
-from tinylpu.isa import (ILLEGAL_BIT, INSTR_BITS, LAT_RESID_READ, LAT_WRITE, MXM_PENDING,
-                         TABLE_DEPTH, illegal_expr)
+from tinylpu.isa import (ILLEGAL_BIT, INSTR_BITS, LAT_RESID_READ, MXM_PENDING, TABLE_DEPTH,
+                         illegal_expr)
 from tinylpu.numerics import MULT_BITS
 
 from .sram import Bank, SplitBank, addr_bits

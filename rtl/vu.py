@@ -464,16 +464,16 @@ class VectorUnit(wiring.Component):
         argmax7 = s7.red == Reduce.ARGMAX
         scale = Cat(sc.result[:15], Const(0, 1), sc.exponent)
         s8 = Signal(data.StructLayout({"valid": 1, "mulshr": 1, "bank": 2, "e": ew,
-                                       "data": 32, "next": 1, "idx": 16}), name="s8")
+                                       "data": 32, "next": 1}), name="s8")
         m.d.sync += [s8.valid.eq(s7.valid | sc_write), s8.mulshr.eq(s7.valid)]
         with m.If(s7.valid):
             m.d.sync += [s8.bank.eq(s7.c_bank), s8.e.eq(s7.c_e),
                          s8.data.eq(Mux(argmax7, s7.idx, y[:32])),
-                         s8.next.eq(argmax7 & s7.final), s8.idx.eq(s7.idx)]
+                         s8.next.eq(argmax7 & s7.final)]
         with m.Else():
             m.d.sync += [s8.bank.eq(sc_bank), s8.e.eq(sc_e),
                          s8.data.eq(Mux(sc_argmax, sc_idx, scale)),
-                         s8.next.eq(sc_write & sc_argmax & sc_final), s8.idx.eq(sc_idx)]
+                         s8.next.eq(sc_write & sc_argmax & sc_final)]
 
         # ---- c+8: the write lands --------------------------------------------------------
         m.d.comb += [
@@ -483,7 +483,8 @@ class VectorUnit(wiring.Component):
         if ll:
             m.d.comb += self.c.lane.eq(s8.e[:ll])
         with m.If(s8.valid & s8.next):
-            m.d.sync += self.next_token.eq(s8.idx)
+            # (an ARGMAX writes its index: the write's data)
+            m.d.sync += self.next_token.eq(s8.data[:16])
             m.d.comb += self.next_valid.eq(1)
 
         # an ARGMAX whose next token is not written yet (NEXT must not read it)
