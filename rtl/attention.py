@@ -16,7 +16,7 @@ from .agu import ATTENTION_FIELDS, token_layout
 from .router import weight_read
 from .mac import MacMode
 from .recip import RecipPipeline
-from .rounding import round_shift_sat
+from .rounding import limit_mask, round_shift_sat, rounding_constant
 from .sequencer import attention_issue, positions
 
 SCORE_BITS = 16
@@ -186,8 +186,11 @@ class ScoreUnit(wiring.Component):
     ``d_h = sat16((half_h + 2**(s_h-1)) >> s_h)`` (no rounding for s_h 0), head
     ``h = 2r + s`` from ``halves[r][s]``, ``s_h = shifts[h]``.
 
-    Timing: ``valid``, ``first``, ``halves`` and ``shifts`` in cycle n (the MAC array's sums
-    of a QK read in n - 3); the scores are registered at its end; ``packed`` (lane r: heads
+    Timing: ``valid``, ``first`` and ``halves`` in cycle n (the MAC array's sums of a QK
+    read in n - 3), ``shifts`` in n - 1: the unit registers each shift with its rounding
+    constant and its saturation limit (``shift + 15``), so that cycle n has no decode or
+    adder in front of the rounding add and the saturation's compares (rtl/rounding.py); the
+    scores are registered at its end; ``packed`` (lane r: heads
     2r, 2r + 1 in its low and high halves) is valid in n + 1, and the maxima (restarting
     from the scores on ``first``) are registered at the end of n + 1: in ``maxima`` from
     n + 2 (the QK read's cycle + :data:`tinylpu.isa.LAT_QK_MAX` + 1).
@@ -209,9 +212,19 @@ class ScoreUnit(wiring.Component):
         scores = [Signal(signed(SCORE_BITS), name=f"d{h}") for h in range(2 * R)]
         valid, first = Signal(), Signal()
         m.d.sync += [valid.eq(self.valid), first.eq(self.first)]
+        top, width = SCORE_BITS - 1, isa.ATT_ACC_BITS
         for h in range(2 * R):
-            m.d.sync += scores[h].eq(round_shift_sat(m, self.halves[h // 2][h % 2], self.shifts[h],
-                                                     SCORE_BITS - 1, SCORE_BITS, f"sh{h}"))
+            shift = Signal(6, name=f"shift{h}")
+            rnd, zero = Signal(width, name=f"rnd{h}"), Signal(name=f"zero{h}")
+            limit = Signal(range(64 + top), name=f"sat_limit{h}")
+            rnd_value, zero_value = rounding_constant(self.shifts[h], width)
+            m.d.sync += [shift.eq(self.shifts[h]), rnd.eq(rnd_value), zero.eq(zero_value),
+                         limit.eq(self.shifts[h] + top)]
+            mask = Signal(width, name=f"sat_mask{h}")
+            m.d.comb += mask.eq(limit_mask(limit, width + 1))
+            m.d.sync += scores[h].eq(round_shift_sat(m, self.halves[h // 2][h % 2], shift, top,
+                                                     SCORE_BITS, f"sh{h}", terms=(rnd, zero),
+                                                     mask=mask))
             with m.If(valid & (first | (scores[h] > self.maxima[h]))):
                 m.d.sync += self.maxima[h].eq(scores[h])
         m.d.comb += [self.packed[r].eq(Cat(scores[2 * r], scores[2 * r + 1]))

@@ -269,9 +269,10 @@ class Tile(wiring.Component):
                              & (r3.y_bits != 0) & (r3.y_bits < 16), 16, r3.y_bits)),
             score.valid.eq(r3.valid & (r3.kind == MacMode.QK)), score.first.eq(r3.first),
         ]
-        # QK's head-slot score shifts, from the read (c) to the result (c+3)
+        # QK's head-slot score shifts, from the read (c) to the score unit (c+2, a cycle
+        # before the result: it registers them with their rounding terms)
         shifts = [aagu.shifts[h] for h in range(2 * cfg.rows)]
-        for i in range(isa.LAT_RESULT):
+        for i in range(isa.LAT_RESULT - 1):
             regs = [Signal(6, name=f"qk_shift{i + 1}_{h}") for h in range(2 * cfg.rows)]
             m.d.sync += [reg.eq(v) for reg, v in zip(regs, shifts)]
             shifts = regs
