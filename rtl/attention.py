@@ -16,7 +16,7 @@ from .agu import ATTENTION_FIELDS, token_layout
 from .router import weight_read
 from .mac import MacMode
 from .recip import RecipPipeline
-from .rounding import limit_mask, round_shift_sat, rounding_constant
+from .rounding import registered_terms, round_shift_sat
 from .sequencer import attention_issue, positions
 
 SCORE_BITS = 16
@@ -215,15 +215,10 @@ class ScoreUnit(wiring.Component):
         top, width = SCORE_BITS - 1, isa.ATT_ACC_BITS
         for h in range(2 * R):
             shift = Signal(6, name=f"shift{h}")
-            rnd, zero = Signal(width, name=f"rnd{h}"), Signal(name=f"zero{h}")
-            limit = Signal(range(64 + top), name=f"sat_limit{h}")
-            rnd_value, zero_value = rounding_constant(self.shifts[h], width)
-            m.d.sync += [shift.eq(self.shifts[h]), rnd.eq(rnd_value), zero.eq(zero_value),
-                         limit.eq(self.shifts[h] + top)]
-            mask = Signal(width, name=f"sat_mask{h}")
-            m.d.comb += mask.eq(limit_mask(limit, width + 1))
+            m.d.sync += shift.eq(self.shifts[h])
+            terms, mask = registered_terms(m, self.shifts[h], top, width, h)
             m.d.sync += scores[h].eq(round_shift_sat(m, self.halves[h // 2][h % 2], shift, top,
-                                                     SCORE_BITS, f"sh{h}", terms=(rnd, zero),
+                                                     SCORE_BITS, f"sh{h}", terms=terms,
                                                      mask=mask))
             with m.If(valid & (first | (scores[h] > self.maxima[h]))):
                 m.d.sync += self.maxima[h].eq(scores[h])

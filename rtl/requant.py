@@ -10,7 +10,7 @@ from tinylpu.config import ACT_BITS
 from tinylpu.isa import ATT_ACC_BITS
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
-from .rounding import limit_mask, round_shift_sat, rounding_constant, saturation_top
+from .rounding import registered_terms, round_shift_sat, saturation_top
 
 Y_BITS_FIELD = 6        # MatvecArgs.y_bits: 0 counts as 64 (no saturation before the lane)
 
@@ -47,18 +47,12 @@ class Requantizer(wiring.Component):
         m.d.sync += shift.eq(self.shift)
         # the rounding constant and the saturation's limit (shift + top; top = b - 1, b =
         # y_bits or 64) formed from cycle n's shift and y_bits and registered with the
-        # product; cycle n+1 compares the limit with each bit's index (rtl.rounding.limit_mask)
-        # beside the rounding add, then the flat sign check (rtl.rounding)
-        width = pbits + 1
+        # product; cycle n+1 compares the limit with each bit's index beside the rounding add
+        # (rtl.rounding.registered_terms), then the flat sign check (rtl.rounding)
         top = Signal(range(64))
         top_n = saturation_top(self.y_bits)
         m.d.sync += top.eq(top_n)
-        rnd_value, zero_value = rounding_constant(self.shift, pbits)
-        rnd, zero = Signal(pbits, name="rnd"), Signal(name="zero")
-        limit = Signal(range(128), name="sat_limit")
-        m.d.sync += [rnd.eq(rnd_value), zero.eq(zero_value), limit.eq(self.shift + top_n)]
-        mask = Signal(width - 1, name="sat_mask")
-        m.d.comb += mask.eq(limit_mask(limit, width))
+        terms, mask = registered_terms(m, self.shift, top_n, pbits)
         for r in range(cfg.rows):
             prod = Signal(signed(pbits), name=f"prod{r}", reset_less=True)
             m.d.sync += prod.eq(self.acc[r] * self.mult[r])
@@ -66,6 +60,6 @@ class Requantizer(wiring.Component):
             # bits are the lane, which wraps a wider saturation as the golden model does
             # (rtl.rounding)
             m.d.comb += self.y[r].eq(round_shift_sat(m, prod, shift, top, ACT_BITS,
-                                                     f"rounded{r}", terms=(rnd, zero),
+                                                     f"rounded{r}", terms=terms,
                                                      mask=mask))
         return m

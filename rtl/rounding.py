@@ -21,7 +21,7 @@ value with a 6-bit shift and 16 bits out is 874 LUT4 and 54 CCU2C (``synth_ecp5`
 671 and 88. tests/test_rtl_rounding.py checks it against Python's integers.
 """
 
-__all__ = ["round_shift_sat", "rounding_constant", "saturation_top", "saturation_mask", "limit_mask",
+__all__ = ["round_shift_sat", "rounding_constant", "registered_terms", "saturation_top", "saturation_mask", "limit_mask",
            "shift_sat", "highest_one", "bit_length", "smear_down"]
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
@@ -138,6 +138,22 @@ def rounding_constant(shift, width):
     = ``2**(shift-1)`` (0 for shift 0) as ``width`` bits, ``zero``: the result is 0 (``shift
     >= width``). A unit that knows the shift a cycle early registers them (rtl/epilogue.py)."""
     return (Const(1, width + 1) << shift)[1:width + 1], shift >= width
+
+
+def registered_terms(m, shift, top, width, suffix=""):
+    """``(terms, mask)`` for :func:`round_shift_sat` of a ``width``-bit value in the cycle
+    after ``shift`` and ``top`` (an int or a signal) are known: the rounding constant, the
+    zero bit (``rnd``, ``zero``) and the saturation's 7-bit limit ``shift + top``
+    (``sat_limit``) registered from them, the limit compared with each bit's index
+    (:func:`limit_mask`, ``sat_mask``) in that next cycle, beside the rounding add."""
+    assert len(shift) <= 6
+    rnd_value, zero_value = rounding_constant(shift, width)
+    rnd, zero = Signal(width, name=f"rnd{suffix}"), Signal(name=f"zero{suffix}")
+    limit = Signal(range(128), name=f"sat_limit{suffix}")
+    m.d.sync += [rnd.eq(rnd_value), zero.eq(zero_value), limit.eq(shift + top)]
+    mask = Signal(width, name=f"sat_mask{suffix}")
+    m.d.comb += mask.eq(limit_mask(limit, width + 1))
+    return (rnd, zero), mask
 
 
 def round_shift_sat(m, value, shift, top, n, name, *, terms=None, mask=None):
