@@ -11,6 +11,7 @@ from tinylpu.isa import Epi, Index, MatvecArgs
 from tinylpu.numerics import MULT_BITS, SHIFT_MAX
 
 from .mac import MacMode
+from .registers import staged
 from .router import weight_read
 from .sequencer import issue_port
 
@@ -55,6 +56,11 @@ def token_layout(cfg, fields=None):
         "block": 16,                                # the row block
     }
     return data.StructLayout({k: v for k, v in layout.items() if fields is None or k in fields})
+
+
+def _data(width):
+    """A data register (reset-less), named for the variable it is assigned to."""
+    return Signal(width, reset_less=True, src_loc_at=1)
 
 
 # The fields each address generator drives (the tile merges them into one token).
@@ -103,18 +109,19 @@ class MatvecAgu(wiring.Component):
         groups = cfg.lanes // cfg.rows
         tok = self.token
         # registered state of the read pending for the next cycle
-        w_addr, x_base, chunk = Signal(16), Signal(16), Signal(12)
+        # (the walk's state is data, used while busy, which is reset: reset-less)
+        w_addr, x_base, chunk = _data(16), _data(16), _data(12)
         word = Signal(16, name="w_word")            # the token's weight word
-        nc_m1, blocks_left = Signal(12), Signal(16)
+        nc_m1, blocks_left = _data(12), _data(16)
         # a PV pass (x_exp): its weight base and stride, the position and x_shift, and the
         # cycle after its last read (its issue slot's last: no read)
-        w_base, w_shift, x_shift, pos, x_all, tail = (Signal(16), Signal(4), Signal(3),
-                                                       Signal(16), Signal(), Signal())
+        w_base, w_shift, x_shift, pos, x_all, tail = (_data(16), _data(4), _data(3),
+                                                       _data(16), _data(1), Signal())
         every = (1 << 17) - 1                       # x_left of a pass without x_pos
-        st = Signal(token_layout(cfg, MATVEC_FIELDS))
-        x_bank = Signal(2)
-        rope0, rope_mask, block = Signal(16), Signal(8), Signal(16)
-        head_shift, cur_head_shift = Signal(64), Signal(64)
+        st = staged(token_layout(cfg, MATVEC_FIELDS), "st")
+        x_bank = _data(2)
+        rope0, rope_mask, block = _data(16), _data(8), _data(16)
+        head_shift, cur_head_shift = _data(64), Signal(64)
         cur_rope0, cur_mask, cur_block = Signal(16), Signal(8), Signal(16)
 
         cur_chunk, cur_nc_m1, cur_blocks = Signal(12), Signal(12), Signal(16)
@@ -189,7 +196,7 @@ class MatvecAgu(wiring.Component):
         m.d.sync += tail.eq(last_read & x_exp)
         # the weight read: a PV pass's a cycle after its token's (its weights meet the exp
         # outputs formed from the x read in the MAC array, c+2; the last in the slot's tail)
-        late_en, late_word = Signal(), Signal(16)
+        late_en, late_word = Signal(), _data(16)
         m.d.sync += [late_en.eq(tok.valid & x_exp), late_word.eq(word)]
         m.d.comb += [self.w.en.eq((tok.valid & ~x_exp) | late_en),
                      self.w.word.eq(Mux(late_en, late_word, word))]

@@ -262,13 +262,16 @@ class ScoreTransposer(wiring.Component):
             m.d.sync += [hs.eq(self.tr.hs), bank.eq(self.tr.bank), self.box_lo.eq(self.tr.lo),
                          self.box_span.eq(self.tr.span)]
         m.d.comb += self.box_bank.eq(bank)
-        collect = [[Signal(SCORE_BITS, name=f"tc{h}_{l}") for l in range(L)] for h in range(H)]
+        # the buffers are data: reset-less (lanes past a group's last are masked off its
+        # words, and a word is written only after its group was collected)
+        collect = [[Signal(SCORE_BITS, name=f"tc{h}_{l}", reset_less=True) for l in range(L)]
+                   for h in range(H)]
         for l in range(L):
             with m.If(self.valid & (self.lane == l)):
                 m.d.sync += [collect[h][l].eq(self.scores[h // 2].word_select(h % 2, 16))
                              for h in range(H)]
         pend, p_word, p_mask = Signal(), Signal(16), Signal(L)
-        out = [Signal(L * SCORE_BITS, name=f"to{h}") for h in range(H)]
+        out = [Signal(L * SCORE_BITS, name=f"to{h}", reset_less=True) for h in range(H)]
         left, head, o_word, o_mask = Signal(range(H + 1)), Signal(range(H)), Signal(16), \
             Signal(L)
         copy = pend & (left <= 1)

@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from tinylpu.isa import MXM_PENDING
 
+from .registers import staged
 from .router import write_layout
 from .sram import addr_bits
 from .vu import WRITES, write_layout as vu_write_layout
@@ -83,12 +84,13 @@ class ReadChecker(wiring.Component):
             return (a[:ll] == b[:ll]) if ll else Const(1, 1)
 
         # c: snapshot at a VOP's issue; the reads and this cycle's vector-unit writes
-        snap_mxm = Signal(data.ArrayLayout(write_layout(cfg), MXM_PENDING))
-        snap_vu = Signal(data.ArrayLayout(vu_write_layout(cfg), WRITES))
-        vu_q = Signal(data.ArrayLayout(vu_write_layout(cfg), WRITES))
-        d_valid, d_bank = Signal(), Signal(2)
-        d_base, d_lo = Signal(max(mb, 1)), Signal(max(pb, 1))
-        d_len = Signal(pb + 1)
+        # (only the valid and enable bits reset: every other field is used under one)
+        snap_mxm = staged(data.ArrayLayout(write_layout(cfg), MXM_PENDING), "snap_mxm")
+        snap_vu = staged(data.ArrayLayout(vu_write_layout(cfg), WRITES), "snap_vu")
+        vu_q = staged(data.ArrayLayout(vu_write_layout(cfg), WRITES), "vu_q")
+        d_valid, d_bank = Signal(), Signal(2, reset_less=True)
+        d_base, d_lo = Signal(max(mb, 1), reset_less=True), Signal(max(pb, 1), reset_less=True)
+        d_len = Signal(pb + 1, reset_less=True)
         first, end = self.drain_first, self.drain_end
         count = Signal(10)
         m.d.comb += count.eq(Mux(end > first, end - first, 0))
@@ -110,7 +112,7 @@ class ReadChecker(wiring.Component):
             regs = {}
             for f in fields:
                 port = getattr(self, f"{name}_{f}")
-                reg = Signal.like(port, name=f"{name}_{f}_q")
+                reg = Signal.like(port, name=f"{name}_{f}_q", reset_less=f != "en")
                 m.d.sync += reg.eq(port)
                 regs[f] = reg
             reads[name] = regs

@@ -25,8 +25,8 @@ def _saturation_bounds(m, y_bits, width, name):
     ``width + 1`` bits wide."""
     top = saturation_top(y_bits)
     hi_n = Mux(top >= width, (1 << width) - 1, ((Const(1, width + 1) << top) - 1)[:width])
-    hi = Signal(signed(width + 1), name=f"{name}_hi")
-    lo = Signal(signed(width + 1), name=f"{name}_lo")
+    hi = Signal(signed(width + 1), name=f"{name}_hi", reset_less=True)
+    lo = Signal(signed(width + 1), name=f"{name}_lo", reset_less=True)
     m.d.sync += [hi.eq(hi_n), lo.eq(-hi_n - 1)]
     return hi, lo
 
@@ -39,7 +39,7 @@ def _sat(value, bounds):
 def _delayed(m, value, n, name):
     """``value`` through ``n`` registers."""
     for i in range(n):
-        reg = Signal.like(value, name=f"{name}_d{i + 1}")
+        reg = Signal.like(value, name=f"{name}_d{i + 1}", reset_less=True)
         m.d.sync += reg.eq(value)
         value = reg
     return value
@@ -91,8 +91,8 @@ class Epilogue(wiring.Component):
         m = Module()
         R = cfg.rows
         # n -> n+1: the block and its controls
-        y = [Signal(signed(ACT_BITS), name=f"y{r}") for r in range(R)]
-        epi1, bits1 = Signal(Epi), Signal(Y_BITS_FIELD)
+        y = [Signal(signed(ACT_BITS), name=f"y{r}", reset_less=True) for r in range(R)]
+        epi1, bits1 = Signal(Epi), Signal(Y_BITS_FIELD, reset_less=True)
         m.d.sync += [epi1.eq(self.epi), bits1.eq(self.y_bits)]
         m.d.sync += [y[r].eq(self.y[r]) for r in range(R)]
         epi = [epi1] + [_delayed(m, epi1, i, f"epi{i + 1}") for i in range(1, LATENCY)]
@@ -100,7 +100,7 @@ class Epilogue(wiring.Component):
         shift4 = _delayed(m, self.epi_shift, 4, "shift")
 
         plain = self._plain(m, y, epi1)                         # valid n+2
-        pack1, odd1 = Signal(), Signal()
+        pack1, odd1 = Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [pack1.eq(self.pack), odd1.eq(self.block[0])]
         extra2 = _delayed(m, self.epi_shift[:isa.HEAD_SHIFT_BITS], 2, "rope_extra")
         rotated = self._rope(m, y, bits[1], pack1, odd1, extra2)   # valid n+3
@@ -125,7 +125,7 @@ class Epilogue(wiring.Component):
             old = self.old[r * ACT_BITS:(r + 1) * ACT_BITS].as_signed()
             total = Signal(signed(ACT_BITS + 1), name=f"sum{r}")
             m.d.comb += total.eq(old + y[r])
-            reg = Signal(signed(ACT_BITS), name=f"plain{r}")
+            reg = Signal(signed(ACT_BITS), name=f"plain{r}", reset_less=True)
             m.d.sync += reg.eq(Mux(epi == Epi.RESID, _sat(total, bounds), y[r]))
             out.append(reg)
         return out
@@ -140,7 +140,7 @@ class Epilogue(wiring.Component):
         R = self.cfg.rows
         q = R // 4
         entry = lambda i: self.rope_word[MULT_BITS * i:MULT_BITS * (i + 1)].as_signed()
-        sums = [Signal(signed(2 * ACT_BITS + 2), name=f"rot{r}") for r in range(R)]
+        sums = [Signal(signed(2 * ACT_BITS + 2), name=f"rot{r}", reset_less=True) for r in range(R)]
         for j in range(R // 2):
             a, b = y[2 * j], y[2 * j + 1]
             c, s = entry(2 * j), entry(2 * j + 1)
@@ -152,16 +152,16 @@ class Epilogue(wiring.Component):
                 c = Mux(other, entry(2 * e), c)
                 s = Mux(other, entry(2 * e + 1), s)
             m.d.sync += [sums[2 * j].eq(a * c - b * s), sums[2 * j + 1].eq(a * s + b * c)]
-        shift3 = Signal(range(ROPE_FRAC + (1 << len(extra))), name="rope_shift")
-        top3 = Signal(range(64), name="rope_top")
+        shift3 = Signal(range(ROPE_FRAC + (1 << len(extra))), name="rope_shift", reset_less=True)
+        top3 = Signal(range(64), name="rope_top", reset_less=True)
         width = len(sums[0]) + 1
-        mask3 = Signal(width - 1, name="rope_mask")
+        mask3 = Signal(width - 1, name="rope_mask", reset_less=True)
         shift2, top2 = extra + ROPE_FRAC, saturation_top(bits2)
         m.d.sync += [shift3.eq(shift2), top3.eq(top2),
                      mask3.eq(saturation_mask(shift2, top2, width))]
         out = []
         for r in range(R):
-            total = Signal(signed(width), name=f"rope_sum{r}")
+            total = Signal(signed(width), name=f"rope_sum{r}", reset_less=True)
             half = Const(1, len(sums[r])) << (extra + (ROPE_FRAC - 1))
             m.d.sync += total.eq(sums[r] + half.as_signed())
             rot = Signal(signed(ACT_BITS), name=f"rope{r}")
@@ -180,12 +180,12 @@ class Epilogue(wiring.Component):
         stages)."""
         out = []
         width = 18 + ACT_BITS                            # silu (18 bits) times a lane
-        shift5 = Signal.like(shift4, name="gate_shift")
-        top = Signal(range(64), name="gate_top")
+        shift5 = Signal.like(shift4, name="gate_shift", reset_less=True)
+        top = Signal(range(64), name="gate_top", reset_less=True)
         rnd_value, zero_value = rounding_constant(shift4, width)
-        rnd, zero = Signal(width, name="gate_rnd"), Signal(name="gate_zero")
+        rnd, zero = Signal(width, name="gate_rnd"), Signal(name="gate_zero", reset_less=True)
         m.d.comb += rnd.eq(rnd_value)
-        mask = Signal(width, name="gate_mask")        # the sum is width + 1 bits
+        mask = Signal(width, name="gate_mask", reset_less=True)        # the sum is width + 1 bits
         top4 = saturation_top(bits4)
         m.d.sync += [shift5.eq(shift4), top.eq(top4), zero.eq(zero_value),
                      mask.eq(saturation_mask(shift4, top4, width + 1))]
@@ -209,14 +209,14 @@ class Epilogue(wiring.Component):
             m.d.comb += [rd_e.addr.eq((i + 1) >> 1), rd_o.addr.eq(i >> 1)]
             odd_i = _delayed(m, i[0], 1, f"oddi{j}")
             frac = _delayed(m, u[:8], 2, f"frac{j}")
-            t0 = Signal(signed(16), name=f"silu_t0_{j}")
-            diff = Signal(signed(17), name=f"silu_d{j}")
+            t0 = Signal(signed(16), name=f"silu_t0_{j}", reset_less=True)
+            diff = Signal(signed(17), name=f"silu_d{j}", reset_less=True)
             m.d.sync += [t0.eq(Mux(odd_i, rd_o.data, rd_e.data)),
                          diff.eq(Mux(odd_i, rd_e.data - rd_o.data, rd_o.data - rd_e.data))]
-            silu = Signal(signed(18), name=f"silu{j}")
+            silu = Signal(signed(18), name=f"silu{j}", reset_less=True)
             m.d.sync += silu.eq(t0 + ((diff * frac + 128) >> 8))
             gate4 = _delayed(m, h3, 3, f"gate{j}")
-            total = Signal(signed(width + 1), name=f"gprod{j}")     # does not wrap
+            total = Signal(signed(width + 1), name=f"gprod{j}", reset_less=True)     # does not wrap
             m.d.sync += total.eq(silu * gate4 + rnd)
             # shifted and saturated; the lane is its low 32 bits (rtl.rounding)
             val = Signal(signed(ACT_BITS), name=f"gate_out{j}")
@@ -247,11 +247,13 @@ class Epilogue(wiring.Component):
             entrants = winners + entrants[len(entrants) - len(entrants) % 2:]
             level += 1
         best_v, best_i = entrants[0]
-        bv, bi = Signal(signed(ACT_BITS), name="am_block_v"), Signal(16, name="am_block_i")
-        on2, first2, final2 = Signal(), Signal(), Signal()
+        bv = Signal(signed(ACT_BITS), name="am_block_v", reset_less=True)
+        bi = Signal(16, name="am_block_i", reset_less=True)
+        on2, first2, final2 = Signal(), Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [bv.eq(best_v), bi.eq(block1 * R + best_i), on2.eq(epi1 == Epi.ARGMAX),
                      first2.eq(first1), final2.eq(final1)]
-        run_v, run_i = Signal(signed(ACT_BITS), name="am_run_v"), Signal(16, name="am_run_i")
+        run_v = Signal(signed(ACT_BITS), name="am_run_v", reset_less=True)
+        run_i = Signal(16, name="am_run_i", reset_less=True)
         take = first2 | (bv > run_v)
         new_i = Mux(take, bi, run_i)
         with m.If(on2):

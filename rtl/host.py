@@ -62,7 +62,7 @@ class HostInterface(wiring.Component):
         n_all = self.buf_beats
         cmd, count = Signal(8), Signal(16)
         beat = Signal(range(n_all + 1))
-        buf = Signal(n_all * 32)
+        buf = Signal(n_all * 32, reset_less=True)    # data: written only after its beats
         bad, overrun = Signal(), Signal()
         status, cycles = Signal(proto.Status), Signal(32)
         # the control registers (tinylpu.host.Ctrl), here: written and read like a target

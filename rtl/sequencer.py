@@ -180,7 +180,7 @@ class Sequencer(wiring.Component):
         # the registered issue (isa.ISSUE_LAT): a unit sees its instruction, the position and
         # the token as of the issue cycle, in the next cycle
         assert ISSUE_LAT == 1
-        args = Signal.like(instr.args)
+        args = Signal.like(instr.args, reset_less=True)    # data: used with an issue
         m.d.sync += [
             args.eq(instr.args),
             self.matvec.issue.eq(issuing & (op == Opcode.MATVEC)),

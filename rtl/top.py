@@ -8,6 +8,7 @@ import pathlib
 from amaranth.back import verilog
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
+from amaranth.lib.data import ArrayLayout, StructLayout
 from amaranth.lib.wiring import In, Out
 
 from tinylpu import isa
@@ -24,6 +25,7 @@ from .host import HostInterface, ScheduleFlags
 from .mac import MacArray, MacMode, tree_sum
 from .norm import NormUnit
 from .recip import RecipPipeline
+from .registers import staged
 from .requant import Requantizer
 from .router import Router
 from .sequencer import Sequencer
@@ -145,8 +147,8 @@ class Tile(wiring.Component):
         maxima = Signal(signed(16))
         head_bits = max(1, (2 * R - 1).bit_length())
         m.d.comb += maxima.eq(Array(score.maxima)[s1.x_head[:head_bits]])
-        e_reg = [Signal(16, name=f"e2_{l}") for l in range(L)]
-        e_sum = Signal(range(L * (1 << 15)))       # c+3: the sum of c+2's e_reg
+        e_reg = [Signal(16, name=f"e2_{l}", reset_less=True) for l in range(L)]
+        e_sum = Signal(range(L * (1 << 15)), reset_less=True)   # c+3: the sum of c+2's e_reg
         es = []
         for l in range(L):
             delta = Signal(signed(18), name=f"xdelta{l}")
@@ -179,8 +181,9 @@ class Tile(wiring.Component):
         with m.If(nu.out_valid):
             m.d.sync += norm.eq(nu.data)
         assert isa.LAT_NORM_READ == 2          # read in c+2 of a block's last chunk
-        mults = [Signal(signed(16), name=f"mult3_{r}") for r in range(cfg.rows)]
-        norm_b = Signal(6)
+        mults = [Signal(signed(16), name=f"mult3_{r}", reset_less=True)
+                 for r in range(cfg.rows)]
+        norm_b = Signal(6, reset_less=True)
         for r in range(cfg.rows):
             src = Mux(s2.m_rows, rt.m_data[16 * r:16 * (r + 1)].as_signed(), s2.mult)
             scaled = (src * norm[:15] + (1 << RECIP_FRAC)) >> (RECIP_FRAC + 1)
@@ -207,32 +210,35 @@ class Tile(wiring.Component):
         assert isa.EXP_SUM_LAT == 2
         exp3, first3, last3 = Signal(), Signal(), Signal()
         m.d.sync += [exp3.eq(exp2), first3.eq(s2.first), last3.eq(s2.last)]
-        e_acc, rin, rin_valid = Signal(isa.SUM_BITS), Signal(isa.SUM_BITS), Signal()
+        e_acc, rin = Signal(isa.SUM_BITS, reset_less=True), Signal(isa.SUM_BITS, reset_less=True)
+        rin_valid = Signal()
         with m.If(exp3):
             m.d.sync += e_acc.eq(Mux(first3, 0, e_acc) + e_sum)
         m.d.sync += [rin.eq(Mux(first3, 0, e_acc) + e_sum), rin_valid.eq(exp3 & last3)]
         m.submodules.exp_recip = erecip = RecipPipeline(isa.SUM_BITS)
         m.d.comb += [erecip.valid.eq(rin_valid), erecip.operand.eq(rin)]
-        exp_m, exp_b = Signal(16), Signal(range(isa.SUM_BITS + 1))
+        exp_m = Signal(16, reset_less=True)
+        exp_b = Signal(range(isa.SUM_BITS + 1), reset_less=True)
         with m.If(erecip.out_valid):
             m.d.sync += [exp_m.eq(erecip.mantissa), exp_b.eq(erecip.exponent)]
         # (a pass's block carries only what its write needs: epi NONE, an activation bank's
         # lane group, the instruction's own scale: isa.wbank_illegal)
         n_delay = isa.LAT_EXP_RESULT - isa.LAT_RESULT          # x3 (c+3) .. x12
-        delay = [Signal(token_layout(cfg, PASS_FIELDS), name=f"x{i + 3}")
-                 for i in range(n_delay)]
+        delay = [staged(token_layout(cfg, PASS_FIELDS), f"x{i + 3}") for i in range(n_delay)]
         m.d.sync += [getattr(delay[0], f).eq(getattr(s2, f)) for f in PASS_FIELDS]
         m.d.sync += delay[0].valid.eq(exp2 & s2.last)
         m.d.sync += [cur.eq(prev) for prev, cur in zip(delay, delay[1:])]
         passed = Signal(token_layout(cfg))                     # kind MATVEC, epi NONE: 0
         m.d.comb += [getattr(passed, f).eq(getattr(delay[-1], f)) for f in PASS_FIELDS]
         m.d.comb += [passed.last.eq(1), passed.x_exp.eq(1)]
-        acc_line = [[Signal(signed(cfg.acc_bits), name=f"xa{i + 5}_{r}") for r in range(R)]
+        acc_line = [[Signal(signed(cfg.acc_bits), name=f"xa{i + 5}_{r}", reset_less=True)
+                     for r in range(R)]
                     for i in range(n_delay - 2)]               # c+5 .. c+12
         m.d.sync += [acc_line[0][r].eq(mac.result[r]) for r in range(R)]
         for prev, cur in zip(acc_line, acc_line[1:]):
             m.d.sync += [c.eq(p) for c, p in zip(cur, prev)]
-        exp_acc = [Signal(signed(cfg.acc_bits), name=f"xacc_{r}") for r in range(R)]
+        exp_acc = [Signal(signed(cfg.acc_bits), name=f"xacc_{r}", reset_less=True)
+                   for r in range(R)]
         exp_inject = delay[-1].valid
         m.d.sync += [exp_acc[r].eq(acc_line[-1][r]) for r in range(R)]
         drained = Signal(token_layout(cfg))
@@ -273,7 +279,8 @@ class Tile(wiring.Component):
         # before the result: it registers them with their rounding terms)
         shifts = [aagu.shifts[h] for h in range(2 * cfg.rows)]
         for i in range(isa.LAT_RESULT - 1):
-            regs = [Signal(6, name=f"qk_shift{i + 1}_{h}") for h in range(2 * cfg.rows)]
+            regs = [Signal(6, name=f"qk_shift{i + 1}_{h}", reset_less=True)
+                    for h in range(2 * cfg.rows)]
             m.d.sync += [reg.eq(v) for reg, v in zip(regs, shifts)]
             shifts = regs
         m.d.comb += [score.shifts[h].eq(shifts[h]) for h in range(2 * cfg.rows)]
@@ -317,7 +324,8 @@ class Tile(wiring.Component):
         m.d.comb += [tr.scores[r].eq(score.packed[r]) for r in range(cfg.rows)]
         scores = [score.packed[r] for r in range(cfg.rows)]
         for i in range(isa.LAT_WRITE - 5):                  # c+4 .. the write's register
-            regs = [Signal(32, name=f"scores{i + 5}_{r}") for r in range(cfg.rows)]
+            regs = [Signal(32, name=f"scores{i + 5}_{r}", reset_less=True)
+                    for r in range(cfg.rows)]
             m.d.sync += [reg.eq(v) for reg, v in zip(regs, scores)]
             scores = regs
         # c + LAT_WRITE - 1: the write, registered (c + LAT_WRITE: it lands; the router's
@@ -332,19 +340,25 @@ class Tile(wiring.Component):
         # the write port: a result, or else a word of the transposer (both: UNIT_BUSY)
         res_write = req.valid & ~req.y_wbank & ~req.y_wcol & ~req.s_tr
         tr_landing = Signal()                   # the transposer's word in the registers
+        # (the registers: the enable reset, what it writes reset-less data)
+        y = staged(StructLayout({"en": 1, "bank": 2, "word": 16, "mask": cfg.lanes,
+                                 "data": cfg.act_word_bits}), "y", control=("en",))
         m.d.sync += [
-            rt.y_en.eq(res_write | tr.w_en), tr_landing.eq(tr.w_en & ~res_write),
-            rt.y_bank.eq(Mux(res_write, req.y_bank, tr.w_bank)),
-            rt.y_word.eq(Mux(res_write, req.y_word, tr.w_word)),
-            rt.y_mask.eq(Mux(res_write, mask, tr.w_mask)),
-            rt.y_data.eq(Mux(res_write, data, tr.w_data)),
+            y.en.eq(res_write | tr.w_en), tr_landing.eq(tr.w_en & ~res_write),
+            y.bank.eq(Mux(res_write, req.y_bank, tr.w_bank)),
+            y.word.eq(Mux(res_write, req.y_word, tr.w_word)),
+            y.mask.eq(Mux(res_write, mask, tr.w_mask)),
+            y.data.eq(Mux(res_write, data, tr.w_data)),
         ]
+        m.d.comb += [rt.y_en.eq(y.en), rt.y_bank.eq(y.bank), rt.y_word.eq(y.word),
+                     rt.y_mask.eq(y.mask), rt.y_data.eq(y.data)]
         # ... or a y_wbank MATVEC's block: its R results' low weight bits into lane group
         # block % (L/R) of the weight-word buffer; the last group's block writes the word to
         # weight bank block // (L/R) (isa.wbank_slot)
         lg, lr = groups.bit_length() - 1, cfg.rows.bit_length() - 1
         block_bits = Cat(*(epi.out[r][:cfg.data_bits] for r in range(cfg.rows)))
-        wbuf = [Signal(len(block_bits), name=f"wbuf{g}") for g in range(groups - 1)]
+        wbuf = [Signal(len(block_bits), name=f"wbuf{g}", reset_less=True)
+                for g in range(groups - 1)]
         for g, buf in enumerate(wbuf):
             with m.If(req.valid & req.y_wbank & (req.y_group == g)):
                 m.d.sync += buf.eq(block_bits)
@@ -354,26 +368,33 @@ class Tile(wiring.Component):
         # r (isa.wcol_slot; the banks' write enables are a byte each)
         db = cfg.data_bits
         column = req.valid & req.y_wcol
-        m.d.sync += rt.yw_lanes.eq(Mux(column, 1 << req.y_lane, (1 << cfg.lanes) - 1))
+        yw = staged(StructLayout({"en": cfg.rows, "word": 16, "lanes": cfg.lanes,
+                                  "data": ArrayLayout(cfg.word_bits, cfg.rows)}),
+                    "yw", control=("en",))
+        m.d.sync += yw.lanes.eq(Mux(column, 1 << req.y_lane, (1 << cfg.lanes) - 1))
         for r in range(cfg.rows):
             m.d.sync += [
-                rt.yw_en[r].eq((word_write & (word_bank == r)) | column),
-                rt.yw_data[r].eq(Mux(column, epi.out[r][:db].replicate(cfg.lanes),
-                                     Cat(*wbuf, block_bits))),
+                yw.en[r].eq((word_write & (word_bank == r)) | column),
+                yw.data[r].eq(Mux(column, epi.out[r][:db].replicate(cfg.lanes),
+                                  Cat(*wbuf, block_bits))),
             ]
-        m.d.sync += rt.yw_word.eq(req.y_word)
+        m.d.sync += yw.word.eq(req.y_word)
+        m.d.comb += [rt.yw_en.eq(yw.en), rt.yw_word.eq(yw.word), rt.yw_lanes.eq(yw.lanes)]
+        m.d.comb += [rt.yw_data[r].eq(yw.data[r]) for r in range(cfg.rows)]
         # c + LAT_WRITE: the squares of the values landing (ss), summed into the RMSNorm
         # total (the values registered as the write is: the epilogue's rounding and the
         # squarer's multiplier in one cycle were once the tile clock's critical path);
         # c + LAT_WRITE + 1: the instruction's total into the norm unit (v9, ss9, ss10:
         # named for the stage they are formed from, r9)
-        v9 = [Signal(signed(16), name=f"v9_{r}") for r in range(cfg.rows)]
-        ss9, head9, final9, init9 = Signal(), Signal(), Signal(), Signal(24)
+        v9 = [Signal(signed(16), name=f"v9_{r}", reset_less=True) for r in range(cfg.rows)]
+        ss9 = Signal()
+        head9, final9, init9 = Signal(reset_less=True), Signal(reset_less=True), \
+            Signal(24, reset_less=True)
         m.d.sync += [v9[r].eq(epi.out[r][:16]) for r in range(cfg.rows)]
         m.d.sync += [ss9.eq(req.valid & req.ss & (req.kind == MacMode.MATVEC)),
                      head9.eq(req.head), final9.eq(req.final), init9.eq(req.ss_init)]
         squares = [(v * v).as_unsigned() for v in v9]        # each < 2^31
-        ss_acc, ss10 = Signal(isa.SS_BITS), Signal()
+        ss_acc, ss10 = Signal(isa.SS_BITS, reset_less=True), Signal()
         with m.If(ss9):
             m.d.sync += ss_acc.eq(Mux(head9, init9, ss_acc) + sum(squares))
         m.d.sync += ss10.eq(ss9 & final9)

@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from tinylpu import isa
 from tinylpu.isa import BMode, GFunc, Index, OutFunc, Reduce, Space, VopArgs
 
+from .registers import staged
 from .rounding import saturation_mask, saturation_top, shift_sat
 from .router import lane_write, operand_read, table_port, weight_read
 from .scalar import ScalarOp, ScalarUnit
@@ -201,9 +202,10 @@ class VectorUnit(wiring.Component):
         ew = 16 + ll
         bmask = cfg.act_banks - 1
         fields = _stage_fields(cfg)
+        # the stages: only their valid bits reset (every use of a stage is qualified by it)
         st = [None] + [
-            Signal(data.StructLayout({n: s for n, s, lo, hi in fields if lo <= i <= hi}),
-                   name=f"s{i}")
+            staged(data.StructLayout({n: s for n, s, lo, hi in fields if lo <= i <= hi}),
+                   f"s{i}")
             for i in range(1, PIPE + 1)]
         for i in range(2, PIPE + 1):
             for n, _, lo, hi in fields:
@@ -220,9 +222,11 @@ class VectorUnit(wiring.Component):
             "nm1": 16, "sm1": 16,
         })
         a = self.op.args
-        cur, cfg_q = Signal(cfgl), Signal(cfgl)
-        k_q, j_q = Signal(16), Signal(16)
-        ea_q, sa_q, eb_q, sb_q, ec_q = (Signal(ew, name=n) for n in
+        # the instruction and its walk's state, kept while busy (reset), and the first
+        # addresses: data (reset-less)
+        cur, cfg_q = Signal(cfgl), Signal(cfgl, reset_less=True)
+        k_q, j_q = Signal(16, reset_less=True), Signal(16, reset_less=True)
+        ea_q, sa_q, eb_q, sb_q, ec_q = (Signal(ew, name=n, reset_less=True) for n in
                                         ("ea_q", "sa_q", "eb_q", "sb_q", "ec_q"))
         k, j, ea, sa, eb, sb, ec = (Signal(16, name="k"), Signal(16, name="j"),
                                     *(Signal(ew, name=n) for n in ("ea", "sa", "eb", "sb",
@@ -236,8 +240,9 @@ class VectorUnit(wiring.Component):
         # before the issue) and registered: no multiplier between the issue and the first read
         e = self.op.early_args
         ie = [index(o, self.op.early_pos, self.op.early_tok) for o in (e.a, e.b, e.c)]
-        wword0, ea0, eb0, ec0 = (Signal(16, name="wword0"),
-                                 *(Signal(ew, name=n) for n in ("ea0", "eb0", "ec0")))
+        wword0, ea0, eb0, ec0 = (Signal(16, name="wword0", reset_less=True),
+                                 *(Signal(ew, name=n, reset_less=True)
+                                   for n in ("ea0", "eb0", "ec0")))
         m.d.sync += [
             wword0.eq(e.a.base + (ie[0] >> lr) * e.a.istride),
             ea0.eq(e.a.base + ie[0] * e.a.istride),
@@ -399,9 +404,10 @@ class VectorUnit(wiring.Component):
 
         # ---- c+5: reduction ----------------------------------------------------------------
         s6 = st[6]
-        acc = Signal(signed(ACC_BITS))        # SUM: the running sum; MAX/ARGMAX: the maximum
-        best = Signal(16)                     # ARGMAX: index of the first maximum
-        kk = Signal(16)                       # index of the element in s5
+        # (data, reset-less: a reduction's first element sets them)
+        acc = Signal(signed(ACC_BITS), reset_less=True)  # SUM: the running sum; MAX/ARGMAX:
+        best = Signal(16, reset_less=True)    # the maximum; ARGMAX: index of the first one
+        kk = Signal(16, reset_less=True)      # index of the element in s5
         kcur = Mux(s5.first, 0, kk + 1)
         take = s5.first | (s5.gv > acc)
         m.d.sync += s6.valid.eq(s5.valid & s5.last)
@@ -433,8 +439,10 @@ class VectorUnit(wiring.Component):
 
         m.submodules.scalar = sc = ScalarUnit(isa.SCALAR_WIDTH)
         sc_phase = Signal(2)          # 0: none, 1: ISQRT running (RECIP follows), 2: RECIP
-        sc_bank, sc_e = Signal(2), Signal(ew)
-        sc_argmax, sc_final, sc_idx = Signal(), Signal(), Signal(16)
+        # (what its write needs: data, used while sc_phase is not 0)
+        sc_bank, sc_e = Signal(2, reset_less=True), Signal(ew, reset_less=True)
+        sc_argmax, sc_final = Signal(reset_less=True), Signal(reset_less=True)
+        sc_idx = Signal(16, reset_less=True)
         chain = sc.done & (sc_phase == 1)
         sc_write = sc.done & (sc_phase == 2)
         new = s6.valid & scalar_out
@@ -463,8 +471,8 @@ class VectorUnit(wiring.Component):
         y = shift_sat(m, total, s7.sh, s7.top, 32, "y", mask=s7.mask)
         argmax7 = s7.red == Reduce.ARGMAX
         scale = Cat(sc.result[:15], Const(0, 1), sc.exponent)
-        s8 = Signal(data.StructLayout({"valid": 1, "mulshr": 1, "bank": 2, "e": ew,
-                                       "data": 32, "next": 1}), name="s8")
+        s8 = staged(data.StructLayout({"valid": 1, "mulshr": 1, "bank": 2, "e": ew,
+                                       "data": 32, "next": 1}), "s8")
         m.d.sync += [s8.valid.eq(s7.valid | sc_write), s8.mulshr.eq(s7.valid)]
         with m.If(s7.valid):
             m.d.sync += [s8.bank.eq(s7.c_bank), s8.e.eq(s7.c_e),

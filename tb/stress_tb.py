@@ -18,7 +18,10 @@ with ``test_module="stress_tb"``).
   ``window`` [a, b]: ready low in run cycles a .. b-1 instead;
 - ``reset``: none, or ``{"run": k, "at": r, "len": n}`` (``rst`` high from cycle r of the
   phase's k-th run, counted from its start cycle = 0, for n cycles), or ``{"after_send": w,
-  "len": n}`` (w cycles after the last beat was sent);
+  "len": n}`` (w cycles after the last beat was sent); with ``"watch": {"signals": {name:
+  value}, "cycles": q}``, each signal (a hierarchical name below the top, e.g.
+  ``"router.y_en"``: Icarus shows every signal, Verilator only the ports) must hold its
+  value in the q cycles from the one after ``rst`` falls;
 - ``n_response``: beats to wait for (after the phase's runs, unless one is reset); then an
   ``after_send`` reset; then ``quiet`` more cycles with ready high, in which nothing more may
   arrive (an extra beat is recorded like any other);
@@ -33,6 +36,8 @@ beat taken, in order), ``starts`` (per run: the time its start cycle began), ``r
 ([rise, fall] times of ``running`` that began in the phase), ``violations`` (an output beat
 offered outside a run, not taken, and then changed or withdrawn, without a reset),
 ``in_ready_at_reset`` (``host_in.ready`` in the cycle before an ``after_send`` reset),
+``reset_noise`` ([name, cycle after the reset, value] of every watched signal that did not
+hold its value) and ``reset_watched`` (the samples taken),
 ``timeout``, and how hostile the host was: ``stalls`` (cycles an output beat was offered
 outside a run and not taken), ``dropped`` (the same in a run: emission beats lost), ``gaps``
 (idle input cycles), ``waits`` (input beats the tile was not ready for at first).
@@ -62,6 +67,8 @@ class StressTB:
         self.rng = random.Random(0)
         self.resets = 0
         self.reset_done = Event()
+        self.noise = []             # watched signals that moved after a reset
+        self.watched = 0            # ... and the samples taken
         self.beat_event, self.run_event = Event(), Event()   # a beat taken, a run ended
         # how hostile the host was: output beats offered and not taken (outside runs:
         # stalls; in a run: dropped), idle input cycles, input beats the tile was not ready for
@@ -166,7 +173,8 @@ class StressTB:
                 self.run_next = policies[k]
                 starts.append(get_sim_time(unit="ns") + CLOCK_NS)
                 if reset and reset.get("run") == k:
-                    cocotb.start_soon(self._pulse_reset(reset["at"] + 1, reset["len"]))
+                    cocotb.start_soon(self._pulse_reset(reset["at"] + 1, reset["len"],
+                                                        reset.get("watch")))
             await RisingEdge(dut.clk)
             gap = rng.randint(0, gap_max)
             if gap:
@@ -176,16 +184,38 @@ class StressTB:
                 await ClockCycles(dut.clk, gap)
         dut.host_in__valid.value = 0
 
-    async def _pulse_reset(self, delay, cycles):
-        """``rst`` high for ``cycles`` cycles, from ``delay`` clock edges on."""
+    async def _pulse_reset(self, delay, cycles, watch=None):
+        """``rst`` high for ``cycles`` cycles, from ``delay`` clock edges on; then the
+        ``watch`` (the phase's ``reset["watch"]``) is checked."""
         dut = self.dut
         if delay:
             await ClockCycles(dut.clk, delay)
         dut.rst.value = 1
         await ClockCycles(dut.clk, cycles)
         dut.rst.value = 0
+        if watch:
+            await self._check_quiet(watch["signals"], watch["cycles"])
         self.resets += 1
         self.reset_done.set()
+
+    async def _check_quiet(self, signals, cycles):
+        """Each of ``signals`` ({hierarchical name: value}) holds its value in the ``cycles``
+        cycles from this one (the first after a reset); else [name, cycle, value] to
+        ``self.noise``."""
+        handles = {}
+        for name in signals:
+            handle = self.dut
+            for part in name.split("."):
+                handle = getattr(handle, part)
+            handles[name] = handle
+        for k in range(cycles):
+            await ReadOnly()
+            for name, want in signals.items():
+                got = handles[name].value
+                if not got.is_resolvable or int(got) != want:
+                    self.noise.append([name, k, str(got)])
+                self.watched += 1
+            await RisingEdge(self.dut.clk)
 
     # one phase --------------------------------------------------------------------------
 
@@ -220,8 +250,11 @@ class StressTB:
         await ClockCycles(dut.clk, phase.get("quiet", 16))
         result.update(beats=self.beats[first_beat:], starts=starts,
                       runs=self.runs[first_run:], violations=list(self.violations),
+                      reset_noise=list(self.noise), reset_watched=self.watched,
                       **{k: v - stats[k] for k, v in self.stats.items()})
         self.violations.clear()
+        self.noise.clear()
+        self.watched = 0
         return result
 
 

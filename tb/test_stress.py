@@ -423,6 +423,27 @@ def test_reset_during_generate_then_rerun(sim):
     run_and_check(sim, phases, "reset", seed)
 
 
+def _decoder_case(prog, prompt, steps):
+    """A compiled decoder's streams (``load``, ``request``: its GENERATE, ``reads``: the last
+    logits, the token memory and the counters), a ``golden`` model that has run the load,
+    the request's clean ``answer`` and run (``clean``), its ``stamps`` and ``cycles`` (checked
+    against the compiler's prediction), and ``full``: the answer to load, request and reads
+    on a fresh tile."""
+    cfg = prog.cfg
+    load, request = prog.load_stream(), prog.generate_stream(prompt, steps)
+    reads = (prog.read_stream("logits") + host.read_cmd(cfg, host.TARGET_TOKENS, 0,
+                                                        len(prompt) + steps)
+             + host.counters_cmd(cfg))
+    golden = GoldenTile(cfg)
+    assert golden_replay(golden, load)[0] == []
+    answer, (clean,) = golden_replay(golden, request)
+    stamps, cycles = prog.predict(len(prompt), steps)
+    assert [t for _, t in clean["emitted"]] == stamps and clean["cycles"] == cycles
+    full = golden_replay(GoldenTile(cfg), load + request + reads)[0]
+    return dict(load=load, request=request, reads=reads, golden=golden, answer=answer,
+                clean=clean, stamps=stamps, cycles=cycles, full=full)
+
+
 @pytest.mark.parametrize("sim", SIMS_LONG)
 def test_compiled_decoder_under_a_hostile_host(sim):
     """The decoder compiler's program for a small synthetic Llama (``tb/test_decoder_rtl.py``'s,
@@ -439,16 +460,10 @@ def test_compiled_decoder_under_a_hostile_host(sim):
     rng = np.random.default_rng(seed)
     prog = _synthetic(32)
     cfg, prompt, steps = prog.cfg, [1, 7, 30], 4
-    load, request = prog.load_stream(), prog.generate_stream(prompt, steps)
-    reads = (prog.read_stream("logits") + host.read_cmd(cfg, host.TARGET_TOKENS, 0,
-                                                        len(prompt) + steps)
-             + host.counters_cmd(cfg))
-    golden = GoldenTile(cfg)
-    assert golden_replay(golden, load)[0] == []
-    clean_answer, (clean,) = golden_replay(golden, request)
-    stamps, C = prog.predict(len(prompt), steps)
-    assert [t for _, t in clean["emitted"]] == stamps and clean["cycles"] == C
-    clean_full = golden_replay(GoldenTile(cfg), load + request + reads)[0]
+    d = _decoder_case(prog, prompt, steps)
+    load, request, reads, golden = d["load"], d["request"], d["reads"], d["golden"]
+    clean_answer, clean, stamps, C = d["answer"], d["clean"], d["stamps"], d["cycles"]
+    clean_full = d["full"]
     phase = lambda *a, **kw: make_phase(*a, cfg=cfg, **kw)
     phases = [phase("load", seed, load, [], [])]
     k = int(rng.integers(steps))
@@ -476,6 +491,69 @@ def test_compiled_decoder_under_a_hostile_host(sim):
         phases.append(phase(f"rerun after reset {j}", seed, request + reads, expected, runs))
     print(f"window {window}, ids stamped {stamps}, {C} cycles")
     run_and_check(sim, phases, "decoder", seed, cfg)
+
+
+# The signals a reset must leave quiet from the cycle after it (inside the tile: Icarus shows
+# them, the Verilator build makes them public, tb/watch.vlt): no unit busy and no result or
+# write in flight (the sequencer's
+# ``pipe_empty``: the address generators, the vector unit, the transposer, the drain, every
+# token of the pipeline, the norm unit), and no write enable of any memory. The tile's data
+# registers have no reset (rtl/registers.py): only their valid and enable bits do, and these
+# are what this watches.
+QUIET = {"running": 0, "seq.pipe_empty": 1, "router.y_en": 0, "router.yw_en": 0,
+         "router.c__en": 0, "router.tm__wen": 0, "router.t__wen": 0, "router.h__wen": 0}
+
+
+def test_a_reset_stops_every_unit_at_once():
+    """rst (one cycle) in the middle of each unit's longest busy stretch, and at random cycles,
+    of a GENERATE of the compiled decoder on the tile with attention as PV passes (the default
+    datapath: the transposer, the passes' exp units and delay line, RoPE, SiLU): from the next
+    cycle on, for 32 cycles, nothing runs or is in flight and no memory is written
+    (``QUIET``); the beats offered before the reset arrive, nothing after; then the request
+    sent again answers as a clean run, and the logits, the token memory and the counters read
+    back equal it. Verilator (the watched signals are public in its build: tb/watch.vlt)."""
+    from test_tile import decoder_program
+
+    from tinylpu.compiler import profile
+
+    seed = seed_of("test_a_reset_stops_every_unit_at_once")
+    rng = np.random.default_rng(seed)
+    _, prog = decoder_program(passes=True)
+    cfg, prompt, steps = prog.cfg, [1, 7], 2
+    assert not cfg.pv
+    d = _decoder_case(prog, prompt, steps)
+    load, request, reads, golden = d["load"], d["request"], d["reads"], d["golden"]
+    clean_answer, clean, stamps, C = d["answer"], d["clean"], d["stamps"], d["cycles"]
+    clean_full = d["full"]
+    clean_cycles = _clean_beat_cycles(clean)
+    phase = lambda *a, **kw: make_phase(*a, cfg=cfg, gap_max=0, **kw)
+    phases = [phase("load", seed, load, [], [])]
+    # a reset in the middle of each unit's longest busy stretch of the first step (the
+    # compiler's schedule: tinylpu.compiler.profile; the step starts at the run's cycle 0),
+    # and at random cycles of the run
+    step = profile.schedule(prog, 0)
+    units = (profile.MAC, profile.EPI, profile.VU, profile.NORM, profile.SCALAR)
+    assert all(step.busy[unit] for unit in units[:4]), step.busy     # (no RSQRT, RECIP)
+    at = [sum(max(step.busy[unit], key=lambda iv: iv[1] - iv[0])) // 2
+          for unit in units if step.busy[unit]]
+    at += [int(rng.integers(0, C)) for _ in range(5)]
+    for j, r in enumerate(at):
+        prefix = [b for b, c in zip(clean_answer, clean_cycles) if c < r]
+        watch = {"signals": QUIET, "cycles": 32}
+        phases.append(phase(f"reset {j} in cycle {r}", seed, request, prefix, [clean],
+                            ready_p=1.0, reset={"run": 0, "at": r, "len": 1, "watch": watch},
+                            beat_cycles=clean_cycles[:len(prefix)]))
+        phases[-1]["aborted"] = C
+    golden_reset(golden)
+    expected, runs = golden_replay(golden, request + reads)
+    assert expected == clean_full
+    phases.append(phase("rerun after the resets", seed, request + reads, expected, runs))
+    print(f"reset cycles {at} (run of {C} cycles, ids stamped {stamps})")
+    measured = run_and_check("verilator", phases, "quiet reset", seed, cfg)
+    noise = [(p["name"], n) for p, m in zip(phases, measured) for n in m["reset_noise"]]
+    assert noise == [], f"signals that moved after a reset: {noise[:12]}"
+    # (and each reset was watched, every signal for 32 cycles)
+    assert [m["reset_watched"] for m in measured[1:-1]] == [32 * len(QUIET)] * len(at)
 
 
 # 3. truncated and misframed command streams -------------------------------------------------

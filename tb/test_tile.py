@@ -121,13 +121,10 @@ def test_token_loop_under_generate_matches_golden(sim):
         assert m["beat_cycles"][first:case["run_at"]:2] == stamps
 
 
-@pytest.mark.parametrize("sim,passes", [("verilator", False), ("verilator", True)])
-def test_compiled_decoder_matches_golden(sim, passes):
-    """The decoder compiler's program for a small synthetic Llama (tinylpu.compiler.decoder) under
-    GENERATE: ids, stamps, status and cycles equal the golden model's and the compiler's
-    prediction; the last logits and the token memory read back equal. ``passes``: attention
-    as QK with transposed scores and PV passes over V^T (an 8-bit V cache; 18 positions:
-    two groups of L)."""
+def decoder_program(passes):
+    """The quantized synthetic Llama and its program on ``DECODER_CFGS[passes]``.
+    ``passes``: attention as QK with transposed scores and PV passes over V^T (an 8-bit V
+    cache), the default datapath; else PV over the V cache."""
     import numpy as np
 
     from tinylpu.compiler.decoder import compile_decoder, config_for
@@ -143,6 +140,17 @@ def test_compiled_decoder_matches_golden(sim, passes):
     assert cfg == DECODER_CFGS[passes], "update DECODER_CFGS: its builds serve this test"
     prog = compile_decoder(qm, cfg, 32, passes=passes)
     assert passes == (prog.footprint().get("weight tail words (per bank)", (0,))[0] > 0)
+    return qm, prog
+
+
+@pytest.mark.parametrize("sim,passes", [("verilator", False), ("verilator", True)])
+def test_compiled_decoder_matches_golden(sim, passes):
+    """The decoder compiler's program for a small synthetic Llama (tinylpu.compiler.decoder) under
+    GENERATE: ids, stamps, status and cycles equal the golden model's and the compiler's
+    prediction; the last logits and the token memory read back equal. ``passes``: attention
+    as QK with transposed scores and PV passes over V^T (an 8-bit V cache; 18 positions:
+    two groups of L)."""
+    qm, prog = decoder_program(passes)
     cfg, golden = prog.cfg, GoldenTile(prog.cfg)
     prompt, steps = [1, 7, 30], 16 if passes else 4
     stream = (prog.load_stream() + prog.generate_stream(prompt, steps)

@@ -239,10 +239,11 @@ def test_rtlsim_coverage_build_mode(tmp_path, monkeypatch):
         assert rtlsim.coverage_enabled() == enabled
         rtlsim.build(cfg, "verilator", root=tmp_path)
     plain, _, instrumented = built
-    assert plain["sources"] == [tmp_path / "plain.v"]
+    watch = rtlsim.TB_DIR / "watch.vlt"         # the signals tests read inside the tile
+    assert plain["sources"] == [watch, tmp_path / "plain.v"]
     assert plain["build_dir"] == tmp_path / "verilator"
     assert "--coverage-line" not in plain["build_args"]
-    assert instrumented["sources"] == [tmp_path / "src.v"]
+    assert instrumented["sources"] == [watch, tmp_path / "src.v"]
     assert instrumented["build_dir"] == tmp_path / "verilator-cov"
     assert instrumented["build_args"] == plain["build_args"] + ["--coverage-line",
                                                                 "--coverage-toggle"]

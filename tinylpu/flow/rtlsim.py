@@ -188,6 +188,8 @@ def build(cfg, sim, *, waves=False, root=None):
                                 + ("-cov" if coverage else ""))
     build_dir.mkdir(parents=True, exist_ok=True)
     sources, defines = [vfile], {}
+    if sim == "verilator":       # a few signals inside the tile, readable by name (tb/watch.vlt)
+        sources.insert(0, TB_DIR / "watch.vlt")
     if waves:
         sources.append(TB_DIR / "waves_dump.v")
         build_args += ["-s", "tinylpu_waves"]

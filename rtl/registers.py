@@ -1,0 +1,44 @@
+"""Registers whose data fields have no reset.
+
+The tile's synchronous reset reaches every flip-flop that has one: on an ECP5 that is the
+LSR input of the flip-flop's slice, and the reset a net to every such slice across the die
+(docs/fpga.md, "Why the larger tiles do not route"). A register that only carries data,
+whose every use is qualified by a valid bit that *is* reset, needs none: after a reset its
+stale value is never used. :func:`staged` builds such a register of a structure: its
+control fields reset, the rest reset-less. Plain data registers are
+``Signal(..., reset_less=True)`` where they are declared.
+
+Simulation starts every register at its ``init`` value either way; the tile's reset-in-a-run
+tests (tb/test_stress.py) check that nothing of a run cut short by a reset reaches the next.
+"""
+
+__all__ = ["staged"]
+
+from amaranth.hdl import Cat, Shape, Signal
+from amaranth.lib import data
+
+
+def staged(layout, name, control=("valid",)):
+    """A register of the structure ``layout`` named ``name``: a view of one signal a field
+    (``<name>__<field>``), the fields in ``control`` reset with the tile, the others
+    reset-less. ``layout``: a :class:`amaranth.lib.data.StructLayout`, or an
+    :class:`~amaranth.lib.data.ArrayLayout` of them (element i's fields
+    ``<name>__<i>__<field>``)."""
+    return data.View(layout, Cat(*_fields(layout, name, control)))
+
+
+def _fields(layout, name, control, depth=2):
+    # depth: the frames between the Signal and the caller of staged (its source location)
+    if isinstance(layout, data.ArrayLayout):
+        assert isinstance(layout.elem_shape, data.StructLayout), layout
+        return [s for i in range(layout.length)
+                for s in _fields(layout.elem_shape, f"{name}__{i}", control, depth + 1)]
+    assert isinstance(layout, data.StructLayout), layout
+    assert all(c in layout.members for c in control), (control, layout)
+    parts, at = [], 0
+    for field_name, field in sorted(layout, key=lambda item: item[1].offset):
+        assert field.offset == at, "a structure's fields are contiguous"
+        parts.append(Signal(Shape.cast(field.shape), name=f"{name}__{field_name}",
+                            reset_less=field_name not in control, src_loc_at=depth))
+        at += field.width
+    return parts
