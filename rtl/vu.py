@@ -405,9 +405,11 @@ class VectorUnit(wiring.Component):
         # ---- c+5: reduction ----------------------------------------------------------------
         s6 = st[6]
         # (data, reset-less: a reduction's first element sets them)
-        acc = Signal(signed(ACC_BITS), reset_less=True)  # SUM: the running sum; MAX/ARGMAX:
-        best = Signal(16, reset_less=True)    # the maximum; ARGMAX: index of the first one
-        kk = Signal(16, reset_less=True)      # index of the element in s5
+        # acc: SUM's running sum, or MAX's and ARGMAX's maximum; best: ARGMAX's index of the
+        # first maximum; kk: the index of the element in s5
+        acc = Signal(signed(ACC_BITS), reset_less=True)
+        best = Signal(16, reset_less=True)
+        kk = Signal(16, reset_less=True)
         kcur = Mux(s5.first, 0, kk + 1)
         take = s5.first | (s5.gv > acc)
         m.d.sync += s6.valid.eq(s5.valid & s5.last)
