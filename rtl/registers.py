@@ -14,7 +14,7 @@ tests (tb/test_stress.py) check that nothing of a run cut short by a reset reach
 
 __all__ = ["staged"]
 
-from amaranth.hdl import Cat, Shape, Signal
+from amaranth.hdl import Cat, Shape, ShapeCastable, Signal
 from amaranth.lib import data
 
 
@@ -24,21 +24,45 @@ def staged(layout, name, control=("valid",)):
     reset-less. ``layout``: a :class:`amaranth.lib.data.StructLayout`, or an
     :class:`~amaranth.lib.data.ArrayLayout` of them (element i's fields
     ``<name>__<i>__<field>``)."""
-    return data.View(layout, Cat(*_fields(layout, name, control)))
+    return _staged(layout, name, control, depth=2)
 
 
-def _fields(layout, name, control, depth=2):
+class _Staged(data.View):
+    """A view of the concatenation of ``parts`` (field name or element index -> its signal or
+    element view) whose fields are those parts themselves: the same value as a plain view's
+    slice of the concatenation, but Amaranth's simulator reads and writes one field's signal
+    instead of evaluating the whole concatenation (five times faster on the vector unit)."""
+
+    def __init__(self, layout, parts):
+        self._signals = [s for p in parts.values()
+                         for s in (p._signals if isinstance(p, _Staged) else [p])]
+        super().__init__(layout, Cat(*self._signals))
+        self._parts = parts
+
+    def __getitem__(self, key):
+        if isinstance(key, int) and not isinstance(key, bool) and key < 0:
+            key += len(self._parts)
+        if not isinstance(key, (str, int)) or key not in self._parts:
+            return super().__getitem__(key)     # a slice or a dynamic index: the plain view's
+        part = self._parts[key]
+        shape = self.shape().elem_shape if isinstance(key, int) else self.shape()[key].shape
+        if isinstance(part, _Staged) or not isinstance(shape, ShapeCastable):
+            return part
+        return shape(part)
+
+
+def _staged(layout, name, control, depth):
     # depth: the frames between the Signal and the caller of staged (its source location)
     if isinstance(layout, data.ArrayLayout):
         assert isinstance(layout.elem_shape, data.StructLayout), layout
-        return [s for i in range(layout.length)
-                for s in _fields(layout.elem_shape, f"{name}__{i}", control, depth + 1)]
+        return _Staged(layout, {i: _staged(layout.elem_shape, f"{name}__{i}", control, depth + 1)
+                                for i in range(layout.length)})
     assert isinstance(layout, data.StructLayout), layout
     assert all(c in layout.members for c in control), (control, layout)
-    parts, at = [], 0
+    parts, at = {}, 0
     for field_name, field in sorted(layout, key=lambda item: item[1].offset):
         assert field.offset == at, "a structure's fields are contiguous"
-        parts.append(Signal(Shape.cast(field.shape), name=f"{name}__{field_name}",
-                            reset_less=field_name not in control, src_loc_at=depth))
+        parts[field_name] = Signal(Shape.cast(field.shape), name=f"{name}__{field_name}",
+                                   reset_less=field_name not in control, src_loc_at=depth)
         at += field.width
-    return parts
+    return _Staged(layout, parts)

@@ -46,6 +46,9 @@ def test_only_the_control_fields_reset():
     assert (loaded.valid, loaded.kind, loaded.value, loaded.last) == (1, Kind.B.value, -5, 1)
     # the reset cycle: valid and last cleared, kind and value loaded again (no reset)
     assert (after.valid, after.kind, after.value, after.last) == (0, Kind.B.value, -5, 0)
+    # a field is its own signal, not a slice of the whole register (the simulator's speed)
+    assert reg.value is reg.as_value().parts[2] and reg.value.name == "s3__value"
+    assert reg.kind is reg.as_value().parts[1]
 
 
 def test_an_array_of_structures_resets_each_element_s_control_fields():
@@ -56,6 +59,8 @@ def test_an_array_of_structures_resets_each_element_s_control_fields():
     assert len(names) == 12
     resets = {s.name: not s.reset_less for s in reg.as_value().parts}
     assert [n for n, r in resets.items() if r] == [f"snap__{i}__valid" for i in range(3)]
+    assert reg[1].value is reg[-2].value is reg.as_value().parts[6]
+    assert reg[Signal(2)].shape() == LAYOUT            # a dynamic index: a slice, as a view's
 
 
 def test_a_control_field_the_layout_lacks_is_refused():
