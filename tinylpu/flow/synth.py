@@ -42,18 +42,28 @@ def _yosys():
     return exe
 
 
-def synthesize(verilog, top, target="ice40", netlist=None, timeout=None):
+# the label of synth_ecp5's and synth_ice40's scripts where logic is mapped to LUTs (ABC):
+# ``synthesize(..., until=MAP_LUTS)`` stops there, memories, multipliers and flip-flops
+# mapped, the rest left as generic gates (a third of the time of the whole flow)
+MAP_LUTS = "map_luts"
+
+
+def synthesize(verilog, top, target="ice40", netlist=None, timeout=None, until=None):
     """Check and synthesize ``verilog`` (a file); return ``{cell type: count}``.
 
     With ``netlist`` (a file name), also write the synthesized netlist as Yosys JSON under
     that name beside ``verilog``, for place and route. ``timeout`` bounds Yosys' run in
-    seconds (None: no bound).
+    seconds (None: no bound). ``until``: a label of the target's synthesis script to stop
+    before (:data:`MAP_LUTS`; FPGA targets only).
 
     Raises :class:`SynthError` naming the problem: a latch, a logic loop (Yosys ``check``),
     a memory left unmapped to the target's block RAM, or the timeout.
     """
     if target not in TARGETS:
         raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if until not in (None, MAP_LUTS) or (until and target == "generic"):
+        raise SynthError(f"until must be {MAP_LUTS!r} with an FPGA target, not {until!r} "
+                         f"with {target!r}")
     verilog = pathlib.Path(verilog).resolve()
     work = verilog.parent
     script = work / f"synth-{target}.ys"
@@ -67,7 +77,7 @@ def synthesize(verilog, top, target="ice40", netlist=None, timeout=None):
         "opt_clean",
         "check -assert",
         "select -assert-none t:$dlatch t:$adlatch t:$dlatchsr t:$sr",
-        TARGETS[target].format(top=top),
+        TARGETS[target].format(top=top) + (f" -run begin:{until}" if until else ""),
         "check -assert",
         f"tee -q -o {stat.name} stat",
         *([f"write_json {netlist}"] if netlist else []),
