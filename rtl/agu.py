@@ -170,26 +170,29 @@ class MatvecAgu(wiring.Component):
                 cur_head_shift.eq(head_shift),
             ]
         # a packed block's pairs come from the word of block // 2 (isa.rope_block)
-        rope_block = Mux(tok.y_pack, isa.rope_block(cfg.rows, True, cur_block), cur_block)
+        y_pack = Mux(self.op.issue, packed, st.y_pack)
+        rope_block = Mux(y_pack, isa.rope_block(cfg.rows, True, cur_block), cur_block)
         # ROPE: the block's head_shift entry (its head slot's, isa.block_head_slot) rounds
         # its pairs further, carried as epi_shift
         slot = ((cur_block << (2 * cfg.rows).bit_length() - 1) >> cfg.lanes.bit_length() - 1)
         entries = Array(cur_head_shift.word_select(i, isa.HEAD_SHIFT_BITS)
                         for i in range(isa.HEAD_SLOTS))
-        # (from the sources, not the token: no path from one of its fields to another)
+        # (each field from the sources, not from the token's other fields: a path from one
+        # field to another is a combinational loop through the token to Verilator, which
+        # then evaluates it until it settles, every cycle)
         epi = Mux(self.op.issue, a.epi, st.epi)
         m.d.comb += tok.epi_shift.eq(Mux(epi == Epi.ROPE,
                                          entries[slot[:(isa.HEAD_SLOTS - 1).bit_length()]],
                                          Mux(self.op.issue, a.epi_shift, st.epi_shift)))
-        last_read = Signal()
+        last_read, valid, last = Signal(), Signal(), Signal()
         x_exp = Mux(self.op.issue, a.x_exp, st.x_exp)
         m.d.comb += [
             tok.rope_addr.eq(cur_rope0 + (rope_block & cur_mask)),
             tok.head.eq(cur_block == 0), tok.final.eq(last_read), tok.block.eq(cur_block),
-            tok.valid.eq((self.op.issue | self.op.busy) & ~tail),
+            valid.eq((self.op.issue | self.op.busy) & ~tail), tok.valid.eq(valid),
             tok.first.eq(cur_chunk == 0),
-            tok.last.eq(cur_chunk == cur_nc_m1),
-            last_read.eq(tok.valid & tok.last & (cur_blocks == 1)),
+            last.eq(cur_chunk == cur_nc_m1), tok.last.eq(last),
+            last_read.eq(valid & last & (cur_blocks == 1)),
             # a PV pass's slot ends the cycle after its last read (isa.duration)
             self.op.final.eq(tail | (last_read & ~x_exp)),
         ]
