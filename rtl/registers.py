@@ -40,7 +40,7 @@ class _Staged(data.View):
         self._parts = parts
 
     def __getitem__(self, key):
-        if isinstance(key, int) and not isinstance(key, bool) and key < 0:
+        if isinstance(key, int) and key < 0:
             key += len(self._parts)
         if not isinstance(key, (str, int)) or key not in self._parts:
             return super().__getitem__(key)     # a slice or a dynamic index: the plain view's

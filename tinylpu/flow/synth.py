@@ -61,7 +61,7 @@ def synthesize(verilog, top, target="ice40", netlist=None, timeout=None, until=N
     """
     if target not in TARGETS:
         raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-    if until not in (None, MAP_LUTS) or (until and target == "generic"):
+    if until is not None and (until != MAP_LUTS or target == "generic"):
         raise SynthError(f"until must be {MAP_LUTS!r} with an FPGA target, not {until!r} "
                          f"with {target!r}")
     verilog = pathlib.Path(verilog).resolve()
