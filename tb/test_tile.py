@@ -62,6 +62,31 @@ def test_rtl_matches_golden(sim, cfg):
         assert m["cycles"] == m["ext_cycles"] == case["cycles"], f"{case['name']} (seed {seed})"
 
 
+def test_verilator_model_evaluates_little_logic_per_input_change():
+    """Verilator evaluates the logic driven by a signal the testbench may write (a port, or
+    any signal public for writing) again on every call of the model's eval, twice a cycle
+    (its 'ico' region, besides the 'nba' region after each clock edge). Only the tile's
+    ports are writable (tb/watch.vlt): the 'ico' code is a small part of the model. With
+    every signal public for writing (--public-depth 1, before 2026-12-07) it was half the
+    size of the 'nba' code, and stories260K ran 3x slower."""
+    import re
+
+    from tinylpu.flow.rtlsim import build, write_verilog
+
+    cfg = DECODER_CFGS[1]
+    build(cfg, "verilator")
+    lines = {"ico": 0, "nba": 0}
+    sources = sorted((write_verilog(cfg).parent / "verilator").glob("Vtop___024root__*.cpp"))
+    for path in sources:
+        if "Slow" in path.name:      # run once, at the start
+            continue
+        text = path.read_text()
+        for m in re.finditer(r"\nvoid Vtop___024root___(ico|nba)_sequent\w*\(", text):
+            lines[m.group(1)] += text.count("\n", m.start(), text.index("\n}\n", m.start()))
+    assert lines["nba"] > 10_000, (lines, [p.name for p in sources])
+    assert lines["ico"] < 0.2 * lines["nba"], lines
+
+
 def test_harness_reports_a_wrong_expectation():
     """The comparison can fail: a flipped bit and a wrong prediction are both reported."""
     import numpy as np
