@@ -4,7 +4,7 @@ the attention units, flagged by the RTL where the golden model refuses the progr
 
 import numpy as np
 import pytest
-from amaranth_host import run_host_stream
+from tinylpu.flow.amaranthsim import run_tile_stream
 
 from tinylpu import host, isa
 from tinylpu.config import Config
@@ -53,7 +53,7 @@ def test_qk_pv_match_golden(cfg, n, kv_shift):
     golden = GoldenTile(cfg)
     expected = golden.host(stream)
     assert expected[0] == host.STATUS_DONE
-    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+    assert run_tile_stream(cfg, stream, len(expected)) == expected
     # the scores are not all saturated or equal: the weights and the division matter
     scores = isa.halves(host.unpack_words(cfg, host.TARGET_ABANK, expected[2:-cfg.rows *
                                                                            cfg.lanes]))
@@ -84,7 +84,7 @@ def test_scores_and_outputs_by_hand():
     out = host.unpack_words(cfg, host.TARGET_ABANK, response[2 + L:]).ravel()
     # head h reads V head h >> 1: values 4 (h >> 1) .. +3
     assert out.tolist() == [v[4 * (h >> 1) + d] for h in range(2 * R) for d in range(4)]
-    assert run_host_stream(Tile(cfg), stream, len(response)) == response
+    assert run_tile_stream(cfg, stream, len(response)) == response
 
 
 @pytest.mark.parametrize("rule", ["maxima in flight", "pv while draining", "output unit"])
@@ -107,5 +107,5 @@ def test_attention_schedule_rules_are_flagged(rule):
     stream = _stream(cfg, program, np.random.default_rng(3), n)[:-4]     # no read-backs
     with pytest.raises(GoldenError):
         GoldenTile(cfg).host(stream)
-    status, _ = run_host_stream(Tile(cfg), stream, 2)
+    status, _ = run_tile_stream(cfg, stream, 2)
     assert status & bit and status & host.STATUS_DONE

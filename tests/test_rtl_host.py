@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from amaranth_host import run_host_stream, send
+from tinylpu.flow.amaranthsim import run_tile_stream, send
 
 from tinylpu import host, isa
 from tinylpu.verify.cases import program_case, schedule_cases, with_counters
@@ -48,7 +48,7 @@ def test_random_gemvs_match_golden(cfg):
         stream = g.host_stream()
         golden = GoldenTile(cfg)
         expected = golden.host(stream)
-        got = run_host_stream(Tile(cfg), stream, len(expected))
+        got = run_tile_stream(cfg, stream, len(expected))
         assert got == expected, f"gemv {k}: {W.shape}"
         assert got[:2] == [host.STATUS_DONE, g.schedule.cycles]
         np.testing.assert_array_equal(g.result(got), g.reference([W], x))
@@ -71,7 +71,7 @@ def test_edge_gemvs_match_golden(cfg, shape, value, mult, shift):
     g = compile_gemv(W, x, cfg, mult=mult, shift=shift)
     stream = g.host_stream()
     expected = GoldenTile(cfg).host(stream)
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
     assert got[:2] == [host.STATUS_DONE, g.schedule.cycles]
     np.testing.assert_array_equal(g.result(got), g.reference([W], x))
@@ -98,7 +98,7 @@ def test_raw_race_is_flagged():
     golden = GoldenTile(cfg)
     expected = golden.host(stream)
     assert golden.last_run.status == host.STATUS_DONE
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
     assert got[:2] == [host.STATUS_DONE | host.STATUS_RAW_HAZARD, 2 + isa.ISSUE_LAT + isa.DRAIN]
     assert got[-2:] == [host.STATUS_DONE, 2]
@@ -139,7 +139,7 @@ def test_residual_read_is_checked(case):
     status = {"hazard": host.STATUS_RAW_HAZARD, "conflict": host.STATUS_PORT_CONFLICT,
               "clean": 0, "later write": 0}[case] | host.STATUS_DONE
     assert expected[0] == status
-    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+    assert run_tile_stream(cfg, stream, len(expected)) == expected
 
 
 @pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[2]], ids=lambda c: c.ident)
@@ -157,7 +157,7 @@ def test_chain_and_readback_match_golden(cfg):
     for a in range(cfg.act_banks):
         stream += host.read_cmd(cfg, host.TARGET_ABANK + a, 0, 2)
     expected = GoldenTile(cfg).host(stream)
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
     assert got[0] == host.STATUS_DONE
     y_beats = g.y.words * host.beats(cfg, host.TARGET_ABANK)
@@ -175,7 +175,7 @@ def test_invalid_target_reads_zeros_and_sets_bad_command():
     stream += host.run_cmd(0)             # the flag was reported once; it is clear now
     golden = GoldenTile(cfg)
     expected = golden.host(stream)
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
     fd = 0xfdfdfdfd
     assert got == [0, 0, fd, fd, 0,
@@ -192,7 +192,7 @@ def test_unknown_command_and_invalid_write_set_bad_command():
     stream += host.run_cmd(0)
     stream += host.run_cmd(0)
     expected = GoldenTile(cfg).host(stream)
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
     bad = host.STATUS_DONE | host.STATUS_BAD_COMMAND
     assert got == [bad, 2] + [0] * host.beats(cfg, host.TARGET_PROG) + [bad, 2,
@@ -200,7 +200,7 @@ def test_unknown_command_and_invalid_write_set_bad_command():
 
 
 def _run_with_backpressure(dut, beats, n_response, ready_pattern, valid_pattern=None):
-    """Like run_host_stream, with host_out.ready following ``ready_pattern(cycle)`` and, if
+    """Like run_tile_stream, with host_out.ready following ``ready_pattern(cycle)`` and, if
     given, host_in.valid following ``valid_pattern(cycle)``. Also records whether host_in
     was ever ready while the tile ran."""
     sim = Simulator(dut)
@@ -264,7 +264,7 @@ def test_output_backpressure_gives_identical_beats(cfg):
     assert res["beats"] == expected
     assert res["stalled"] > 10            # the stalls really happened while data was offered
     assert res["ready_while_running"] == 0
-    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+    assert run_tile_stream(cfg, stream, len(expected)) == expected
 
 
 def test_input_bubbles_and_output_backpressure():
@@ -371,7 +371,7 @@ def test_table_tokens_and_32_bit_lanes_round_trip():
     stream += host.run_cmd(0)
     golden = GoldenTile(cfg)
     expected = golden.host(stream)
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
     assert got[3 * cfg.lanes + 4:3 * cfg.lanes + 6] == [0x8001, 0x7fff]
     assert got[-2] == host.STATUS_DONE | host.STATUS_BAD_COMMAND
@@ -389,7 +389,7 @@ def _generate_case(n_prompt, steps, seed=41):
 
 def test_generate_matches_golden():
     golden, case = _generate_case(2, 3)
-    got = run_host_stream(Tile(GEN_CFG), case["stream"], len(case["expected"]))
+    got = run_tile_stream(GEN_CFG, case["stream"], len(case["expected"]))
     assert got == case["expected"]
     assert case["emissions"] == 3 and case["run_at"] == 6
     assert got[case["run_at"]] == host.STATUS_DONE
@@ -405,7 +405,7 @@ def test_generate_then_run_and_generate_without_steps():
     stream += host.header(host.CMD_GENERATE, 0, 5, 0) + host.generate_cmd(3, 2)
     stream += host.read_cmd(GEN_CFG, host.TARGET_TOKENS, 0, 5)
     expected = GoldenTile(GEN_CFG).host(stream)
-    got = run_host_stream(Tile(GEN_CFG), stream, len(expected))
+    got = run_tile_stream(GEN_CFG, stream, len(expected))
     assert got == expected
     tail = expected[len(case["expected"]):]
     assert tail[0] == host.STATUS_DONE                                   # RUN: no emissions
@@ -506,7 +506,7 @@ def test_port_conflicts_between_units_are_flagged(what):
     stream += host.run_cmd(0) + host.read_cmd(cfg, host.TARGET_ABANK, 0, 4) + host.run_cmd(7)
     golden = GoldenTile(cfg)
     expected = golden.host(stream)
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert expected[0] == host.STATUS_DONE | host.STATUS_PORT_CONFLICT
     assert got == expected
 
@@ -537,14 +537,14 @@ def test_norm_register(case):
         golden = GoldenTile(cfg)
         expected = golden.host(stream + reads)
         assert expected[0] == host.STATUS_DONE
-        got = run_host_stream(Tile(cfg), stream + reads, len(expected))
+        got = run_tile_stream(cfg, stream + reads, len(expected))
         assert got == expected
         y = np.array(got[-3 * cfg.lanes:]).reshape(3, cfg.lanes)
         assert y[0, 0] == 0 and np.any(y[2] != 0)           # c is not written; y is
     else:
         with pytest.raises(Exception, match="reads the norm register in cycle"):
             GoldenTile(cfg).host(stream)
-        got = run_host_stream(Tile(cfg), stream, 2)
+        got = run_tile_stream(cfg, stream, 2)
         assert got[0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
 
 
@@ -581,12 +581,12 @@ def test_sum_of_squares_sets_the_norm_register(case):
         expected = golden.host(stream + reads)
         assert expected[0] == host.STATUS_DONE
         assert golden.norm >> 16 > 0                   # a scale was computed and applied
-        got = run_host_stream(Tile(cfg), stream + reads, len(expected))
+        got = run_tile_stream(cfg, stream + reads, len(expected))
         assert got == expected
     else:
         with pytest.raises(Exception, match="reads the norm register in cycle"):
             GoldenTile(cfg).host(stream)
-        got = run_host_stream(Tile(cfg), stream, 2)
+        got = run_tile_stream(cfg, stream, 2)
         assert got[0] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
 
 
@@ -606,7 +606,7 @@ def test_qk_started_while_the_transposer_writes_flags_its_own_reads_too():
     stream += host.run_cmd(0)
     expected = golden.host(stream)
     assert expected[0] == host.STATUS_DONE | host.STATUS_UNIT_BUSY | host.STATUS_RAW_HAZARD
-    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+    assert run_tile_stream(cfg, stream, len(expected)) == expected
 
 
 @pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[1]], ids=lambda c: c.ident)
@@ -629,7 +629,7 @@ def test_schedule_rules_are_flagged(cfg):
     expected = [beat for case in cases for beat in case["expected"]]
     expected += golden.host(host.run_cmd(7))
     assert expected[-2:] == [host.STATUS_DONE, 2]
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     for i, case in enumerate(cases):
         assert got[2 * i:2 * i + 2] == case["expected"], case["name"]
     assert got[-2:] == expected[-2:]
@@ -664,12 +664,12 @@ def test_next_waits_for_the_argmax(unit):
         if gap == lat - 1:
             with pytest.raises(Exception, match="before the argmax result lands"):
                 GoldenTile(cfg).host(stream)
-            got = run_host_stream(Tile(cfg), stream, 4)
+            got = run_tile_stream(cfg, stream, 4)
             assert got[2] == host.STATUS_DONE | host.STATUS_RAW_HAZARD
             stream = stream[:-len(host.generate_cmd(1, 1))]
     expected = GoldenTile(cfg).host(stream)
     assert expected[2] == host.STATUS_DONE
-    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+    assert run_tile_stream(cfg, stream, len(expected)) == expected
 
 
 # Busy counters ------------------------------------------------------------------------------
@@ -693,7 +693,7 @@ def test_busy_counters_of_gemvs_match_golden(cfg):
         expected += golden.host(g.host_stream() + host.counters_cmd(cfg))
     stream = gemv.host_stream() + host.counters_cmd(cfg) + chain.host_stream() \
         + host.counters_cmd(cfg)
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
     n_gemv = len(expected) - len(golden.host(host.counters_cmd(cfg))) - 2 - \
         chain.y.words * host.beats(cfg, host.TARGET_ABANK)
@@ -749,7 +749,7 @@ def test_busy_counters_of_vops_waits_and_loops_match_golden():
     assert any(_counters(c["expected"])["wait"] for c in cases[2:])
     stream = [beat for c in cases for beat in c["stream"]]
     expected = [beat for c in cases for beat in c["expected"]]
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     at = 0
     for c in cases:
         n = len(c["expected"])
@@ -786,7 +786,7 @@ def test_busy_counters_of_a_decoder_match_golden_and_profile():
         step = {k: at_next[k] - prev[k] for k in host.COUNTERS}
         assert step == schedule(prog, pos).counters(), pos
         prev = at_next
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
 
 
@@ -808,7 +808,7 @@ def test_busy_counters_are_cleared_read_only_and_zero_beyond_the_last():
     stream += host.run_cmd(2) + host.counters_cmd(cfg)           # pc 2: HALT
     golden = GoldenTile(cfg)
     expected = golden.host(stream)
-    got = run_host_stream(Tile(cfg), stream, len(expected))
+    got = run_tile_stream(cfg, stream, len(expected))
     assert got == expected
     # the MATVEC (issued in 4) reads in 5 and 6; the tile is idle from 6 + DRAIN
     first = {"cycles": 3 + 2 + isa.ISSUE_LAT + isa.DRAIN, "mac": 2, "vu": 0, "out": isa.LAT_OUT + 1,
@@ -840,7 +840,7 @@ def test_illegal_instructions_stop_the_run():
     assert len(cases) == 12 + (cfg.attention and not cfg.pv)    # + PV without its datapath
     assert all(c["expected"][0] == host.STATUS_DONE | host.STATUS_ILLEGAL for c in cases)
     assert clean["expected"][0] == host.STATUS_DONE
-    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+    assert run_tile_stream(cfg, stream, len(expected)) == expected
 
 
 @pytest.mark.parametrize("cfg", [GEN_CFG, CONFIGS[0]], ids=lambda c: c.ident)
@@ -856,4 +856,29 @@ def test_control_registers(cfg):
     expected = [b for c in cases + [clean] for b in c["expected"]]
     assert [c["expected"][0] & ~host.STATUS_BAD_COMMAND for c in cases] == [
         host.STATUS_DONE | host.STATUS_TIMEOUT] * 2 + [host.STATUS_DONE] + [host.STATUS_RANGE] * 2
-    assert run_host_stream(Tile(cfg), stream, len(expected)) == expected
+    assert run_tile_stream(cfg, stream, len(expected)) == expected
+
+
+def test_a_kept_simulator_starts_each_stream_from_reset():
+    """run_tile_stream keeps one simulator per configuration and resets it for each stream:
+    after a stream that writes the program, weights, activations and multipliers and runs,
+    the next stream reads every one of them back as a new tile would (zeros; the golden
+    model's fresh tile), and the status of a run is not left over either."""
+    cfg = CONFIGS[2]
+    rng = np.random.default_rng(5)
+    program = [isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2, n_blocks=2,
+                          n_chunks=1, q_shift=2, y_bits=16, m_base=1), isa.halt()]
+    writes = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(cfg.rows):
+        writes += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
+    writes += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-3000, 3000, (4, cfg.lanes)))
+    writes += host.write_cmd(cfg, host.TARGET_MMEM, 0, rng.integers(-32768, 32768, (4, cfg.rows)))
+    writes += host.run_cmd(0)
+    reads = (host.read_cmd(cfg, host.TARGET_WBANK, 0, 4) + host.read_cmd(cfg, host.TARGET_ABANK, 0, 4)
+             + host.read_cmd(cfg, host.TARGET_ABANK + 1, 0, 4))
+    written = GoldenTile(cfg).host(writes + reads)
+    assert run_tile_stream(cfg, writes + reads, len(written)) == written
+    fresh = GoldenTile(cfg).host(reads)
+    assert fresh != written[-len(fresh):] and not any(fresh)
+    assert run_tile_stream(cfg, reads, len(fresh)) == fresh
+    assert run_tile_stream(cfg, writes, 2) == written[:2]
