@@ -511,6 +511,17 @@ def test_port_conflicts_between_units_are_flagged(what):
     assert got == expected
 
 
+def _load_and_run(cfg, rng, program):
+    """The host stream that writes ``program``, four random words of every weight bank, of
+    activation bank 0 and of the multipliers, then runs from pc 0."""
+    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
+    for r in range(cfg.rows):
+        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-3000, 3000, (4, cfg.lanes)))
+    stream += host.write_cmd(cfg, host.TARGET_MMEM, 0, rng.integers(-32768, 32768, (4, cfg.rows)))
+    return stream + host.run_cmd(0)
+
+
 @pytest.mark.parametrize("case", ["clean", "early"])
 def test_norm_register(case):
     """A VOP NORM (RMSNorm's scale of a vector into the norm register), then a MATVEC with
@@ -526,12 +537,7 @@ def test_norm_register(case):
                     q_shift=2, y_bits=16, m_base=1, norm=True)
     lat = isa.vop_latency(norm["args"]["vop"])
     program = [norm] + ([isa.wait(lat)] if case == "clean" else []) + [mv, isa.halt()]
-    stream = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
-    for r in range(cfg.rows):
-        stream += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
-    stream += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-3000, 3000, (4, cfg.lanes)))
-    stream += host.write_cmd(cfg, host.TARGET_MMEM, 0, rng.integers(-32768, 32768, (4, cfg.rows)))
-    stream += host.run_cmd(0)
+    stream = _load_and_run(cfg, rng, program)
     reads = host.read_cmd(cfg, host.TARGET_ABANK + 1, 0, 3)
     if case == "clean":
         golden = GoldenTile(cfg)
@@ -868,12 +874,7 @@ def test_a_kept_simulator_starts_each_stream_from_reset():
     rng = np.random.default_rng(5)
     program = [isa.matvec(w_base=0, x_bank=0, x_addr=0, y_bank=1, y_addr=2, n_blocks=2,
                           n_chunks=1, q_shift=2, y_bits=16, m_base=1), isa.halt()]
-    writes = host.write_cmd(cfg, host.TARGET_PROG, 0, [isa.encode(i) for i in program])
-    for r in range(cfg.rows):
-        writes += host.write_cmd(cfg, host.TARGET_WBANK + r, 0, _rand(rng, cfg, (4, cfg.lanes)))
-    writes += host.write_cmd(cfg, host.TARGET_ABANK, 0, rng.integers(-3000, 3000, (4, cfg.lanes)))
-    writes += host.write_cmd(cfg, host.TARGET_MMEM, 0, rng.integers(-32768, 32768, (4, cfg.rows)))
-    writes += host.run_cmd(0)
+    writes = _load_and_run(cfg, rng, program)
     reads = (host.read_cmd(cfg, host.TARGET_WBANK, 0, 4) + host.read_cmd(cfg, host.TARGET_ABANK, 0, 4)
              + host.read_cmd(cfg, host.TARGET_ABANK + 1, 0, 4))
     written = GoldenTile(cfg).host(writes + reads)
