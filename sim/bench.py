@@ -3,7 +3,10 @@
 For every array size and GEMV shape, the compiler's predicted cycles are checked against
 both simulators (they must agree exactly) and utilization = MACs / (cycles x MAC units) is
 tabulated. Simulation speed is measured on a long run (the largest GEMV repeated by a
-hardware LOOP) as simulated cycles per wall-clock second while the tile runs.
+hardware LOOP) as simulated cycles per wall-clock second while the tile runs; also for
+Amaranth's simulator, which runs the unit tests (a smaller GEMV: its weights load at a few
+hundred beats a second), with the time it takes to elaborate the tile and build the
+simulator. A slower simulation shows here before it shows as a slower test suite.
 """
 
 __all__ = ["ARRAYS", "SHAPES", "run_bench"]
@@ -19,8 +22,8 @@ from tinylpu.golden import GoldenTile
 
 ARRAYS = [Config(lanes=16, rows=4, wdepth=1024), Config(lanes=32, rows=8, wdepth=512)]
 SHAPES = [(64, 64), (172, 64), (64, 172), (256, 256), (512, 64), (1, 64)]
-SPEED_SHAPE = (256, 256)
-SPEED_CYCLES = {"icarus": 20_000, "verilator": 1_000_000}
+SPEED_SHAPE = {"icarus": (256, 256), "verilator": (256, 256), "amaranth": (64, 64)}
+SPEED_CYCLES = {"icarus": 20_000, "verilator": 1_000_000, "amaranth": 3_000}
 
 
 def _cases(cfg, sims, seed):
@@ -31,35 +34,47 @@ def _cases(cfg, sims, seed):
         W, x = rng.integers(-128, 128, (out, inp)), rng.integers(-128, 128, inp)
         cases.append(gemv_case(f"{out}x{inp}", golden, [W], x))
     speed = {}
-    out, inp = SPEED_SHAPE
-    W, x = rng.integers(-128, 128, (out, inp)), rng.integers(-128, 128, inp)
-    per_pass = cases[SHAPES.index(SPEED_SHAPE)]["cycles"]
     for sim in sims:
+        out, inp = SPEED_SHAPE[sim]
+        W, x = rng.integers(-128, 128, (out, inp)), rng.integers(-128, 128, inp)
+        per_pass = cases[SHAPES.index(SPEED_SHAPE[sim])]["cycles"]
         repeat = max(1, min(SPEED_CYCLES[sim] // per_pass, 65535))
         speed[sim] = gemv_case(f"speed {out}x{inp} x{repeat}", GoldenTile(cfg), [W], x,
                                repeat=repeat)
     return cases, speed
 
 
-def run_bench(sims=("icarus", "verilator"), out_dir="build/bench", seed=0, out=print):
+def _speed_row(cfg, sim, case, m):
+    if m["cycles"] != case["cycles"] or m["response"] != case["expected"]:
+        raise AssertionError(f"{sim} speed run on {cfg.ident} differs from the golden model")
+    return {"array": f"{cfg.rows}x{cfg.lanes}", "config": cfg.ident, "sim": sim,
+            "run": case["name"][len("speed "):], "cycles": m["cycles"], "wall_s": m["wall"],
+            "cycles_per_s": m["cycles"] / m["wall"], "setup_s": m.get("setup")}
+
+
+def run_bench(sims=("icarus", "verilator"), out_dir="build/bench", seed=0, out=print,
+              amaranth=True):
+    """The GEMV table on ``sims``; the speed table on them and, with ``amaranth``, on
+    Amaranth's simulator."""
+    from tinylpu.flow.amaranthsim import run_cases
     from tinylpu.flow.rtlsim import run_streams
     import pathlib
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, speeds = [], []
     for cfg in ARRAYS:
-        cases, speed = _cases(cfg, sims, seed)
+        cases, speed = _cases(cfg, list(sims) + ["amaranth"] * amaranth, seed)
         measured = {}
         for sim in sims:
             t0 = time.perf_counter()
             measured[sim] = run_streams(cfg, sim, cases + [speed[sim]], name="bench")
             out(f"  {cfg.ident}: {sim} done in {time.perf_counter() - t0:.1f} s")
-            m = measured[sim][-1]
-            if m["cycles"] != speed[sim]["cycles"] or m["response"] != speed[sim]["expected"]:
-                raise AssertionError(f"{sim} speed run differs from the golden model")
-            speeds.append({"array": f"{cfg.rows}x{cfg.lanes}", "config": cfg.ident,
-                           "sim": sim, "cycles": m["cycles"], "wall_s": m["wall"],
-                           "cycles_per_s": m["cycles"] / m["wall"]})
+            speeds.append(_speed_row(cfg, sim, speed[sim], measured[sim][-1]))
+        if amaranth:
+            t0 = time.perf_counter()
+            (m,) = run_cases(cfg, [speed["amaranth"]])
+            out(f"  {cfg.ident}: amaranth done in {time.perf_counter() - t0:.1f} s")
+            speeds.append(_speed_row(cfg, "amaranth", speed["amaranth"], m))
         for i, case in enumerate(cases):
             got = {sim: measured[sim][i] for sim in sims}
             for sim, m in got.items():
@@ -88,16 +103,19 @@ def _tables(rows, speeds, sims):
         cells = [r["array"], r["shape"], str(r["macs"]), str(r["predicted"])]
         cells += [str(r[f"{s}_cycles"]) for s in sims]
         lines.append("| " + " | ".join(cells + [f"{100 * r['utilization']:.1f}%"]) + " |")
-    lines += ["", "| array | simulator | cycles | wall (s) | cycles/s |", "|---|---|---|---|---|"]
+    lines += ["", "| array | simulator | run (GEMV x LOOP count) | cycles | wall (s) | cycles/s "
+                  "| set-up (s) |", "|---|---|---|---|---|---|---|"]
     for s in speeds:
-        lines.append(f"| {s['array']} | {s['sim']} | {s['cycles']} | {s['wall_s']:.2f} | "
-                     f"{s['cycles_per_s']:,.0f} |")
-    if len(sims) == 2:
-        lines.append("")
-        for array in dict.fromkeys(s["array"] for s in speeds):
-            v = {s["sim"]: s["cycles_per_s"] for s in speeds if s["array"] == array}
-            lines.append(f"Verilator / Icarus speed ratio, {array} array: "
-                         f"{v['verilator'] / v['icarus']:.0f}x")
+        setup = "" if s["setup_s"] is None else f"{s['setup_s']:.1f}"
+        lines.append(f"| {s['array']} | {s['sim']} | {s['run']} | {s['cycles']} | "
+                     f"{s['wall_s']:.2f} | {s['cycles_per_s']:,.0f} | {setup} |")
+    lines += ["", "(set-up: elaborating the tile and building Amaranth's simulator; the "
+                  "Verilog simulators' builds are cached and not timed here)"]
+    for array in dict.fromkeys(s["array"] for s in speeds):
+        v = {s["sim"]: s["cycles_per_s"] for s in speeds if s["array"] == array}
+        for a, b in (("verilator", "icarus"), ("verilator", "amaranth")):
+            if a in v and b in v:
+                lines.append(f"{a} / {b} speed ratio, {array} array: {v[a] / v[b]:,.0f}x")
     return "\n".join(lines)
 
 
