@@ -55,8 +55,8 @@ class ReadChecker(wiring.Component):
             "x_en": In(1), "x_bank": In(2), "x_addr": In(16),
             "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
             "r_en": In(1), "r_bank": In(2), "r_word": In(16), "r_mask": In(L),
-            "mxm": In(data.ArrayLayout(write_layout(cfg), MXM_PENDING)),
-            "vu_writes": In(data.ArrayLayout(vu_write_layout(cfg), WRITES)),
+            "mxm": In(write_layout(cfg)).array(MXM_PENDING),
+            "vu_writes": In(vu_write_layout(cfg)).array(WRITES),
             "drain_busy": In(1), "drain_bank": In(2), "drain_addr": In(16),
             "drain_first": In(9), "drain_end": In(9),
             "hazard": Out(1),
@@ -96,13 +96,13 @@ class ReadChecker(wiring.Component):
         m.d.comb += count.eq(Mux(end > first, end - first, 0))
         with m.If(self.vop_issue):
             m.d.sync += [
-                snap_mxm.eq(self.mxm), snap_vu.eq(self.vu_writes),
+                snap_mxm.eq(Cat(*self.mxm)), snap_vu.eq(Cat(*self.vu_writes)),
                 d_valid.eq(self.drain_busy & (count != 0)), d_bank.eq(self.drain_bank),
                 d_base.eq((self.drain_addr << ll)[:max(mb, 1)]),
                 d_lo.eq((first * R)[:max(pb, 1)]),
                 d_len.eq(Mux(count * R >= P, P, count * R)),
             ]
-        m.d.sync += vu_q.eq(self.vu_writes)
+        m.d.sync += vu_q.eq(Cat(*self.vu_writes))
         reads = {}
         for name, fields in (("a", ("en", "bank", "word", "lane")),
                              ("b", ("en", "bank", "word", "lane")),

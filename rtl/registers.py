@@ -12,7 +12,7 @@ Simulation starts every register at its ``init`` value either way; the tile's re
 tests (tb/test_stress.py) check that nothing of a run cut short by a reset reaches the next.
 """
 
-__all__ = ["staged"]
+__all__ = ["staged", "by_field"]
 
 from amaranth.hdl import Cat, Shape, ShapeCastable, Signal
 from amaranth.lib import data
@@ -25,6 +25,16 @@ def staged(layout, name, control=("valid",)):
     :class:`~amaranth.lib.data.ArrayLayout` of them (element i's fields
     ``<name>__<i>__<field>``)."""
     return _staged(layout, name, control, depth=2)
+
+
+def by_field(layout, name):
+    """A combinational value of the structure ``layout``: :func:`staged`'s one signal a field,
+    so that a field assigned or read alone is that signal. A plain ``Signal(layout)`` whose
+    fields are assigned one by one is, in Verilog, a concatenation of its fields that every
+    reader of a field selects from, and Icarus converts the whole concatenation for each
+    reader whenever one field changes (docs/architecture.md, "Simulators")."""
+    return _staged(layout, name, tuple(layout.members) if isinstance(layout, data.StructLayout)
+                   else tuple(layout.elem_shape.members), depth=2)
 
 
 class _Staged(data.View):

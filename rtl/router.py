@@ -157,7 +157,7 @@ class Router(wiring.Component):
             # ``yw_lanes`` of word ``yw_word`` of the banks ``yw_en``
             "yw_en": In(R), "yw_word": In(16), "yw_lanes": In(L),
             "yw_data": In(cfg.word_bits).array(R),
-            "pending": In(data.ArrayLayout(write_layout(cfg), MXM_PENDING)),
+            "pending": In(write_layout(cfg)).array(MXM_PENDING),
             # the score stream of PV
             "s_en": In(1), "s_bank": In(2), "s_word": In(16), "s_mask": In(L),
             "s_group": In(range(max(L // R, 2))), "s_data": Out(R * ACT_BITS),

@@ -25,7 +25,7 @@ from .host import HostInterface, ScheduleFlags
 from .mac import MacArray, MacMode, tree_sum
 from .norm import NormUnit
 from .recip import RecipPipeline
-from .registers import staged
+from .registers import by_field, staged
 from .requant import Requantizer
 from .router import Router
 from .sequencer import Sequencer
@@ -113,7 +113,7 @@ class Tile(wiring.Component):
         m.d.comb += [rt.w.en.eq(agu.w.en | aagu.w.en),
                      rt.w.word.eq(Mux(aagu.w.en, aagu.w.word, agu.w.word))]
         mv, at = agu.token, aagu.token
-        t0 = Signal(token_layout(cfg))
+        t0 = by_field(token_layout(cfg), "t0")
         for name in MATVEC_FIELDS:      # an attention token has 0 in the MATVEC-only fields
             mine = getattr(mv, name)
             m.d.comb += getattr(t0, name).eq(Mux(at.valid, getattr(at, name)
@@ -228,7 +228,7 @@ class Tile(wiring.Component):
         m.d.sync += [getattr(delay[0], f).eq(getattr(s2, f)) for f in PASS_FIELDS]
         m.d.sync += delay[0].valid.eq(exp2 & s2.last)
         m.d.sync += [cur.eq(prev) for prev, cur in zip(delay, delay[1:])]
-        passed = Signal(token_layout(cfg))                     # kind MATVEC, epi NONE: 0
+        passed = by_field(token_layout(cfg), "passed")     # kind MATVEC, epi NONE: 0
         m.d.comb += [getattr(passed, f).eq(getattr(delay[-1], f)) for f in PASS_FIELDS]
         m.d.comb += [passed.last.eq(1), passed.x_exp.eq(1)]
         acc_line = [[Signal(signed(cfg.acc_bits), name=f"xa{i + 5}_{r}", reset_less=True)
@@ -241,7 +241,7 @@ class Tile(wiring.Component):
                    for r in range(R)]
         exp_inject = delay[-1].valid
         m.d.sync += [exp_acc[r].eq(acc_line[-1][r]) for r in range(R)]
-        drained = Signal(token_layout(cfg))
+        drained = by_field(token_layout(cfg), "drained")
         groups = max(cfg.lanes // cfg.rows, 1)
         offer_first = drain.offer * cfg.rows
         m.d.comb += [
@@ -415,6 +415,7 @@ class Tile(wiring.Component):
         assert len(front + results + delay) == isa.MXM_PENDING
         for i, stage in enumerate(front + results + delay):
             write = rt.pending[i]
+            m.d.comb += checker.mxm[i].eq(write)
             if i >= len(front + results):       # a PV pass's block: its R lanes, y_group's
                 m.d.comb += [write.valid.eq(stage.valid), write.bank.eq(stage.y_bank),
                              write.word.eq(stage.y_word), write.wbank.eq(0),
@@ -434,9 +435,9 @@ class Tile(wiring.Component):
                      for p in "ab" for f in ("en", "bank", "word", "lane")]
         _tap(m, checker, rt, ["x_en", "x_bank", "x_addr"] + [f"{p}_{f}" for p in "sr"
                                                             for f in ("en", "bank", "word", "mask")])
+        m.d.comb += [c.eq(w) for c, w in zip(checker.vu_writes, vu.writes)]
         m.d.comb += [
             checker.vop_issue.eq(seq.vop.issue),
-            checker.mxm.eq(rt.pending), checker.vu_writes.eq(vu.writes),
             checker.drain_busy.eq(drain.busy), checker.drain_bank.eq(drain.o_bank),
             checker.drain_addr.eq(drain.o_addr), checker.drain_first.eq(drain.left_first),
             checker.drain_end.eq(drain.left_end),

@@ -189,7 +189,7 @@ class VectorUnit(wiring.Component):
             "c": Out(lane_write(cfg)),
             "next_token": Out(16), "next_valid": Out(1), "argmax_pending": Out(1),
             "norm_valid": Out(1), "norm_total": Out(isa.SS_BITS), "norm_pending": Out(1),
-            "writes": Out(data.ArrayLayout(write_layout(cfg), WRITES)),
+            "writes": Out(write_layout(cfg)).array(WRITES),
             "write_clash": Out(1), "scalar_busy": Out(1), "self_overlap": Out(1),
             "t": In(table_port()),
         })

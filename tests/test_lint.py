@@ -3,7 +3,7 @@
 import pytest
 
 from tinylpu import Config
-from tinylpu.flow.rtlsim import lint, write_verilog
+from tinylpu.flow.rtlsim import assembled_nets, lint, write_verilog
 
 
 @pytest.mark.parametrize("cfg", [Config(), Config(lanes=4, rows=1, act_banks=4, adepth=16,
@@ -36,3 +36,28 @@ def test_bridge_waivers_do_not_hide_other_problems(tmp_path):
     path.write_text("module tinylpu_bridge(input clk, input d, output reg q);\n"
                     "  always @(posedge clk) q = d;\nendmodule\n")
     assert any("BLKSEQ" in line for line in lint(path, top="tinylpu_bridge"))
+
+
+# Icarus's cost of a net assembled from pieces: its width for each reader, on every change of
+# a piece (tinylpu.flow.rtlsim.assembled_nets). 720 x 1,002 made the tile 50x slower; the
+# largest left on the default tile is 36 x 49 (a write in flight, one port each).
+ASSEMBLED_NET_LIMIT = 4096
+
+
+@pytest.mark.parametrize("cfg", [Config(), Config(lanes=8, rows=2, wdepth=256, adepth=64, pdepth=32)],
+                         ids=lambda c: c.ident)
+def test_no_wide_net_is_assembled_from_pieces_for_many_readers(cfg, tmp_path):
+    costly = [row for row in assembled_nets(write_verilog(cfg, root=tmp_path).read_text())
+              if row[0] > ASSEMBLED_NET_LIMIT]
+    assert costly == []
+
+
+def test_assembled_nets_counts_width_times_readers_across_ports():
+    text = ("module top(clk, a, b, y);\n  input [7:0] a;\n  input [7:0] b;\n  wire [15:0] w;\n"
+            "  assign w[7:0] = a;\n  assign w[15:8] = b;\n  assign \\$3  = { a, b };\n"
+            "  wire [15:0] \\$3 ;\n  sub s (\n    .w(w)\n  );\n"
+            "  assign y = w[3] & \\$3 [2];\nendmodule\n"
+            "module sub(w);\n  input [15:0] w;\n  wire [15:0] w;\n"
+            + "".join(f"  assign x{i} = w[{i}];\n" for i in range(5)) + "endmodule\n")
+    rows = assembled_nets(text)
+    assert rows == [(16 * 6, "top", "w", 16, 2, 6), (16 * 1, "top", "\\$3", 16, 2, 1)]

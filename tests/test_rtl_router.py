@@ -112,7 +112,13 @@ async def h_read(ctx, dut, target, addr):
 def _clear_schedule(ctx, dut):
     for name in ENABLES + ("x_bank", "y_bank", "a_bank", "b_bank", "c_bank"):
         ctx.set(_port(dut, name), 0)
-    ctx.set(dut.pending, [{}] * isa.LAT_WRITE)
+    _set_pending(ctx, dut, [])
+
+
+def _set_pending(ctx, dut, writes):
+    """The writes in flight (one port an entry): ``writes``, the rest empty."""
+    for i, port in enumerate(dut.pending):
+        ctx.set(port, writes[i] if i < len(writes) else {})
 
 
 def _y_write(ctx, dut, cfg, bank, word, group, values):
@@ -554,7 +560,7 @@ def test_hazard_flag(cfg):
             _clear_schedule(ctx, dut)
             for k, v in sched.items():
                 ctx.set(_port(dut, k), v)
-            ctx.set(dut.pending, writes)
+            _set_pending(ctx, dut, writes)
             await ctx.tick()                      # registered: reported the cycle after
             got.append(ctx.get(dut.hazard))
             assert ctx.get(dut.conflict) == 0

@@ -115,7 +115,8 @@ def _harness(cfg):
     dut, checker = VectorUnit(cfg), ReadChecker(cfg)
     m = Module()
     m.submodules.vu, m.submodules.checker = dut, checker
-    m.d.comb += [checker.vop_issue.eq(dut.op.issue), checker.vu_writes.eq(dut.writes)]
+    m.d.comb += [checker.vop_issue.eq(dut.op.issue)]
+    m.d.comb += [c.eq(w) for c, w in zip(checker.vu_writes, dut.writes)]
     for port in ("a", "b"):
         m.d.comb += [getattr(checker, f"{port}_{f}").eq(getattr(getattr(dut, port), f))
                      for f in ("en", "bank", "word", "lane")]
