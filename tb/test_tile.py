@@ -26,11 +26,10 @@ DECODER_CFGS = (
 )
 
 # In ``make test-slow``, kept out of the default suite's 15 minutes: the default tile on
-# Icarus (two and a half minutes; the default suite runs Icarus on the random, token-loop,
-# stress and counter cases) and on Verilator, with and without PV (their builds, a minute
-# each), and the 8 x 8 tile (no attention, whole-word weight banks).
+# Verilator, with and without PV (their builds, a minute each), and the 8 x 8 tile (no
+# attention, whole-word weight banks). The default tile on Icarus: 25 s.
 CASES = [
-    _case("icarus", Config(), pytest.mark.slow),
+    _case("icarus", Config()),
     _case("verilator", Config(), pytest.mark.slow),
     _case("verilator", Config(pv=1), pytest.mark.slow),
     *(_case("verilator", cfg) for cfg in DECODER_CFGS),
