@@ -32,7 +32,7 @@ def by_field(layout, name):
     so that a field assigned or read alone is that signal. A plain ``Signal(layout)`` whose
     fields are assigned one by one is, in Verilog, a concatenation of its fields that every
     reader of a field selects from, and Icarus converts the whole concatenation for each
-    reader whenever one field changes (docs/architecture.md, "Simulators")."""
+    reader whenever one field changes (docs/architecture.md, "Simulation speed")."""
     return _staged(layout, name, tuple(layout.members) if isinstance(layout, data.StructLayout)
                    else tuple(layout.elem_shape.members), depth=2)
 
